@@ -1,0 +1,38 @@
+"""statsmodels_lmer: lme4-style linear mixed models inside statsmodels.
+
+>>> import statsmodels_lmer as sml
+>>> res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+"""
+
+from __future__ import annotations
+
+from . import datasets
+from .exceptions import (
+    DataError,
+    FormulaError,
+    LmerConvergenceWarning,
+    ResponseTypeError,
+    SingularFitWarning,
+    UnknownColumnError,
+)
+from .model import Lmer, lmer
+from .optimizers import available_optimizers
+from .results import LmerResults, LmerResultsWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "FormulaError",
+    "Lmer",
+    "LmerConvergenceWarning",
+    "LmerResults",
+    "LmerResultsWrapper",
+    "ResponseTypeError",
+    "SingularFitWarning",
+    "UnknownColumnError",
+    "__version__",
+    "available_optimizers",
+    "datasets",
+    "lmer",
+]

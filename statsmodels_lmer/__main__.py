@@ -1,0 +1,76 @@
+"""Command line: ``python -m statsmodels_lmer fit FORMULA --data NAME_OR_CSV``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import datasets
+from .model import lmer
+from .optimizers import available_optimizers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m statsmodels_lmer",
+        description="Fit lme4-style linear mixed models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("fit", help="fit a model and print its summary")
+    fit.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days|Subject)"')
+    fit.add_argument(
+        "--data",
+        required=True,
+        help=f"bundled data set ({', '.join(datasets.names())}) or a CSV file path",
+    )
+    fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    fit.add_argument("--optimizer", choices=available_optimizers(), default=None)
+    fit.add_argument("--weights", help="column of prior weights")
+    fit.add_argument("--offset", help="column holding an offset")
+    commands.add_parser("datasets", help="list the bundled data sets")
+    return parser
+
+
+def load_data(source: str) -> pd.DataFrame:
+    """A bundled data set by name, or a CSV file by path."""
+    if Path(source).is_file():
+        return pd.read_csv(source)
+    try:
+        return datasets.load(source)
+    except KeyError:
+        raise SystemExit(
+            f"error: {source!r} is neither a file nor a bundled data set "
+            f"({', '.join(datasets.names())})"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "datasets":
+        for name in datasets.names():
+            print(f"{name:12s} {datasets.describe(name)['title']}")
+        return 0
+    data = load_data(args.data)
+    try:
+        res = lmer(
+            args.formula,
+            data,
+            REML=not args.ml,
+            method=args.optimizer,
+            weights=args.weights,
+            offset=args.offset,
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(res.summary().as_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

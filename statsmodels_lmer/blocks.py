@@ -1,0 +1,266 @@
+"""The blocked cross-product matrix ``A = [Z X y]' W [Z X y]``, computed once.
+
+The engine splits the columns into the *first* random term (the one with the
+most random effects) and the *rest* ``R = [Z_2 ... Z_k, X, y]``. The first
+block ``Z_1' W Z_1`` is block diagonal (one ``p x p`` block per level), so it
+is eliminated level by level; what remains is the dense Schur complement
+
+    Lambda_R' (A_RR - A_R1 Wt A_1R) Lambda_R + I_r,
+
+where ``Wt = blockdiag(T (T' A11_k T + I)^-1 T')`` depends on theta only
+through the first term. ``Wt_k`` depends on level ``k`` only through its block
+``A11_k``, so levels with equal blocks share a *weight class*; for balanced
+designs there is one class. ``A_R1 Wt A_1R`` is then formed either densely
+(BLAS) or from precomputed products of nonzero pairs, whichever is cheaper.
+Nothing of length ``n`` is touched after construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .terms import RandomTerm
+
+__all__ = ["CrossProducts", "build_cross_products", "engine_order"]
+
+# Rough costs in seconds, used only to choose between two exact strategies.
+_SECONDS_PER_PAIR = 1.0e-8
+_SECONDS_PER_FLOP = 1.0 / 1.5e10
+
+
+@dataclass(eq=False)
+class CrossProducts:
+    """Cross-products of the model matrices in the engine's block layout.
+
+    Attributes
+    ----------
+    first_levels, first_cols : int
+        Levels ``l1`` and columns ``p1`` of the first (eliminated) term.
+    a11_classes : ndarray, shape (c, p1, p1)
+        The distinct per-level blocks of ``Z_1' W Z_1``.
+    class_of_level : ndarray of int, shape (l1,)
+        Weight class of each level of the first term.
+    class_counts : ndarray, shape (c,)
+        Number of levels in each weight class.
+    a_r1 : scipy.sparse.csc_matrix, shape (m, l1 * p1)
+        ``R' W Z_1`` with ``R = [Z_2 ... Z_k, X, y]``.
+    a_rr : ndarray, shape (m, m)
+        ``R' W R`` (dense).
+    rest_sizes : list of (n_levels, n_cols)
+        Layout of the random part of ``R``.
+    n_random_rest : int
+        Number of random effects in ``R`` (``r``).
+    n_fixed : int
+        Number of fixed-effects columns ``p``.
+    nobs : int
+        Number of observations.
+    sum_log_weights : float
+        ``log |W|``.
+    """
+
+    first_levels: int
+    first_cols: int
+    a11_classes: np.ndarray
+    class_of_level: np.ndarray
+    class_counts: np.ndarray
+    a_r1: sp.csc_matrix
+    a_rr: np.ndarray
+    rest_sizes: list[tuple[int, int]]
+    n_random_rest: int
+    n_fixed: int
+    nobs: int
+    sum_log_weights: float
+    pair_flat: np.ndarray | None = None
+    pair_value: np.ndarray | None = None
+    pair_weight: np.ndarray | None = None
+    a_r1_dense: np.ndarray | None = None
+
+    @property
+    def size_rest(self) -> int:
+        """Order ``m`` of the dense Schur complement."""
+        return self.a_rr.shape[0]
+
+    def schur_product(self, weights: np.ndarray) -> np.ndarray:
+        """``A_R1 Wt A_1R`` (lower triangle at least) for class weights.
+
+        Parameters
+        ----------
+        weights : ndarray, shape (c, p1, p1)
+            ``Wt`` for each weight class.
+        """
+        m = self.size_rest
+        if self.pair_flat is not None:
+            values = self.pair_value * weights.reshape(-1)[self.pair_weight]
+            return np.bincount(self.pair_flat, values, minlength=m * m).reshape(m, m)
+        per_level = weights[self.class_of_level]  # (l1, p1, p1)
+        dense = self.a_r1_dense.reshape(m, self.first_levels, self.first_cols)
+        scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
+        return scaled @ self.a_r1_dense.T
+
+
+def engine_order(terms: list[RandomTerm]) -> list[int]:
+    """Indices of the terms with the largest first (by random effects)."""
+    first = max(range(len(terms)), key=lambda i: (terms[i].n_random, -i))
+    return [first] + [i for i in range(len(terms)) if i != first]
+
+
+def build_cross_products(
+    terms: list[RandomTerm],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    strategy: str | None = None,
+) -> CrossProducts:
+    """Compute all cross-products once, in the engine's block layout.
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+        Random terms in the engine's order (see :func:`engine_order`).
+    X : ndarray, shape (n, p)
+        Fixed-effects model matrix.
+    y : ndarray, shape (n,)
+        Response, with any offset already subtracted.
+    weights : ndarray, shape (n,), optional
+        Prior weights (all positive).
+    strategy : {None, "pairs", "dense"}
+        How ``A_R1 Wt A_1R`` is formed; ``None`` picks the cheaper one.
+
+    Returns
+    -------
+    CrossProducts
+    """
+    n = len(y)
+    root_w = np.ones(n) if weights is None else np.sqrt(weights)
+    first, rest = terms[0], terms[1:]
+    z1 = first.Z * root_w[:, None]
+    xy = np.column_stack([X, y]) * root_w[:, None]
+    z_rest = _rest_matrix(rest, root_w, n)
+    a11 = _level_blocks(first.codes, z1, first.n_levels)
+    classes, class_of_level, counts = _weight_classes(a11)
+    a_r1 = _rest_by_first(z_rest, xy, first, z1)
+    a_rr = _rest_by_rest(z_rest, xy)
+    cross = CrossProducts(
+        first_levels=first.n_levels,
+        first_cols=first.n_cols,
+        a11_classes=classes,
+        class_of_level=class_of_level,
+        class_counts=counts,
+        a_r1=a_r1,
+        a_rr=a_rr,
+        rest_sizes=[(t.n_levels, t.n_cols) for t in rest],
+        n_random_rest=z_rest.shape[1],
+        n_fixed=X.shape[1],
+        nobs=n,
+        sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
+    )
+    _choose_strategy(cross, strategy)
+    return cross
+
+
+def _rest_matrix(rest: list[RandomTerm], root_w: np.ndarray, n: int) -> sp.csc_matrix:
+    if not rest:
+        return sp.csc_matrix((n, 0))
+    blocks = [term.z_matrix() for term in rest]
+    return sp.csc_matrix(sp.diags(root_w) @ sp.hstack(blocks, format="csr"))
+
+
+def _level_blocks(codes: np.ndarray, z: np.ndarray, n_levels: int) -> np.ndarray:
+    """Per-level ``Z' W Z`` blocks, shape (l, p, p)."""
+    p = z.shape[1]
+    blocks = np.empty((n_levels, p, p))
+    for a in range(p):
+        for b in range(a + 1):
+            blocks[:, a, b] = np.bincount(codes, z[:, a] * z[:, b], minlength=n_levels)
+            blocks[:, b, a] = blocks[:, a, b]
+    return blocks
+
+
+def _weight_classes(a11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flat = a11.reshape(len(a11), -1)
+    classes, class_of_level, counts = np.unique(
+        flat, axis=0, return_inverse=True, return_counts=True
+    )
+    p = a11.shape[1]
+    return classes.reshape(-1, p, p), class_of_level.ravel(), counts.astype(float)
+
+
+def _rest_by_first(
+    z_rest: sp.csc_matrix, xy: np.ndarray, first: RandomTerm, z1: np.ndarray
+) -> sp.csc_matrix:
+    """``R' W Z_1`` as a sparse (m x l1 p1) matrix."""
+    l1, p1 = first.n_levels, first.n_cols
+    dense_part = np.empty((xy.shape[1], l1 * p1))
+    for a in range(p1):
+        for j in range(xy.shape[1]):
+            dense_part[j, a::p1] = np.bincount(first.codes, xy[:, j] * z1[:, a], minlength=l1)
+    n = len(first.codes)
+    cols = (first.codes[:, None] * p1 + np.arange(p1)[None, :]).ravel()
+    z1_sparse = sp.csc_matrix((z1.ravel(), (np.repeat(np.arange(n), p1), cols)), shape=(n, l1 * p1))
+    random_part = (z_rest.T @ z1_sparse).tocsc()
+    stacked = sp.vstack([random_part, sp.csc_matrix(dense_part)], format="csc")
+    stacked.sum_duplicates()
+    stacked.sort_indices()
+    return stacked
+
+
+def _rest_by_rest(z_rest: sp.csc_matrix, xy: np.ndarray) -> np.ndarray:
+    r = z_rest.shape[1]
+    m = r + xy.shape[1]
+    a_rr = np.empty((m, m))
+    if r:
+        a_rr[:r, :r] = (z_rest.T @ z_rest).toarray()
+        cross = np.asarray(z_rest.T @ xy)
+        a_rr[:r, r:] = cross
+        a_rr[r:, :r] = cross.T
+    a_rr[r:, r:] = xy.T @ xy
+    return a_rr
+
+
+def _choose_strategy(cross: CrossProducts, strategy: str | None = None) -> None:
+    """Pick pairs (sparse) or dense products for ``A_R1 Wt A_1R``."""
+    if strategy not in (None, "pairs", "dense"):
+        raise ValueError(f"strategy must be None, 'pairs' or 'dense', got {strategy!r}")
+    a = cross.a_r1
+    m, q1 = a.shape
+    p1 = cross.first_cols
+    per_col = np.diff(a.indptr).reshape(cross.first_levels, p1).sum(axis=1)
+    n_pairs = float(np.sum(per_col.astype(float) ** 2))
+    pair_seconds = n_pairs * _SECONDS_PER_PAIR + m * m * 1e-9
+    dense_seconds = m * m * q1 * _SECONDS_PER_FLOP + m * q1 * p1 * 1e-9
+    if strategy == "pairs" or (strategy is None and pair_seconds < dense_seconds):
+        flat, value, weight = _pair_products(cross)
+        cross.pair_flat, cross.pair_value, cross.pair_weight = flat, value, weight
+    else:
+        cross.a_r1_dense = a.toarray()
+
+
+def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Products of nonzero pairs in each level's columns, summed by class.
+
+    One sparse product ``G = A_tilde B'`` does it: ``A_tilde`` holds
+    ``A_R1[r, k p1 + a]`` at row ``(class(k) p1 + a) m + r``, column ``k``, and
+    ``B`` holds ``A_R1[s, k p1 + b]`` at row ``b m + s``, column ``k``, so
+    ``G[(c, a, r), (b, s)] = sum over levels k of class c``. Returns the flat
+    lower-triangle position ``r m + s``, the summed product and the index of
+    ``Wt[c, a, b]`` in the flattened class weights.
+    """
+    a = cross.a_r1.tocoo()
+    m = a.shape[0]
+    l1, p1 = cross.first_levels, cross.first_cols
+    n_classes = len(cross.class_counts)
+    level, within = np.divmod(a.col, p1)
+    rows_tilde = (cross.class_of_level[level] * p1 + within) * m + a.row
+    a_tilde = sp.csr_matrix((a.data, (rows_tilde, level)), shape=(n_classes * p1 * m, l1))
+    b_rows = within * m + a.row
+    b = sp.csr_matrix((a.data, (b_rows, level)), shape=(p1 * m, l1))
+    g = (a_tilde @ b.T).tocoo()
+    class_a, r = np.divmod(g.row, m)
+    b_index, s = np.divmod(g.col, m)
+    keep = r >= s
+    flat = r[keep].astype(np.int64) * m + s[keep]
+    weight = class_a[keep].astype(np.int64) * p1 + b_index[keep]
+    return flat, g.data[keep], weight

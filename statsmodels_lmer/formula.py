@@ -1,0 +1,279 @@
+"""Parse lme4 model formulas into a fixed part and random-effects bar terms.
+
+The fixed part is left as text for statsmodels' formula machinery (patsy);
+each ``(lhs | group)`` term becomes a :class:`BarTerm`. The lme4 shorthands are
+expanded here: ``(x || g)`` into uncorrelated terms ``(1 | g) + (0 + x | g)``
+and ``(1 | a/b)`` into ``(1 | a) + (1 | b:a)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import patsy
+
+from .exceptions import FormulaError
+
+__all__ = ["BarTerm", "ParsedFormula", "parse_formula"]
+
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_OPEN = "([{"
+_CLOSE = ")]}"
+
+
+@dataclass(frozen=True)
+class BarTerm:
+    """One random-effects term ``(lhs | group)`` after expansion.
+
+    Attributes
+    ----------
+    lhs : str
+        Right-hand side of a patsy formula giving the term's columns
+        (``"1"``, ``"1 + Days"``, ``"0 + C(f)"``).
+    factors : tuple of str
+        Names of the data columns whose interaction is the grouping factor,
+        e.g. ``("cask", "batch")`` for ``cask:batch``.
+    """
+
+    lhs: str
+    factors: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        """The grouping factor's name as lme4 prints it (``"cask:batch"``)."""
+        return ":".join(self.factors)
+
+    def __str__(self) -> str:
+        return f"({self.lhs} | {self.group})"
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A formula split into response, fixed-effects part and bar terms."""
+
+    response: str
+    fixed_rhs: str
+    bars: tuple[BarTerm, ...]
+
+    @property
+    def fixed(self) -> str:
+        """The fixed-effects formula ``response ~ rhs`` for patsy."""
+        return f"{self.response} ~ {self.fixed_rhs}"
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split an lme4 formula into its fixed part and expanded bar terms.
+
+    Parameters
+    ----------
+    formula : str
+        A two-sided formula such as ``"y ~ x + (1 + x | g) + (1 | a/b)"``.
+
+    Returns
+    -------
+    ParsedFormula
+        The response, the fixed-effects right-hand side (``"1"`` when only
+        random terms were given) and the random terms, with ``||`` and ``/``
+        expanded as lme4 does.
+
+    Raises
+    ------
+    FormulaError
+        When the formula is malformed; the message says what and where.
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    response, rhs = _split_tilde(formula)
+    _check_balanced(rhs, formula)
+    fixed_parts: list[tuple[str, str]] = []
+    bars: list[BarTerm] = []
+    for sign, segment in _split_top_level(rhs, formula):
+        inner = _bar_interior(segment)
+        if inner is None:
+            if _find_top_level(segment, "|") >= 0:
+                raise FormulaError(
+                    f"random-effects term {segment.strip()!r} must be enclosed in "
+                    f"parentheses, as in '({segment.strip()})'"
+                )
+            fixed_parts.append((sign, segment.strip()))
+            continue
+        if sign == "-":
+            raise FormulaError(f"random-effects term {segment.strip()!r} cannot be subtracted")
+        bars.extend(_expand_bar(inner, segment.strip()))
+    if not bars:
+        raise FormulaError(
+            f"formula {formula!r} has no random-effects term such as '(1 | group)'; "
+            "use statsmodels' OLS for a model without random effects"
+        )
+    return ParsedFormula(response, _join_fixed(fixed_parts, formula), tuple(bars))
+
+
+def _split_tilde(formula: str) -> tuple[str, str]:
+    positions = [i for i, ch in enumerate(formula) if ch == "~"]
+    if len(positions) != 1:
+        raise FormulaError(
+            f"formula {formula!r} must have exactly one '~' separating the "
+            f"response from the terms (found {len(positions)})"
+        )
+    response, rhs = formula[: positions[0]].strip(), formula[positions[0] + 1 :]
+    if not response:
+        raise FormulaError(f"formula {formula!r} has no response left of '~'")
+    if not rhs.strip():
+        raise FormulaError(f"formula {formula!r} has no terms right of '~'")
+    return response, rhs
+
+
+def _check_balanced(text: str, formula: str) -> None:
+    depth = 0
+    for pos, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise FormulaError(
+                    f"unmatched {ch!r} at position {pos} of the terms in {formula!r}"
+                )
+    if depth:
+        raise FormulaError(f"unclosed parenthesis in the terms of {formula!r}")
+
+
+def _split_top_level(rhs: str, formula: str) -> list[tuple[str, str]]:
+    """Split at '+' and '-' outside parentheses; return (sign, text) pairs."""
+    segments: list[tuple[str, str]] = []
+    depth, start, sign = 0, 0, "+"
+    for pos, ch in enumerate(rhs):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif depth == 0 and ch in "+-" and not _is_exponent_sign(rhs, pos):
+            segments.append((sign, rhs[start:pos]))
+            sign, start = ch, pos + 1
+    segments.append((sign, rhs[start:]))
+    for index, (_, text) in enumerate(segments):
+        if not text.strip() and index > 0:
+            raise FormulaError(f"empty term next to '+' or '-' in {formula!r}")
+    return [(s, t) for s, t in segments if t.strip()]
+
+
+def _is_exponent_sign(text: str, pos: int) -> bool:
+    """True for the sign in a float literal such as ``1e-3``."""
+    return (
+        pos >= 2
+        and text[pos - 1] in "eE"
+        and text[pos - 2].isdigit()
+        and pos + 1 < len(text)
+        and text[pos + 1].isdigit()
+    )
+
+
+def _find_top_level(text: str, char: str) -> int:
+    depth = 0
+    for pos, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif depth == 0 and ch == char:
+            return pos
+    return -1
+
+
+def _bar_interior(segment: str) -> str | None:
+    """The text inside ``( ... )`` when the segment is a parenthesised bar term."""
+    text = segment.strip()
+    if not (text.startswith("(") and text.endswith(")")):
+        return None
+    depth = 0
+    for pos, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth == 0 and pos != len(text) - 1:
+                return None  # e.g. "(a + b):c"
+    inner = text[1:-1]
+    return inner if _find_top_level(inner, "|") >= 0 else None
+
+
+def _expand_bar(inner: str, original: str) -> list[BarTerm]:
+    bar = _find_top_level(inner, "|")
+    double = inner[bar + 1 : bar + 2] == "|"
+    lhs = inner[:bar].strip()
+    group_text = inner[bar + (2 if double else 1) :].strip()
+    if not lhs:
+        raise FormulaError(
+            f"random-effects term {original!r} has nothing left of '|'; "
+            "write '(1 | group)' for a random intercept"
+        )
+    if not group_text:
+        raise FormulaError(f"random-effects term {original!r} has no grouping factor")
+    if _find_top_level(group_text, "|") >= 0:
+        raise FormulaError(f"random-effects term {original!r} has more than one '|'")
+    _check_lhs(lhs, original)
+    groups = _expand_nesting(group_text, original)
+    lhs_parts = _uncorrelated_parts(lhs, original) if double else [lhs]
+    return [BarTerm(part, factors) for factors in groups for part in lhs_parts]
+
+
+def _check_lhs(lhs: str, original: str) -> None:
+    try:
+        patsy.ModelDesc.from_formula(lhs)
+    except patsy.PatsyError as err:
+        raise FormulaError(
+            f"cannot read the left side {lhs!r} of random-effects term {original!r}: {err.message}"
+        ) from None
+
+
+def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
+    """``a/b/c`` -> [(a,), (b, a), (c, b, a)]; ``a:b`` -> [(a, b)]."""
+    text = group_text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    nested = [part.strip() for part in text.split("/")]
+    levels: list[tuple[str, ...]] = []
+    for part in nested:
+        names = tuple(name.strip() for name in part.split(":"))
+        bad = [name for name in names if not _NAME.match(name)]
+        if bad or not part:
+            shown = bad[0] if bad else part
+            raise FormulaError(
+                f"grouping factor {shown!r} in random-effects term {original!r} "
+                "is not a column name; use plain names joined by ':' or '/'"
+            )
+        levels.append(names)
+    expanded = []
+    for depth in range(len(levels)):
+        combined: tuple[str, ...] = ()
+        for names in reversed(levels[: depth + 1]):
+            combined += names
+        expanded.append(combined)
+    return expanded
+
+
+def _uncorrelated_parts(lhs: str, original: str) -> list[str]:
+    """Split ``x + z`` of ``(x + z || g)`` into ``1``, ``0 + x``, ``0 + z``."""
+    desc = patsy.ModelDesc.from_formula(lhs)
+    parts = []
+    for term in desc.rhs_termlist:
+        parts.append("1" if not term.factors else f"0 + {term.name()}")
+    if not parts:
+        raise FormulaError(f"random-effects term {original!r} has no columns")
+    return parts
+
+
+def _join_fixed(parts: list[tuple[str, str]], formula: str) -> str:
+    if not parts:
+        return "1"
+    text = parts[0][1] if parts[0][0] == "+" else f"-{parts[0][1]}"
+    for sign, segment in parts[1:]:
+        text += f" {sign} {segment}"
+    try:
+        patsy.ModelDesc.from_formula(text)
+    except patsy.PatsyError as err:
+        raise FormulaError(
+            f"cannot read the fixed-effects part {text!r} of {formula!r}: {err.message}"
+        ) from None
+    return text

@@ -1,0 +1,300 @@
+"""The model frame: from a formula and a DataFrame to checked model arrays.
+
+Like lme4's ``model.frame`` with ``na.omit``: find every column the formula
+uses, drop (and count) rows with a missing value in any of them, then build
+the fixed-effects matrices through statsmodels' formula machinery (patsy) and
+the random terms on the complete rows. The caller's DataFrame is never
+modified.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+from statsmodels.tools.sm_exceptions import ValueWarning
+
+from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
+from .formula import ParsedFormula
+from .terms import RandomTerm, build_random_terms
+
+__all__ = ["ModelFrame", "aliased_columns", "build_model_frame"]
+
+
+@dataclass(eq=False)
+class ModelFrame:
+    """Everything the model needs from the data, checked.
+
+    Attributes
+    ----------
+    endog : pandas.Series
+        The response.
+    exog : pandas.DataFrame
+        The fixed-effects model matrix (statsmodels/patsy column names).
+    design_info : patsy.DesignInfo
+        patsy's description of ``exog`` (for new data).
+    terms : list of RandomTerm
+        Random terms, in lme4's order.
+    weights, offset : ndarray or None
+        Prior weights and offset for the complete rows.
+    frame : pandas.DataFrame
+        The complete rows of the data (a new frame).
+    n_dropped : int
+        Rows dropped for missing values.
+    dropped_columns : list of str
+        Fixed-effects columns dropped as aliased (rank deficiency).
+    """
+
+    endog: pd.Series
+    exog: pd.DataFrame
+    design_info: Any
+    terms: list[RandomTerm]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    frame: pd.DataFrame
+    n_dropped: int
+    dropped_columns: list[str]
+
+
+def build_model_frame(
+    parsed: ParsedFormula,
+    data: Any,
+    weights: Any = None,
+    offset: Any = None,
+    subset: Any = None,
+    missing: str = "drop",
+    eval_env: Any = 0,
+) -> ModelFrame:
+    """Build and check the model arrays; see :class:`ModelFrame`.
+
+    Raises
+    ------
+    UnknownColumnError
+        A grouping factor, weights or offset column is not in the data.
+    DataError
+        No usable rows, missing values with ``missing="raise"``, non-finite
+        values, invalid weights, or grouping factors lme4 would refuse.
+    ResponseTypeError
+        The response, weights or offset are not numeric.
+    FormulaError
+        patsy cannot evaluate the fixed part.
+    """
+    data = _as_frame(data)
+    if subset is not None:
+        data = data.loc[subset]
+    if missing not in ("drop", "raise", "none"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    weights = _column_or_array(weights, data, "weights")
+    offset = _column_or_array(offset, data, "offset")
+    used = _used_columns(parsed, data)
+    incomplete = np.zeros(len(data), dtype=bool)
+    if used:
+        incomplete |= data[used].isna().any(axis=1).to_numpy()
+    for extra in (weights, offset):
+        if extra is not None:
+            incomplete |= np.isnan(extra)
+    n_dropped = int(incomplete.sum())
+    if n_dropped and missing != "drop":
+        raise DataError(
+            f"{n_dropped} of {len(data)} rows have missing values in the columns "
+            f"the model uses ({', '.join(map(str, used))}); pass missing='drop' to "
+            "drop them"
+        )
+    frame = data.loc[~incomplete] if n_dropped else data.copy(deep=False)
+    if len(frame) == 0:
+        raise DataError("no rows left to fit: every row has a missing value")
+    weights = None if weights is None else weights[~incomplete]
+    offset = None if offset is None else offset[~incomplete]
+    _check_weights(weights)
+    endog, exog, design_info = _fixed_part(parsed, frame, eval_env)
+    exog, dropped = _drop_aliased(exog)
+    terms = build_random_terms(parsed.bars, frame, eval_env)
+    _check_groups(terms, len(frame))
+    return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
+
+
+def _as_frame(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, dict):
+        frame = pd.DataFrame(data)
+    else:
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if len(frame) == 0:
+        raise DataError("data has no rows")
+    return frame
+
+
+def _column_or_array(value: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise UnknownColumnError(
+                f"{what} column {value!r} is not in the data{_suggest(value, data)}"
+            )
+        value = data[value]
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ResponseTypeError(f"{what} must be numeric") from None
+    if array.shape != (len(data),):
+        raise DataError(
+            f"{what} must have one value per row of the data ({len(data)}), got shape {array.shape}"
+        )
+    if np.any(np.isinf(array)):
+        raise DataError(f"{what} has infinite values")
+    return array
+
+
+def _check_weights(weights: np.ndarray | None) -> None:
+    if weights is None:
+        return
+    if np.any(weights < 0):
+        raise DataError(f"weights must not be negative ({int(np.sum(weights < 0))} are)")
+    if np.any(weights == 0):
+        raise DataError(f"{int(np.sum(weights == 0))} weights are zero; drop those rows instead")
+
+
+def _names_in_code(code: str) -> set[str]:
+    """Variable names (and ``Q("...")`` strings) in a patsy factor's code."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "Q"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+    codes: list[str] = []
+    for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
+        desc = patsy.ModelDesc.from_formula(text)
+        for term in desc.lhs_termlist + desc.rhs_termlist:
+            codes.extend(factor.code for factor in term.factors)
+    names: set[str] = set()
+    for code in codes:
+        names |= _names_in_code(code)
+    response_names = _names_in_code(parsed.response)
+    columns = set(map(str, data.columns))
+    if not response_names & columns and parsed.response not in columns:
+        raise UnknownColumnError(
+            f"response {parsed.response!r} is not a column of the data"
+            f"{_suggest(parsed.response, data)}"
+        )
+    for bar in parsed.bars:
+        for name in bar.factors:
+            if name not in columns:
+                raise UnknownColumnError(
+                    f"grouping factor {name!r} of random-effects term {bar} is not a "
+                    f"column of the data{_suggest(name, data)}"
+                )
+            names.add(name)
+    names |= response_names
+    return [column for column in data.columns if str(column) in names]
+
+
+def _suggest(name: str, data: pd.DataFrame) -> str:
+    close = difflib.get_close_matches(name, list(map(str, data.columns)), n=3)
+    if close:
+        return f" (did you mean {', '.join(map(repr, close))}?)"
+    return f" (columns: {', '.join(map(str, data.columns[:20]))})"
+
+
+def _fixed_part(
+    parsed: ParsedFormula, frame: pd.DataFrame, eval_env: Any
+) -> tuple[pd.Series, pd.DataFrame, Any]:
+    try:
+        y, X = patsy.dmatrices(
+            parsed.fixed, frame, eval_env=eval_env, NA_action="raise", return_type="dataframe"
+        )
+    except patsy.PatsyError as err:
+        message = err.message
+        if "is not defined" in message or "not found" in message:
+            raise UnknownColumnError(
+                f"cannot evaluate the fixed part {parsed.fixed!r}: {message}"
+            ) from None
+        raise FormulaError(f"cannot evaluate the fixed part {parsed.fixed!r}: {message}") from None
+    except NameError as err:
+        raise UnknownColumnError(
+            f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
+        ) from None
+    if y.shape[1] != 1:
+        raise ResponseTypeError(
+            f"response {parsed.response!r} is not numeric (it expanded to the "
+            f"columns {list(y.columns)}); convert it to numbers first"
+        )
+    endog = y.iloc[:, 0]
+    if not np.all(np.isfinite(endog.to_numpy())):
+        raise DataError(f"response {parsed.response!r} has non-finite values")
+    bad = [c for c in X.columns if not np.all(np.isfinite(X[c].to_numpy()))]
+    if bad:
+        raise DataError(f"fixed-effects columns {bad} have non-finite values")
+    return endog, X, X.design_info
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Indices of columns that are linear combinations of earlier ones.
+
+    Like R's ``qr(X, tol = 1e-7)`` used by lme4: a column is aliased when its
+    residual after projection on the kept earlier columns is below ``tol``
+    times its norm.
+    """
+    if X.shape[1] == 0:
+        return []
+    diag = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+    norms = np.linalg.norm(X, axis=0)
+    return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
+
+
+def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    aliased = aliased_columns(exog.to_numpy(dtype=float))
+    if not aliased:
+        return exog, []
+    names = [str(exog.columns[j]) for j in aliased]
+    warnings.warn(
+        f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
+        f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
+        f"{', '.join(names)}",
+        ValueWarning,
+        stacklevel=4,
+    )
+    return exog.drop(columns=names), names
+
+
+def _check_groups(terms: list[RandomTerm], nobs: int) -> None:
+    for term in terms:
+        if term.n_levels < 2:
+            raise DataError(
+                f"grouping factor {term.group!r} has only one level; a random effect "
+                "needs at least two groups"
+            )
+        if term.n_levels >= nobs:
+            raise DataError(
+                f"grouping factor {term.group!r} has {term.n_levels} levels for {nobs} "
+                "observations; with as many levels as observations its variance cannot "
+                "be told apart from the residual variance"
+            )
+        if term.n_random >= nobs:
+            raise DataError(
+                f"random-effects term for {term.group!r} has {term.n_random} random "
+                f"effects for {nobs} observations; the random-effects parameters and "
+                "the residual variance are probably unidentifiable"
+            )

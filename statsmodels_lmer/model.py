@@ -1,0 +1,325 @@
+"""``Lmer``: the linear mixed model as a statsmodels ``LikelihoodModel``."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+from statsmodels.base.model import LikelihoodModel
+
+from .blocks import CrossProducts, build_cross_products, engine_order
+from .formula import parse_formula
+from .frame import build_model_frame
+from .objective import ProfiledDeviance
+from .optimizers import minimize_theta
+from .terms import RandomTerm
+
+__all__ = ["Lmer", "lmer"]
+
+
+class Lmer(LikelihoodModel):
+    """Linear mixed model fitted the lme4 way (profiled deviance in theta).
+
+    ``y = X beta + Z b + e`` with ``b = Lambda_theta u``,
+    ``u ~ N(0, sigma^2 I)`` and ``e ~ N(0, sigma^2 W^-1)``.
+    Usually created with :meth:`from_formula` (or :func:`lmer`).
+
+    Parameters
+    ----------
+    endog : array_like, shape (n,)
+        Response.
+    exog : array_like, shape (n, p)
+        Fixed-effects model matrix.
+    random_terms : list of RandomTerm
+        Random-effects terms evaluated on the same rows (lme4's order).
+    weights : array_like, optional
+        Positive prior weights.
+    offset : array_like, optional
+        Known offset added to the linear predictor.
+    **kwargs
+        Passed to statsmodels' ``Model`` (``missing``, ``formula``, ...).
+    """
+
+    def __init__(
+        self,
+        endog: Any,
+        exog: Any,
+        random_terms: list[RandomTerm],
+        weights: Any = None,
+        offset: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.random_terms = list(random_terms)
+        self.n_dropped = kwargs.pop("n_dropped", 0)
+        self.dropped_columns = kwargs.pop("dropped_columns", [])
+        self.lmer_formula = kwargs.pop("lmer_formula", None)
+        super().__init__(endog, exog, **kwargs)
+        n = len(self.endog)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.offset = None if offset is None else np.asarray(offset, dtype=float)
+        for term in self.random_terms:
+            if len(term.codes) != n:
+                raise ValueError(
+                    f"random term {term.label!r} has {len(term.codes)} rows, endog has {n}"
+                )
+        self._engine = engine_order(self.random_terms)
+        starts = np.cumsum([0] + [t.n_theta for t in self.random_terms])
+        self.theta_slices = [slice(a, b) for a, b in itertools.pairwise(starts)]
+        self.nobs = float(n)
+        self.k_fixed = self.exog.shape[1]
+
+    # -- construction --------------------------------------------------
+    @classmethod
+    def from_formula(
+        cls,
+        formula: str,
+        data: pd.DataFrame,
+        subset: Any = None,
+        drop_cols: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Lmer:
+        """Create a model from an lme4 formula and a DataFrame.
+
+        Parameters
+        ----------
+        formula : str
+            lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``;
+            ``(x || g)``, ``(1 | a/b)`` and ``(1 | a:b)`` are expanded as lme4.
+        data : pandas.DataFrame
+            The data; never modified.
+        subset : array_like, optional
+            Rows to use (anything ``data.loc`` accepts).
+        drop_cols : list of str, optional
+            Fixed-effects columns to drop from the model matrix.
+        weights, offset : array_like or str, optional
+            Prior weights / offset, as arrays or column names.
+        missing : {"drop", "raise"}
+            Rows with a missing value in a used column are dropped (and
+            counted) or refused.
+        eval_env : int or patsy.EvalEnvironment, optional
+            Where patsy looks up names that are not columns.
+
+        Returns
+        -------
+        Lmer
+        """
+        if args:
+            raise TypeError("from_formula takes keyword arguments only after drop_cols")
+        eval_env = _capture_env(kwargs.pop("eval_env", None))
+        parsed = parse_formula(formula)
+        mf = build_model_frame(
+            parsed,
+            data,
+            weights=kwargs.pop("weights", None),
+            offset=kwargs.pop("offset", None),
+            subset=subset,
+            missing=kwargs.pop("missing", "drop"),
+            eval_env=eval_env,
+        )
+        exog = mf.exog
+        if drop_cols:
+            exog = exog.drop(columns=list(drop_cols))
+        model = cls(
+            mf.endog,
+            exog,
+            mf.terms,
+            weights=mf.weights,
+            offset=mf.offset,
+            formula=parsed.fixed,
+            model_spec=mf.design_info,
+            n_dropped=mf.n_dropped,
+            dropped_columns=mf.dropped_columns,
+            lmer_formula=formula,
+            **kwargs,
+        )
+        model.formula = formula
+        model.data.frame = mf.frame
+        return model
+
+    # -- pickling ------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # patsy's DesignInfo does not pickle, and statsmodels would rebuild it
+        # from a formula that has bar terms; drop it and rebuild on load.
+        state = self.__dict__.copy()
+        data = object.__new__(type(self.data))
+        data.__dict__.update({k: v for k, v in self.data.__dict__.items() if k != "model_spec"})
+        state["data"] = data
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        frame = getattr(self.data, "frame", None)
+        fixed = getattr(self.data, "formula", None)
+        if frame is not None and fixed:
+            env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
+            try:
+                design = patsy.dmatrix(fixed.split("~", 1)[1], frame, eval_env=env)
+                self.data.model_spec = design.design_info
+            except Exception:
+                self.data.model_spec = None
+
+    # -- engine --------------------------------------------------------
+    @cached_property
+    def _cross(self) -> CrossProducts:
+        terms = [self.random_terms[i] for i in self._engine]
+        y = np.asarray(self.endog, dtype=float)
+        if self.offset is not None:
+            y = y - self.offset
+        X = np.asarray(self.exog, dtype=float)
+        return build_cross_products(terms, X, y, self.weights)
+
+    def devfun(self, reml: bool = True) -> ProfiledDeviance:
+        """The objective of theta, as lme4's ``devFunOnly = TRUE``.
+
+        Parameters
+        ----------
+        reml : bool
+            REML criterion (default) or ML deviance.
+
+        Returns
+        -------
+        ProfiledDeviance
+            A callable ``f(theta) -> float`` with theta in lme4's order.
+        """
+        terms = [self.random_terms[i] for i in self._engine]
+        slices = [self.theta_slices[i] for i in self._engine]
+        return ProfiledDeviance(self._cross, terms, slices, reml)
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of theta (0 on diagonals, -inf elsewhere)."""
+        return np.concatenate([t.theta_lower() for t in self.random_terms])
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        """lme4's starting theta."""
+        return np.concatenate([t.theta_start() for t in self.random_terms])
+
+    @property
+    def theta_names(self) -> list[str]:
+        """Names of the theta elements."""
+        return [name for t in self.random_terms for name in t.theta_names()]
+
+    def fit(
+        self,
+        reml: bool = True,
+        method: str | None = None,
+        maxiter: int | None = None,
+        start_theta: Any = None,
+        xtol: float = 1e-8,
+        ftol: float = 1e-8,
+        **kwargs: Any,
+    ) -> Any:
+        """Fit by REML (default) or maximum likelihood.
+
+        Parameters
+        ----------
+        reml : bool
+            REML (default, as lme4) or ML.
+        method : str, optional
+            Optimizer name (see :func:`statsmodels_lmer.optimizers.available_optimizers`);
+            default BOBYQA when nlopt is installed.
+        maxiter : int, optional
+            Limit on objective evaluations.
+        start_theta : array_like, optional
+            Starting theta (lme4's ``start``); default 1 on diagonals, 0 off.
+        xtol, ftol : float
+            Absolute tolerances (lme4: 1e-8 each).
+
+        Returns
+        -------
+        LmerResultsWrapper
+        """
+        from .results import LmerResults, LmerResultsWrapper
+
+        if kwargs:
+            raise TypeError(f"fit() got unexpected keywords {sorted(kwargs)}")
+        start = self.theta_start if start_theta is None else _check_start(start_theta, self)
+        objective = self.devfun(reml)
+        result = minimize_theta(objective, start, self.theta_lower, method, maxiter, xtol, ftol)
+        solution = objective.solve(result.theta)
+        return LmerResultsWrapper(LmerResults(self, solution, result, reml))
+
+    def results_at(self, theta: Any, reml: bool = True) -> Any:
+        """Results with theta held fixed at the given value (no optimization).
+
+        Parameters
+        ----------
+        theta : array_like
+            Theta in lme4's order (see :attr:`theta_names`).
+        reml : bool
+            Whether the estimates are the REML (default) or ML ones.
+
+        Returns
+        -------
+        LmerResultsWrapper
+        """
+        from .optimizers import OptimizerResult
+        from .results import LmerResults, LmerResultsWrapper
+
+        theta = _check_start(theta, self)
+        objective = self.devfun(reml)
+        solution = objective.solve(theta)
+        fixed = OptimizerResult(
+            theta, solution.objective_value, 0, "fixed", "theta held fixed", True
+        )
+        return LmerResultsWrapper(LmerResults(self, solution, fixed, reml))
+
+    def loglike(self, params: np.ndarray) -> float:
+        """Not defined for fixed effects alone; use the fitted results' ``llf``."""
+        raise NotImplementedError(
+            "the log-likelihood of an Lmer model is a function of theta; "
+            "use model.devfun() or the results' llf"
+        )
+
+
+def _check_start(start: Any, model: Lmer) -> np.ndarray:
+    values = np.asarray(start, dtype=float).ravel()
+    if values.shape != model.theta_start.shape:
+        raise ValueError(
+            f"theta must have {model.theta_start.size} values "
+            f"({', '.join(model.theta_names)}), got {values.size}"
+        )
+    if np.any(values < model.theta_lower):
+        raise ValueError("theta has diagonal elements below their lower bound 0")
+    return values
+
+
+def _capture_env(eval_env: Any, depth: int = 2) -> Any:
+    if eval_env is None:
+        return patsy.EvalEnvironment.capture(depth)
+    if isinstance(eval_env, int):
+        return patsy.EvalEnvironment.capture(eval_env + depth)
+    return eval_env
+
+
+def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> Any:
+    """Fit a linear mixed model in one call, as R's ``lme4::lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+        The data.
+    REML : bool
+        REML (default) or maximum likelihood.
+    **kwargs
+        Model keywords (``weights``, ``offset``, ``subset``, ``missing``)
+        and fit keywords (``method``, ``maxiter``, ``start_theta``, ``xtol``,
+        ``ftol``).
+
+    Returns
+    -------
+    LmerResultsWrapper
+    """
+    fit_keys = {"method", "maxiter", "start_theta", "xtol", "ftol"}
+    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
+    kwargs.setdefault("eval_env", _capture_env(kwargs.pop("eval_env", None)))
+    model = Lmer.from_formula(formula, data, **kwargs)
+    return model.fit(reml=REML, **fit_kwargs)

@@ -1,0 +1,306 @@
+"""``LmerResults``: a fitted linear mixed model inside statsmodels' results classes.
+
+``params`` are the fixed effects; ``cov_params()`` is ``sigma^2 (R_X' R_X)^-1``
+as lme4's ``vcov``. Variance parameters (theta, sigma, ``varcorr``) and the
+conditional modes of the random effects are attributes of their own.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import statsmodels.base.wrapper as wrap
+from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
+
+from .objective import Solution
+from .optimizers import OptimizerResult
+
+__all__ = ["LmerResults", "LmerResultsWrapper"]
+
+
+class LmerResults(LikelihoodModelResults):
+    """Results of :meth:`statsmodels_lmer.Lmer.fit`.
+
+    Parameters
+    ----------
+    model : Lmer
+        The fitted model.
+    solution : Solution
+        Estimates at the optimal theta.
+    optim : OptimizerResult
+        What the optimizer reported.
+    reml : bool
+        Whether the fit was by REML.
+
+    Notes
+    -----
+    Until Satterthwaite degrees of freedom are available, t-based p-values
+    and confidence intervals use the residual degrees of freedom ``n - p``
+    (``df_resid_inference``); ``df_resid`` is lme4's ``n - npar``.
+    """
+
+    def __init__(self, model: Any, solution: Solution, optim: OptimizerResult, reml: bool):
+        super().__init__(
+            model,
+            solution.beta,
+            normalized_cov_params=solution.vcov_unscaled,
+            scale=solution.sigma**2,
+            use_t=True,
+        )
+        self.reml = bool(reml)
+        self._solution = solution
+        self.theta = solution.theta.copy()
+        self.sigma = solution.sigma
+        self.nobs = int(model.nobs)
+        self.k_fixed = len(solution.beta)
+        self.n_params = self.k_fixed + len(self.theta) + 1
+        self.df_resid = float(self.nobs - self.n_params)
+        self.df_resid_inference = float(self.nobs - self.k_fixed)
+        self.df_model = float(self.k_fixed - model.k_constant)
+        self.converged = bool(optim.success)
+        self.optinfo = {
+            "optimizer": optim.method,
+            "feval": optim.n_evaluations,
+            "message": optim.message,
+            "success": optim.success,
+            "seconds": optim.seconds,
+            "objective": optim.fun,
+            "options": dict(optim.options),
+            "warnings": [],
+        }
+
+    # -- likelihood summaries -------------------------------------------
+    @property
+    def reml_criterion(self) -> float:
+        """REML criterion at the estimates (``REMLcrit``)."""
+        return self._solution.reml_criterion
+
+    @property
+    def deviance(self) -> float:
+        """ML deviance at the estimates (``deviance(m, REML = FALSE)``)."""
+        return self._solution.deviance_ml
+
+    @property
+    def objective(self) -> float:
+        """The optimized criterion: REML criterion or ML deviance."""
+        return self._solution.objective_value
+
+    @cached_property
+    def llf(self) -> float:
+        """Log-likelihood; the REML log-likelihood for REML fits, as lme4."""
+        return -0.5 * self.objective
+
+    @cached_property
+    def aic(self) -> float:
+        """Akaike information criterion with ``p + len(theta) + 1`` parameters."""
+        return -2.0 * self.llf + 2.0 * self.n_params
+
+    @cached_property
+    def bic(self) -> float:
+        """Bayesian information criterion as lme4."""
+        return -2.0 * self.llf + np.log(self.nobs) * self.n_params
+
+    # -- fixed effects --------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates as a named Series."""
+        return pd.Series(self.params, index=self.model.exog_names, name="fixef")
+
+    # -- variance components -------------------------------------------
+    def _terms(self) -> list[Any]:
+        return self.model.random_terms
+
+    def _term_factor(self, index: int) -> np.ndarray:
+        return self._terms()[index].factor(self.theta[self.model.theta_slices[index]])
+
+    def _term_covariance(self, index: int) -> np.ndarray:
+        T = self._term_factor(index)
+        return self.scale * (T @ T.T)
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as lme4's ``as.data.frame(VarCorr(m))``.
+
+        Columns ``grp, var1, var2, vcov, sdcor``: variances (sdcor = standard
+        deviation) then covariances (sdcor = correlation) for each term, then
+        the residual.
+        """
+        rows = []
+        for index, term in enumerate(self._terms()):
+            cov = self._term_covariance(index)
+            sd = np.sqrt(np.diag(cov))
+            names = term.column_names
+            for j, name in enumerate(names):
+                rows.append((term.label, name, None, cov[j, j], sd[j]))
+            for j in range(len(names)):
+                for i in range(j + 1, len(names)):
+                    denom = sd[i] * sd[j]
+                    corr = cov[i, j] / denom if denom > 0 else np.nan
+                    rows.append((term.label, names[j], names[i], cov[i, j], corr))
+        rows.append(("Residual", None, None, self.scale, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (lme4's ``ngrps``)."""
+        out: dict[str, int] = {}
+        for term in self._terms():
+            out.setdefault(term.group, term.n_levels)
+        return out
+
+    @property
+    def Lambda(self) -> sp.csc_matrix:
+        """Relative covariance factor ``Lambda_theta`` (sparse, lme4's layout)."""
+        blocks = [
+            term.lambda_block(self.theta[sl])
+            for term, sl in zip(self._terms(), self.model.theta_slices)
+        ]
+        return sp.block_diag(blocks, format="csc")
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        """True when a theta element with lower bound 0 is below ``tol`` (lme4)."""
+        lower = self.model.theta_lower
+        return bool(np.any(self.theta[lower == 0] < tol))
+
+    # -- random effects ------------------------------------------------
+    def _by_term(self, engine_values: list[np.ndarray]) -> list[np.ndarray]:
+        """Reorder per-engine-term arrays to the model's term order."""
+        out: list[np.ndarray] = [np.empty(0)] * len(engine_values)
+        for position, index in enumerate(self.model._engine):
+            out[index] = engine_values[position]
+        return out
+
+    @cached_property
+    def _random_effects(self) -> list[np.ndarray]:
+        return self._by_term(self._solution.b)
+
+    @cached_property
+    def _conditional_variances(self) -> list[np.ndarray]:
+        scaled = [v * self.scale for v in self._solution.conditional_variances]
+        return self._by_term(scaled)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, per grouping factor.
+
+        Each DataFrame has the factor's levels as index and the term columns
+        as columns (terms on the same factor, as from ``||``, are combined).
+        """
+        out: dict[str, pd.DataFrame] = {}
+        for term, values in zip(self._terms(), self._random_effects):
+            frame = pd.DataFrame(values, index=term.levels, columns=list(term.column_names))
+            if term.group in out:
+                frame = pd.concat([out[term.group], frame], axis=1)
+            out[term.group] = frame
+        return out
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Long table ``grpvar, term, grp, condval, condsd`` as lme4's
+        ``as.data.frame(ranef(m, condVar = TRUE))``.
+        """
+        pieces: dict[str, list[pd.DataFrame]] = {}
+        for term, values, cond in zip(
+            self._terms(), self._random_effects, self._conditional_variances
+        ):
+            sds = np.sqrt(np.diagonal(cond, axis1=1, axis2=2))
+            for j, name in enumerate(term.column_names):
+                piece = pd.DataFrame(
+                    {
+                        "grpvar": term.group,
+                        "term": name,
+                        "grp": np.asarray(term.levels, dtype=object),
+                        "condval": values[:, j],
+                        "condsd": sds[:, j],
+                    }
+                )
+                pieces.setdefault(term.group, []).append(piece)
+        frames = [frame for group in pieces.values() for frame in group]
+        return pd.concat(frames, ignore_index=True)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: fixed effects plus matching random effects."""
+        fixef = self.fixef
+        out = {}
+        for group, frame in self.ranef.items():
+            table = pd.DataFrame(
+                np.tile(fixef.to_numpy(), (len(frame), 1)),
+                index=frame.index,
+                columns=fixef.index,
+            )
+            for column in frame.columns:
+                if column in table.columns:
+                    table[column] = table[column] + frame[column]
+                else:
+                    table[column] = frame[column]
+            out[group] = table
+        return out
+
+    # -- fitted values and residuals ------------------------------------
+    def _random_part(self) -> np.ndarray:
+        total = np.zeros(self.nobs)
+        for term, values in zip(self._terms(), self._random_effects):
+            total += np.einsum("np,np->n", term.Z, values[term.codes])
+        return total
+
+    @cached_property
+    def fittedvalues(self) -> np.ndarray:
+        """Conditional fitted values ``X beta + Z b (+ offset)``."""
+        fitted = np.asarray(self.model.exog) @ self.params + self._random_part()
+        if self.model.offset is not None:
+            fitted = fitted + self.model.offset
+        return fitted
+
+    @cached_property
+    def resid(self) -> np.ndarray:
+        """Conditional (response) residuals ``y - fitted``."""
+        return np.asarray(self.model.endog) - self.fittedvalues
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
+        """Conditional residuals as lme4's ``residuals.merMod``.
+
+        Parameters
+        ----------
+        type : {"response", "pearson"}
+            Raw residuals, or residuals times the square root of the weights.
+        scaled : bool
+            Divide by sigma.
+
+        Returns
+        -------
+        ndarray
+        """
+        if type not in ("response", "pearson"):
+            raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+        values = np.asarray(self.resid, dtype=float)
+        if type == "pearson" and self.model.weights is not None:
+            values = values * np.sqrt(self.model.weights)
+        return values / self.sigma if scaled else values
+
+    # -- presentation ---------------------------------------------------
+    def summary(self, alpha: float = 0.05) -> Any:
+        """A statsmodels Summary laid out like lme4's print of a fit.
+
+        Returns
+        -------
+        statsmodels.iolib.summary2.Summary
+            With ``as_text``, ``as_html`` and ``as_latex``.
+        """
+        from .summary import lmer_summary
+
+        return lmer_summary(self, alpha=alpha)
+
+
+class LmerResultsWrapper(LikelihoodResultsWrapper):
+    """pandas-aware wrapper of :class:`LmerResults`."""
+
+    _attrs = {"fittedvalues": "rows", "resid": "rows"}
+    _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
+    _methods: dict[str, str] = {}
+    _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)
+
+
+wrap.populate_wrapper(LmerResultsWrapper, LmerResults)

@@ -1,0 +1,233 @@
+"""A statsmodels ``Summary`` laid out like lme4's print of a fitted model."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.iolib.summary2 import Summary, _df_to_simpletable
+
+__all__ = ["fixed_effects_table", "lmer_summary", "random_effects_table"]
+
+
+class LmerSummary(Summary):
+    """statsmodels' ``Summary`` (summary2) with sections kept in lme4's order.
+
+    Each section is a title, an optional table and optional text lines;
+    ``as_text``, ``as_html`` and ``as_latex`` render them in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[tuple[str, pd.DataFrame | None, bool, list[str]]] = []
+
+    def add_section(
+        self,
+        title: str,
+        table: pd.DataFrame | None = None,
+        index: bool = True,
+        text: list[str] | None = None,
+    ) -> None:
+        """Append a section: a title, a table of strings, lines of text."""
+        if table is not None:
+            self.add_df(table, index=index)
+        self.sections.append((title, table, index, list(text or [])))
+
+    def as_text(self) -> str:
+        """The summary as plain text."""
+        lines = [self.title or "", "=" * len(self.title or "")]
+        for title, table, index, text in self.sections:
+            if title:
+                lines.append(title)
+            if table is not None:
+                lines.append(table.to_string(index=index, header=True))
+            lines.extend(text)
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def as_html(self) -> str:
+        """The summary as HTML."""
+        parts = [f"<h4>{html.escape(self.title or '')}</h4>"]
+        for title, table, index, text in self.sections:
+            if title:
+                parts.append(f"<p><b>{html.escape(title)}</b></p>")
+            if table is not None:
+                parts.append(table.to_html(index=index, border=0))
+            parts.extend(f"<p>{html.escape(line)}</p>" for line in text)
+        return "\n".join(parts)
+
+    def as_latex(self, label: str = "") -> str:
+        """The summary as LaTeX tabulars, one per section."""
+        parts = [f"\\textbf{{{_latex_escape(self.title or '')}}}"]
+        for title, table, index, text in self.sections:
+            if title:
+                parts.append(f"\\textit{{{_latex_escape(title)}}}")
+            if table is not None:
+                parts.append(_df_to_simpletable(table, index=index).as_latex_tabular())
+            parts.extend(_latex_escape(line) + "\\\\" for line in text)
+        return "\n\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def __repr__(self) -> str:
+        return str(type(self)) + '\n"""\n' + self.as_text() + '"""'
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+
+def _latex_escape(text: str) -> str:
+    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char if char != "\\" else "\\textbackslash{}")
+    return text
+
+
+def lmer_summary(res: Any, alpha: float = 0.05) -> LmerSummary:
+    """Build the summary of a fitted :class:`~statsmodels_lmer.LmerResults`.
+
+    Sections in lme4's order: header, fit criteria, scaled residuals,
+    random effects, group counts, fixed effects (with df and p-values),
+    correlation of fixed effects (up to 12 coefficients), messages.
+    """
+    smry = LmerSummary()
+    smry.add_title(_title(res))
+    smry.add_section("", text=_header(res))
+    smry.add_section("", _criteria(res), index=False)
+    smry.add_section("Scaled residuals:", _residual_quantiles(res), index=False)
+    smry.add_section(
+        "Random effects:", random_effects_table(res), index=False, text=[_group_counts(res)]
+    )
+    fixed = fixed_effects_table(res, alpha).map(_number)
+    smry.add_section("Fixed effects:", fixed)
+    if 1 < res.k_fixed <= 12:
+        corr = _fixed_correlation(res).map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+        smry.add_section("Correlation of fixed effects:", corr)
+    smry.add_section("", text=_messages(res))
+    return smry
+
+
+def _number(value: float) -> str:
+    if not np.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-4 or abs(value) >= 1e6):
+        return f"{value:.3e}"
+    return f"{value:.4f}"
+
+
+def _title(res: Any) -> str:
+    method = "REML" if res.reml else "maximum likelihood"
+    return f"Linear mixed model fit by {method} (statsmodels_lmer)"
+
+
+def _header(res: Any) -> str:
+    formula = getattr(res.model, "lmer_formula", None) or "(arrays)"
+    lines = [f"Formula: {formula}", f"   Data: {res.nobs} observations"]
+    if res.model.n_dropped:
+        lines[-1] += f" ({res.model.n_dropped} rows with missing values dropped)"
+    if res.model.weights is not None:
+        lines.append("Prior weights: given")
+    lines.append(f"Optimizer: {res.optinfo['optimizer']} ({res.optinfo['feval']} evaluations)")
+    return lines
+
+
+def _criteria(res: Any) -> pd.DataFrame:
+    if res.reml:
+        return pd.DataFrame({"REML criterion at convergence": [f"{res.reml_criterion:.4f}"]})
+    return pd.DataFrame(
+        {
+            "AIC": [f"{res.aic:.4f}"],
+            "BIC": [f"{res.bic:.4f}"],
+            "logLik": [f"{res.llf:.4f}"],
+            "deviance": [f"{res.deviance:.4f}"],
+            "df.resid": [f"{res.df_resid:.0f}"],
+        }
+    )
+
+
+def _residual_quantiles(res: Any) -> pd.DataFrame:
+    scaled = res.residuals(type="pearson", scaled=True)
+    values = np.quantile(scaled, [0.0, 0.25, 0.5, 0.75, 1.0])
+    names = ["Min", "1Q", "Median", "3Q", "Max"]
+    return pd.DataFrame({n: [f"{v:.4f}"] for n, v in zip(names, values)})
+
+
+def random_effects_table(res: Any) -> pd.DataFrame:
+    """Groups, Name, Variance, Std.Dev. and correlations as lme4 prints them."""
+    rows = []
+    vc = res.varcorr
+    for label in dict.fromkeys(vc["grp"]):
+        block = vc[vc["grp"] == label]
+        variances = block[block["var2"].isna()]
+        covs = block[block["var2"].notna()]
+        for position, (_, row) in enumerate(variances.iterrows()):
+            corr = [
+                f"{c:.3f}" if np.isfinite(c) else "NaN"
+                for c in covs[covs["var2"] == row["var1"]]["sdcor"]
+            ]
+            rows.append(
+                {
+                    "Groups": label if position == 0 else "",
+                    "Name": row["var1"] if isinstance(row["var1"], str) else "",
+                    "Variance": f"{row['vcov']:.4f}",
+                    "Std.Dev.": f"{row['sdcor']:.4f}",
+                    "Corr": " ".join(corr),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _group_counts(res: Any) -> str:
+    counts = "; ".join(f"{name}, {count}" for name, count in res.ngroups.items())
+    return f"Number of obs: {res.nobs}, groups: {counts}"
+
+
+def fixed_effects_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
+    """Estimate, Std. Error, df, t value, Pr(>|t|) and the confidence interval."""
+    ci = np.asarray(res.conf_int(alpha))
+    df = np.broadcast_to(np.asarray(_inference_df(res), dtype=float), res.params.shape)
+    lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+    return pd.DataFrame(
+        {
+            "Estimate": np.asarray(res.params),
+            "Std. Error": np.asarray(res.bse),
+            "df": df,
+            "t value": np.asarray(res.tvalues),
+            "Pr(>|t|)": np.asarray(res.pvalues),
+            lo: ci[:, 0],
+            hi: ci[:, 1],
+        },
+        index=res.model.exog_names,
+    )
+
+
+def _inference_df(res: Any) -> Any:
+    return getattr(res, "df_resid_inference", res.df_resid)
+
+
+def _fixed_correlation(res: Any) -> pd.DataFrame:
+    cov = np.asarray(res.cov_params())
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    names = list(res.model.exog_names)
+    table = pd.DataFrame(corr, index=names, columns=names)
+    return table.iloc[1:, :-1].where(np.tril(np.ones((len(names) - 1,) * 2, bool)), np.nan)
+
+
+def _messages(res: Any) -> list[str]:
+    messages = [
+        "df and p-values: residual degrees of freedom n - p "
+        f"(= {_inference_df(res):.0f}); Satterthwaite df are not yet available."
+    ]
+    if res.model.dropped_columns:
+        messages.append(
+            "fixed-effect model matrix is rank deficient; dropped: "
+            + ", ".join(res.model.dropped_columns)
+        )
+    if res.is_singular():
+        messages.append("boundary (singular) fit: see help('isSingular')")
+    if not res.converged:
+        messages.append(f"optimizer did not report convergence: {res.optinfo['message']}")
+    return messages

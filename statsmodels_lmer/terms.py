@@ -1,0 +1,227 @@
+"""Random-effects terms: grouping codes, model columns, theta template and Lambda.
+
+A term ``(x | g)`` with ``p`` columns and ``l`` levels contributes ``l * p``
+random effects ordered level by level, and a relative covariance factor
+``Lambda_i = I_l (x) T_i`` whose lower-triangular ``p x p`` block ``T_i`` is
+filled column by column from the term's slice of ``theta`` (lme4's order).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+import scipy.sparse as sp
+
+from .exceptions import DataError, FormulaError, UnknownColumnError
+from .formula import BarTerm
+
+__all__ = ["RandomTerm", "build_random_terms", "grouping_codes", "lme4_term_order"]
+
+
+@dataclass(eq=False)
+class RandomTerm:
+    """One random-effects term evaluated on the data.
+
+    Attributes
+    ----------
+    label : str
+        Name used in variance tables (lme4's ``grp``; a second term on the
+        same grouping factor is labelled ``"g.1"``).
+    group : str
+        The grouping factor's name (``"Subject"``, ``"cask:batch"``).
+    column_names : tuple of str
+        Names of the term's model columns (patsy's, e.g. ``"Intercept"``).
+    codes : ndarray of int64, shape (n,)
+        Level index of each observation.
+    levels : pandas.Index
+        Level labels, in the grouping factor's level order.
+    Z : ndarray, shape (n, p)
+        The term's raw model columns (before the Khatri-Rao product).
+    """
+
+    label: str
+    group: str
+    column_names: tuple[str, ...]
+    codes: np.ndarray
+    levels: pd.Index
+    Z: np.ndarray
+    _tril: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rows, cols = np.tril_indices(self.n_cols)
+        order = np.lexsort((rows, cols))  # column-major lower triangle
+        self._tril = (rows[order], cols[order])
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    @property
+    def n_cols(self) -> int:
+        """Number of model columns ``p``."""
+        return self.Z.shape[1]
+
+    @property
+    def n_random(self) -> int:
+        """Number of random effects ``l * p``."""
+        return self.n_levels * self.n_cols
+
+    @property
+    def n_theta(self) -> int:
+        """Length of this term's slice of theta."""
+        return self.n_cols * (self.n_cols + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds: 0 for diagonal elements, -inf off the diagonal."""
+        rows, cols = self._tril
+        return np.where(rows == cols, 0.0, -np.inf)
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's starting values: 1 on the diagonal, 0 elsewhere."""
+        rows, cols = self._tril
+        return np.where(rows == cols, 1.0, 0.0)
+
+    def theta_names(self) -> list[str]:
+        """lme4-style names ``group.col1`` / ``group.col2.col1`` of theta."""
+        rows, cols = self._tril
+        names = []
+        for r, c in zip(rows, cols):
+            if r == c:
+                names.append(f"{self.group}.{self.column_names[r]}")
+            else:
+                names.append(f"{self.group}.{self.column_names[r]}.{self.column_names[c]}")
+        return names
+
+    def factor(self, theta_part: np.ndarray) -> np.ndarray:
+        """The lower-triangular ``T`` filled from this term's theta."""
+        T = np.zeros((self.n_cols, self.n_cols))
+        T[self._tril] = theta_part
+        return T
+
+    def lambda_block(self, theta_part: np.ndarray) -> sp.csr_matrix:
+        """``Lambda_i = I_l (x) T_i`` as a sparse matrix."""
+        return sp.kron(sp.identity(self.n_levels, format="csr"), self.factor(theta_part))
+
+    def z_matrix(self) -> sp.csr_matrix:
+        """The term's sparse model matrix ``Z_i`` (n x l p), lme4's column order."""
+        n, p = self.Z.shape
+        cols = (self.codes[:, None] * p + np.arange(p)[None, :]).ravel()
+        rows = np.repeat(np.arange(n), p)
+        return sp.csr_matrix((self.Z.ravel(), (rows, cols)), shape=(n, self.n_random))
+
+
+def lme4_term_order(n_levels: list[int]) -> list[int]:
+    """lme4's term order: by decreasing number of levels, only if needed.
+
+    lme4 reorders only when some term has more levels than the one before
+    it, and then takes ``rev(order(nl))`` (ties in reverse input order).
+    """
+    if all(b <= a for a, b in itertools.pairwise(n_levels)):
+        return list(range(len(n_levels)))
+    ascending = sorted(range(len(n_levels)), key=lambda i: n_levels[i])
+    return ascending[::-1]
+
+
+def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Codes and level labels of the interaction of one or more columns.
+
+    Levels follow R's ``a:b``: the first factor varies slowest, each factor's
+    levels in their own order (categories order for a categorical, sorted
+    otherwise); combinations that do not occur are dropped.
+    """
+    combined = np.zeros(len(frame), dtype=np.int64)
+    labels: list[np.ndarray] = []
+    for name in factors:
+        codes, levels = _factor_codes(frame[name])
+        combined = combined * len(levels) + codes
+        labels.append(np.asarray(levels.astype(str), dtype=object))
+    used, codes = np.unique(combined, return_inverse=True)
+    remainder = used.copy()
+    parts = []
+    for level_labels in reversed(labels):
+        parts.append(level_labels[remainder % len(level_labels)])
+        remainder //= len(level_labels)
+    parts.reverse()
+    names = [":".join(map(str, combo)) for combo in zip(*parts)]
+    return codes.astype(np.int64), pd.Index(names, dtype=object)
+
+
+def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(np.int64), values.cat.categories
+    try:
+        codes, levels = pd.factorize(values, sort=True)
+    except TypeError:  # mixed types that do not sort
+        codes, levels = pd.factorize(values.astype(str), sort=True)
+    return codes.astype(np.int64), pd.Index(levels)
+
+
+def build_random_terms(
+    bars: tuple[BarTerm, ...], frame: pd.DataFrame, eval_env: Any = 0
+) -> list[RandomTerm]:
+    """Evaluate the bar terms on complete-case data, in lme4's term order.
+
+    Parameters
+    ----------
+    bars : tuple of BarTerm
+        Expanded bar terms from :func:`statsmodels_lmer.formula.parse_formula`.
+    frame : pandas.DataFrame
+        The data with incomplete rows already removed.
+    eval_env : patsy.EvalEnvironment or int
+        Where patsy looks up names that are not columns.
+
+    Returns
+    -------
+    list of RandomTerm
+    """
+    terms = [_evaluate_bar(bar, frame, eval_env) for bar in bars]
+    order = lme4_term_order([term.n_levels for term in terms])
+    terms = [terms[i] for i in order]
+    seen: dict[str, int] = {}
+    for term in terms:
+        count = seen.get(term.group, 0)
+        seen[term.group] = count + 1
+        if count:
+            term.label = f"{term.group}.{count}"
+    return terms
+
+
+def _evaluate_bar(bar: BarTerm, frame: pd.DataFrame, eval_env: Any) -> RandomTerm:
+    for name in bar.factors:
+        if name not in frame.columns:
+            raise UnknownColumnError(
+                f"grouping factor {name!r} of random-effects term {bar} is not a "
+                f"column of the data (columns: {', '.join(map(str, frame.columns))})"
+            )
+    codes, levels = grouping_codes(frame, bar.factors)
+    if bar.lhs.strip() == "1":
+        Z = np.ones((len(frame), 1))
+        names: tuple[str, ...] = ("Intercept",)
+    else:
+        Z, names = _term_columns(bar, frame, eval_env)
+    return RandomTerm(bar.group, bar.group, names, codes, levels, Z)
+
+
+def _term_columns(
+    bar: BarTerm, frame: pd.DataFrame, eval_env: Any
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    try:
+        design = patsy.dmatrix(
+            bar.lhs, frame, eval_env=eval_env, NA_action="raise", return_type="dataframe"
+        )
+    except patsy.PatsyError as err:
+        raise FormulaError(
+            f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: {err.message}"
+        ) from None
+    values = np.asarray(design, dtype=float)
+    if values.shape[1] == 0:
+        raise FormulaError(f"random-effects term {bar} has no columns")
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"random-effects term {bar} has non-finite values in its columns")
+    return values, tuple(design.columns)

@@ -1,0 +1,66 @@
+"""Shared helpers: lme4 reference fixtures and R-to-patsy name mapping."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import statsmodels_lmer as sml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@cache
+def core_cases() -> dict:
+    """Cases of tests/fixtures/lme4_core.json (from make_core_fixtures.R)."""
+    return json.loads((FIXTURES / "lme4_core.json").read_text())["cases"]
+
+
+def case_data(case: dict) -> tuple[pd.DataFrame, dict]:
+    """The data of a fixture case and the model keywords it needs."""
+    data = sml.datasets.load(case["dataset"])
+    if case["name"] == "sleepstudy_weights_offset_reml":
+        # w = 1 + (Days %% 3)/2 and off = Days/10, as in the R script
+        data = data.assign(w=1 + (data["Days"] % 3) / 2, off=data["Days"] / 10)
+        return data, {"weights": "w", "offset": "off"}
+    return data, {}
+
+
+def r_name(name: str) -> str:
+    """lme4's name for a random-effect column name of ours."""
+    return "(Intercept)" if name == "Intercept" else name
+
+
+def patsy_name(r_coef: str, data: pd.DataFrame) -> str:
+    """statsmodels/patsy name of an lme4 fixed-effect name (treatment contrasts)."""
+    parts = []
+    for part in r_coef.split(":"):
+        if part == "(Intercept)":
+            parts.append("Intercept")
+            continue
+        for column in data.columns:
+            if (
+                isinstance(data[column].dtype, pd.CategoricalDtype)
+                and part.startswith(column)
+                and part[len(column) :] in list(map(str, data[column].cat.categories))
+            ):
+                parts.append(f"{column}[T.{part[len(column) :]}]")
+                break
+        else:
+            parts.append(part)
+    return ":".join(parts)
+
+
+@pytest.fixture(scope="session")
+def fitted_cases() -> dict:
+    """Every core case fitted once with the default optimizer."""
+    out = {}
+    for name, case in core_cases().items():
+        data, kwargs = case_data(case)
+        model = sml.Lmer.from_formula(case["formula"], data, **kwargs)
+        out[name] = (case, data, model.fit(reml=case["REML"]))
+    return out

@@ -1,0 +1,91 @@
+"""The lme4 formula parser: expansion of bar terms and clear errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from statsmodels_lmer.exceptions import FormulaError
+from statsmodels_lmer.formula import BarTerm, parse_formula
+
+
+def test_random_slope_term():
+    parsed = parse_formula("Reaction ~ Days + (Days | Subject)")
+    assert parsed.response == "Reaction"
+    assert parsed.fixed == "Reaction ~ Days"
+    assert parsed.bars == (BarTerm("Days", ("Subject",)),)
+
+
+def test_random_only_formula_keeps_intercept():
+    assert parse_formula("y ~ (1 | g)").fixed_rhs == "1"
+    assert parse_formula("y ~ 0 + (1 | g)").fixed_rhs == "0"
+
+
+def test_nested_slash_expands_as_lme4():
+    parsed = parse_formula("strength ~ 1 + (1 | batch/cask)")
+    assert [bar.group for bar in parsed.bars] == ["batch", "cask:batch"]
+    three = parse_formula("y ~ (1 | a/b/c)")
+    assert [bar.group for bar in three.bars] == ["a", "b:a", "c:b:a"]
+
+
+def test_explicit_interaction_group():
+    parsed = parse_formula("y ~ (1 | a:b)")
+    assert parsed.bars[0].factors == ("a", "b")
+    assert parsed.bars[0].group == "a:b"
+
+
+def test_double_bar_splits_into_uncorrelated_terms():
+    parsed = parse_formula("y ~ x + (x || g)")
+    assert [(bar.lhs, bar.group) for bar in parsed.bars] == [("1", "g"), ("0 + x", "g")]
+    no_intercept = parse_formula("y ~ x + (0 + x + z || g)")
+    assert [bar.lhs for bar in no_intercept.bars] == ["0 + x", "0 + z"]
+
+
+def test_transformations_and_factors_inside_bars():
+    parsed = parse_formula("y ~ I(x**2) + C(f) + (0 + C(f) | g) + (1 + I(x**2) | h)")
+    assert parsed.fixed_rhs == "I(x**2) + C(f)"
+    assert parsed.bars[0].lhs == "0 + C(f)"
+    assert parsed.bars[1].lhs == "1 + I(x**2)"
+
+
+def test_subtracted_intercept_stays_in_fixed_part():
+    parsed = parse_formula("y ~ x + (1 | g) - 1")
+    assert parsed.fixed_rhs == "x - 1"
+
+
+def test_parenthesised_fixed_expression_is_not_a_bar():
+    parsed = parse_formula("y ~ (a + b):c + (1 | g)")
+    assert parsed.fixed_rhs == "(a + b):c"
+    assert len(parsed.bars) == 1
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("y ~ x", "no random-effects term"),
+        ("y ~ x + 1|g", "must be enclosed in parentheses"),
+        ("y ~ (|g)", "nothing left of '|'"),
+        ("y ~ (1|)", "no grouping factor"),
+        ("y ~ (1|g", "unclosed parenthesis"),
+        ("y ~ (1|g))", "unmatched ')'"),
+        ("y ~ (1|g+h)", "is not a column name"),
+        ("~ (1|g)", "no response"),
+        ("y ~ x + + (1|g)", "empty term"),
+        ("y ~ x - (1|g)", "cannot be subtracted"),
+        ("y ~ (1|g|h)", "more than one '|'"),
+        ("y ~ x ~ (1|g)", "exactly one '~'"),
+        ("y ~ (1 + |g)", "cannot read the left side"),
+        ("y ~ x $ z + (1|g)", "cannot read the fixed-effects part"),
+        ("y ~ (1|a//b)", "is not a column name"),
+    ],
+)
+def test_malformed_formulas_raise_value_errors_that_say_what(formula, message):
+    with pytest.raises(FormulaError, match=re.escape(message)) as info:
+        parse_formula(formula)
+    assert isinstance(info.value, ValueError)
+
+
+def test_non_string_formula_is_refused():
+    with pytest.raises(FormulaError, match="must be a string"):
+        parse_formula(42)

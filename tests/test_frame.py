@@ -1,0 +1,158 @@
+"""Data handling: missing values, subsets, weights, and errors a person can act on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.tools.sm_exceptions import ValueWarning
+
+import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import DataError, ResponseTypeError, UnknownColumnError
+from statsmodels_lmer.frame import aliased_columns
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture
+def sleep() -> pd.DataFrame:
+    return sml.datasets.load("sleepstudy")
+
+
+def test_missing_rows_are_dropped_and_counted(sleep):
+    data = sleep.copy()
+    data.loc[[3, 10], "Reaction"] = np.nan
+    data.loc[20, "Days"] = np.nan
+    before = data.copy()
+    res = sml.lmer(FORMULA, data)
+    assert res.nobs == 177
+    assert res.model.n_dropped == 3
+    assert "3 rows with missing values dropped" in res.summary().as_text()
+    pd.testing.assert_frame_equal(data, before)  # caller's data untouched
+    complete = sml.lmer(FORMULA, data.dropna())
+    assert res.objective == pytest.approx(complete.objective, rel=1e-12)
+
+
+def test_missing_raise_refuses_with_count(sleep):
+    data = sleep.copy()
+    data.loc[[1, 2], "Subject"] = np.nan
+    with pytest.raises(DataError, match="2 of 180 rows"):
+        sml.Lmer.from_formula(FORMULA, data, missing="raise")
+
+
+def test_subset_selects_rows(sleep):
+    res = sml.lmer(FORMULA, sleep, subset=sleep["Days"] < 8)
+    assert res.nobs == 144
+
+
+def test_weights_and_offset_as_arrays_or_columns(sleep):
+    data = sleep.assign(w=1 + (sleep["Days"] % 3) / 2, off=sleep["Days"] / 10)
+    by_name = sml.lmer(FORMULA, data, weights="w", offset="off")
+    by_array = sml.lmer(FORMULA, data, weights=data["w"].to_numpy(), offset=data["off"])
+    assert by_name.objective == pytest.approx(by_array.objective, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("formula", "error", "message"),
+    [
+        ("Reaction ~ Days + (Days | Subjekt)", UnknownColumnError, "did you mean 'Subject'"),
+        ("Reactoin ~ Days + (1 | Subject)", UnknownColumnError, "response 'Reactoin'"),
+        ("Reaction ~ Dayz + (1 | Subject)", UnknownColumnError, "Dayz"),
+        ("Subject ~ Days + (1 | Days)", ResponseTypeError, "not numeric"),
+    ],
+)
+def test_unknown_columns_and_bad_response(sleep, formula, error, message):
+    with pytest.raises(error, match=message):
+        sml.Lmer.from_formula(formula, sleep)
+
+
+def test_errors_subclass_builtin_types():
+    assert issubclass(UnknownColumnError, KeyError)
+    assert issubclass(DataError, ValueError)
+    assert issubclass(ResponseTypeError, TypeError)
+
+
+def test_grouping_factor_with_one_level(sleep):
+    data = sleep.assign(one="x")
+    with pytest.raises(DataError, match="only one level"):
+        sml.Lmer.from_formula("Reaction ~ Days + (1 | one)", data)
+
+
+def test_grouping_factor_with_a_level_per_row(sleep):
+    data = sleep.assign(row=np.arange(len(sleep)))
+    with pytest.raises(DataError, match="as many levels as observations"):
+        sml.Lmer.from_formula("Reaction ~ Days + (1 | row)", data)
+
+
+def test_more_random_effects_than_observations(sleep):
+    data = sleep.assign(half=np.arange(len(sleep)) // 2)
+    with pytest.raises(DataError, match="unidentifiable"):
+        sml.Lmer.from_formula("Reaction ~ Days + (Days | half)", data)
+
+
+def test_non_finite_values(sleep):
+    data = sleep.assign(Reaction=sleep["Reaction"].where(sleep.index != 5, np.inf))
+    with pytest.raises(DataError, match="non-finite"):
+        sml.Lmer.from_formula(FORMULA, data)
+
+
+@pytest.mark.parametrize(("value", "message"), [(-1.0, "must not be negative"), (0.0, "zero")])
+def test_invalid_weights(sleep, value, message):
+    weights = np.ones(len(sleep))
+    weights[4] = value
+    with pytest.raises(DataError, match=message):
+        sml.Lmer.from_formula(FORMULA, sleep, weights=weights)
+
+
+def test_weights_of_wrong_length(sleep):
+    with pytest.raises(DataError, match="one value per row"):
+        sml.Lmer.from_formula(FORMULA, sleep, weights=np.ones(3))
+
+
+def test_empty_data_and_wrong_type(sleep):
+    with pytest.raises(DataError, match="no rows"):
+        sml.Lmer.from_formula(FORMULA, sleep.iloc[:0])
+    with pytest.raises(TypeError, match="DataFrame"):
+        sml.Lmer.from_formula(FORMULA, [1, 2, 3])
+
+
+def test_all_missing_response(sleep):
+    data = sleep.assign(Reaction=np.nan)
+    with pytest.raises(DataError, match="every row has a missing value"):
+        sml.Lmer.from_formula(FORMULA, data)
+
+
+def test_grouping_dtype_does_not_change_the_fit(sleep):
+    as_category = sml.lmer(FORMULA, sleep)
+    as_int = sml.lmer(FORMULA, sleep.assign(Subject=sleep["Subject"].astype(int)))
+    as_str = sml.lmer(FORMULA, sleep.assign(Subject=sleep["Subject"].astype(str)))
+    assert as_int.objective == as_category.objective == as_str.objective
+    np.testing.assert_array_equal(as_int.params, as_str.params)
+
+
+def test_same_input_gives_bit_identical_results(sleep):
+    first = sml.lmer(FORMULA, sleep)
+    second = sml.lmer(FORMULA, sleep)
+    np.testing.assert_array_equal(first.theta, second.theta)
+    np.testing.assert_array_equal(first.params, second.params)
+
+
+def test_aliased_columns_are_dropped_with_a_warning(sleep):
+    data = sleep.assign(Days2=2 * sleep["Days"])
+    message = "rank deficient so dropping 1 column / coefficient: Days2"
+    with pytest.warns(ValueWarning, match=message):
+        res = sml.lmer("Reaction ~ Days + Days2 + (Days | Subject)", data)
+    assert list(res.params.index) == ["Intercept", "Days"]
+    assert res.model.dropped_columns == ["Days2"]
+
+
+def test_aliased_columns_detects_later_dependent_columns():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 50))
+    X = np.column_stack([np.ones(50), a, b, a + b, np.zeros(50)])
+    assert aliased_columns(X) == [3, 4]
+
+
+def test_python_names_in_formula_are_evaluated(sleep):
+    res = sml.lmer("np.log(Reaction) ~ Days + I(Days**2) + (1 | Subject)", sleep)
+    assert list(res.params.index) == ["Intercept", "Days", "I(Days ** 2)"]

@@ -1,0 +1,151 @@
+"""Results inside statsmodels: classes, tests, intervals, summary, pickling."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import core_cases
+from scipy import stats
+from statsmodels.base.model import LikelihoodModel, LikelihoodModelResults
+
+import statsmodels_lmer as sml
+
+
+@pytest.fixture(scope="module")
+def res():
+    return sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+
+
+def test_statsmodels_classes(res):
+    assert isinstance(res.model, LikelihoodModel)
+    assert isinstance(res._results, LikelihoodModelResults)
+    assert isinstance(res.params, pd.Series)
+    assert list(res.params.index) == ["Intercept", "Days"]
+
+
+def test_one_call_and_model_fit_agree():
+    data = sml.datasets.load("sleepstudy")
+    a = sml.lmer("Reaction ~ Days + (Days | Subject)", data, REML=False)
+    b = sml.Lmer.from_formula("Reaction ~ Days + (Days | Subject)", data).fit(reml=False)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not a.reml
+
+
+def test_t_test_uses_residual_df_until_satterthwaite(res):
+    case = core_cases()["sleepstudy_reml"]["tight"]
+    test = res.t_test("Days = 10")
+    assert float(test.effect[0]) == pytest.approx(case["fixef"]["Days"], rel=1e-6)
+    assert float(test.sd[0, 0]) == pytest.approx(case["se"]["Days"], rel=1e-5)
+    assert test.df_denom == 178
+    t = (case["fixef"]["Days"] - 10) / case["se"]["Days"]
+    assert float(test.tvalue[0, 0]) == pytest.approx(t, rel=1e-4)
+    assert float(test.pvalue) == pytest.approx(2 * stats.t.sf(abs(t), 178), rel=1e-4)
+
+
+def test_f_and_wald_tests(res):
+    f = res.f_test("Days = 0, Intercept = 250")
+    assert f.df_num == 2 and f.df_denom == 178
+    w = res.wald_test("Days = 0", scalar=True)
+    assert float(w.statistic) == pytest.approx(float(res.tvalues["Days"]) ** 2, rel=1e-10)
+    R = np.array([[0.0, 1.0]])
+    assert float(res.f_test(R).fvalue) == pytest.approx(float(w.statistic), rel=1e-10)
+
+
+def test_conf_int_uses_t_quantiles(res):
+    ci = res.conf_int(0.05)
+    q = stats.t.ppf(0.975, 178)
+    expected = res.params["Days"] + np.array([-1, 1]) * q * res.bse["Days"]
+    np.testing.assert_allclose(ci.loc["Days"], expected, rtol=1e-12)
+
+
+def test_fixed_effect_covariance_is_sigma2_rx_inverse(res):
+    case = core_cases()["sleepstudy_reml"]["tight"]
+    assert res.cov_params().loc["Days", "Days"] == pytest.approx(case["se"]["Days"] ** 2, rel=2e-5)
+    assert res.scale == pytest.approx(res.sigma**2)
+
+
+def test_pickle_round_trip(res):
+    loaded = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_series_equal(loaded.params, res.params)
+    assert loaded.llf == res.llf
+    np.testing.assert_array_equal(loaded.theta, res.theta)
+    assert loaded.t_test("Days = 10").df_denom == 178
+    assert loaded.summary().as_text() == res.summary().as_text()
+    pd.testing.assert_frame_equal(loaded.ranef_table(), res.ranef_table())
+
+
+def test_summary_sections_in_lme4_order(res):
+    text = res.summary().as_text()
+    order = [
+        "Linear mixed model fit by REML",
+        "Formula: Reaction ~ Days + (Days | Subject)",
+        "REML criterion at convergence",
+        "1743.6283",
+        "Scaled residuals:",
+        "Random effects:",
+        "Number of obs: 180, groups: Subject, 18",
+        "Fixed effects:",
+        "Correlation of fixed effects:",
+        "residual degrees of freedom",
+    ]
+    positions = [text.index(item) for item in order]
+    assert positions == sorted(positions)
+    assert "612.1" in text and "24.74" in text  # Subject intercept variance and SD
+    html = res.summary().as_html()
+    assert "<table" in html and "Random effects:" in html
+    latex = res.summary().as_latex()
+    assert "\\begin{tabular}" in latex
+
+
+def test_ml_summary_shows_information_criteria():
+    res = sml.lmer("Yield ~ 1 + (1 | Batch)", sml.datasets.load("Dyestuff"), REML=False)
+    text = res.summary().as_text()
+    assert "AIC" in text and "logLik" in text and "-163.6635" in text
+
+
+def test_ranef_coef_and_lambda(res):
+    ranef = res.ranef["Subject"]
+    assert list(ranef.columns) == ["Intercept", "Days"]
+    assert ranef.shape == (18, 2)
+    coef = res.coef()["Subject"]
+    np.testing.assert_allclose(coef["Days"], res.params["Days"] + ranef["Days"])
+    assert res.Lambda.shape == (36, 36)
+    T = res.Lambda.toarray()[:2, :2]
+    np.testing.assert_allclose(T, [[res.theta[0], 0.0], [res.theta[1], res.theta[2]]])
+
+
+def test_uncorrelated_terms_share_one_ranef_frame():
+    res = sml.lmer("Reaction ~ Days + (Days || Subject)", sml.datasets.load("sleepstudy"))
+    assert list(res.ranef) == ["Subject"]
+    assert list(res.ranef["Subject"].columns) == ["Intercept", "Days"]
+    assert list(res.varcorr["grp"]) == ["Subject", "Subject.1", "Residual"]
+
+
+def test_residuals(res):
+    np.testing.assert_allclose(res.resid + res.fittedvalues, res.model.endog)
+    scaled = res.residuals(type="pearson", scaled=True)
+    np.testing.assert_allclose(scaled, res.resid / res.sigma)
+    with pytest.raises(ValueError, match="type must be"):
+        res.residuals(type="deviance")
+
+
+def test_fit_keywords(res):
+    model = res.model
+    again = model.fit(method="nelder-mead", start_theta=res.theta, maxiter=2000)
+    assert again.objective == pytest.approx(res.objective, rel=1e-9)
+    with pytest.raises(ValueError, match="theta must have 3 values"):
+        model.fit(start_theta=[1.0])
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        model.fit(method="newton")
+    with pytest.raises(TypeError, match="unexpected keywords"):
+        model.fit(reml_typo=True)
+
+
+def test_optinfo_records_the_optimizer(res):
+    info = res.optinfo
+    assert info["feval"] > 10
+    assert info["optimizer"] in sml.available_optimizers()
+    assert res.converged
