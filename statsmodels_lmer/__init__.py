@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import datasets
+from .compare import anova
 from .exceptions import (
     DataError,
     FormulaError,
@@ -32,6 +33,7 @@ __all__ = [
     "SingularFitWarning",
     "UnknownColumnError",
     "__version__",
+    "anova",
     "available_optimizers",
     "datasets",
     "lmer",

@@ -3,7 +3,7 @@
 The fixed part is left as text for statsmodels' formula machinery (patsy);
 each ``(lhs | group)`` term becomes a :class:`BarTerm`. The lme4 shorthands are
 expanded here: ``(x || g)`` into uncorrelated terms ``(1 | g) + (0 + x | g)``
-and ``(1 | a/b)`` into ``(1 | a) + (1 | b:a)``.
+and ``(1 | a/b)`` into ``(1 | b:a) + (1 | a)``.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def _check_lhs(lhs: str, original: str) -> None:
 
 
 def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
-    """``a/b/c`` -> [(a,), (b, a), (c, b, a)]; ``a:b`` -> [(a, b)]."""
+    """``a/b/c`` -> [(c, b, a), (b, a), (a,)]; ``a:b`` -> [(a, b)]."""
     text = group_text.strip()
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1]
@@ -250,7 +250,7 @@ def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
         for names in reversed(levels[: depth + 1]):
             combined += names
         expanded.append(combined)
-    return expanded
+    return expanded[::-1]  # innermost first, as lme4's findbars lists them
 
 
 def _uncorrelated_parts(lhs: str, original: str) -> list[str]:

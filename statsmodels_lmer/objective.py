@@ -152,6 +152,22 @@ class ProfiledDeviance:
         dof = n - self.cross.n_fixed
         return ld_l2 + ld_rx2 - ld_w + dof * (1.0 + _LOG_2PI + np.log(pwrss / dof))
 
+    def components(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+        """``log|L_Z|^2``, ``log|R_X|^2``, the pwrss and ``(R_X' R_X)^-1`` at theta.
+
+        The pieces of the unprofiled deviance (lmerTest's ``devfun_vp``) and of
+        ``vcov(beta) / sigma^2``; theta may lie outside the bounds (for finite
+        differences at a boundary).
+        """
+        factor = self._factor(np.asarray(theta, dtype=float))
+        if factor.failed:
+            raise np.linalg.LinAlgError("the penalized system is not positive definite")
+        ld_l2, ld_rx2, pwrss = self._log_dets(factor)
+        r, p = self.cross.n_random_rest, self.cross.n_fixed
+        rx = factor.chol[r : r + p, r : r + p]
+        vcov = sla.cho_solve((rx, True), np.eye(p)) if p else np.zeros((0, 0))
+        return ld_l2, ld_rx2, pwrss, vcov
+
     # -- solution ------------------------------------------------------
     def solve(self, theta: np.ndarray) -> Solution:
         """Fixed effects, spherical random effects and sigma at ``theta``.

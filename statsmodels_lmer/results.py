@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import statsmodels.base.wrapper as wrap
+from scipy import stats
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
+from statsmodels.stats.contrast import ContrastResults
 
+from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
 from .objective import Solution
 from .optimizers import OptimizerResult
 
@@ -38,9 +41,11 @@ class LmerResults(LikelihoodModelResults):
 
     Notes
     -----
-    Until Satterthwaite degrees of freedom are available, t-based p-values
-    and confidence intervals use the residual degrees of freedom ``n - p``
-    (``df_resid_inference``); ``df_resid`` is lme4's ``n - npar``.
+    ``tvalues``, ``pvalues``, ``conf_int`` and the summary use Satterthwaite's
+    denominator degrees of freedom per coefficient (``ddf``, as lmerTest);
+    ``t_test``, ``f_test`` and ``wald_test`` compute them for each contrast and
+    take ``ddf="kenward-roger"`` or ``ddf="residual"`` (``n - p``) instead.
+    ``df_resid`` is lme4's ``n - npar``.
     """
 
     def __init__(self, model: Any, solution: Solution, optim: OptimizerResult, reml: bool):
@@ -109,6 +114,169 @@ class LmerResults(LikelihoodModelResults):
     def fixef(self) -> pd.Series:
         """Fixed-effects estimates as a named Series."""
         return pd.Series(self.params, index=self.model.exog_names, name="fixef")
+
+    # -- inference -------------------------------------------------------
+    @cached_property
+    def _satterthwaite(self) -> Any:
+        from .inference.satterthwaite import Satterthwaite
+
+        return Satterthwaite(self)
+
+    @cached_property
+    def _kenward_roger(self) -> Any:
+        from .inference.kenward_roger import KenwardRoger
+
+        return KenwardRoger(self)
+
+    @cached_property
+    def ddf(self) -> np.ndarray:
+        """Satterthwaite denominator df of each coefficient (lmerTest)."""
+        return self._satterthwaite.coefficient_df()
+
+    @cached_property
+    def pvalues(self) -> np.ndarray:
+        """Two-sided p-values from t distributions with Satterthwaite df."""
+        return 2 * stats.t.sf(np.abs(np.asarray(self.tvalues)), self.ddf)
+
+    def conf_int(self, alpha: float = 0.05, cols: Any = None) -> np.ndarray:
+        """Confidence intervals for the fixed effects with Satterthwaite t quantiles.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage.
+        cols : array_like of int, optional
+            Coefficients to return.
+
+        Returns
+        -------
+        ndarray, shape (p, 2)
+        """
+        quantile = stats.t.ppf(1 - alpha / 2, self.ddf)
+        params, bse = np.asarray(self.params), np.asarray(self.bse)
+        ci = np.column_stack([params - quantile * bse, params + quantile * bse])
+        return ci if cols is None else ci[cols]
+
+    def t_test(
+        self, r_matrix: Any, cov_p: Any = None, use_t: Any = None, ddf: str = "satterthwaite"
+    ) -> ContrastResults:
+        """t tests of each row of a linear hypothesis, with per-contrast df.
+
+        Parameters
+        ----------
+        r_matrix : str, list of str, array_like or tuple (L, q)
+            The hypothesis, as statsmodels reads it (``"Days = 10"``).
+        cov_p, use_t
+            Not supported (kept for statsmodels' signature); must be None.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Denominator df method (lmerTest's contest1D; pbkrtest; ``n - p``).
+
+        Returns
+        -------
+        statsmodels.stats.contrast.ContrastResults
+            ``df_denom`` holds the df of each row (a float for one row).
+        """
+        _no_override(cov_p, use_t)
+        L, q = parse_constraints(self, r_matrix)
+        tests = [contrast_test(self, row[None, :], 0.0, ddf) for row in L]
+        effect = np.array([t.estimate[0] for t in tests])
+        sd = np.sqrt(np.array([t.cov[0, 0] for t in tests]))
+        df = np.array([t.den_df for t in tests])
+        tvalue = (effect - q) / sd
+        return ContrastResults(
+            effect=effect,
+            t=tvalue[:, None],
+            sd=sd[:, None],
+            df_denom=df[0] if len(df) == 1 else df,
+            distribution="t",
+        )
+
+    def f_test(
+        self, r_matrix: Any, cov_p: Any = None, invcov: Any = None, ddf: str = "satterthwaite"
+    ) -> ContrastResults:
+        """Joint F test of a linear hypothesis with its denominator df.
+
+        Satterthwaite's df for the F statistic as lmerTest's contestMD (the
+        contrast covariance is eigen-decomposed and the per-direction df
+        combined); ``ddf="kenward-roger"`` uses pbkrtest's scaled F.
+        """
+        _no_override(cov_p, invcov)
+        L, q = parse_constraints(self, r_matrix)
+        test = contrast_test(self, L, q, ddf)
+        return ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
+
+    def wald_test(
+        self,
+        r_matrix: Any,
+        cov_p: Any = None,
+        invcov: Any = None,
+        use_f: Any = None,
+        df_constraints: Any = None,
+        scalar: bool = True,
+        ddf: str = "satterthwaite",
+    ) -> ContrastResults:
+        """Wald test of a linear hypothesis: the F test of :meth:`f_test`.
+
+        With ``use_f=False`` the chi-square form (statsmodels' own) is returned.
+        """
+        if use_f is False:
+            return super().wald_test(
+                r_matrix, cov_p, invcov, use_f=False, df_constraints=df_constraints, scalar=scalar
+            )
+        return self.f_test(r_matrix, cov_p, invcov, ddf=ddf)
+
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed-effects table with columns ``coef, std_err, df, t, pvalue``.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Kenward-Roger also adjusts the standard errors (pbkrtest's vcovAdj).
+        """
+        return coef_table(self, ddf)
+
+    def anova(self, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """ANOVA table of the fixed-effect terms, as lmerTest's ``anova(m)``.
+
+        Parameters
+        ----------
+        type : {3, 1}
+            Type III (marginal, lmerTest's contrasts) or type I (sequential).
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``SumSq, MeanSq, NumDF, DenDF, F, pvalue`` by term.
+        """
+        return anova_table(self, type, ddf)
+
+    def drop1(self, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Tests of dropping each marginal fixed-effect term (lmerTest / lme4).
+
+        See :func:`statsmodels_lmer.compare.drop1`.
+        """
+        from .compare import drop1
+
+        return drop1(self, test=test, ddf=ddf)
+
+    def ranova(self) -> pd.DataFrame:
+        """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.
+
+        See :func:`statsmodels_lmer.compare.ranova`.
+        """
+        from .compare import ranova
+
+        return ranova(self)
+
+    def refit_ml(self) -> Any:
+        """This model refitted by maximum likelihood (itself if already ML).
+
+        Starts from the REML theta, as lme4's ``refitML``.
+        """
+        if not self.reml:
+            return self
+        return self.model.fit(reml=False, start_theta=self.theta)
 
     # -- variance components -------------------------------------------
     def _terms(self) -> list[Any]:
@@ -294,10 +462,17 @@ class LmerResults(LikelihoodModelResults):
         return lmer_summary(self, alpha=alpha)
 
 
+def _no_override(*values: Any) -> None:
+    if any(v is not None for v in values):
+        raise NotImplementedError(
+            "cov_p, invcov and use_t overrides are not supported; choose ddf= instead"
+        )
+
+
 class LmerResultsWrapper(LikelihoodResultsWrapper):
     """pandas-aware wrapper of :class:`LmerResults`."""
 
-    _attrs = {"fittedvalues": "rows", "resid": "rows"}
+    _attrs = {"fittedvalues": "rows", "resid": "rows", "ddf": "columns"}
     _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
     _methods: dict[str, str] = {}
     _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)

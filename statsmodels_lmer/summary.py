@@ -204,7 +204,7 @@ def fixed_effects_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
 
 
 def _inference_df(res: Any) -> Any:
-    return getattr(res, "df_resid_inference", res.df_resid)
+    return np.asarray(res.ddf)
 
 
 def _fixed_correlation(res: Any) -> pd.DataFrame:
@@ -218,8 +218,8 @@ def _fixed_correlation(res: Any) -> pd.DataFrame:
 
 def _messages(res: Any) -> list[str]:
     messages = [
-        "df and p-values: residual degrees of freedom n - p "
-        f"(= {_inference_df(res):.0f}); Satterthwaite df are not yet available."
+        "df, t tests and confidence intervals use Satterthwaite's method "
+        "(as lmerTest); coef_table(ddf='kenward-roger') gives Kenward-Roger's."
     ]
     if res.model.dropped_columns:
         messages.append(

@@ -24,9 +24,9 @@ def test_random_only_formula_keeps_intercept():
 
 def test_nested_slash_expands_as_lme4():
     parsed = parse_formula("strength ~ 1 + (1 | batch/cask)")
-    assert [bar.group for bar in parsed.bars] == ["batch", "cask:batch"]
+    assert [bar.group for bar in parsed.bars] == ["cask:batch", "batch"]
     three = parse_formula("y ~ (1 | a/b/c)")
-    assert [bar.group for bar in three.bars] == ["a", "b:a", "c:b:a"]
+    assert [bar.group for bar in three.bars] == ["c:b:a", "b:a", "a"]
 
 
 def test_explicit_interaction_group():

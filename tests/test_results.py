@@ -34,31 +34,45 @@ def test_one_call_and_model_fit_agree():
     assert not a.reml
 
 
-def test_t_test_uses_residual_df_until_satterthwaite(res):
+def test_t_test_df_is_the_coefficient_satterthwaite_df(res):
     case = core_cases()["sleepstudy_reml"]["tight"]
     test = res.t_test("Days = 10")
     assert float(test.effect[0]) == pytest.approx(case["fixef"]["Days"], rel=1e-6)
     assert float(test.sd[0, 0]) == pytest.approx(case["se"]["Days"], rel=1e-5)
-    assert test.df_denom == 178
+    assert test.df_denom == res.ddf["Days"]
+    assert test.df_denom == pytest.approx(17.0, abs=1e-3)  # lmerTest: 16.99998
     t = (case["fixef"]["Days"] - 10) / case["se"]["Days"]
     assert float(test.tvalue[0, 0]) == pytest.approx(t, rel=1e-4)
-    assert float(test.pvalue) == pytest.approx(2 * stats.t.sf(abs(t), 178), rel=1e-4)
+    assert float(test.pvalue) == pytest.approx(2 * stats.t.sf(abs(t), res.ddf["Days"]), rel=1e-4)
+
+
+def test_residual_ddf_on_request(res):
+    assert res.t_test("Days = 10", ddf="residual").df_denom == 178
+    assert res.f_test("Days = 0, Intercept = 250", ddf="residual").df_denom == 178
+    with pytest.raises(ValueError, match="ddf must be one of"):
+        res.t_test("Days = 0", ddf="containment")
 
 
 def test_f_and_wald_tests(res):
     f = res.f_test("Days = 0, Intercept = 250")
-    assert f.df_num == 2 and f.df_denom == 178
+    assert f.df_num == 2
     w = res.wald_test("Days = 0", scalar=True)
     assert float(w.statistic) == pytest.approx(float(res.tvalues["Days"]) ** 2, rel=1e-10)
+    assert w.df_denom == pytest.approx(res.ddf["Days"])
     R = np.array([[0.0, 1.0]])
     assert float(res.f_test(R).fvalue) == pytest.approx(float(w.statistic), rel=1e-10)
+    chi2 = res.wald_test("Days = 0", use_f=False, scalar=True)
+    assert chi2.distribution == "chi2"
+    terms = res.wald_test_terms().table
+    assert terms.loc["Days", "df_denom"] == pytest.approx(res.ddf["Days"])
 
 
-def test_conf_int_uses_t_quantiles(res):
+def test_conf_int_uses_satterthwaite_t_quantiles(res):
     ci = res.conf_int(0.05)
-    q = stats.t.ppf(0.975, 178)
+    q = stats.t.ppf(0.975, res.ddf["Days"])
     expected = res.params["Days"] + np.array([-1, 1]) * q * res.bse["Days"]
     np.testing.assert_allclose(ci.loc["Days"], expected, rtol=1e-12)
+    assert list(ci.index) == ["Intercept", "Days"]
 
 
 def test_fixed_effect_covariance_is_sigma2_rx_inverse(res):
@@ -72,7 +86,7 @@ def test_pickle_round_trip(res):
     pd.testing.assert_series_equal(loaded.params, res.params)
     assert loaded.llf == res.llf
     np.testing.assert_array_equal(loaded.theta, res.theta)
-    assert loaded.t_test("Days = 10").df_denom == 178
+    assert loaded.t_test("Days = 10").df_denom == res.t_test("Days = 10").df_denom
     assert loaded.summary().as_text() == res.summary().as_text()
     pd.testing.assert_frame_equal(loaded.ranef_table(), res.ranef_table())
 
@@ -89,7 +103,7 @@ def test_summary_sections_in_lme4_order(res):
         "Number of obs: 180, groups: Subject, 18",
         "Fixed effects:",
         "Correlation of fixed effects:",
-        "residual degrees of freedom",
+        "Satterthwaite's method",
     ]
     positions = [text.index(item) for item in order]
     assert positions == sorted(positions)

@@ -1,0 +1,1 @@
+"""Inference for fixed effects: Satterthwaite and Kenward-Roger df, contrasts, ANOVA."""

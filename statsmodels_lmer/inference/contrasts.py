@@ -1,0 +1,166 @@
+"""Contrast matrices for the terms of the fixed part: types I and III, marginal.
+
+The definitions are lmerTest's (3.1): type I from the Doolittle factor of
+``X'X``; type III from the generalized inverse of ``X`` applied to the full
+(rank-deficient) dummy design of each term, orthogonalized for terms that are
+contained in other terms (SAS containment: same covariates, more factors),
+higher-order terms first. Coefficients must use treatment coding, patsy's
+default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import patsy
+
+__all__ = [
+    "FixedTerm",
+    "fixed_terms",
+    "marginal_contrasts",
+    "marginal_terms",
+    "type1_contrasts",
+    "type3_contrasts",
+]
+
+
+@dataclass(frozen=True)
+class FixedTerm:
+    """One term of the fixed-effects formula.
+
+    Attributes
+    ----------
+    name : str
+        patsy's name (``"recipe:temperature"``).
+    variables : frozenset of str
+        The factors (variables) in the term.
+    numeric : frozenset of str
+        The numeric variables among them.
+    columns : tuple of int
+        Indices of the term's columns in the model's ``exog``.
+    """
+
+    name: str
+    variables: frozenset[str]
+    numeric: frozenset[str]
+    columns: tuple[int, ...]
+
+    def contained_in(self, other: FixedTerm) -> bool:
+        """SAS containment: other has all our variables, more, and the same covariates."""
+        return (
+            self.variables <= other.variables
+            and len(other.variables - self.variables) > 0
+            and self.numeric == other.numeric
+        )
+
+
+def fixed_terms(model) -> tuple[list[FixedTerm], bool]:
+    """The non-intercept terms of the fixed part and whether there is an intercept."""
+    info = model.data.model_spec
+    names = list(model.exog_names)
+    kinds = {f.name(): i.type for f, i in info.factor_infos.items()}
+    terms, has_intercept = [], False
+    for term in info.terms:
+        if not term.factors:
+            has_intercept = True
+            continue
+        columns = info.column_names[info.term_name_slices[term.name()]]
+        indices = tuple(names.index(c) for c in columns if c in names)
+        variables = frozenset(f.name() for f in term.factors)
+        numeric = frozenset(v for v in variables if kinds[v] == "numerical")
+        terms.append(FixedTerm(term.name(), variables, numeric, indices))
+    return terms, has_intercept
+
+
+def zapsmall(values: np.ndarray, digits: int = 7) -> np.ndarray:
+    """R's ``zapsmall``: round relative to the largest absolute value."""
+    largest = np.max(np.abs(values)) if values.size else 0.0
+    if largest <= 0:
+        return values
+    return np.round(values, max(0, digits - int(np.ceil(np.log10(largest)))))
+
+
+def type1_contrasts(model) -> dict[str, np.ndarray]:
+    """Sequential (type I) contrasts: rows of the unit upper Doolittle factor of X'X."""
+    terms, _ = fixed_terms(model)
+    X = np.asarray(model.exog, dtype=float)
+    if X.shape[1] == 0:
+        return {}
+    chol = np.linalg.cholesky(X.T @ X)
+    upper = (chol / np.diag(chol)).T
+    upper[np.abs(upper) < 1e-6] = 0.0
+    return {t.name: upper[list(t.columns)] for t in terms}
+
+
+def marginal_contrasts(model) -> dict[str, np.ndarray]:
+    """Identity rows for each term's coefficients."""
+    terms, _ = fixed_terms(model)
+    identity = np.eye(len(model.exog_names))
+    return {t.name: identity[list(t.columns)] for t in terms}
+
+
+def marginal_terms(model) -> list[str]:
+    """Terms not contained (by variables) in another term, as R's ``drop.scope``."""
+    terms, _ = fixed_terms(model)
+    return [
+        t.name
+        for t in terms
+        if not any(t.variables <= o.variables and o.name != t.name for o in terms)
+    ]
+
+
+def type3_contrasts(model) -> dict[str, np.ndarray]:
+    """lmerTest's type III contrasts (treatment-coded coefficients)."""
+    terms, has_intercept = fixed_terms(model)
+    X = np.asarray(model.exog, dtype=float)
+    if X.shape[1] <= 1 or len(terms) <= 1:
+        return type1_contrasts(model)
+    full, full_names = _full_dummy_design(model, terms, has_intercept)
+    L = zapsmall((np.linalg.pinv(X) @ full).T)  # (full params) x p
+    by_order = sorted(terms, key=lambda t: len(t.variables), reverse=True)
+    for term in by_order:
+        containing = [o for o in terms if term.contained_in(o)]
+        if not containing:
+            continue
+        basis = L[:, [c for o in containing for c in o.columns]]
+        target = L[:, list(term.columns)]
+        coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
+        L[:, list(term.columns)] = zapsmall(target - basis @ coef)
+    rows = [_row_of(name, full_names) for name in model.exog_names]
+    L = L[rows]
+    out = {}
+    for term in terms:
+        block = L[:, list(term.columns)].T
+        out[term.name] = block[np.abs(block).sum(axis=1) > 1e-8]
+    return out
+
+
+def _full_dummy_design(
+    model, terms: list[FixedTerm], has_intercept: bool
+) -> tuple[np.ndarray, list[str]]:
+    frame = model.data.frame
+    blocks, names = [], []
+    if has_intercept:
+        blocks.append(np.ones((len(frame), 1)))
+        names.append("Intercept")
+    env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
+    for term in terms:
+        design = patsy.dmatrix(f"0 + {term.name}", frame, eval_env=env, return_type="dataframe")
+        blocks.append(design.to_numpy(dtype=float))
+        names.extend(design.columns)
+    return np.column_stack(blocks), names
+
+
+def _row_of(coef_name: str, full_names: list[str]) -> int:
+    """Row of the full dummy design matching a treatment-coded coefficient."""
+    plain = coef_name.replace("[T.", "[")
+    if plain in full_names:
+        return full_names.index(plain)
+    raise ValueError(f"type III contrasts need treatment-coded factors; cannot match {coef_name!r}")
+
+
+def contrast_frame(contrasts: dict[str, np.ndarray], names: list[str]) -> dict[str, pd.DataFrame]:
+    """The contrasts as DataFrames with coefficient names as columns."""
+    return {term: pd.DataFrame(L, columns=names) for term, L in contrasts.items()}

@@ -1,0 +1,149 @@
+"""Tests of fixed-effect contrasts with a choice of denominator df, and tables.
+
+``ddf`` is one of ``"satterthwaite"`` (lmerTest's default), ``"kenward-roger"``
+(pbkrtest, REML fits) or ``"residual"`` (``n - p``, plain t and F).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.formula._manager import FormulaManager
+
+from .contrasts import marginal_contrasts, marginal_terms, type1_contrasts, type3_contrasts
+from .satterthwaite import ContrastTest
+
+__all__ = [
+    "DDF_METHODS",
+    "anova_table",
+    "check_ddf",
+    "coef_table",
+    "contrast_test",
+    "drop1_f_table",
+    "parse_constraints",
+]
+
+DDF_METHODS = ("satterthwaite", "kenward-roger", "residual")
+_ALIASES = {"kr": "kenward-roger", "kenward_roger": "kenward-roger", "lme4": "residual"}
+
+
+def check_ddf(ddf: str) -> str:
+    """Normalize a ``ddf`` name, or raise a ValueError listing the choices."""
+    name = _ALIASES.get(str(ddf).lower(), str(ddf).lower())
+    if name not in DDF_METHODS:
+        raise ValueError(f"ddf must be one of {', '.join(DDF_METHODS)}; got {ddf!r}")
+    return name
+
+
+def parse_constraints(res: Any, r_matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Constraint matrix ``L`` and right-hand side ``q`` as statsmodels reads them.
+
+    Accepts a string (``"Days = 10"``, ``"a = 0, b = 0"``), a list of strings,
+    a tuple ``(L, q)`` or an array ``L`` (then ``q = 0``).
+    """
+    names = list(res.model.exog_names)
+    if isinstance(r_matrix, (str, list)) and (
+        isinstance(r_matrix, str) or all(isinstance(r, str) for r in r_matrix)
+    ):
+        lc = FormulaManager().get_linear_constraints(r_matrix, names)
+        L, q = lc.constraint_matrix, lc.constraint_values
+    elif isinstance(r_matrix, tuple):
+        L, q = r_matrix
+    else:
+        L, q = r_matrix, None
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    if L.shape[1] != len(names):
+        raise ValueError(f"contrast matrix must have {len(names)} columns ({', '.join(names)})")
+    q = np.zeros(L.shape[0]) if q is None else np.asarray(q, dtype=float).ravel()
+    return L, np.broadcast_to(q, (L.shape[0],)).copy()
+
+
+def contrast_test(
+    res: Any, L: np.ndarray, rhs: Any = 0.0, ddf: str = "satterthwaite"
+) -> ContrastTest:
+    """t test (one row) or F test (several rows) of ``L beta = rhs``."""
+    method = check_ddf(ddf)
+    if method == "satterthwaite":
+        return res._satterthwaite.test(L, rhs)
+    if method == "kenward-roger":
+        return _kenward_roger_test(res, L, rhs)
+    return _residual_test(res, L, rhs)
+
+
+def _kenward_roger_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
+    if not res.reml:
+        raise ValueError("Kenward-Roger's method is only available for REML fits")
+    kr = res._kenward_roger.test(L, rhs)
+    sigma2 = res.scale
+    if np.atleast_2d(L).shape[0] == 1:
+        t = float(kr.statistic)
+        return ContrastTest(kr.estimate, kr.cov, t, 1, kr.den_df, kr.pvalue, t**2 * sigma2, True)
+    unscaled = kr.statistic / kr.scaling
+    return ContrastTest(
+        kr.estimate, kr.cov, kr.statistic, kr.num_df, kr.den_df, kr.pvalue, unscaled * sigma2
+    )
+
+
+def _residual_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
+    beta = np.asarray(res.params, dtype=float)
+    cov = L @ np.asarray(res.cov_params()) @ L.T
+    estimate = L @ beta
+    df = float(res.df_resid_inference)
+    if L.shape[0] == 1:
+        t = float((estimate[0] - rhs[0]) / np.sqrt(cov[0, 0]))
+        p = float(2 * stats.t.sf(abs(t), df))
+        return ContrastTest(estimate, cov, t, 1, df, p, t**2 * res.scale, True)
+    diff = estimate - rhs
+    rank = np.linalg.matrix_rank(cov)
+    fvalue = float(diff @ np.linalg.pinv(cov) @ diff / rank)
+    p = float(stats.f.sf(fvalue, rank, df))
+    return ContrastTest(estimate, cov, fvalue, rank, df, p, fvalue * res.scale)
+
+
+def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """Columns ``coef, std_err, df, t, pvalue`` for each fixed effect."""
+    names = list(res.model.exog_names)
+    rows = []
+    for row in np.eye(len(names)):
+        test = contrast_test(res, row[None, :], 0.0, ddf)
+        se = float(np.sqrt(test.cov[0, 0]))
+        rows.append((float(test.estimate[0]), se, test.den_df, test.statistic, test.pvalue))
+    return pd.DataFrame(rows, index=names, columns=["coef", "std_err", "df", "t", "pvalue"])
+
+
+_TABLE_COLUMNS = ["SumSq", "MeanSq", "NumDF", "DenDF", "F", "pvalue"]
+
+
+def _f_row(test: ContrastTest) -> list[float]:
+    fvalue = test.fvalue
+    pvalue = float(stats.f.sf(fvalue, test.num_df, test.den_df))
+    return [test.mean_sq * test.num_df, test.mean_sq, test.num_df, test.den_df, fvalue, pvalue]
+
+
+def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """lmerTest's ANOVA table of the fixed-effect terms (type 1 or 3)."""
+    kind = {"3": 3, "III": 3, "1": 1, "I": 1}.get(str(type).upper())
+    if kind is None:
+        raise ValueError(f"type must be 1 or 3 (or 'I', 'III'); got {type!r}")
+    contrasts = type3_contrasts(res.model) if kind == 3 else type1_contrasts(res.model)
+    rows = {
+        term: _f_row(contrast_test(res, L, 0.0, ddf))
+        for term, L in contrasts.items()
+        if L.shape[0] > 0
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+
+
+def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """lmerTest's ``drop1``: F tests of the marginal terms (those droppable)."""
+    contrasts = marginal_contrasts(res.model)
+    rows = {
+        term: _f_row(contrast_test(res, contrasts[term], 0.0, ddf))
+        for term in marginal_terms(res.model)
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)

@@ -1,0 +1,211 @@
+"""Satterthwaite denominator degrees of freedom, as lmerTest computes them.
+
+The variance parameters are ``varpar = (theta, sigma)``. Their asymptotic
+covariance is ``A = 2 H^-1`` with ``H`` the Hessian of the (unprofiled)
+deviance in varpar (REML or ML as the fit); the pseudo-inverse over positive
+eigenvalues is used, as lmerTest. ``J_i = d vcov(beta) / d varpar_i``. For a
+contrast ``l``: ``df = 2 (l' C l)^2 / (g' A g)`` with ``g_i = l' J_i l``
+(lmerTest's ``contest1D``). For several rows ``L`` the contrast covariance is
+eigen-decomposed and the per-direction df are combined into the F statistic's
+denominator df (lmerTest's ``contestMD``).
+
+Cost: the Hessian and Jacobian take about ``8 k^2 + 8 k`` evaluations of the
+engine (``k = len(theta) + 1``), each as cheap as one objective evaluation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from .derivatives import hessian, jacobian
+
+__all__ = ["ContrastTest", "Satterthwaite", "fstat_ddf"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_EIGEN_TOL = 1e-8
+
+
+@dataclass
+class ContrastTest:
+    """One test of ``L beta = rhs``.
+
+    Attributes
+    ----------
+    estimate : ndarray
+        ``L beta`` (before subtracting rhs).
+    cov : ndarray
+        Covariance of ``L beta``.
+    statistic : float
+        t value for one row, F value for several.
+    num_df : int
+        Numerator df (rank of the contrast).
+    den_df : float
+        Denominator df.
+    pvalue : float
+        Two-sided p-value (t) or upper-tail p-value (F).
+    mean_sq : float
+        ``F * sigma^2`` (lmerTest's Mean Sq; Sum Sq = Mean Sq * NumDF).
+    is_t : bool
+        Whether ``statistic`` is a t value (one-row contrast).
+    """
+
+    estimate: np.ndarray
+    cov: np.ndarray
+    statistic: float
+    num_df: int
+    den_df: float
+    pvalue: float
+    mean_sq: float
+    is_t: bool = False
+
+    @property
+    def fvalue(self) -> float:
+        """The F statistic (``t**2`` for a one-row contrast)."""
+        return self.statistic**2 if self.is_t else self.statistic
+
+
+class Satterthwaite:
+    """lmerTest's Satterthwaite machinery for one fitted model.
+
+    Parameters
+    ----------
+    res : LmerResults
+        A fitted model.
+    """
+
+    def __init__(self, res) -> None:
+        res = getattr(res, "_results", res)
+        self.reml = res.reml
+        self.beta = np.asarray(res.params, dtype=float)
+        self.sigma = float(res.sigma)
+        self.vcov = np.asarray(res.cov_params(), dtype=float)
+        devfun = res.model.devfun(res.reml)
+        self._devfun = devfun
+        self.nobs = devfun.cross.nobs
+        self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
+        self.hessian = hessian(self._deviance, self.varpar)
+        self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
+        p = len(self.beta)
+        jac = jacobian(lambda vp: self._vcov_beta(vp).ravel(), self.varpar)
+        self.jacobians = [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
+
+    # -- pieces --------------------------------------------------------
+    def _deviance(self, varpar: np.ndarray) -> float:
+        """lmerTest's ``devfun_vp``: deviance in (theta, sigma), not profiled."""
+        theta, sigma2 = varpar[:-1], varpar[-1] ** 2
+        ld_l2, ld_rx2, pwrss, _ = self._devfun.components(theta)
+        dev = ld_l2 + pwrss / sigma2 + self.nobs * (_LOG_2PI + np.log(sigma2))
+        if self.reml:
+            p = len(self.beta)
+            dev += ld_rx2 - p * (_LOG_2PI + np.log(sigma2))
+        return float(dev)
+
+    def _vcov_beta(self, varpar: np.ndarray) -> np.ndarray:
+        _, _, _, unscaled = self._devfun.components(varpar[:-1])
+        return varpar[-1] ** 2 * unscaled
+
+    @staticmethod
+    def _pseudo_inverse_times_two(h: np.ndarray) -> np.ndarray:
+        values, vectors = np.linalg.eigh(h)
+        negative = values < -_EIGEN_TOL
+        near_zero = np.abs(values) <= _EIGEN_TOL
+        if negative.any():
+            warnings.warn(
+                "Model failed to converge with "
+                f"{int(negative.sum())} negative eigenvalue(s) of the Hessian in "
+                f"(theta, sigma): {', '.join(f'{v:.1e}' for v in values[negative])}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if near_zero.any():
+            warnings.warn(
+                f"Model may not have converged with {int(near_zero.sum())} eigenvalue(s) "
+                f"close to zero: {', '.join(f'{v:.1e}' for v in values[near_zero])}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        positive = values > _EIGEN_TOL
+        q = vectors[:, positive]
+        return 2.0 * (q / values[positive]) @ q.T
+
+    # -- tests ---------------------------------------------------------
+    def df_1d(self, contrast: np.ndarray) -> float:
+        """Satterthwaite df of one contrast vector (lmerTest ``contest1D``)."""
+        contrast = np.asarray(contrast, dtype=float)
+        var = float(contrast @ self.vcov @ contrast)
+        grad = np.array([contrast @ J @ contrast for J in self.jacobians])
+        denom = float(grad @ self.vcov_varpar @ grad)
+        return 2.0 * var**2 / denom if denom > 0 else np.inf
+
+    def coefficient_df(self) -> np.ndarray:
+        """Satterthwaite df of each fixed-effect coefficient."""
+        return np.array([self.df_1d(row) for row in np.eye(len(self.beta))])
+
+    def test(self, L: np.ndarray, rhs: np.ndarray | float = 0.0) -> ContrastTest:
+        """t test (one row) or F test (several rows) of ``L beta = rhs``."""
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],)).copy()
+        if L.shape[0] == 1:
+            return self._test_1d(L[0], rhs[0])
+        return self._test_md(L, rhs)
+
+    def _test_1d(self, contrast: np.ndarray, rhs: float) -> ContrastTest:
+        estimate = float(contrast @ self.beta)
+        var = float(contrast @ self.vcov @ contrast)
+        t = (estimate - rhs) / np.sqrt(var)
+        df = self.df_1d(contrast)
+        pvalue = float(2 * stats.t.sf(abs(t), df))
+        return ContrastTest(
+            np.array([estimate]), np.array([[var]]), t, 1, df, pvalue, t**2 * self.sigma**2, True
+        )
+
+    def _test_md(self, L: np.ndarray, rhs: np.ndarray) -> ContrastTest:
+        beta = self.beta
+        if np.any(rhs != 0):
+            beta = beta - np.linalg.pinv(L) @ rhs
+        cov = L @ self.vcov @ L.T
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+        tol = max(np.sqrt(np.finfo(float).eps) * values[0], 0.0)
+        rank = int(np.sum(values > tol))
+        rotated = (vectors.T @ L)[:rank]
+        if rank == 1:
+            single = self._test_1d(rotated[0], float(rotated[0] @ (self.beta - beta)))
+            return ContrastTest(
+                L @ self.beta,
+                cov,
+                single.statistic**2,
+                1,
+                single.den_df,
+                float(stats.f.sf(single.statistic**2, 1, single.den_df)),
+                single.mean_sq,
+            )
+        t2 = (rotated @ beta) ** 2 / values[:rank]
+        fvalue = float(t2.sum() / rank)
+        nu = np.array([2 * values[m] ** 2 / self._gag(rotated[m]) for m in range(rank)])
+        ddf = fstat_ddf(nu)
+        pvalue = float(stats.f.sf(fvalue, rank, ddf))
+        return ContrastTest(L @ self.beta, cov, fvalue, rank, ddf, pvalue, fvalue * self.sigma**2)
+
+    def _gag(self, contrast: np.ndarray) -> float:
+        grad = np.array([contrast @ J @ contrast for J in self.jacobians])
+        return float(grad @ self.vcov_varpar @ grad)
+
+
+def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
+    """Denominator df of an F built from t statistics with df ``nu`` (lmerTest)."""
+    nu = np.asarray(nu, dtype=float)
+    if nu.size == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < tol):
+        return float(nu.mean())
+    if np.any(nu <= 2):
+        return 2.0
+    expectation = float(np.sum(nu / (nu - 2)))
+    return 2 * expectation / (expectation - nu.size)
