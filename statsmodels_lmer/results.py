@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import patsy
 import scipy.sparse as sp
 import statsmodels.base.wrapper as wrap
 from scipy import stats
@@ -447,6 +448,87 @@ class LmerResults(LikelihoodModelResults):
         if type == "pearson" and self.model.weights is not None:
             values = values * np.sqrt(self.model.weights)
         return values / self.sigma if scaled else values
+
+    # -- prediction, simulation, refits ----------------------------------
+    def predict(
+        self,
+        exog: Any = None,
+        re_formula: Any = None,
+        allow_new_levels: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Predictions for new data, as lme4's ``predict(m, newdata, re.form, ...)``.
+
+        Parameters
+        ----------
+        exog : pandas.DataFrame, optional
+            New data (``newdata=`` is accepted too); default the fitted rows.
+        re_formula : None, "0" or str
+            ``None``: all random effects; ``"0"`` (or ``"~0"``): none, the
+            population-level prediction; or bar terms such as
+            ``"~ (1 | Subject)"`` to include only those.
+        allow_new_levels : bool
+            Levels not seen in fitting get zero random effects instead of an
+            error (nested terms keep the effects of the known outer levels).
+
+        Returns
+        -------
+        ndarray
+            NaN for rows with a missing value in a column the model uses.
+        """
+        from .predict import predict
+
+        newdata = kwargs.pop("newdata", exog)
+        if kwargs:
+            raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
+        return predict(self, newdata, re_formula, allow_new_levels)
+
+    def simulate(
+        self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False
+    ) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        New random effects are drawn by default; ``use_u=True`` conditions on
+        all estimated random effects and ``re_formula`` on the listed terms.
+        See :func:`statsmodels_lmer.simulate.simulate`.
+        """
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed, re_formula, use_u)
+
+    def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
+        """The same model fitted to a new response (lme4's ``refit``)."""
+        from .simulate import refit
+
+        return refit(self, endog, **fit_kwargs)
+
+    def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        """Refit with a new formula and/or data (lme4's ``update``).
+
+        Parameters
+        ----------
+        formula : str, optional
+            Full lme4 formula; default the current one.
+        data : pandas.DataFrame, optional
+            Default the fitted rows (with their weights and offset).
+        **kwargs
+            Model keywords (``weights``, ``offset``, ``subset``, ``missing``)
+            and fit keywords (``reml``, ``method``, ...); by default the fit
+            keeps REML or ML as this one.
+        """
+        from .model import Lmer
+
+        model = self.model
+        fit_keys = {"reml", "method", "maxiter", "start_theta", "xtol", "ftol"}
+        fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
+        fit_kwargs.setdefault("reml", self.reml)
+        if data is None:
+            data = model.data.frame
+            kwargs.setdefault("weights", model.weights)
+            kwargs.setdefault("offset", model.offset)
+        kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
+        new = Lmer.from_formula(formula or model.lmer_formula, data, **kwargs)
+        return new.fit(**fit_kwargs)
 
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:

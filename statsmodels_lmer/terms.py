@@ -42,6 +42,10 @@ class RandomTerm:
         Level labels, in the grouping factor's level order.
     Z : ndarray, shape (n, p)
         The term's raw model columns (before the Khatri-Rao product).
+    lhs : str
+        The patsy formula of the columns (``"1"``, ``"1 + Days"``).
+    factors : tuple of str
+        The data columns whose interaction is the grouping factor.
     """
 
     label: str
@@ -50,6 +54,8 @@ class RandomTerm:
     codes: np.ndarray
     levels: pd.Index
     Z: np.ndarray
+    lhs: str = "1"
+    factors: tuple[str, ...] = ()
     _tril: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -205,7 +211,7 @@ def _evaluate_bar(bar: BarTerm, frame: pd.DataFrame, eval_env: Any) -> RandomTer
         names: tuple[str, ...] = ("Intercept",)
     else:
         Z, names = _term_columns(bar, frame, eval_env)
-    return RandomTerm(bar.group, bar.group, names, codes, levels, Z)
+    return RandomTerm(bar.group, bar.group, names, codes, levels, Z, bar.lhs, bar.factors)
 
 
 def _term_columns(

@@ -74,6 +74,41 @@ def test_coefficient_table_satterthwaite(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_coefficient_table_kenward_roger(name):
+    case, data, res = at_lme4_theta(name)
+    table = res.coef_table(ddf="kenward-roger")
+    for row in case["kenward_roger"]:
+        ours = table.loc[patsy_name(row["term"], data)]
+        assert ours["df"] == pytest.approx(row["df"], rel=1e-4)
+        assert ours["t"] == pytest.approx(row["t"], rel=1e-6)
+        assert ours["std_err"] == pytest.approx(row["se"], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("kind", [3, 1])
+def test_anova_tables_kenward_roger(name, kind):
+    case, _, res = at_lme4_theta(name)
+    _compare_f_table(res.anova(type=kind, ddf="kenward-roger"), case[f"anova{kind}_kr"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contrasts_kenward_roger_through_statsmodels_api(name):
+    case, data, res = at_lme4_theta(name)
+    order = column_order(case, data, res)
+    for contrast in case["contrasts"]:
+        L = as_ours(contrast["L"], order, len(order))
+        if L.shape[0] == 1:
+            ref = contrast["contest1D_kr"]
+            test = res.t_test(L, ddf="kenward-roger")
+            assert test.df_denom == pytest.approx(ref["df"], rel=1e-4)
+            assert float(test.tvalue[0, 0]) == pytest.approx(ref["t"], rel=1e-6)
+        ref = contrast["contestMD_kr"]
+        ftest = res.f_test(L, ddf="kenward-roger")
+        assert float(ftest.df_denom) == pytest.approx(ref["DenDF"], rel=1e-4)
+        assert float(ftest.fvalue) == pytest.approx(ref["F"], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_contrasts_satterthwaite(name):
     case, data, res = at_lme4_theta(name)
     order = column_order(case, data, res)

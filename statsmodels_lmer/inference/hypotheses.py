@@ -77,13 +77,16 @@ def _kenward_roger_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
     if not res.reml:
         raise ValueError("Kenward-Roger's method is only available for REML fits")
     kr = res._kenward_roger.test(L, rhs)
-    sigma2 = res.scale
-    if np.atleast_2d(L).shape[0] == 1:
-        t = float(kr.statistic)
-        return ContrastTest(kr.estimate, kr.cov, t, 1, kr.den_df, kr.pvalue, t**2 * sigma2, True)
-    unscaled = kr.statistic / kr.scaling
+    is_t = np.atleast_2d(L).shape[0] == 1
     return ContrastTest(
-        kr.estimate, kr.cov, kr.statistic, kr.num_df, kr.den_df, kr.pvalue, unscaled * sigma2
+        kr.estimate,
+        kr.cov,
+        float(kr.statistic),
+        kr.num_df,
+        kr.den_df,
+        kr.pvalue,
+        kr.mean_sq,
+        is_t,
     )
 
 

@@ -1,0 +1,110 @@
+"""Simulation from a fitted model and refits: lme4's ``simulate`` and ``refit``.
+
+New random effects are drawn as ``b = Lambda u`` with ``u ~ N(0, sigma^2 I)``,
+residuals as ``e ~ N(0, sigma^2 / w)``. Terms listed in ``re_formula`` (or all
+terms with ``use_u=True``) keep their estimated conditional modes instead,
+as lme4's ``use.u`` / ``re.form``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .predict import selected_terms
+
+__all__ = ["refit", "simulate"]
+
+
+def simulate(
+    res: Any,
+    nsim: int = 1,
+    seed: Any = None,
+    re_formula: Any = None,
+    use_u: bool = False,
+) -> pd.DataFrame:
+    """Simulated responses, one column per simulation (``sim_1``, ...).
+
+    Parameters
+    ----------
+    nsim : int
+        Number of simulated response vectors.
+    seed : int or numpy.random.Generator, optional
+        Seed for reproducible draws.
+    re_formula : str, optional
+        Random-effects terms to condition on (keep their estimates), e.g.
+        ``"~ (1 | Subject)"``; the others are drawn anew.
+    use_u : bool
+        Condition on all estimated random effects (lme4's ``use.u = TRUE``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like the fitted rows.
+    """
+    rng = np.random.default_rng(seed)
+    model = res.model
+    n = int(res.nobs)
+    mean = np.asarray(model.exog, dtype=float) @ np.asarray(res.params, dtype=float)
+    if model.offset is not None:
+        mean = mean + model.offset
+    keep = _conditioned(model, re_formula, use_u)
+    sims = np.empty((n, nsim))
+    for k in range(nsim):
+        y = mean.copy()
+        for index, term in enumerate(model.random_terms):
+            if index in keep:
+                effects = res._random_effects[index]
+            else:
+                T = term.factor(res.theta[model.theta_slices[index]])
+                u = rng.standard_normal((term.n_levels, term.n_cols)) * res.sigma
+                effects = u @ T.T
+            y += np.einsum("np,np->n", term.Z, effects[term.codes])
+        noise = rng.standard_normal(n) * res.sigma
+        if model.weights is not None:
+            noise = noise / np.sqrt(model.weights)
+        sims[:, k] = y + noise
+    index = getattr(model.data, "row_labels", None)
+    return pd.DataFrame(sims, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
+
+def _conditioned(model: Any, re_formula: Any, use_u: bool) -> set[int]:
+    if use_u:
+        return set(range(len(model.random_terms)))
+    if re_formula is None:
+        return set()
+    return {index for index, _ in selected_terms(model, re_formula)}
+
+
+def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
+    """The same model fitted to a new response vector (lme4's ``refit``).
+
+    Parameters
+    ----------
+    endog : array_like, shape (nobs,)
+        New response for the fitted rows.
+    **fit_kwargs
+        Passed to :meth:`Lmer.fit`; by default the same REML setting and
+        optimizer, starting from the fitted theta.
+    """
+    model = res.model
+    y = np.asarray(endog, dtype=float).ravel()
+    if y.shape != (int(res.nobs),):
+        raise ValueError(f"endog must have {int(res.nobs)} values, got {y.size}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("endog has non-finite values")
+    new = type(model)(
+        pd.Series(y, index=model.data.row_labels, name=model.endog_names),
+        model.data.orig_exog,
+        model.random_terms,
+        weights=model.weights,
+        offset=model.offset,
+    )
+    new.lmer_formula = model.lmer_formula
+    new.data.frame = model.data.frame
+    new.data.model_spec = getattr(model.data, "model_spec", None)
+    fit_kwargs.setdefault("reml", res.reml)
+    fit_kwargs.setdefault("start_theta", res.theta)
+    return new.fit(**fit_kwargs)

@@ -1,0 +1,103 @@
+"""Prediction (against lme4's predict.merMod), simulation, refit and update."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FIXTURES
+
+import statsmodels_lmer as sml
+
+PREDICT = json.loads((FIXTURES / "lme4_tools.json").read_text())["predict"]
+RE_FORMULAS = {
+    "re_form_NULL": None,
+    "re_form_NA": "~0",
+    "re_form_intercept_only": "~ (1 | Subject)",
+    "re_form_batch_only": "~ (1 | batch)",
+}
+
+
+@pytest.mark.parametrize("key", sorted(PREDICT))
+def test_predictions_match_lme4_with_new_levels(key):
+    spec = PREDICT[key]
+    model = sml.Lmer.from_formula(spec["formula"], sml.datasets.load(spec["dataset"]))
+    res = model.results_at(spec["theta"], reml=spec["REML"])
+    newdata = pd.DataFrame(spec["newdata"])
+    for name, expected in spec["predictions"].items():
+        ours = res.predict(newdata, re_formula=RE_FORMULAS[name], allow_new_levels=True)
+        np.testing.assert_allclose(ours, expected["values"], rtol=1e-10, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def sleep_fit():
+    return sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+
+
+def test_unseen_levels_need_permission(sleep_fit):
+    newdata = pd.DataFrame({"Subject": ["308", "999"], "Days": [1.0, 2.0]})
+    with pytest.raises(sml.DataError, match="allow_new_levels=True"):
+        sleep_fit.predict(newdata)
+
+
+def test_missing_values_give_nan_and_default_is_fitted(sleep_fit):
+    newdata = pd.DataFrame({"Subject": ["308", "309", None], "Days": [1.0, np.nan, 3.0]})
+    out = sleep_fit.predict(newdata)
+    assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
+    np.testing.assert_allclose(sleep_fit.predict(), sleep_fit.fittedvalues)
+
+
+def test_predict_applies_the_models_transforms():
+    data = sml.datasets.load("cake")
+    res = sml.lmer("angle ~ recipe + I(temp / 10) + (1 | recipe:replicate)", data)
+    head = data.iloc[:7]
+    np.testing.assert_allclose(res.predict(head), res.fittedvalues.iloc[:7], rtol=1e-12)
+    np.testing.assert_allclose(
+        res.predict(head, re_formula="0"),
+        np.asarray(res.model.exog)[:7] @ res.params.to_numpy(),
+        rtol=1e-12,
+    )
+
+
+def test_bad_re_formula(sleep_fit):
+    with pytest.raises(sml.FormulaError, match="does not match"):
+        sleep_fit.predict(re_formula="~ (1 | Days)")
+
+
+def test_simulate_is_reproducible_and_matches_the_model(sleep_fit):
+    a = sleep_fit.simulate(4, seed=11)
+    b = sleep_fit.simulate(4, seed=11)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["sim_1", "sim_2", "sim_3", "sim_4"]
+    big = sleep_fit.simulate(2000, seed=3).to_numpy()
+    fixed = np.asarray(sleep_fit.model.exog) @ sleep_fit.params.to_numpy()
+    # marginal mean X beta and marginal variance sigma^2 + z' Sigma z per row
+    cov = sleep_fit.varcorr
+    var_int, var_days = cov["vcov"].iloc[0], cov["vcov"].iloc[1]
+    cov_id = cov["vcov"].iloc[2]
+    days = sleep_fit.model.data.frame["Days"].to_numpy()
+    marginal_var = sleep_fit.scale + var_int + 2 * days * cov_id + days**2 * var_days
+    se_mean = np.sqrt(marginal_var / 2000)
+    assert np.max(np.abs(big.mean(axis=1) - fixed) / se_mean) < 4.5  # 180 rows, Monte-Carlo
+    ratio = big.var(axis=1) / marginal_var
+    assert np.all(np.abs(ratio - 1) < 0.2)  # sd of a variance ratio with 2000 draws: 0.03
+    conditional = sleep_fit.simulate(2000, seed=4, use_u=True).to_numpy()
+    np.testing.assert_allclose(conditional.mean(axis=1), sleep_fit.fittedvalues, atol=3.0)
+
+
+def test_refit_and_update(sleep_fit):
+    y = sleep_fit.simulate(1, seed=5)["sim_1"]
+    again = sleep_fit.refit(y)
+    direct = sml.lmer(
+        "Reaction ~ Days + (Days | Subject)",
+        sleep_fit.model.data.frame.assign(Reaction=y.to_numpy()),
+    )
+    assert again.objective == pytest.approx(direct.objective, rel=1e-9)
+    intercept_only = sleep_fit.update("Reaction ~ Days + (1 | Subject)")
+    assert intercept_only.llf == pytest.approx(-893.2325426974605, rel=1e-8)  # lmerTest ranova
+    ml = sleep_fit.update(reml=False)
+    assert ml.objective == pytest.approx(1751.9393444632096, rel=1e-9)
+    with pytest.raises(ValueError, match="180 values"):
+        sleep_fit.refit(np.ones(3))
