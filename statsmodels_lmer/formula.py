@@ -221,9 +221,10 @@ def _expand_bar(inner: str, original: str) -> list[BarTerm]:
 def _check_lhs(lhs: str, original: str) -> None:
     try:
         patsy.ModelDesc.from_formula(lhs)
-    except patsy.PatsyError as err:
+    except _PATSY_ERRORS as err:
         raise FormulaError(
-            f"cannot read the left side {lhs!r} of random-effects term {original!r}: {err.message}"
+            f"cannot read the left side {lhs!r} of random-effects term {original!r}: "
+            f"{_message(err)}"
         ) from None
 
 
@@ -272,8 +273,17 @@ def _join_fixed(parts: list[tuple[str, str]], formula: str) -> str:
         text += f" {sign} {segment}"
     try:
         patsy.ModelDesc.from_formula(text)
-    except patsy.PatsyError as err:
+    except _PATSY_ERRORS as err:
         raise FormulaError(
-            f"cannot read the fixed-effects part {text!r} of {formula!r}: {err.message}"
+            f"cannot read the fixed-effects part {text!r} of {formula!r}: {_message(err)}"
         ) from None
     return text
+
+
+# patsy raises its own error for bad formulas, but a few inputs reach an
+# internal assertion or Python's tokenizer first.
+_PATSY_ERRORS = (patsy.PatsyError, AssertionError, SyntaxError, ValueError, TypeError)
+
+
+def _message(err: Exception) -> str:
+    return getattr(err, "message", None) or str(err) or type(err).__name__
