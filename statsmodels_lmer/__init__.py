@@ -17,6 +17,7 @@ from .exceptions import (
     UnknownColumnError,
 )
 from .model import Lmer, lmer
+from .multilevel import center, variance_explained
 from .optimizers import available_optimizers
 from .results import LmerResults, LmerResultsWrapper
 
@@ -35,6 +36,8 @@ __all__ = [
     "__version__",
     "anova",
     "available_optimizers",
+    "center",
     "datasets",
     "lmer",
+    "variance_explained",
 ]

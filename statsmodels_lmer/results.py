@@ -530,6 +530,40 @@ class LmerResults(LikelihoodModelResults):
         new = Lmer.from_formula(formula or model.lmer_formula, data, **kwargs)
         return new.fit(**fit_kwargs)
 
+    # -- multilevel summaries and simulation tools -----------------------
+    def icc(self) -> pd.DataFrame:
+        """Intraclass correlations (adjusted, conditional), as ``performance::icc``.
+
+        See :func:`statsmodels_lmer.multilevel.icc`.
+        """
+        from .multilevel import icc
+
+        return icc(self)
+
+    def r2(self) -> pd.Series:
+        """Nakagawa's marginal and conditional R2, as ``performance::r2_nakagawa``."""
+        from .multilevel import r2
+
+        return r2(self)
+
+    def resim(self, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
+        """Random effects simulated from their conditional distribution (merTools' REsim).
+
+        See :func:`statsmodels_lmer.diagnostics.resim`.
+        """
+        from .diagnostics import resim
+
+        return resim(self, n_sims, seed)
+
+    def predict_interval(self, newdata: Any = None, level: float = 0.95, **kwargs: Any) -> Any:
+        """Simulation-based prediction intervals (merTools' predictInterval style).
+
+        See :func:`statsmodels_lmer.diagnostics.predict_interval`.
+        """
+        from .diagnostics import predict_interval
+
+        return predict_interval(self, newdata, level, **kwargs)
+
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:
         """A statsmodels Summary laid out like lme4's print of a fit.
