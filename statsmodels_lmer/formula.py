@@ -139,16 +139,24 @@ def _check_balanced(text: str, formula: str) -> None:
         raise FormulaError(f"unclosed parenthesis in the terms of {formula!r}")
 
 
-def _split_top_level(rhs: str, formula: str) -> list[tuple[str, str]]:
-    """Split at '+' and '-' outside parentheses; return (sign, text) pairs."""
-    segments: list[tuple[str, str]] = []
-    depth, start, sign = 0, 0, "+"
-    for pos, ch in enumerate(rhs):
+def _top_level(text: str):
+    """(position, character) pairs of the characters outside any bracket."""
+    depth = 0
+    for pos, ch in enumerate(text):
         if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE:
             depth -= 1
-        elif depth == 0 and ch in "+-" and not _is_exponent_sign(rhs, pos):
+        elif depth == 0:
+            yield pos, ch
+
+
+def _split_top_level(rhs: str, formula: str) -> list[tuple[str, str]]:
+    """Split at '+' and '-' outside parentheses; return (sign, text) pairs."""
+    segments: list[tuple[str, str]] = []
+    start, sign = 0, "+"
+    for pos, ch in _top_level(rhs):
+        if ch in "+-" and not _is_exponent_sign(rhs, pos):
             segments.append((sign, rhs[start:pos]))
             sign, start = ch, pos + 1
     segments.append((sign, rhs[start:]))
@@ -170,15 +178,7 @@ def _is_exponent_sign(text: str, pos: int) -> bool:
 
 
 def _find_top_level(text: str, char: str) -> int:
-    depth = 0
-    for pos, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-        elif depth == 0 and ch == char:
-            return pos
-    return -1
+    return next((pos for pos, ch in _top_level(text) if ch == char), -1)
 
 
 def _bar_interior(segment: str) -> str | None:
