@@ -215,7 +215,8 @@ def _expand_bar(inner: str, original: str) -> list[BarTerm]:
     _check_lhs(lhs, original)
     groups = _expand_nesting(group_text, original)
     lhs_parts = _uncorrelated_parts(lhs, original) if double else [lhs]
-    return [BarTerm(part, factors) for factors in groups for part in lhs_parts]
+    # lme4 splits "||" first, then "/": (x || a/b) -> (1|b:a) (1|a) (0+x|b:a) (0+x|a)
+    return [BarTerm(part, factors) for part in lhs_parts for factors in groups]
 
 
 def _check_lhs(lhs: str, original: str) -> None:
@@ -257,8 +258,10 @@ def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
 def _uncorrelated_parts(lhs: str, original: str) -> list[str]:
     """Split ``x + z`` of ``(x + z || g)`` into ``1``, ``0 + x``, ``0 + z``."""
     desc = patsy.ModelDesc.from_formula(lhs)
+    # R's terms() orders by degree (main effects before interactions)
+    ordered = sorted(desc.rhs_termlist, key=lambda term: len(term.factors))
     parts = []
-    for term in desc.rhs_termlist:
+    for term in ordered:
         parts.append("1" if not term.factors else f"0 + {term.name()}")
     if not parts:
         raise FormulaError(f"random-effects term {original!r} has no columns")

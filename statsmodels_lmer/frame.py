@@ -24,7 +24,10 @@ from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColum
 from .formula import ParsedFormula
 from .terms import RandomTerm, build_random_terms
 
-__all__ = ["ModelFrame", "aliased_columns", "build_model_frame"]
+__all__ = ["ModelFrame", "aliased_columns", "build_model_frame", "check_scale_x"]
+
+SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
+"""lme4's ``check.scaleX`` warning."""
 
 
 @dataclass(eq=False)
@@ -114,6 +117,8 @@ def build_model_frame(
     _check_weights(weights)
     endog, exog, design_info = _fixed_part(parsed, frame, eval_env)
     exog, dropped = _drop_aliased(exog)
+    if check_scale_x(exog.to_numpy(dtype=float)):
+        warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
     terms = build_random_terms(parsed.bars, frame, eval_env)
     _check_groups(terms, len(frame))
     return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
@@ -262,6 +267,35 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     diag = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
+
+
+def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
+    """lme4's ``checkScaleX``: are the predictors on very different scales?
+
+    Columns that are not 0/1 indicators (nor the intercept) count as
+    continuous. True when the standard deviation of one of them is more than
+    ``tol`` times, or less than ``1 / tol`` times, 1 or that of another one
+    (``|log sd| > log tol`` or ``|log(sd_i / sd_j)| > log tol``).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+        The fixed-effects model matrix (after dropping aliased columns).
+    tol : float
+        lme4's ``tol = 1e3``.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] < 2:
+        return False
+    continuous = ~np.all((X == 0) | (X == 1), axis=0)
+    if not np.any(continuous):
+        return False
+    sd = np.std(X[:, continuous], axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_sd = np.log(sd)
+        ratios = np.abs(log_sd[:, None] - log_sd[None, :])
+        values = np.concatenate([np.abs(log_sd), ratios[np.tril_indices(len(sd), -1)]])
+    return bool(np.any(values[~np.isnan(values)] > np.log(tol)))
 
 
 def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

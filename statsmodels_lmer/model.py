@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import warnings
 from functools import cached_property
 from typing import Any
 
@@ -12,10 +14,12 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .blocks import CrossProducts, build_cross_products, engine_order
+from .convergence import GRAD_TOL, HESS_TOL, SINGULAR_MESSAGE, check_conv, deriv12
+from .exceptions import LmerConvergenceWarning, SingularFitWarning
 from .formula import parse_formula
 from .frame import build_model_frame
 from .objective import ProfiledDeviance
-from .optimizers import minimize_theta
+from .optimizers import OptimizerResult, optimize_lmer
 from .terms import RandomTerm
 
 __all__ = ["Lmer", "lmer"]
@@ -213,9 +217,17 @@ class Lmer(LikelihoodModel):
         start_theta: Any = None,
         xtol: float = 1e-8,
         ftol: float = 1e-8,
+        check_conv: bool = True,
+        calc_derivs: bool = True,
+        boundary_tol: float = 1e-5,
+        restart_edge: bool = True,
+        grad_tol: float = GRAD_TOL,
+        hess_tol: float = HESS_TOL,
         **kwargs: Any,
     ) -> Any:
         """Fit by REML (default) or maximum likelihood.
+
+        The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
 
         Parameters
         ----------
@@ -223,17 +235,42 @@ class Lmer(LikelihoodModel):
             REML (default, as lme4) or ML.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.optimizers.available_optimizers`);
-            default BOBYQA when nlopt is installed.
+            default BOBYQA when nlopt is installed (lme4's ``optimizer``).
         maxiter : int, optional
-            Limit on objective evaluations.
+            Limit on objective evaluations (lme4's ``maxfun``/``maxeval``; 100000).
         start_theta : array_like, optional
             Starting theta (lme4's ``start``); default 1 on diagonals, 0 off.
         xtol, ftol : float
-            Absolute tolerances (lme4: 1e-8 each).
+            Absolute tolerances on theta and the objective (lme4: 1e-8 each).
+        check_conv : bool
+            Run lme4's convergence checks (``checkConv``) and warn: a
+            :class:`~statsmodels_lmer.exceptions.SingularFitWarning` for a
+            boundary fit, a
+            :class:`~statsmodels_lmer.exceptions.LmerConvergenceWarning` for a
+            large scaled gradient or a bad Hessian. See docs/checks.md.
+        calc_derivs : bool
+            Compute the finite-difference gradient and Hessian at the optimum
+            (lme4's ``calc.derivs``; ``2 k^2`` extra evaluations for ``k``
+            theta elements). Without them only the singular-fit check runs.
+        boundary_tol : float
+            Theta elements closer than this to their lower bound are moved
+            onto it when that does not increase the objective (lme4's
+            ``boundary.tol``, 1e-5); 0 disables.
+        restart_edge : bool
+            Restart the optimizer when an element on its bound has a negative
+            one-sided derivative into the interior (lme4's ``restart_edge``).
+        grad_tol, hess_tol : float
+            Tolerances of the gradient check (lme4's ``check.conv.grad``,
+            2e-3) and the Hessian checks (``check.conv.hess``, 1e-6).
 
         Returns
         -------
         LmerResultsWrapper
+            ``converged`` is False when the optimizer reported failure or a
+            convergence check failed. ``optinfo`` holds ``derivs``
+            (``gradient``, ``Hessian``), ``conv`` (lme4's ``code``,
+            ``messages``, ``max_grad``, ...), ``warnings`` (the texts of the
+            warnings emitted), ``start`` and ``control`` (the fit keywords).
         """
         from .results import LmerResults, LmerResultsWrapper
 
@@ -241,9 +278,32 @@ class Lmer(LikelihoodModel):
             raise TypeError(f"fit() got unexpected keywords {sorted(kwargs)}")
         start = self.theta_start if start_theta is None else _check_start(start_theta, self)
         objective = self.devfun(reml)
-        result = minimize_theta(objective, start, self.theta_lower, method, maxiter, xtol, ftol)
+        result = optimize_lmer(
+            objective,
+            start,
+            self.theta_lower,
+            method,
+            maxiter,
+            xtol,
+            ftol,
+            restart_edge=restart_edge,
+            boundary_tol=boundary_tol,
+        )
         solution = objective.solve(result.theta)
-        return LmerResultsWrapper(LmerResults(self, solution, result, reml))
+        res = LmerResults(self, solution, result, reml)
+        control = {
+            "maxiter": maxiter,
+            "xtol": xtol,
+            "ftol": ftol,
+            "check_conv": check_conv,
+            "calc_derivs": calc_derivs,
+            "boundary_tol": boundary_tol,
+            "restart_edge": restart_edge,
+            "grad_tol": grad_tol,
+            "hess_tol": hess_tol,
+        }
+        _record_checks(res, objective, result, start, control)
+        return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
         """Results with theta held fixed at the given value (no optimization).
@@ -259,7 +319,6 @@ class Lmer(LikelihoodModel):
         -------
         LmerResultsWrapper
         """
-        from .optimizers import OptimizerResult
         from .results import LmerResults, LmerResultsWrapper
 
         theta = _check_start(theta, self)
@@ -276,6 +335,50 @@ class Lmer(LikelihoodModel):
             "the log-likelihood of an Lmer model is a function of theta; "
             "use model.devfun() or the results' llf"
         )
+
+
+def _record_checks(
+    res: Any,
+    objective: ProfiledDeviance,
+    result: OptimizerResult,
+    start: np.ndarray,
+    control: dict[str, Any],
+) -> None:
+    """Derivatives, lme4's convergence checks and warnings, into ``res.optinfo``."""
+    info = res.optinfo
+    info["start"] = np.asarray(start, dtype=float).copy()
+    info["control"] = dict(control)
+    info["restarted"] = result.restarted
+    info["boundary_snapped"] = list(result.boundary_snapped)
+    emitted: list[tuple[str, type[Warning]]] = []
+    if not result.success:
+        emitted.append(
+            (
+                f"optimizer {result.method} did not converge: {result.message}",
+                LmerConvergenceWarning,
+            )
+        )
+    derivs = None
+    if control["calc_derivs"]:
+        derivs = deriv12(objective, result.theta, fx=result.fun)
+    info["derivs"] = derivs
+    conv = None
+    if control["check_conv"]:
+        conv = check_conv(
+            derivs,
+            result.theta,
+            res.model.theta_lower,
+            grad_tol=control["grad_tol"],
+            hess_tol=control["hess_tol"],
+        )
+        if conv.singular:
+            emitted.append((SINGULAR_MESSAGE, SingularFitWarning))
+        emitted.extend((text, LmerConvergenceWarning) for text in conv.warnings)
+    info["conv"] = None if conv is None else conv.as_dict()
+    info["warnings"] = [text for text, _ in emitted]
+    res.converged = bool(result.success) and not (conv is not None and conv.failed)
+    for text, category in emitted:
+        warnings.warn(text, category, stacklevel=3)
 
 
 def _check_start(start: Any, model: Lmer) -> np.ndarray:
@@ -312,13 +415,13 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     **kwargs
         Model keywords (``weights``, ``offset``, ``subset``, ``missing``)
         and fit keywords (``method``, ``maxiter``, ``start_theta``, ``xtol``,
-        ``ftol``).
+        ``ftol``, ``check_conv``, ...; see :meth:`Lmer.fit`).
 
     Returns
     -------
     LmerResultsWrapper
     """
-    fit_keys = {"method", "maxiter", "start_theta", "xtol", "ftol"}
+    fit_keys = set(inspect.signature(Lmer.fit).parameters) - {"self", "reml", "kwargs"}
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
     kwargs.setdefault("eval_env", _capture_env(kwargs.pop("eval_env", None)))
     model = Lmer.from_formula(formula, data, **kwargs)

@@ -5,6 +5,12 @@ lme4's default for ``lmer`` is BOBYQA from NLopt with ``xtol_abs = ftol_abs =
 Without it the default is scipy's L-BFGS-B on finite differences, which
 reaches the same optimum on the reference models. Every optimizer minimizes
 the profiled objective subject to theta's lower bounds.
+
+:func:`optimize_lmer` adds lme4's handling of the boundary around one
+optimizer run (``optimizeLmer``): a restart when a parameter sits on its
+bound while the objective decreases into the interior (``restart_edge``),
+and snapping parameters within ``boundary_tol`` of their bound onto it when
+that does not make the objective worse (``check.boundary``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ __all__ = [
     "available_optimizers",
     "default_optimizer",
     "minimize_theta",
+    "optimize_lmer",
 ]
 
 HAVE_NLOPT = importlib.util.find_spec("nlopt") is not None
@@ -52,6 +59,10 @@ class OptimizerResult:
         Wall-clock time of the optimization.
     options : dict
         Tolerances and limits used.
+    restarted : bool
+        Whether :func:`optimize_lmer` restarted the optimizer from the edge.
+    boundary_snapped : list of int
+        Indices of theta that :func:`optimize_lmer` moved onto their bound.
     """
 
     theta: np.ndarray
@@ -62,6 +73,8 @@ class OptimizerResult:
     success: bool
     seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    restarted: bool = False
+    boundary_snapped: list[int] = field(default_factory=list)
 
 
 def available_optimizers() -> list[str]:
@@ -139,6 +152,84 @@ def minimize_theta(
     )
 
 
+EDGE_STEP = 1e-5
+"""Step of lme4's one-sided derivative test for ``restart_edge``."""
+
+
+def optimize_lmer(
+    objective: Objective,
+    start: np.ndarray,
+    lower: np.ndarray,
+    method: str | None = None,
+    maxiter: int | None = None,
+    xtol: float = 1e-8,
+    ftol: float = 1e-8,
+    restart_edge: bool = True,
+    boundary_tol: float = 1e-5,
+) -> OptimizerResult:
+    """One optimizer run plus lme4's boundary handling (``optimizeLmer``).
+
+    After :func:`minimize_theta`:
+
+    * ``restart_edge``: for theta elements exactly on their lower bound, the
+      one-sided difference ``(f(theta + 1e-5 e_i) - f(theta)) / 1e-5`` is
+      computed; when any is negative (the objective falls into the interior)
+      the optimizer is run again from the estimate.
+    * ``boundary_tol``: each element within ``boundary_tol`` of its bound (but
+      not on it) is set to the bound in turn and kept there when the
+      objective is lower than the best value so far. (lme4 compares every
+      trial with the optimizer's value, so a later snap could undo part of an
+      earlier improvement.) ``0`` disables this.
+
+    Parameters are those of :func:`minimize_theta`; the result's
+    ``n_evaluations`` and ``seconds`` include the extra work, ``restarted``
+    and ``boundary_snapped`` say what was done.
+    """
+    began = time.perf_counter()
+    result = minimize_theta(objective, start, lower, method, maxiter, xtol, ftol)
+    extra = 0
+    lower = np.asarray(lower, dtype=float)
+    if restart_edge:
+        on_edge = np.flatnonzero(result.theta == lower)
+        if on_edge.size:
+            base = float(objective(result.theta))
+            extra += 1
+            slopes = []
+            for index in on_edge:
+                moved = result.theta.copy()
+                moved[index] = lower[index] + EDGE_STEP
+                slopes.append((float(objective(moved)) - base) / EDGE_STEP)
+                extra += 1
+            if any(slope < 0 for slope in slopes):
+                again = minimize_theta(objective, result.theta, lower, method, maxiter, xtol, ftol)
+                extra += result.n_evaluations
+                result = again
+                result.restarted = True
+    if boundary_tol > 0:
+        gap = result.theta - lower
+        near = np.flatnonzero((gap > 0) & (gap < boundary_tol))
+        if near.size:
+            theta, best = result.theta.copy(), result.fun
+            for index in near:
+                trial = theta.copy()
+                trial[index] = lower[index]
+                value = float(objective(trial))
+                extra += 1
+                if value < best:
+                    theta, best = trial, value
+                    result.boundary_snapped.append(int(index))
+            if result.boundary_snapped:
+                result.theta, result.fun = theta, best
+    result.n_evaluations += extra
+    result.seconds = time.perf_counter() - began
+    result.options = {
+        **result.options,
+        "restart_edge": bool(restart_edge),
+        "boundary_tol": float(boundary_tol),
+    }
+    return result
+
+
 class _Counter:
     def __init__(self, objective: Objective) -> None:
         self.objective = objective
@@ -193,7 +284,7 @@ def _scipy(method: str, options: Callable[[int, float, float], dict[str, Any]]):
 _REGISTRY: dict[str, Callable[..., tuple[np.ndarray, float, str, bool]]] = {
     "bobyqa": _nlopt("LN_BOBYQA"),
     "nlopt-nelder-mead": _nlopt("LN_NELDERMEAD"),
-    "lbfgsb": _scipy("L-BFGS-B", lambda n, x, f: {"maxfun": n, "ftol": 1e-14, "gtol": 1e-7}),
+    "lbfgsb": _scipy("L-BFGS-B", lambda n, x, f: {"maxfun": n, "ftol": 1e-12, "gtol": 1e-7}),
     "nelder-mead": _scipy(
         "Nelder-Mead",
         lambda n, x, f: {"maxfev": n, "xatol": x, "fatol": f, "adaptive": True},

@@ -7,6 +7,7 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+import inspect
 from functools import cached_property
 from typing import Any
 
@@ -77,6 +78,8 @@ class LmerResults(LikelihoodModelResults):
             "objective": optim.fun,
             "options": dict(optim.options),
             "warnings": [],
+            "derivs": None,
+            "conv": None,
         }
 
     # -- likelihood summaries -------------------------------------------
@@ -519,7 +522,7 @@ class LmerResults(LikelihoodModelResults):
         from .model import Lmer
 
         model = self.model
-        fit_keys = {"reml", "method", "maxiter", "start_theta", "xtol", "ftol"}
+        fit_keys = set(inspect.signature(Lmer.fit).parameters) - {"self", "kwargs"}
         fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
         fit_kwargs.setdefault("reml", self.reml)
         if data is None:
@@ -529,6 +532,17 @@ class LmerResults(LikelihoodModelResults):
         kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
         new = Lmer.from_formula(formula or model.lmer_formula, data, **kwargs)
         return new.fit(**fit_kwargs)
+
+    def allfit(self, **kwargs: Any) -> Any:
+        """Refit with every available optimizer, as lme4's ``allFit``.
+
+        See :func:`statsmodels_lmer.allfit.allfit` (``optimizers=``,
+        ``progress=``, ``n_jobs=``); ``.table`` and ``.summary()`` say which
+        optimizers agree.
+        """
+        from .allfit import allfit
+
+        return allfit(self, **kwargs)
 
     # -- multilevel summaries and simulation tools -----------------------
     def icc(self) -> pd.DataFrame:

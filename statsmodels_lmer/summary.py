@@ -226,8 +226,10 @@ def _messages(res: Any) -> list[str]:
             "fixed-effect model matrix is rank deficient; dropped: "
             + ", ".join(res.model.dropped_columns)
         )
-    if res.is_singular():
-        messages.append("boundary (singular) fit: see help('isSingular')")
-    if not res.converged:
-        messages.append(f"optimizer did not report convergence: {res.optinfo['message']}")
+    warned = list(res.optinfo.get("warnings") or [])
+    if res.is_singular() and not any("singular" in w for w in warned):
+        warned.append("boundary (singular) fit: see help('isSingular')")
+    if not res.converged and not warned:
+        warned.append(f"optimizer did not report convergence: {res.optinfo['message']}")
+    messages.extend(warned)
     return messages

@@ -89,3 +89,15 @@ def test_malformed_formulas_raise_value_errors_that_say_what(formula, message):
 def test_non_string_formula_is_refused():
     with pytest.raises(FormulaError, match="must be a string"):
         parse_formula(42)
+
+
+def test_double_bar_orders_terms_as_r_terms():
+    parsed = parse_formula("y ~ (x:z + w || g)")
+    assert [bar.lhs for bar in parsed.bars] == ["1", "0 + w", "0 + x:z"]
+    nested = parse_formula("y ~ (x || a/b)")
+    assert [(bar.lhs, bar.group) for bar in nested.bars] == [
+        ("1", "b:a"),
+        ("1", "a"),
+        ("0 + x", "b:a"),
+        ("0 + x", "a"),
+    ]

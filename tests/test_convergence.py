@@ -1,0 +1,357 @@
+"""lme4's convergence checks, boundary handling and the scale check.
+
+Reference: tests/fixtures/lme4_tools.json, section ``convergence_warning``
+(make_tools_fixtures.R): lme4 1.1-31's ``optinfo$derivs`` at its own theta,
+the scaled gradient, the Hessian eigenvalues and the exact warning texts for
+``Reaction ~ Days2 + (Days2 | Subject)`` with ``Days2 = Days * 100`` (and
+``* 1000``), and a clean model without any message.
+
+Our optimizer may stop at a better optimum than lme4 on the badly scaled
+model, so the derivative checks are compared at lme4's recorded theta.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cache
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
+
+import statsmodels_lmer as sml
+from statsmodels_lmer import optimizers
+from statsmodels_lmer.convergence import (
+    SINGULAR_MESSAGE,
+    check_conv,
+    check_hessian,
+    deriv12,
+    scaled_gradient,
+)
+from statsmodels_lmer.exceptions import LmerConvergenceWarning, SingularFitWarning
+from statsmodels_lmer.frame import SCALE_MESSAGE, check_scale_x
+from statsmodels_lmer.optimizers import optimize_lmer
+
+
+@cache
+def conv_fixture() -> dict:
+    return json.loads((FIXTURES / "lme4_tools.json").read_text())["convergence_warning"]
+
+
+def conv_cases() -> dict[str, dict]:
+    section = conv_fixture()
+    cases = [section["warning_model"], section["clean_model"]]
+    cases += section["additional_warning_models"]
+    return {case["name"]: case for case in cases}
+
+
+def case_model(case: dict) -> sml.Lmer:
+    data = sml.datasets.load(case["dataset"])
+    derived = case.get("derived_column")
+    if derived:
+        data = data.assign(**{derived["column"]: data.eval(derived["expr"])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ValueWarning)  # the scale check, tested below
+        return sml.Lmer.from_formula(case["formula"], data)
+
+
+def fit_recording(model: sml.Lmer, **kwargs):
+    """Fit and return (results, [(category, text), ...]) of every warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = model.fit(**kwargs)
+    return res, [(w.category, str(w.message)) for w in caught]
+
+
+# -- derivatives and checks at lme4's theta ----------------------------------
+@pytest.mark.parametrize("name", sorted(conv_cases()))
+def test_deriv12_matches_lme4_at_its_theta(name):
+    case = conv_cases()[name]
+    model = case_model(case)
+    derivs = deriv12(model.devfun(case["REML"]), case["theta"], fx=case["objective"])
+    np.testing.assert_allclose(derivs["gradient"], case["gradient"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(derivs["Hessian"], case["Hessian"], rtol=1e-4)
+    np.testing.assert_allclose(derivs["Hessian"], derivs["Hessian"].T)
+
+
+@pytest.mark.parametrize("name", sorted(conv_cases()))
+def test_check_conv_reproduces_lme4_messages_at_its_theta(name):
+    case = conv_cases()[name]
+    model = case_model(case)
+    derivs = deriv12(model.devfun(case["REML"]), case["theta"], fx=case["objective"])
+    conv = check_conv(derivs, np.asarray(case["theta"]), model.theta_lower)
+    assert conv.max_grad == pytest.approx(case["max_grad"], rel=1e-4, abs=1e-7)
+    np.testing.assert_allclose(conv.scaled_gradient, case["scaled_gradient"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(conv.hessian_eigenvalues, case["hessian_eigenvalues"], rtol=1e-4)
+    assert conv.messages == case["conv_lme4_messages"]
+    assert conv.code == case["conv_lme4_code"]
+    # the warnings lme4 raised, minus the scale warning that comes from the model frame
+    expected = [text for text in case["warnings"] if text != SCALE_MESSAGE]
+    assert conv.warnings == expected
+    assert conv.failed == bool(case["warnings"])
+    assert not conv.singular
+
+
+def test_warning_text_of_the_fixture_model():
+    case = conv_cases()["sleepstudy_days100"]
+    assert case["warnings"][0] == (
+        "Model failed to converge with max|grad| = 2.70086 (tol = 0.002, component 1)"
+    )
+    model = case_model(case)
+    derivs = deriv12(model.devfun(True), case["theta"], fx=case["objective"])
+    conv = check_conv(derivs, np.asarray(case["theta"]), model.theta_lower)
+    assert conv.warnings[0] == case["warnings"][0]
+    assert conv.component == 1
+
+
+# -- fitting -----------------------------------------------------------------
+def test_badly_scaled_model_warns_with_figures():
+    case = conv_cases()["sleepstudy_days100"]
+    model = case_model(case)
+    # (no match=: pytest.warns would re-emit the non-matching gradient warning)
+    with pytest.warns(LmerConvergenceWarning) as record:
+        res = model.fit(reml=True)
+    info = res.optinfo
+    texts = [str(w.message) for w in record if issubclass(w.category, LmerConvergenceWarning)]
+    assert texts == info["warnings"]
+    assert "Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?" in texts
+    # at least as good an optimum as lme4's
+    assert res.objective <= case["objective"] + 1e-8
+    conv = info["conv"]
+    assert 2 in conv["code"]
+    assert conv["hessian_eigenvalues"][0] > 1e6
+    assert set(info["derivs"]) == {"gradient", "Hessian"}
+    assert info["derivs"]["Hessian"].shape == (3, 3)
+    # the converged flag follows the gradient check (codes 2/3 alone do not fail a fit)
+    assert res.converged == (conv["max_grad"] <= 2e-3)
+    if not res.converged:
+        assert any(t.startswith("Model failed to converge with max|grad| = ") for t in texts)
+
+
+def test_convergence_warning_is_a_statsmodels_convergence_warning():
+    assert issubclass(LmerConvergenceWarning, ConvergenceWarning)
+
+
+def test_clean_model_has_no_warning_and_lme4_derivatives():
+    case = conv_cases()["sleepstudy_reml"]
+    res, caught = fit_recording(case_model(case), reml=True)
+    assert caught == []
+    assert res.converged
+    info = res.optinfo
+    assert info["warnings"] == []
+    assert info["conv"]["messages"] == []
+    assert info["conv"]["code"] == []
+    assert info["conv"]["max_grad"] < 2e-3
+    # same optimum as lme4 to ~1e-6 in theta, so the Hessians agree to FD accuracy
+    np.testing.assert_allclose(info["derivs"]["Hessian"], case["Hessian"], rtol=1e-3)
+    np.testing.assert_allclose(info["derivs"]["gradient"], 0.0, atol=2e-3)
+
+
+def test_singular_fit_warns_and_skips_derivative_checks():
+    data = sml.datasets.load("Dyestuff2")
+    model = sml.Lmer.from_formula("Yield ~ 1 + (1 | Batch)", data)
+    with pytest.warns(SingularFitWarning) as record:
+        res = model.fit()
+    assert [str(w.message) for w in record] == [SINGULAR_MESSAGE]
+    assert SINGULAR_MESSAGE == "boundary (singular) fit: see help('isSingular')"
+    assert res.converged
+    assert res.is_singular()
+    conv = res.optinfo["conv"]
+    assert conv["singular"]
+    assert conv["messages"] == [SINGULAR_MESSAGE]
+    assert conv["max_grad"] is None
+    assert res.optinfo["warnings"] == [SINGULAR_MESSAGE]
+
+
+def test_check_conv_and_calc_derivs_switches():
+    case = conv_cases()["sleepstudy_days100"]
+    model = case_model(case)
+    res, caught = fit_recording(model, check_conv=False)
+    assert caught == []
+    assert res.optinfo["conv"] is None
+    assert res.optinfo["derivs"] is not None
+    res, caught = fit_recording(model, calc_derivs=False)
+    assert caught == []
+    assert res.optinfo["derivs"] is None
+    assert res.optinfo["conv"]["messages"] == []
+    assert res.optinfo["control"]["calc_derivs"] is False
+
+
+def test_lmer_passes_control_keywords():
+    case = conv_cases()["sleepstudy_days100"]
+    data = sml.datasets.load("sleepstudy").assign(Days2=lambda d: d["Days"] * 100)
+    res = sml.lmer(case["formula"], data, check_conv=False, boundary_tol=0.0)
+    assert res.optinfo["conv"] is None
+    assert res.optinfo["control"]["boundary_tol"] == 0.0
+
+
+def test_tolerances_are_used():
+    case = conv_cases()["sleepstudy_reml"]
+    model = case_model(case)
+    with pytest.warns(LmerConvergenceWarning, match=r"max\|grad\| = .* \(tol = 1e-12,"):
+        res = model.fit(grad_tol=1e-12)
+    assert not res.converged
+    assert res.optinfo["conv"]["failed"]
+
+
+# -- check_hessian and friends -------------------------------------------------
+def test_hessian_with_negative_eigenvalue():
+    codes, messages, ev = check_hessian(np.diag([2.0, -1.0]))
+    assert codes == [-3]
+    assert messages == ["Model failed to converge: degenerate  Hessian with 1 negative eigenvalues"]
+    np.testing.assert_allclose(ev, [2.0, -1.0])
+
+
+def test_numerically_singular_hessian():
+    codes, messages, _ = check_hessian(np.diag([2.0, 1e-9]))
+    assert codes == [-4]
+    assert messages == ["Hessian is numerically singular: parameters are not uniquely determined"]
+
+
+def test_large_eigenvalue_ratio_and_very_large_eigenvalue():
+    codes, messages, _ = check_hessian(np.diag([1e7, 1.0]))
+    assert codes == [2, 3]
+    assert messages == [
+        "Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?",
+        "Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?",
+    ]
+    assert check_hessian(np.diag([3.0, 1.0]))[:2] == ([], [])
+
+
+def test_gradient_check_uses_the_smaller_of_scaled_and_plain_gradient():
+    # flat curvature: scaled gradient large, plain gradient tiny -> no warning
+    derivs = {"gradient": np.array([1e-4]), "Hessian": np.array([[1e-4]])}
+    assert scaled_gradient(derivs["gradient"], derivs["Hessian"])[0] == pytest.approx(1e-2)
+    conv = check_conv(derivs, np.array([1.0]), np.array([0.0]), hess_tol=1e-9)
+    assert conv.max_grad == pytest.approx(1e-4)
+    assert not conv.failed
+
+
+def test_unable_to_scale_gradient_and_nan_gradient():
+    derivs = {"gradient": np.array([1.0, 1.0]), "Hessian": np.diag([1.0, -1.0])}
+    conv = check_conv(derivs, np.array([1.0, 1.0]), np.zeros(2))
+    assert conv.messages[0] == "unable to evaluate scaled gradient"
+    assert conv.failed
+    nan = {"gradient": np.array([np.nan]), "Hessian": np.array([[1.0]])}
+    conv = check_conv(nan, np.array([1.0]), np.zeros(1))
+    assert conv.code == [-5] and conv.messages == ["Gradient contains NAs"]
+
+
+def test_deriv12_on_a_quadratic():
+    A = np.array([[3.0, 1.0], [1.0, 2.0]])
+
+    def f(x):
+        return 0.5 * x @ A @ x + x[0]
+
+    derivs = deriv12(f, [0.5, -1.0])
+    np.testing.assert_allclose(derivs["Hessian"], A, rtol=1e-6)
+    np.testing.assert_allclose(derivs["gradient"], A @ [0.5, -1.0] + [1.0, 0.0], rtol=1e-8)
+
+
+# -- boundary handling -----------------------------------------------------------
+@pytest.fixture
+def scripted_optimizer(monkeypatch):
+    """Register an optimizer "scripted" that returns the given thetas in turn."""
+    script: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+
+    def run(fun, start, lower, maxiter, xtol, ftol):
+        starts.append(np.array(start))
+        theta = np.asarray(script.pop(0), dtype=float)
+        return theta, fun(theta), "scripted", True
+
+    monkeypatch.setitem(optimizers._REGISTRY, "scripted", run)
+    return script, starts
+
+
+def test_boundary_snapping_keeps_improvements_only(scripted_optimizer):
+    script, _ = scripted_optimizer
+
+    def f(theta):  # decreasing towards the bound in theta[0], increasing in theta[1]
+        return theta[0] + (theta[1] - 3e-6) ** 2 + (theta[2] - 1.0) ** 2
+
+    lower = np.array([0.0, 0.0, -np.inf])
+    script.append([4e-6, 3e-6, 1.0])
+    result = optimize_lmer(f, np.ones(3), lower, method="scripted")
+    np.testing.assert_array_equal(result.theta, [0.0, 3e-6, 1.0])
+    assert result.boundary_snapped == [0]
+    assert result.fun == pytest.approx(f(result.theta))
+
+    script.append([4e-6, 3e-6, 1.0])
+    result = optimize_lmer(f, np.ones(3), lower, method="scripted", boundary_tol=0.0)
+    np.testing.assert_array_equal(result.theta, [4e-6, 3e-6, 1.0])
+    assert result.boundary_snapped == []
+
+
+def test_restart_edge_when_objective_falls_into_the_interior(scripted_optimizer):
+    script, starts = scripted_optimizer
+
+    def f(theta):
+        return (theta[0] - 0.5) ** 2
+
+    lower = np.array([0.0])
+    script.extend([[0.0], [0.5]])
+    result = optimize_lmer(f, np.ones(1), lower, method="scripted")
+    assert result.restarted
+    np.testing.assert_array_equal(starts[1], [0.0])  # restarted from the estimate
+    assert result.theta[0] == 0.5
+
+    script.append([0.0])
+    result = optimize_lmer(f, np.ones(1), lower, method="scripted", restart_edge=False)
+    assert not result.restarted and result.theta[0] == 0.0
+
+
+def test_no_restart_when_the_bound_is_the_optimum(scripted_optimizer):
+    script, starts = scripted_optimizer
+    script.append([0.0, 2.0])
+    result = optimize_lmer(
+        lambda t: t[0] + (t[1] - 2.0) ** 2, np.ones(2), np.array([0.0, 0.0]), method="scripted"
+    )
+    assert not result.restarted
+    assert len(starts) == 1
+
+
+def test_optimizer_failure_is_a_convergence_warning():
+    model = sml.Lmer.from_formula(
+        "Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy")
+    )
+    with pytest.warns(LmerConvergenceWarning, match="optimizer .* did not converge"):
+        res = model.fit(maxiter=5, calc_derivs=False)
+    assert not res.converged
+    assert res.optinfo["warnings"][0].startswith("optimizer ")
+
+
+# -- predictor scales ----------------------------------------------------------
+def test_predictors_on_very_different_scales_warn():
+    data = sml.datasets.load("sleepstudy").assign(Days2=lambda d: d["Days"] * 1000)
+    with pytest.warns(ValueWarning, match=SCALE_MESSAGE):
+        sml.Lmer.from_formula("Reaction ~ Days2 + (1 | Subject)", data)
+    assert SCALE_MESSAGE == (
+        "Some predictor variables are on very different scales: consider rescaling"
+    )
+
+
+def test_scale_check_thresholds_as_lme4():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    one = np.ones(200)
+    dummy = (x > 0).astype(float)
+    assert not check_scale_x(np.column_stack([one, x, dummy]))
+    assert not check_scale_x(np.column_stack([one, 900 * x / x.std(ddof=1)]))
+    assert check_scale_x(np.column_stack([one, 1100 * x / x.std(ddof=1)]))
+    assert check_scale_x(np.column_stack([one, x / x.std(ddof=1) / 1100]))
+    # two predictors whose SDs differ by more than 1000 (each within 1000 of 1)
+    assert check_scale_x(np.column_stack([x * 40, x / 40]))
+    assert not check_scale_x(np.column_stack([x * 30, x / 30]))
+    # 0/1 columns and the intercept are never compared
+    assert not check_scale_x(np.column_stack([one, dummy]))
+
+
+def test_sleepstudy_days100_has_no_scale_warning():
+    # lme4 does not warn about scales for Days * 100 (sd 287 < 1000)
+    data = sml.datasets.load("sleepstudy").assign(Days2=lambda d: d["Days"] * 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueWarning)
+        sml.Lmer.from_formula("Reaction ~ Days2 + (Days2 | Subject)", data)
