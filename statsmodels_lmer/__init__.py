@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import datasets
+from . import datasets, graphics
 from .compare import anova
 from .exceptions import (
     DataError,
@@ -38,6 +38,7 @@ __all__ = [
     "available_optimizers",
     "center",
     "datasets",
+    "graphics",
     "lmer",
     "variance_explained",
 ]

@@ -544,6 +544,50 @@ class LmerResults(LikelihoodModelResults):
 
         return allfit(self, **kwargs)
 
+    # -- intervals ------------------------------------------------------
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any) -> pd.DataFrame:
+        """Intervals for variance parameters and fixed effects, as lme4's ``confint``.
+
+        Parameters
+        ----------
+        method : {"profile", "wald", "boot"}
+            Likelihood profile (REML fits profiled on the ML deviance, as
+            lme4), Wald (fixed effects only, normal quantiles) or parametric
+            bootstrap percentiles (``nsim=``, ``seed=``).
+        level : float
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``.sig01, ..., .sigma`` and the fixed effects; columns
+            ``"2.5 %"``, ``"97.5 %"``. See :func:`statsmodels_lmer.intervals.confint`.
+        """
+        from .intervals import confint
+
+        return confint(self, method=method, level=level, **kwargs)
+
+    def profile(self, which: Any = None, **kwargs: Any) -> pd.DataFrame:
+        """Likelihood profiles (zeta) as lme4's ``profile``.
+
+        See :func:`statsmodels_lmer.intervals.profile`; plot them with
+        :func:`statsmodels_lmer.graphics.plot_profile`.
+        """
+        from .intervals import profile
+
+        return profile(self, which=which, **kwargs)
+
+    def bootstrap(
+        self, nsim: int, seed: Any = None, func: Any = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Parametric bootstrap as lme4's ``bootMer``: one row per replicate.
+
+        See :func:`statsmodels_lmer.intervals.bootstrap` (``progress=``,
+        ``n_jobs=``); reproducible with ``seed``.
+        """
+        from .intervals import bootstrap
+
+        return bootstrap(self, nsim, seed=seed, func=func, **kwargs)
+
     # -- multilevel summaries and simulation tools -----------------------
     def icc(self) -> pd.DataFrame:
         """Intraclass correlations (adjusted, conditional), as ``performance::icc``.

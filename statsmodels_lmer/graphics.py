@@ -1,0 +1,142 @@
+"""Plots of fitted models: likelihood profiles (lme4's ``xyplot(profile(m))``).
+
+matplotlib is an optional dependency: ``pip install "statsmodels_lmer[plot]"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import interpolate, stats
+
+from .intervals import _back_spline
+
+__all__ = ["plot_profile"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "plotting needs matplotlib, an optional dependency: "
+            'pip install "statsmodels_lmer[plot]" (or pip install matplotlib)'
+        ) from exc
+    return plt
+
+
+def _title(name: str) -> str:
+    """lme4's strip labels: ``.sig01`` -> sigma_1, ``.sigma`` -> sigma."""
+    if name == ".sigma":
+        return r"$\sigma$"
+    if name.startswith(".sig") and name[4:].isdigit():
+        return rf"$\sigma_{{{int(name[4:])}}}$"
+    return name
+
+
+def plot_profile(
+    prof: pd.DataFrame,
+    ax: Any = None,
+    which: Any = None,
+    conf: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+    absval: bool = False,
+    ncols: int | None = None,
+) -> Any:
+    """Plot zeta against each profiled parameter, like lme4's ``xyplot(profile(m))``.
+
+    Each panel shows the profile points, the interpolating spline through them, and
+    vertical segments at the profile confidence limits for the levels in ``conf``
+    (where the profile reaches them).
+
+    Parameters
+    ----------
+    prof : pandas.DataFrame
+        A frame from :func:`statsmodels_lmer.intervals.profile` (``.zeta``, the
+        parameter columns and ``.par``).
+    ax : matplotlib Axes or sequence of Axes, optional
+        Where to draw: one Axes per parameter. Default: a new figure with a grid of panels.
+    which : str or sequence of str, optional
+        Parameters to plot (default all profiled ones).
+    conf : sequence of float
+        Confidence levels whose limits are marked.
+    absval : bool
+        Plot |zeta| (lme4's ``absVal = TRUE``).
+    ncols : int, optional
+        Panels per row of a new figure (default up to 4).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed (the ``plot`` extra).
+    """
+    plt = _pyplot()
+    names = list(dict.fromkeys(prof[".par"]))
+    if which is not None:
+        wanted = [which] if isinstance(which, str) else list(which)
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise KeyError(f"not profiled: {missing}; profiled parameters are {names}")
+        names = [name for name in names if name in wanted]
+    if not names:
+        raise ValueError("the profile frame has no parameters to plot")
+    if ax is None:
+        ncols = ncols or min(len(names), 4)
+        nrows = math.ceil(len(names) / ncols)
+        fig, grid = plt.subplots(
+            nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows), sharey=True, squeeze=False
+        )
+        axes = list(grid.ravel())
+        for extra in axes[len(names) :]:
+            extra.set_visible(False)
+    else:
+        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(axes) < len(names):
+            raise ValueError(f"{len(names)} parameters to plot but {len(axes)} Axes given")
+        fig = axes[0].figure
+    levels = np.sort(stats.norm.ppf(0.5 + np.asarray(conf, dtype=float) / 2.0))
+    for axis, name in zip(axes, names):
+        _panel(axis, prof, name, levels, absval)
+    axes[0].set_ylabel(r"$|\zeta|$" if absval else r"$\zeta$")
+    if ax is None:
+        fig.tight_layout()
+    return fig
+
+
+def _panel(axis: Any, prof: pd.DataFrame, name: str, levels: np.ndarray, absval: bool) -> None:
+    part = prof.loc[prof[".par"] == name, [name, ".zeta"]].dropna().sort_values(name)
+    x, z = part[name].to_numpy(float), part[".zeta"].to_numpy(float)
+    shown = np.abs if absval else np.asarray
+    axis.grid(True, color="0.9")
+    if x.size >= 3 and np.all(np.diff(x) > 0):
+        grid = np.linspace(x[0], x[-1], 101)
+        curve = interpolate.CubicSpline(x, z, bc_type="natural")(grid)
+        axis.plot(grid, shown(curve), color="C0")
+    else:
+        axis.plot(x, shown(z), color="C0")
+    axis.plot(x, shown(z), "+", color="C0", markersize=5)
+    if not absval:
+        axis.axhline(0.0, color="0.5", linewidth=0.8)
+    try:
+        back = _back_spline(x, z)
+    except (ValueError, np.linalg.LinAlgError):
+        back = None
+    if back is not None:
+        targets = np.concatenate([-levels[::-1], levels])
+        limits = back(targets)
+        for limit, target in zip(limits, targets):
+            if np.isfinite(limit):
+                axis.plot([limit, limit], [0.0, shown(target)], color="C1", linewidth=0.8)
+        if absval:
+            for level in levels:
+                lo, hi = back(np.array([-level, level]))
+                if np.isfinite(lo) and np.isfinite(hi):
+                    axis.plot([lo, hi], [level, level], color="C1", linewidth=0.8)
+    axis.set_title(_title(name))
