@@ -431,8 +431,18 @@ class LmerResults(LikelihoodModelResults):
         """Conditional (response) residuals ``y - fitted``."""
         return np.asarray(self.model.endog) - self.fittedvalues
 
-    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
-        """Conditional residuals as lme4's ``residuals.merMod``.
+    @cached_property
+    def fittedvalues_marginal(self) -> np.ndarray:
+        """Marginal (population-level) fitted values ``X beta (+ offset)``."""
+        fitted = np.asarray(self.model.exog) @ np.asarray(self.params)
+        if self.model.offset is not None:
+            fitted = fitted + self.model.offset
+        return fitted
+
+    def residuals(
+        self, type: str = "response", scaled: bool = False, marginal: bool = False
+    ) -> np.ndarray:
+        """Residuals as lme4's ``residuals.merMod``, conditional by default.
 
         Parameters
         ----------
@@ -440,6 +450,9 @@ class LmerResults(LikelihoodModelResults):
             Raw residuals, or residuals times the square root of the weights.
         scaled : bool
             Divide by sigma.
+        marginal : bool
+            ``y - X beta`` (random effects left in the residual) instead of
+            the conditional ``y - X beta - Z b``.
 
         Returns
         -------
@@ -447,7 +460,8 @@ class LmerResults(LikelihoodModelResults):
         """
         if type not in ("response", "pearson"):
             raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
-        values = np.asarray(self.resid, dtype=float)
+        fitted = self.fittedvalues_marginal if marginal else self.fittedvalues
+        values = np.asarray(self.model.endog, dtype=float) - np.asarray(fitted)
         if type == "pearson" and self.model.weights is not None:
             values = values * np.sqrt(self.model.weights)
         return values / self.sigma if scaled else values
@@ -646,7 +660,12 @@ def _no_override(*values: Any) -> None:
 class LmerResultsWrapper(LikelihoodResultsWrapper):
     """pandas-aware wrapper of :class:`LmerResults`."""
 
-    _attrs = {"fittedvalues": "rows", "resid": "rows", "ddf": "columns"}
+    _attrs = {
+        "fittedvalues": "rows",
+        "fittedvalues_marginal": "rows",
+        "resid": "rows",
+        "ddf": "columns",
+    }
     _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
     _methods: dict[str, str] = {}
     _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)

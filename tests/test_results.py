@@ -163,3 +163,13 @@ def test_optinfo_records_the_optimizer(res):
     assert info["feval"] > 10
     assert info["optimizer"] in sml.available_optimizers()
     assert res.converged
+
+
+def test_marginal_fitted_values_and_residuals(res):
+    X = np.asarray(res.model.exog)
+    np.testing.assert_allclose(res.fittedvalues_marginal, X @ res.params.to_numpy())
+    marginal = res.residuals(marginal=True)
+    np.testing.assert_allclose(marginal, res.model.endog - X @ res.params.to_numpy())
+    np.testing.assert_allclose(res.predict(re_formula="0"), res.fittedvalues_marginal)
+    # conditional residuals are smaller: the random effects absorb subject differences
+    assert np.std(res.resid) < np.std(marginal)
