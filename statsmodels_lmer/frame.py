@@ -115,7 +115,7 @@ def build_model_frame(
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
-    endog, exog, design_info = _fixed_part(parsed, frame, eval_env)
+    endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
     exog, dropped = _drop_aliased(exog)
     if check_scale_x(exog.to_numpy(dtype=float)):
         warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
@@ -223,12 +223,20 @@ def _suggest(name: str, data: pd.DataFrame) -> str:
     return f" (columns: {', '.join(map(str, data.columns[:20]))})"
 
 
+# Rows with missing values are already gone; patsy need not look for them again.
+_NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
+
+
 def _fixed_part(
-    parsed: ParsedFormula, frame: pd.DataFrame, eval_env: Any
+    parsed: ParsedFormula, frame: pd.DataFrame, used: list[str], eval_env: Any
 ) -> tuple[pd.Series, pd.DataFrame, Any]:
+    # numeric columns as plain arrays: patsy is several times faster on them
+    columns = {
+        str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used
+    }
     try:
         y, X = patsy.dmatrices(
-            parsed.fixed, frame, eval_env=eval_env, NA_action="raise", return_type="dataframe"
+            parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
     except patsy.PatsyError as err:
         message = err.message
@@ -241,18 +249,25 @@ def _fixed_part(
         raise UnknownColumnError(
             f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
         ) from None
-    if y.shape[1] != 1:
+    y_names = y.design_info.column_names
+    if len(y_names) != 1:
         raise ResponseTypeError(
             f"response {parsed.response!r} is not numeric (it expanded to the "
-            f"columns {list(y.columns)}); convert it to numbers first"
+            f"columns {y_names}); convert it to numbers first"
         )
-    endog = y.iloc[:, 0]
+    endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y_names[0])
     if not np.all(np.isfinite(endog.to_numpy())):
         raise DataError(f"response {parsed.response!r} has non-finite values")
-    bad = [c for c in X.columns if not np.all(np.isfinite(X[c].to_numpy()))]
-    if bad:
+    exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
+    finite = np.isfinite(exog.to_numpy()).all(axis=0)
+    if not finite.all():
+        bad = list(exog.columns[~finite])
         raise DataError(f"fixed-effects columns {bad} have non-finite values")
-    return endog, X, X.design_info
+    return endog, exog, X.design_info
+
+
+def _is_plain_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:

@@ -24,6 +24,9 @@ from .terms import RandomTerm
 
 __all__ = ["Lmer", "lmer"]
 
+NOBS_MAX_DERIVS = 10_000
+"""Above this many observations the convergence derivatives are skipped by default."""
+
 
 class Lmer(LikelihoodModel):
     """Linear mixed model fitted the lme4 way (profiled deviance in theta).
@@ -218,7 +221,7 @@ class Lmer(LikelihoodModel):
         xtol: float = 1e-8,
         ftol: float = 1e-8,
         check_conv: bool = True,
-        calc_derivs: bool = True,
+        calc_derivs: bool | None = None,
         boundary_tol: float = 1e-5,
         restart_edge: bool = True,
         grad_tol: float = GRAD_TOL,
@@ -248,10 +251,12 @@ class Lmer(LikelihoodModel):
             boundary fit, a
             :class:`~statsmodels_lmer.exceptions.LmerConvergenceWarning` for a
             large scaled gradient or a bad Hessian. See docs/checks.md.
-        calc_derivs : bool
+        calc_derivs : bool, optional
             Compute the finite-difference gradient and Hessian at the optimum
             (lme4's ``calc.derivs``; ``2 k^2`` extra evaluations for ``k``
             theta elements). Without them only the singular-fit check runs.
+            Default: on up to 10,000 observations and off above, as newer lme4
+            releases do (``check.conv.nobsmax = 1e4``); pass True to force.
         boundary_tol : float
             Theta elements closer than this to their lower bound are moved
             onto it when that does not increase the objective (lme4's
@@ -277,6 +282,8 @@ class Lmer(LikelihoodModel):
         if kwargs:
             raise TypeError(f"fit() got unexpected keywords {sorted(kwargs)}")
         start = self.theta_start if start_theta is None else _check_start(start_theta, self)
+        if calc_derivs is None:
+            calc_derivs = self.nobs <= NOBS_MAX_DERIVS
         objective = self.devfun(reml)
         result = optimize_lmer(
             objective,

@@ -206,12 +206,36 @@ def _evaluate_bar(bar: BarTerm, frame: pd.DataFrame, eval_env: Any) -> RandomTer
                 f"column of the data (columns: {', '.join(map(str, frame.columns))})"
             )
     codes, levels = grouping_codes(frame, bar.factors)
-    if bar.lhs.strip() == "1":
-        Z = np.ones((len(frame), 1))
-        names: tuple[str, ...] = ("Intercept",)
-    else:
-        Z, names = _term_columns(bar, frame, eval_env)
+    simple = _simple_columns(bar.lhs, frame)
+    Z, names = simple if simple is not None else _term_columns(bar, frame, eval_env)
     return RandomTerm(bar.group, bar.group, names, codes, levels, Z, bar.lhs, bar.factors)
+
+
+def _simple_columns(lhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """Columns of a left side made of ``1``/``0`` and numeric column names only.
+
+    The common ``1``, ``x``, ``1 + x`` and ``0 + x`` need no patsy pass; they
+    give the columns patsy would (``Intercept`` first unless removed). Anything
+    else returns None and goes through patsy.
+    """
+    tokens = [t.strip() for t in lhs.split("+")]
+    intercept = "0" not in tokens and "-1" not in lhs
+    names = [t for t in tokens if t not in ("0", "1")]
+    if "-" in lhs.replace("-1", "") or any(t not in frame.columns for t in names):
+        return None
+    if len(set(names)) != len(names) or any(
+        not pd.api.types.is_numeric_dtype(frame[t]) or pd.api.types.is_bool_dtype(frame[t])
+        for t in names
+    ):
+        return None
+    columns = [np.ones(len(frame))] if intercept else []
+    columns += [frame[t].to_numpy(dtype=float) for t in names]
+    if not columns:
+        return None
+    values = np.column_stack(columns)
+    if not np.all(np.isfinite(values)):
+        return None  # patsy's path reports it
+    return values, (("Intercept",) if intercept else ()) + tuple(names)
 
 
 def _term_columns(
