@@ -153,6 +153,7 @@ class Lmer(LikelihoodModel):
         # patsy's DesignInfo does not pickle, and statsmodels would rebuild it
         # from a formula that has bar terms; drop it and rebuild on load.
         state = self.__dict__.copy()
+        state.pop("_cross", None)  # cross-products are rebuilt when needed
         data = object.__new__(type(self.data))
         data.__dict__.update({k: v for k, v in self.data.__dict__.items() if k != "model_spec"})
         state["data"] = data

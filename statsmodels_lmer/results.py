@@ -82,6 +82,18 @@ class LmerResults(LikelihoodModelResults):
             "conv": None,
         }
 
+    # -- pickling -------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # The solution holds the factor and the cross-products (tens of MB for
+        # large models); it is recomputed from theta on load.
+        state = self.__dict__.copy()
+        state["_solution"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._solution = self.model.devfun(self.reml).solve(self.theta)
+
     # -- likelihood summaries -------------------------------------------
     @property
     def reml_criterion(self) -> float:
