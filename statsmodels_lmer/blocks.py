@@ -17,18 +17,26 @@ Nothing of length ``n`` is touched after construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import blas
 
 from .terms import RandomTerm
 
 __all__ = ["CrossProducts", "build_cross_products", "engine_order"]
 
-# Rough costs in seconds, used only to choose between two exact strategies.
-_SECONDS_PER_PAIR = 1.0e-8
-_SECONDS_PER_FLOP = 1.0 / 1.5e10
+# Rough costs in seconds (2-core machine), used only to choose between exact
+# strategies: a bincount entry, a dense multiply-add in BLAS, a memory-bound
+# element pass. Class products are kept only up to this many bytes.
+_SECONDS_PER_PAIR = 1.5e-9
+_SECONDS_PER_FLOP = 3.0e-11
+_SECONDS_PER_ELEMENT = 1.0e-9
+_MAX_CLASS_PRODUCT_BYTES = 2 * 1024**3
+_SMALL_SECONDS = 5e-5
+_SECONDS_PER_PAIR_SETUP = 1.0e-7  # building and merging the pair products
+_EXPECTED_EVALUATIONS = 60
 
 
 @dataclass(eq=False)
@@ -77,6 +85,9 @@ class CrossProducts:
     pair_value: np.ndarray | None = None
     pair_weight: np.ndarray | None = None
     a_r1_dense: np.ndarray | None = None
+    class_products: np.ndarray | None = None
+    strategy: str = ""
+    _scaled: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def size_rest(self) -> int:
@@ -91,14 +102,28 @@ class CrossProducts:
         weights : ndarray, shape (c, p1, p1)
             ``Wt`` for each weight class.
         """
+        # Products use scipy's BLAS, as the Cholesky factorization that follows
+        # does: alternating numpy's and scipy's OpenBLAS thread pools costs
+        # more than the product itself (measured: 100 ms -> 230 ms).
         m = self.size_rest
+        if self.class_products is not None:
+            flat = self.class_products.reshape(len(self.class_products), m * m)
+            return blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
         if self.pair_flat is not None:
             values = self.pair_value * weights.reshape(-1)[self.pair_weight]
             return np.bincount(self.pair_flat, values, minlength=m * m).reshape(m, m)
         per_level = weights[self.class_of_level]  # (l1, p1, p1)
+        if self.first_cols == 1:
+            # Wt >= 0 for a scalar term: (A sqrt(Wt)) (A sqrt(Wt))' is a syrk
+            # (upper triangle of the Fortran result = lower triangle here); the
+            # scaled copy reuses one buffer (fresh pages are slow to fault in)
+            if self._scaled is None:
+                self._scaled = np.empty_like(self.a_r1_dense)
+            np.multiply(self.a_r1_dense, np.sqrt(per_level[:, 0, 0]), out=self._scaled)
+            return blas.dsyrk(1.0, self._scaled.T, trans=1).T
         dense = self.a_r1_dense.reshape(m, self.first_levels, self.first_cols)
         scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
-        return scaled @ self.a_r1_dense.T
+        return blas.dgemm(1.0, scaled.T, self.a_r1_dense.T, trans_a=1)
 
 
 def engine_order(terms: list[RandomTerm]) -> list[int]:
@@ -126,8 +151,8 @@ def build_cross_products(
         Response, with any offset already subtracted.
     weights : ndarray, shape (n,), optional
         Prior weights (all positive).
-    strategy : {None, "pairs", "dense"}
-        How ``A_R1 Wt A_1R`` is formed; ``None`` picks the cheaper one.
+    strategy : {None, "pairs", "classes", "dense"}
+        How ``A_R1 Wt A_1R`` is formed; ``None`` picks the cheapest.
 
     Returns
     -------
@@ -221,21 +246,65 @@ def _rest_by_rest(z_rest: sp.csc_matrix, xy: np.ndarray) -> np.ndarray:
 
 
 def _choose_strategy(cross: CrossProducts, strategy: str | None = None) -> None:
-    """Pick pairs (sparse) or dense products for ``A_R1 Wt A_1R``."""
-    if strategy not in (None, "pairs", "dense"):
-        raise ValueError(f"strategy must be None, 'pairs' or 'dense', got {strategy!r}")
+    """Pick how ``A_R1 Wt A_1R`` is formed: pairs, class products or dense.
+
+    * ``pairs``: products of nonzero pairs summed per weight class, one
+      ``bincount`` per evaluation (sparse crossings such as InstEval);
+    * ``classes``: one dense ``m x m`` product per weight class and weight
+      element, combined by one matrix-vector product per evaluation (dense
+      crossings with few classes, e.g. 1e4 x 1e3 crossed levels);
+    * ``dense``: ``(A_R1 Wt) A_1R`` by BLAS every evaluation.
+    """
+    if strategy not in (None, "pairs", "classes", "dense"):
+        raise ValueError(f"strategy must be None, 'pairs', 'classes' or 'dense', got {strategy!r}")
+    if strategy is None:
+        strategy = _cheapest_strategy(cross)
+    if strategy == "pairs":
+        flat, value, weight = _pair_products(cross)
+        cross.pair_flat, cross.pair_value, cross.pair_weight = flat, value, weight
+    elif strategy == "classes":
+        cross.class_products = _class_products(cross)
+    else:
+        cross.a_r1_dense = cross.a_r1.toarray()
+    cross.strategy = strategy
+
+
+def _cheapest_strategy(cross: CrossProducts) -> str:
     a = cross.a_r1
     m, q1 = a.shape
     p1 = cross.first_cols
-    per_col = np.diff(a.indptr).reshape(cross.first_levels, p1).sum(axis=1)
-    n_pairs = float(np.sum(per_col.astype(float) ** 2))
-    pair_seconds = n_pairs * _SECONDS_PER_PAIR + m * m * 1e-9
-    dense_seconds = m * m * q1 * _SECONDS_PER_FLOP + m * q1 * p1 * 1e-9
-    if strategy == "pairs" or (strategy is None and pair_seconds < dense_seconds):
-        flat, value, weight = _pair_products(cross)
-        cross.pair_flat, cross.pair_value, cross.pair_weight = flat, value, weight
-    else:
-        cross.a_r1_dense = a.toarray()
+    per_level = np.diff(a.indptr).reshape(cross.first_levels, p1).sum(axis=1)
+    n_pairs = float(np.sum(per_level.astype(float) ** 2))
+    n_weights = len(cross.class_counts) * p1 * p1
+    flops = m * m * q1 * p1 * (0.5 if p1 == 1 else 1.0)  # syrk for a scalar term
+    per_eval = {
+        "pairs": n_pairs * _SECONDS_PER_PAIR + m * m * _SECONDS_PER_ELEMENT,
+        "dense": flops * _SECONDS_PER_FLOP + m * q1 * p1 * _SECONDS_PER_ELEMENT,
+    }
+    if per_eval["dense"] < _SMALL_SECONDS:
+        return "dense"  # tiny problems: the plain product, fewest roundings
+    setup = {"pairs": n_pairs * _SECONDS_PER_PAIR_SETUP, "dense": 0.0}
+    if n_weights * m * m * 8 <= _MAX_CLASS_PRODUCT_BYTES:
+        per_eval["classes"] = (n_weights + 1) * m * m * _SECONDS_PER_ELEMENT
+        setup["classes"] = m * m * q1 * p1 * p1 * _SECONDS_PER_FLOP
+    total = {k: setup[k] + _EXPECTED_EVALUATIONS * per_eval[k] for k in per_eval}
+    return min(total, key=total.get)
+
+
+def _class_products(cross: CrossProducts) -> np.ndarray:
+    """``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'``."""
+    dense = cross.a_r1.toarray()
+    m = dense.shape[0]
+    p1 = cross.first_cols
+    levels = dense.reshape(m, cross.first_levels, p1)
+    n_classes = len(cross.class_counts)
+    products = np.empty((n_classes, p1, p1, m, m))
+    for c in range(n_classes):
+        block = levels[:, cross.class_of_level == c, :]
+        for a in range(p1):
+            for b in range(p1):
+                products[c, a, b] = block[:, :, a] @ block[:, :, b].T
+    return products.reshape(n_classes * p1 * p1, m, m)
 
 
 def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from .exceptions import LmerConvergenceWarning, SingularFitWarning
 from .formula import parse_formula
 from .frame import build_model_frame
 from .objective import ProfiledDeviance
-from .optimizers import OptimizerResult, optimize_lmer
+from .optimizers import OptimizerResult, optimize_lmer, polish_theta
 from .terms import RandomTerm
 
 __all__ = ["Lmer", "lmer"]
@@ -208,6 +208,35 @@ class Lmer(LikelihoodModel):
         """lme4's starting theta."""
         return np.concatenate([t.theta_start() for t in self.random_terms])
 
+    @cached_property
+    def initial_theta(self) -> np.ndarray:
+        """The theta a fit starts from by default, as lme4 chooses it.
+
+        When every term is a random intercept on a factor of its own, lme4
+        starts from ``sqrt(v / v_e)`` with ``v`` the variance of each factor's
+        group means of ``y`` and ``v_e = var(y) - sum(v)`` (when that is
+        positive and every ratio is at least 1e-10); otherwise from
+        :attr:`theta_start` (1 on diagonals, 0 elsewhere).
+        """
+        terms = self.random_terms
+        groups = [t.group for t in terms]
+        if any(t.n_cols != 1 or t.column_names != ("Intercept",) for t in terms) or len(
+            set(groups)
+        ) != len(groups):
+            return self.theta_start
+        y = np.asarray(self.endog, dtype=float)
+        group_vars = []
+        for term in terms:
+            means = np.bincount(term.codes, y) / np.bincount(term.codes)
+            group_vars.append(np.var(means[term.codes], ddof=1))
+        residual_var = np.var(y, ddof=1) - sum(group_vars)
+        if not residual_var > 0:
+            return self.theta_start
+        ratios = np.asarray(group_vars) / residual_var
+        if np.any(ratios < 1e-10) or not np.all(np.isfinite(ratios)):
+            return self.theta_start
+        return np.sqrt(ratios)
+
     @property
     def theta_names(self) -> list[str]:
         """Names of the theta elements."""
@@ -223,6 +252,7 @@ class Lmer(LikelihoodModel):
         ftol: float = 1e-8,
         check_conv: bool = True,
         calc_derivs: bool | None = None,
+        polish: bool | None = None,
         boundary_tol: float = 1e-5,
         restart_edge: bool = True,
         grad_tol: float = GRAD_TOL,
@@ -243,7 +273,9 @@ class Lmer(LikelihoodModel):
         maxiter : int, optional
             Limit on objective evaluations (lme4's ``maxfun``/``maxeval``; 100000).
         start_theta : array_like, optional
-            Starting theta (lme4's ``start``); default 1 on diagonals, 0 off.
+            Starting theta (lme4's ``start``); default :attr:`initial_theta`,
+            lme4's choice (from the variances of group means when every term
+            is a random intercept, else 1 on diagonals and 0 off).
         xtol, ftol : float
             Absolute tolerances on theta and the objective (lme4: 1e-8 each).
         check_conv : bool
@@ -258,6 +290,12 @@ class Lmer(LikelihoodModel):
             theta elements). Without them only the singular-fit check runs.
             Default: on up to 10,000 observations and off above, as newer lme4
             releases do (``check.conv.nobsmax = 1e4``); pass True to force.
+        polish : bool, optional
+            After BOBYQA, a second short run from the estimate with a small
+            first step, kept only if it lowers the objective (6-20 more
+            evaluations). Default: on where the derivative checks are off
+            (above 10,000 observations), where it plays their part of making
+            sure the optimizer did not stop early.
         boundary_tol : float
             Theta elements closer than this to their lower bound are moved
             onto it when that does not increase the objective (lme4's
@@ -282,9 +320,11 @@ class Lmer(LikelihoodModel):
 
         if kwargs:
             raise TypeError(f"fit() got unexpected keywords {sorted(kwargs)}")
-        start = self.theta_start if start_theta is None else _check_start(start_theta, self)
+        start = self.initial_theta if start_theta is None else _check_start(start_theta, self)
         if calc_derivs is None:
             calc_derivs = self.nobs <= NOBS_MAX_DERIVS
+        if polish is None:
+            polish = not calc_derivs
         objective = self.devfun(reml)
         result = optimize_lmer(
             objective,
@@ -296,7 +336,11 @@ class Lmer(LikelihoodModel):
             ftol,
             restart_edge=restart_edge,
             boundary_tol=boundary_tol,
+            polish=polish,
         )
+        control_args = {"maxiter": maxiter, "xtol": xtol, "ftol": ftol}
+        if calc_derivs and check_conv and not polish:
+            _polish_if_gradient_fails(objective, result, self.theta_lower, grad_tol, control_args)
         solution = objective.solve(result.theta)
         res = LmerResults(self, solution, result, reml)
         control = {
@@ -307,6 +351,7 @@ class Lmer(LikelihoodModel):
             "calc_derivs": calc_derivs,
             "boundary_tol": boundary_tol,
             "restart_edge": restart_edge,
+            "polish": polish,
             "grad_tol": grad_tol,
             "hess_tol": hess_tol,
         }
@@ -345,6 +390,26 @@ class Lmer(LikelihoodModel):
         )
 
 
+def _polish_if_gradient_fails(
+    objective: ProfiledDeviance,
+    result: OptimizerResult,
+    lower: np.ndarray,
+    grad_tol: float,
+    control_args: dict[str, Any],
+) -> None:
+    """Polish the estimate when the scaled gradient check would fail.
+
+    BOBYQA sometimes stops on ``ftol_abs`` short of the optimum; a second
+    short run (see :func:`~statsmodels_lmer.optimizers.polish_theta`) usually
+    reaches it, and only then are the checks (and their warnings) recorded.
+    """
+    derivs = deriv12(objective, result.theta, fx=result.fun)
+    conv = check_conv(derivs, result.theta, lower, grad_tol=grad_tol)
+    if conv.singular or conv.max_grad is None or conv.max_grad < grad_tol:
+        return
+    result.n_evaluations += polish_theta(objective, result, lower, **control_args)
+
+
 def _record_checks(
     res: Any,
     objective: ProfiledDeviance,
@@ -357,6 +422,7 @@ def _record_checks(
     info["start"] = np.asarray(start, dtype=float).copy()
     info["control"] = dict(control)
     info["restarted"] = result.restarted
+    info["polished"] = result.polished
     info["boundary_snapped"] = list(result.boundary_snapped)
     emitted: list[tuple[str, type[Warning]]] = []
     if not result.success:

@@ -83,12 +83,13 @@ def test_pair_and_dense_strategies_agree(formula):
     X = np.asarray(model.exog, dtype=float)
     y = np.asarray(model.endog, dtype=float)
     values = []
-    for strategy in ("pairs", "dense"):
+    for strategy in ("pairs", "classes", "dense"):
         cross = build_cross_products(terms, X, y, model.weights, strategy=strategy)
         objective = ProfiledDeviance(cross, terms, slices, reml=True)
         theta = model.theta_start * 0.7 + 0.1 * (model.theta_lower == 0)
         values.append(objective(theta))
     assert values[0] == pytest.approx(values[1], rel=1e-12)
+    assert values[0] == pytest.approx(values[2], rel=1e-12)
 
 
 def test_unknown_strategy_is_refused():
