@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
-from .terms import RandomTerm
+from .terms import RandomTerm, compact_codes
 
 __all__ = ["CrossProducts", "build_cross_products", "engine_order"]
 
@@ -161,13 +161,13 @@ def build_cross_products(
     n = len(y)
     root_w = np.ones(n) if weights is None else np.sqrt(weights)
     first, rest = terms[0], terms[1:]
-    z1 = first.Z * root_w[:, None]
+    z1 = _weighted_columns(first, root_w)
     xy = np.column_stack([X, y]) * root_w[:, None]
-    z_rest = _rest_matrix(rest, root_w, n)
+    z_rest = [_weighted_columns(t, root_w) for t in rest]
     a11 = _level_blocks(first.codes, z1, first.n_levels)
     classes, class_of_level, counts = _weight_classes(a11)
-    a_r1 = _rest_by_first(z_rest, xy, first, z1)
-    a_rr = _rest_by_rest(z_rest, xy)
+    a_r1 = _rest_by_first(rest, z_rest, xy, first, z1)
+    a_rr = _rest_by_rest(rest, z_rest, xy)
     cross = CrossProducts(
         first_levels=first.n_levels,
         first_cols=first.n_cols,
@@ -177,20 +177,13 @@ def build_cross_products(
         a_r1=a_r1,
         a_rr=a_rr,
         rest_sizes=[(t.n_levels, t.n_cols) for t in rest],
-        n_random_rest=z_rest.shape[1],
+        n_random_rest=sum(t.n_random for t in rest),
         n_fixed=X.shape[1],
         nobs=n,
         sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
     )
     _choose_strategy(cross, strategy)
     return cross
-
-
-def _rest_matrix(rest: list[RandomTerm], root_w: np.ndarray, n: int) -> sp.csc_matrix:
-    if not rest:
-        return sp.csc_matrix((n, 0))
-    blocks = [term.z_matrix() for term in rest]
-    return sp.csc_matrix(sp.diags(root_w) @ sp.hstack(blocks, format="csr"))
 
 
 def _level_blocks(codes: np.ndarray, z: np.ndarray, n_levels: int) -> np.ndarray:
@@ -213,34 +206,76 @@ def _weight_classes(a11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return classes.reshape(-1, p, p), class_of_level.ravel(), counts.astype(float)
 
 
+def _weighted_columns(term: RandomTerm, root_w: np.ndarray) -> np.ndarray:
+    return term.Z * root_w[:, None]
+
+
+def _crossed_block(a: RandomTerm, za: np.ndarray, b: RandomTerm, zb: np.ndarray) -> sp.csr_matrix:
+    """``Z_a' W Z_b`` for two terms, summed over the observed level pairs.
+
+    Linear in n (bincounts over the distinct (level a, level b) pairs), where
+    a sparse matrix product would sort n entries.
+    """
+    if a is b:
+        keys, index = np.arange(a.n_levels), a.codes
+        level_a = level_b = keys
+    else:
+        keys, index = compact_codes(a.codes * b.n_levels + b.codes, a.n_levels * b.n_levels)
+        level_a, level_b = np.divmod(keys, b.n_levels)
+    pa, pb = za.shape[1], zb.shape[1]
+    data, rows, cols = [], [], []
+    for i in range(pa):
+        for j in range(pb):
+            data.append(np.bincount(index, za[:, i] * zb[:, j], minlength=len(keys)))
+            rows.append(level_a * pa + i)
+            cols.append(level_b * pb + j)
+    return sp.csr_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(a.n_levels * pa, b.n_levels * pb),
+    )
+
+
+def _by_columns(term: RandomTerm, z: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``Z_t' W [X y]``, shape (l p, p_x + 1)."""
+    p = z.shape[1]
+    out = np.empty((term.n_levels * p, xy.shape[1]))
+    for a in range(p):
+        for j in range(xy.shape[1]):
+            out[a::p, j] = np.bincount(term.codes, z[:, a] * xy[:, j], minlength=term.n_levels)
+    return out
+
+
 def _rest_by_first(
-    z_rest: sp.csc_matrix, xy: np.ndarray, first: RandomTerm, z1: np.ndarray
+    rest: list[RandomTerm],
+    z_rest: list[np.ndarray],
+    xy: np.ndarray,
+    first: RandomTerm,
+    z1: np.ndarray,
 ) -> sp.csc_matrix:
     """``R' W Z_1`` as a sparse (m x l1 p1) matrix."""
-    l1, p1 = first.n_levels, first.n_cols
-    dense_part = np.empty((xy.shape[1], l1 * p1))
-    for a in range(p1):
-        for j in range(xy.shape[1]):
-            dense_part[j, a::p1] = np.bincount(first.codes, xy[:, j] * z1[:, a], minlength=l1)
-    n = len(first.codes)
-    cols = (first.codes[:, None] * p1 + np.arange(p1)[None, :]).ravel()
-    z1_sparse = sp.csc_matrix((z1.ravel(), (np.repeat(np.arange(n), p1), cols)), shape=(n, l1 * p1))
-    random_part = (z_rest.T @ z1_sparse).tocsc()
-    stacked = sp.vstack([random_part, sp.csc_matrix(dense_part)], format="csc")
+    blocks = [_crossed_block(t, zt, first, z1) for t, zt in zip(rest, z_rest)]
+    blocks.append(sp.csr_matrix(_by_columns(first, z1, xy).T))
+    stacked = sp.vstack(blocks, format="csc")
     stacked.sum_duplicates()
     stacked.sort_indices()
     return stacked
 
 
-def _rest_by_rest(z_rest: sp.csc_matrix, xy: np.ndarray) -> np.ndarray:
-    r = z_rest.shape[1]
+def _rest_by_rest(rest: list[RandomTerm], z_rest: list[np.ndarray], xy: np.ndarray) -> np.ndarray:
+    sizes = [t.n_random for t in rest]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    r = int(starts[-1])
     m = r + xy.shape[1]
-    a_rr = np.empty((m, m))
-    if r:
-        a_rr[:r, :r] = (z_rest.T @ z_rest).toarray()
-        cross = np.asarray(z_rest.T @ xy)
-        a_rr[:r, r:] = cross
-        a_rr[r:, :r] = cross.T
+    a_rr = np.zeros((m, m))
+    for i, (ti, zi) in enumerate(zip(rest, z_rest)):
+        rows = slice(starts[i], starts[i + 1])
+        for j in range(i + 1):
+            block = _crossed_block(ti, zi, rest[j], z_rest[j]).toarray()
+            a_rr[rows, starts[j] : starts[j + 1]] = block
+            a_rr[starts[j] : starts[j + 1], rows] = block.T
+        cross = _by_columns(ti, zi, xy)
+        a_rr[rows, r:] = cross
+        a_rr[r:, rows] = cross.T
     a_rr[r:, r:] = xy.T @ xy
     return a_rr
 

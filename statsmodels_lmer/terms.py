@@ -147,7 +147,7 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
         codes, levels = _factor_codes(frame[name])
         combined = combined * len(levels) + codes
         labels.append(np.asarray(levels.astype(str), dtype=object))
-    used, codes = np.unique(combined, return_inverse=True)
+    used, codes = compact_codes(combined, np.prod([len(lab) for lab in labels]))
     remainder = used.copy()
     parts = []
     for level_labels in reversed(labels):
@@ -156,6 +156,21 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
     parts.reverse()
     names = [":".join(map(str, combo)) for combo in zip(*parts)]
     return codes.astype(np.int64), pd.Index(names, dtype=object)
+
+
+def compact_codes(combined: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values and each row's index among them.
+
+    ``np.unique`` sorts all n values; when the value range is not much larger
+    than n, marking the values present and numbering them is linear.
+    """
+    if size > max(4 * len(combined), 1_000_000):
+        used, inverse = np.unique(combined, return_inverse=True)
+        return used, inverse.ravel()
+    present = np.bincount(combined, minlength=int(size)) > 0
+    used = np.flatnonzero(present)
+    number = np.cumsum(present) - 1
+    return used, number[combined]
 
 
 def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
