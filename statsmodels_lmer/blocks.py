@@ -88,6 +88,7 @@ class CrossProducts:
     class_products: np.ndarray | None = None
     strategy: str = ""
     _scaled: np.ndarray | None = field(default=None, repr=False)
+    nested: NestedLayout | None = None
 
     @property
     def size_rest(self) -> int:
@@ -124,6 +125,92 @@ class CrossProducts:
         dense = self.a_r1_dense.reshape(m, self.first_levels, self.first_cols)
         scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
         return blas.dgemm(1.0, scaled.T, self.a_r1_dense.T, trans_a=1)
+
+
+@dataclass(eq=False)
+class NestedLayout:
+    """Compact layout of the Schur complement when the rest term is nested.
+
+    With one rest term whose levels each contain whole levels of the first
+    term (classrooms within schools), the random part of the Schur complement
+    is block diagonal: ``l2`` blocks of ``p2 x p2``. Its entries are kept as
+    ``D`` (those blocks), ``B`` (fixed-and-response rows against the random
+    columns) and ``C`` (fixed-and-response block), so an evaluation is linear
+    in the number of levels instead of cubic.
+
+    Attributes
+    ----------
+    levels, cols : int
+        ``l2`` and ``p2`` of the rest term.
+    pair_index : ndarray
+        Compact position of each pair product (see :attr:`CrossProducts.pair_flat`).
+    a_d, a_b, a_c : ndarray
+        The cross-products in the compact layout: (l2, p2, p2), (k, l2 p2), (k, k)
+        with ``k = p + 1``.
+    """
+
+    levels: int
+    cols: int
+    pair_index: np.ndarray
+    a_d: np.ndarray
+    a_b: np.ndarray
+    a_c: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Length of the compact vector."""
+        k = self.a_c.shape[0]
+        return self.a_d.size + k * self.a_b.shape[1] + k * k
+
+    def split(self, compact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(D, B, C) views of a compact vector."""
+        k = self.a_c.shape[0]
+        n_d, n_b = self.a_d.size, k * self.a_b.shape[1]
+        return (
+            compact[:n_d].reshape(self.a_d.shape),
+            compact[n_d : n_d + n_b].reshape(self.a_b.shape),
+            compact[n_d + n_b :].reshape(k, k),
+        )
+
+
+def _nested_layout(cross: CrossProducts, term: RandomTerm) -> NestedLayout | None:
+    """The compact layout, or None when the rest term is not nested."""
+    a = cross.a_r1
+    r, m = cross.n_random_rest, cross.size_rest
+    p2, l2 = term.n_cols, term.n_levels
+    random = a.indices < r
+    column = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    level = a.indices[random] // p2
+    first_level = column[random] // cross.first_cols
+    owner = np.full(cross.first_levels, -1)
+    owner[first_level] = level
+    if np.any(owner[first_level] != level):
+        return None  # a first-term level meets several rest levels: crossed
+    rows, cols = np.divmod(cross.pair_flat, m)
+    index = _compact_index(rows, cols, r, p2, m)
+    if np.any(index < 0):
+        return None
+    a_rr = cross.a_rr
+    blocks = a_rr[:r, :r].reshape(l2, p2, l2, p2)
+    a_d = np.ascontiguousarray(blocks[np.arange(l2), :, np.arange(l2), :])
+    return NestedLayout(l2, p2, index, a_d, a_rr[r:, :r].copy(), a_rr[r:, r:].copy())
+
+
+def _compact_index(rows: np.ndarray, cols: np.ndarray, r: int, p2: int, m: int) -> np.ndarray:
+    """Compact position of lower-triangle entries (row >= col); -1 if off the layout."""
+    k = m - r
+    l2 = r // p2
+    n_d = l2 * p2 * p2
+    out = np.full(rows.shape, -1, dtype=np.int64)
+    both_random = (rows < r) & (cols < r)
+    same_block = both_random & (rows // p2 == cols // p2)
+    block = rows[same_block] // p2
+    out[same_block] = block * p2 * p2 + (rows[same_block] % p2) * p2 + cols[same_block] % p2
+    mixed = (rows >= r) & (cols < r)
+    out[mixed] = n_d + (rows[mixed] - r) * r + cols[mixed]
+    fixed = (rows >= r) & (cols >= r)
+    out[fixed] = n_d + k * r + (rows[fixed] - r) * k + (cols[fixed] - r)
+    return out
 
 
 def engine_order(terms: list[RandomTerm]) -> list[int]:
@@ -183,6 +270,8 @@ def build_cross_products(
         sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
     )
     _choose_strategy(cross, strategy)
+    if cross.strategy == "pairs" and len(rest) == 1:
+        cross.nested = _nested_layout(cross, rest[0])
     return cross
 
 

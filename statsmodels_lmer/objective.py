@@ -72,10 +72,42 @@ class ProfiledDeviance:
     def __call__(self, theta: np.ndarray) -> float:
         """The objective at ``theta`` (``inf`` where the factor fails)."""
         self.n_evaluations += 1
-        factor = self._factor(np.asarray(theta, dtype=float))
+        theta = np.asarray(theta, dtype=float)
+        if self.cross.nested is not None:
+            return self._nested_criterion(theta)
+        factor = self._factor(theta)
         if factor.failed:
             return np.inf
         return self._criterion(factor)
+
+    def _nested_criterion(self, theta: np.ndarray) -> float:
+        """The objective with the block-diagonal Schur complement of a nested rest term.
+
+        Same value as the dense path (see :class:`~statsmodels_lmer.blocks.NestedLayout`);
+        the blocks are factored one level at a time, then the small fixed block.
+        """
+        cross, layout = self.cross, self.cross.nested
+        T1 = self.terms[0].factor(theta[self.theta_slices[0]])
+        _, log_det_first, weights = self._first_block(T1)
+        values = cross.pair_value * weights.reshape(-1)[cross.pair_weight]
+        compact = np.bincount(layout.pair_index, values, minlength=layout.size)
+        s_d, s_b, s_c = layout.split(compact)
+        T2 = self.terms[1].factor(theta[self.theta_slices[1]])
+        d = T2.T @ (layout.a_d - _symmetric(s_d)) @ T2 + np.eye(layout.cols)
+        b = ((layout.a_b - s_b).reshape(-1, layout.levels, layout.cols) @ T2).transpose(1, 2, 0)
+        c = layout.a_c - _symmetric(s_c[None])[0]
+        try:
+            chol_d = np.linalg.cholesky(d)
+            solved = np.linalg.solve(chol_d, b)  # L_j^-1 B_j', shape (l2, p2, k)
+            reduced = c - np.einsum("lpa,lpb->ab", solved, solved)
+            chol_c = np.linalg.cholesky(reduced)
+        except np.linalg.LinAlgError:
+            return np.inf
+        diag_c = np.diagonal(chol_c)
+        p = cross.n_fixed
+        ld_l2 = log_det_first + 2.0 * float(np.sum(np.log(np.diagonal(chol_d, axis1=1, axis2=2))))
+        ld_rx2 = 2.0 * float(np.sum(np.log(diag_c[:p])))
+        return self.criterion(ld_l2, ld_rx2, float(diag_c[-1] ** 2), self.reml)
 
     # -- factorization -------------------------------------------------
     def _factor(self, theta: np.ndarray) -> _Factor:
@@ -286,6 +318,14 @@ class Solution:
         m_r1 = sp.diags(lam[:r]) @ m_r1 if isinstance(lam, np.ndarray) else lam[:r, :r].T @ m_r1
         dense = m_r1.toarray() if sp.issparse(m_r1) else np.asarray(m_r1)
         return sla.solve_triangular(l_rr, dense, lower=True)
+
+
+def _symmetric(lower: np.ndarray) -> np.ndarray:
+    """Full symmetric blocks from blocks holding their lower triangle, shape (l, p, p)."""
+    full = lower + lower.transpose(0, 2, 1)
+    idx = np.arange(lower.shape[1])
+    full[:, idx, idx] = lower[:, idx, idx]
+    return full
 
 
 def _block_gram(columns: np.ndarray, n_cols: int) -> np.ndarray:

@@ -132,3 +132,39 @@ def test_solution_matches_dense_normal_equations():
     sds = table[table["grpvar"] == first.group]
     expected = np.sqrt(np.diag(cond)[: first.n_random]).reshape(first.n_levels, -1)
     np.testing.assert_allclose(sds["condsd"].to_numpy(), expected.T.ravel(), rtol=1e-9)
+
+
+def nested_data(seed: int = 4, n: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    school = rng.integers(0, 30, n)
+    frame = pd.DataFrame({"school": school.astype(str), "cls": rng.integers(0, 4, n).astype(str)})
+    frame["x"] = rng.normal(size=n)
+    frame["y"] = frame["x"] + rng.normal(size=n) + 0.1 * school
+    return frame
+
+
+@pytest.mark.parametrize(
+    "formula", ["y ~ x + (1 | school/cls)", "y ~ x + (1 | cls:school) + (x | school)"]
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_nested_block_diagonal_path_equals_dense_computation(formula, reml):
+    model = sml.Lmer.from_formula(formula, nested_data())
+    terms = [model.random_terms[i] for i in model._engine]
+    slices = [model.theta_slices[i] for i in model._engine]
+    X, y = np.asarray(model.exog, dtype=float), np.asarray(model.endog, dtype=float)
+    cross = build_cross_products(terms, X, y, strategy="pairs")
+    assert cross.nested is not None  # classes (first term) sit inside schools
+    objective = ProfiledDeviance(cross, terms, slices, reml)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        theta = model.theta_start + rng.uniform(-0.4, 0.8, model.theta_start.size)
+        theta = np.maximum(theta, model.theta_lower)
+        assert objective(theta) == pytest.approx(dense_reference(model, theta, reml), rel=1e-11)
+
+
+def test_crossed_rest_term_is_not_taken_for_nested():
+    data = synthetic()
+    model = sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b)", data)
+    terms = [model.random_terms[i] for i in model._engine]
+    X, y = np.asarray(model.exog, dtype=float), np.asarray(model.endog, dtype=float)
+    assert build_cross_products(terms, X, y, strategy="pairs").nested is None
