@@ -338,9 +338,14 @@ class Lmer(LikelihoodModel):
             boundary_tol=boundary_tol,
             polish=polish,
         )
-        control_args = {"maxiter": maxiter, "xtol": xtol, "ftol": ftol}
-        if calc_derivs and check_conv and not polish:
-            _polish_if_gradient_fails(objective, result, self.theta_lower, grad_tol, control_args)
+        derivs = None
+        if calc_derivs:
+            derivs = deriv12(objective, result.theta, fx=result.fun)
+            if check_conv and not polish:
+                control_args = {"maxiter": maxiter, "xtol": xtol, "ftol": ftol}
+                derivs = _polish_if_gradient_fails(
+                    objective, result, derivs, self.theta_lower, grad_tol, control_args
+                )
         solution = objective.solve(result.theta)
         res = LmerResults(self, solution, result, reml)
         control = {
@@ -355,7 +360,7 @@ class Lmer(LikelihoodModel):
             "grad_tol": grad_tol,
             "hess_tol": hess_tol,
         }
-        _record_checks(res, objective, result, start, control)
+        _record_checks(res, result, derivs, start, control)
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -393,27 +398,31 @@ class Lmer(LikelihoodModel):
 def _polish_if_gradient_fails(
     objective: ProfiledDeviance,
     result: OptimizerResult,
+    derivs: dict[str, np.ndarray],
     lower: np.ndarray,
     grad_tol: float,
     control_args: dict[str, Any],
-) -> None:
+) -> dict[str, np.ndarray]:
     """Polish the estimate when the scaled gradient check would fail.
 
     BOBYQA sometimes stops on ``ftol_abs`` short of the optimum; a second
     short run (see :func:`~statsmodels_lmer.optimizers.polish_theta`) usually
     reaches it, and only then are the checks (and their warnings) recorded.
+    Returns the derivatives at the final estimate (recomputed only if it moved).
     """
-    derivs = deriv12(objective, result.theta, fx=result.fun)
     conv = check_conv(derivs, result.theta, lower, grad_tol=grad_tol)
     if conv.singular or conv.max_grad is None or conv.max_grad < grad_tol:
-        return
+        return derivs
     result.n_evaluations += polish_theta(objective, result, lower, **control_args)
+    if not result.polished:
+        return derivs
+    return deriv12(objective, result.theta, fx=result.fun)
 
 
 def _record_checks(
     res: Any,
-    objective: ProfiledDeviance,
     result: OptimizerResult,
+    derivs: dict[str, np.ndarray] | None,
     start: np.ndarray,
     control: dict[str, Any],
 ) -> None:
@@ -432,9 +441,6 @@ def _record_checks(
                 LmerConvergenceWarning,
             )
         )
-    derivs = None
-    if control["calc_derivs"]:
-        derivs = deriv12(objective, result.theta, fx=result.fun)
     info["derivs"] = derivs
     conv = None
     if control["check_conv"]:
