@@ -95,20 +95,14 @@ def _check_same_data(results: tuple[Any, ...]) -> None:
 
 
 def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
-    """Fit another formula to the same rows, weights and offset as ``res``."""
-    model = res.model
-    from .model import Lmer
+    """Fit another formula to the same rows, weights and offset as ``res``.
 
+    :meth:`LmerResults.update`, with the data-scale warnings of the reduced
+    models silenced (the full model has already shown them).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ValueWarning)
-        new = Lmer.from_formula(
-            formula,
-            model.data.frame,
-            weights=model.weights,
-            offset=model.offset,
-            eval_env=patsy.EvalEnvironment([{"np": np, "numpy": np}]),
-        )
-    return new.fit(reml=res.reml if reml is None else reml)
+        return res.update(formula, reml=res.reml if reml is None else reml)
 
 
 def _formula_text(parsed: ParsedFormula, bars: list[BarTerm], fixed_rhs: str | None = None) -> str:
