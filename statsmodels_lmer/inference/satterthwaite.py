@@ -138,8 +138,7 @@ class Satterthwaite:
         """Satterthwaite df of one contrast vector (lmerTest ``contest1D``)."""
         contrast = np.asarray(contrast, dtype=float)
         var = float(contrast @ self.vcov @ contrast)
-        grad = np.array([contrast @ J @ contrast for J in self.jacobians])
-        denom = float(grad @ self.vcov_varpar @ grad)
+        denom = self._gag(contrast)
         return 2.0 * var**2 / denom if denom > 0 else np.inf
 
     def coefficient_df(self) -> np.ndarray:
@@ -194,6 +193,7 @@ class Satterthwaite:
         return ContrastTest(L @ self.beta, cov, fvalue, rank, ddf, pvalue, fvalue * self.sigma**2)
 
     def _gag(self, contrast: np.ndarray) -> float:
+        """``g' A g`` with ``g_i = l' J_i l``: the variance of ``l' C l``."""
         grad = np.array([contrast @ J @ contrast for J in self.jacobians])
         return float(grad @ self.vcov_varpar @ grad)
 
