@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
@@ -254,26 +253,6 @@ class KenwardRoger:
         pvalue = float(stats.f.sf(fvalue, q, ddf))
         mean_sq = f_unscaled * self.sigma**2
         return KRTest(estimate, cov, fvalue, q, ddf, scaling, pvalue, f_unscaled, mean_sq)
-
-    def coef_table(self) -> pd.DataFrame:
-        """Coefficients with Kenward-Roger df, as lmerTest's ``summary(ddf = "Kenward-Roger")``.
-
-        Returns
-        -------
-        DataFrame
-            Columns ``coef, std_err, df, t, pvalue``, indexed by coefficient name.
-        """
-        rows = [self.test(e) for e in np.eye(len(self.beta))]
-        return pd.DataFrame(
-            {
-                "coef": self.beta,
-                "std_err": np.sqrt(np.diag(self.vcov_adjusted)),
-                "df": [r.den_df for r in rows],
-                "t": [r.statistic for r in rows],
-                "pvalue": [r.pvalue for r in rows],
-            },
-            index=self.exog_names,
-        )
 
 
 def kr_ddf_and_scaling(a1: float, a2: float, q: int) -> tuple[float, float]:
