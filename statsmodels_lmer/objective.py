@@ -195,10 +195,7 @@ class ProfiledDeviance:
         if factor.failed:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
         ld_l2, ld_rx2, pwrss = self._log_dets(factor)
-        r, p = self.cross.n_random_rest, self.cross.n_fixed
-        rx = factor.chol[r : r + p, r : r + p]
-        vcov = sla.cho_solve((rx, True), np.eye(p)) if p else np.zeros((0, 0))
-        return ld_l2, ld_rx2, pwrss, vcov
+        return ld_l2, ld_rx2, pwrss, _unscaled_vcov(factor.chol, self.cross)
 
     # -- solution ------------------------------------------------------
     def solve(self, theta: np.ndarray) -> Solution:
@@ -246,8 +243,7 @@ class Solution:
             u @ term.factor(theta[sl]).T
             for u, term, sl in zip(self.u, objective.terms, objective.theta_slices)
         ]
-        rx = chol[r : r + p, r : r + p]
-        self.vcov_unscaled = sla.cho_solve((rx, True), np.eye(p)) if p else np.zeros((0, 0))
+        self.vcov_unscaled = _unscaled_vcov(chol, cross)
 
     def _first_u(self, u_rest: np.ndarray) -> np.ndarray:
         cross, factor = self._objective.cross, self._factor
@@ -318,6 +314,14 @@ class Solution:
         m_r1 = sp.diags(lam[:r]) @ m_r1 if isinstance(lam, np.ndarray) else lam[:r, :r].T @ m_r1
         dense = m_r1.toarray() if sp.issparse(m_r1) else np.asarray(m_r1)
         return sla.solve_triangular(l_rr, dense, lower=True)
+
+
+def _unscaled_vcov(chol: np.ndarray, cross: CrossProducts) -> np.ndarray:
+    """``(R_X' R_X)^-1`` from the fixed-effects block of the dense factor."""
+    r, p = cross.n_random_rest, cross.n_fixed
+    if not p:
+        return np.zeros((0, 0))
+    return sla.cho_solve((chol[r : r + p, r : r + p], True), np.eye(p))
 
 
 def _symmetric(lower: np.ndarray) -> np.ndarray:
