@@ -187,7 +187,7 @@ def _group_counts(res: Any) -> str:
 def fixed_effects_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
     """Estimate, Std. Error, df, t value, Pr(>|t|) and the confidence interval."""
     ci = np.asarray(res.conf_int(alpha))
-    df = np.broadcast_to(np.asarray(_inference_df(res), dtype=float), res.params.shape)
+    df = np.asarray(res.ddf, dtype=float)
     lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
     return pd.DataFrame(
         {
@@ -201,10 +201,6 @@ def fixed_effects_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
         },
         index=res.model.exog_names,
     )
-
-
-def _inference_df(res: Any) -> Any:
-    return np.asarray(res.ddf)
 
 
 def _fixed_correlation(res: Any) -> pd.DataFrame:

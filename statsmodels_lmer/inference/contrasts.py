@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import patsy
 
 __all__ = [
@@ -159,8 +158,3 @@ def _row_of(coef_name: str, full_names: list[str]) -> int:
     if plain in full_names:
         return full_names.index(plain)
     raise ValueError(f"type III contrasts need treatment-coded factors; cannot match {coef_name!r}")
-
-
-def contrast_frame(contrasts: dict[str, np.ndarray], names: list[str]) -> dict[str, pd.DataFrame]:
-    """The contrasts as DataFrames with coefficient names as columns."""
-    return {term: pd.DataFrame(L, columns=names) for term, L in contrasts.items()}
