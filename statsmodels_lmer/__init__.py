@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from . import datasets, graphics
-from .compare import anova
 from .exceptions import (
     DataError,
     FormulaError,
@@ -16,10 +15,11 @@ from .exceptions import (
     SingularFitWarning,
     UnknownColumnError,
 )
+from .fitting.optimizers import available_optimizers
 from .model import Lmer, lmer
-from .multilevel import center, variance_explained
-from .optimizers import available_optimizers
 from .results import LmerResults, LmerResultsWrapper
+from .tools.compare import anova
+from .tools.multilevel import center, variance_explained
 
 __version__ = "0.1.0"
 

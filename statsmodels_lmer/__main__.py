@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
+from .fitting.optimizers import available_optimizers
 from .model import lmer
-from .optimizers import available_optimizers
 
 
 def build_parser() -> argparse.ArgumentParser:

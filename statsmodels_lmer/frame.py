@@ -24,7 +24,13 @@ from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColum
 from .formula import ParsedFormula
 from .terms import RandomTerm, build_random_terms
 
-__all__ = ["ModelFrame", "aliased_columns", "build_model_frame", "check_scale_x"]
+__all__ = [
+    "ModelFrame",
+    "aliased_columns",
+    "build_model_frame",
+    "check_scale_x",
+    "names_in_code",
+]
 
 SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
 """lme4's ``check.scaleX`` warning."""
@@ -167,7 +173,7 @@ def _check_weights(weights: np.ndarray | None) -> None:
         raise DataError(f"{int(np.sum(weights == 0))} weights are zero; drop those rows instead")
 
 
-def _names_in_code(code: str) -> set[str]:
+def names_in_code(code: str) -> set[str]:
     """Variable names (and ``Q("...")`` strings) in a patsy factor's code."""
     try:
         tree = ast.parse(code, mode="eval")
@@ -196,8 +202,8 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
             codes.extend(factor.code for factor in term.factors)
     names: set[str] = set()
     for code in codes:
-        names |= _names_in_code(code)
-    response_names = _names_in_code(parsed.response)
+        names |= names_in_code(code)
+    response_names = names_in_code(parsed.response)
     columns = set(map(str, data.columns))
     if not response_names & columns and parsed.response not in columns:
         raise UnknownColumnError(

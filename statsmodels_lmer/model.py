@@ -13,19 +13,18 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
-from .blocks import CrossProducts, build_cross_products, engine_order
-from .convergence import GRAD_TOL, HESS_TOL, SINGULAR_MESSAGE, check_conv, deriv12
-from .exceptions import LmerConvergenceWarning, SingularFitWarning
+from .engine.blocks import CrossProducts, build_cross_products, engine_order
+from .engine.objective import ProfiledDeviance
+from .fitting.fit import FitOptions, OptSummary, fit_theta, unknown_keyword_error
 from .formula import parse_formula
 from .frame import build_model_frame
-from .objective import ProfiledDeviance
-from .optimizers import OptimizerResult, optimize_lmer, polish_theta
+from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
-__all__ = ["Lmer", "lmer"]
+__all__ = ["MODEL_KEYWORDS", "Lmer", "lmer"]
 
-NOBS_MAX_DERIVS = 10_000
-"""Above this many observations the convergence derivatives are skipped by default."""
+MODEL_KEYWORDS = ("weights", "offset", "subset", "missing", "eval_env", "drop_cols")
+"""The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
 
 class Lmer(LikelihoodModel):
@@ -73,7 +72,7 @@ class Lmer(LikelihoodModel):
                 raise ValueError(
                     f"random term {term.label!r} has {len(term.codes)} rows, endog has {n}"
                 )
-        self._engine = engine_order(self.random_terms)
+        self.engine_order = engine_order(self.random_terms)
         starts = np.cumsum([0] + [t.n_theta for t in self.random_terms])
         self.theta_slices = [slice(a, b) for a, b in itertools.pairwise(starts)]
         self.nobs = float(n)
@@ -117,6 +116,9 @@ class Lmer(LikelihoodModel):
         """
         if args:
             raise TypeError("from_formula takes keyword arguments only after drop_cols")
+        unknown = [k for k in kwargs if k not in MODEL_KEYWORDS]
+        if unknown:
+            raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         eval_env = _capture_env(kwargs.pop("eval_env", None))
         parsed = parse_formula(formula)
         mf = build_model_frame(
@@ -142,7 +144,6 @@ class Lmer(LikelihoodModel):
             n_dropped=mf.n_dropped,
             dropped_columns=mf.dropped_columns,
             lmer_formula=formula,
-            **kwargs,
         )
         model.formula = formula
         model.data.frame = mf.frame
@@ -153,7 +154,7 @@ class Lmer(LikelihoodModel):
         # patsy's DesignInfo does not pickle, and statsmodels would rebuild it
         # from a formula that has bar terms; drop it and rebuild on load.
         state = self.__dict__.copy()
-        state.pop("_cross", None)  # cross-products are rebuilt when needed
+        state.pop("cross_products", None)  # rebuilt when needed
         data = object.__new__(type(self.data))
         data.__dict__.update({k: v for k, v in self.data.__dict__.items() if k != "model_spec"})
         state["data"] = data
@@ -173,30 +174,41 @@ class Lmer(LikelihoodModel):
 
     # -- engine --------------------------------------------------------
     @cached_property
-    def _cross(self) -> CrossProducts:
-        terms = [self.random_terms[i] for i in self._engine]
+    def cross_products(self) -> CrossProducts:
+        """The blocked cross-products ``[Z X y]' W [Z X y]`` (built once, when first needed)."""
+        return self._build_cross_products(None)
+
+    def _build_cross_products(self, strategy: str | None) -> CrossProducts:
+        terms = [self.random_terms[i] for i in self.engine_order]
         y = np.asarray(self.endog, dtype=float)
         if self.offset is not None:
             y = y - self.offset
         X = np.asarray(self.exog, dtype=float)
-        return build_cross_products(terms, X, y, self.weights)
+        return build_cross_products(terms, X, y, self.weights, strategy)
 
-    def devfun(self, reml: bool = True) -> ProfiledDeviance:
+    def devfun(self, reml: bool = True, strategy: str | None = None) -> ProfiledDeviance:
         """The objective of theta, as lme4's ``devFunOnly = TRUE``.
 
         Parameters
         ----------
         reml : bool
             REML criterion (default) or ML deviance.
+        strategy : {None, "pairs", "classes", "dense"}
+            How the engine forms its products (see
+            :mod:`statsmodels_lmer.engine.blocks`); default the cheapest,
+            shared with the fit. Another strategy builds cross-products of
+            its own.
 
         Returns
         -------
         ProfiledDeviance
-            A callable ``f(theta) -> float`` with theta in lme4's order.
+            A callable ``f(theta) -> float`` with theta in lme4's order; safe
+            to call from several threads.
         """
-        terms = [self.random_terms[i] for i in self._engine]
-        slices = [self.theta_slices[i] for i in self._engine]
-        return ProfiledDeviance(self._cross, terms, slices, reml)
+        cross = self.cross_products if strategy is None else self._build_cross_products(strategy)
+        return ProfiledDeviance(
+            cross, self.random_terms, self.theta_slices, self.engine_order, reml
+        )
 
     @property
     def theta_lower(self) -> np.ndarray:
@@ -242,23 +254,7 @@ class Lmer(LikelihoodModel):
         """Names of the theta elements."""
         return [name for t in self.random_terms for name in t.theta_names()]
 
-    def fit(
-        self,
-        reml: bool = True,
-        method: str | None = None,
-        maxiter: int | None = None,
-        start_theta: Any = None,
-        xtol: float = 1e-8,
-        ftol: float = 1e-8,
-        check_conv: bool = True,
-        calc_derivs: bool | None = None,
-        polish: bool | None = None,
-        boundary_tol: float = 1e-5,
-        restart_edge: bool = True,
-        grad_tol: float = GRAD_TOL,
-        hess_tol: float = HESS_TOL,
-        **kwargs: Any,
-    ) -> Any:
+    def fit(self, reml: bool = True, start_theta: Any = None, **kwargs: Any) -> Any:
         """Fit by REML (default) or maximum likelihood.
 
         The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
@@ -267,15 +263,16 @@ class Lmer(LikelihoodModel):
         ----------
         reml : bool
             REML (default, as lme4) or ML.
-        method : str, optional
-            Optimizer name (see :func:`statsmodels_lmer.optimizers.available_optimizers`);
-            default BOBYQA when nlopt is installed (lme4's ``optimizer``).
-        maxiter : int, optional
-            Limit on objective evaluations (lme4's ``maxfun``/``maxeval``; 100000).
         start_theta : array_like, optional
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
             is a random intercept, else 1 on diagonals and 0 off).
+        method : str, optional
+            Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
+            default BOBYQA when nlopt is installed (lme4's ``optimizer``).
+        maxiter : int, optional
+            Limit on objective evaluations of each optimizer run (lme4's
+            ``maxfun``; 100000).
         xtol, ftol : float
             Absolute tolerances on theta and the objective (lme4: 1e-8 each).
         check_conv : bool
@@ -283,19 +280,18 @@ class Lmer(LikelihoodModel):
             :class:`~statsmodels_lmer.exceptions.SingularFitWarning` for a
             boundary fit, a
             :class:`~statsmodels_lmer.exceptions.LmerConvergenceWarning` for a
-            large scaled gradient or a bad Hessian. See docs/checks.md.
+            large scaled gradient, a bad Hessian or an unverified optimum.
+            See docs/checks.md.
         calc_derivs : bool, optional
             Compute the finite-difference gradient and Hessian at the optimum
             (lme4's ``calc.derivs``; ``2 k^2`` extra evaluations for ``k``
-            theta elements). Without them only the singular-fit check runs.
-            Default: on up to 10,000 observations and off above, as newer lme4
-            releases do (``check.conv.nobsmax = 1e4``); pass True to force.
-        polish : bool, optional
-            After BOBYQA, a second short run from the estimate with a small
-            first step, kept only if it lowers the objective (6-20 more
-            evaluations). Default: on where the derivative checks are off
-            (above 10,000 observations), where it plays their part of making
-            sure the optimizer did not stop early.
+            theta elements). Default: on up to 10,000 observations and off
+            above, as newer lme4 releases do (``check.conv.nobsmax = 1e4``).
+        verify : bool
+            Restart the optimizer from its estimate until a restart lowers
+            the objective by at most ``verify_tol`` (1e-6), at most five
+            times (default on). A fit whose optimum is not verified is not
+            reported converged, boundary and singular fits included.
         boundary_tol : float
             Theta elements closer than this to their lower bound are moved
             onto it when that does not increase the objective (lme4's
@@ -310,57 +306,19 @@ class Lmer(LikelihoodModel):
         Returns
         -------
         LmerResultsWrapper
-            ``converged`` is False when the optimizer reported failure or a
-            convergence check failed. ``optinfo`` holds ``derivs``
-            (``gradient``, ``Hessian``), ``conv`` (lme4's ``code``,
-            ``messages``, ``max_grad``, ...), ``warnings`` (the texts of the
-            warnings emitted), ``start`` and ``control`` (the fit keywords).
+            ``converged`` is False when the optimizer reported failure, the
+            optimum could not be verified or a convergence check failed.
+            ``opt_summary`` holds what was done (an :class:`OptSummary`);
+            ``optinfo`` the same as lme4's dictionary layout.
         """
-        from .results import LmerResults, LmerResultsWrapper
-
-        if kwargs:
-            raise TypeError(f"fit() got unexpected keywords {sorted(kwargs)}")
-        start = self.initial_theta if start_theta is None else _check_start(start_theta, self)
-        if calc_derivs is None:
-            calc_derivs = self.nobs <= NOBS_MAX_DERIVS
-        if polish is None:
-            polish = not calc_derivs
+        _check_bool_arg("reml", reml)
+        options = _fit_options(kwargs, "fit()")
+        start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
         objective = self.devfun(reml)
-        result = optimize_lmer(
-            objective,
-            start,
-            self.theta_lower,
-            method,
-            maxiter,
-            xtol,
-            ftol,
-            restart_edge=restart_edge,
-            boundary_tol=boundary_tol,
-            polish=polish,
-        )
-        derivs = None
-        if calc_derivs:
-            derivs = deriv12(objective, result.theta, fx=result.fun)
-            if check_conv and not polish:
-                control_args = {"maxiter": maxiter, "xtol": xtol, "ftol": ftol}
-                derivs = _polish_if_gradient_fails(
-                    objective, result, derivs, self.theta_lower, grad_tol, control_args
-                )
-        solution = objective.solve(result.theta)
-        res = LmerResults(self, solution, result, reml)
-        control = {
-            "maxiter": maxiter,
-            "xtol": xtol,
-            "ftol": ftol,
-            "check_conv": check_conv,
-            "calc_derivs": calc_derivs,
-            "boundary_tol": boundary_tol,
-            "restart_edge": restart_edge,
-            "polish": polish,
-            "grad_tol": grad_tol,
-            "hess_tol": hess_tol,
-        }
-        _record_checks(res, result, derivs, start, control)
+        summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
+        res = LmerResults(self, objective.solve(summary.theta), summary, reml)
+        for text, category in summary.messages:
+            warnings.warn(text, category, stacklevel=_caller_stacklevel())
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -377,15 +335,11 @@ class Lmer(LikelihoodModel):
         -------
         LmerResultsWrapper
         """
-        from .results import LmerResults, LmerResultsWrapper
-
-        theta = _check_start(theta, self)
-        objective = self.devfun(reml)
-        solution = objective.solve(theta)
-        fixed = OptimizerResult(
-            theta, solution.objective_value, 0, "fixed", "theta held fixed", True
-        )
-        return LmerResultsWrapper(LmerResults(self, solution, fixed, reml))
+        _check_bool_arg("reml", reml)
+        theta = _check_theta(theta, self, "theta")
+        solution = self.devfun(reml).solve(theta)
+        summary = OptSummary.fixed(theta, solution.objective_value)
+        return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
     def loglike(self, params: np.ndarray) -> float:
         """Not defined for fixed effects alone; use the fitted results' ``llf``."""
@@ -395,82 +349,49 @@ class Lmer(LikelihoodModel):
         )
 
 
-def _polish_if_gradient_fails(
-    objective: ProfiledDeviance,
-    result: OptimizerResult,
-    derivs: dict[str, np.ndarray],
-    lower: np.ndarray,
-    grad_tol: float,
-    control_args: dict[str, Any],
-) -> dict[str, np.ndarray]:
-    """Polish the estimate when the scaled gradient check would fail.
-
-    BOBYQA sometimes stops on ``ftol_abs`` short of the optimum; a second
-    short run (see :func:`~statsmodels_lmer.optimizers.polish_theta`) usually
-    reaches it, and only then are the checks (and their warnings) recorded.
-    Returns the derivatives at the final estimate (recomputed only if it moved).
-    """
-    conv = check_conv(derivs, result.theta, lower, grad_tol=grad_tol)
-    if conv.singular or conv.max_grad is None or conv.max_grad < grad_tol:
-        return derivs
-    result.n_evaluations += polish_theta(objective, result, lower, **control_args)
-    if not result.polished:
-        return derivs
-    return deriv12(objective, result.theta, fx=result.fun)
+def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
+    """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
+    fit_kwargs, unknown = FitOptions.split(kwargs)
+    if unknown:
+        raise unknown_keyword_error(where, list(unknown), [*FitOptions.names(), "start_theta"])
+    return FitOptions(**fit_kwargs)
 
 
-def _record_checks(
-    res: Any,
-    result: OptimizerResult,
-    derivs: dict[str, np.ndarray] | None,
-    start: np.ndarray,
-    control: dict[str, Any],
-) -> None:
-    """Derivatives, lme4's convergence checks and warnings, into ``res.optinfo``."""
-    info = res.optinfo
-    info["start"] = np.asarray(start, dtype=float).copy()
-    info["control"] = dict(control)
-    info["restarted"] = result.restarted
-    info["polished"] = result.polished
-    info["boundary_snapped"] = list(result.boundary_snapped)
-    emitted: list[tuple[str, type[Warning]]] = []
-    if not result.success:
-        emitted.append(
-            (
-                f"optimizer {result.method} did not converge: {result.message}",
-                LmerConvergenceWarning,
-            )
-        )
-    info["derivs"] = derivs
-    conv = None
-    if control["check_conv"]:
-        conv = check_conv(
-            derivs,
-            result.theta,
-            res.model.theta_lower,
-            grad_tol=control["grad_tol"],
-            hess_tol=control["hess_tol"],
-        )
-        if conv.singular:
-            emitted.append((SINGULAR_MESSAGE, SingularFitWarning))
-        emitted.extend((text, LmerConvergenceWarning) for text in conv.warnings)
-    info["conv"] = None if conv is None else conv.as_dict()
-    info["warnings"] = [text for text, _ in emitted]
-    res.converged = bool(result.success) and not (conv is not None and conv.failed)
-    for text, category in emitted:
-        warnings.warn(text, category, stacklevel=3)
+def _check_bool_arg(name: str, value: Any) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _check_start(start: Any, model: Lmer) -> np.ndarray:
-    values = np.asarray(start, dtype=float).ravel()
-    if values.shape != model.theta_start.shape:
+def _caller_stacklevel() -> int:
+    """The stack level of the first frame outside this package (for warnings)."""
+    frame = inspect.currentframe()
+    level = 1
+    package = __name__.rsplit(".", 1)[0]
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if level > 1 and not (name == package or name.startswith(package + ".")):
+            return level
+        frame = frame.f_back
+        level += 1
+    return 2
+
+
+def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndarray:
+    """Theta given by the caller, checked: length, finite, within the bounds."""
+    try:
+        theta = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numbers, got {values!r}") from None
+    if theta.shape != model.theta_start.shape:
         raise ValueError(
-            f"theta must have {model.theta_start.size} values "
-            f"({', '.join(model.theta_names)}), got {values.size}"
+            f"{name} must have {model.theta_start.size} values "
+            f"({', '.join(model.theta_names)}), got {theta.size}"
         )
-    if np.any(values < model.theta_lower):
-        raise ValueError("theta has diagonal elements below their lower bound 0")
-    return values
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(f"{name} has non-finite values: {theta.tolist()}")
+    if np.any(theta < model.theta_lower):
+        raise ValueError(f"{name} has diagonal elements below their lower bound 0")
+    return theta
 
 
 def _capture_env(eval_env: Any, depth: int = 2) -> Any:
@@ -493,16 +414,22 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     REML : bool
         REML (default) or maximum likelihood.
     **kwargs
-        Model keywords (``weights``, ``offset``, ``subset``, ``missing``)
-        and fit keywords (``method``, ``maxiter``, ``start_theta``, ``xtol``,
-        ``ftol``, ``check_conv``, ...; see :meth:`Lmer.fit`).
+        Model keywords (``weights``, ``offset``, ``subset``, ``missing``,
+        ``eval_env``, ``drop_cols``) and fit keywords (``method``,
+        ``maxiter``, ``start_theta``, ``xtol``, ``ftol``, ``check_conv``,
+        ...; see :meth:`Lmer.fit`). Any other keyword is a TypeError.
 
     Returns
     -------
     LmerResultsWrapper
     """
-    fit_keys = set(inspect.signature(Lmer.fit).parameters) - {"self", "reml", "kwargs"}
-    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
-    kwargs.setdefault("eval_env", _capture_env(kwargs.pop("eval_env", None)))
+    _check_bool_arg("REML", REML)
+    fit_names = {*FitOptions.names(), "start_theta"}
+    known = [*fit_names, *MODEL_KEYWORDS, "REML"]
+    unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]
+    if unknown:
+        raise unknown_keyword_error("lmer()", unknown, known)
+    fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_names}
+    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)

@@ -7,7 +7,6 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
-import inspect
 from functools import cached_property
 from typing import Any
 
@@ -20,9 +19,19 @@ from scipy import stats
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
 from statsmodels.stats.contrast import ContrastResults
 
+from .engine.objective import Solution
+from .fitting.fit import FitOptions, OptSummary
 from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
-from .objective import Solution
-from .optimizers import OptimizerResult
+from .inference.kenward_roger import KenwardRoger
+from .inference.satterthwaite import Satterthwaite
+from .intervals.bootstrap import BootstrapResult, bootstrap
+from .intervals.confint import confint
+from .intervals.profile import ProfileResult, profile
+from .parametrization import cov_to_sdcor
+from .random_effects import ranef_frames, ranef_long_table, term_contribution
+from .summary import lmer_summary
+from .tools import allfit as allfit_tool
+from .tools import compare, diagnostics, multilevel, predict, simulate
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -36,8 +45,8 @@ class LmerResults(LikelihoodModelResults):
         The fitted model.
     solution : Solution
         Estimates at the optimal theta.
-    optim : OptimizerResult
-        What the optimizer reported.
+    opt_summary : OptSummary
+        What the fit of theta did and found.
     reml : bool
         Whether the fit was by REML.
 
@@ -50,7 +59,7 @@ class LmerResults(LikelihoodModelResults):
     ``df_resid`` is lme4's ``n - npar``.
     """
 
-    def __init__(self, model: Any, solution: Solution, optim: OptimizerResult, reml: bool):
+    def __init__(self, model: Any, solution: Solution, opt_summary: OptSummary, reml: bool):
         super().__init__(
             model,
             solution.beta,
@@ -68,30 +77,38 @@ class LmerResults(LikelihoodModelResults):
         self.df_resid = float(self.nobs - self.n_params)
         self.df_resid_inference = float(self.nobs - self.k_fixed)
         self.df_model = float(self.k_fixed - model.k_constant)
-        self.converged = bool(optim.success)
-        self.optinfo = {
-            "optimizer": optim.method,
-            "feval": optim.n_evaluations,
-            "message": optim.message,
-            "success": optim.success,
-            "seconds": optim.seconds,
-            "objective": optim.fun,
-            "options": dict(optim.options),
-            "warnings": [],
-            "derivs": None,
-            "conv": None,
-        }
+        self.opt_summary = opt_summary
+        self.converged = opt_summary.converged
+
+    @property
+    def optinfo(self) -> dict[str, Any]:
+        """What the fit did, as lme4's ``optinfo`` (see :class:`OptSummary`)."""
+        return self.opt_summary.as_optinfo()
 
     # -- pickling -------------------------------------------------------
+    # Row- and level-sized values recomputed cheaply on demand: not pickled, so
+    # that a pickle stays the size of a fresh fit's whatever was computed. The
+    # Satterthwaite and Kenward-Roger pieces are kept: small, and costly to redo.
+    _NOT_PICKLED = (
+        "_cache",
+        "fittedvalues",
+        "fittedvalues_marginal",
+        "resid",
+        "ranef",
+        "varcorr",
+        "conditional_covariances",
+    )
+
     def __getstate__(self) -> dict[str, Any]:
         # The solution holds the factor and the cross-products (tens of MB for
         # large models); it is recomputed from theta on load.
-        state = self.__dict__.copy()
+        state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
         state["_solution"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._cache = {}
         self._solution = self.model.devfun(self.reml).solve(self.theta)
 
     # -- likelihood summaries -------------------------------------------
@@ -133,21 +150,28 @@ class LmerResults(LikelihoodModelResults):
 
     # -- inference -------------------------------------------------------
     @cached_property
-    def _satterthwaite(self) -> Any:
-        from .inference.satterthwaite import Satterthwaite
+    def satterthwaite(self) -> Satterthwaite:
+        """lmerTest's Satterthwaite machinery for this fit (computed when first needed).
 
+        Holds the Hessian of the deviance in ``(theta, sigma)``, the
+        asymptotic covariance of those parameters (``vcov_varpar``) and the
+        Jacobian of ``vcov(beta)``.
+        """
         return Satterthwaite(self)
 
     @cached_property
-    def _kenward_roger(self) -> Any:
-        from .inference.kenward_roger import KenwardRoger
+    def kenward_roger(self) -> KenwardRoger:
+        """pbkrtest's Kenward-Roger machinery for this (REML) fit, when first needed.
 
+        Holds the adjusted covariance ``vcov_adjusted`` and the covariance of
+        the variance parameters.
+        """
         return KenwardRoger(self)
 
     @cached_property
     def ddf(self) -> np.ndarray:
         """Satterthwaite denominator df of each coefficient (lmerTest)."""
-        return self._satterthwaite.coefficient_df()
+        return self.satterthwaite.coefficient_df()
 
     @cached_property
     def pvalues(self) -> np.ndarray:
@@ -156,6 +180,10 @@ class LmerResults(LikelihoodModelResults):
 
     def conf_int(self, alpha: float = 0.05, cols: Any = None) -> np.ndarray:
         """Confidence intervals for the fixed effects with Satterthwaite t quantiles.
+
+        statsmodels' method: fixed effects only, ``coef -+ t(ddf) * SE``. For
+        lme4's intervals, variance parameters included (profile, Wald or
+        bootstrap), see :meth:`confint`.
 
         Parameters
         ----------
@@ -270,20 +298,16 @@ class LmerResults(LikelihoodModelResults):
     def drop1(self, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
         """Tests of dropping each marginal fixed-effect term (lmerTest / lme4).
 
-        See :func:`statsmodels_lmer.compare.drop1`.
+        See :func:`statsmodels_lmer.tools.compare.drop1`.
         """
-        from .compare import drop1
-
-        return drop1(self, test=test, ddf=ddf)
+        return compare.drop1(self, test=test, ddf=ddf)
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.
 
-        See :func:`statsmodels_lmer.compare.ranova`.
+        See :func:`statsmodels_lmer.tools.compare.ranova`.
         """
-        from .compare import ranova
-
-        return ranova(self)
+        return compare.ranova(self)
 
     def refit_ml(self) -> Any:
         """This model refitted by maximum likelihood (itself if already ML).
@@ -295,14 +319,10 @@ class LmerResults(LikelihoodModelResults):
         return self.model.fit(reml=False, start_theta=self.theta)
 
     # -- variance components -------------------------------------------
-    def _terms(self) -> list[Any]:
-        return self.model.random_terms
-
-    def _term_factor(self, index: int) -> np.ndarray:
-        return self._terms()[index].factor(self.theta[self.model.theta_slices[index]])
-
-    def _term_covariance(self, index: int) -> np.ndarray:
-        T = self._term_factor(index)
+    def term_covariance(self, index: int) -> np.ndarray:
+        """Covariance ``sigma^2 T T'`` of one random term's effects (lme4's term order)."""
+        term = self.model.random_terms[index]
+        T = term.factor(self.theta[self.model.theta_slices[index]])
         return self.scale * (T @ T.T)
 
     @cached_property
@@ -314,17 +334,20 @@ class LmerResults(LikelihoodModelResults):
         the residual.
         """
         rows = []
-        for index, term in enumerate(self._terms()):
-            cov = self._term_covariance(index)
-            sd = np.sqrt(np.diag(cov))
+        for index, term in enumerate(self.model.random_terms):
+            cov = self.term_covariance(index)
+            sdcor = cov_to_sdcor(cov)
             names = term.column_names
-            for j, name in enumerate(names):
-                rows.append((term.label, name, None, cov[j, j], sd[j]))
-            for j in range(len(names)):
-                for i in range(j + 1, len(names)):
-                    denom = sd[i] * sd[j]
-                    corr = cov[i, j] / denom if denom > 0 else np.nan
-                    rows.append((term.label, names[j], names[i], cov[i, j], corr))
+            rows.extend(
+                (term.label, name, None, cov[j, j], np.sqrt(cov[j, j]))
+                for j, name in enumerate(names)
+            )
+            k = 0  # position in the column-major lower triangle (theta's order)
+            for c in range(len(names)):
+                for r in range(c, len(names)):
+                    if r != c:
+                        rows.append((term.label, names[c], names[r], cov[r, c], sdcor[k]))
+                    k += 1
         rows.append(("Residual", None, None, self.scale, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
@@ -332,7 +355,7 @@ class LmerResults(LikelihoodModelResults):
     def ngroups(self) -> dict[str, int]:
         """Number of levels of each grouping factor (lme4's ``ngrps``)."""
         out: dict[str, int] = {}
-        for term in self._terms():
+        for term in self.model.random_terms:
             out.setdefault(term.group, term.n_levels)
         return out
 
@@ -341,7 +364,7 @@ class LmerResults(LikelihoodModelResults):
         """Relative covariance factor ``Lambda_theta`` (sparse, lme4's layout)."""
         blocks = [
             term.lambda_block(self.theta[sl])
-            for term, sl in zip(self._terms(), self.model.theta_slices)
+            for term, sl in zip(self.model.random_terms, self.model.theta_slices)
         ]
         return sp.block_diag(blocks, format="csc")
 
@@ -351,21 +374,18 @@ class LmerResults(LikelihoodModelResults):
         return bool(np.any(self.theta[lower == 0] < tol))
 
     # -- random effects ------------------------------------------------
-    def _by_term(self, engine_values: list[np.ndarray]) -> list[np.ndarray]:
-        """Reorder per-engine-term arrays to the model's term order."""
-        out: list[np.ndarray] = [np.empty(0)] * len(engine_values)
-        for position, index in enumerate(self.model._engine):
-            out[index] = engine_values[position]
-        return out
+    @property
+    def conditional_modes(self) -> list[np.ndarray]:
+        """Each term's conditional modes ``b`` (levels x columns), lme4's term order."""
+        return self._solution.b
 
     @cached_property
-    def _random_effects(self) -> list[np.ndarray]:
-        return self._by_term(self._solution.b)
+    def conditional_covariances(self) -> list[np.ndarray]:
+        """Each term's conditional covariances of ``b``, shape (levels, columns, columns).
 
-    @cached_property
-    def _conditional_variances(self) -> list[np.ndarray]:
-        scaled = [v * self.scale for v in self._solution.conditional_variances]
-        return self._by_term(scaled)
+        ``sigma^2 Lambda (L L')^-1 Lambda'`` blocks, as lme4's ``condVar``.
+        """
+        return [v * self.scale for v in self._solution.conditional_variances]
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -374,36 +394,15 @@ class LmerResults(LikelihoodModelResults):
         Each DataFrame has the factor's levels as index and the term columns
         as columns (terms on the same factor, as from ``||``, are combined).
         """
-        out: dict[str, pd.DataFrame] = {}
-        for term, values in zip(self._terms(), self._random_effects):
-            frame = pd.DataFrame(values, index=term.levels, columns=list(term.column_names))
-            if term.group in out:
-                frame = pd.concat([out[term.group], frame], axis=1)
-            out[term.group] = frame
-        return out
+        return ranef_frames(self.model.random_terms, self.conditional_modes)
 
     def ranef_table(self) -> pd.DataFrame:
         """Long table ``grpvar, term, grp, condval, condsd`` as lme4's
         ``as.data.frame(ranef(m, condVar = TRUE))``.
         """
-        pieces: dict[str, list[pd.DataFrame]] = {}
-        for term, values, cond in zip(
-            self._terms(), self._random_effects, self._conditional_variances
-        ):
-            sds = np.sqrt(np.diagonal(cond, axis1=1, axis2=2))
-            for j, name in enumerate(term.column_names):
-                piece = pd.DataFrame(
-                    {
-                        "grpvar": term.group,
-                        "term": name,
-                        "grp": np.asarray(term.levels, dtype=object),
-                        "condval": values[:, j],
-                        "condsd": sds[:, j],
-                    }
-                )
-                pieces.setdefault(term.group, []).append(piece)
-        frames = [frame for group in pieces.values() for frame in group]
-        return pd.concat(frames, ignore_index=True)
+        return ranef_long_table(
+            self.model.random_terms, self.conditional_modes, self.conditional_covariances
+        )
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: fixed effects plus matching random effects."""
@@ -425,10 +424,9 @@ class LmerResults(LikelihoodModelResults):
 
     # -- fitted values and residuals ------------------------------------
     def _random_part(self) -> np.ndarray:
-        total = np.zeros(self.nobs)
-        for term, values in zip(self._terms(), self._random_effects):
-            total += np.einsum("np,np->n", term.Z, values[term.codes])
-        return total
+        terms = self.model.random_terms
+        parts = [term_contribution(t.Z, t.codes, b) for t, b in zip(terms, self.conditional_modes)]
+        return np.sum(parts, axis=0)
 
     @cached_property
     def fittedvalues(self) -> np.ndarray:
@@ -505,12 +503,10 @@ class LmerResults(LikelihoodModelResults):
         ndarray
             NaN for rows with a missing value in a column the model uses.
         """
-        from .predict import predict
-
         newdata = kwargs.pop("newdata", exog)
         if kwargs:
             raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
-        return predict(self, newdata, re_formula, allow_new_levels)
+        return predict.predict(self, newdata, re_formula, allow_new_levels)
 
     def simulate(
         self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False
@@ -519,17 +515,13 @@ class LmerResults(LikelihoodModelResults):
 
         New random effects are drawn by default; ``use_u=True`` conditions on
         all estimated random effects and ``re_formula`` on the listed terms.
-        See :func:`statsmodels_lmer.simulate.simulate`.
+        See :func:`statsmodels_lmer.tools.simulate.simulate`.
         """
-        from .simulate import simulate
-
-        return simulate(self, nsim, seed, re_formula, use_u)
+        return simulate.simulate(self, nsim, seed, re_formula, use_u)
 
     def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
         """The same model fitted to a new response (lme4's ``refit``)."""
-        from .simulate import refit
-
-        return refit(self, endog, **fit_kwargs)
+        return simulate.refit(self, endog, **fit_kwargs)
 
     def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:
         """Refit with a new formula and/or data (lme4's ``update``).
@@ -545,34 +537,35 @@ class LmerResults(LikelihoodModelResults):
             and fit keywords (``reml``, ``method``, ...); by default the fit
             keeps REML or ML as this one.
         """
-        from .model import Lmer
-
         model = self.model
-        fit_keys = set(inspect.signature(Lmer.fit).parameters) - {"self", "kwargs"}
-        fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
+        fit_kwargs, model_kwargs = FitOptions.split(kwargs)
+        for name in ("reml", "start_theta"):
+            if name in model_kwargs:
+                fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)
         if data is None:
             data = model.data.frame
-            kwargs.setdefault("weights", model.weights)
-            kwargs.setdefault("offset", model.offset)
-        kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
-        new = Lmer.from_formula(formula or model.lmer_formula, data, **kwargs)
+            model_kwargs.setdefault("weights", model.weights)
+            model_kwargs.setdefault("offset", model.offset)
+        model_kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
+        new = type(model).from_formula(formula or model.lmer_formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 
     def allfit(self, **kwargs: Any) -> Any:
         """Refit with every available optimizer, as lme4's ``allFit``.
 
-        See :func:`statsmodels_lmer.allfit.allfit` (``optimizers=``,
+        See :func:`statsmodels_lmer.tools.allfit.allfit` (``optimizers=``,
         ``progress=``, ``n_jobs=``); ``.table`` and ``.summary()`` say which
         optimizers agree.
         """
-        from .allfit import allfit
-
-        return allfit(self, **kwargs)
+        return allfit_tool.allfit(self, **kwargs)
 
     # -- intervals ------------------------------------------------------
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any) -> pd.DataFrame:
         """Intervals for variance parameters and fixed effects, as lme4's ``confint``.
+
+        Unlike statsmodels' :meth:`conf_int` (fixed effects, Satterthwaite t),
+        this covers the variance parameters too.
 
         Parameters
         ----------
@@ -588,65 +581,52 @@ class LmerResults(LikelihoodModelResults):
             Rows ``.sig01, ..., .sigma`` and the fixed effects; columns
             ``"2.5 %"``, ``"97.5 %"``. See :func:`statsmodels_lmer.intervals.confint`.
         """
-        from .intervals import confint
+        return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
 
-        return confint(self, method=method, level=level, **kwargs)
-
-    def profile(self, which: Any = None, **kwargs: Any) -> pd.DataFrame:
+    def profile(self, which: Any = None, **kwargs: Any) -> ProfileResult:
         """Likelihood profiles (zeta) as lme4's ``profile``.
 
-        See :func:`statsmodels_lmer.intervals.profile`; plot them with
-        :func:`statsmodels_lmer.graphics.plot_profile`.
+        See :func:`statsmodels_lmer.intervals.profile`; the result has
+        ``.frame``, ``.confint()`` and ``.plot()``.
         """
-        from .intervals import profile
-
         return profile(self, which=which, **kwargs)
 
     def bootstrap(
         self, nsim: int, seed: Any = None, func: Any = None, **kwargs: Any
-    ) -> pd.DataFrame:
+    ) -> BootstrapResult:
         """Parametric bootstrap as lme4's ``bootMer``: one row per replicate.
 
         See :func:`statsmodels_lmer.intervals.bootstrap` (``progress=``,
-        ``n_jobs=``); reproducible with ``seed``.
+        ``n_jobs=``); reproducible with ``seed``. The result has ``.frame``,
+        ``.confint()`` and ``.plot()``.
         """
-        from .intervals import bootstrap
-
-        return bootstrap(self, nsim, seed=seed, func=func, **kwargs)
+        return bootstrap(LmerResultsWrapper(self), nsim, seed=seed, func=func, **kwargs)
 
     # -- multilevel summaries and simulation tools -----------------------
     def icc(self) -> pd.DataFrame:
         """Intraclass correlations (adjusted, conditional), as ``performance::icc``.
 
-        See :func:`statsmodels_lmer.multilevel.icc`.
+        See :func:`statsmodels_lmer.tools.multilevel.icc`.
         """
-        from .multilevel import icc
-
-        return icc(self)
+        return multilevel.icc(self)
 
     def r2(self) -> pd.Series:
         """Nakagawa's marginal and conditional R2, as ``performance::r2_nakagawa``."""
-        from .multilevel import r2
-
-        return r2(self)
+        return multilevel.r2(self)
 
     def resim(self, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
         """Random effects simulated from their conditional distribution (merTools' REsim).
 
-        See :func:`statsmodels_lmer.diagnostics.resim`.
+        See :func:`statsmodels_lmer.tools.diagnostics.resim`.
         """
-        from .diagnostics import resim
-
-        return resim(self, n_sims, seed)
+        return diagnostics.resim(self, n_sims, seed)
 
     def predict_interval(self, newdata: Any = None, level: float = 0.95, **kwargs: Any) -> Any:
         """Simulation-based prediction intervals (merTools' predictInterval style).
 
-        See :func:`statsmodels_lmer.diagnostics.predict_interval`.
+        See :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
         """
-        from .diagnostics import predict_interval
-
-        return predict_interval(self, newdata, level, **kwargs)
+        return diagnostics.predict_interval(self, newdata, level, **kwargs)
 
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:
@@ -657,8 +637,6 @@ class LmerResults(LikelihoodModelResults):
         statsmodels.iolib.summary2.Summary
             With ``as_text``, ``as_html`` and ``as_latex``.
         """
-        from .summary import lmer_summary
-
         return lmer_summary(self, alpha=alpha)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.iolib.summary2 import Summary, _df_to_simpletable
 
+from .fitting.convergence import SINGULAR_MESSAGE
+
 __all__ = ["fixed_effects_table", "lmer_summary", "random_effects_table"]
 
 
@@ -224,7 +226,7 @@ def _messages(res: Any) -> list[str]:
         )
     warned = list(res.optinfo.get("warnings") or [])
     if res.is_singular() and not any("singular" in w for w in warned):
-        warned.append("boundary (singular) fit: see help('isSingular')")
+        warned.append(SINGULAR_MESSAGE)
     if not res.converged and not warned:
         warned.append(f"optimizer did not report convergence: {res.optinfo['message']}")
     messages.extend(warned)

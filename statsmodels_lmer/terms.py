@@ -9,7 +9,7 @@ filled column by column from the term's slice of ``theta`` (lme4's order).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm
+from .parametrization import factor_from_theta, tril_colmajor
 
 __all__ = ["RandomTerm", "build_random_terms", "grouping_codes", "lme4_term_order"]
 
@@ -56,12 +57,6 @@ class RandomTerm:
     Z: np.ndarray
     lhs: str = "1"
     factors: tuple[str, ...] = ()
-    _tril: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        rows, cols = np.tril_indices(self.n_cols)
-        order = np.lexsort((rows, cols))  # column-major lower triangle
-        self._tril = (rows[order], cols[order])
 
     @property
     def n_levels(self) -> int:
@@ -85,17 +80,17 @@ class RandomTerm:
 
     def theta_lower(self) -> np.ndarray:
         """Lower bounds: 0 for diagonal elements, -inf off the diagonal."""
-        rows, cols = self._tril
+        rows, cols = tril_colmajor(self.n_cols)
         return np.where(rows == cols, 0.0, -np.inf)
 
     def theta_start(self) -> np.ndarray:
         """lme4's starting values: 1 on the diagonal, 0 elsewhere."""
-        rows, cols = self._tril
+        rows, cols = tril_colmajor(self.n_cols)
         return np.where(rows == cols, 1.0, 0.0)
 
     def theta_names(self) -> list[str]:
         """lme4-style names ``group.col1`` / ``group.col2.col1`` of theta."""
-        rows, cols = self._tril
+        rows, cols = tril_colmajor(self.n_cols)
         names = []
         for r, c in zip(rows, cols):
             if r == c:
@@ -106,9 +101,7 @@ class RandomTerm:
 
     def factor(self, theta_part: np.ndarray) -> np.ndarray:
         """The lower-triangular ``T`` filled from this term's theta."""
-        T = np.zeros((self.n_cols, self.n_cols))
-        T[self._tril] = theta_part
-        return T
+        return factor_from_theta(theta_part, self.n_cols)
 
     def lambda_block(self, theta_part: np.ndarray) -> sp.csr_matrix:
         """``Lambda_i = I_l (x) T_i`` as a sparse matrix."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -55,12 +57,31 @@ def patsy_name(r_coef: str, data: pd.DataFrame) -> str:
     return ":".join(parts)
 
 
+@cache
+def fitted_case(name: str) -> tuple[dict, pd.DataFrame, object]:
+    """(case, data, fit) of one core case, fitted once, when first asked for."""
+    case = core_cases()[name]
+    data, kwargs = case_data(case)
+    model = sml.Lmer.from_formula(case["formula"], data, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sml.SingularFitWarning)  # cake's fit is singular
+        return case, data, model.fit(reml=case["REML"])
+
+
+class _LazyFits(Mapping):
+    """Core cases by name, each fitted on first access (shared by the whole session)."""
+
+    def __getitem__(self, name: str) -> tuple[dict, pd.DataFrame, object]:
+        return fitted_case(name)
+
+    def __iter__(self):
+        return iter(core_cases())
+
+    def __len__(self) -> int:
+        return len(core_cases())
+
+
 @pytest.fixture(scope="session")
-def fitted_cases() -> dict:
-    """Every core case fitted once with the default optimizer."""
-    out = {}
-    for name, case in core_cases().items():
-        data, kwargs = case_data(case)
-        model = sml.Lmer.from_formula(case["formula"], data, **kwargs)
-        out[name] = (case, data, model.fit(reml=case["REML"]))
-    return out
+def fitted_cases() -> Mapping:
+    """Every core case, fitted lazily with the default optimizer."""
+    return _LazyFits()

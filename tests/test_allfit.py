@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 
 import statsmodels_lmer as sml
-from statsmodels_lmer import optimizers
-from statsmodels_lmer.allfit import AllFitResult, AllFitSummary, allfit
+from statsmodels_lmer.fitting import optimizers
+from statsmodels_lmer.fitting.convergence import SINGULAR_MESSAGE
+from statsmodels_lmer.tools.allfit import AllFitResult, AllFitSummary, allfit
 
 ALL = sml.available_optimizers()
 
@@ -136,7 +138,7 @@ def test_hard_model_shows_disagreement_and_every_outlier_warns():
     assert len(summary.agreeing) >= 4, summary.as_text()
     for name in summary.agreeing:
         assert af.fits[name].is_singular()
-        assert "boundary (singular) fit: see help('isSingular')" in af.warnings[name]
+        assert SINGULAR_MESSAGE in af.warnings[name]
     for name in summary.disagreeing:
         assert summary.llf_diff[name] > 1e-6
         flagged = [text for text in af.warnings[name] if "boundary (singular)" not in text]
@@ -164,15 +166,18 @@ def test_unknown_optimizer_is_refused(sleep_allfit):
         allfit(sleep_allfit.original, optimizers=["newton"], progress=False)
 
 
-def test_failing_optimizer_is_a_row(monkeypatch, sleep_allfit):
-    def broken(fun, start, lower, maxiter, xtol, ftol):
+@pytest.fixture
+def broken_optimizer():
+    def broken(fun, start, lower, upper, maxiter, xtol, ftol):
         raise RuntimeError("exploded")
 
-    monkeypatch.setitem(optimizers._REGISTRY, "broken", broken)
-    monkeypatch.setattr(
-        "statsmodels_lmer.allfit.available_optimizers", lambda: ["lbfgsb", "broken"]
-    )
-    af = allfit(sleep_allfit.original, progress=False)
+    optimizers.register_optimizer("broken", broken)
+    yield "broken"
+    optimizers.unregister_optimizer("broken")
+
+
+def test_failing_optimizer_is_a_row(broken_optimizer, sleep_allfit):
+    af = allfit(sleep_allfit.original, optimizers=["lbfgsb", broken_optimizer], progress=False)
     assert af.table.at["broken", "ok"] == False  # noqa: E712 (numpy bool)
     assert "RuntimeError: exploded" in af.table.at["broken", "warnings"]
     assert isinstance(af.errors["broken"], RuntimeError)
@@ -193,6 +198,7 @@ def test_parallel_refits_match_serial(sleep_allfit):
 
 
 def test_progress_without_tqdm_prints_one_line_per_optimizer(monkeypatch, capsys, sleep_allfit):
-    monkeypatch.setattr("statsmodels_lmer.allfit._progress_bar", lambda total: None)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     allfit(sleep_allfit.original, optimizers=["lbfgsb"], progress=True)
     assert "lbfgsb : [OK]" in capsys.readouterr().err

@@ -20,6 +20,8 @@ from conftest import FIXTURES, patsy_name
 
 import statsmodels_lmer as sml
 from statsmodels_lmer import intervals as iv
+from statsmodels_lmer.intervals.bootstrap import norm_inter
+from statsmodels_lmer.intervals.parameters import percent_labels
 
 MODELS = {
     "sleepstudy_reml": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", True),
@@ -40,7 +42,7 @@ def fitted(name: str):
 
 
 @cache
-def profiled(name: str) -> pd.DataFrame:
+def profiled(name: str) -> iv.ProfileResult:
     return iv.profile(fitted(name))
 
 
@@ -77,8 +79,8 @@ def test_reml_and_ml_profiles_agree():
     reml = iv.confint_profile(profiled("dyestuff_reml"))
     ml = iv.confint_profile(profiled("dyestuff_ml"))
     np.testing.assert_allclose(reml, ml, rtol=1e-6)
-    assert profiled("dyestuff_reml").attrs["refit_ml"]
-    assert not profiled("dyestuff_ml").attrs["refit_ml"]
+    assert profiled("dyestuff_reml").refit_ml
+    assert not profiled("dyestuff_ml").refit_ml
 
 
 # lme4 1.1-31, confint(m, method = "profile", level = ...), R 4.2.2:
@@ -132,10 +134,10 @@ def test_profile_intervals_more_models(name):
 
 
 def test_percent_labels_as_r():
-    assert iv._percent_labels([0.025, 0.975]) == ["2.5 %", "97.5 %"]
-    assert iv._percent_labels([0.05, 0.95]) == ["5 %", "95 %"]
-    assert iv._percent_labels([0.005, 0.995]) == ["0.5 %", "99.5 %"]
-    assert iv._percent_labels([0.0005, 0.9995]) == ["0.05 %", "99.95 %"]
+    assert percent_labels([0.025, 0.975]) == ["2.5 %", "97.5 %"]
+    assert percent_labels([0.05, 0.95]) == ["5 %", "95 %"]
+    assert percent_labels([0.005, 0.995]) == ["0.5 %", "99.5 %"]
+    assert percent_labels([0.0005, 0.9995]) == ["0.05 %", "99.95 %"]
 
 
 # -- the profile table -----------------------------------------------------------
@@ -153,7 +155,7 @@ def test_profile_zeta_at_lme4_points():
     ours = iv.profile(fitted("dyestuff_reml"), at=at)
     for name in names:
         theirs = rows[(rows[".par"] == name) & (rows[".zeta"] != 0)].set_index(name)
-        mine = ours[ours[".par"] == name].set_index(name).reindex(theirs.index)
+        mine = ours.frame[ours.frame[".par"] == name].set_index(name).reindex(theirs.index)
         # agreement about 5e-11; lme4's own optimizer tolerances allow more
         np.testing.assert_allclose(mine[".zeta"], theirs[".zeta"], atol=1e-6, rtol=0)
         others = [other for other in names if other != name]
@@ -163,38 +165,38 @@ def test_profile_zeta_at_lme4_points():
 def test_profile_grid_is_lme4s():
     rows = lme4_profile_rows()
     ours = profiled("dyestuff_reml")
-    assert list(ours.columns) == [".zeta", ".sig01", ".sigma", "Intercept", ".par"]
-    assert list(ours[".par"]) == list(rows[".par"])  # same number of points, same order
+    assert list(ours.frame.columns) == [".zeta", ".sig01", ".sigma", "Intercept", ".par"]
+    assert list(ours.frame[".par"]) == list(rows[".par"])  # same number of points, same order
     cols = [".zeta", ".sig01", ".sigma", "Intercept"]
-    np.testing.assert_allclose(ours[cols], rows[cols], rtol=1e-4, atol=1e-5)
-    assert ours.attrs["cutoff"] == pytest.approx(math.sqrt(11.344866730144373))  # chi2(.99, 3)
+    np.testing.assert_allclose(ours.frame[cols], rows[cols], rtol=1e-4, atol=1e-5)
+    assert ours.cutoff == pytest.approx(math.sqrt(11.344866730144373))  # chi2(.99, 3)
 
 
 def test_profile_frame_properties():
     prof = profiled("sleepstudy_reml")
     names = iv.parameter_names(fitted("sleepstudy_reml"))
     assert names == [".sig01", ".sig02", ".sig03", ".sigma", "Intercept", "Days"]
-    assert list(prof.columns) == [".zeta", *names, ".par"]
-    assert list(dict.fromkeys(prof[".par"])) == names
-    est = prof.attrs["estimates"]
+    assert list(prof.frame.columns) == [".zeta", *names, ".par"]
+    assert list(dict.fromkeys(prof.frame[".par"])) == names
+    est = prof.estimates
     ml = fitted("sleepstudy_reml").refit_ml()
     # refit_ml stops 1.4e-7 above the minimum (ftol_abs); the profile polishes it
     assert est[".sigma"] == pytest.approx(ml.sigma, rel=1e-5)
-    assert prof.attrs["deviance"] == pytest.approx(ml.deviance, abs=1e-6)
+    assert prof.deviance == pytest.approx(ml.deviance, abs=1e-6)
     for name in names:
-        part = prof[prof[".par"] == name].dropna()
+        part = prof.frame[prof.frame[".par"] == name].dropna()
         assert np.all(np.diff(part[name]) > 0)
         assert np.all(np.diff(part[".zeta"]) > 0)
         assert part.loc[part[name] == est[name], ".zeta"].tolist() == [0.0]
-        assert part[".zeta"].abs().max() > prof.attrs["cutoff"] or part[name].iloc[-1] == 1.0
-    assert prof.attrs["lower"][".sig02"] == -1.0 and prof.attrs["upper"][".sig02"] == 1.0
+        assert part[".zeta"].abs().max() > prof.cutoff or part[name].iloc[-1] == 1.0
+    assert prof.lower[".sig02"] == -1.0 and prof.upper[".sig02"] == 1.0
 
 
 def test_profile_which_and_descriptive_names():
     res = fitted("sleepstudy_reml")
     prof = iv.profile(res, which="beta_", signames=False)
-    assert list(dict.fromkeys(prof[".par"])) == ["Intercept", "Days"]
-    assert list(prof.columns[1:5]) == [
+    assert list(dict.fromkeys(prof.frame[".par"])) == ["Intercept", "Days"]
+    assert list(prof.frame.columns[1:5]) == [
         "sd_Intercept|Subject",
         "cor_Days.Intercept|Subject",
         "sd_Days|Subject",
@@ -213,7 +215,7 @@ def test_fixed_effect_profile_is_an_offset_refit():
     res = sml.lmer("Reaction ~ Days + (Days | Subject)", data, weights="w", offset="off")
     b = 12.0
     prof = iv.profile(res, which="Days", at={"Days": [b]})
-    row = prof[prof["Days"] == b].iloc[0]
+    row = prof.frame[prof.frame["Days"] == b].iloc[0]
     model = res.model
     reduced = sml.Lmer(
         np.asarray(model.endog),
@@ -222,7 +224,7 @@ def test_fixed_effect_profile_is_an_offset_refit():
         weights=model.weights,
         offset=model.offset + b * data["Days"].to_numpy(),
     ).fit(reml=False, start_theta=res.theta)
-    base = prof.attrs["deviance"]
+    base = prof.deviance
     assert row[".zeta"] == pytest.approx(math.sqrt(reduced.deviance - base), rel=1e-6)
     assert row["Intercept"] == pytest.approx(reduced.params[0], rel=1e-6)
     assert row[".sigma"] == pytest.approx(reduced.sigma, rel=1e-5)
@@ -254,23 +256,23 @@ def boot300():
 
 def test_bootstrap_frame(boot300):
     res = fitted("sleepstudy_reml")
-    assert boot300.shape == (300, 6)
-    assert list(boot300.columns) == iv.parameter_names(res)
-    assert boot300.attrs["failures"] == 0
-    assert boot300.attrs["t0"][".sigma"] == pytest.approx(res.sigma)
-    assert boot300.attrs["t0"]["Days"] == pytest.approx(res.params["Days"])
-    assert boot300.notna().all().all()
+    assert boot300.frame.shape == (300, 6)
+    assert list(boot300.frame.columns) == iv.parameter_names(res)
+    assert boot300.failures == 0
+    assert boot300.t0[".sigma"] == pytest.approx(res.sigma)
+    assert boot300.t0["Days"] == pytest.approx(res.params["Days"])
+    assert boot300.frame.notna().all().all()
 
 
 def test_bootstrap_reproducible_also_in_parallel():
     res = fitted("dyestuff_reml")
     a = iv.bootstrap(res, 24, seed=5, progress=False)
     b = iv.bootstrap(res, 24, seed=5, progress=False)
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a.frame, b.frame)
     c = iv.bootstrap(res, 24, seed=5, progress=False, n_jobs=2)
-    pd.testing.assert_frame_equal(a, c)
+    pd.testing.assert_frame_equal(a.frame, c.frame)
     d = iv.bootstrap(res, 24, seed=6, progress=False)
-    assert not np.allclose(a.to_numpy(), d.to_numpy())
+    assert not np.allclose(a.frame.to_numpy(), d.frame.to_numpy())
 
 
 def fails_above_mean(fit):
@@ -283,12 +285,13 @@ def fails_above_mean(fit):
 def test_bootstrap_failures_are_nan_rows():
     res = fitted("dyestuff_reml")
     with pytest.warns(RuntimeWarning, match="bootstrap refits failed"):
-        frame = iv.bootstrap(res, 30, seed=3, func=fails_above_mean, progress=False)
+        boot = iv.bootstrap(res, 30, seed=3, func=fails_above_mean, progress=False)
+    frame = boot.frame
     failed = frame["mu"].isna()
     assert 0 < failed.sum() < 30
-    assert frame.attrs["failures"] == failed.sum()
+    assert boot.failures == failed.sum()
     assert frame.loc[failed, "sigma"].isna().all()
-    assert sum(frame.attrs["errors"].values()) == failed.sum()
+    assert sum(boot.errors.values()) == failed.sum()
     assert (frame.loc[~failed, "mu"] <= 1530.0).all()
 
 
@@ -308,9 +311,9 @@ def test_bootstrap_percentiles_agree_with_lme4_bootmer(boot300):
     # Monte-Carlo tolerance without assumptions on the distribution: lme4's 2.5% / 97.5%
     # point (from 5000 replicates, itself a quantile estimate with small error) must fall
     # within 3.5 binomial standard deviations of the rank n p among our n = 300 replicates.
-    n = len(boot300)
+    n = len(boot300.frame)
     for name, limits in LME4_BOOT.items():
-        sample = np.sort(boot300[name].to_numpy())
+        sample = np.sort(boot300.frame[name].to_numpy())
         for p, limit in zip((0.025, 0.975), limits):
             rank = np.searchsorted(sample, limit)
             z = (rank - n * p) / math.sqrt(n * p * (1 - p))
@@ -349,7 +352,7 @@ def test_confint_boot_has_the_profile_rows():
 def test_confint_boot_types(boot300):
     perc = iv.confint_bootstrap(boot300)
     basic = iv.confint_bootstrap(boot300, boot_type="basic")
-    t0 = pd.Series(boot300.attrs["t0"])
+    t0 = pd.Series(boot300.t0)
     np.testing.assert_allclose(basic.iloc[:, 0], 2 * t0 - perc.iloc[:, 1])
     norm = iv.confint_bootstrap(boot300, boot_type="norm")
     assert (norm.iloc[:, 0] < t0).all() and (norm.iloc[:, 1] > t0).all()
@@ -360,7 +363,7 @@ def test_confint_boot_types(boot300):
 def test_norm_inter_is_boot_packages():
     # boot:::norm.inter(1:99 + 0, c(0.025, 0.975)): (R + 1) alpha = 2.5, 97.5
     t = np.arange(1.0, 100.0)
-    out = iv._norm_inter(t, np.array([0.025, 0.975]))
+    out = norm_inter(t, np.array([0.025, 0.975]))
     from scipy import stats
 
     lo = 2 + (stats.norm.ppf(0.025) - stats.norm.ppf(0.02)) / (
@@ -410,5 +413,5 @@ def test_bootstrap_of_unwrapped_results_passes_pandas_results_to_func():
     res = fitted("dyestuff_reml")._results
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # some replicates fail on purpose
-        frame = iv.bootstrap(res, 4, seed=1, func=fails_above_mean, progress=False)
-    assert frame.attrs["t0"]["mu"] == pytest.approx(1527.5)
+        boot = res.bootstrap(4, seed=1, func=fails_above_mean, progress=False)
+    assert boot.t0["mu"] == pytest.approx(1527.5)

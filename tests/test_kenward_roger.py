@@ -26,8 +26,8 @@ import statsmodels_lmer as sml
 from statsmodels_lmer.inference.kenward_roger import (
     KenwardRoger,
     KRTest,
-    _kr_pieces,
     kr_ddf_and_scaling,
+    kr_pieces,
 )
 
 
@@ -228,7 +228,7 @@ def test_single_term_block_algebra_matches_dense_q_algebra(theta):
     data = sleepstudy_extended()
     model = sml.Lmer.from_formula("Reaction ~ Days + x + (Days | Subject)", data, weights="w")
     res = model.results_at(theta, reml=True)._results
-    for block, dense in zip(_kr_pieces(res), _kr_pieces(res, structure="dense")):
+    for block, dense in zip(kr_pieces(res), kr_pieces(res, structure="dense")):
         if isinstance(block, list):
             assert block == dense
         else:

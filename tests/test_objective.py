@@ -8,8 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import statsmodels_lmer as sml
-from statsmodels_lmer.blocks import build_cross_products
-from statsmodels_lmer.objective import ProfiledDeviance
+from statsmodels_lmer.engine.blocks import build_cross_products
 
 
 def dense_reference(model: sml.Lmer, theta: np.ndarray, reml: bool) -> float:
@@ -78,14 +77,10 @@ def test_blocked_engine_equals_dense_computation(formula, reml):
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_pair_and_dense_strategies_agree(formula):
     model = sml.Lmer.from_formula(formula, synthetic(seed=2), weights="w")
-    terms = [model.random_terms[i] for i in model._engine]
-    slices = [model.theta_slices[i] for i in model._engine]
-    X = np.asarray(model.exog, dtype=float)
-    y = np.asarray(model.endog, dtype=float)
     values = []
     for strategy in ("pairs", "classes", "dense"):
-        cross = build_cross_products(terms, X, y, model.weights, strategy=strategy)
-        objective = ProfiledDeviance(cross, terms, slices, reml=True)
+        objective = model.devfun(reml=True, strategy=strategy)
+        assert objective.cross.strategy == strategy
         theta = model.theta_start * 0.7 + 0.1 * (model.theta_lower == 0)
         values.append(objective(theta))
     assert values[0] == pytest.approx(values[1], rel=1e-12)
@@ -104,8 +99,8 @@ def test_evaluation_does_not_depend_on_n():
     """Nothing of length n is touched: the cross-products fix the evaluation."""
     small = synthetic(n=400)
     doubled = pd.concat([small, small], ignore_index=True)
-    a = sml.Lmer.from_formula(FORMULAS[0], small)._cross
-    b = sml.Lmer.from_formula(FORMULAS[0], doubled)._cross
+    a = sml.Lmer.from_formula(FORMULAS[0], small).cross_products
+    b = sml.Lmer.from_formula(FORMULAS[0], doubled).cross_products
     assert a.a_rr.shape == b.a_rr.shape
     np.testing.assert_allclose(b.a_rr, 2 * a.a_rr)
 
@@ -149,12 +144,8 @@ def nested_data(seed: int = 4, n: int = 600) -> pd.DataFrame:
 @pytest.mark.parametrize("reml", [True, False])
 def test_nested_block_diagonal_path_equals_dense_computation(formula, reml):
     model = sml.Lmer.from_formula(formula, nested_data())
-    terms = [model.random_terms[i] for i in model._engine]
-    slices = [model.theta_slices[i] for i in model._engine]
-    X, y = np.asarray(model.exog, dtype=float), np.asarray(model.endog, dtype=float)
-    cross = build_cross_products(terms, X, y, strategy="pairs")
-    assert cross.nested is not None  # classes (first term) sit inside schools
-    objective = ProfiledDeviance(cross, terms, slices, reml)
+    objective = model.devfun(reml, strategy="pairs")
+    assert objective.cross.nested is not None  # classes (first term) sit inside schools
     rng = np.random.default_rng(5)
     for _ in range(3):
         theta = model.theta_start + rng.uniform(-0.4, 0.8, model.theta_start.size)
@@ -165,6 +156,4 @@ def test_nested_block_diagonal_path_equals_dense_computation(formula, reml):
 def test_crossed_rest_term_is_not_taken_for_nested():
     data = synthetic()
     model = sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b)", data)
-    terms = [model.random_terms[i] for i in model._engine]
-    X, y = np.asarray(model.exog, dtype=float), np.asarray(model.endog, dtype=float)
-    assert build_cross_products(terms, X, y, strategy="pairs").nested is None
+    assert model.devfun(True, strategy="pairs").cross.nested is None

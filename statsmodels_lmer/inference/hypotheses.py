@@ -67,7 +67,7 @@ def contrast_test(
     """t test (one row) or F test (several rows) of ``L beta = rhs``."""
     method = check_ddf(ddf)
     if method == "satterthwaite":
-        return res._satterthwaite.test(L, rhs)
+        return res.satterthwaite.test(L, rhs)
     if method == "kenward-roger":
         return _kenward_roger_test(res, L, rhs)
     return _residual_test(res, L, rhs)
@@ -76,7 +76,7 @@ def contrast_test(
 def _kenward_roger_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
     if not res.reml:
         raise ValueError("Kenward-Roger's method is only available for REML fits")
-    kr = res._kenward_roger.test(L, rhs)
+    kr = res.kenward_roger.test(L, rhs)
     is_t = np.atleast_2d(L).shape[0] == 1
     return ContrastTest(
         kr.estimate,

@@ -59,7 +59,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
-__all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling"]
+from ..engine.blocks import level_blocks
+
+__all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
 
 _CONDITION_TOL = 1e-10  # pbkrtest: pseudo-inverse of the information below this
 
@@ -163,7 +165,7 @@ class KenwardRoger:
         self.sigma = float(res.sigma)
         self.vcov = np.asarray(res.cov_params(), dtype=float)
         self.exog_names = list(res.model.exog_names)
-        P, Q, K, names = _kr_pieces(res)
+        P, Q, K, names = kr_pieces(res)
         self.varpar_names = names
         self._P = P
         phi = self.vcov
@@ -353,12 +355,7 @@ class _BlockQ:
 
     def __init__(self, term: Any, T: np.ndarray, w: np.ndarray, s2: float):
         k, levels = term.n_cols, term.n_levels
-        z = term.Z
-        A0 = np.empty((levels, k, k))  # per-level blocks of Z'WZ
-        for a in range(k):
-            for b in range(a + 1):
-                values = np.bincount(term.codes, weights=w * z[:, a] * z[:, b], minlength=levels)
-                A0[:, a, b] = A0[:, b, a] = values
+        A0 = level_blocks(term.codes, term.Z * np.sqrt(w)[:, None], levels)  # Z'WZ
         M = np.einsum("ba,lbc,cd->lad", T, A0, T) + np.eye(k)
         self._m_inv = np.linalg.inv(M)
         self._m_inv = 0.5 * (self._m_inv + self._m_inv.transpose(0, 2, 1))
@@ -388,7 +385,7 @@ class _BlockQ:
         return np.einsum("lrx,lry->xy", self.J, self.C)
 
 
-def _kr_pieces(
+def kr_pieces(
     res: Any, structure: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """``P`` (m, p, p), ``Q`` (m, m, p, p), ``K`` (m, m) and parameter names.

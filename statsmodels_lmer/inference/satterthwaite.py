@@ -26,7 +26,6 @@ from .derivatives import hessian, jacobian
 
 __all__ = ["ContrastTest", "Satterthwaite", "fstat_ddf"]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
 _EIGEN_TOL = 1e-8
 
 
@@ -84,30 +83,19 @@ class Satterthwaite:
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
         self.vcov = np.asarray(res.cov_params(), dtype=float)
+        # The deviance function holds the cross-products: it is used here and
+        # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
-        self._devfun = devfun
-        self.nobs = devfun.cross.nobs
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
-        self.hessian = hessian(self._deviance, self.varpar)
+        self.hessian = hessian(lambda vp: devfun.deviance(vp[:-1], vp[-1]), self.varpar)
         self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
         p = len(self.beta)
-        jac = jacobian(lambda vp: self._vcov_beta(vp).ravel(), self.varpar)
+
+        def vcov_beta(varpar: np.ndarray) -> np.ndarray:
+            return varpar[-1] ** 2 * devfun.components(varpar[:-1]).vcov_unscaled.ravel()
+
+        jac = jacobian(vcov_beta, self.varpar)
         self.jacobians = [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
-
-    # -- pieces --------------------------------------------------------
-    def _deviance(self, varpar: np.ndarray) -> float:
-        """lmerTest's ``devfun_vp``: deviance in (theta, sigma), not profiled."""
-        theta, sigma2 = varpar[:-1], varpar[-1] ** 2
-        ld_l2, ld_rx2, pwrss, _ = self._devfun.components(theta)
-        dev = ld_l2 + pwrss / sigma2 + self.nobs * (_LOG_2PI + np.log(sigma2))
-        if self.reml:
-            p = len(self.beta)
-            dev += ld_rx2 - p * (_LOG_2PI + np.log(sigma2))
-        return float(dev)
-
-    def _vcov_beta(self, varpar: np.ndarray) -> np.ndarray:
-        _, _, _, unscaled = self._devfun.components(varpar[:-1])
-        return varpar[-1] ** 2 * unscaled
 
     @staticmethod
     def _pseudo_inverse_times_two(h: np.ndarray) -> np.ndarray:

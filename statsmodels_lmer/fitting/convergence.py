@@ -5,7 +5,7 @@ lme4 computes finite-difference derivatives of the objective at the optimum
 then checks, in this order:
 
 1. **singular fit**: a theta element with lower bound 0 below ``1e-4``. This
-   is reported ("boundary (singular) fit: see help('isSingular')") and the
+   is reported (:data:`SINGULAR_MESSAGE`, lme4's "boundary (singular) fit") and the
    remaining checks are skipped, since derivatives at a boundary say nothing
    about convergence.
 2. **gradient**: the scaled gradient ``solve(chol(H), g)`` (R's ``chol`` is the
@@ -39,8 +39,11 @@ __all__ = [
     "scaled_gradient",
 ]
 
-SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
-"""lme4's message for a fit on the boundary of the parameter space."""
+SINGULAR_MESSAGE = (
+    "boundary (singular) fit: a variance is estimated as 0 or a correlation as +-1; "
+    "see res.is_singular(), res.varcorr and docs/checks.md"
+)
+"""The message for a fit on the boundary of the parameter space (lme4's isSingular)."""
 
 GRAD_TOL = 2e-3
 """lme4's ``check.conv.grad`` tolerance."""

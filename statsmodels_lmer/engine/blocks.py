@@ -17,15 +17,26 @@ Nothing of length ``n`` is touched after construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
-from .terms import RandomTerm, compact_codes
+from ..terms import RandomTerm, compact_codes
 
-__all__ = ["CrossProducts", "build_cross_products", "engine_order"]
+__all__ = [
+    "ClassesProduct",
+    "CrossProducts",
+    "DenseProduct",
+    "NestedLayout",
+    "PairsProduct",
+    "build_cross_products",
+    "engine_order",
+    "level_blocks",
+]
 
 # Rough costs in seconds (2-core machine), used only to choose between exact
 # strategies: a bincount entry, a dense multiply-add in BLAS, a memory-bound
@@ -37,6 +48,109 @@ _MAX_CLASS_PRODUCT_BYTES = 2 * 1024**3
 _SMALL_SECONDS = 5e-5
 _SECONDS_PER_PAIR_SETUP = 1.0e-7  # building and merging the pair products
 _EXPECTED_EVALUATIONS = 60
+
+
+class PairsProduct:
+    """``A_R1 Wt A_1R`` from precomputed products of nonzero pairs.
+
+    The products ``a[r, k a] a[s, k b]`` of the nonzero entries in each level's
+    columns are summed per weight class once (:func:`_pair_products`); an
+    evaluation is one ``bincount`` of those sums times the class weights.
+    Suits sparse crossings such as InstEval.
+    """
+
+    name = "pairs"
+
+    def __init__(self, cross: CrossProducts) -> None:
+        self.size = cross.size_rest
+        self.flat, self.value, self.weight = _pair_products(cross)
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """The product (lower triangle) for class weights ``(c, p1, p1)``; a new array."""
+        m = self.size
+        values = self.value * weights.reshape(-1)[self.weight]
+        return np.bincount(self.flat, values, minlength=m * m).reshape(m, m)
+
+
+class ClassesProduct:
+    """``A_R1 Wt A_1R`` as a combination of one dense product per weight class.
+
+    ``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'`` is
+    computed once; an evaluation is one matrix-vector product with the class
+    weights. Suits dense crossings with few classes (1e4 x 1e3 crossed levels).
+    """
+
+    name = "classes"
+
+    def __init__(self, cross: CrossProducts) -> None:
+        self.size = cross.size_rest
+        self.products = _class_products(cross)
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """The product (full) for class weights ``(c, p1, p1)``; a new array."""
+        m = self.size
+        flat = self.products.reshape(len(self.products), m * m)
+        return blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
+
+
+class DenseProduct:
+    """``(A_R1 Wt) A_1R`` by BLAS at every evaluation.
+
+    For a scalar first term ``Wt >= 0``, so the product is the ``syrk``
+    ``(A sqrt(Wt)) (A sqrt(Wt))'``. Used for tiny problems (fewest roundings)
+    and dense crossings with many weight classes. The scaled copy of ``A_R1``
+    lives in a per-thread buffer (fresh pages are slow to fault in; one buffer
+    per thread keeps a model usable from several threads at once).
+    """
+
+    name = "dense"
+
+    def __init__(self, cross: CrossProducts) -> None:
+        self.a_r1 = cross.a_r1.toarray()
+        self.class_of_level = cross.class_of_level
+        self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _buffer(self) -> np.ndarray:
+        buffer = getattr(self._local, "scaled", None)
+        if buffer is None:
+            buffer = self._local.scaled = np.empty_like(self.a_r1)
+        return buffer
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """The product (lower triangle at least) for class weights; a new array."""
+        # Products use scipy's BLAS, as the Cholesky factorization that follows
+        # does: alternating numpy's and scipy's OpenBLAS thread pools costs
+        # more than the product itself (measured: 100 ms -> 230 ms).
+        per_level = weights[self.class_of_level]  # (l1, p1, p1)
+        if self.first_cols == 1:
+            # upper triangle of the Fortran result = lower triangle here
+            scaled = self._buffer()
+            np.multiply(self.a_r1, np.sqrt(per_level[:, 0, 0]), out=scaled)
+            return blas.dsyrk(1.0, scaled.T, trans=1).T
+        m = self.a_r1.shape[0]
+        dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
+        scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
+        return blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
+
+
+SchurProduct = PairsProduct | ClassesProduct | DenseProduct
+"""The strategies that form ``A_R1 Wt A_1R``."""
+
+_STRATEGIES: dict[str, type] = {
+    "pairs": PairsProduct,
+    "classes": ClassesProduct,
+    "dense": DenseProduct,
+}
 
 
 @dataclass(eq=False)
@@ -67,6 +181,10 @@ class CrossProducts:
         Number of observations.
     sum_log_weights : float
         ``log |W|``.
+    product : PairsProduct, ClassesProduct or DenseProduct
+        How ``A_R1 Wt A_1R`` is formed (set by :func:`build_cross_products`).
+    nested : NestedLayout or None
+        The compact layout when the one rest term is nested in the first.
     """
 
     first_levels: int
@@ -81,13 +199,7 @@ class CrossProducts:
     n_fixed: int
     nobs: int
     sum_log_weights: float
-    pair_flat: np.ndarray | None = None
-    pair_value: np.ndarray | None = None
-    pair_weight: np.ndarray | None = None
-    a_r1_dense: np.ndarray | None = None
-    class_products: np.ndarray | None = None
-    strategy: str = ""
-    _scaled: np.ndarray | None = field(default=None, repr=False)
+    product: SchurProduct | None = None
     nested: NestedLayout | None = None
 
     @property
@@ -95,36 +207,17 @@ class CrossProducts:
         """Order ``m`` of the dense Schur complement."""
         return self.a_rr.shape[0]
 
-    def schur_product(self, weights: np.ndarray) -> np.ndarray:
-        """``A_R1 Wt A_1R`` (lower triangle at least) for class weights.
+    @property
+    def strategy(self) -> str:
+        """Name of the product strategy: ``"pairs"``, ``"classes"`` or ``"dense"``."""
+        return "" if self.product is None else self.product.name
 
-        Parameters
-        ----------
-        weights : ndarray, shape (c, p1, p1)
-            ``Wt`` for each weight class.
+    def schur_product(self, weights: np.ndarray) -> np.ndarray:
+        """``A_R1 Wt A_1R`` (lower triangle at least) for class weights ``(c, p1, p1)``.
+
+        A new array at every call (callers may overwrite it).
         """
-        # Products use scipy's BLAS, as the Cholesky factorization that follows
-        # does: alternating numpy's and scipy's OpenBLAS thread pools costs
-        # more than the product itself (measured: 100 ms -> 230 ms).
-        m = self.size_rest
-        if self.class_products is not None:
-            flat = self.class_products.reshape(len(self.class_products), m * m)
-            return blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
-        if self.pair_flat is not None:
-            values = self.pair_value * weights.reshape(-1)[self.pair_weight]
-            return np.bincount(self.pair_flat, values, minlength=m * m).reshape(m, m)
-        per_level = weights[self.class_of_level]  # (l1, p1, p1)
-        if self.first_cols == 1:
-            # Wt >= 0 for a scalar term: (A sqrt(Wt)) (A sqrt(Wt))' is a syrk
-            # (upper triangle of the Fortran result = lower triangle here); the
-            # scaled copy reuses one buffer (fresh pages are slow to fault in)
-            if self._scaled is None:
-                self._scaled = np.empty_like(self.a_r1_dense)
-            np.multiply(self.a_r1_dense, np.sqrt(per_level[:, 0, 0]), out=self._scaled)
-            return blas.dsyrk(1.0, self._scaled.T, trans=1).T
-        dense = self.a_r1_dense.reshape(m, self.first_levels, self.first_cols)
-        scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
-        return blas.dgemm(1.0, scaled.T, self.a_r1_dense.T, trans_a=1)
+        return self.product(weights)
 
 
 @dataclass(eq=False)
@@ -143,7 +236,9 @@ class NestedLayout:
     levels, cols : int
         ``l2`` and ``p2`` of the rest term.
     pair_index : ndarray
-        Compact position of each pair product (see :attr:`CrossProducts.pair_flat`).
+        Compact position of each pair product of ``pairs``.
+    pairs : PairsProduct
+        The pair products, summed into the compact layout at each evaluation.
     a_d, a_b, a_c : ndarray
         The cross-products in the compact layout: (l2, p2, p2), (k, l2 p2), (k, k)
         with ``k = p + 1``.
@@ -152,6 +247,7 @@ class NestedLayout:
     levels: int
     cols: int
     pair_index: np.ndarray
+    pairs: PairsProduct
     a_d: np.ndarray
     a_b: np.ndarray
     a_c: np.ndarray
@@ -161,6 +257,11 @@ class NestedLayout:
         """Length of the compact vector."""
         k = self.a_c.shape[0]
         return self.a_d.size + k * self.a_b.shape[1] + k * k
+
+    def schur_compact(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``A_R1 Wt A_1R`` in the compact layout: its (D, B, C) parts."""
+        values = self.pairs.value * weights.reshape(-1)[self.pairs.weight]
+        return self.split(np.bincount(self.pair_index, values, minlength=self.size))
 
     def split(self, compact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(D, B, C) views of a compact vector."""
@@ -173,7 +274,9 @@ class NestedLayout:
         )
 
 
-def _nested_layout(cross: CrossProducts, term: RandomTerm) -> NestedLayout | None:
+def _nested_layout(
+    cross: CrossProducts, term: RandomTerm, pairs: PairsProduct
+) -> NestedLayout | None:
     """The compact layout, or None when the rest term is not nested."""
     a = cross.a_r1
     r, m = cross.n_random_rest, cross.size_rest
@@ -186,14 +289,14 @@ def _nested_layout(cross: CrossProducts, term: RandomTerm) -> NestedLayout | Non
     owner[first_level] = level
     if np.any(owner[first_level] != level):
         return None  # a first-term level meets several rest levels: crossed
-    rows, cols = np.divmod(cross.pair_flat, m)
+    rows, cols = np.divmod(pairs.flat, m)
     index = _compact_index(rows, cols, r, p2, m)
     if np.any(index < 0):
         return None
     a_rr = cross.a_rr
     blocks = a_rr[:r, :r].reshape(l2, p2, l2, p2)
     a_d = np.ascontiguousarray(blocks[np.arange(l2), :, np.arange(l2), :])
-    return NestedLayout(l2, p2, index, a_d, a_rr[r:, :r].copy(), a_rr[r:, r:].copy())
+    return NestedLayout(l2, p2, index, pairs, a_d, a_rr[r:, :r].copy(), a_rr[r:, r:].copy())
 
 
 def _compact_index(rows: np.ndarray, cols: np.ndarray, r: int, p2: int, m: int) -> np.ndarray:
@@ -251,7 +354,7 @@ def build_cross_products(
     z1 = _weighted_columns(first, root_w)
     xy = np.column_stack([X, y]) * root_w[:, None]
     z_rest = [_weighted_columns(t, root_w) for t in rest]
-    a11 = _level_blocks(first.codes, z1, first.n_levels)
+    a11 = level_blocks(first.codes, z1, first.n_levels)
     classes, class_of_level, counts = _weight_classes(a11)
     a_r1 = _rest_by_first(rest, z_rest, xy, first, z1)
     a_rr = _rest_by_rest(rest, z_rest, xy)
@@ -269,14 +372,14 @@ def build_cross_products(
         nobs=n,
         sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
     )
-    _choose_strategy(cross, strategy)
-    if cross.strategy == "pairs" and len(rest) == 1:
-        cross.nested = _nested_layout(cross, rest[0])
+    cross.product = _choose_strategy(cross, strategy)
+    if isinstance(cross.product, PairsProduct) and len(rest) == 1:
+        cross.nested = _nested_layout(cross, rest[0], cross.product)
     return cross
 
 
-def _level_blocks(codes: np.ndarray, z: np.ndarray, n_levels: int) -> np.ndarray:
-    """Per-level ``Z' W Z`` blocks, shape (l, p, p)."""
+def level_blocks(codes: np.ndarray, z: np.ndarray, n_levels: int) -> np.ndarray:
+    """Per-level blocks of ``z' z`` (``Z' W Z`` for weighted columns), shape (l, p, p)."""
     p = z.shape[1]
     blocks = np.empty((n_levels, p, p))
     for a in range(p):
@@ -369,28 +472,15 @@ def _rest_by_rest(rest: list[RandomTerm], z_rest: list[np.ndarray], xy: np.ndarr
     return a_rr
 
 
-def _choose_strategy(cross: CrossProducts, strategy: str | None = None) -> None:
-    """Pick how ``A_R1 Wt A_1R`` is formed: pairs, class products or dense.
+def _choose_strategy(cross: CrossProducts, strategy: str | None = None) -> SchurProduct:
+    """The product strategy: the one asked for, or the cheapest by the cost model.
 
-    * ``pairs``: products of nonzero pairs summed per weight class, one
-      ``bincount`` per evaluation (sparse crossings such as InstEval);
-    * ``classes``: one dense ``m x m`` product per weight class and weight
-      element, combined by one matrix-vector product per evaluation (dense
-      crossings with few classes, e.g. 1e4 x 1e3 crossed levels);
-    * ``dense``: ``(A_R1 Wt) A_1R`` by BLAS every evaluation.
+    See :class:`PairsProduct`, :class:`ClassesProduct` and :class:`DenseProduct`.
     """
-    if strategy not in (None, "pairs", "classes", "dense"):
+    if strategy not in (None, *_STRATEGIES):
         raise ValueError(f"strategy must be None, 'pairs', 'classes' or 'dense', got {strategy!r}")
-    if strategy is None:
-        strategy = _cheapest_strategy(cross)
-    if strategy == "pairs":
-        flat, value, weight = _pair_products(cross)
-        cross.pair_flat, cross.pair_value, cross.pair_weight = flat, value, weight
-    elif strategy == "classes":
-        cross.class_products = _class_products(cross)
-    else:
-        cross.a_r1_dense = cross.a_r1.toarray()
-    cross.strategy = strategy
+    name = _cheapest_strategy(cross) if strategy is None else strategy
+    return _STRATEGIES[name](cross)
 
 
 def _cheapest_strategy(cross: CrossProducts) -> str:

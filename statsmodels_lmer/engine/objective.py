@@ -2,17 +2,25 @@
 
 For a given theta the engine eliminates the first (block-diagonal) term level
 by level, forms the dense Schur complement of the rest (see
-:mod:`statsmodels_lmer.blocks`) and factors it with LAPACK. From the factor:
+:mod:`statsmodels_lmer.engine.blocks`) and factors it with LAPACK. From the factor:
 
 * ML:   ``ldL2 - log|W| + n (1 + log(2 pi r2 / n))``
 * REML: ``ldL2 + ldRX2 - log|W| + (n - p) (1 + log(2 pi r2 / (n - p)))``
 
 (Bates et al. 2015, eqs. 34 and 41), with ``r2`` the penalized weighted
 residual sum of squares, the square of the factor's last diagonal element.
+
+:class:`ProfiledDeviance` is the one deviance API of the package: the
+profiled criterion (``__call__``), the unprofiled deviance at ``(theta,
+sigma)`` (:meth:`ProfiledDeviance.deviance`, lmerTest's ``devfun_vp`` and
+lme4's ``devfun2``), the pieces of both (:meth:`ProfiledDeviance.components`)
+and the estimates at one theta (:meth:`ProfiledDeviance.solve`). Per-term
+results come in lme4's term order.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,12 +28,124 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..terms import RandomTerm
 from .blocks import CrossProducts
-from .terms import RandomTerm
 
-__all__ = ["ProfiledDeviance", "Solution"]
+__all__ = ["Components", "ProfiledDeviance", "Solution", "profiled_criterion"]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
+LOG_2PI = math.log(2.0 * math.pi)
+"""``log(2 pi)``."""
+
+
+def profiled_criterion(
+    ld_l2: float,
+    ld_rx2: float,
+    pwrss: float,
+    nobs: float,
+    n_fixed: int,
+    sum_log_weights: float,
+    reml: bool,
+) -> float:
+    """ML deviance or REML criterion with sigma profiled out (lme4 eqs. 34 and 41).
+
+    Parameters
+    ----------
+    ld_l2, ld_rx2 : float
+        ``log|L_Z|^2`` and ``log|R_X|^2``.
+    pwrss : float
+        Penalized weighted residual sum of squares ``r2``.
+    nobs, n_fixed : float, int
+        ``n`` and ``p``.
+    sum_log_weights : float
+        ``log|W|``.
+    reml : bool
+    """
+    if not reml:
+        return ld_l2 - sum_log_weights + nobs * (1.0 + LOG_2PI + np.log(pwrss / nobs))
+    dof = nobs - n_fixed
+    return ld_l2 + ld_rx2 - sum_log_weights + dof * (1.0 + LOG_2PI + np.log(pwrss / dof))
+
+
+@dataclass(frozen=True)
+class Components:
+    """The pieces of the criterion at one theta.
+
+    Attributes
+    ----------
+    log_det_l2 : float
+        ``log|L_Z|^2``.
+    log_det_rx2 : float
+        ``log|R_X|^2``.
+    pwrss : float
+        Penalized weighted residual sum of squares.
+    vcov_unscaled : ndarray
+        ``(R_X' R_X)^-1``, ``vcov(beta) / sigma^2``.
+    """
+
+    log_det_l2: float
+    log_det_rx2: float
+    pwrss: float
+    vcov_unscaled: np.ndarray
+
+
+class RestScaling:
+    """``Lambda_R`` for the rest ``R = [Z_2 ... Z_k, X, y]``, applied block by block.
+
+    Scalar rest terms scale rows and columns by one number per level; vector
+    terms apply their ``p x p`` factor ``T`` to each level's ``p`` rows (or
+    columns), never forming a sparse ``Lambda``.
+    """
+
+    def __init__(self, terms: list[RandomTerm], theta_parts: list[np.ndarray], extra: int):
+        self.factors = [term.factor(part) for term, part in zip(terms, theta_parts)]
+        self.levels = [term.n_levels for term in terms]
+        self.scalar = all(T.shape[0] == 1 for T in self.factors)
+        self.r = sum(n * T.shape[0] for n, T in zip(self.levels, self.factors))
+        if self.scalar:
+            parts = [np.full(n, T[0, 0]) for n, T in zip(self.levels, self.factors)]
+            self.diagonal = np.concatenate(parts + [np.ones(extra)])
+
+    def _blocks(self):
+        start = 0
+        for n, T in zip(self.levels, self.factors):
+            size = n * T.shape[0]
+            yield slice(start, start + size), n, T
+            start += size
+
+    def scale_symmetric(self, matrix: np.ndarray) -> np.ndarray:
+        """``Lambda_R' S Lambda_R`` in place; ``S`` holds at least its lower triangle."""
+        if self.scalar:
+            matrix *= self.diagonal[:, None]
+            matrix *= self.diagonal[None, :]
+            return matrix
+        _symmetrize_lower(matrix)
+        m = matrix.shape[0]
+        for rows, n, T in self._blocks():
+            p = T.shape[0]
+            block = matrix[rows].reshape(n, p, m)
+            matrix[rows] = np.einsum("ba,lbm->lam", T, block).reshape(n * p, m)
+            block = matrix[:, rows].reshape(m, n, p)
+            matrix[:, rows] = np.einsum("mlb,ba->mla", block, T).reshape(m, n * p)
+        return matrix
+
+    def apply(self, u: np.ndarray) -> np.ndarray:
+        """``Lambda_R u`` for the random part (length ``r``)."""
+        if self.scalar:
+            return self.diagonal[: len(u)] * u
+        out = np.empty_like(u)
+        for rows, n, T in self._blocks():
+            out[rows] = (u[rows].reshape(n, T.shape[0]) @ T.T).ravel()
+        return out
+
+    def apply_transpose(self, matrix: np.ndarray) -> np.ndarray:
+        """``Lambda_R' M`` for a dense ``r x c`` matrix ``M`` (a new array)."""
+        if self.scalar:
+            return self.diagonal[: matrix.shape[0], None] * matrix
+        out = np.empty_like(matrix)
+        for rows, n, T in self._blocks():
+            block = matrix[rows].reshape(n, T.shape[0], -1)
+            out[rows] = np.einsum("ba,lbc->lac", T, block).reshape(n * T.shape[0], -1)
+        return out
 
 
 @dataclass(eq=False)
@@ -35,7 +155,7 @@ class _Factor:
     T1: np.ndarray  # first term's T
     m_inv: np.ndarray  # (c, p1, p1) inverse of T'A11T + I per class
     log_det_first: float  # log det of the first block of L_Z, squared
-    rest_lambda: np.ndarray | sp.spmatrix  # scale vector or sparse Lambda_R
+    rest: RestScaling
     chol: np.ndarray | None  # dense lower factor of the Schur complement
     failed: bool
 
@@ -43,14 +163,20 @@ class _Factor:
 class ProfiledDeviance:
     """Objective of theta for one model: deviance (ML) or REML criterion.
 
+    A callable ``f(theta) -> float`` with theta in lme4's order. It holds no
+    mutable scratch space, so one object can be evaluated from several
+    threads at once.
+
     Parameters
     ----------
     cross : CrossProducts
         Cross-products in the engine's layout.
     terms : list of RandomTerm
-        The random terms in the engine's order (first = eliminated).
+        The random terms in lme4's order.
     theta_slices : list of slice
-        For each engine term, its slice of theta (theta in lme4's order).
+        Each term's slice of theta.
+    engine_order : list of int
+        Indices of ``terms`` in the engine's order (first = eliminated).
     reml : bool
         REML criterion if True, else the ML deviance.
     """
@@ -60,14 +186,21 @@ class ProfiledDeviance:
         cross: CrossProducts,
         terms: list[RandomTerm],
         theta_slices: list[slice],
+        engine_order: list[int],
         reml: bool,
     ) -> None:
         self.cross = cross
-        self.terms = terms
-        self.theta_slices = theta_slices
+        self.model_terms = list(terms)
+        self.engine_order = list(engine_order)
+        self.terms = [terms[i] for i in engine_order]
+        self.theta_slices = [theta_slices[i] for i in engine_order]
         self.reml = bool(reml)
         self.n_evaluations = 0
-        self._scalar_rest = all(t.n_cols == 1 for t in terms[1:])
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations."""
+        return self.cross.nobs
 
     def __call__(self, theta: np.ndarray) -> float:
         """The objective at ``theta`` (``inf`` where the factor fails)."""
@@ -78,20 +211,18 @@ class ProfiledDeviance:
         factor = self._factor(theta)
         if factor.failed:
             return np.inf
-        return self._criterion(factor)
+        return self.criterion(*self._log_dets(factor), self.reml)
 
     def _nested_criterion(self, theta: np.ndarray) -> float:
         """The objective with the block-diagonal Schur complement of a nested rest term.
 
-        Same value as the dense path (see :class:`~statsmodels_lmer.blocks.NestedLayout`);
+        Same value as the dense path (see :class:`~statsmodels_lmer.engine.blocks.NestedLayout`);
         the blocks are factored one level at a time, then the small fixed block.
         """
-        cross, layout = self.cross, self.cross.nested
+        layout = self.cross.nested
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
         _, log_det_first, weights = self._first_block(T1)
-        values = cross.pair_value * weights.reshape(-1)[cross.pair_weight]
-        compact = np.bincount(layout.pair_index, values, minlength=layout.size)
-        s_d, s_b, s_c = layout.split(compact)
+        s_d, s_b, s_c = layout.schur_compact(weights)
         T2 = self.terms[1].factor(theta[self.theta_slices[1]])
         d = T2.T @ (layout.a_d - _symmetric(s_d)) @ T2 + np.eye(layout.cols)
         b = ((layout.a_b - s_b).reshape(-1, layout.levels, layout.cols) @ T2).transpose(1, 2, 0)
@@ -104,7 +235,7 @@ class ProfiledDeviance:
         except np.linalg.LinAlgError:
             return np.inf
         diag_c = np.diagonal(chol_c)
-        p = cross.n_fixed
+        p = self.cross.n_fixed
         ld_l2 = log_det_first + 2.0 * float(np.sum(np.log(np.diagonal(chol_d, axis1=1, axis2=2))))
         ld_rx2 = 2.0 * float(np.sum(np.log(diag_c[:p])))
         return self.criterion(ld_l2, ld_rx2, float(diag_c[-1] ** 2), self.reml)
@@ -113,14 +244,19 @@ class ProfiledDeviance:
     def _factor(self, theta: np.ndarray) -> _Factor:
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
         m_inv, log_det_first, weights = self._first_block(T1)
-        schur = self.cross.a_rr - self.cross.schur_product(weights)
-        rest_lambda = self._rest_lambda(theta)
-        schur = self._scale_rest(schur, rest_lambda)
+        schur = self.cross.schur_product(weights)  # a new array: reused in place below
+        np.subtract(self.cross.a_rr, schur, out=schur)
+        rest = RestScaling(
+            self.terms[1:],
+            [theta[sl] for sl in self.theta_slices[1:]],
+            self.cross.n_fixed + 1,
+        )
+        schur = rest.scale_symmetric(schur)
         r = self.cross.n_random_rest
         schur[np.arange(r), np.arange(r)] += 1.0
         # The transpose is Fortran-ordered: LAPACK factors it in place as U = L'.
         upper, info = sla.lapack.dpotrf(schur.T, lower=0, clean=0, overwrite_a=1)
-        return _Factor(T1, m_inv, log_det_first, rest_lambda, upper.T, info != 0)
+        return _Factor(T1, m_inv, log_det_first, rest, upper.T, info != 0)
 
     def _first_block(self, T1: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Inverse blocks, log-determinant and ``Wt`` of the first term."""
@@ -138,29 +274,11 @@ class ProfiledDeviance:
         m_inv = np.linalg.inv(m)
         return m_inv, log_det, T1 @ m_inv @ T1.T
 
-    def _rest_lambda(self, theta: np.ndarray) -> np.ndarray | sp.spmatrix:
-        extra = self.cross.n_fixed + 1
-        if self._scalar_rest:
-            parts = [
-                np.full(term.n_levels, theta[sl][0])
-                for term, sl in zip(self.terms[1:], self.theta_slices[1:])
-            ]
-            return np.concatenate(parts + [np.ones(extra)])
-        blocks = [
-            term.lambda_block(theta[sl]) for term, sl in zip(self.terms[1:], self.theta_slices[1:])
-        ]
-        return sp.block_diag(blocks + [sp.identity(extra)], format="csr")
-
-    @staticmethod
-    def _scale_rest(matrix: np.ndarray, rest_lambda: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """``Lambda_R' matrix Lambda_R``."""
-        if isinstance(rest_lambda, np.ndarray):
-            matrix *= rest_lambda[:, None]
-            matrix *= rest_lambda[None, :]
-            return matrix
-        symmetric = np.tril(matrix) + np.tril(matrix, -1).T
-        left = np.asarray(rest_lambda.T @ symmetric)
-        return np.ascontiguousarray(np.asarray(rest_lambda.T @ left.T).T)
+    def _factor_or_raise(self, theta: np.ndarray) -> _Factor:
+        factor = self._factor(np.asarray(theta, dtype=float))
+        if factor.failed:
+            raise np.linalg.LinAlgError("the penalized system is not positive definite")
+        return factor
 
     # -- criterion -----------------------------------------------------
     def _log_dets(self, factor: _Factor) -> tuple[float, float, float]:
@@ -171,31 +289,59 @@ class ProfiledDeviance:
         pwrss = float(diag[-1] ** 2)
         return ld_l2, ld_rx2, pwrss
 
-    def _criterion(self, factor: _Factor) -> float:
-        ld_l2, ld_rx2, pwrss = self._log_dets(factor)
-        return self.criterion(ld_l2, ld_rx2, pwrss, self.reml)
-
     def criterion(self, ld_l2: float, ld_rx2: float, pwrss: float, reml: bool) -> float:
-        """ML deviance or REML criterion from the factor's summaries."""
-        n = self.cross.nobs
-        ld_w = self.cross.sum_log_weights
-        if not reml:
-            return ld_l2 - ld_w + n * (1.0 + _LOG_2PI + np.log(pwrss / n))
-        dof = n - self.cross.n_fixed
-        return ld_l2 + ld_rx2 - ld_w + dof * (1.0 + _LOG_2PI + np.log(pwrss / dof))
+        """ML deviance or REML criterion (sigma profiled out) from the factor's summaries."""
+        cross = self.cross
+        return profiled_criterion(
+            ld_l2, ld_rx2, pwrss, cross.nobs, cross.n_fixed, cross.sum_log_weights, reml
+        )
 
-    def components(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    def components(self, theta: np.ndarray) -> Components:
         """``log|L_Z|^2``, ``log|R_X|^2``, the pwrss and ``(R_X' R_X)^-1`` at theta.
 
-        The pieces of the unprofiled deviance (lmerTest's ``devfun_vp``) and of
-        ``vcov(beta) / sigma^2``; theta may lie outside the bounds (for finite
-        differences at a boundary).
+        theta may lie outside the bounds (for finite differences at a boundary).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            When the penalized system is not positive definite.
         """
-        factor = self._factor(np.asarray(theta, dtype=float))
-        if factor.failed:
-            raise np.linalg.LinAlgError("the penalized system is not positive definite")
+        factor = self._factor_or_raise(theta)
         ld_l2, ld_rx2, pwrss = self._log_dets(factor)
-        return ld_l2, ld_rx2, pwrss, _unscaled_vcov(factor.chol, self.cross)
+        return Components(ld_l2, ld_rx2, pwrss, _unscaled_vcov(factor.chol, self.cross))
+
+    def deviance(
+        self, theta: np.ndarray, sigma: float, reml: bool | None = None, pwrss: float | None = None
+    ) -> float:
+        """The deviance at ``(theta, sigma)``, sigma not profiled out.
+
+        ``log|L_Z|^2 (+ log|R_X|^2) - log|W| + r2 / sigma^2 + d log(2 pi sigma^2)``
+        with ``d = n`` (ML) or ``n - p`` (REML): lmerTest's ``devfun_vp`` and
+        (ML) lme4's ``devfun2``. Minimizing over sigma gives the profiled
+        criterion.
+
+        Parameters
+        ----------
+        theta : ndarray
+        sigma : float
+        reml : bool, optional
+            Default: the object's own criterion.
+        pwrss : float, optional
+            Use this ``r2`` instead of the one at theta (a fixed effect held
+            away from its estimate adds to it).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            When the penalized system is not positive definite.
+        """
+        reml = self.reml if reml is None else bool(reml)
+        parts = self.components(theta)
+        r2 = parts.pwrss if pwrss is None else pwrss
+        dof = self.cross.nobs - (self.cross.n_fixed if reml else 0)
+        value = parts.log_det_l2 - self.cross.sum_log_weights + r2 / sigma**2
+        value += dof * (LOG_2PI + 2.0 * math.log(sigma))
+        return value + (parts.log_det_rx2 if reml else 0.0)
 
     # -- solution ------------------------------------------------------
     def solve(self, theta: np.ndarray) -> Solution:
@@ -207,17 +353,14 @@ class ProfiledDeviance:
             When the factorization fails (rank-deficient fixed effects).
         """
         theta = np.asarray(theta, dtype=float)
-        factor = self._factor(theta)
-        if factor.failed:
-            raise np.linalg.LinAlgError("the penalized system is not positive definite")
-        return Solution(self, theta, factor)
+        return Solution(self, theta, self._factor_or_raise(theta))
 
 
 class Solution:
     """Estimates at one theta: beta, u, b, sigma, vcov and conditional variances.
 
-    Random effects are kept per engine term; ``b[i]`` has shape
-    ``(n_levels, n_cols)``.
+    Per-term arrays are in lme4's term order: ``b[i]`` and ``u[i]`` have
+    shape ``(n_levels, n_cols)``.
     """
 
     def __init__(self, objective: ProfiledDeviance, theta: np.ndarray, factor: _Factor):
@@ -233,27 +376,29 @@ class Solution:
         u_rest, self.beta = coefs[:r], coefs[r : r + p]
         ld_l2, ld_rx2, self.pwrss = objective._log_dets(factor)
         self.log_det_l2, self.log_det_rx2 = ld_l2, ld_rx2
-        self.objective_value = objective._criterion(factor)
+        self.objective_value = objective.criterion(ld_l2, ld_rx2, self.pwrss, objective.reml)
         self.deviance_ml = objective.criterion(ld_l2, ld_rx2, self.pwrss, False)
         self.reml_criterion = objective.criterion(ld_l2, ld_rx2, self.pwrss, True)
         dof = cross.nobs - (p if objective.reml else 0)
         self.sigma = float(np.sqrt(self.pwrss / dof))
-        self.u = [self._first_u(u_rest)] + self._split_rest(u_rest)
-        self.b = [
-            u @ term.factor(theta[sl]).T
-            for u, term, sl in zip(self.u, objective.terms, objective.theta_slices)
+        u = [self._first_u(u_rest)] + self._split_rest(u_rest)
+        b = [
+            values @ term.factor(theta[sl]).T
+            for values, term, sl in zip(u, objective.terms, objective.theta_slices)
         ]
+        self.u = self._model_order(u)
+        self.b = self._model_order(b)
         self.vcov_unscaled = _unscaled_vcov(chol, cross)
+
+    def _model_order(self, per_engine_term: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.empty(0)] * len(per_engine_term)
+        for position, index in enumerate(self._objective.engine_order):
+            out[index] = per_engine_term[position]
+        return out
 
     def _first_u(self, u_rest: np.ndarray) -> np.ndarray:
         cross, factor = self._objective.cross, self._factor
-        lam = factor.rest_lambda
-        scaled = (
-            lam[: len(u_rest)] * u_rest
-            if isinstance(lam, np.ndarray)
-            else (lam[: len(u_rest), : len(u_rest)] @ u_rest)
-        )
-        v = np.concatenate([scaled, self.beta, [-1.0]])
+        v = np.concatenate([factor.rest.apply(u_rest), self.beta, [-1.0]])
         rhs = np.asarray(cross.a_r1.T @ v).reshape(cross.first_levels, cross.first_cols)
         rhs = rhs @ factor.T1  # rows: (T1' x_k)'
         m_inv = factor.m_inv[cross.class_of_level]
@@ -272,7 +417,7 @@ class Solution:
         """``(M^-1)_kk`` blocks mapped to b: ``T (L L')^-1_kk T'`` per term.
 
         Multiply by ``sigma**2`` for the conditional covariance of ``b``.
-        Shapes ``(n_levels, n_cols, n_cols)`` per engine term.
+        Shapes ``(n_levels, n_cols, n_cols)`` per term, in lme4's term order.
         """
         objective, factor, cross = self._objective, self._factor, self._objective.cross
         r = cross.n_random_rest
@@ -292,7 +437,7 @@ class Solution:
         for block, term, sl in zip(blocks, objective.terms, objective.theta_slices):
             T = term.factor(self.theta[sl])
             out.append(T @ block @ T.T)
-        return out
+        return self._model_order(out)
 
     def _coupling(self, l_rr: np.ndarray) -> np.ndarray:
         """``L_rr^-1 M_r1 M_11^-1`` (dense r x q1)."""
@@ -309,11 +454,8 @@ class Solution:
             (right.transpose(1, 2, 0).reshape(-1), (np.concatenate(rows), np.concatenate(cols))),
             shape=(l1 * p1, l1 * p1),
         )
-        m_r1 = cross.a_r1[:r] @ block_diag
-        lam = factor.rest_lambda
-        m_r1 = sp.diags(lam[:r]) @ m_r1 if isinstance(lam, np.ndarray) else lam[:r, :r].T @ m_r1
-        dense = m_r1.toarray() if sp.issparse(m_r1) else np.asarray(m_r1)
-        return sla.solve_triangular(l_rr, dense, lower=True)
+        m_r1 = (cross.a_r1[:r] @ block_diag).toarray()
+        return sla.solve_triangular(l_rr, factor.rest.apply_transpose(m_r1), lower=True)
 
 
 def _unscaled_vcov(chol: np.ndarray, cross: CrossProducts) -> np.ndarray:
@@ -330,6 +472,17 @@ def _symmetric(lower: np.ndarray) -> np.ndarray:
     idx = np.arange(lower.shape[1])
     full[:, idx, idx] = lower[:, idx, idx]
     return full
+
+
+def _symmetrize_lower(matrix: np.ndarray, block: int = 512) -> None:
+    """Copy the strict lower triangle onto the upper one, in place, a panel at a time."""
+    m = matrix.shape[0]
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        matrix[start:stop, stop:] = matrix[stop:, start:stop].T
+        panel = matrix[start:stop, start:stop]
+        upper = np.triu_indices(stop - start, 1)
+        panel[upper] = panel.T[upper]
 
 
 def _block_gram(columns: np.ndarray, n_cols: int) -> np.ndarray:

@@ -19,14 +19,13 @@ import patsy
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .exceptions import DataError
-from .formula import BarTerm, ParsedFormula, parse_formula
-from .inference.contrasts import fixed_terms, marginal_terms
-from .inference.hypotheses import drop1_f_table
+from ..engine.objective import profiled_criterion
+from ..exceptions import DataError
+from ..formula import BarTerm, ParsedFormula, parse_formula
+from ..inference.contrasts import fixed_terms, marginal_terms
+from ..inference.hypotheses import drop1_f_table
 
 __all__ = ["anova", "drop1", "ranova", "refit_formula"]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
@@ -180,11 +179,11 @@ def _least_squares_loglik(res: Any) -> tuple[int, float]:
     q, r = np.linalg.qr(X * root[:, None])
     resid = y * root - q @ (q.T @ (y * root))
     n, p = X.shape
-    dof = n - p if res.reml else n
-    llf = 0.5 * (np.sum(np.log(w)) - dof * (_LOG_2PI + 1 - np.log(dof) + np.log(resid @ resid)))
-    if res.reml:
-        llf -= np.sum(np.log(np.abs(np.diag(r))))
-    return p + 1, float(llf)
+    ld_rx2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(r)))))
+    criterion = profiled_criterion(
+        0.0, ld_rx2, float(resid @ resid), n, p, float(np.sum(np.log(w))), res.reml
+    )
+    return p + 1, -0.5 * criterion
 
 
 def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:

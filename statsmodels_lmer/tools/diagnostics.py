@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import complete_rows, fixed_matrix, selected_terms, term_rows
 
 __all__ = ["predict_interval", "resim"]
@@ -25,12 +26,8 @@ __all__ = ["predict_interval", "resim"]
 
 def _conditional_draws(res: Any, index: int, n_sims: int, rng: np.random.Generator) -> np.ndarray:
     """Draws of one term's random effects, shape (n_sims, levels, cols)."""
-    modes = res._random_effects[index]
-    cov = res._conditional_variances[index]
-    levels, cols = modes.shape
-    root = np.linalg.cholesky(cov + 1e-300 * np.eye(cols)[None]) if cols else cov
-    normal = rng.standard_normal((n_sims, levels, cols))
-    return modes[None] + np.einsum("kab,skb->ska", root, normal)
+    modes, cov = res.conditional_modes[index], res.conditional_covariances[index]
+    return conditional_draws(modes, cov, n_sims, rng)
 
 
 def resim(res: Any, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
@@ -137,10 +134,13 @@ def _random_draws(
     model = res.model
     Z, codes = term_rows(model, index, rows, allow_new_levels)
     draws = _conditional_draws(res, index, n_sims, rng)  # (s, levels, cols)
-    picked = draws[:, np.maximum(codes, 0), :][:, :, cols]
     new = codes < 0
     if new.any():
+        # each row of a new level gets its own draw, as merTools does
         T = model.random_terms[index].factor(res.theta[model.theta_slices[index]])
-        fresh = rng.standard_normal((n_sims, int(new.sum()), T.shape[0])) * res.sigma
-        picked[:, new, :] = (fresh @ T.T)[:, :, cols]
-    return np.einsum("np,snp->sn", Z[:, cols], picked)
+        fresh = new_level_draws(T, res.sigma, int(new.sum()), rng, n_draws=n_sims)
+        levels = draws.shape[1]
+        draws = np.concatenate([draws, fresh], axis=1)
+        codes = codes.copy()
+        codes[new] = levels + np.arange(int(new.sum()))
+    return term_contribution(Z[:, cols], codes, draws[:, :, cols])

@@ -16,18 +16,17 @@ the random effects).
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .optimizers import available_optimizers
+from .._parallel import Progress, effective_jobs, map_in_workers
+from ..fitting.fit import FitOptions
+from ..fitting.optimizers import available_optimizers
 
 __all__ = ["AllFitResult", "AllFitSummary", "allfit"]
 
@@ -36,18 +35,6 @@ LLF_TOL = 1e-6
 
 FIXEF_RTOL = 1e-4
 """Fixed effects within this (relative) of the best fit's agree."""
-
-_CONTROL_KEYS = (
-    "maxiter",
-    "xtol",
-    "ftol",
-    "check_conv",
-    "calc_derivs",
-    "boundary_tol",
-    "restart_edge",
-    "grad_tol",
-    "hess_tol",
-)
 
 
 @dataclass
@@ -59,33 +46,32 @@ class _Outcome:
     error: BaseException | None
 
 
-def _fit_one(
-    model: Any, reml: bool, name: str, start: np.ndarray, control: dict[str, Any]
-) -> _Outcome:
+def _fit_one(task: tuple[Any, bool, np.ndarray, FitOptions]) -> _Outcome:
     """One refit, with its warnings recorded rather than raised."""
+    model, reml, start, options = task
     began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = model.fit(reml=reml, method=name, start_theta=start, **control)
+            fit = model.fit(reml=reml, start_theta=start, **options.as_dict())
             error = None
         except Exception as err:  # lme4's catch.errs: a failing optimizer is a row
             fit, error = None, err
     seconds = time.perf_counter() - began
     texts = [str(w.message) for w in caught]
-    return _Outcome(name, fit, texts, seconds, error)
+    return _Outcome(options.method or "", fit, texts, seconds, error)
 
 
 def allfit(
     res: Any,
     optimizers: list[str] | None = None,
     progress: bool = True,
-    n_jobs: int = 1,
+    n_jobs: int | None = 1,
 ) -> AllFitResult:
     """Refit ``res``'s model with every available optimizer, as lme4's ``allFit``.
 
     Each refit uses the same criterion (REML or ML), the same starting theta
-    and the same fit keywords as the original fit; only the optimizer
+    and the same fit options as the original fit; only the optimizer
     changes. Warnings are recorded per optimizer, not raised; an optimizer
     that raises an error gives a row with ``ok = False``.
 
@@ -94,15 +80,13 @@ def allfit(
     res : LmerResults
         A fitted model.
     optimizers : list of str, optional
-        Names from :func:`statsmodels_lmer.optimizers.available_optimizers`;
-        default all of them.
+        Names from :func:`statsmodels_lmer.available_optimizers`; default all
+        of them.
     progress : bool
-        Show a tqdm progress bar when tqdm is installed (else one line per
-        optimizer on stderr).
-    n_jobs : int
-        Worker processes (``concurrent.futures.ProcessPoolExecutor``) when
-        greater than 1; ``-1`` uses every CPU. Fit times are then measured
-        inside the workers.
+        Show a progress bar (tqdm; without it, one line per optimizer on stderr).
+    n_jobs : int or None
+        Worker processes, as joblib's ``n_jobs`` (``-1``: every CPU). Fit
+        times are then measured inside the workers.
 
     Returns
     -------
@@ -119,58 +103,21 @@ def allfit(
     if not names:
         raise ValueError("no optimizers to try")
     model = res.model
-    reml = bool(getattr(res, "reml", True))
-    info = getattr(res, "optinfo", {}) or {}
-    start = info.get("start")
-    start = model.theta_start if start is None else np.asarray(start, dtype=float)
-    stored = info.get("control") or {}
-    control = {key: stored[key] for key in _CONTROL_KEYS if key in stored}
-
-    if n_jobs is None or n_jobs == 0:
-        n_jobs = 1
-    if n_jobs < 0:
-        n_jobs = os.cpu_count() or 1
-    n_jobs = min(int(n_jobs), len(names))
-
-    bar = _progress_bar(len(names)) if progress else None
+    summary = res.opt_summary
+    start = np.asarray(summary.start, dtype=float)
+    tasks = [(model, bool(res.reml), start, replace(summary.options, method=n)) for n in names]
+    n_jobs = effective_jobs(n_jobs, len(names))
     outcomes: dict[str, _Outcome] = {}
-    try:
+    with Progress(len(names), "allfit", "optimizer", enabled=progress) as bar:
         if n_jobs > 1:
-            with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-                futures = [
-                    pool.submit(_fit_one, model, reml, name, start, control) for name in names
-                ]
-                for future in as_completed(futures):
-                    outcome = future.result()
-                    outcomes[outcome.name] = outcome
-                    _report(bar, outcome, progress)
+            done = map_in_workers(_fit_one, tasks, n_jobs)
         else:
-            for name in names:
-                outcome = _fit_one(model, reml, name, start, control)
-                outcomes[name] = outcome
-                _report(bar, outcome, progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    ordered = [outcomes[name] for name in names]
-    return AllFitResult(res, ordered)
-
-
-def _progress_bar(total: int) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="allfit", unit="optimizer")
-
-
-def _report(bar: Any, outcome: _Outcome, progress: bool) -> None:
-    status = "failed" if outcome.error is not None else "OK"
-    if bar is not None:
-        bar.set_postfix_str(f"{outcome.name}: {status}")
-        bar.update(1)
-    elif progress:
-        print(f"{outcome.name} : [{status}]", file=sys.stderr)
+            done = ((index, _fit_one(task)) for index, task in enumerate(tasks))
+        for _, outcome in done:
+            outcomes[outcome.name] = outcome
+            status = "failed" if outcome.error is not None else "OK"
+            bar.update(note=f"{outcome.name} : [{status}]")
+    return AllFitResult(res, [outcomes[name] for name in names])
 
 
 class AllFitResult:

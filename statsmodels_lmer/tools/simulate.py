@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..random_effects import new_level_draws, term_contribution
 from .predict import selected_terms
 
 __all__ = ["refit", "simulate"]
@@ -56,12 +57,11 @@ def simulate(
         y = mean.copy()
         for index, term in enumerate(model.random_terms):
             if index in keep:
-                effects = res._random_effects[index]
+                effects = res.conditional_modes[index]
             else:
                 T = term.factor(res.theta[model.theta_slices[index]])
-                u = rng.standard_normal((term.n_levels, term.n_cols)) * res.sigma
-                effects = u @ T.T
-            y += np.einsum("np,np->n", term.Z, effects[term.codes])
+                effects = new_level_draws(T, res.sigma, term.n_levels, rng)
+            y += term_contribution(term.Z, term.codes, effects)
         noise = rng.standard_normal(n) * res.sigma
         if model.weights is not None:
             noise = noise / np.sqrt(model.weights)

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from .exceptions import DataError, FormulaError, UnknownColumnError
-from .formula import BarTerm, parse_formula
-from .frame import _names_in_code as names_in_code
-from .terms import RandomTerm
+from ..exceptions import DataError, FormulaError, UnknownColumnError
+from ..formula import BarTerm, parse_formula
+from ..frame import names_in_code
+from ..random_effects import term_contribution
+from ..terms import RandomTerm
 
 __all__ = ["complete_rows", "fixed_matrix", "predict", "selected_terms", "term_design", "term_rows"]
 
@@ -138,10 +139,7 @@ def _random_part(
     res: Any, rows: pd.DataFrame, index: int, cols: list[int], allow_new_levels: bool
 ) -> np.ndarray:
     Z, codes = term_rows(res.model, index, rows, allow_new_levels)
-    effects = res._random_effects[index][:, cols]
-    picked = effects[np.maximum(codes, 0)]
-    picked[codes < 0] = 0.0
-    return np.einsum("np,np->n", Z[:, cols], picked)
+    return term_contribution(Z[:, cols], codes, res.conditional_modes[index][:, cols])
 
 
 def term_rows(

@@ -5,7 +5,6 @@ matplotlib is an optional dependency: ``pip install "statsmodels_lmer[plot]"``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,20 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from .intervals import _back_spline
+from ..splines import back_spline
+from ._mpl import panel_axes, pyplot
 
 __all__ = ["plot_profile"]
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "plotting needs matplotlib, an optional dependency: "
-            'pip install "statsmodels_lmer[plot]" (or pip install matplotlib)'
-        ) from exc
-    return plt
 
 
 def _title(name: str) -> str:
@@ -39,7 +28,7 @@ def _title(name: str) -> str:
 
 
 def plot_profile(
-    prof: pd.DataFrame,
+    prof: Any,
     ax: Any = None,
     which: Any = None,
     conf: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
@@ -54,9 +43,9 @@ def plot_profile(
 
     Parameters
     ----------
-    prof : pandas.DataFrame
-        A frame from :func:`statsmodels_lmer.intervals.profile` (``.zeta``, the
-        parameter columns and ``.par``).
+    prof : ProfileResult
+        From :meth:`LmerResults.profile` (or its ``.frame``: columns ``.zeta``,
+        the parameters and ``.par``).
     ax : matplotlib Axes or sequence of Axes, optional
         Where to draw: one Axes per parameter. Default: a new figure with a grid of panels.
     which : str or sequence of str, optional
@@ -77,8 +66,9 @@ def plot_profile(
     ImportError
         When matplotlib is not installed (the ``plot`` extra).
     """
-    plt = _pyplot()
-    names = list(dict.fromkeys(prof[".par"]))
+    pyplot()  # a clear ImportError before any work
+    frame = getattr(prof, "frame", prof)
+    names = list(dict.fromkeys(frame[".par"]))
     if which is not None:
         wanted = [which] if isinstance(which, str) else list(which)
         missing = [name for name in wanted if name not in names]
@@ -87,31 +77,18 @@ def plot_profile(
         names = [name for name in names if name in wanted]
     if not names:
         raise ValueError("the profile frame has no parameters to plot")
-    if ax is None:
-        ncols = ncols or min(len(names), 4)
-        nrows = math.ceil(len(names) / ncols)
-        fig, grid = plt.subplots(
-            nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows), sharey=True, squeeze=False
-        )
-        axes = list(grid.ravel())
-        for extra in axes[len(names) :]:
-            extra.set_visible(False)
-    else:
-        axes = list(np.ravel(np.asarray(ax, dtype=object)))
-        if len(axes) < len(names):
-            raise ValueError(f"{len(names)} parameters to plot but {len(axes)} Axes given")
-        fig = axes[0].figure
+    fig, axes = panel_axes(len(names), ax, ncols, sharey=True)
     levels = np.sort(stats.norm.ppf(0.5 + np.asarray(conf, dtype=float) / 2.0))
     for axis, name in zip(axes, names):
-        _panel(axis, prof, name, levels, absval)
+        _panel(axis, frame, name, levels, absval)
     axes[0].set_ylabel(r"$|\zeta|$" if absval else r"$\zeta$")
     if ax is None:
         fig.tight_layout()
     return fig
 
 
-def _panel(axis: Any, prof: pd.DataFrame, name: str, levels: np.ndarray, absval: bool) -> None:
-    part = prof.loc[prof[".par"] == name, [name, ".zeta"]].dropna().sort_values(name)
+def _panel(axis: Any, frame: pd.DataFrame, name: str, levels: np.ndarray, absval: bool) -> None:
+    part = frame.loc[frame[".par"] == name, [name, ".zeta"]].dropna().sort_values(name)
     x, z = part[name].to_numpy(float), part[".zeta"].to_numpy(float)
     shown = np.abs if absval else np.asarray
     axis.grid(True, color="0.9")
@@ -125,7 +102,7 @@ def _panel(axis: Any, prof: pd.DataFrame, name: str, levels: np.ndarray, absval:
     if not absval:
         axis.axhline(0.0, color="0.5", linewidth=0.8)
     try:
-        back = _back_spline(x, z)
+        back = back_spline(x, z)
     except (ValueError, np.linalg.LinAlgError):
         back = None
     if back is not None:

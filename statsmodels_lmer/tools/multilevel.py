@@ -30,7 +30,7 @@ def variance_components(res: Any) -> dict[str, Any]:
     fitted_fixed = np.asarray(model.exog, dtype=float) @ np.asarray(res.params, dtype=float)
     by_group: dict[str, float] = {}
     for index, term in enumerate(model.random_terms):
-        cov = res._term_covariance(index)
+        cov = res.term_covariance(index)
         per_row = np.einsum("np,pq,nq->n", term.Z, cov, term.Z)
         by_group[term.group] = by_group.get(term.group, 0.0) + float(per_row.mean())
     return {

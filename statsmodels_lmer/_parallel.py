@@ -1,0 +1,136 @@
+"""Progress bars and worker processes, the one implementation of each.
+
+``n_jobs`` means what it means in joblib and scikit-learn everywhere in the
+package: ``None``, 0 or 1 run in this process, ``k > 1`` uses ``k`` worker
+processes, ``-1`` every CPU, ``-2`` all but one, and so on. Each worker is
+limited to one BLAS thread, so that ``k`` workers use ``k`` cores rather than
+``k`` times the BLAS pool.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+__all__ = ["Progress", "effective_jobs", "map_in_workers"]
+
+
+def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:
+    """Worker count for ``n_jobs`` (joblib's meaning), at most ``n_tasks``.
+
+    Raises
+    ------
+    TypeError
+        When ``n_jobs`` is not a whole number.
+    """
+    if n_jobs is None or n_jobs == 0:
+        jobs = 1
+    elif isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
+        raise TypeError(f"n_jobs must be a whole number or None, got {n_jobs!r}")
+    elif n_jobs < 0:
+        jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    else:
+        jobs = n_jobs
+    return max(1, min(jobs, n_tasks)) if n_tasks is not None else jobs
+
+
+class Progress:
+    """A progress bar (tqdm when installed, else a line per step on stderr), or nothing.
+
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    desc : str
+        What is being done (shown before the bar).
+    unit : str
+        Name of one step.
+    enabled : bool
+        False makes every method a no-op.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "it", enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
+        self.desc = desc
+        self.done = 0
+        self.total = total
+        self._bar = None
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # tqdm missing: one line per step
+                self._bar = None
+            else:
+                self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+
+    def update(self, steps: int = 1, note: str | None = None) -> None:
+        """Advance by ``steps``; ``note`` is shown next to the bar (or printed)."""
+        if not self.enabled:
+            return
+        self.done += steps
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(steps)
+        else:
+            text = f"{self.desc} {self.done}/{self.total}"
+            print(text + (f" {note}" if note else ""), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _limit_blas_threads(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    threadpool_limits(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def map_in_workers(
+    function: Callable[[Any], Any],
+    items: Iterable[Any],
+    n_jobs: int,
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple = (),
+    ahead: int = 2,
+) -> Iterator[tuple[int, Any]]:
+    """``function(item)`` in ``n_jobs`` worker processes, yielding ``(index, result)`` as done.
+
+    Items are drawn lazily, at most ``ahead`` per worker before their results
+    come back (so that items produced on demand, such as simulated responses,
+    are not all in memory at once). ``function`` and the items must pickle.
+    Each worker runs with one BLAS thread.
+    """
+    iterator = enumerate(items)
+    with ProcessPoolExecutor(
+        n_jobs, initializer=_limit_blas_threads, initargs=(initializer, initargs)
+    ) as pool:
+        pending: dict[Any, int] = {}
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < ahead * n_jobs:
+                try:
+                    index, item = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending[pool.submit(function, item)] = index
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield pending.pop(future), future.result()

@@ -1,0 +1,67 @@
+"""Bootstrap distributions: a histogram per statistic with its estimate and interval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._mpl import panel_axes
+
+__all__ = ["plot_bootstrap"]
+
+
+def plot_bootstrap(
+    boot: Any,
+    which: Any = None,
+    ax: Any = None,
+    level: float = 0.95,
+    bins: int = 30,
+    ncols: int | None = None,
+) -> Any:
+    """Histograms of bootstrap replicates, one panel per statistic.
+
+    Each panel marks the estimate at the fit (solid line) and the percentile
+    interval at ``level`` (dashed lines).
+
+    Parameters
+    ----------
+    boot : BootstrapResult
+        From :meth:`LmerResults.bootstrap`.
+    which : str or sequence of str, optional
+        Statistics to draw (default all).
+    ax : matplotlib Axes or sequence of Axes, optional
+        One Axes per statistic; default a new figure.
+    level : float
+        Coverage of the marked percentile interval.
+    bins : int
+        Histogram bins.
+    ncols : int, optional
+        Panels per row of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    frame = boot.frame
+    names = list(frame.columns)
+    if which is not None:
+        wanted = [which] if isinstance(which, str) else list(which)
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise KeyError(f"no such statistics: {missing}; statistics are {names}")
+        names = wanted
+    fig, axes = panel_axes(len(names), ax, ncols)
+    limits = boot.confint(level=level)
+    for axis, name in zip(axes, names):
+        values = frame[name].to_numpy(dtype=float)
+        axis.hist(values[np.isfinite(values)], bins=bins, color="C0", alpha=0.7)
+        axis.axvline(boot.t0.get(name, np.nan), color="k", linewidth=1.2)
+        for limit in limits.loc[name]:
+            axis.axvline(limit, color="C1", linestyle="--", linewidth=1.0)
+        axis.set_title(name)
+        axis.set_xlabel("replicate value")
+    axes[0].set_ylabel("count")
+    if ax is None:
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,305 @@
+"""Parametric bootstrap, as lme4's ``bootMer(type = "parametric")``, and its intervals.
+
+:func:`bootstrap` simulates responses from the fitted model, refits each and
+applies a statistic to each refit; it returns a :class:`BootstrapResult`.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .._parallel import Progress, effective_jobs, map_in_workers
+from ..graphics.bootstrap import plot_bootstrap
+from .parameters import default_statistics, percent_labels
+
+__all__ = ["BootstrapResult", "bootstrap", "check_level", "confint_bootstrap", "norm_inter"]
+
+Outcome = tuple[Any, str | None, list[str]]
+"""One refit: (statistic or None, error text, warning texts)."""
+
+
+@dataclass(eq=False)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap (lme4's ``bootMer`` object).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per replicate (index 0..nsim-1), one column per statistic;
+        a refit that raised gives a NaN row.
+    t0 : dict
+        The statistic at the fit.
+    nsim : int
+        Number of replicates.
+    failures : int
+        Refits that raised.
+    errors, warnings : dict
+        Message -> number of replicates.
+    seed : int, str or None
+        The seed given.
+    """
+
+    frame: pd.DataFrame
+    t0: dict[str, float]
+    nsim: int
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    seed: Any = None
+
+    def confint(self, level: float = 0.95, boot_type: str = "perc") -> pd.DataFrame:
+        """Bootstrap confidence intervals (see :func:`confint_bootstrap`)."""
+        return confint_bootstrap(self, level, boot_type)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Histograms of the replicates (see :func:`statsmodels_lmer.graphics.plot_bootstrap`)."""
+        return plot_bootstrap(self, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"<BootstrapResult: {self.nsim} replicates of {self.frame.shape[1]} statistics, "
+            f"{self.failures} failed>"
+        )
+
+
+def check_level(level: float) -> None:
+    """A confidence level must lie strictly between 0 and 1."""
+    if isinstance(level, bool) or not isinstance(level, int | float | np.floating):
+        raise TypeError(f"level must be a number between 0 and 1, got {level!r}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(payload: bytes) -> None:
+    _WORKER["res"], _WORKER["func"], _WORKER["fit_kwargs"] = pickle.loads(payload)
+
+
+def _worker_run(ys: np.ndarray) -> list[Outcome]:
+    return _refit_many(_WORKER["res"], _WORKER["func"], _WORKER["fit_kwargs"], ys)
+
+
+def _refit_many(
+    res: Any, func: Callable[[Any], Any], fit_kwargs: dict[str, Any], ys: np.ndarray
+) -> list[Outcome]:
+    """Refit each column of ``ys``: (statistic or None, error, warning texts)."""
+    out = []
+    for k in range(ys.shape[1]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                value = func(res.refit(ys[:, k], **fit_kwargs))
+                error = None
+            except Exception as exc:  # a failed refit is recorded, not raised
+                value, error = None, f"{type(exc).__name__}: {exc}"
+        out.append((value, error, [str(w.message) for w in caught]))
+    return out
+
+
+def _as_series(value: Any) -> pd.Series:
+    if isinstance(value, pd.Series):
+        return value
+    if isinstance(value, dict):
+        return pd.Series(value, dtype=float)
+    return pd.Series(np.atleast_1d(np.asarray(value, dtype=float)))
+
+
+def bootstrap(
+    res: Any,
+    nsim: int,
+    seed: Any = None,
+    func: Callable[[Any], Any] | None = None,
+    progress: bool = True,
+    n_jobs: int | None = 1,
+    use_u: bool = False,
+    fit_kwargs: dict[str, Any] | None = None,
+) -> BootstrapResult:
+    """Parametric bootstrap, as lme4's ``bootMer(m, FUN, nsim, type = "parametric")``.
+
+    ``nsim`` responses are simulated from the fitted model with new random effects
+    (:meth:`LmerResults.simulate`), each is refitted with :meth:`LmerResults.refit`
+    (same REML/ML setting, starting at the fitted theta) and ``func`` is applied to
+    each refit.
+
+    Parameters
+    ----------
+    res : LmerResults
+        A fit (pandas-aware, as ``fit()`` returns it: ``func`` sees such results).
+    nsim : int
+        Number of bootstrap replicates.
+    seed : int or numpy.random.Generator, optional
+        The same seed gives the same replicates, whatever ``n_jobs``: all responses are
+        drawn in this process, in order.
+    func : callable, optional
+        ``func(fitted_results) -> pandas.Series`` (or dict / array). Default: the
+        variance parameters on lme4's scale named as ``confint``'s rows (``.sig01, ...,
+        .sigma``), then the fixed effects.
+    progress : bool
+        Show a progress bar.
+    n_jobs : int or None
+        Worker processes, as joblib's ``n_jobs`` (``-1``: every CPU); ``func`` must then
+        pickle (a module-level function).
+    use_u : bool
+        Condition on the estimated random effects (lme4's ``use.u = TRUE``).
+    fit_kwargs : dict, optional
+        Extra keywords for the refits (:meth:`Lmer.fit`).
+
+    Returns
+    -------
+    BootstrapResult
+    """
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer):
+        raise TypeError(f"nsim must be a whole number, got {nsim!r}")
+    nsim = int(nsim)
+    if nsim < 1:
+        raise ValueError(f"nsim must be at least 1, got {nsim}")
+    func = default_statistics if func is None else func
+    t0 = _as_series(func(res))  # fails early when func does not work on the fit itself
+    fit_kwargs = dict(fit_kwargs or {})
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n_jobs = effective_jobs(n_jobs, nsim)
+    chunk = max(1, min(50, math.ceil(nsim / (4 * n_jobs))))
+    sizes = [min(chunk, nsim - start) for start in range(0, nsim, chunk)]
+
+    def draws():
+        for size in sizes:
+            yield res.simulate(size, seed=rng, use_u=use_u).to_numpy(dtype=float)
+
+    results: dict[int, list[Outcome]] = {}
+    with Progress(nsim, "bootstrap", "refit", enabled=progress) as bar:
+        if n_jobs == 1:
+            for index, ys in enumerate(draws()):
+                results[index] = _refit_many(res, func, fit_kwargs, ys)
+                bar.update(ys.shape[1])
+        else:
+            payload = _payload(res, func, fit_kwargs)
+            for index, outcomes in map_in_workers(
+                _worker_run, draws(), n_jobs, _worker_init, (payload,)
+            ):
+                results[index] = outcomes
+                bar.update(len(outcomes))
+    ordered = [item for index in sorted(results) for item in results[index]]
+    return _bootstrap_result(t0, ordered, nsim, seed)
+
+
+def _payload(res: Any, func: Callable[[Any], Any], fit_kwargs: dict[str, Any]) -> bytes:
+    try:
+        return pickle.dumps((res, func, fit_kwargs))
+    except Exception as exc:
+        raise ValueError(
+            "n_jobs > 1 needs picklable results and func (a module-level function, "
+            f"not a lambda): {exc}"
+        ) from exc
+
+
+def _bootstrap_result(
+    t0: pd.Series, results: list[Outcome], nsim: int, seed: Any
+) -> BootstrapResult:
+    rows = [None if value is None else _as_series(value) for value, _, _ in results]
+    columns = list(t0.index)
+    for row in rows:
+        if row is not None:
+            columns.extend(c for c in row.index if c not in columns)
+    values = np.full((nsim, len(columns)), np.nan)
+    for k, row in enumerate(rows):
+        if row is not None:
+            values[k] = row.reindex(columns).to_numpy(dtype=float)
+    errors = Counter(error for _, error, _ in results if error is not None)
+    warned = Counter(text for _, _, texts in results for text in dict.fromkeys(texts))
+    failures = int(sum(errors.values()))
+    if failures:
+        warnings.warn(
+            f"{failures} of {nsim} bootstrap refits failed (NaN rows)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return BootstrapResult(
+        frame=pd.DataFrame(values, columns=columns),
+        t0={str(k): float(v) for k, v in t0.items()},
+        nsim=nsim,
+        failures=failures,
+        errors=dict(errors),
+        warnings=dict(warned),
+        seed=seed if isinstance(seed, int | type(None)) else repr(seed),
+    )
+
+
+def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Percentile end points as R's ``boot:::norm.inter`` (normal-scale interpolation)."""
+    t = np.sort(t[np.isfinite(t)])
+    r = t.size
+    out = np.full(alpha.shape, np.nan)
+    if r == 0:
+        return out
+    rk = (r + 1) * alpha
+    for i, (a, pos) in enumerate(zip(alpha, rk)):
+        k = math.trunc(pos)
+        if k == pos:
+            out[i] = t[min(max(k, 1), r) - 1]
+        elif k <= 0:
+            out[i] = t[0]
+        elif k >= r:
+            out[i] = t[-1]
+        else:
+            lo, hi = stats.norm.ppf(k / (r + 1)), stats.norm.ppf((k + 1) / (r + 1))
+            out[i] = t[k - 1] + (stats.norm.ppf(a) - lo) / (hi - lo) * (t[k] - t[k - 1])
+    return out
+
+
+def confint_bootstrap(
+    boot: BootstrapResult | pd.DataFrame,
+    level: float = 0.95,
+    boot_type: str = "perc",
+    t0: Any = None,
+) -> pd.DataFrame:
+    """Bootstrap confidence intervals (lme4's ``confint.bootMer``).
+
+    Parameters
+    ----------
+    boot : BootstrapResult or pandas.DataFrame
+        Replicates, one column per statistic.
+    level : float
+    boot_type : {"perc", "basic", "norm"}
+        Percentile (R's ``boot.ci`` interpolation), basic (``2 t0 - percentiles``) or
+        normal with bootstrap bias correction.
+    t0 : Series or dict, optional
+        Estimates at the fit (default ``boot.t0`` of a BootstrapResult); needed for
+        basic and norm.
+    """
+    if boot_type not in ("perc", "basic", "norm"):
+        raise ValueError(f"boot_type must be 'perc', 'basic' or 'norm', got {boot_type!r}")
+    check_level(level)
+    frame = getattr(boot, "frame", boot)
+    alpha = (1.0 - level) / 2.0
+    probs = np.array([alpha, 1.0 - alpha])
+    if t0 is None:
+        t0 = getattr(boot, "t0", {})
+    t0 = pd.Series(t0, dtype=float)
+    out = np.full((frame.shape[1], 2), np.nan)
+    for i, name in enumerate(frame.columns):
+        t = frame[name].to_numpy(dtype=float)
+        t = t[np.isfinite(t)]
+        if t.size == 0:
+            continue
+        if boot_type == "perc":
+            out[i] = norm_inter(t, probs)
+        elif boot_type == "basic":
+            out[i] = 2 * t0.get(name, np.nan) - norm_inter(t, probs[::-1])
+        else:
+            est = t0.get(name, np.nan)
+            bias = t.mean() - est
+            half = t.std(ddof=1) * stats.norm.ppf(1.0 - alpha)
+            out[i] = [est - bias - half, est - bias + half]
+    return pd.DataFrame(out, index=list(frame.columns), columns=percent_labels(probs))

@@ -1,0 +1,114 @@
+"""The random effects of a fit: ``Z b``, draws and tables, one implementation each.
+
+A term's random effects are an array ``(n_levels, n_cols)`` (``b`` reshaped
+by level); its conditional covariances an array ``(n_levels, n_cols,
+n_cols)``. Rows of data map to levels through integer codes, ``-1`` for a
+level not seen in fitting (whose effects are taken as 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "conditional_draws",
+    "new_level_draws",
+    "ranef_frames",
+    "ranef_long_table",
+    "term_contribution",
+]
+
+
+def term_contribution(Z: np.ndarray, codes: np.ndarray, effects: np.ndarray) -> np.ndarray:
+    """``Z_i b_i`` row by row: ``sum_p Z[n, p] effects[codes[n], p]``.
+
+    Parameters
+    ----------
+    Z : ndarray, shape (n, p)
+        The term's model columns for the rows.
+    codes : ndarray of int, shape (n,)
+        Each row's level; ``-1`` contributes 0 (a new level).
+    effects : ndarray, shape (levels, p) or (draws, levels, p)
+        The term's random effects (or several draws of them).
+
+    Returns
+    -------
+    ndarray, shape (n,) or (draws, n)
+    """
+    known = codes >= 0
+    picked = effects[..., np.maximum(codes, 0), :]
+    if not known.all():
+        picked = picked.copy()
+        picked[..., ~known, :] = 0.0
+    return np.einsum("np,...np->...n", Z, picked)
+
+
+def conditional_draws(
+    modes: np.ndarray, covariances: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Draws from each level's conditional distribution ``N(mode, covariance)``.
+
+    Returns
+    -------
+    ndarray, shape (n_draws, levels, p)
+    """
+    levels, cols = modes.shape
+    root = np.linalg.cholesky(covariances + 1e-300 * np.eye(cols)[None]) if cols else covariances
+    normal = rng.standard_normal((n_draws, levels, cols))
+    return modes[None] + np.einsum("kab,skb->ska", root, normal)
+
+
+def new_level_draws(
+    T: np.ndarray, sigma: float, n_levels: int, rng: np.random.Generator, n_draws: int | None = None
+) -> np.ndarray:
+    """Random effects of levels drawn from ``N(0, sigma^2 T T')`` (lme4's ``b = Lambda u``).
+
+    Returns
+    -------
+    ndarray, shape (n_levels, p), or (n_draws, n_levels, p) when ``n_draws`` is given
+    """
+    shape = (n_levels, T.shape[0]) if n_draws is None else (n_draws, n_levels, T.shape[0])
+    return (rng.standard_normal(shape) * sigma) @ T.T
+
+
+def ranef_frames(terms: Sequence[Any], modes: Sequence[np.ndarray]) -> dict[str, pd.DataFrame]:
+    """Conditional modes per grouping factor, as lme4's ``ranef`` (levels x columns).
+
+    Terms on the same factor (as from ``||``) are combined side by side.
+    """
+    out: dict[str, pd.DataFrame] = {}
+    for term, values in zip(terms, modes):
+        frame = pd.DataFrame(values, index=term.levels, columns=list(term.column_names))
+        if term.group in out:
+            frame = pd.concat([out[term.group], frame], axis=1)
+        out[term.group] = frame
+    return out
+
+
+def ranef_long_table(
+    terms: Sequence[Any], modes: Sequence[np.ndarray], covariances: Sequence[np.ndarray]
+) -> pd.DataFrame:
+    """Long table ``grpvar, term, grp, condval, condsd``.
+
+    As lme4's ``as.data.frame(ranef(m, condVar = TRUE))``.
+    """
+    pieces: dict[str, list[pd.DataFrame]] = {}
+    for term, values, cond in zip(terms, modes, covariances):
+        sds = np.sqrt(np.diagonal(cond, axis1=1, axis2=2))
+        for j, name in enumerate(term.column_names):
+            piece = pd.DataFrame(
+                {
+                    "grpvar": term.group,
+                    "term": name,
+                    "grp": np.asarray(term.levels, dtype=object),
+                    "condval": values[:, j],
+                    "condsd": sds[:, j],
+                }
+            )
+            pieces.setdefault(term.group, []).append(piece)
+    frames = [frame for group in pieces.values() for frame in group]
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,63 @@
+"""R's interpolating and back splines, as lme4's profile intervals use them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import interpolate
+
+__all__ = ["back_spline"]
+
+
+def back_spline(par: np.ndarray, zeta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """par as a function of zeta, as R's ``backSpline(interpSpline(zeta ~ par))``.
+
+    The forward spline is the natural cubic interpolating spline of zeta on par. The
+    backward one interpolates par at the knots' zeta values with slopes 1 / zeta'(par):
+    cubic Hermite pieces inside, quadratic end pieces (linear when a quadratic would
+    turn back). Outside the range of zeta it is NaN.
+    """
+    order = np.argsort(par)
+    x, y = par[order], zeta[order]
+    if x.size < 2 or np.any(np.diff(x) <= 0):
+        raise ValueError("knot positions must be strictly increasing")
+    if x.size == 2:
+        slope = np.full(2, (y[1] - y[0]) / (x[1] - x[0]))
+    else:
+        slope = interpolate.CubicSpline(x, y, bc_type="natural")(x, 1)
+    dy, dx = np.diff(y), np.diff(x)
+    if not np.all(dy > 0):
+        raise ValueError("spline must be monotone")
+    k = x.size - 1
+    coef = np.zeros((k, 4))
+    coef[:, 0] = x[:-1]
+    inv = 1.0 / slope
+    coef[:, 1] = inv[:-1]
+    for i in range(k):
+        a = np.array([[dy[i] ** 2, dy[i] ** 3], [2 * dy[i], 3 * dy[i] ** 2]])
+        b = np.array([dx[i] - dy[i] * inv[i], inv[i + 1] - inv[i]])
+        coef[i, 2:] = np.linalg.solve(a, b)
+    if k > 1:
+        coef[0, 3] = coef[-1, 3] = 0.0
+        a = np.array([[dy[0], dy[0] ** 2], [1.0, 2 * dy[0]]])
+        coef[0, 1:3] = np.linalg.solve(a, np.array([dx[0], inv[1]]))
+        coef[-1, 2] = (dx[-1] - dy[-1] * coef[-1, 1]) / dy[-1] ** 2
+    if coef[0, 2] > 0:
+        coef[0, 2], coef[0, 1] = 0.0, dx[0] / dy[0]
+    if coef[-1, 2] < 0:
+        coef[-1, 2], coef[-1, 1] = 0.0, dx[-1] / dy[-1]
+    knots = y
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        z = np.atleast_1d(np.asarray(z, dtype=float))
+        i = np.searchsorted(knots, z, side="left") - 1  # knots[i] < z <= knots[i + 1]
+        i[z == knots[0]] = 0
+        ok = (i >= 0) & (i < k)
+        out = np.full(z.shape, np.nan)
+        d = z[ok] - knots[i[ok]]
+        c = coef[i[ok]]
+        out[ok] = c[:, 0] + d * (c[:, 1] + d * (c[:, 2] + d * c[:, 3]))
+        return out
+
+    return predict
