@@ -124,30 +124,27 @@ def _split_tilde(formula: str) -> tuple[str, str]:
     return response, rhs
 
 
-def _check_balanced(text: str, formula: str) -> None:
+def _depths(text: str):
+    """(position, character, bracket depth after it) for each character."""
     depth = 0
     for pos, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                raise FormulaError(
-                    f"unmatched {ch!r} at position {pos} of the terms in {formula!r}"
-                )
+        depth += (ch in _OPEN) - (ch in _CLOSE)
+        yield pos, ch, depth
+
+
+def _check_balanced(text: str, formula: str) -> None:
+    depth = 0
+    for pos, ch, depth in _depths(text):
+        if depth < 0:
+            raise FormulaError(f"unmatched {ch!r} at position {pos} of the terms in {formula!r}")
     if depth:
         raise FormulaError(f"unclosed parenthesis in the terms of {formula!r}")
 
 
 def _top_level(text: str):
     """(position, character) pairs of the characters outside any bracket."""
-    depth = 0
-    for pos, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-        elif depth == 0:
+    for pos, ch, depth in _depths(text):
+        if depth == 0 and ch not in _CLOSE:
             yield pos, ch
 
 

@@ -15,7 +15,8 @@ from statsmodels.base.model import LikelihoodModel
 
 from .engine.blocks import CrossProducts, build_cross_products, engine_order
 from .engine.objective import ProfiledDeviance
-from .fitting.fit import FitOptions, OptSummary, fit_theta, unknown_keyword_error
+from .fitting.fit import OptSummary, fit_theta
+from .fitting.options import FitOptions, unknown_keyword_error
 from .formula import parse_formula
 from .frame import build_model_frame
 from .results import LmerResults, LmerResultsWrapper

@@ -20,7 +20,8 @@ from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrap
 from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
-from .fitting.fit import FitOptions, OptSummary
+from .fitting.fit import OptSummary
+from .fitting.options import FitOptions
 from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
 from .inference.kenward_roger import KenwardRoger
 from .inference.satterthwaite import Satterthwaite
@@ -480,11 +481,15 @@ class LmerResults(LikelihoodModelResults):
     def predict(
         self,
         exog: Any = None,
+        *,
         re_formula: Any = None,
         allow_new_levels: bool = False,
         **kwargs: Any,
     ) -> np.ndarray:
         """Predictions for new data, as lme4's ``predict(m, newdata, re.form, ...)``.
+
+        By default the prediction is conditional on every random effect
+        (``re_formula=None``); ``re_formula="0"`` gives the population level.
 
         Parameters
         ----------
@@ -517,7 +522,7 @@ class LmerResults(LikelihoodModelResults):
         all estimated random effects and ``re_formula`` on the listed terms.
         See :func:`statsmodels_lmer.tools.simulate.simulate`.
         """
-        return simulate.simulate(self, nsim, seed, re_formula, use_u)
+        return simulate.simulate(self, nsim, seed=seed, re_formula=re_formula, use_u=use_u)
 
     def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
         """The same model fitted to a new response (lme4's ``refit``)."""
@@ -626,7 +631,7 @@ class LmerResults(LikelihoodModelResults):
 
         See :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
         """
-        return diagnostics.predict_interval(self, newdata, level, **kwargs)
+        return diagnostics.predict_interval(self, newdata, level=level, **kwargs)
 
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:

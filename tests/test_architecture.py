@@ -25,6 +25,8 @@ LAYERS = [
     ["engine.objective"],
     ["engine"],
     ["fitting.convergence", "fitting.optimizers"],
+    ["fitting.options"],
+    ["fitting.run"],
     ["fitting.fit"],
     ["fitting"],
     ["random_effects"],

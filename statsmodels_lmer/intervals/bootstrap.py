@@ -28,50 +28,6 @@ Outcome = tuple[Any, str | None, list[str]]
 """One refit: (statistic or None, error text, warning texts)."""
 
 
-@dataclass(eq=False)
-class BootstrapResult:
-    """Replicates of a parametric bootstrap (lme4's ``bootMer`` object).
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        One row per replicate (index 0..nsim-1), one column per statistic;
-        a refit that raised gives a NaN row.
-    t0 : dict
-        The statistic at the fit.
-    nsim : int
-        Number of replicates.
-    failures : int
-        Refits that raised.
-    errors, warnings : dict
-        Message -> number of replicates.
-    seed : int, str or None
-        The seed given.
-    """
-
-    frame: pd.DataFrame
-    t0: dict[str, float]
-    nsim: int
-    failures: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    warnings: dict[str, int] = field(default_factory=dict)
-    seed: Any = None
-
-    def confint(self, level: float = 0.95, boot_type: str = "perc") -> pd.DataFrame:
-        """Bootstrap confidence intervals (see :func:`confint_bootstrap`)."""
-        return confint_bootstrap(self, level, boot_type)
-
-    def plot(self, **kwargs: Any) -> Any:
-        """Histograms of the replicates (see :func:`statsmodels_lmer.graphics.plot_bootstrap`)."""
-        return plot_bootstrap(self, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"<BootstrapResult: {self.nsim} replicates of {self.frame.shape[1]} statistics, "
-            f"{self.failures} failed>"
-        )
-
-
 def check_level(level: float) -> None:
     """A confidence level must lie strictly between 0 and 1."""
     if isinstance(level, bool) or not isinstance(level, int | float | np.floating):
@@ -303,3 +259,45 @@ def confint_bootstrap(
             half = t.std(ddof=1) * stats.norm.ppf(1.0 - alpha)
             out[i] = [est - bias - half, est - bias + half]
     return pd.DataFrame(out, index=list(frame.columns), columns=percent_labels(probs))
+
+
+@dataclass(eq=False)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap (lme4's ``bootMer`` object).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per replicate (index 0..nsim-1), one column per statistic;
+        a refit that raised gives a NaN row.
+    t0 : dict
+        The statistic at the fit.
+    nsim : int
+        Number of replicates.
+    failures : int
+        Refits that raised.
+    errors, warnings : dict
+        Message -> number of replicates.
+    seed : int, str or None
+        The seed given.
+    """
+
+    frame: pd.DataFrame
+    t0: dict[str, float]
+    nsim: int
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    seed: Any = None
+
+    confint = confint_bootstrap
+    """Bootstrap confidence intervals (:func:`confint_bootstrap`)."""
+
+    plot = plot_bootstrap
+    """Histograms of the replicates (:func:`statsmodels_lmer.graphics.plot_bootstrap`)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<BootstrapResult: {self.nsim} replicates of {self.frame.shape[1]} statistics, "
+            f"{self.failures} failed>"
+        )

@@ -31,55 +31,6 @@ from .parameters import percent_labels, select_parameters, variance_bounds, vari
 __all__ = ["ProfileResult", "confint_profile", "profile"]
 
 
-@dataclass(eq=False)
-class ProfileResult:
-    """Likelihood profiles of a fit (lme4's ``thpr`` object).
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        lme4's ``as.data.frame(profile(m))``: columns ``.zeta``, one per
-        parameter (the values of all parameters at each profile point) and
-        ``.par`` (the name of the profiled parameter), rows sorted by ``.par``
-        then by its value.
-    estimates, lower, upper : dict
-        Each parameter's estimate and bounds (sd/cor scale).
-    deviance : float
-        The ML deviance at the estimates.
-    cutoff : float
-        The largest |zeta| profiled.
-    refit_ml : bool
-        Whether a REML fit was refitted by ML to profile it (as lme4).
-    """
-
-    frame: pd.DataFrame
-    estimates: dict[str, float]
-    lower: dict[str, float]
-    upper: dict[str, float]
-    deviance: float
-    cutoff: float
-    refit_ml: bool
-
-    @property
-    def parameters(self) -> list[str]:
-        """The profiled parameters, in order."""
-        return list(dict.fromkeys(self.frame[".par"]))
-
-    def confint(self, parm: Any = None, level: float = 0.95) -> pd.DataFrame:
-        """Profile confidence intervals (see :func:`confint_profile`)."""
-        return confint_profile(self, parm, level)
-
-    def plot(self, **kwargs: Any) -> Any:
-        """zeta against each parameter (see :func:`statsmodels_lmer.graphics.plot_profile`)."""
-        return plot_profile(self, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"<ProfileResult: {len(self.parameters)} parameters, {len(self.frame)} points, "
-            f"deviance {self.deviance:.6g}{', refitted by ML' if self.refit_ml else ''}>"
-        )
-
-
 def _sdcor(model: Any, theta: np.ndarray, sigma: float) -> np.ndarray:
     return theta_to_sdcor(model.random_terms, model.theta_slices, theta, sigma)
 
@@ -472,6 +423,53 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
             limits[1] = _bound(upper.get(name, np.nan))
         out[row] = limits
     return pd.DataFrame(out, index=names, columns=percent_labels(probs))
+
+
+@dataclass(eq=False)
+class ProfileResult:
+    """Likelihood profiles of a fit (lme4's ``thpr`` object).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        lme4's ``as.data.frame(profile(m))``: columns ``.zeta``, one per
+        parameter (the values of all parameters at each profile point) and
+        ``.par`` (the name of the profiled parameter), rows sorted by ``.par``
+        then by its value.
+    estimates, lower, upper : dict
+        Each parameter's estimate and bounds (sd/cor scale).
+    deviance : float
+        The ML deviance at the estimates.
+    cutoff : float
+        The largest |zeta| profiled.
+    refit_ml : bool
+        Whether a REML fit was refitted by ML to profile it (as lme4).
+    """
+
+    frame: pd.DataFrame
+    estimates: dict[str, float]
+    lower: dict[str, float]
+    upper: dict[str, float]
+    deviance: float
+    cutoff: float
+    refit_ml: bool
+
+    @property
+    def parameters(self) -> list[str]:
+        """The profiled parameters, in order."""
+        return list(dict.fromkeys(self.frame[".par"]))
+
+    confint = confint_profile
+    """Profile confidence intervals (:func:`confint_profile`)."""
+
+    plot = plot_profile
+    """zeta against each parameter (:func:`statsmodels_lmer.graphics.plot_profile`)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProfileResult: {len(self.parameters)} parameters, {len(self.frame)} points, "
+            f"deviance {self.deviance:.6g}{', refitted by ML' if self.refit_ml else ''}>"
+        )
 
 
 def _bound(value: float) -> float:

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from .._parallel import Progress, effective_jobs, map_in_workers
-from ..fitting.fit import FitOptions
 from ..fitting.optimizers import available_optimizers
+from ..fitting.options import FitOptions
 
 __all__ = ["AllFitResult", "AllFitSummary", "allfit"]
 

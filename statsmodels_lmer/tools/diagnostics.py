@@ -69,12 +69,13 @@ def resim(res: Any, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
 def predict_interval(
     res: Any,
     newdata: pd.DataFrame | None = None,
+    *,
     level: float = 0.95,
     n_sims: int = 1000,
     seed: Any = None,
-    include_residual: bool = True,
     re_formula: Any = None,
     allow_new_levels: bool = False,
+    include_residual: bool = True,
 ) -> pd.DataFrame:
     """Simulation-based prediction intervals (see the module docstring).
 

@@ -20,11 +20,7 @@ __all__ = ["refit", "simulate"]
 
 
 def simulate(
-    res: Any,
-    nsim: int = 1,
-    seed: Any = None,
-    re_formula: Any = None,
-    use_u: bool = False,
+    res: Any, nsim: int = 1, *, seed: Any = None, re_formula: Any = None, use_u: bool = False
 ) -> pd.DataFrame:
     """Simulated responses, one column per simulation (``sim_1``, ...).
 
