@@ -1,4 +1,5 @@
-"""Data sets from lme4, bundled as compressed CSV with their descriptions.
+"""Example data sets (lme4's and a few others), bundled as compressed CSV with
+their descriptions.
 
 >>> import statsmodels_lmer as sml
 >>> df = sml.datasets.load("sleepstudy")
@@ -69,7 +70,7 @@ def load(name: str) -> pd.DataFrame:
     ----------
     name : str
         Data set name (case-insensitive): sleepstudy, Dyestuff, Dyestuff2,
-        Penicillin, Pastes, cake, InstEval.
+        Penicillin, Pastes, cake, InstEval, hsb, Oxboys, carrots, kb07.
 
     Returns
     -------
