@@ -16,7 +16,7 @@ from .exceptions import (
     UnknownColumnError,
 )
 from .fitting.optimizers import available_optimizers
-from .model import Lmer, lmer
+from .model import Lmer, lmer, mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .tools.compare import anova
 from .tools.multilevel import center, variance_explained
@@ -40,5 +40,6 @@ __all__ = [
     "datasets",
     "graphics",
     "lmer",
+    "mixedlm",
     "variance_explained",
 ]

@@ -31,7 +31,7 @@ from .parametrization import cov_to_sdcor
 from .random_effects import ranef_frames, ranef_long_table, term_contribution
 from .summary import lmer_summary
 from .tools import allfit as allfit_tool
-from .tools import compare, diagnostics, multilevel, predict, simulate
+from .tools import compare, diagnostics, mixedlm_names, multilevel, predict, simulate
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -372,6 +372,76 @@ class LmerResults(LikelihoodModelResults):
         """True when a theta element with lower bound 0 is below ``tol`` (lme4)."""
         lower = self.model.theta_lower
         return bool(np.any(self.theta[lower == 0] < tol))
+
+    # -- statsmodels MixedLM's names ----------------------------------------
+    @property
+    def fe_params(self) -> pd.Series:
+        """The fixed effects (MixedLM's ``fe_params``; the same as ``params``)."""
+        return self.fixef.rename("fe_params")
+
+    @property
+    def bse_fe(self) -> pd.Series:
+        """Standard errors of the fixed effects (MixedLM's ``bse_fe``)."""
+        return pd.Series(np.asarray(self.bse), index=self.model.exog_names, name="bse_fe")
+
+    @property
+    def cov_re(self) -> pd.DataFrame:
+        """Covariance of one group's random coefficients (MixedLM's ``cov_re``).
+
+        On the data's scale (``sigma^2 T T'``); rows and columns named as
+        MixedLM names them (the intercept takes the group's name). See
+        :mod:`statsmodels_lmer.tools.mixedlm_names`.
+        """
+        return mixedlm_names.cov_re(self)
+
+    @property
+    def cov_re_unscaled(self) -> pd.DataFrame:
+        """``cov_re / scale`` (MixedLM's ``cov_re_unscaled``; lme4's ``T T'``)."""
+        return self.cov_re / self.scale
+
+    @property
+    def vcomp(self) -> np.ndarray:
+        """Variances of the variance components (MixedLM's ``vcomp``), on the data's scale."""
+        return mixedlm_names.vcomp(self)
+
+    @property
+    def bse_re(self) -> pd.Series:
+        """Standard errors of ``cov_re``'s lower triangle and of ``vcomp`` (delta method).
+
+        Named as MixedLM's variance parameters (``"Pig Var"``,
+        ``"Pig x Time Cov"``); see :func:`statsmodels_lmer.tools.mixedlm_names.bse_re`.
+        """
+        return mixedlm_names.bse_re(self)
+
+    @property
+    def random_effects(self) -> dict[Any, pd.Series]:
+        """Conditional modes per group, a Series per level (MixedLM's ``random_effects``)."""
+        return mixedlm_names.random_effects(self)
+
+    @property
+    def k_fe(self) -> int:
+        """Number of fixed effects (MixedLM's ``k_fe``)."""
+        return self.k_fixed
+
+    @property
+    def k_re(self) -> int:
+        """Number of random coefficients per group (MixedLM's ``k_re``)."""
+        return len(self.cov_re)
+
+    @property
+    def k_re2(self) -> int:
+        """Number of distinct elements of ``cov_re`` (MixedLM's ``k_re2``)."""
+        return self.k_re * (self.k_re + 1) // 2
+
+    @property
+    def k_vc(self) -> int:
+        """Number of variance components (MixedLM's ``k_vc``)."""
+        return len(self.vcomp)
+
+    @property
+    def method(self) -> str:
+        """``"REML"`` or ``"ML"`` (MixedLM's ``method``)."""
+        return "REML" if self.reml else "ML"
 
     # -- random effects ------------------------------------------------
     @property

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "statsmodels_lmer"
 LAYERS = [
     ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*"],
     ["formula"],
+    ["mixedlm_formula"],
     ["terms"],
     ["frame"],
     ["engine.blocks"],
@@ -39,7 +40,7 @@ LAYERS = [
     ["intervals.profile", "intervals.bootstrap"],
     ["intervals.confint"],
     ["intervals"],
-    ["tools.predict", "tools.multilevel"],
+    ["tools.predict", "tools.multilevel", "tools.mixedlm_names"],
     ["tools.simulate", "tools.diagnostics", "tools.compare", "tools.allfit"],
     ["tools"],
     ["summary"],
