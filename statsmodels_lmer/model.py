@@ -22,10 +22,13 @@ from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
-__all__ = ["MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
+__all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
 
 MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
 """statsmodels MixedLM's way of giving the random effects (see :func:`mixedlm`)."""
+
+FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
+"""Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
 
 MODEL_KEYWORDS = (
     "weights",
@@ -282,7 +285,14 @@ class Lmer(LikelihoodModel):
         """Names of the theta elements."""
         return [name for t in self.random_terms for name in t.theta_names()]
 
-    def fit(self, reml: bool = True, start_theta: Any = None, **kwargs: Any) -> Any:
+    def fit(
+        self,
+        reml: bool = True,
+        start_theta: Any = None,
+        cov_type: str = "nonrobust",
+        cov_kwds: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Fit by REML (default) or maximum likelihood.
 
         The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
@@ -295,6 +305,14 @@ class Lmer(LikelihoodModel):
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
             is a random intercept, else 1 on diagonals and 0 off).
+        cov_type : {"nonrobust", "cluster", "CR2", "CR1S", "CR1", "CR0"}
+            Covariance of the fixed effects used by ``bse``, tests and the
+            summary: lme4's model-based one (default) or cluster-robust, as
+            statsmodels' ``fit(cov_type="cluster", cov_kwds={"groups": g})``;
+            see :meth:`LmerResults.get_robustcov_results`.
+        cov_kwds : dict, optional
+            ``groups`` (column name or one value per fitted row) and
+            ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
             default BOBYQA when nlopt is installed (lme4's ``optimizer``).
@@ -347,6 +365,8 @@ class Lmer(LikelihoodModel):
         res = LmerResults(self, objective.solve(summary.theta), summary, reml)
         for text, category in summary.messages:
             warnings.warn(text, category, stacklevel=_caller_stacklevel())
+        if str(cov_type).lower() != "nonrobust" or cov_kwds:
+            return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -381,7 +401,8 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        raise unknown_keyword_error(where, list(unknown), [*FitOptions.names(), "start_theta"])
+        known = [*FitOptions.names(), *FIT_ARGUMENTS]
+        raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
 
 
@@ -458,7 +479,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     LmerResultsWrapper
     """
     _check_bool_arg("REML", REML)
-    fit_names = {*FitOptions.names(), "start_theta"}
+    fit_names = {*FitOptions.names(), *FIT_ARGUMENTS}
     known = [*fit_names, *MODEL_KEYWORDS, "REML"]
     unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]
     if unknown:

@@ -23,6 +23,7 @@ from .engine.objective import Solution
 from .fitting.fit import FitOptions, OptSummary
 from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
 from .inference.kenward_roger import KenwardRoger
+from .inference.robust import ClusterRobust, robust_from_options
 from .inference.satterthwaite import Satterthwaite
 from .intervals.bootstrap import BootstrapResult, bootstrap
 from .intervals.confint import confint
@@ -49,6 +50,10 @@ class LmerResults(LikelihoodModelResults):
         What the fit of theta did and found.
     reml : bool
         Whether the fit was by REML.
+    robust : ClusterRobust, optional
+        A cluster-robust covariance used for ``cov_params``, standard errors
+        and tests instead of the model-based one (see
+        :meth:`get_robustcov_results`).
 
     Notes
     -----
@@ -59,7 +64,14 @@ class LmerResults(LikelihoodModelResults):
     ``df_resid`` is lme4's ``n - npar``.
     """
 
-    def __init__(self, model: Any, solution: Solution, opt_summary: OptSummary, reml: bool):
+    def __init__(
+        self,
+        model: Any,
+        solution: Solution,
+        opt_summary: OptSummary,
+        reml: bool,
+        robust: ClusterRobust | None = None,
+    ):
         super().__init__(
             model,
             solution.beta,
@@ -79,6 +91,19 @@ class LmerResults(LikelihoodModelResults):
         self.df_model = float(self.k_fixed - model.k_constant)
         self.opt_summary = opt_summary
         self.converged = opt_summary.converged
+        self.robust = robust
+        if robust is None:
+            self.cov_type = "nonrobust"
+            self.cov_kwds = {"description": "model-based covariance (lme4's vcov)"}
+        else:
+            self.cov_type = "cluster"
+            self.cov_kwds = {
+                "groups": robust.cluster_name,
+                "type": robust.type,
+                "n_groups": robust.n_clusters,
+                "description": robust.description,
+            }
+            self.cov_params_default = robust.cov
 
     @property
     def optinfo(self) -> dict[str, Any]:
@@ -170,8 +195,54 @@ class LmerResults(LikelihoodModelResults):
 
     @cached_property
     def ddf(self) -> np.ndarray:
-        """Satterthwaite denominator df of each coefficient (lmerTest)."""
+        """Satterthwaite denominator df of each coefficient.
+
+        lmerTest's for the model-based covariance; clubSandwich's for a
+        cluster-robust one.
+        """
+        if self.robust is not None:
+            return self.robust.coefficient_df()
         return self.satterthwaite.coefficient_df()
+
+    def get_robustcov_results(
+        self, cov_type: str = "cluster", use_t: Any = None, **kwds: Any
+    ) -> Any:
+        """These results with a cluster-robust covariance of the fixed effects.
+
+        statsmodels' method: ``cov_params``, ``bse``, ``tvalues``,
+        ``pvalues``, ``conf_int``, ``t_test``, ``f_test``, ``anova`` and the
+        summary then use the robust covariance, with clubSandwich's
+        small-sample tests (Satterthwaite df for one contrast, the HTZ
+        Hotelling T^2 approximation for several).
+
+        Parameters
+        ----------
+        cov_type : {"cluster", "CR2", "CR1S", "CR1", "CR0", "nonrobust"}
+            ``"cluster"`` with ``type=`` (default ``"CR2"``), or the type
+            directly. CR2 is Bell and McCaffrey's bias-reduced linearization
+            with the fitted model as working covariance (clubSandwich's
+            default for lme4 fits); CR1S scales CR0 by Stata's
+            ``J (N - 1) / ((J - 1)(N - p))``, CR1 by ``J / (J - 1)``.
+        use_t : None
+            Kept for statsmodels' signature; tests always use t and F.
+        groups : str or array_like, optional
+            The clusters: a column of the fitted data or one value per
+            fitted row; default the grouping factor with the fewest levels.
+            Every grouping factor of the model must be nested in them.
+        type : str, optional
+            With ``cov_type="cluster"``: one of CR2, CR1S, CR1, CR0.
+
+        Returns
+        -------
+        LmerResultsWrapper
+            New results; ``cov_type``, ``cov_kwds`` and ``robust`` say
+            which covariance they use.
+        """
+        if use_t is False:
+            raise ValueError("cluster-robust tests use t and F distributions; use_t must be None")
+        robust = robust_from_options(self, cov_type, kwds)
+        new = LmerResults(self.model, self._solution, self.opt_summary, self.reml, robust)
+        return LmerResultsWrapper(new)
 
     @cached_property
     def pvalues(self) -> np.ndarray:
@@ -609,7 +680,7 @@ class LmerResults(LikelihoodModelResults):
         """
         model = self.model
         fit_kwargs, model_kwargs = FitOptions.split(kwargs)
-        for name in ("reml", "start_theta"):
+        for name in ("reml", "start_theta", "cov_type", "cov_kwds"):
             if name in model_kwargs:
                 fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)

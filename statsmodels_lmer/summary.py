@@ -132,6 +132,9 @@ def _header(res: Any) -> str:
     if res.model.weights is not None:
         lines.append("Prior weights: given")
     lines.append(f"Optimizer: {res.optinfo['optimizer']} ({res.optinfo['feval']} evaluations)")
+    robust = getattr(res, "robust", None)
+    if robust is not None:
+        lines.append(f"Covariance: {robust.description}")
     return lines
 
 
@@ -215,10 +218,17 @@ def _fixed_correlation(res: Any) -> pd.DataFrame:
 
 
 def _messages(res: Any) -> list[str]:
-    messages = [
-        "df, t tests and confidence intervals use Satterthwaite's method "
-        "(as lmerTest); coef_table(ddf='kenward-roger') gives Kenward-Roger's."
-    ]
+    if getattr(res, "robust", None) is not None:
+        first = (
+            f"Std. errors, t tests and intervals use the {res.robust.description} "
+            "covariance with clubSandwich's Satterthwaite df; F tests use its HTZ test."
+        )
+    else:
+        first = (
+            "df, t tests and confidence intervals use Satterthwaite's method "
+            "(as lmerTest); coef_table(ddf='kenward-roger') gives Kenward-Roger's."
+        )
+    messages = [first]
     if res.model.dropped_columns:
         messages.append(
             "fixed-effect model matrix is rank deficient; dropped: "

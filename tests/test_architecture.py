@@ -34,6 +34,7 @@ LAYERS = [
     ["graphics"],
     ["inference.contrasts", "inference.derivatives"],
     ["inference.satterthwaite", "inference.kenward_roger"],
+    ["inference.robust"],
     ["inference.hypotheses"],
     ["inference"],
     ["intervals.parameters"],

@@ -66,6 +66,14 @@ def contrast_test(
 ) -> ContrastTest:
     """t test (one row) or F test (several rows) of ``L beta = rhs``."""
     method = check_ddf(ddf)
+    robust = getattr(res, "robust", None)
+    if robust is not None:
+        if method != "satterthwaite":
+            raise ValueError(
+                f"ddf={ddf!r} is not available with a cluster-robust covariance; its tests "
+                "use clubSandwich's Satterthwaite df (one row) and HTZ F (several rows)"
+            )
+        return robust.test(L, rhs)
     if method == "satterthwaite":
         return res.satterthwaite.test(L, rhs)
     if method == "kenward-roger":
