@@ -20,6 +20,7 @@ from .model import Lmer, lmer, mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .tools.compare import anova
 from .tools.multilevel import center, variance_explained
+from .tools.panel import mundlak
 
 __version__ = "0.1.0"
 
@@ -41,5 +42,6 @@ __all__ = [
     "graphics",
     "lmer",
     "mixedlm",
+    "mundlak",
     "variance_explained",
 ]

@@ -32,7 +32,7 @@ from .parametrization import cov_to_sdcor
 from .random_effects import ranef_frames, ranef_long_table, term_contribution
 from .summary import lmer_summary
 from .tools import allfit as allfit_tool
-from .tools import compare, diagnostics, mixedlm_names, multilevel, predict, simulate
+from .tools import compare, diagnostics, mixedlm_names, multilevel, panel, predict, simulate
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -768,6 +768,57 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
         """
         return diagnostics.predict_interval(self, newdata, level, **kwargs)
+
+    # -- panel econometrics ----------------------------------------------
+    def panel_rsquared(self, entity: str | None = None) -> pd.Series:
+        """linearmodels' R^2 measures (within, between, overall) of the fixed effects.
+
+        ``1 - RSS / TSS`` on the entity-demeaned data, the entity means and
+        the data; see :mod:`statsmodels_lmer.tools.panel`.
+
+        Parameters
+        ----------
+        entity : str, optional
+            The entity column; default the model's only grouping factor.
+        """
+        return panel.panel_rsquared(self, entity)
+
+    @property
+    def rsquared_within(self) -> float:
+        """R^2 of the entity-demeaned data (linearmodels' ``rsquared_within``)."""
+        return float(self.panel_rsquared()["within"])
+
+    @property
+    def rsquared_between(self) -> float:
+        """R^2 of the entity means (linearmodels' ``rsquared_between``)."""
+        return float(self.panel_rsquared()["between"])
+
+    @property
+    def rsquared_overall(self) -> float:
+        """R^2 of the data (linearmodels' ``rsquared_overall``)."""
+        return float(self.panel_rsquared()["overall"])
+
+    def within_estimator(self, entity: str | None = None) -> panel.WithinEstimate:
+        """The within (fixed effects) estimator of this model's fixed part.
+
+        As ``linearmodels.PanelOLS(..., entity_effects=True)``; see
+        :func:`statsmodels_lmer.tools.panel.within_estimator`.
+        """
+        return panel.within_estimator(self, entity)
+
+    def hausman(
+        self, method: str = "mundlak", cov_type: str = "CR2", entity: str | None = None
+    ) -> panel.HausmanResult:
+        """Test random against fixed effects (Hausman; Mundlak's robust form by default).
+
+        ``method="mundlak"`` refits with the entity means of the
+        time-varying regressors and tests them with a cluster-robust
+        covariance (``cov_type``, CR2 with clubSandwich's HTZ F test by
+        default; ``"nonrobust"`` for a model-based chi-square).
+        ``method="classic"`` contrasts the within estimator with this fit.
+        See :func:`statsmodels_lmer.tools.panel.hausman`.
+        """
+        return panel.hausman(self, method=method, cov_type=cov_type, entity=entity)
 
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:

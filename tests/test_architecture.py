@@ -41,7 +41,7 @@ LAYERS = [
     ["intervals.profile", "intervals.bootstrap"],
     ["intervals.confint"],
     ["intervals"],
-    ["tools.predict", "tools.multilevel", "tools.mixedlm_names"],
+    ["tools.predict", "tools.multilevel", "tools.mixedlm_names", "tools.panel"],
     ["tools.simulate", "tools.diagnostics", "tools.compare", "tools.allfit"],
     ["tools"],
     ["summary"],
