@@ -21,7 +21,14 @@ from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
 from .fitting.fit import FitOptions, OptSummary
-from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
+from .inference.contrast_results import LmerContrastResults
+from .inference.hypotheses import (
+    anova_table,
+    coef_table,
+    contrast_test,
+    parse_constraints,
+    t_tests,
+)
 from .inference.kenward_roger import KenwardRoger
 from .inference.robust import ClusterRobust, robust_from_options
 from .inference.satterthwaite import Satterthwaite
@@ -32,7 +39,16 @@ from .parametrization import cov_to_sdcor
 from .random_effects import ranef_frames, ranef_long_table, term_contribution
 from .summary import lmer_summary
 from .tools import allfit as allfit_tool
-from .tools import compare, diagnostics, mixedlm_names, multilevel, panel, predict, simulate
+from .tools import (
+    compare,
+    diagnostics,
+    mixedlm_names,
+    multilevel,
+    panel,
+    predict,
+    prediction,
+    simulate,
+)
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -274,13 +290,14 @@ class LmerResults(LikelihoodModelResults):
 
     def t_test(
         self, r_matrix: Any, cov_p: Any = None, use_t: Any = None, ddf: str = "satterthwaite"
-    ) -> ContrastResults:
+    ) -> LmerContrastResults:
         """t tests of each row of a linear hypothesis, with per-contrast df.
 
         Parameters
         ----------
         r_matrix : str, list of str, array_like or tuple (L, q)
-            The hypothesis, as statsmodels reads it (``"Days = 10"``).
+            The hypothesis, as statsmodels reads it (``"Days = 10"``,
+            ``"Days = 10, Intercept = 250"``).
         cov_p, use_t
             Not supported (kept for statsmodels' signature); must be None.
         ddf : {"satterthwaite", "kenward-roger", "residual"}
@@ -288,23 +305,13 @@ class LmerResults(LikelihoodModelResults):
 
         Returns
         -------
-        statsmodels.stats.contrast.ContrastResults
-            ``df_denom`` holds the df of each row (a float for one row).
+        LmerContrastResults
+            statsmodels' ``ContrastResults`` with one df per row:
+            ``df_denom`` (a float for one row), ``summary()``,
+            ``summary_frame()`` (with a ``df`` column) and ``conf_int()``.
         """
         _no_override(cov_p, use_t)
-        L, q = parse_constraints(self, r_matrix)
-        tests = [contrast_test(self, row[None, :], 0.0, ddf) for row in L]
-        effect = np.array([t.estimate[0] for t in tests])
-        sd = np.sqrt(np.array([t.cov[0, 0] for t in tests]))
-        df = np.array([t.den_df for t in tests])
-        tvalue = (effect - q) / sd
-        return ContrastResults(
-            effect=effect,
-            t=tvalue[:, None],
-            sd=sd[:, None],
-            df_denom=df[0] if len(df) == 1 else df,
-            distribution="t",
-        )
+        return t_tests(self, r_matrix, ddf)
 
     def f_test(
         self, r_matrix: Any, cov_p: Any = None, invcov: Any = None, ddf: str = "satterthwaite"
@@ -648,6 +655,41 @@ class LmerResults(LikelihoodModelResults):
         if kwargs:
             raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
         return predict.predict(self, newdata, re_formula, allow_new_levels)
+
+    def get_prediction(
+        self,
+        exog: Any = None,
+        conditional: bool = False,
+        allow_new_levels: bool = False,
+        **kwargs: Any,
+    ) -> prediction.PredictionResults:
+        """Predictions with standard errors and intervals, as statsmodels' ``get_prediction``.
+
+        Parameters
+        ----------
+        exog : pandas.DataFrame, optional
+            New data (``newdata=`` is accepted too); default the fitted rows.
+        conditional : bool
+            False (default): the population-level prediction ``x' beta`` with
+            its standard error ``sqrt(x' V x)`` and t intervals with the
+            contrast's own df. True: ``x' beta + z' b`` with the standard
+            error of its prediction error (Henderson's, from the inverse of
+            the mixed-model equations) and normal intervals.
+        allow_new_levels : bool
+            With ``conditional=True``, give unseen levels zero random effects
+            (and add their variance) instead of an error.
+
+        Returns
+        -------
+        PredictionResults
+            ``summary_frame(alpha)`` has statsmodels' columns ``mean,
+            mean_se, mean_ci_lower, mean_ci_upper, obs_ci_lower,
+            obs_ci_upper`` and ``df``. See :mod:`statsmodels_lmer.tools.prediction`.
+        """
+        newdata = kwargs.pop("newdata", exog)
+        if kwargs:
+            raise TypeError(f"get_prediction() got unexpected keywords {sorted(kwargs)}")
+        return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
         self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False

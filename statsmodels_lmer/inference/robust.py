@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..exceptions import DataError
+from ..random_effects import scaled_z
 from ..terms import grouping_codes
 from .satterthwaite import ContrastTest
 
@@ -225,16 +226,6 @@ def _check_nested(model: Any, codes: np.ndarray, name: str) -> None:
             )
 
 
-def _scaled_z(res: Any) -> sp.csr_matrix:
-    """``Z Lambda`` (n x q), sparse."""
-    model = res.model
-    parts = [
-        term.z_matrix() @ term.lambda_block(res.theta[sl])
-        for term, sl in zip(model.random_terms, model.theta_slices)
-    ]
-    return sp.hstack(parts, format="csr")
-
-
 def cluster_robust(res: Any, groups: Any = None, type: str = "CR2") -> ClusterRobust:
     """The cluster-robust covariance of a fit's fixed effects (clubSandwich's ``vcovCR``).
 
@@ -274,7 +265,7 @@ def cluster_robust(res: Any, groups: Any = None, type: str = "CR2") -> ClusterRo
     bread = np.asarray(res.normalized_cov_params, dtype=float)
     n, p = X.shape
     scale = _scalar_adjustment(kind, n_clusters, n, p)
-    zl = _scaled_z(res)
+    zl = scaled_z(model.random_terms, np.asarray(res.theta), model.theta_slices)
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_clusters))])
     contributions = np.empty((n_clusters, p))
