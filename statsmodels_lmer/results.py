@@ -37,7 +37,7 @@ from .intervals.confint import confint
 from .intervals.profile import ProfileResult, profile
 from .parametrization import cov_to_sdcor
 from .random_effects import ranef_frames, ranef_long_table, term_contribution
-from .summary import lmer_summary
+from .summary import lmer_print, lmer_repr, lmer_summary, lmer_summary2
 from .tools import allfit as allfit_tool
 from .tools import (
     compare,
@@ -648,13 +648,18 @@ class LmerResults(LikelihoodModelResults):
 
         Returns
         -------
-        ndarray
+        pandas.Series or ndarray
+            A Series indexed like ``exog`` when new data are given (as
+            statsmodels' formula models), else an array for the fitted rows;
             NaN for rows with a missing value in a column the model uses.
         """
         newdata = kwargs.pop("newdata", exog)
         if kwargs:
             raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
-        return predict.predict(self, newdata, re_formula, allow_new_levels)
+        values = predict.predict(self, newdata, re_formula, allow_new_levels)
+        if isinstance(newdata, pd.DataFrame):  # statsmodels: a Series indexed like exog
+            return pd.Series(values, index=newdata.index, name="predicted")
+        return values
 
     def get_prediction(
         self,
@@ -873,6 +878,21 @@ class LmerResults(LikelihoodModelResults):
         """
         return lmer_summary(self, alpha=alpha)
 
+    def summary2(self, alpha: float = 0.05) -> Any:
+        """statsmodels' ``summary2`` layout, with numeric DataFrames in ``.tables``.
+
+        ``tables[0]`` model information, ``tables[1]`` the fixed effects
+        (Estimate, Std. Error, df, t value, Pr(>|t|), interval), ``tables[2]``
+        the variance components (as ``varcorr``).
+        """
+        return lmer_summary2(self, alpha=alpha)
+
+    def __repr__(self) -> str:
+        return lmer_repr(self)
+
+    def __str__(self) -> str:
+        return lmer_print(self)
+
 
 def _no_override(*values: Any) -> None:
     if any(v is not None for v in values):
@@ -893,6 +913,12 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
     _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
     _methods: dict[str, str] = {}
     _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)
+
+    def __repr__(self) -> str:
+        return repr(self._results)
+
+    def __str__(self) -> str:
+        return str(self._results)
 
 
 wrap.populate_wrapper(LmerResultsWrapper, LmerResults)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "statsmodels_lmer"
 
 LAYERS = [
-    ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*"],
+    ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*", "tables"],
     ["formula"],
     ["mixedlm_formula"],
     ["terms"],

@@ -54,21 +54,32 @@ class LmerContrastResults(ContrastResults):
         method: str = "",
     ) -> None:
         df = np.asarray(df, dtype=float).ravel()
+        tvalue = np.asarray(tvalue, dtype=float).ravel()
+        sd = np.asarray(sd, dtype=float).ravel()
         super().__init__(
-            t=np.asarray(tvalue, dtype=float).ravel(),
-            sd=np.asarray(sd, dtype=float).ravel(),
+            t=tvalue,
+            sd=sd,
             effect=np.asarray(effect, dtype=float).ravel(),
             df_denom=float(df[0]) if df.size == 1 else df,
         )
         self.df_rows = df
-        self.pvalue = 2 * stats.t.sf(np.abs(self.tvalue), df)
+        self._sd_rows = sd
+        pvalue = 2 * stats.t.sf(np.abs(tvalue), df)
+        if df.size == 1:  # statsmodels' shapes for one row: (1, 1) arrays, a 0-d p-value
+            self.tvalue = self.statistic = tvalue.reshape(1, 1)
+            self.sd = sd.reshape(1, 1)
+            self.pvalue = pvalue.reshape(())
+        else:
+            self.tvalue = self.statistic = tvalue
+            self.sd = sd
+            self.pvalue = pvalue
         self.row_names = list(names) if names is not None else [f"c{i}" for i in range(df.size)]
         self.df_method = method
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """Confidence intervals, each row with its own t quantile."""
-        quantile = stats.t.ppf(1 - alpha / 2.0, self.df_rows)
-        return np.column_stack([self.effect - quantile * self.sd, self.effect + quantile * self.sd])
+        half = stats.t.ppf(1 - alpha / 2.0, self.df_rows) * self._sd_rows
+        return np.column_stack([self.effect - half, self.effect + half])
 
     def summary_frame(self, xname: Any = None, alpha: float = 0.05) -> pd.DataFrame:
         """statsmodels' columns (coef, std err, t, P>|t|, Conf. Int. Low/Upp.) and ``df``."""
@@ -77,9 +88,9 @@ class LmerContrastResults(ContrastResults):
         return pd.DataFrame(
             {
                 "coef": self.effect,
-                "std err": self.sd,
-                "t": self.tvalue,
-                "P>|t|": self.pvalue,
+                "std err": self._sd_rows,
+                "t": np.ravel(self.tvalue),
+                "P>|t|": np.ravel(self.pvalue),
                 "Conf. Int. Low": ci[:, 0],
                 "Conf. Int. Upp.": ci[:, 1],
                 "df": self.df_rows,

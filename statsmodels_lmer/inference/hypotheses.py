@@ -17,6 +17,7 @@ from scipy import stats
 from statsmodels.formula._manager import FormulaManager
 
 from ..exceptions import FormulaError
+from ..tables import LmerTable
 from .contrast_results import LmerContrastResults
 from .contrasts import marginal_contrasts, marginal_terms, type1_contrasts, type3_contrasts
 from .satterthwaite import ContrastTest
@@ -196,7 +197,11 @@ def _f_row(test: ContrastTest) -> list[float]:
 
 
 def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
-    """lmerTest's ANOVA table of the fixed-effect terms (type 1 or 3)."""
+    """lmerTest's ANOVA table of the fixed-effect terms (type 1 or 3).
+
+    Printed as lmerTest prints it: "Type III Analysis of Variance Table with
+    Satterthwaite's method" above the table, p-values as ``< 2e-16``.
+    """
     kind = {"3": 3, "III": 3, "1": 1, "I": 1}.get(str(type).upper())
     if kind is None:
         raise ValueError(f"type must be 1 or 3 (or 'I', 'III'); got {type!r}")
@@ -206,7 +211,21 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
         for term, L in contrasts.items()
         if L.shape[0] > 0
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    return LmerTable.from_frame(table, [f"{_TYPE_NAMES[kind]} with {_method_name(res, ddf)}"])
+
+
+_TYPE_NAMES = {1: "Type I Analysis of Variance Table", 3: "Type III Analysis of Variance Table"}
+
+
+def _method_name(res: Any, ddf: str) -> str:
+    if getattr(res, "robust", None) is not None:
+        return f"the {res.robust.description} covariance (HTZ F tests)"
+    return {
+        "satterthwaite": "Satterthwaite's method",
+        "kenward-roger": "Kenward-Roger's method",
+        "residual": "residual df (n - p)",
+    }[check_ddf(ddf)]
 
 
 def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
