@@ -497,6 +497,11 @@ class LmerResults(LikelihoodModelResults):
         return mixedlm_names.random_effects(self)
 
     @property
+    def random_effects_cov(self) -> dict[Any, pd.DataFrame]:
+        """Conditional covariance of each group's random effects (MixedLM's name)."""
+        return mixedlm_names.random_effects_cov(self)
+
+    @property
     def k_fe(self) -> int:
         """Number of fixed effects (MixedLM's ``k_fe``)."""
         return self.k_fixed

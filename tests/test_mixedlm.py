@@ -177,6 +177,10 @@ def test_random_effects_and_names_as_live_mixedlm():
         assert list(mine.index) == list(series.index)
         # MixedLM's variances are 1e-4 off the optimum (llf 1e-7 lower)
         np.testing.assert_allclose(mine.to_numpy(), series.to_numpy(), atol=2e-3)
+    for key, frame in theirs.random_effects_cov.items():
+        mine = ours.random_effects_cov[key]
+        assert list(mine.index) == list(frame.index)
+        np.testing.assert_allclose(mine.to_numpy(), frame.to_numpy(), rtol=1e-3)
     assert list(ours.bse_re.index) == list(theirs.model.data.param_names[1:])
     np.testing.assert_allclose(ours.vcomp, theirs.vcomp, rtol=1e-3)
     np.testing.assert_allclose(ours.cov_re.to_numpy(), theirs.cov_re.to_numpy(), rtol=1e-3)
@@ -233,6 +237,9 @@ def test_lme4_formula_models_get_mixedlm_names():
     expected = sleep.ranef["Subject"].loc["308", "Days"]
     assert sleep.random_effects["308"]["Days"] == pytest.approx(expected)
     assert list(sleep.bse_re.index) == ["Subject Var", "Subject x Days Cov", "Days Var"]
+    np.testing.assert_allclose(
+        sleep.random_effects_cov["308"].to_numpy(), sleep.conditional_covariances[0][0], rtol=1e-10
+    )
 
 
 def test_bse_re_is_the_delta_method_of_theta_sigma():

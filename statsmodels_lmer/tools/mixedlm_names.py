@@ -29,6 +29,7 @@ import pandas as pd
 from ..inference.derivatives import jacobian
 from ..mixedlm_formula import VarianceComponent
 from ..parametrization import factor_from_theta, tril_colmajor
+from ..random_effects import scaled_z
 from ..terms import grouping_codes
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "cov_re",
     "mixedlm_view",
     "random_effects",
+    "random_effects_cov",
     "variance_parameter_names",
     "vcomp",
 ]
@@ -196,6 +198,47 @@ def bse_re(res: Any) -> pd.Series:
     return pd.Series(se, index=variance_parameter_names(model), name="bse_re")
 
 
+@dataclass(frozen=True)
+class _Effect:
+    """One random effect of a group: its term, level, column and MixedLM name."""
+
+    term: int
+    level: int
+    column: int
+    label: str
+
+
+def _group_effects(
+    res: Any, view: MixedLMView
+) -> tuple[list[Any], list[list[_Effect]], np.ndarray]:
+    """Group keys, each group's effects in MixedLM's order, and each row's group."""
+    model = res.model
+    frame = model.data.frame
+    group_codes, _ = grouping_codes(frame, (view.groups,))
+    keys = _first_values(frame[view.groups], group_codes)
+    effects: list[list[_Effect]] = [[] for _ in keys]
+    re_names = iter(_re_names(model, view))
+    labels = {
+        index: [next(re_names) for _ in range(model.random_terms[index].n_cols)]
+        for index in view.re_terms
+    }
+    for index in view.re_terms:
+        term = model.random_terms[index]
+        owner = _level_owner(term.codes, group_codes, term.n_levels)
+        for level, group in enumerate(owner):
+            effects[group].extend(
+                _Effect(index, level, c, labels[index][c]) for c in range(term.n_cols)
+            )
+    for name, index, component in zip(view.vc_names, view.vc_terms, view.components):
+        term = model.random_terms[index]
+        owner = _level_owner(term.codes, group_codes, term.n_levels)
+        first_rows = _first_rows(term.codes, term.n_levels)
+        for level in np.lexsort((np.arange(term.n_levels), owner)):
+            label = _component_label(name, component, term, frame, first_rows[level], view.groups)
+            effects[owner[level]].append(_Effect(index, int(level), 0, label))
+    return keys, effects, group_codes
+
+
 def random_effects(res: Any) -> dict[Any, pd.Series]:
     """Conditional modes by level of the grouping factor (MixedLM's ``random_effects``).
 
@@ -203,36 +246,63 @@ def random_effects(res: Any) -> dict[Any, pd.Series]:
     group's random coefficients (named as in ``cov_re``) then its
     variance-component effects (``"name[C(f)[level]]"``).
     """
+    view = mixedlm_view(res.model)
+    keys, effects, _ = _group_effects(res, view)
+    modes = res.conditional_modes
+    return {
+        key: pd.Series(
+            [float(modes[e.term][e.level, e.column]) for e in group],
+            index=[e.label for e in group],
+            dtype=float,
+        )
+        for key, group in zip(keys, effects)
+    }
+
+
+def random_effects_cov(res: Any) -> dict[Any, pd.DataFrame]:
+    """Conditional covariance of each group's random effects (MixedLM's ``random_effects_cov``).
+
+    ``sigma^2 Lambda_g (Lambda_g' Z_g' W Z_g Lambda_g + I)^-1 Lambda_g'`` for
+    the effects of group ``g`` (given the fixed effects, as lme4's
+    ``condVar`` and MixedLM), including the covariances between its random
+    coefficients and its variance-component effects.
+    """
     model = res.model
     view = mixedlm_view(model)
-    frame = model.data.frame
-    group_codes, _ = grouping_codes(frame, (view.groups,))
-    keys = _first_values(frame[view.groups], group_codes)
-    values: list[list[float]] = [[] for _ in keys]
-    labels: list[list[str]] = [[] for _ in keys]
-    re_names = _re_names(model, view)
-    for index in view.re_terms:
-        term = model.random_terms[index]
-        owner = _level_owner(term.codes, group_codes, term.n_levels)
-        modes = res.conditional_modes[index]
-        for level, group in enumerate(owner):
-            values[group].extend(modes[level])
-    for group in range(len(keys)):
-        labels[group].extend(re_names)
-    for name, index, component in zip(view.vc_names, view.vc_terms, view.components):
-        term = model.random_terms[index]
-        owner = _level_owner(term.codes, group_codes, term.n_levels)
-        first_rows = _first_rows(term.codes, term.n_levels)
-        modes = res.conditional_modes[index][:, 0]
-        for level in np.lexsort((np.arange(term.n_levels), owner)):
-            group = owner[level]
-            values[group].append(float(modes[level]))
-            row = first_rows[level]
-            labels[group].append(_component_label(name, component, term, frame, row, view.groups))
-    return {
-        key: pd.Series(vals, index=labs, dtype=float)
-        for key, vals, labs in zip(keys, values, labels)
-    }
+    keys, effects, group_codes = _group_effects(res, view)
+    zl = scaled_z(model.random_terms, np.asarray(res.theta, dtype=float), model.theta_slices)
+    zl = zl.tocsc()
+    weights = np.ones(zl.shape[0]) if model.weights is None else model.weights
+    offsets = np.cumsum([0] + [t.n_random for t in model.random_terms])
+    factors = [t.factor(res.theta[sl]) for t, sl in zip(model.random_terms, model.theta_slices)]
+    out = {}
+    for group, (key, group_effects) in enumerate(zip(keys, effects)):
+        rows = np.flatnonzero(group_codes == group)
+        columns = [
+            offsets[e.term] + e.level * model.random_terms[e.term].n_cols + e.column
+            for e in group_effects
+        ]
+        block = zl[rows][:, columns].toarray()
+        inner = np.linalg.inv(block.T @ (weights[rows, None] * block) + np.eye(len(columns)))
+        scale = _lambda_block(group_effects, factors)
+        cov = res.scale * scale @ inner @ scale.T
+        labels = [e.label for e in group_effects]
+        out[key] = pd.DataFrame(cov, index=labels, columns=labels)
+    return out
+
+
+def _lambda_block(effects: list[_Effect], factors: list[np.ndarray]) -> np.ndarray:
+    """``Lambda`` restricted to one group's effects (T of each term level, block by block)."""
+    size = len(effects)
+    out = np.zeros((size, size))
+    position = {(e.term, e.level, e.column): i for i, e in enumerate(effects)}
+    for i, e in enumerate(effects):
+        T = factors[e.term]
+        for c in range(T.shape[1]):
+            j = position.get((e.term, e.level, c))
+            if j is not None:
+                out[i, j] = T[e.column, c]
+    return out
 
 
 def _first_rows(codes: np.ndarray, n_levels: int) -> np.ndarray:
