@@ -199,3 +199,9 @@ def test_panel_tools_need_one_entity():
     assert res.panel_rsquared(entity="plate")["overall"] == 0.0
     with pytest.raises(ValueError, match="method"):
         random_effects_fit("jobtraining").hausman(method="wu")
+
+
+def test_mundlak_refuses_a_balanced_design_with_nothing_to_test():
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", sml.datasets.load("sleepstudy"))
+    with pytest.raises(ValueError, match="do not vary across entities"):
+        res.hausman()

@@ -408,7 +408,18 @@ def _mundlak(res: Any, cov_type: str, entity: str | None) -> HausmanResult:
     for column, values in zip(columns, means.T):
         frame[column] = values
     formula = model.lmer_formula + "".join(f" + {c}" for c in columns)
-    fit = res.update(formula, data=frame, offset=model.offset)
+    with warnings.catch_warnings():
+        # means constant across entities are aliased with the intercept and dropped
+        warnings.filterwarnings("ignore", "fixed-effect model matrix is rank deficient")
+        fit = res.update(formula, data=frame, offset=model.offset)
+    kept = [(n, c) for n, c in zip(names, columns) if c in fit.model.exog_names]
+    if not kept:
+        raise ValueError(
+            f"the entity means of {', '.join(names)} do not vary across entities (a "
+            "balanced design): the random and fixed effects estimates coincide and "
+            "there is nothing to test"
+        )
+    names, columns = [n for n, _ in kept], [c for _, c in kept]
     restriction = np.zeros((len(columns), len(fit.model.exog_names)))
     for row, column in enumerate(columns):
         restriction[row, list(fit.model.exog_names).index(column)] = 1.0
