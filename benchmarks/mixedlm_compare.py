@@ -48,6 +48,17 @@ def load_data(ref: dict) -> pd.DataFrame:
     return sml.datasets.load(ref["package_dataset"])
 
 
+def formula_model(build, spec: dict, data: pd.DataFrame):
+    """A model from MixedLM's formula arguments, by ``MixedLM.from_formula`` or ``sml.mixedlm``."""
+    return build(
+        spec["formula"],
+        data,
+        groups=spec["groups"],
+        re_formula=spec.get("re_formula"),
+        vc_formula=spec.get("vc_formula"),
+    )
+
+
 def fit_mixedlm(case: dict, data: pd.DataFrame, reml: bool):
     """MixedLM's fit of the case (default optimizer chain)."""
     spec = case["mixedlm"]
@@ -59,13 +70,7 @@ def fit_mixedlm(case: dict, data: pd.DataFrame, reml: bool):
             data[spec["exog_re"]].to_numpy(),
         )
     else:
-        model = MixedLM.from_formula(
-            spec["formula"],
-            data,
-            groups=spec["groups"],
-            re_formula=spec.get("re_formula"),
-            vc_formula=spec.get("vc_formula"),
-        )
+        model = formula_model(MixedLM.from_formula, spec, data)
     kwargs = {"reml": reml}
     if spec["free_cov_re"] == "diagonal":
         kwargs["free"] = MixedLMParams.from_components(
@@ -84,13 +89,7 @@ def fit_ours(case: dict, data: pd.DataFrame, reml: bool):
         re_formula = " + ".join(["0", *spec["exog_re"]])
         model = sml.mixedlm(fixed, data, groups=spec["groups"], re_formula=re_formula)
     else:
-        model = sml.mixedlm(
-            spec["formula"],
-            data,
-            groups=spec["groups"],
-            re_formula=spec.get("re_formula"),
-            vc_formula=spec.get("vc_formula"),
-        )
+        model = formula_model(sml.mixedlm, spec, data)
     return model.fit(reml=reml)
 
 

@@ -658,9 +658,7 @@ class LmerResults(LikelihoodModelResults):
             statsmodels' formula models), else an array for the fitted rows;
             NaN for rows with a missing value in a column the model uses.
         """
-        newdata = kwargs.pop("newdata", exog)
-        if kwargs:
-            raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
+        newdata = _newdata(exog, kwargs, "predict()")
         values = predict.predict(self, newdata, re_formula, allow_new_levels)
         if isinstance(newdata, pd.DataFrame):  # statsmodels: a Series indexed like exog
             return pd.Series(values, index=newdata.index, name="predicted")
@@ -696,9 +694,7 @@ class LmerResults(LikelihoodModelResults):
             mean_se, mean_ci_lower, mean_ci_upper, obs_ci_lower,
             obs_ci_upper`` and ``df``. See :mod:`statsmodels_lmer.tools.prediction`.
         """
-        newdata = kwargs.pop("newdata", exog)
-        if kwargs:
-            raise TypeError(f"get_prediction() got unexpected keywords {sorted(kwargs)}")
+        newdata = _newdata(exog, kwargs, "get_prediction()")
         return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
@@ -897,6 +893,14 @@ class LmerResults(LikelihoodModelResults):
 
     def __str__(self) -> str:
         return lmer_print(self)
+
+
+def _newdata(exog: Any, kwargs: dict[str, Any], where: str) -> Any:
+    """New data given as ``exog`` (statsmodels) or ``newdata=`` (lme4); no other keyword."""
+    newdata = kwargs.pop("newdata", exog)
+    if kwargs:
+        raise TypeError(f"{where} got unexpected keywords {sorted(kwargs)}")
+    return newdata
 
 
 def _no_override(*values: Any) -> None:
