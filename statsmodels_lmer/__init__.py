@@ -16,10 +16,11 @@ from .exceptions import (
     UnknownColumnError,
 )
 from .fitting.optimizers import available_optimizers
-from .model import Lmer, lmer
+from .model import Lmer, lmer, mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .tools.compare import anova
 from .tools.multilevel import center, variance_explained
+from .tools.panel import mundlak
 
 __version__ = "0.1.0"
 
@@ -40,5 +41,7 @@ __all__ = [
     "datasets",
     "graphics",
     "lmer",
+    "mixedlm",
+    "mundlak",
     "variance_explained",
 ]

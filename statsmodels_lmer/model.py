@@ -19,12 +19,27 @@ from .fitting.fit import OptSummary, fit_theta
 from .fitting.options import FitOptions, unknown_keyword_error
 from .formula import parse_formula
 from .frame import build_model_frame
+from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
-__all__ = ["MODEL_KEYWORDS", "Lmer", "lmer"]
+__all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
 
-MODEL_KEYWORDS = ("weights", "offset", "subset", "missing", "eval_env", "drop_cols")
+MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
+"""statsmodels MixedLM's way of giving the random effects (see :func:`mixedlm`)."""
+
+FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
+"""Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
+
+MODEL_KEYWORDS = (
+    "weights",
+    "offset",
+    "subset",
+    "missing",
+    "eval_env",
+    "drop_cols",
+    *MIXEDLM_KEYWORDS,
+)
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
 
@@ -64,6 +79,8 @@ class Lmer(LikelihoodModel):
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
+        self.mixedlm_spec: MixedLMSpec | None = kwargs.pop("mixedlm_spec", None)
+        self.data_name: str | None = kwargs.pop("data_name", None)
         super().__init__(endog, exog, **kwargs)
         n = len(self.endog)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
@@ -110,6 +127,13 @@ class Lmer(LikelihoodModel):
             counted) or refused.
         eval_env : int or patsy.EvalEnvironment, optional
             Where patsy looks up names that are not columns.
+        groups, re_formula, vc_formula : optional
+            statsmodels MixedLM's random-effects specification, instead of
+            bar terms in the formula: ``groups`` a column name or one value
+            per row, ``re_formula`` the random coefficients per group
+            (``"~Time"``), ``vc_formula`` variance components
+            (``{"Litter": "0 + C(Litter)"}``). They become lme4 terms
+            (``(Time | Pig)``, ``(1 | Pig:Litter)``); see :func:`mixedlm`.
 
         Returns
         -------
@@ -121,6 +145,11 @@ class Lmer(LikelihoodModel):
         if unknown:
             raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         eval_env = _capture_env(kwargs.pop("eval_env", None))
+        data_name = _data_name(data)
+        mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
+        spec = None
+        if any(value is not None for value in mixedlm_args.values()):
+            formula, data, spec = translate_mixedlm(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
         mf = build_model_frame(
             parsed,
@@ -145,6 +174,8 @@ class Lmer(LikelihoodModel):
             n_dropped=mf.n_dropped,
             dropped_columns=mf.dropped_columns,
             lmer_formula=formula,
+            mixedlm_spec=spec,
+            data_name=data_name,
         )
         model.formula = formula
         model.data.frame = mf.frame
@@ -255,7 +286,14 @@ class Lmer(LikelihoodModel):
         """Names of the theta elements."""
         return [name for t in self.random_terms for name in t.theta_names()]
 
-    def fit(self, reml: bool = True, start_theta: Any = None, **kwargs: Any) -> Any:
+    def fit(
+        self,
+        reml: bool = True,
+        start_theta: Any = None,
+        cov_type: str = "nonrobust",
+        cov_kwds: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Fit by REML (default) or maximum likelihood.
 
         The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
@@ -268,6 +306,14 @@ class Lmer(LikelihoodModel):
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
             is a random intercept, else 1 on diagonals and 0 off).
+        cov_type : {"nonrobust", "cluster", "CR2", "CR1S", "CR1", "CR0"}
+            Covariance of the fixed effects used by ``bse``, tests and the
+            summary: lme4's model-based one (default) or cluster-robust, as
+            statsmodels' ``fit(cov_type="cluster", cov_kwds={"groups": g})``;
+            see :meth:`LmerResults.get_robustcov_results`.
+        cov_kwds : dict, optional
+            ``groups`` (column name or one value per fitted row) and
+            ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
             default BOBYQA when nlopt is installed (lme4's ``optimizer``).
@@ -320,6 +366,8 @@ class Lmer(LikelihoodModel):
         res = LmerResults(self, objective.solve(summary.theta), summary, reml)
         for text, category in summary.messages:
             warnings.warn(text, category, stacklevel=_caller_stacklevel())
+        if str(cov_type).lower() != "nonrobust" or cov_kwds:
+            return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -354,8 +402,15 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        raise unknown_keyword_error(where, list(unknown), [*FitOptions.names(), "start_theta"])
+        known = [*FitOptions.names(), *FIT_ARGUMENTS]
+        raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
+
+
+def _data_name(data: Any) -> str | None:
+    """The data set's name when it carries one (``data.attrs["name"]``)."""
+    name = getattr(data, "attrs", {}).get("name") if isinstance(data, pd.DataFrame) else None
+    return name if isinstance(name, str) else None
 
 
 def _check_bool_arg(name: str, value: Any) -> None:
@@ -425,7 +480,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     LmerResultsWrapper
     """
     _check_bool_arg("REML", REML)
-    fit_names = {*FitOptions.names(), "start_theta"}
+    fit_names = {*FitOptions.names(), *FIT_ARGUMENTS}
     known = [*fit_names, *MODEL_KEYWORDS, "REML"]
     unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]
     if unknown:
@@ -434,3 +489,61 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
+
+
+def mixedlm(
+    formula: str,
+    data: pd.DataFrame,
+    re_formula: str | None = None,
+    vc_formula: dict[str, str] | None = None,
+    subset: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> Lmer:
+    """An :class:`Lmer` model from statsmodels MixedLM's arguments, as ``smf.mixedlm``.
+
+    ``sml.mixedlm(formula, data, groups=..., re_formula=..., vc_formula=...)``
+    builds the model that ``statsmodels.formula.api.mixedlm`` describes,
+    written as lme4 terms:
+
+    * random coefficients ``re_formula`` per group: ``(re | groups)`` (a
+      random intercept when neither ``re_formula`` nor ``vc_formula`` is
+      given);
+    * each variance component ``{"name": "0 + C(f)"}``: ``(1 | groups:f)``, a
+      random effect per level of ``f`` within each group with one variance;
+      ``{"name": "0 + x"}`` (numeric ``x``): ``(0 + x | groups)``;
+    * with a constant ``groups`` (MixedLM's idiom for crossed effects) the
+      components are ``(1 | f)``: ``(1 | a) + (1 | b)`` for two factors.
+
+    Parameters
+    ----------
+    formula : str
+        The fixed-effects formula (``"Weight ~ Time"``).
+    data : pandas.DataFrame
+        The data; not modified.
+    re_formula : str, optional
+        Random coefficients per group (``"~Time"``).
+    vc_formula : dict of str, optional
+        Variance components (``{"Litter": "0 + C(Litter)"}``).
+    subset : array_like, optional
+        Rows to use.
+    **kwargs
+        ``groups`` (required: a column name or one value per row) and the
+        other keywords of :meth:`Lmer.from_formula` (``weights``,
+        ``offset``, ``missing``, ...).
+
+    Returns
+    -------
+    Lmer
+        Fit with ``.fit()`` (REML by default, as MixedLM). The results carry
+        MixedLM's names (``fe_params``, ``cov_re``, ``vcomp``,
+        ``random_effects``, ``bse_fe``, ``bse_re``, ...) besides lme4's.
+    """
+    if args:
+        raise TypeError("mixedlm() takes keyword arguments only after subset")
+    if kwargs.get("groups") is None:
+        raise TypeError("mixedlm() needs groups= (a column name or one value per row)")
+    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    return Lmer.from_formula(
+        formula, data, subset=subset, re_formula=re_formula, vc_formula=vc_formula, **kwargs
+    )

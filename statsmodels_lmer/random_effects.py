@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 __all__ = [
     "conditional_draws",
     "new_level_draws",
     "ranef_frames",
     "ranef_long_table",
+    "scaled_z",
     "term_contribution",
 ]
 
@@ -112,3 +114,17 @@ def ranef_long_table(
             pieces.setdefault(term.group, []).append(piece)
     frames = [frame for group in pieces.values() for frame in group]
     return pd.concat(frames, ignore_index=True)
+
+
+def scaled_z(
+    terms: Sequence[Any], theta: np.ndarray, theta_slices: Sequence[slice]
+) -> sp.csr_matrix:
+    """``Z Lambda`` (n x q, sparse): the random-effects design on the spherical scale.
+
+    Columns in the model's term order, each term's level by level, as lme4's
+    ``getME(m, "Z") %*% getME(m, "Lambda")``.
+    """
+    parts = [
+        term.z_matrix() @ term.lambda_block(theta[part]) for term, part in zip(terms, theta_slices)
+    ]
+    return sp.hstack(parts, format="csr")

@@ -163,7 +163,7 @@ class KenwardRoger:
             )
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.cov_params(), dtype=float)
+        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
         self.exog_names = list(res.model.exog_names)
         P, Q, K, names = kr_pieces(res)
         self.varpar_names = names

@@ -82,7 +82,7 @@ class Satterthwaite:
         self.reml = res.reml
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.cov_params(), dtype=float)
+        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
         # The deviance function holds the cross-products: it is used here and
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
