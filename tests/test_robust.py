@@ -25,7 +25,9 @@ import statsmodels_lmer as sml
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REF = json.loads((FIXTURES / "clubsandwich_robust.json").read_text())
 MODELS = REF["models"]
-TYPES = ["CR0", "CR1", "CR1S", "CR2"]
+TYPES = ["CR0", "CR1", "CR1J", "CR2"]
+CLUBSANDWICH_NAME = {"CR0": "CR0", "CR1": "CR1S", "CR1J": "CR1", "CR2": "CR2"}
+"""Our names (CR1 is Stata's factor, as Cameron and Miller name it) -> clubSandwich's."""
 CASES = [(name, kind) for name in MODELS for kind in TYPES]
 
 
@@ -50,7 +52,7 @@ def robust(name: str, kind: str):
 
 
 def reference_vcov(name: str, kind: str) -> np.ndarray:
-    return np.array(MODELS[name]["vcovCR"][kind]["matrix"], dtype=float)
+    return np.array(MODELS[name]["vcovCR"][CLUBSANDWICH_NAME[kind]]["matrix"], dtype=float)
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
@@ -66,7 +68,7 @@ def test_vcov_matches_clubsandwich(name, kind):
 @pytest.mark.parametrize(("name", "kind"), CASES)
 def test_coefficient_tests_match_coef_test(name, kind):
     res = robust(name, kind)
-    table = MODELS[name]["coef_test"][kind]
+    table = MODELS[name]["coef_test"][CLUBSANDWICH_NAME[kind]]
     df = np.array([row["df_Satt"] for row in table], dtype=float)
     np.testing.assert_allclose(res.ddf, df, rtol=1e-6)
     np.testing.assert_allclose(res.tvalues, [row["tstat"] for row in table], rtol=1e-8)
@@ -86,14 +88,14 @@ HYPOTHESES = [
 @pytest.mark.parametrize(("name", "hyp", "kind"), HYPOTHESES)
 def test_wald_tests_match_htz(name, hyp, kind):
     spec = MODELS[name]["wald_test"][hyp]
-    htz = next(row for row in spec["tests"][kind] if row["test"] == "HTZ")
+    htz = next(row for row in spec["tests"][CLUBSANDWICH_NAME[kind]] if row["test"] == "HTZ")
     res = robust(name, kind)
     test = res.f_test(np.array(spec["C"], dtype=float))
     assert float(test.fvalue) == pytest.approx(htz["Fstat"], rel=1e-8)
     assert float(test.df_denom) == pytest.approx(float(htz["df_denom"]), rel=1e-6)
     assert test.df_num == htz["df_num"]
     assert float(test.pvalue) == pytest.approx(htz["p_val"], rel=1e-5, abs=1e-300)
-    chisq = next(row for row in spec["tests"][kind] if row["test"] == "chi-sq")
+    chisq = next(row for row in spec["tests"][CLUBSANDWICH_NAME[kind]] if row["test"] == "chi-sq")
     wald = res.wald_test(np.array(spec["C"], dtype=float), use_f=False, scalar=True)
     assert float(wald.statistic) == pytest.approx(chisq["Fstat"] * chisq["df_num"], rel=1e-8)
 

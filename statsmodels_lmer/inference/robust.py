@@ -8,8 +8,10 @@ residuals ``e_j = y_j - X_j beta``:
 
 ``V_CR = M [sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j] M``
 
-with ``A_j`` the type's adjustment: ``I`` (CR0), ``sqrt(J / (J - 1)) I``
-(CR1), ``sqrt(J (N - 1) / ((J - 1)(N - p))) I`` (CR1S, Stata's factor) or
+with ``A_j`` the type's adjustment: ``I`` (CR0),
+``sqrt(J (N - 1) / ((J - 1)(N - p))) I`` (CR1, Stata's small-sample factor, as
+Cameron and Miller name it and statsmodels' OLS uses it; clubSandwich calls it
+CR1S, also accepted here), ``sqrt(J / (J - 1)) I`` (CR1J, clubSandwich's CR1) or
 Bell and McCaffrey's bias-reduced linearization (CR2) with the fitted model
 as working covariance: ``A_j = F_j' G_j^-1/2 F_j``, ``F_j' F_j = V_j``,
 ``G_j = F_j (V_j - X_j M X_j') F_j'`` (inverse root over eigenvalues above
@@ -53,7 +55,10 @@ __all__ = [
     "robust_from_options",
 ]
 
-ROBUST_TYPES = ("CR0", "CR1", "CR1S", "CR2")
+ROBUST_TYPES = ("CR0", "CR1", "CR1J", "CR2")
+"""Cluster-robust types: CR1 is Stata's factor (clubSandwich's CR1S), CR1J is ``J / (J - 1)``."""
+
+_ALIASES = {"CR1S": "CR1"}
 """The cluster-robust covariance types (clubSandwich's names)."""
 
 _EIGEN_TOL = 1e-12
@@ -236,14 +241,14 @@ def cluster_robust(res: Any, groups: Any = None, type: str = "CR2") -> ClusterRo
     groups : str, array_like or None
         Cluster variable: a column of the fitted data, one value per fitted
         row, or None for the grouping factor with the fewest levels.
-    type : {"CR2", "CR1S", "CR1", "CR0"}
+    type : {"CR2", "CR1", "CR1J", "CR0"}
         The adjustment (see the module notes).
 
     Returns
     -------
     ClusterRobust
     """
-    kind = str(type).upper()
+    kind = _ALIASES.get(str(type).upper(), str(type).upper())
     if kind not in ROBUST_TYPES:
         raise ValueError(f"type must be one of {', '.join(ROBUST_TYPES)}; got {type!r}")
     model = res.model
@@ -283,10 +288,10 @@ def cluster_robust(res: Any, groups: Any = None, type: str = "CR2") -> ClusterRo
 
 
 def _scalar_adjustment(kind: str, n_clusters: int, nobs: int, n_fixed: int) -> float:
-    """``A_j = a I`` for CR0, CR1 and CR1S (CR2: 1, unused)."""
-    if kind == "CR1":
+    """``A_j = a I`` for CR0, CR1J and CR1 (CR2: 1, unused)."""
+    if kind == "CR1J":
         return float(np.sqrt(n_clusters / (n_clusters - 1)))
-    if kind == "CR1S":
+    if kind == "CR1":
         return float(np.sqrt(n_clusters * (nobs - 1) / ((n_clusters - 1) * (nobs - n_fixed))))
     return 1.0
 
@@ -308,7 +313,7 @@ def _cluster_pieces(
     return bread @ WX.T @ A, V
 
 
-COV_TYPES = ("nonrobust", "cluster", *ROBUST_TYPES)
+COV_TYPES = ("nonrobust", "cluster", *ROBUST_TYPES, *_ALIASES)
 """``cov_type`` values of ``fit`` and ``get_robustcov_results``."""
 
 
@@ -316,7 +321,7 @@ def robust_from_options(res: Any, cov_type: str, options: dict[str, Any]) -> Clu
     """Parse statsmodels' ``cov_type`` and keywords; None for ``"nonrobust"``.
 
     ``cov_type="cluster"`` takes ``groups`` and ``type`` (default ``"CR2"``,
-    clubSandwich's default); ``cov_type="CR0"`` (or CR1, CR1S, CR2) is the
+    clubSandwich's default); ``cov_type="CR0"`` (or CR1, CR1J, CR2) is the
     same with that type.
     """
     if not isinstance(cov_type, str) or cov_type.upper() not in {c.upper() for c in COV_TYPES}:
