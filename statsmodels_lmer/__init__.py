@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import datasets, graphics
+from ._parallel import progress_settings, set_progress
 from .exceptions import (
     DataError,
     FormulaError,
@@ -40,5 +41,7 @@ __all__ = [
     "datasets",
     "graphics",
     "lmer",
+    "progress_settings",
+    "set_progress",
     "variance_explained",
 ]

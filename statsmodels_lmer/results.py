@@ -22,6 +22,7 @@ from statsmodels.stats.contrast import ContrastResults
 from .engine.objective import Solution
 from .fitting.fit import OptSummary
 from .fitting.options import FitOptions
+from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
 from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
 from .inference.kenward_roger import KenwardRoger
 from .inference.satterthwaite import Satterthwaite
@@ -33,6 +34,7 @@ from .random_effects import ranef_frames, ranef_long_table, term_contribution
 from .summary import lmer_summary
 from .tools import allfit as allfit_tool
 from .tools import compare, diagnostics, multilevel, predict, simulate
+from .tools.influence import InfluenceResult, influence
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -564,6 +566,37 @@ class LmerResults(LikelihoodModelResults):
         optimizers agree.
         """
         return allfit_tool.allfit(self, **kwargs)
+
+    def influence(
+        self, group: str | None = None, method: str = "one-step", **kwargs: Any
+    ) -> InfluenceResult:
+        """Influence of each group on the fixed effects (HLMdiag's ``hlm_influence``).
+
+        Cook's distance, MDFFITS, COVTRACE, COVRATIO and leverage for deleting
+        each level of ``group``. See :func:`statsmodels_lmer.tools.influence.influence`
+        (``method="full"`` refits; ``progress=``); the result has ``.frame``
+        and ``.plot()``.
+        """
+        return influence(self, group=group, method=method, **kwargs)
+
+    def exact_rlrt(
+        self, m_alt: Any = None, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact restricted LRT of this model's one variance component (RLRsim's ``exactRLRT``).
+
+        ``m_alt`` and ``m0`` test the component inside a larger model. See
+        :func:`statsmodels_lmer.inference.exact_lrt.exact_rlrt`.
+        """
+        return exact_rlrt(self, m_alt, m0, nsim=nsim, seed=seed, **kwargs)
+
+    def exact_lrt(
+        self, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact LRT of this model's one variance component (RLRsim's ``exactLRT``).
+
+        See :func:`statsmodels_lmer.inference.exact_lrt.exact_lrt`.
+        """
+        return exact_lrt(self, m0, nsim=nsim, seed=seed, **kwargs)
 
     # -- intervals ------------------------------------------------------
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any) -> pd.DataFrame:
