@@ -42,6 +42,29 @@ def term_for_group(terms: Sequence[Any], group: str | None) -> Any:
     raise KeyError(f"no grouping factor {group!r}; the model's grouping factors are {known}")
 
 
+def varcorr_labels(
+    varcorr: pd.DataFrame, terms: Sequence[Any], variances: bool = False
+) -> list[str]:
+    """Descriptive names of the rows of ``varcorr`` (``LmerResults.varcorr``).
+
+    ``sd_Intercept|Subject``, ``cor_Days.Intercept|Subject`` and ``sigma`` (as
+    ``profile(signames=False)``), or with ``variances`` ``var_...``, ``cov_...``
+    and ``sigma2``. Terms are named by their grouping factor.
+    """
+    group_of = {term.label: term.group for term in terms}
+    one, two, residual = ("var", "cov", "sigma2") if variances else ("sd", "cor", "sigma")
+    labels = []
+    for grp, var1, var2 in zip(varcorr["grp"], varcorr["var1"], varcorr["var2"]):
+        group = group_of.get(grp, grp)
+        if grp == "Residual":
+            labels.append(residual)
+        elif var2 is None or (isinstance(var2, float) and np.isnan(var2)):
+            labels.append(f"{one}_{var1}|{group}")
+        else:
+            labels.append(f"{two}_{var2}.{var1}|{group}")
+    return labels
+
+
 def term_contribution(Z: np.ndarray, codes: np.ndarray, effects: np.ndarray) -> np.ndarray:
     """``Z_i b_i`` row by row: ``sum_p Z[n, p] effects[codes[n], p]``.
 
@@ -131,26 +154,3 @@ def ranef_long_table(
             pieces.setdefault(term.group, []).append(piece)
     frames = [frame for group in pieces.values() for frame in group]
     return pd.concat(frames, ignore_index=True)
-
-
-def varcorr_labels(
-    varcorr: pd.DataFrame, terms: Sequence[Any], variances: bool = False
-) -> list[str]:
-    """Descriptive names of the rows of ``varcorr`` (``LmerResults.varcorr``).
-
-    ``sd_Intercept|Subject``, ``cor_Days.Intercept|Subject`` and ``sigma`` (as
-    ``profile(signames=False)``), or with ``variances`` ``var_...``, ``cov_...``
-    and ``sigma2``. Terms are named by their grouping factor.
-    """
-    group_of = {term.label: term.group for term in terms}
-    one, two, residual = ("var", "cov", "sigma2") if variances else ("sd", "cor", "sigma")
-    labels = []
-    for grp, var1, var2 in zip(varcorr["grp"], varcorr["var1"], varcorr["var2"]):
-        group = group_of.get(grp, grp)
-        if grp == "Residual":
-            labels.append(residual)
-        elif var2 is None or (isinstance(var2, float) and np.isnan(var2)):
-            labels.append(f"{one}_{var1}|{group}")
-        else:
-            labels.append(f"{two}_{var2}.{var1}|{group}")
-    return labels
