@@ -7,6 +7,7 @@ Usage::
     python benchmarks/run.py --write         # also write docs/benchmarks.md, the plot, results.json
     python benchmarks/run.py --models InstEval crossed-1e6 --repeats 3 --no-r
     python benchmarks/run.py --list          # the models
+    python benchmarks/run.py --no-progress   # no progress bars (the line per model stays)
 
 The pieces: ``cases.py`` (the models), ``workers.py`` (what runs in each fresh
 Python process: our fits, MixedLM's, one evaluation against n),
@@ -30,6 +31,7 @@ from cases import CASES, DEVFUN_NS, QUICK_DEVFUN_NS, Case, select
 from lme4_timing import time_lme4
 from machine import import_time, machine, package_digest
 from report import RESULTS, Row, other_cell, print_summary, seconds_cell, write_outputs
+from tqdm import tqdm
 from workers import MIXEDLM_LIMIT
 
 WORKERS = Path(__file__).resolve().parent / "workers.py"
@@ -65,12 +67,18 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also save the raw results to this file")
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
     try:
         args.cases = select(args.models, args.quick)
     except KeyError as error:
         parser.error(error.args[0])
     return args
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    """A bar over the models on stderr; its ``write`` keeps the per-model lines above it."""
+    return tqdm(total=total, desc=desc, unit="model", disable=not enabled, file=sys.stderr)
 
 
 def list_cases() -> None:
@@ -81,39 +89,49 @@ def list_cases() -> None:
         print(f"{case.name:25s} {case.formula}" + (f"  ({', '.join(flags)})" if flags else ""))
 
 
-def run_lme4(rows: list[Row], repeats: int) -> dict:
+def run_lme4(rows: list[Row], repeats: int, progress: bool = True) -> dict:
     """lme4's results into the rows (skipped ones marked); information on R."""
     runs = [row.case for row in rows if not row.case.lme4_skip_reason]
-    results, r_info = time_lme4(
-        runs, repeats, lambda item: print(f"  lme4 {item['name']}: {other_cell(item)}", flush=True)
-    )
+    with progress_bar(len(runs), "lme4 (one Rscript process)", progress) as bar:
+
+        def report(item: dict) -> None:
+            bar.write(f"  lme4 {item['name']}: {other_cell(item)}")
+            bar.update()
+
+        results, r_info = time_lme4(runs, repeats, report)
     for row in rows:
         reason = row.case.lme4_skip_reason
         row.lme4 = {"skipped": True, "reason": reason} if reason else results.get(row.case.name)
     return r_info
 
 
-def run_ours_and_mixedlm(row: Row, repeats: int, mixedlm: bool) -> None:
+def run_ours_and_mixedlm(row: Row, repeats: int, mixedlm: bool, bar: tqdm) -> None:
     """Our fit, and MixedLM's where it can fit the model, each in a fresh process."""
     case: Case = row.case
+    bar.set_postfix_str(f"fitting {case.name}")
     row.ours = run_worker(["ours", case.name, str(repeats)], WORKER_LIMIT)
     shown = seconds_cell(row.ours["seconds"]) if "seconds" in row.ours else row.ours.get("error")
-    print(f"  ours {case.name}: {shown}", flush=True)
+    bar.write(f"  ours {case.name}: {shown}")
     if case.mixedlm is not None and mixedlm:
+        bar.set_postfix_str(f"MixedLM on {case.name}")
         row.mixedlm = run_worker(
             ["mixedlm", case.name, str(repeats), str(MIXEDLM_LIMIT)], MIXEDLM_LIMIT + 120
         )
-        print(f"  MixedLM {case.name}: {other_cell(row.mixedlm)}", flush=True)
+        bar.write(f"  MixedLM {case.name}: {other_cell(row.mixedlm)}")
+    bar.update()
 
 
-def run_devfun(ns: tuple[int, ...]) -> list[dict]:
+def run_devfun(ns: tuple[int, ...], progress: bool = True) -> list[dict]:
     """One evaluation against n, each n in a fresh process."""
     series = []
-    for n in ns:
-        item = run_worker(["devfun", str(n)], WORKER_LIMIT)
-        item.setdefault("n", n)
-        series.append(item)
-        print(f"  devfun n={n}: {item.get('eval_ms', item.get('error'))} ms", flush=True)
+    with progress_bar(len(ns), "one evaluation against n", progress) as bar:
+        for n in ns:
+            bar.set_postfix_str(f"n = {n}")
+            item = run_worker(["devfun", str(n)], WORKER_LIMIT)
+            item.setdefault("n", n)
+            series.append(item)
+            bar.write(f"  devfun n={n}: {item.get('eval_ms', item.get('error'))} ms")
+            bar.update()
     return series
 
 
@@ -135,10 +153,13 @@ def main() -> None:
     print(f"import statsmodels_lmer: {imports['seconds']:.2f} s", flush=True)
 
     rows = [Row(case) for case in args.cases]
-    r_info = {} if args.no_r else run_lme4(rows, args.repeats)
-    for row in rows:
-        run_ours_and_mixedlm(row, args.repeats, not args.no_mixedlm)
-    series = [] if args.no_devfun else run_devfun(QUICK_DEVFUN_NS if args.quick else DEVFUN_NS)
+    progress = not args.no_progress
+    r_info = {} if args.no_r else run_lme4(rows, args.repeats, progress)
+    with progress_bar(len(rows), "statsmodels_lmer (a process per model)", progress) as bar:
+        for row in rows:
+            run_ours_and_mixedlm(row, args.repeats, not args.no_mixedlm, bar)
+    ns = QUICK_DEVFUN_NS if args.quick else DEVFUN_NS
+    series = [] if args.no_devfun else run_devfun(ns, progress)
     print_summary(rows, series, imports)
 
     elapsed = time.perf_counter() - started

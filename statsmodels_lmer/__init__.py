@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import datasets, graphics
+from ._parallel import progress_settings, set_progress
 from .exceptions import (
     DataError,
     FormulaError,
@@ -43,5 +44,7 @@ __all__ = [
     "lmer",
     "mixedlm",
     "mundlak",
+    "progress_settings",
+    "set_progress",
     "variance_explained",
 ]

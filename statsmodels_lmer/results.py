@@ -23,6 +23,7 @@ from .engine.objective import Solution
 from .fitting.fit import OptSummary
 from .fitting.options import FitOptions
 from .inference.contrast_results import LmerContrastResults
+from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
 from .inference.hypotheses import (
     anova_table,
     coef_table,
@@ -50,6 +51,7 @@ from .tools import (
     prediction,
     simulate,
 )
+from .tools.influence import InfluenceResult, influence
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -753,6 +755,37 @@ class LmerResults(LikelihoodModelResults):
         optimizers agree.
         """
         return allfit_tool.allfit(self, **kwargs)
+
+    def influence(
+        self, group: str | None = None, method: str = "one-step", **kwargs: Any
+    ) -> InfluenceResult:
+        """Influence of each group on the fixed effects (HLMdiag's ``hlm_influence``).
+
+        Cook's distance, MDFFITS, COVTRACE, COVRATIO and leverage for deleting
+        each level of ``group``. See :func:`statsmodels_lmer.tools.influence.influence`
+        (``method="full"`` refits; ``progress=``); the result has ``.frame``
+        and ``.plot()``.
+        """
+        return influence(self, group=group, method=method, **kwargs)
+
+    def exact_rlrt(
+        self, m_alt: Any = None, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact restricted LRT of this model's one variance component (RLRsim's ``exactRLRT``).
+
+        ``m_alt`` and ``m0`` test the component inside a larger model. See
+        :func:`statsmodels_lmer.inference.exact_lrt.exact_rlrt`.
+        """
+        return exact_rlrt(self, m_alt, m0, nsim=nsim, seed=seed, **kwargs)
+
+    def exact_lrt(
+        self, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact LRT of this model's one variance component (RLRsim's ``exactLRT``).
+
+        See :func:`statsmodels_lmer.inference.exact_lrt.exact_lrt`.
+        """
+        return exact_lrt(self, m0, nsim=nsim, seed=seed, **kwargs)
 
     # -- intervals ------------------------------------------------------
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any) -> pd.DataFrame:
