@@ -46,7 +46,7 @@ def plot_profile(
     conf : sequence of float
         Confidence levels whose limits are marked.
     absval : bool
-        Plot |zeta| (lme4's ``absVal = TRUE``).
+        Plot ``|zeta|`` (lme4's ``absVal = TRUE``).
     ncols : int, optional
         Panels per row of a new figure (default up to 4).
 

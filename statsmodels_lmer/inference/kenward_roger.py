@@ -2,13 +2,13 @@
 
 The marginal covariance of the response is linear in the variance parameters
 ``phi`` (the elements of each term's covariance ``Psi_t = sigma^2 T_t T_t'``,
-lower triangle column by column, then the residual variance ``sigma^2``):
+lower triangle column by column, then the residual variance ``sigma^2``)::
 
     Sigma = Z D Z' + sigma^2 W^-1 = sum_i phi_i G_i,
     G_i = Z (I_l (x) E_ab) Z'  for element (a, b) of Psi_t,   G_res = W^-1,
 
 with ``E_ab`` the symmetric unit matrix of the element. Kenward and Roger
-(1997), as pbkrtest's ``vcovAdj`` computes them, with ``Phi = vcov(beta)``:
+(1997), as pbkrtest's ``vcovAdj`` computes them, with ``Phi = vcov(beta)``::
 
     P_i  = -X' Sigma^-1 G_i Sigma^-1 X
     Q_ij =  X' Sigma^-1 G_i Sigma^-1 G_j Sigma^-1 X
@@ -20,7 +20,7 @@ with ``E_ab`` the symmetric unit matrix of the element. Kenward and Roger
 
 For a contrast matrix ``L`` of rank ``q`` (pbkrtest's ``.KR_adjust`` and
 ``Lb_ddf``): ``Theta = L' (L Phi L')^-1 L``, ``u_i = Theta Phi P_i Phi``,
-``A1 = sum_ij W_ij tr(u_i) tr(u_j)``, ``A2 = sum_ij W_ij tr(u_i u_j)`` and
+``A1 = sum_ij W_ij tr(u_i) tr(u_j)``, ``A2 = sum_ij W_ij tr(u_i u_j)`` and::
 
     B = (A1 + 6 A2) / (2q),  g = ((q+1) A1 - (q+4) A2) / ((q+2) A2),
     c1 = g / (3q + 2(1-g)),  c2 = (q-g) / (3q + 2(1-g)),  c3 = (q+2-g) / (3q + 2(1-g)),
@@ -33,7 +33,7 @@ the scaling is exactly 1 and ``ddf = 2 / A2``; lmerTest then reports the t value
 ``(l'b - rhs) / sqrt(l' Phi_A l)``.
 
 pbkrtest forms ``Sigma`` and the ``G_i`` as n x n matrices and inverts
-``Sigma`` (O(n^3)). Here everything goes through Woodbury's identity,
+``Sigma`` (O(n^3)). Here everything goes through Woodbury's identity::
 
     Sigma^-1 = (W - W Z Lambda M^-1 Lambda' Z' W) / sigma^2,   M = Lambda' Z'WZ Lambda + I,
 

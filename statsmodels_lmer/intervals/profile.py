@@ -216,7 +216,7 @@ def _fill(
     point: Callable[[float, np.ndarray], np.ndarray],
     grid: _Grid,
 ) -> list[np.ndarray]:
-    """lme4's ``fillmat``: step away from the estimate until |zeta| exceeds the cutoff.
+    """lme4's ``fillmat``: step away from the estimate until ``|zeta|`` exceeds the cutoff.
 
     Stops at a bound, after ``maxpts`` points, or (unlike lme4, which creeps on in
     steps of 1e-6) at a point where the inner optimization failed.
@@ -321,7 +321,7 @@ def profile(
     The grid is lme4's: the first step moves the estimate by 1% (by ``1e-3`` from a zero
     estimate; by ``delta`` standard errors for a fixed effect), then secant steps aim at
     increments of ``delta`` in zeta (at most ``maxmult`` times the previous step), until
-    |zeta| exceeds ``sqrt(qchisq(1 - alpha_max, npar))`` with ``npar`` the total number
+    ``|zeta|`` exceeds ``sqrt(qchisq(1 - alpha_max, npar))`` with ``npar`` the total number
     of parameters, a bound is reached, or ``maxpts`` points were used on one side.
 
     Parameters
@@ -332,7 +332,7 @@ def profile(
         ``"theta_"`` (all variance parameters) or ``"beta_"`` (all fixed effects);
         default all.
     alpha_max : float
-        Sets the largest |zeta| profiled (lme4's ``alphamax``).
+        Sets the largest ``|zeta|`` profiled (lme4's ``alphamax``).
     maxpts, delta, delta_cutoff, maxmult
         lme4's grid controls; ``delta`` defaults to ``delta_cutoff`` times the cutoff.
     signames : bool
@@ -466,7 +466,7 @@ class ProfileResult:
     deviance : float
         The ML deviance at the estimates.
     cutoff : float
-        The largest |zeta| profiled.
+        The largest ``|zeta|`` profiled.
     refit_ml : bool
         Whether a REML fit was refitted by ML to profile it (as lme4).
     labels : dict

@@ -5,7 +5,7 @@ fixed effects by ``beta_hat - beta_hat_(I)``. With the variance parameters
 held at their estimates (``V = sigma^2 (W^-1 + Z Lambda Lambda' Z')`` fixed),
 this change has a closed form (Christensen, Pearson and Johnson 1992; the
 "one-step" measures of HLMdiag, Loy and Hofmann 2014). With ``C = vcov(beta)
-= (X' V^-1 X)^-1``, ``P = V^-1 - V^-1 X C X' V^-1`` and ``e = y - X beta``:
+= (X' V^-1 X)^-1``, ``P = V^-1 - V^-1 X C X' V^-1`` and ``e = y - X beta``::
 
     beta - beta_(I) = C (V^-1 X)_I' (P_II)^-1 (V^-1 e)_I
     Cook's distance   D_I = (beta - beta_(I))' C^-1 (beta - beta_(I)) / p
