@@ -14,6 +14,7 @@ from .exceptions import (
     ResponseTypeError,
     SingularFitWarning,
     UnknownColumnError,
+    UnsafeFormulaError,
 )
 from .fitting.optimizers import available_optimizers
 from .model import Lmer, lmer
@@ -33,6 +34,7 @@ __all__ = [
     "ResponseTypeError",
     "SingularFitWarning",
     "UnknownColumnError",
+    "UnsafeFormulaError",
     "__version__",
     "anova",
     "available_optimizers",

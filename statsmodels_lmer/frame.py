@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,19 @@ import pandas as pd
 import patsy
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
-from .formula import ParsedFormula
+from .data_checks import (
+    check_exact_fit,
+    check_magnitudes,
+    check_observations,
+    check_response_type,
+    numeric_objects,
+    owned_frame,
+    random_columns,
+    refuse_datetimes,
+    select_rows,
+)
+from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
+from .formula import ParsedFormula, deep_parsing, quote_formula
 from .terms import RandomTerm, build_random_terms
 
 __all__ = [
@@ -58,6 +68,10 @@ class ModelFrame:
         Rows dropped for missing values.
     dropped_columns : list of str
         Fixed-effects columns dropped as aliased (rank deficiency).
+    formula : ParsedFormula or None
+        The formula as evaluated (column names patsy cannot read quoted).
+    codes : tuple of str
+        The Python code of the response and of every term (patsy's factor codes).
     """
 
     endog: pd.Series
@@ -69,6 +83,8 @@ class ModelFrame:
     frame: pd.DataFrame
     n_dropped: int
     dropped_columns: list[str]
+    formula: ParsedFormula | None = None
+    codes: tuple[str, ...] = ()
 
 
 def build_model_frame(
@@ -82,13 +98,18 @@ def build_model_frame(
 ) -> ModelFrame:
     """Build and check the model arrays; see :class:`ModelFrame`.
 
+    Column names patsy cannot read as Python (``x.1``, ``class``, a column
+    named ``Intercept``) are quoted as ``Q("x.1")`` first.
+
     Raises
     ------
     UnknownColumnError
         A grouping factor, weights or offset column is not in the data.
     DataError
         No usable rows, missing values with ``missing="raise"``, non-finite
-        values, invalid weights, or grouping factors lme4 would refuse.
+        values, invalid weights, grouping factors lme4 would refuse, a
+        constant response, fewer observations than coefficients, dates used
+        as predictors or values too large or small for double precision.
     ResponseTypeError
         The response, weights or offset are not numeric.
     FormulaError
@@ -96,12 +117,14 @@ def build_model_frame(
     """
     data = _as_frame(data)
     if subset is not None:
-        data = data.loc[subset]
+        data = select_rows(data, subset)
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    parsed = quote_formula(parsed, data.columns)
     weights = _column_or_array(weights, data, "weights")
     offset = _column_or_array(offset, data, "offset")
-    used = _used_columns(parsed, data)
+    with deep_parsing(parsed.fixed):
+        used, bare, codes = _used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
     if used:
         incomplete |= data[used].isna().any(axis=1).to_numpy()
@@ -115,19 +138,46 @@ def build_model_frame(
             f"the model uses ({', '.join(map(str, used))}); pass missing='drop' to "
             "drop them"
         )
-    frame = data.loc[~incomplete] if n_dropped else data.copy(deep=False)
-    if len(frame) == 0:
-        raise DataError("no rows left to fit: every row has a missing value")
+    if n_dropped == len(data):
+        raise DataError(
+            f"no rows left to fit: every row has a missing value in a column the model "
+            f"uses ({', '.join(map(str, used))}; {len(data)} rows)"
+        )
+    frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
+    grouping = {name for bar in parsed.bars for name in bar.factors}
+    frame = numeric_objects(frame, [c for c in used if str(c) in bare and c not in grouping])
+    refuse_datetimes(frame, [c for c in used if str(c) in bare and c not in grouping])
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
-    endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
-    exog, dropped = _drop_aliased(exog)
-    if check_scale_x(exog.to_numpy(dtype=float)):
-        warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
+    with deep_parsing(parsed.fixed):
+        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
     terms = build_random_terms(parsed.bars, frame, eval_env)
+    y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
+    _check_magnitudes(parsed.response, y, exog, terms, weights)
+    exog, dropped = _drop_aliased(exog)
+    check_observations(parsed.response, y, exog.shape[1], offset is not None)
+    check_exact_fit(parsed.response, exog.to_numpy(dtype=float), y)
+    if check_scale_x(exog.to_numpy(dtype=float)):
+        warn(SCALE_MESSAGE, ValueWarning)
     _check_groups(terms, len(frame))
-    return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
+    return ModelFrame(
+        endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
+    )
+
+
+def _check_magnitudes(
+    response: str,
+    y: np.ndarray,
+    exog: pd.DataFrame,
+    terms: list[RandomTerm],
+    weights: np.ndarray | None,
+) -> None:
+    """Every column's magnitude within double precision's reach (see :func:`check_magnitudes`)."""
+    columns = {f"response {response!r}": y}
+    columns.update({f"fixed-effects column {c!r}": exog[c].to_numpy(float) for c in exog})
+    columns.update(random_columns(terms))
+    check_magnitudes(columns, weights)
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
@@ -194,12 +244,18 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+def _used_columns(
+    parsed: ParsedFormula, data: pd.DataFrame
+) -> tuple[list[str], set[str], tuple[str, ...]]:
+    """The columns the model uses, those used bare (a whole term: ``x``, not ``C(x)``),
+    and the code of the response and of every term.
+    """
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
         desc = patsy.ModelDesc.from_formula(text)
-        for term in desc.lhs_termlist + desc.rhs_termlist:
+        for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
+    bare = {_bare_name(code) for code in codes} - {None}
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -219,7 +275,27 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
                 )
             names.add(name)
     names |= response_names
-    return [column for column in data.columns if str(column) in names]
+    used = [column for column in data.columns if str(column) in names]
+    return used, bare, (parsed.response, *codes)
+
+
+def _bare_name(code: str) -> str | None:
+    """The column a factor's code names on its own (``x`` or ``Q("x")``), else None."""
+    try:
+        node = ast.parse(code, mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Name):
+        return node.id
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Q"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        return str(node.args[0].value)
+    return None
 
 
 def _suggest(name: str, data: pd.DataFrame) -> str:
@@ -255,12 +331,8 @@ def _fixed_part(
         raise UnknownColumnError(
             f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
         ) from None
+    check_response_type(parsed.response, y.design_info)
     y_names = y.design_info.column_names
-    if len(y_names) != 1:
-        raise ResponseTypeError(
-            f"response {parsed.response!r} is not numeric (it expanded to the "
-            f"columns {y_names}); convert it to numbers first"
-        )
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y_names[0])
     if not np.all(np.isfinite(endog.to_numpy())):
         raise DataError(f"response {parsed.response!r} has non-finite values")
@@ -281,11 +353,14 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
 
     Like R's ``qr(X, tol = 1e-7)`` used by lme4: a column is aliased when its
     residual after projection on the kept earlier columns is below ``tol``
-    times its norm.
+    times its norm. With more columns than rows, the columns past the rank
+    are aliased.
     """
     if X.shape[1] == 0:
         return []
-    diag = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+    diag = np.zeros(X.shape[1])
+    found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+    diag[: len(found)] = found
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
 
@@ -324,12 +399,11 @@ def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]
-    warnings.warn(
+    warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
         f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
         f"{', '.join(names)}",
         ValueWarning,
-        stacklevel=4,
     )
     return exog.drop(columns=names), names
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import patsy
 import scipy.sparse as sp
 import statsmodels.base.wrapper as wrap
 from scipy import stats
@@ -21,7 +20,7 @@ from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
 from .fitting.fit import OptSummary
-from .fitting.options import FitOptions
+from .fitting.options import FitOptions, unknown_keyword_error
 from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
 from .inference.kenward_roger import KenwardRoger
 from .inference.satterthwaite import Satterthwaite
@@ -484,6 +483,7 @@ class LmerResults(LikelihoodModelResults):
         *,
         re_formula: Any = None,
         allow_new_levels: bool = False,
+        offset: Any = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Predictions for new data, as lme4's ``predict(m, newdata, re.form, ...)``.
@@ -502,16 +502,25 @@ class LmerResults(LikelihoodModelResults):
         allow_new_levels : bool
             Levels not seen in fitting get zero random effects instead of an
             error (nested terms keep the effects of the known outer levels).
+            Levels match by value whatever the column's type (``3``, ``3.0``
+            and ``"3"`` are one level).
+        offset : array_like or str, optional
+            The offset of each row; by default the fitted offset for the
+            fitted rows, or the column it was taken from. A model fitted with
+            an offset array needs it for new data.
 
         Returns
         -------
         ndarray
-            NaN for rows with a missing value in a column the model uses.
+            Fixed part, offset and the selected random effects; NaN for rows
+            with a missing value in a column the model uses.
         """
         newdata = kwargs.pop("newdata", exog)
         if kwargs:
-            raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
-        return predict.predict(self, newdata, re_formula, allow_new_levels)
+            raise unknown_keyword_error(
+                "predict()", list(kwargs), ["newdata", "re_formula", "allow_new_levels", "offset"]
+            )
+        return predict.predict(self, newdata, re_formula, allow_new_levels, offset)
 
     def simulate(
         self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False
@@ -548,11 +557,7 @@ class LmerResults(LikelihoodModelResults):
             if name in model_kwargs:
                 fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)
-        if data is None:
-            data = model.data.frame
-            model_kwargs.setdefault("weights", model.weights)
-            model_kwargs.setdefault("offset", model.offset)
-        model_kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
+        data, model_kwargs = simulate.update_arguments(model, data, model_kwargs)
         new = type(model).from_formula(formula or model.lmer_formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 

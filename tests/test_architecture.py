@@ -19,8 +19,11 @@ PACKAGE = ROOT / "statsmodels_lmer"
 LAYERS = [
     ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*"],
     ["formula"],
+    ["restricted"],
     ["terms"],
+    ["data_checks"],
     ["frame"],
+    ["formula_env"],
     ["engine.blocks"],
     ["engine.objective"],
     ["engine"],

@@ -116,11 +116,13 @@ class FitOptions:
 
 
 def unknown_keyword_error(where: str, unknown: list[str], known: list[str]) -> TypeError:
-    """A TypeError naming unknown keywords and suggesting close known ones."""
+    """A TypeError naming unknown keywords and suggesting close known ones (any case)."""
+    by_lower = {k.lower(): k for k in known}
     parts = []
     for name in sorted(unknown):
-        close = difflib.get_close_matches(name, known, n=1)
-        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+        hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
     plural = "s" if len(unknown) > 1 else ""
     return TypeError(f"{where} got unexpected keyword argument{plural} {', '.join(parts)}")
 
