@@ -1,23 +1,125 @@
-"""Progress bars and worker processes, the one implementation of each.
+"""Progress bars, worker processes and BLAS threads, the one implementation of each.
 
 ``n_jobs`` means what it means in joblib and scikit-learn everywhere in the
 package: ``None``, 0 or 1 run in this process, ``k > 1`` uses ``k`` worker
 processes, ``-1`` every CPU, ``-2`` all but one, and so on. Each worker is
 limited to one BLAS thread, so that ``k`` workers use ``k`` cores rather than
 ``k`` times the BLAS pool.
+
+BLAS threads: numpy and scipy each bring an OpenBLAS thread pool whose
+threads spin while they wait. On a machine whose cores are busy with other
+work, a multi-threaded factorization of a moderate matrix can then take a
+hundred times longer than on one thread. A fit therefore runs on one BLAS
+thread unless its dense block has at least :data:`SMALL_BLOCK` rows, where
+several threads pay off on a quiet machine; ``threads=`` sets the number.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
 
-__all__ = ["Progress", "effective_jobs", "map_in_workers"]
+__all__ = [
+    "SMALL_BLOCK",
+    "THREADED_BLOCK",
+    "Progress",
+    "blas_threads",
+    "check_threads",
+    "effective_jobs",
+    "map_in_workers",
+    "threads_for_block",
+]
+
+SMALL_BLOCK = 4000
+"""Dense blocks of fewer rows are factored on one BLAS thread by default."""
+
+THREADED_BLOCK = 64
+"""Below this many rows BLAS works on one thread anyway: evaluations skip the limit's cost."""
+
+_CONTROLLER: list[ThreadpoolController] = []
+_LIMIT_LOCK = threading.Lock()
+_ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None}
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads=``: None (automatic) or a whole number of BLAS threads, at least 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be a whole number or None, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+def threads_for_block(block_rows: int, threads: int | None) -> int | None:
+    """The BLAS thread limit for work on a dense block of ``block_rows`` rows.
+
+    ``threads`` when given; otherwise 1 below :data:`SMALL_BLOCK` rows and
+    None (BLAS's own default) from there on.
+    """
+    if threads is not None:
+        return threads
+    return 1 if block_rows < SMALL_BLOCK else None
+
+
+def _controller() -> ThreadpoolController:
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+@contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Run the block with at most ``limit`` BLAS threads (None: leave them as they are).
+
+    numpy's and scipy's pools are both limited, and restored when the last
+    such block ends. BLAS's setting is process-wide, so blocks that overlap
+    (nested, or in several threads at once) share the first one's limit, and
+    the caller's setting is restored only once all have ended.
+    """
+    if limit is None:
+        yield
+        return
+    with _LIMIT_LOCK:
+        if _ACTIVE["depth"] == 0:
+            _release_control()
+            _ACTIVE["limiter"] = _controller().limit(limits=limit, user_api="blas")
+        _ACTIVE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _ACTIVE["depth"] -= 1
+            if _ACTIVE["depth"] == 0:
+                _release_control()  # the last block to end may run in another thread
+                _ACTIVE["limiter"].restore_original_limits()
+                _ACTIVE["limiter"] = None
+                _release_control()
+
+
+def _release_control() -> None:
+    """Let this thread set OpenBLAS's process-wide pool size.
+
+    threadpoolctl 3.6 and later let only the thread that set the size first
+    change it (others are silently ignored); the blocks here share one limit
+    across threads, so control is handed to whichever thread sets or restores.
+    """
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:

@@ -145,8 +145,10 @@ def build_model_frame(
         )
     frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
     grouping = {name for bar in parsed.bars for name in bar.factors}
-    frame = numeric_objects(frame, [c for c in used if str(c) in bare and c not in grouping])
-    refuse_datetimes(frame, [c for c in used if str(c) in bare and c not in grouping])
+    predictors = [c for c in used if str(c) in bare and c not in grouping]
+    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    frame = numeric_objects(frame, predictors + response)
+    refuse_datetimes(frame, predictors)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)

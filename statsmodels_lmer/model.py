@@ -14,7 +14,7 @@ from statsmodels.base.model import LikelihoodModel
 from .engine.blocks import CrossProducts, build_cross_products, engine_order
 from .engine.objective import ProfiledDeviance
 from .exceptions import UnknownColumnError, warn
-from .fitting.fit import OptSummary, fit_theta
+from .fitting.fit import OptSummary, check_estimates, fit_theta
 from .fitting.options import FitOptions, unknown_keyword_error
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
@@ -358,8 +358,11 @@ class Lmer(LikelihoodModel):
         options = _fit_options(kwargs, "fit()")
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
         objective = self.devfun(reml)
-        summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
-        res = LmerResults(self, objective.solve(summary.theta), summary, reml)
+        with objective.blas_threads(options.threads):
+            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
+            solution = objective.solve(summary.theta)
+        check_estimates(solution)
+        res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
             warn(text, category)
         return LmerResultsWrapper(res)
@@ -380,7 +383,9 @@ class Lmer(LikelihoodModel):
         """
         _check_bool_arg("reml", reml)
         theta = _check_theta(theta, self, "theta")
-        solution = self.devfun(reml).solve(theta)
+        objective = self.devfun(reml)
+        with objective.blas_threads():
+            solution = objective.solve(theta)
         summary = OptSummary.fixed(theta, solution.objective_value)
         return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
@@ -396,7 +401,8 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        raise unknown_keyword_error(where, list(unknown), [*FitOptions.names(), "start_theta"])
+        known = [*FitOptions.names(), "start_theta", "reml"]
+        raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
 
 
@@ -480,6 +486,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     if unknown:
         raise unknown_keyword_error("lmer()", unknown, known)
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_names}
-    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)

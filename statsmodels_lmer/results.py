@@ -7,6 +7,7 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
 
@@ -79,6 +80,10 @@ class LmerResults(LikelihoodModelResults):
         self.df_model = float(self.k_fixed - model.k_constant)
         self.opt_summary = opt_summary
         self.converged = opt_summary.converged
+
+    def blas_threads(self) -> AbstractContextManager[None]:
+        """A context limiting BLAS threads as the fit did (its ``threads=`` setting)."""
+        return self.model.devfun(self.reml).blas_threads(self.opt_summary.options.threads)
 
     @property
     def optinfo(self) -> dict[str, Any]:
@@ -157,7 +162,8 @@ class LmerResults(LikelihoodModelResults):
         asymptotic covariance of those parameters (``vcov_varpar``) and the
         Jacobian of ``vcov(beta)``.
         """
-        return Satterthwaite(self)
+        with self.blas_threads():
+            return Satterthwaite(self)
 
     @cached_property
     def kenward_roger(self) -> KenwardRoger:
@@ -166,7 +172,8 @@ class LmerResults(LikelihoodModelResults):
         Holds the adjusted covariance ``vcov_adjusted`` and the covariance of
         the variance parameters.
         """
-        return KenwardRoger(self)
+        with self.blas_threads():
+            return KenwardRoger(self)
 
     @cached_property
     def ddf(self) -> np.ndarray:
@@ -591,7 +598,8 @@ class LmerResults(LikelihoodModelResults):
             Rows ``.sig01, ..., .sigma`` and the fixed effects; columns
             ``"2.5 %"``, ``"97.5 %"``. See :func:`statsmodels_lmer.intervals.confint`.
         """
-        return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
+        with self.blas_threads():
+            return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
 
     def profile(self, which: Any = None, **kwargs: Any) -> ProfileResult:
         """Likelihood profiles (zeta) as lme4's ``profile``.
@@ -599,7 +607,8 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.intervals.profile`; the result has
         ``.frame``, ``.confint()`` and ``.plot()``.
         """
-        return profile(self, which=which, **kwargs)
+        with self.blas_threads():
+            return profile(self, which=which, **kwargs)
 
     def bootstrap(
         self, nsim: int, seed: Any = None, func: Any = None, **kwargs: Any

@@ -77,7 +77,7 @@ def term_design(model: Any, lhs: str) -> Any:
 
 
 def _columns_needed(model: Any, terms: list[tuple[int, list[int]]]) -> set[str]:
-    codes = [f.code for f in model.data.model_spec.factor_infos]
+    codes = [f.code for f in _design_spec(model).factor_infos]
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -187,12 +187,18 @@ def _fixed_part(res: Any, rows: pd.DataFrame) -> np.ndarray:
     return fixed_matrix(res.model, rows) @ np.asarray(res.params, dtype=float)
 
 
-def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
-    """The fixed-effects model matrix of new rows (the model's own coding)."""
-    spec = model.data.model_spec
+def _design_spec(model: Any) -> Any:
+    """The model's patsy design of the fixed part (its ``model_spec``)."""
+    spec = getattr(model.data, "model_spec", None)
     if spec is None:
         model.formula_env()  # raises when the pickle lost a function the formula uses
         raise FormulaError("the fixed-effects design of this model could not be rebuilt")
+    return spec
+
+
+def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
+    """The fixed-effects model matrix of new rows (the model's own coding)."""
+    spec = _design_spec(model)
     try:
         (design,) = patsy.build_design_matrices(
             [spec], rows, return_type="dataframe", NA_action="raise"
