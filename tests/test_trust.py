@@ -186,6 +186,7 @@ def _anova_fits():
     return data, m0, m1
 
 
+@pytest.mark.filterwarnings("ignore::statsmodels_lmer.SingularFitWarning")
 def test_anova_refuses_shuffled_grouping_column():
     data, m0, _ = _anova_fits()
     shuffled = data.assign(g=np.random.default_rng(0).permutation(data.g.to_numpy()))
@@ -194,6 +195,7 @@ def test_anova_refuses_shuffled_grouping_column():
         sml.anova(m0, other)
 
 
+@pytest.mark.filterwarnings("ignore::statsmodels_lmer.SingularFitWarning")
 def test_anova_refuses_changed_weights_and_columns():
     data, m0, m1 = _anova_fits()
     weighted = sml.lmer("y ~ x + (1 | g)", data.assign(w=1 + data.x**2), weights="w", REML=False)

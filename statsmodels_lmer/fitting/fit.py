@@ -197,13 +197,15 @@ def check_estimates(solution: Solution) -> None:
     DataError
     """
     sigma = float(solution.sigma)
+    with np.errstate(over="ignore", invalid="ignore"):
+        covariance = solution.vcov_unscaled * sigma * sigma
     if not math.isfinite(solution.objective_value):
         problem = "the objective is not finite at the estimate"
     elif not (math.isfinite(sigma * sigma) and sigma * sigma > 0):
         problem = f"the residual variance ({sigma:.3g} squared) cannot be represented"
     elif not np.all(np.isfinite(solution.beta)):
         problem = "the fixed effects are not finite"
-    elif not np.all(np.isfinite(solution.vcov_unscaled * sigma * sigma)):
+    elif not np.all(np.isfinite(covariance)):
         problem = "the covariance of the fixed effects is not finite"
     else:
         return
