@@ -39,6 +39,7 @@ __all__ = [
     "aliased_columns",
     "build_model_frame",
     "check_scale_x",
+    "column_or_array",
     "names_in_code",
 ]
 
@@ -121,8 +122,8 @@ def build_model_frame(
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     parsed = quote_formula(parsed, data.columns)
-    weights = _column_or_array(weights, data, "weights")
-    offset = _column_or_array(offset, data, "offset")
+    weights = column_or_array(weights, data, "weights")
+    offset = column_or_array(offset, data, "offset")
     with deep_parsing(parsed.fixed):
         used, bare, codes = _used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
@@ -194,22 +195,40 @@ def _as_frame(data: Any) -> pd.DataFrame:
     return frame
 
 
-def _column_or_array(value: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
+def column_or_array(
+    value: Any, data: pd.DataFrame, what: str, where: str = "the data"
+) -> np.ndarray | None:
+    """Weights or an offset given as a column name or an array: one float per row.
+
+    Parameters
+    ----------
+    value : str, array_like or None
+    data : pandas.DataFrame
+        The rows (and columns) they belong to.
+    what : str
+        ``"weights"`` or ``"offset"``, for messages.
+    where : str
+        What ``data`` is, for messages (``"the data"``, ``"newdata"``).
+
+    Raises
+    ------
+    UnknownColumnError, ResponseTypeError, DataError
+    """
     if value is None:
         return None
     if isinstance(value, str):
         if value not in data.columns:
             raise UnknownColumnError(
-                f"{what} column {value!r} is not in the data{_suggest(value, data)}"
+                f"{what} column {value!r} is not in {where}{_suggest(value, data)}"
             )
         value = data[value]
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.array(value, dtype=float)
     except (TypeError, ValueError):
         raise ResponseTypeError(f"{what} must be numeric") from None
     if array.shape != (len(data),):
         raise DataError(
-            f"{what} must have one value per row of the data ({len(data)}), got shape {array.shape}"
+            f"{what} must have one value per row of {where} ({len(data)}), got shape {array.shape}"
         )
     if np.any(np.isinf(array)):
         raise DataError(f"{what} has infinite values")

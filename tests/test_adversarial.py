@@ -703,43 +703,19 @@ THREAD_CASES = [
     ),
 ]
 
+
+def refused(case_id: str, formula: str, match: str) -> Case:
+    """A case: ``formula`` is refused in restricted mode with a message matching ``match``."""
+    return Case(case_id, fit_on(formula, restricted=True), UnsafeFormulaError, match)
+
+
 RESTRICTED_CASES = [
-    Case(
-        "restricted-import",
-        fit_on("y ~ I(__import__('os').getpid()) + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "__import__",
-    ),
-    Case(
-        "restricted-attribute",
-        fit_on("y ~ x.real + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "Attribute",
-    ),
-    Case(
-        "restricted-subscript",
-        fit_on("y ~ I(x[0]) + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "Subscript",
-    ),
-    Case(
-        "restricted-string",
-        fit_on("y ~ I('a') + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "not a number",
-    ),
-    Case(
-        "restricted-power",
-        fit_on("y ~ I(x ** 1000) + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "exponent",
-    ),
-    Case(
-        "restricted-unknown-column",
-        fit_on("y ~ I(x + q) + (1 | g)", restricted=True),
-        UnsafeFormulaError,
-        "'q' is not a column",
-    ),
+    refused("restricted-import", "y ~ I(__import__('os').getpid()) + (1 | g)", "__import__"),
+    refused("restricted-attribute", "y ~ x.real + (1 | g)", "Attribute"),
+    refused("restricted-subscript", "y ~ I(x[0]) + (1 | g)", "Subscript"),
+    refused("restricted-string", "y ~ I('a') + (1 | g)", "not a number"),
+    refused("restricted-power", "y ~ I(x ** 1000) + (1 | g)", "exponent"),
+    refused("restricted-unknown-column", "y ~ I(x + q) + (1 | g)", "'q' is not a column"),
     Case("restricted-plain", fit_on(BASE, restricted=True), check=same_params()),
     Case(
         "restricted-transforms",

@@ -17,7 +17,7 @@ import patsy
 
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
-from ..frame import names_in_code
+from ..frame import column_or_array, names_in_code
 from ..random_effects import term_contribution
 from ..restricted import check_bars
 from ..terms import RandomTerm, row_level_keys, term_level_keys
@@ -149,23 +149,7 @@ def row_values(
             f"the model was fitted with {what} given as an array, so they are unknown for "
             f"newdata: pass {what}= with one value per row of newdata (or a column name)"
         )
-    source = column if given is None else given
-    if isinstance(source, str):
-        if source not in newdata.columns:
-            raise UnknownColumnError(
-                f"newdata lacks the {what} column {source!r}; add it or pass {what}="
-            )
-        source = newdata[source]
-    try:
-        values = np.asarray(source, dtype=float)
-    except (TypeError, ValueError):
-        raise DataError(f"{what} for newdata must be numbers") from None
-    if values.shape != (len(newdata),):
-        raise DataError(
-            f"{what} must have one value per row of newdata ({len(newdata)}), got shape "
-            f"{values.shape}"
-        )
-    return values
+    return column_or_array(column if given is None else given, newdata, what, "newdata")
 
 
 def complete_rows(
