@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/concurrent.py                  # InstEval, 3 fits per process
-    python benchmarks/concurrent.py --quick          # a 20,000-row sample of InstEval, 1 fit
-    python benchmarks/concurrent.py --threads 1 2    # compare thread settings
+    python benchmarks/two_processes.py                  # InstEval, 3 fits per process
+    python benchmarks/two_processes.py --quick          # a 20,000-row sample of InstEval, 1 fit
+    python benchmarks/two_processes.py --threads 1 2    # compare thread settings
 
 For each ``threads`` setting (``auto`` is the package's default: one BLAS thread below
 4000 rows of dense block; a number is passed as ``fit(threads=k)``), the same fit runs
