@@ -174,23 +174,26 @@ def check_observations(name: str, y: np.ndarray, n_fixed: int, offset: bool = Fa
         )
 
 
-def check_exact_fit(name: str, X: np.ndarray, y: np.ndarray) -> None:
+def check_exact_fit(name: str, residual: float, y: np.ndarray) -> None:
     """Refuse a response the fixed effects reproduce exactly (residual variance 0).
 
-    The relative residual of the least-squares fit of ``y`` on ``X`` must
-    exceed :data:`EXACT_FIT_TOL`; otherwise sigma is 0 and the likelihood is
-    unbounded.
+    Parameters
+    ----------
+    name : str
+        The response's name, for messages.
+    residual : float
+        The norm of the residual of the least-squares fit of ``y`` on the
+        fixed effects (the last ``|R_ii|`` of the QR factor of ``[X y]``).
+    y : ndarray
+        The response minus any offset.
 
     Raises
     ------
     DataError
+        When ``residual`` is at most :data:`EXACT_FIT_TOL` times the norm of
+        ``y``: sigma would be 0 and the likelihood unbounded.
     """
-    if X.shape[1] == 0:
-        return
-    scale = np.max(np.abs(y))
-    r = np.linalg.qr(np.column_stack([X, y]) / scale, mode="r")
-    residual = abs(r[-1, -1]) if r.shape[0] == r.shape[1] else 0.0
-    if not residual > EXACT_FIT_TOL * np.linalg.norm(y / scale):
+    if not residual > EXACT_FIT_TOL * np.linalg.norm(y):
         raise DataError(
             f"the fixed effects reproduce response {name!r} exactly (residual variance 0): "
             "the likelihood has no maximum. Check that the response is not a function of "

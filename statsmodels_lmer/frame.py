@@ -41,6 +41,7 @@ __all__ = [
     "check_scale_x",
     "column_or_array",
     "names_in_code",
+    "qr_diagonal",
 ]
 
 SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
@@ -158,9 +159,10 @@ def build_model_frame(
     terms = build_random_terms(parsed.bars, frame, eval_env)
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
     _check_magnitudes(parsed.response, y, exog, terms, weights)
-    exog, dropped = _drop_aliased(exog)
+    diagonal = qr_diagonal(np.column_stack([exog.to_numpy(dtype=float), y]))
+    exog, dropped = _drop_aliased(exog, diagonal[:-1])
     check_observations(parsed.response, y, exog.shape[1], offset is not None)
-    check_exact_fit(parsed.response, exog.to_numpy(dtype=float), y)
+    check_exact_fit(parsed.response, diagonal[-1], y)
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
     _check_groups(terms, len(frame))
@@ -369,19 +371,29 @@ def _is_plain_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
-def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+def qr_diagonal(X: np.ndarray) -> np.ndarray:
+    """``|diag(R)|`` of ``X = QR`` (no pivoting): each column's residual norm on the earlier ones.
+
+    With more columns than rows, the columns past the rank get 0.
+    """
+    diag = np.zeros(X.shape[1])
+    if X.shape[1]:
+        found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+        diag[: len(found)] = found
+    return diag
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7, diagonal: Any = None) -> list[int]:
     """Indices of columns that are linear combinations of earlier ones.
 
     Like R's ``qr(X, tol = 1e-7)`` used by lme4: a column is aliased when its
     residual after projection on the kept earlier columns is below ``tol``
     times its norm. With more columns than rows, the columns past the rank
-    are aliased.
+    are aliased. ``diagonal`` is :func:`qr_diagonal` of ``X`` when already known.
     """
     if X.shape[1] == 0:
         return []
-    diag = np.zeros(X.shape[1])
-    found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
-    diag[: len(found)] = found
+    diag = qr_diagonal(X) if diagonal is None else diagonal
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
 
@@ -415,8 +427,8 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     return bool(np.any(values[~np.isnan(values)] > np.log(tol)))
 
 
-def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    aliased = aliased_columns(exog.to_numpy(dtype=float))
+def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
+    aliased = aliased_columns(exog.to_numpy(dtype=float), diagonal=diagonal)
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]

@@ -189,6 +189,9 @@ class Lmer(LikelihoodModel):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, default in (("weights_column", None), ("offset_column", None)):
+            state.setdefault(name, default)  # pickles of earlier versions
+        state.setdefault("restricted", False)
         state.setdefault("formula_namespace", FormulaNamespace())
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)

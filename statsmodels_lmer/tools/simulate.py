@@ -100,6 +100,10 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         model.random_terms,
         weights=model.weights,
         offset=model.offset,
+        weights_column=model.weights_column,
+        offset_column=model.offset_column,
+        restricted=model.restricted,
+        formula_namespace=model.formula_namespace,
     )
     new.lmer_formula = model.lmer_formula
     new.data.frame = model.data.frame
