@@ -75,13 +75,16 @@ class ParsedFormula:
         return f"{self.response} ~ {self.fixed_rhs}"
 
 
-def parse_formula(formula: str) -> ParsedFormula:
+def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
     """Split an lme4 formula into its fixed part and expanded bar terms.
 
     Parameters
     ----------
     formula : str
         A two-sided formula such as ``"y ~ x + (1 + x | g) + (1 | a/b)"``.
+    require_random : bool
+        Refuse a formula without random-effects terms (the default); False
+        returns it with no bar terms (for MixedLM-style ``groups=``).
 
     Returns
     -------
@@ -98,10 +101,10 @@ def parse_formula(formula: str) -> ParsedFormula:
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
     with deep_parsing(formula):
-        return _parse(formula)
+        return _parse(formula, require_random)
 
 
-def _parse(formula: str) -> ParsedFormula:
+def _parse(formula: str, require_random: bool) -> ParsedFormula:
     response, rhs = _split_tilde(formula)
     _check_balanced(rhs, formula)
     fixed_parts: list[tuple[str, str]] = []
@@ -124,7 +127,7 @@ def _parse(formula: str) -> ParsedFormula:
         if sign == "-":
             raise FormulaError(f"random-effects term {segment.strip()!r} cannot be subtracted")
         bars.extend(_expand_bar(inner, segment.strip()))
-    if not bars:
+    if not bars and require_random:
         raise FormulaError(
             f"formula {formula!r} has no random-effects term such as '(1 | group)'; "
             "use statsmodels' OLS for a model without random effects"

@@ -19,11 +19,18 @@ from .fitting.options import FitOptions, unknown_keyword_error
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
 from .frame import build_model_frame
+from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
-__all__ = ["MODEL_KEYWORDS", "Lmer", "lmer"]
+__all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
+
+MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
+"""statsmodels MixedLM's way of giving the random effects (see :func:`mixedlm`)."""
+
+FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
+"""Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
 
 MODEL_KEYWORDS = (
     "weights",
@@ -33,6 +40,7 @@ MODEL_KEYWORDS = (
     "eval_env",
     "drop_cols",
     "restricted",
+    *MIXEDLM_KEYWORDS,
 )
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
@@ -77,6 +85,8 @@ class Lmer(LikelihoodModel):
         self.offset_column = kwargs.pop("offset_column", None)
         self.restricted = bool(kwargs.pop("restricted", False))
         self.formula_namespace = kwargs.pop("formula_namespace", None) or FormulaNamespace()
+        self.mixedlm_spec: MixedLMSpec | None = kwargs.pop("mixedlm_spec", None)
+        self.data_name: str | None = kwargs.pop("data_name", None)
         super().__init__(endog, exog, **kwargs)
         n = len(self.endog)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
@@ -127,6 +137,13 @@ class Lmer(LikelihoodModel):
             Accept only column names, numbers, operators and a whitelist of
             transforms in the formula, and look names up in the data only
             (for formulas from untrusted users; see docs/security.md).
+        groups, re_formula, vc_formula : optional
+            statsmodels MixedLM's random-effects specification, instead of
+            bar terms in the formula: ``groups`` a column name or one value
+            per row, ``re_formula`` the random coefficients per group
+            (``"~Time"``), ``vc_formula`` variance components
+            (``{"Litter": "0 + C(Litter)"}``). They become lme4 terms
+            (``(Time | Pig)``, ``(1 | Pig:Litter)``); see :func:`mixedlm`.
 
         Returns
         -------
@@ -139,6 +156,11 @@ class Lmer(LikelihoodModel):
             raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         restricted = kwargs.pop("restricted", False)
         _check_bool_arg("restricted", restricted)
+        data_name = _data_name(data)
+        mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
+        spec = None
+        if any(value is not None for value in mixedlm_args.values()):
+            formula, data, spec = translate_mixedlm(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
         if restricted:
             if kwargs.get("eval_env") is not None:
@@ -172,6 +194,8 @@ class Lmer(LikelihoodModel):
             offset_column=offset if isinstance(offset, str) else None,
             restricted=restricted,
             formula_namespace=FormulaNamespace.capture(mf.codes, mf.frame.columns, eval_env),
+            mixedlm_spec=spec,
+            data_name=data_name,
         )
         model.formula = formula
         model.data.frame = mf.frame
@@ -300,7 +324,14 @@ class Lmer(LikelihoodModel):
         """Names of the theta elements."""
         return [name for t in self.random_terms for name in t.theta_names()]
 
-    def fit(self, reml: bool = True, start_theta: Any = None, **kwargs: Any) -> Any:
+    def fit(
+        self,
+        reml: bool = True,
+        start_theta: Any = None,
+        cov_type: str = "nonrobust",
+        cov_kwds: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Fit by REML (default) or maximum likelihood.
 
         The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
@@ -313,6 +344,14 @@ class Lmer(LikelihoodModel):
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
             is a random intercept, else 1 on diagonals and 0 off).
+        cov_type : {"nonrobust", "cluster", "CR2", "CR1S", "CR1", "CR0"}
+            Covariance of the fixed effects used by ``bse``, tests and the
+            summary: lme4's model-based one (default) or cluster-robust, as
+            statsmodels' ``fit(cov_type="cluster", cov_kwds={"groups": g})``;
+            see :meth:`LmerResults.get_robustcov_results`.
+        cov_kwds : dict, optional
+            ``groups`` (column name or one value per fitted row) and
+            ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
             default BOBYQA when nlopt is installed (lme4's ``optimizer``).
@@ -368,6 +407,8 @@ class Lmer(LikelihoodModel):
         res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
             warn(text, category)
+        if str(cov_type).lower() != "nonrobust" or cov_kwds:
+            return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -404,9 +445,15 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        known = [*FitOptions.names(), "start_theta", "reml"]
+        known = [*FitOptions.names(), *FIT_ARGUMENTS, "reml"]
         raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
+
+
+def _data_name(data: Any) -> str | None:
+    """The data set's name when it carries one (``data.attrs["name"]``)."""
+    name = getattr(data, "attrs", {}).get("name") if isinstance(data, pd.DataFrame) else None
+    return name if isinstance(name, str) else None
 
 
 def _check_bool_arg(name: str, value: Any) -> None:
@@ -483,7 +530,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     LmerResultsWrapper
     """
     _check_bool_arg("REML", REML)
-    fit_names = {*FitOptions.names(), "start_theta"}
+    fit_names = {*FitOptions.names(), *FIT_ARGUMENTS}
     known = [*fit_names, *MODEL_KEYWORDS, "REML"]
     unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]
     if unknown:
@@ -493,3 +540,62 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
         kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
+
+
+def mixedlm(
+    formula: str,
+    data: pd.DataFrame,
+    re_formula: str | None = None,
+    vc_formula: dict[str, str] | None = None,
+    subset: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> Lmer:
+    """An :class:`Lmer` model from statsmodels MixedLM's arguments, as ``smf.mixedlm``.
+
+    ``sml.mixedlm(formula, data, groups=..., re_formula=..., vc_formula=...)``
+    builds the model that ``statsmodels.formula.api.mixedlm`` describes,
+    written as lme4 terms:
+
+    * random coefficients ``re_formula`` per group: ``(re | groups)`` (a
+      random intercept when neither ``re_formula`` nor ``vc_formula`` is
+      given);
+    * each variance component ``{"name": "0 + C(f)"}``: ``(1 | groups:f)``, a
+      random effect per level of ``f`` within each group with one variance;
+      ``{"name": "0 + x"}`` (numeric ``x``): ``(0 + x | groups)``;
+    * with a constant ``groups`` (MixedLM's idiom for crossed effects) the
+      components are ``(1 | f)``: ``(1 | a) + (1 | b)`` for two factors.
+
+    Parameters
+    ----------
+    formula : str
+        The fixed-effects formula (``"Weight ~ Time"``).
+    data : pandas.DataFrame
+        The data; not modified.
+    re_formula : str, optional
+        Random coefficients per group (``"~Time"``).
+    vc_formula : dict of str, optional
+        Variance components (``{"Litter": "0 + C(Litter)"}``).
+    subset : array_like, optional
+        Rows to use.
+    **kwargs
+        ``groups`` (required: a column name or one value per row) and the
+        other keywords of :meth:`Lmer.from_formula` (``weights``,
+        ``offset``, ``missing``, ...).
+
+    Returns
+    -------
+    Lmer
+        Fit with ``.fit()`` (REML by default, as MixedLM). The results carry
+        MixedLM's names (``fe_params``, ``cov_re``, ``vcomp``,
+        ``random_effects``, ``bse_fe``, ``bse_re``, ...) besides lme4's.
+    """
+    if args:
+        raise TypeError("mixedlm() takes keyword arguments only after subset")
+    if kwargs.get("groups") is None:
+        raise TypeError("mixedlm() needs groups= (a column name or one value per row)")
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    return Lmer.from_formula(
+        formula, data, subset=subset, re_formula=re_formula, vc_formula=vc_formula, **kwargs
+    )

@@ -581,7 +581,8 @@ POSTFIT_CASES = [
         ),
     ),
     Case("anova-with-number", on_fit(lambda r, d: sml.anova(r, 5)), TypeError, "argument 2 is int"),
-    Case("anova-one-model", on_fit(lambda r, d: sml.anova(r)), ValueError, "two or more"),
+    Case("anova-no-model", lambda d: sml.anova(), ValueError, "needs one fitted model"),
+    Case("anova-number-alone", lambda d: sml.anova(5), TypeError, "argument 1 is int"),
     Case(
         "anova-names",
         on_fit(lambda r, d: sml.anova(r, r, names=["a"])),

@@ -74,7 +74,7 @@ def test_predict_interval_uses_offset_and_weights(sleep_offset):
     data, res = sleep_offset
     new = data.iloc[[0, 0]].assign(off=[0.0, 100.0], w=[1.0, 100.0])
     interval = res.predict_interval(new, n_sims=4000, seed=1)
-    center = res.predict(new)
+    center = np.asarray(res.predict(new))
     np.testing.assert_allclose(center[1] - center[0], 100.0, atol=1e-9)
     # the median follows the offset (Monte Carlo error well below 100)
     assert abs(interval["fit"].iloc[1] - interval["fit"].iloc[0] - 100.0) < 5.0
@@ -83,6 +83,16 @@ def test_predict_interval_uses_offset_and_weights(sleep_offset):
     assert width[1] < 0.6 * width[0]
     fitted = res.predict_interval(n_sims=500, seed=2)
     assert np.median(np.abs(fitted["fit"] - res.fittedvalues)) < 0.1 * res.sigma
+
+
+def test_get_prediction_observation_interval_uses_weights(sleep_offset):
+    data, res = sleep_offset
+    new = data.iloc[[0, 0]].assign(w=[1.0, 100.0])
+    frame = res.get_prediction(new).summary_frame()
+    width = (frame["obs_ci_upper"] - frame["obs_ci_lower"]).to_numpy()
+    mean_width = (frame["mean_ci_upper"] - frame["mean_ci_lower"]).to_numpy()
+    np.testing.assert_allclose(mean_width[0], mean_width[1])
+    assert width[1] < 0.9 * width[0]  # residual variance sigma^2 / w
 
 
 # -- 2. levels match by value across dtypes; ranef keeps the user's level type -----
@@ -120,7 +130,7 @@ def test_float_grouping_with_nan_keeps_known_levels():
     data, res = _int_groups()
     new = data.iloc[[0, 10]].copy()
     new["S"] = [308.0, np.nan]  # a NaN makes the column float
-    predicted = res.predict(new, allow_new_levels=True)
+    predicted = np.asarray(res.predict(new, allow_new_levels=True))
     assert predicted[0] == pytest.approx(res.fittedvalues.iloc[0], abs=1e-9)
     assert np.isnan(predicted[1])
 

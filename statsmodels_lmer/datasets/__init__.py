@@ -75,7 +75,9 @@ def load(name: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Factor columns as categoricals with R's level order.
+        Factor columns as categoricals with R's level order;
+        ``attrs["name"]`` holds the data set's name (shown by summaries as
+        lme4 shows the data's name).
     """
     name = _resolve(name)
     meta = _metadata(name)
@@ -86,4 +88,5 @@ def load(name: str) -> pd.DataFrame:
     ordered = set(meta.get("ordered", []))
     for col, levels in factors.items():
         frame[col] = pd.Categorical(frame[col], categories=levels, ordered=col in ordered)
+    frame.attrs["name"] = name
     return frame

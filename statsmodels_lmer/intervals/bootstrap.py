@@ -21,7 +21,7 @@ from scipy import stats
 from .._parallel import Progress, effective_jobs, map_in_workers
 from ..exceptions import warn
 from ..graphics.bootstrap import plot_bootstrap
-from .parameters import default_statistics, percent_labels
+from .parameters import default_statistics, parameter_names, percent_labels
 
 __all__ = [
     "BootstrapResult",
@@ -94,7 +94,7 @@ def bootstrap(
     nsim: int,
     seed: Any = None,
     func: Callable[[Any], Any] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     n_jobs: int | None = 1,
     use_u: bool = False,
     fit_kwargs: dict[str, Any] | None = None,
@@ -119,8 +119,10 @@ def bootstrap(
         ``func(fitted_results) -> pandas.Series`` (or dict / array). Default: the
         variance parameters on lme4's scale named as ``confint``'s rows (``.sig01, ...,
         .sigma``), then the fixed effects.
-    progress : bool
-        Show a progress bar.
+    progress : bool or None
+        Progress bar over the refits. None (default): the package setting
+        (:func:`statsmodels_lmer.set_progress`), shown once the bootstrap has
+        run for a couple of seconds.
     n_jobs : int or None
         Worker processes, as joblib's ``n_jobs`` (``-1``: every CPU); ``func`` must then
         pickle (a module-level function).
@@ -135,6 +137,9 @@ def bootstrap(
     """
     nsim = check_count("nsim", nsim)
     func = default_statistics if func is None else func
+    labels = {}
+    if func is default_statistics:
+        labels = dict(zip(parameter_names(res), parameter_names(res, signames=False)))
     t0 = _as_series(func(res))  # fails early when func does not work on the fit itself
     fit_kwargs = dict(fit_kwargs or {})
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -160,7 +165,9 @@ def bootstrap(
                 results[index] = outcomes
                 bar.update(len(outcomes))
     ordered = [item for index in sorted(results) for item in results[index]]
-    return _bootstrap_result(t0, ordered, nsim, seed)
+    boot = _bootstrap_result(t0, ordered, nsim, seed)
+    boot.labels = labels
+    return boot
 
 
 def _payload(res: Any, func: Callable[[Any], Any], fit_kwargs: dict[str, Any]) -> bytes:
@@ -292,6 +299,10 @@ class BootstrapResult:
         Message -> number of replicates.
     seed : int, str or None
         The seed given.
+    labels : dict
+        Descriptive names of the default statistics (``.sig01`` ->
+        ``sd_Intercept|Subject``), used by :meth:`plot`; empty for a
+        statistic of your own.
     """
 
     frame: pd.DataFrame
@@ -301,6 +312,7 @@ class BootstrapResult:
     errors: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
     seed: Any = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     confint = confint_bootstrap
     """Bootstrap confidence intervals (:func:`confint_bootstrap`)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -241,8 +241,17 @@ class _Grid:
     maxmult: float
 
 
-def _profile_parameter(prof: _Profiler, w: int, grid: _Grid, values: Any = None) -> np.ndarray:
-    """Profile rows (zeta, all parameters) for parameter ``w``, sorted by its value."""
+def _profile_parameter(
+    prof: _Profiler,
+    w: int,
+    grid: _Grid,
+    values: Any = None,
+    report: Callable[[np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Profile rows (zeta, all parameters) for parameter ``w``, sorted by its value.
+
+    ``report`` is called with each new row (for a progress bar).
+    """
     n_var = prof.n_var
     estimate, lower, upper = prof.opt[w], prof.lower[w], prof.upper[w]
     base_row = np.concatenate([[0.0], prof.opt])
@@ -250,18 +259,25 @@ def _profile_parameter(prof: _Profiler, w: int, grid: _Grid, values: Any = None)
     if w < n_var:
         keep = np.arange(n_var) != w
 
-        def point(value: float, last: np.ndarray) -> np.ndarray:
+        def compute(value: float, last: np.ndarray) -> np.ndarray:
             return prof.variance_point(w, value, last[1 : 1 + n_var][keep])
 
         shift = 1e-3 if estimate == 0 else estimate * 1.01
     else:
         j = w - n_var
 
-        def point(value: float, last: np.ndarray) -> np.ndarray:
+        def compute(value: float, last: np.ndarray) -> np.ndarray:
             row, theta["last"] = prof.fixed_point(j, value, theta["last"])
             return row
 
         shift = estimate + grid.delta * prof.stderr[j]
+
+    def point(value: float, last: np.ndarray) -> np.ndarray:
+        row = compute(value, last)
+        if report is not None:
+            report(row)
+        return row
+
     if values is not None:
         rows = [base_row]
         for value in np.unique(np.asarray(values, dtype=float)):
@@ -290,7 +306,7 @@ def profile(
     maxmult: float = 10.0,
     signames: bool = True,
     at: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ProfileResult:
     """Likelihood profiles of the parameters, as lme4's ``profile.merMod``.
 
@@ -326,8 +342,11 @@ def profile(
         on lme4's adaptive grid (the estimate is added; values outside the parameter's
         bounds are dropped).
 
-    progress : bool
-        Show a progress bar (one step per profiled parameter).
+    progress : bool or None
+        Progress bar, one step per profiled parameter, naming the parameter
+        and the current zeta. None (default): the package setting
+        (:func:`statsmodels_lmer.set_progress`), shown once profiling has run
+        for a couple of seconds.
 
     Returns
     -------
@@ -345,16 +364,21 @@ def profile(
     frames = []
     bar = Progress(len(chosen), "profile", "parameter", enabled=progress)
     for w in chosen:
-        bar.update(note=names[w])
+
+        def report(row: np.ndarray, name: str = names[w]) -> None:
+            bar.note(f"{name}: zeta {row[0]:+.2f}")
+
         if not np.isfinite(prof.opt[w]):
             warn(
                 f"{names[w]} is not identified at the estimates (a correlation of a zero "
                 "standard deviation); not profiled",
                 RuntimeWarning,
             )
+            bar.update(note=names[w])
             continue
         values = None if at is None or names[w] not in at else at[names[w]]
-        rows = _profile_parameter(prof, w, grid, values)
+        rows = _profile_parameter(prof, w, grid, values, report)
+        bar.update(note=names[w])
         frame = pd.DataFrame(rows, columns=[".zeta", *names])
         frame[".par"] = names[w]
         frames.append(frame)
@@ -377,6 +401,7 @@ def profile(
         deviance=float(prof.base),
         cutoff=float(cutoff),
         refit_ml=bool(res.reml),
+        labels=dict(zip(names, variance_names(prof.model, False) + list(prof.model.exog_names))),
     )
 
 
@@ -441,6 +466,9 @@ class ProfileResult:
         The largest |zeta| profiled.
     refit_ml : bool
         Whether a REML fit was refitted by ML to profile it (as lme4).
+    labels : dict
+        Each parameter's descriptive name (``.sig01`` -> ``sd_Intercept|Subject``,
+        ``.sigma`` -> ``sigma``; fixed effects keep theirs), used by :meth:`plot`.
     """
 
     frame: pd.DataFrame
@@ -450,6 +478,7 @@ class ProfileResult:
     deviance: float
     cutoff: float
     refit_ml: bool
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def parameters(self) -> list[str]:

@@ -20,46 +20,65 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..engine.objective import profiled_criterion
-from ..exceptions import DataError
+from ..exceptions import DataError, warn
 from ..formula import BarTerm, ParsedFormula, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
+from ..tables import LmerTable
 from ..terms import term_level_keys
 
-__all__ = ["anova", "drop1", "ranova", "refit_formula"]
+__all__ = ["REFIT_NOTE", "anova", "drop1", "ranova", "refit_formula"]
 
 
-def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
+def anova(
+    *results: Any,
+    names: list[str] | None = None,
+    refit: bool = True,
+    type: int | str = 3,
+    ddf: str = "satterthwaite",
+) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested models, as lme4's ``anova``.
+
+    With one model, its ANOVA table (lmerTest's ``anova(m)``: type III,
+    Satterthwaite's df, or ``type=``/``ddf=`` as :meth:`LmerResults.anova`).
 
     Parameters
     ----------
     *results : LmerResults
-        Two or more fits to the same data. REML fits are refitted by ML
-        first (as lme4 does), and the table's ``refit_ml`` attribute says so.
+        One fit, or two or more fits to the same data.
     names : list of str, optional
         Row labels; default ``model_1, model_2, ...`` in the order given.
+    refit : bool
+        Refit REML fits by ML first (lme4's default, and the table's
+        ``refit_ml`` attribute and printed note say so). ``refit=False``
+        compares the REML likelihoods as they are, which is meaningful only
+        when the models have the same fixed effects (a warning says when
+        they do not).
+    type, ddf
+        For one model: the ANOVA table's type and df method.
 
     Returns
     -------
     pandas.DataFrame
         Ordered by number of parameters, with columns ``formula, npar, AIC,
-        BIC, llf, deviance, chisq, df, pvalue``.
+        BIC, llf, deviance, chisq, df, pvalue``; printed as lme4 prints it.
 
     Raises
     ------
     DataError
         When the models were not fitted to the same observations.
     """
-    if len(results) < 2:
-        raise ValueError("anova() compares two or more fitted models")
+    if not results:
+        raise ValueError("anova() needs one fitted model (its ANOVA table) or several to compare")
     _check_results(results)
+    if len(results) == 1:
+        return results[0].anova(type=type, ddf=ddf)
     names = list(names) if names is not None else [f"model_{i + 1}" for i in range(len(results))]
     if len(names) != len(results):
         raise ValueError("names must have one entry per model")
     _check_same_data(results)
-    refitted = any(res.reml for res in results)
-    fits = [res.refit_ml() if res.reml else res for res in results]
+    fits = _comparable_fits(results, refit)
+    refitted = refit and any(res.reml for res in results)
     rows = []
     for name, res in zip(names, fits):
         formula = getattr(res.model, "lmer_formula", None) or ""
@@ -77,9 +96,38 @@ def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
             [[np.nan], np.where(dfs > 0, stats.chi2.sf(chisq, np.maximum(dfs, 1)), np.nan)]
         )
     table.attrs["refit_ml"] = refitted
+    heading = []
     if refitted:
-        table.attrs["note"] = "refitted model(s) with ML (instead of REML)"
-    return table
+        table.attrs["note"] = REFIT_NOTE
+        heading.append(REFIT_NOTE)
+    data_name = getattr(results[0].model, "data_name", None)
+    if data_name:
+        heading.append(f"Data: {data_name}")
+    heading.append("Models:")
+    heading.extend(f"{name}: {formula}" for name, formula in table["formula"].items())
+    return LmerTable.from_frame(table, heading, hidden_columns=["formula"])
+
+
+REFIT_NOTE = "refitting model(s) with ML (instead of REML)"
+"""lme4's message when ``anova`` refits REML fits by maximum likelihood."""
+
+
+def _comparable_fits(results: tuple[Any, ...], refit: bool) -> list[Any]:
+    if refit:
+        return [res.refit_ml() if res.reml else res for res in results]
+    if len({res.reml for res in results}) > 1:
+        raise ValueError(
+            "refit=False compares the likelihoods as fitted, but some fits are REML and "
+            "some ML; refit them alike (or leave refit=True)"
+        )
+    exog_names = {tuple(res.model.exog_names) for res in results}
+    if results[0].reml and len(exog_names) > 1:
+        warn(
+            "REML likelihoods of models with different fixed effects are not comparable; "
+            "use refit=True (the default) to compare them by ML",
+            ValueWarning,
+        )
+    return list(results)
 
 
 def _check_results(results: tuple[Any, ...]) -> None:
