@@ -15,6 +15,7 @@ from .exceptions import (
     ResponseTypeError,
     SingularFitWarning,
     UnknownColumnError,
+    UnsafeFormulaError,
 )
 from .fitting.optimizers import available_optimizers
 from .model import Lmer, lmer, mixedlm
@@ -35,6 +36,7 @@ __all__ = [
     "ResponseTypeError",
     "SingularFitWarning",
     "UnknownColumnError",
+    "UnsafeFormulaError",
     "__version__",
     "anova",
     "available_optimizers",

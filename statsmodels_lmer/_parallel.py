@@ -12,27 +12,41 @@ long job) follows the package setting (:func:`set_progress`): shown, but only
 once the job has run for ``delay`` seconds (2 by default), so that quick jobs
 stay silent and slow ones say what they are doing. The environment variable
 ``STATSMODELS_LMER_PROGRESS=0`` turns the default off.
+
+BLAS threads: numpy and scipy each bring an OpenBLAS thread pool whose
+threads spin while they wait. On a machine whose cores are busy with other
+work, a multi-threaded factorization of a moderate matrix can then take a
+hundred times longer than on one thread. A fit therefore runs on one BLAS
+thread unless its dense block has at least :data:`SMALL_BLOCK` rows, where
+several threads pay off on a quiet machine; ``threads=`` sets the number.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
 
 __all__ = [
     "PROGRESS_VARIABLE",
+    "SMALL_BLOCK",
+    "THREADED_BLOCK",
     "Progress",
+    "blas_threads",
+    "check_threads",
     "effective_jobs",
     "map_in_workers",
     "progress_from_environment",
     "progress_settings",
     "set_progress",
+    "threads_for_block",
 ]
 
 PROGRESS_VARIABLE = "STATSMODELS_LMER_PROGRESS"
@@ -106,6 +120,91 @@ def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSe
 def progress_settings() -> dict[str, Any]:
     """The current default: ``{"enabled": bool, "delay": seconds}``."""
     return dict(_SETTINGS)
+
+
+SMALL_BLOCK = 4000
+"""Dense blocks of fewer rows are factored on one BLAS thread by default."""
+
+THREADED_BLOCK = 64
+"""Below this many rows BLAS works on one thread anyway: evaluations skip the limit's cost."""
+
+_CONTROLLER: list[ThreadpoolController] = []
+_LIMIT_LOCK = threading.Lock()
+_ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None}
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads=``: None (automatic) or a whole number of BLAS threads, at least 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be a whole number or None, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+def threads_for_block(block_rows: int, threads: int | None) -> int | None:
+    """The BLAS thread limit for work on a dense block of ``block_rows`` rows.
+
+    ``threads`` when given; otherwise 1 below :data:`SMALL_BLOCK` rows and
+    None (BLAS's own default) from there on.
+    """
+    if threads is not None:
+        return threads
+    return 1 if block_rows < SMALL_BLOCK else None
+
+
+def _controller() -> ThreadpoolController:
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+@contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Run the block with at most ``limit`` BLAS threads (None: leave them as they are).
+
+    numpy's and scipy's pools are both limited, and restored when the last
+    such block ends. BLAS's setting is process-wide, so blocks that overlap
+    (nested, or in several threads at once) share the first one's limit, and
+    the caller's setting is restored only once all have ended.
+    """
+    if limit is None:
+        yield
+        return
+    with _LIMIT_LOCK:
+        if _ACTIVE["depth"] == 0:
+            _release_control()
+            _ACTIVE["limiter"] = _controller().limit(limits=limit, user_api="blas")
+        _ACTIVE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _ACTIVE["depth"] -= 1
+            if _ACTIVE["depth"] == 0:
+                _release_control()  # the last block to end may run in another thread
+                _ACTIVE["limiter"].restore_original_limits()
+                _ACTIVE["limiter"] = None
+                _release_control()
+
+
+def _release_control() -> None:
+    """Let this thread set OpenBLAS's process-wide pool size.
+
+    threadpoolctl 3.6 and later let only the thread that set the size first
+    change it (others are silently ignored); the blocks here share one limit
+    across threads, so control is handed to whichever thread sets or restores.
+    """
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:

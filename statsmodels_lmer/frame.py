@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,19 @@ import pandas as pd
 import patsy
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
-from .formula import ParsedFormula
+from .data_checks import (
+    check_exact_fit,
+    check_magnitudes,
+    check_observations,
+    check_response_type,
+    numeric_objects,
+    owned_frame,
+    random_columns,
+    refuse_datetimes,
+    select_rows,
+)
+from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
+from .formula import ParsedFormula, deep_parsing, quote_formula
 from .terms import RandomTerm, build_random_terms
 
 __all__ = [
@@ -29,7 +39,9 @@ __all__ = [
     "aliased_columns",
     "build_model_frame",
     "check_scale_x",
+    "column_or_array",
     "names_in_code",
+    "qr_diagonal",
 ]
 
 SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
@@ -58,6 +70,10 @@ class ModelFrame:
         Rows dropped for missing values.
     dropped_columns : list of str
         Fixed-effects columns dropped as aliased (rank deficiency).
+    formula : ParsedFormula or None
+        The formula as evaluated (column names patsy cannot read quoted).
+    codes : tuple of str
+        The Python code of the response and of every term (patsy's factor codes).
     """
 
     endog: pd.Series
@@ -69,6 +85,8 @@ class ModelFrame:
     frame: pd.DataFrame
     n_dropped: int
     dropped_columns: list[str]
+    formula: ParsedFormula | None = None
+    codes: tuple[str, ...] = ()
 
 
 def build_model_frame(
@@ -82,13 +100,18 @@ def build_model_frame(
 ) -> ModelFrame:
     """Build and check the model arrays; see :class:`ModelFrame`.
 
+    Column names patsy cannot read as Python (``x.1``, ``class``, a column
+    named ``Intercept``) are quoted as ``Q("x.1")`` first.
+
     Raises
     ------
     UnknownColumnError
         A grouping factor, weights or offset column is not in the data.
     DataError
         No usable rows, missing values with ``missing="raise"``, non-finite
-        values, invalid weights, or grouping factors lme4 would refuse.
+        values, invalid weights, grouping factors lme4 would refuse, a
+        constant response, fewer observations than coefficients, dates used
+        as predictors or values too large or small for double precision.
     ResponseTypeError
         The response, weights or offset are not numeric.
     FormulaError
@@ -96,12 +119,14 @@ def build_model_frame(
     """
     data = _as_frame(data)
     if subset is not None:
-        data = data.loc[subset]
+        data = select_rows(data, subset)
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-    weights = _column_or_array(weights, data, "weights")
-    offset = _column_or_array(offset, data, "offset")
-    used = _used_columns(parsed, data)
+    parsed = quote_formula(parsed, data.columns)
+    weights = column_or_array(weights, data, "weights")
+    offset = column_or_array(offset, data, "offset")
+    with deep_parsing(parsed.fixed):
+        used, bare, codes = _used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
     if used:
         incomplete |= data[used].isna().any(axis=1).to_numpy()
@@ -115,19 +140,49 @@ def build_model_frame(
             f"the model uses ({', '.join(map(str, used))}); pass missing='drop' to "
             "drop them"
         )
-    frame = data.loc[~incomplete] if n_dropped else data.copy(deep=False)
-    if len(frame) == 0:
-        raise DataError("no rows left to fit: every row has a missing value")
+    if n_dropped == len(data):
+        raise DataError(
+            f"no rows left to fit: every row has a missing value in a column the model "
+            f"uses ({', '.join(map(str, used))}; {len(data)} rows)"
+        )
+    frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
+    grouping = {name for bar in parsed.bars for name in bar.factors}
+    predictors = [c for c in used if str(c) in bare and c not in grouping]
+    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    frame = numeric_objects(frame, predictors + response)
+    refuse_datetimes(frame, predictors)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
-    endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
-    exog, dropped = _drop_aliased(exog)
-    if check_scale_x(exog.to_numpy(dtype=float)):
-        warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
+    with deep_parsing(parsed.fixed):
+        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
     terms = build_random_terms(parsed.bars, frame, eval_env)
+    y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
+    _check_magnitudes(parsed.response, y, exog, terms, weights)
+    diagonal = qr_diagonal(np.column_stack([exog.to_numpy(dtype=float), y]))
+    exog, dropped = _drop_aliased(exog, diagonal[:-1])
+    check_observations(parsed.response, y, exog.shape[1], offset is not None)
+    check_exact_fit(parsed.response, diagonal[-1], y)
+    if check_scale_x(exog.to_numpy(dtype=float)):
+        warn(SCALE_MESSAGE, ValueWarning)
     _check_groups(terms, len(frame))
-    return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
+    return ModelFrame(
+        endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
+    )
+
+
+def _check_magnitudes(
+    response: str,
+    y: np.ndarray,
+    exog: pd.DataFrame,
+    terms: list[RandomTerm],
+    weights: np.ndarray | None,
+) -> None:
+    """Every column's magnitude within double precision's reach (see :func:`check_magnitudes`)."""
+    columns = {f"response {response!r}": y}
+    columns.update({f"fixed-effects column {c!r}": exog[c].to_numpy(float) for c in exog})
+    columns.update(random_columns(terms))
+    check_magnitudes(columns, weights)
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
@@ -142,22 +197,40 @@ def _as_frame(data: Any) -> pd.DataFrame:
     return frame
 
 
-def _column_or_array(value: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
+def column_or_array(
+    value: Any, data: pd.DataFrame, what: str, where: str = "the data"
+) -> np.ndarray | None:
+    """Weights or an offset given as a column name or an array: one float per row.
+
+    Parameters
+    ----------
+    value : str, array_like or None
+    data : pandas.DataFrame
+        The rows (and columns) they belong to.
+    what : str
+        ``"weights"`` or ``"offset"``, for messages.
+    where : str
+        What ``data`` is, for messages (``"the data"``, ``"newdata"``).
+
+    Raises
+    ------
+    UnknownColumnError, ResponseTypeError, DataError
+    """
     if value is None:
         return None
     if isinstance(value, str):
         if value not in data.columns:
             raise UnknownColumnError(
-                f"{what} column {value!r} is not in the data{_suggest(value, data)}"
+                f"{what} column {value!r} is not in {where}{_suggest(value, data)}"
             )
         value = data[value]
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.array(value, dtype=float)
     except (TypeError, ValueError):
         raise ResponseTypeError(f"{what} must be numeric") from None
     if array.shape != (len(data),):
         raise DataError(
-            f"{what} must have one value per row of the data ({len(data)}), got shape {array.shape}"
+            f"{what} must have one value per row of {where} ({len(data)}), got shape {array.shape}"
         )
     if np.any(np.isinf(array)):
         raise DataError(f"{what} has infinite values")
@@ -194,12 +267,18 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+def _used_columns(
+    parsed: ParsedFormula, data: pd.DataFrame
+) -> tuple[list[str], set[str], tuple[str, ...]]:
+    """The columns the model uses, those used bare (a whole term: ``x``, not ``C(x)``),
+    and the code of the response and of every term.
+    """
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
         desc = patsy.ModelDesc.from_formula(text)
-        for term in desc.lhs_termlist + desc.rhs_termlist:
+        for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
+    bare = {_bare_name(code) for code in codes} - {None}
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -219,7 +298,27 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
                 )
             names.add(name)
     names |= response_names
-    return [column for column in data.columns if str(column) in names]
+    used = [column for column in data.columns if str(column) in names]
+    return used, bare, (parsed.response, *codes)
+
+
+def _bare_name(code: str) -> str | None:
+    """The column a factor's code names on its own (``x`` or ``Q("x")``), else None."""
+    try:
+        node = ast.parse(code, mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Name):
+        return node.id
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Q"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        return str(node.args[0].value)
+    return None
 
 
 def _suggest(name: str, data: pd.DataFrame) -> str:
@@ -255,12 +354,8 @@ def _fixed_part(
         raise UnknownColumnError(
             f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
         ) from None
+    check_response_type(parsed.response, y.design_info)
     y_names = y.design_info.column_names
-    if len(y_names) != 1:
-        raise ResponseTypeError(
-            f"response {parsed.response!r} is not numeric (it expanded to the "
-            f"columns {y_names}); convert it to numbers first"
-        )
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y_names[0])
     if not np.all(np.isfinite(endog.to_numpy())):
         raise DataError(f"response {parsed.response!r} has non-finite values")
@@ -276,16 +371,29 @@ def _is_plain_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
-def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+def qr_diagonal(X: np.ndarray) -> np.ndarray:
+    """``|diag(R)|`` of ``X = QR`` (no pivoting): each column's residual norm on the earlier ones.
+
+    With more columns than rows, the columns past the rank get 0.
+    """
+    diag = np.zeros(X.shape[1])
+    if X.shape[1]:
+        found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+        diag[: len(found)] = found
+    return diag
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7, diagonal: Any = None) -> list[int]:
     """Indices of columns that are linear combinations of earlier ones.
 
     Like R's ``qr(X, tol = 1e-7)`` used by lme4: a column is aliased when its
     residual after projection on the kept earlier columns is below ``tol``
-    times its norm.
+    times its norm. With more columns than rows, the columns past the rank
+    are aliased. ``diagonal`` is :func:`qr_diagonal` of ``X`` when already known.
     """
     if X.shape[1] == 0:
         return []
-    diag = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+    diag = qr_diagonal(X) if diagonal is None else diagonal
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
 
@@ -319,17 +427,16 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     return bool(np.any(values[~np.isnan(values)] > np.log(tol)))
 
 
-def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    aliased = aliased_columns(exog.to_numpy(dtype=float))
+def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
+    aliased = aliased_columns(exog.to_numpy(dtype=float), diagonal=diagonal)
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]
-    warnings.warn(
+    warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
         f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
         f"{', '.join(names)}",
         ValueWarning,
-        stacklevel=4,
     )
     return exog.drop(columns=names), names
 

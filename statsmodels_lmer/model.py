@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
-import warnings
 from functools import cached_property
 from typing import Any
 
@@ -15,11 +13,14 @@ from statsmodels.base.model import LikelihoodModel
 
 from .engine.blocks import CrossProducts, build_cross_products, engine_order
 from .engine.objective import ProfiledDeviance
-from .fitting.fit import OptSummary, fit_theta
+from .exceptions import UnknownColumnError, warn
+from .fitting.fit import OptSummary, check_estimates, fit_theta
 from .fitting.options import FitOptions, unknown_keyword_error
-from .formula import parse_formula
+from .formula import deep_parsing, parse_formula, quote_formula
+from .formula_env import FormulaNamespace
 from .frame import build_model_frame
 from .mixedlm_formula import MixedLMSpec, translate_mixedlm
+from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
@@ -38,6 +39,7 @@ MODEL_KEYWORDS = (
     "missing",
     "eval_env",
     "drop_cols",
+    "restricted",
     *MIXEDLM_KEYWORDS,
 )
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
@@ -79,6 +81,10 @@ class Lmer(LikelihoodModel):
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
+        self.weights_column = kwargs.pop("weights_column", None)
+        self.offset_column = kwargs.pop("offset_column", None)
+        self.restricted = bool(kwargs.pop("restricted", False))
+        self.formula_namespace = kwargs.pop("formula_namespace", None) or FormulaNamespace()
         self.mixedlm_spec: MixedLMSpec | None = kwargs.pop("mixedlm_spec", None)
         self.data_name: str | None = kwargs.pop("data_name", None)
         super().__init__(endog, exog, **kwargs)
@@ -127,6 +133,10 @@ class Lmer(LikelihoodModel):
             counted) or refused.
         eval_env : int or patsy.EvalEnvironment, optional
             Where patsy looks up names that are not columns.
+        restricted : bool
+            Accept only column names, numbers, operators and a whitelist of
+            transforms in the formula, and look names up in the data only
+            (for formulas from untrusted users; see docs/security.md).
         groups, re_formula, vc_formula : optional
             statsmodels MixedLM's random-effects specification, instead of
             bar terms in the formula: ``groups`` a column name or one value
@@ -144,36 +154,46 @@ class Lmer(LikelihoodModel):
         unknown = [k for k in kwargs if k not in MODEL_KEYWORDS]
         if unknown:
             raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
-        eval_env = _capture_env(kwargs.pop("eval_env", None))
+        restricted = kwargs.pop("restricted", False)
+        _check_bool_arg("restricted", restricted)
         data_name = _data_name(data)
         mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
         spec = None
         if any(value is not None for value in mixedlm_args.values()):
             formula, data, spec = translate_mixedlm(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
+        if restricted:
+            if kwargs.get("eval_env") is not None:
+                raise TypeError("eval_env cannot be combined with restricted=True")
+            check_restricted(quote_formula(parsed, _columns_of(data)), _columns_of(data))
+            eval_env = restricted_env()
+        else:
+            eval_env = _capture_env(kwargs.pop("eval_env", None))
+        weights, offset = kwargs.pop("weights", None), kwargs.pop("offset", None)
         mf = build_model_frame(
             parsed,
             data,
-            weights=kwargs.pop("weights", None),
-            offset=kwargs.pop("offset", None),
+            weights=weights,
+            offset=offset,
             subset=subset,
             missing=kwargs.pop("missing", "drop"),
             eval_env=eval_env,
         )
-        exog = mf.exog
-        if drop_cols:
-            exog = exog.drop(columns=list(drop_cols))
         model = cls(
             mf.endog,
-            exog,
+            _drop_columns(mf.exog, drop_cols),
             mf.terms,
             weights=mf.weights,
             offset=mf.offset,
-            formula=parsed.fixed,
+            formula=mf.formula.fixed,
             model_spec=mf.design_info,
             n_dropped=mf.n_dropped,
             dropped_columns=mf.dropped_columns,
             lmer_formula=formula,
+            weights_column=weights if isinstance(weights, str) else None,
+            offset_column=offset if isinstance(offset, str) else None,
+            restricted=restricted,
+            formula_namespace=FormulaNamespace.capture(mf.codes, mf.frame.columns, eval_env),
             mixedlm_spec=spec,
             data_name=data_name,
         )
@@ -193,16 +213,34 @@ class Lmer(LikelihoodModel):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, default in (("weights_column", None), ("offset_column", None)):
+            state.setdefault(name, default)  # pickles of earlier versions
+        state.setdefault("restricted", False)
+        state.setdefault("formula_namespace", FormulaNamespace())
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         fixed = getattr(self.data, "formula", None)
         if frame is not None and fixed:
-            env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
+            rhs = fixed.split("~", 1)[1]
             try:
-                design = patsy.dmatrix(fixed.split("~", 1)[1], frame, eval_env=env)
+                with deep_parsing(rhs):
+                    design = patsy.dmatrix(rhs, frame, eval_env=self.formula_env())
                 self.data.model_spec = design.design_info
-            except Exception:
+            except Exception:  # reported by formula_env() or design_info when needed
                 self.data.model_spec = None
+
+    def formula_env(self) -> patsy.EvalEnvironment:
+        """Where the formula's names are looked up for new data (numpy and the captured names).
+
+        Raises
+        ------
+        FormulaError
+            When the model was unpickled without a function its formula uses.
+        """
+        error = self.formula_namespace.missing_error()
+        if error is not None:
+            raise error
+        return self.formula_namespace.env()
 
     # -- engine --------------------------------------------------------
     @cached_property
@@ -362,10 +400,13 @@ class Lmer(LikelihoodModel):
         options = _fit_options(kwargs, "fit()")
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
         objective = self.devfun(reml)
-        summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
-        res = LmerResults(self, objective.solve(summary.theta), summary, reml)
+        with objective.blas_threads(options.threads):
+            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
+            solution = objective.solve(summary.theta)
+        check_estimates(solution)
+        res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
-            warnings.warn(text, category, stacklevel=_caller_stacklevel())
+            warn(text, category)
         if str(cov_type).lower() != "nonrobust" or cov_kwds:
             return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
@@ -386,7 +427,9 @@ class Lmer(LikelihoodModel):
         """
         _check_bool_arg("reml", reml)
         theta = _check_theta(theta, self, "theta")
-        solution = self.devfun(reml).solve(theta)
+        objective = self.devfun(reml)
+        with objective.blas_threads():
+            solution = objective.solve(theta)
         summary = OptSummary.fixed(theta, solution.objective_value)
         return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
@@ -402,7 +445,7 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        known = [*FitOptions.names(), *FIT_ARGUMENTS]
+        known = [*FitOptions.names(), *FIT_ARGUMENTS, "reml"]
         raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
 
@@ -418,18 +461,25 @@ def _check_bool_arg(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _caller_stacklevel() -> int:
-    """The stack level of the first frame outside this package (for warnings)."""
-    frame = inspect.currentframe()
-    level = 1
-    package = __name__.rsplit(".", 1)[0]
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if level > 1 and not (name == package or name.startswith(package + ".")):
-            return level
-        frame = frame.f_back
-        level += 1
-    return 2
+def _columns_of(data: Any) -> list[Any]:
+    """The column names of ``data`` (a DataFrame or a dict of columns)."""
+    if isinstance(data, pd.DataFrame | dict):
+        return list(data.keys())
+    raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+
+
+def _drop_columns(exog: pd.DataFrame, drop_cols: Any) -> pd.DataFrame:
+    """``exog`` without the ``drop_cols`` columns; unknown names are refused."""
+    if not drop_cols:
+        return exog
+    names = [drop_cols] if isinstance(drop_cols, str) else list(drop_cols)
+    unknown = [name for name in names if name not in exog.columns]
+    if unknown:
+        raise UnknownColumnError(
+            f"drop_cols names {unknown}, which are not fixed-effects columns "
+            f"({', '.join(map(str, exog.columns))})"
+        )
+    return exog.drop(columns=names)
 
 
 def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndarray:
@@ -486,7 +536,8 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     if unknown:
         raise unknown_keyword_error("lmer()", unknown, known)
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_names}
-    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
 
@@ -543,7 +594,8 @@ def mixedlm(
         raise TypeError("mixedlm() takes keyword arguments only after subset")
     if kwargs.get("groups") is None:
         raise TypeError("mixedlm() needs groups= (a column name or one value per row)")
-    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     return Lmer.from_formula(
         formula, data, subset=subset, re_formula=re_formula, vc_formula=vc_formula, **kwargs
     )

@@ -7,12 +7,12 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import patsy
 import scipy.sparse as sp
 import statsmodels.base.wrapper as wrap
 from scipy import stats
@@ -21,7 +21,7 @@ from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
 from .fitting.fit import OptSummary
-from .fitting.options import FitOptions
+from .fitting.options import FitOptions, unknown_keyword_error
 from .inference.contrast_results import LmerContrastResults
 from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
 from .inference.hypotheses import (
@@ -124,6 +124,10 @@ class LmerResults(LikelihoodModelResults):
             }
             self.cov_params_default = robust.cov
 
+    def blas_threads(self) -> AbstractContextManager[None]:
+        """A context limiting BLAS threads as the fit did (its ``threads=`` setting)."""
+        return self.model.devfun(self.reml).blas_threads(self.opt_summary.options.threads)
+
     @property
     def optinfo(self) -> dict[str, Any]:
         """What the fit did, as lme4's ``optinfo`` (see :class:`OptSummary`)."""
@@ -201,7 +205,8 @@ class LmerResults(LikelihoodModelResults):
         asymptotic covariance of those parameters (``vcov_varpar``) and the
         Jacobian of ``vcov(beta)``.
         """
-        return Satterthwaite(self)
+        with self.blas_threads():
+            return Satterthwaite(self)
 
     @cached_property
     def kenward_roger(self) -> KenwardRoger:
@@ -210,7 +215,8 @@ class LmerResults(LikelihoodModelResults):
         Holds the adjusted covariance ``vcov_adjusted`` and the covariance of
         the variance parameters.
         """
-        return KenwardRoger(self)
+        with self.blas_threads():
+            return KenwardRoger(self)
 
     @cached_property
     def ddf(self) -> np.ndarray:
@@ -639,6 +645,7 @@ class LmerResults(LikelihoodModelResults):
         *,
         re_formula: Any = None,
         allow_new_levels: bool = False,
+        offset: Any = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Predictions for new data, as lme4's ``predict(m, newdata, re.form, ...)``.
@@ -657,16 +664,24 @@ class LmerResults(LikelihoodModelResults):
         allow_new_levels : bool
             Levels not seen in fitting get zero random effects instead of an
             error (nested terms keep the effects of the known outer levels).
+            Levels match by value whatever the column's type (``3``, ``3.0``
+            and ``"3"`` are one level).
+        offset : array_like or str, optional
+            The offset of each row; by default the fitted offset for the
+            fitted rows, or the column it was taken from. A model fitted with
+            an offset array needs it for new data.
 
         Returns
         -------
         pandas.Series or ndarray
-            A Series indexed like ``exog`` when new data are given (as
-            statsmodels' formula models), else an array for the fitted rows;
-            NaN for rows with a missing value in a column the model uses.
+            Fixed part, offset and the selected random effects: a Series
+            indexed like ``exog`` when new data are given (as statsmodels'
+            formula models), else an array for the fitted rows; NaN for rows
+            with a missing value in a column the model uses.
         """
-        newdata = _newdata(exog, kwargs, "predict()")
-        values = predict.predict(self, newdata, re_formula, allow_new_levels)
+        known = ["newdata", "re_formula", "allow_new_levels", "offset"]
+        newdata = _newdata(exog, kwargs, "predict()", known)
+        values = predict.predict(self, newdata, re_formula, allow_new_levels, offset)
         if isinstance(newdata, pd.DataFrame):  # statsmodels: a Series indexed like exog
             return pd.Series(values, index=newdata.index, name="predicted")
         return values
@@ -701,7 +716,8 @@ class LmerResults(LikelihoodModelResults):
             mean_se, mean_ci_lower, mean_ci_upper, obs_ci_lower,
             obs_ci_upper`` and ``df``. See :mod:`statsmodels_lmer.tools.prediction`.
         """
-        newdata = _newdata(exog, kwargs, "get_prediction()")
+        known = ["newdata", "conditional", "allow_new_levels"]
+        newdata = _newdata(exog, kwargs, "get_prediction()", known)
         return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
@@ -739,11 +755,7 @@ class LmerResults(LikelihoodModelResults):
             if name in model_kwargs:
                 fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)
-        if data is None:
-            data = model.data.frame
-            model_kwargs.setdefault("weights", model.weights)
-            model_kwargs.setdefault("offset", model.offset)
-        model_kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
+        data, model_kwargs = simulate.update_arguments(model, data, model_kwargs)
         new = type(model).from_formula(formula or model.lmer_formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 
@@ -808,7 +820,8 @@ class LmerResults(LikelihoodModelResults):
             Rows ``.sig01, ..., .sigma`` and the fixed effects; columns
             ``"2.5 %"``, ``"97.5 %"``. See :func:`statsmodels_lmer.intervals.confint`.
         """
-        return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
+        with self.blas_threads():
+            return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
 
     def profile(self, which: Any = None, **kwargs: Any) -> ProfileResult:
         """Likelihood profiles (zeta) as lme4's ``profile``.
@@ -816,7 +829,8 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.intervals.profile`; the result has
         ``.frame``, ``.confint()`` and ``.plot()``.
         """
-        return profile(self, which=which, **kwargs)
+        with self.blas_threads():
+            return profile(self, which=which, **kwargs)
 
     def bootstrap(
         self, nsim: int, seed: Any = None, func: Any = None, **kwargs: Any
@@ -933,11 +947,11 @@ class LmerResults(LikelihoodModelResults):
         return lmer_print(self)
 
 
-def _newdata(exog: Any, kwargs: dict[str, Any], where: str) -> Any:
+def _newdata(exog: Any, kwargs: dict[str, Any], where: str, known: list[str]) -> Any:
     """New data given as ``exog`` (statsmodels) or ``newdata=`` (lme4); no other keyword."""
     newdata = kwargs.pop("newdata", exog)
     if kwargs:
-        raise TypeError(f"{where} got unexpected keywords {sorted(kwargs)}")
+        raise unknown_keyword_error(where, list(kwargs), known)
     return newdata
 
 

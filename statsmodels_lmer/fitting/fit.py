@@ -10,12 +10,14 @@ does, so that the warnings point at the caller's line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import LmerConvergenceWarning, SingularFitWarning
+from ..engine.objective import Solution
+from ..exceptions import DataError, LmerConvergenceWarning, SingularFitWarning
 from .convergence import (
     SINGULAR_MESSAGE,
     ConvergenceCheck,
@@ -26,7 +28,7 @@ from .optimizers import Objective, OptimizerResult
 from .options import FitOptions
 from .run import optimize_lmer
 
-__all__ = ["OptSummary", "fit_theta"]
+__all__ = ["OptSummary", "check_estimates", "fit_theta"]
 
 
 @dataclass
@@ -181,3 +183,34 @@ def _messages(summary: OptSummary) -> list[tuple[str, type[Warning]]]:
             out.append((SINGULAR_MESSAGE, SingularFitWarning))
         out.extend((text, LmerConvergenceWarning) for text in conv.warnings)
     return out
+
+
+def check_estimates(solution: Solution) -> None:
+    """Refuse estimates that are not finite numbers: never a NaN presented as a fit.
+
+    The data checks refuse single columns out of double precision's reach;
+    this catches combinations (a response around 1e100 with a predictor
+    around 1e-100 gives variances around 1e400) and a residual variance of 0.
+
+    Raises
+    ------
+    DataError
+    """
+    sigma = float(solution.sigma)
+    with np.errstate(over="ignore", invalid="ignore"):
+        covariance = solution.vcov_unscaled * sigma * sigma
+    if not math.isfinite(solution.objective_value):
+        problem = "the objective is not finite at the estimate"
+    elif not (math.isfinite(sigma * sigma) and sigma * sigma > 0):
+        problem = f"the residual variance ({sigma:.3g} squared) cannot be represented"
+    elif not np.all(np.isfinite(solution.beta)):
+        problem = "the fixed effects are not finite"
+    elif not np.all(np.isfinite(covariance)):
+        problem = "the covariance of the fixed effects is not finite"
+    else:
+        return
+    raise DataError(
+        f"no trustworthy estimate: {problem}. The response and the predictors are on scales "
+        "too far apart for double precision; rescale them to values near 1 (the estimates "
+        "scale back by the same factors)"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._parallel import check_threads
 from .convergence import GRAD_TOL, HESS_TOL
 from .optimizers import available_optimizers
 
@@ -52,6 +53,11 @@ class FitOptions:
         lme4's ``restart_edge``.
     grad_tol, hess_tol : float
         lme4's ``check.conv.grad`` (2e-3) and ``check.conv.hess`` (1e-6).
+    threads : int or None
+        BLAS threads for the fit and the computations on it (Satterthwaite,
+        Kenward-Roger, profiles). None: one thread when the dense block is
+        smaller than ``statsmodels_lmer._parallel.SMALL_BLOCK`` rows, BLAS's
+        default otherwise.
     """
 
     method: str | None = None
@@ -66,6 +72,7 @@ class FitOptions:
     restart_edge: bool = True
     grad_tol: float = GRAD_TOL
     hess_tol: float = HESS_TOL
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -91,6 +98,7 @@ class FitOptions:
             _check_bool(name, getattr(self, name))
         if self.calc_derivs is not None:
             _check_bool("calc_derivs", self.calc_derivs)
+        check_threads(self.threads)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -116,11 +124,13 @@ class FitOptions:
 
 
 def unknown_keyword_error(where: str, unknown: list[str], known: list[str]) -> TypeError:
-    """A TypeError naming unknown keywords and suggesting close known ones."""
+    """A TypeError naming unknown keywords and suggesting close known ones (any case)."""
+    by_lower = {k.lower(): k for k in known}
     parts = []
     for name in sorted(unknown):
-        close = difflib.get_close_matches(name, known, n=1)
-        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+        hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
     plural = "s" if len(unknown) > 1 else ""
     return TypeError(f"{where} got unexpected keyword argument{plural} {', '.join(parts)}")
 

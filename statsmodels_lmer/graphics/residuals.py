@@ -15,6 +15,7 @@ import numpy as np
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from ..random_effects import term_for_group
+from ..terms import level_key, term_level_keys
 from ._mpl import finish, panel_axes, pyplot, qq_panel
 
 __all__ = [
@@ -150,8 +151,8 @@ def _chosen_levels(term: Any, groups: Any, n_groups: int) -> list[int]:
     levels = list(term.levels)
     if groups is None:
         return list(range(min(int(n_groups), len(levels))))
-    labels = [str(level) for level in levels]
-    wanted = [str(g) for g in ([groups] if isinstance(groups, str | int) else groups)]
+    labels = list(term_level_keys(term))  # matched by value, whatever the dtype
+    wanted = [level_key(g) for g in ([groups] if isinstance(groups, str | int) else groups)]
     unknown = [g for g in wanted if g not in labels]
     if unknown:
         raise KeyError(f"no levels {unknown} in {term.group}")

@@ -25,7 +25,6 @@ tested along with the variance. Prior weights enter as ``W^1/2 X`` and
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._parallel import Progress
+from ..exceptions import warn
 
 __all__ = [
     "ExactLRTResult",
@@ -288,10 +288,9 @@ def _run(
     statistic = max(0.0, float(statistic))
     pvalue = float(np.mean(statistic < sample)) if statistic > 0 else 1.0
     if np.quantile(sample, 0.9) == 0:
-        warnings.warn(
+        warn(
             f"null distribution has mass {np.mean(sample == 0):.3g} at zero",
             RuntimeWarning,
-            stacklevel=3,
         )
     method = "RLRT" if reml else "LRT"
     return ExactLRTResult(statistic, pvalue, sample, method, n, p, q, mu, xi, seed)

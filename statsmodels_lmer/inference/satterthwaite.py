@@ -17,7 +17,6 @@ appears when they take more than a couple of seconds, as on InstEval.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress
+from ..exceptions import warn
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
 __all__ = ["ContrastTest", "Satterthwaite", "fstat_ddf"]
@@ -118,19 +118,17 @@ class Satterthwaite:
         negative = values < -_EIGEN_TOL
         near_zero = np.abs(values) <= _EIGEN_TOL
         if negative.any():
-            warnings.warn(
+            warn(
                 "Model failed to converge with "
                 f"{int(negative.sum())} negative eigenvalue(s) of the Hessian in "
                 f"(theta, sigma): {', '.join(f'{v:.1e}' for v in values[negative])}",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         if near_zero.any():
-            warnings.warn(
+            warn(
                 f"Model may not have converged with {int(near_zero.sum())} eigenvalue(s) "
                 f"close to zero: {', '.join(f'{v:.1e}' for v in values[near_zero])}",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         positive = values > _EIGEN_TOL
         q = vectors[:, positive]

@@ -19,10 +19,18 @@ import pandas as pd
 from scipy import stats
 
 from .._parallel import Progress, effective_jobs, map_in_workers
+from ..exceptions import warn
 from ..graphics.bootstrap import plot_bootstrap
 from .parameters import default_statistics, parameter_names, percent_labels
 
-__all__ = ["BootstrapResult", "bootstrap", "check_level", "confint_bootstrap", "norm_inter"]
+__all__ = [
+    "BootstrapResult",
+    "bootstrap",
+    "check_count",
+    "check_level",
+    "confint_bootstrap",
+    "norm_inter",
+]
 
 Outcome = tuple[Any, str | None, list[str]]
 """One refit: (statistic or None, error text, warning texts)."""
@@ -34,6 +42,15 @@ def check_level(level: float) -> None:
         raise TypeError(f"level must be a number between 0 and 1, got {level!r}")
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+
+
+def check_count(name: str, value: Any) -> int:
+    """A number of simulations or replicates: a whole number, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
 
 
 _WORKER: dict[str, Any] = {}
@@ -118,11 +135,7 @@ def bootstrap(
     -------
     BootstrapResult
     """
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer):
-        raise TypeError(f"nsim must be a whole number, got {nsim!r}")
-    nsim = int(nsim)
-    if nsim < 1:
-        raise ValueError(f"nsim must be at least 1, got {nsim}")
+    nsim = check_count("nsim", nsim)
     func = default_statistics if func is None else func
     labels = {}
     if func is default_statistics:
@@ -183,10 +196,9 @@ def _bootstrap_result(
     warned = Counter(text for _, _, texts in results for text in dict.fromkeys(texts))
     failures = int(sum(errors.values()))
     if failures:
-        warnings.warn(
+        warn(
             f"{failures} of {nsim} bootstrap refits failed (NaN rows)",
             RuntimeWarning,
-            stacklevel=3,
         )
     return BootstrapResult(
         frame=pd.DataFrame(values, columns=columns),

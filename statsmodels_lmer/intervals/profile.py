@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from .._parallel import Progress
-from ..exceptions import SingularFitWarning
+from ..exceptions import SingularFitWarning, warn
 from ..fitting.optimizers import HAVE_NLOPT, minimize_theta
 from ..graphics.profile import plot_profile
 from ..parametrization import sdcor_to_theta, theta_to_sdcor
@@ -369,11 +369,10 @@ def profile(
             bar.note(f"{name}: zeta {row[0]:+.2f}")
 
         if not np.isfinite(prof.opt[w]):
-            warnings.warn(
+            warn(
                 f"{names[w]} is not identified at the estimates (a correlation of a zero "
                 "standard deviation); not profiled",
                 RuntimeWarning,
-                stacklevel=2,
             )
             bar.update(note=names[w])
             continue
@@ -384,11 +383,10 @@ def profile(
         frame[".par"] = names[w]
         frames.append(frame)
     if prof.lowest < -max(1e-6, 1e-10 * abs(prof.base)):
-        warnings.warn(
+        warn(
             f"profiling found a deviance {-prof.lowest:.3g} below the fit's: "
             "the fit is not at the optimum",
             RuntimeWarning,
-            stacklevel=2,
         )
     bar.close()
     if frames:
@@ -434,12 +432,11 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
             limits = back_spline(x, z)(zeta)
         except (ValueError, np.linalg.LinAlgError):
             if np.any(np.diff(z) < -1e-2) or z.size < 2:
-                warnings.warn(f"non-monotonic profile for {name}", RuntimeWarning, stacklevel=2)
+                warn(f"non-monotonic profile for {name}", RuntimeWarning)
                 continue
-            warnings.warn(
+            warn(
                 f"bad spline fit for {name}: falling back to linear interpolation",
                 RuntimeWarning,
-                stacklevel=2,
             )
             limits = np.interp(zeta, z, x, left=np.nan, right=np.nan)
         if np.isnan(limits[0]):

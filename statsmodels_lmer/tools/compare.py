@@ -20,11 +20,12 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..engine.objective import profiled_criterion
-from ..exceptions import DataError
+from ..exceptions import DataError, warn
 from ..formula import BarTerm, ParsedFormula, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
 from ..tables import LmerTable
+from ..terms import term_level_keys
 
 __all__ = ["REFIT_NOTE", "anova", "drop1", "ranova", "refit_formula"]
 
@@ -67,10 +68,11 @@ def anova(
     DataError
         When the models were not fitted to the same observations.
     """
-    if len(results) == 1:
-        return results[0].anova(type=type, ddf=ddf)
     if not results:
         raise ValueError("anova() needs one fitted model (its ANOVA table) or several to compare")
+    _check_results(results)
+    if len(results) == 1:
+        return results[0].anova(type=type, ddf=ddf)
     names = list(names) if names is not None else [f"model_{i + 1}" for i in range(len(results))]
     if len(names) != len(results):
         raise ValueError("names must have one entry per model")
@@ -120,26 +122,89 @@ def _comparable_fits(results: tuple[Any, ...], refit: bool) -> list[Any]:
         )
     exog_names = {tuple(res.model.exog_names) for res in results}
     if results[0].reml and len(exog_names) > 1:
-        warnings.warn(
+        warn(
             "REML likelihoods of models with different fixed effects are not comparable; "
             "use refit=True (the default) to compare them by ML",
             ValueWarning,
-            stacklevel=3,
         )
     return list(results)
 
 
-def _check_same_data(results: tuple[Any, ...]) -> None:
-    first = results[0]
-    y0 = np.sort(np.asarray(first.model.endog, dtype=float))
-    for res in results[1:]:
-        y = np.sort(np.asarray(res.model.endog, dtype=float))
-        if res.nobs != first.nobs or not np.allclose(y, y0):
-            raise DataError(
-                "models were not all fitted to the same data "
-                f"(nobs {first.nobs} and {res.nobs}); compare fits of one data set, "
-                "with the same rows (watch missing values)"
+def _check_results(results: tuple[Any, ...]) -> None:
+    for position, res in enumerate(results, start=1):
+        model = getattr(res, "model", None)
+        if not (hasattr(model, "random_terms") and hasattr(res, "reml")):
+            raise TypeError(
+                f"anova() compares fitted Lmer results; argument {position} is "
+                f"{type(res).__name__} ({str(res)[:40]!r})"
             )
+
+
+def _data_record(res: Any, groups: list[str], columns: list[str]) -> pd.DataFrame:
+    """The data a fit used, one row per observation: response, weights, offset, groups, X."""
+    model = res.model
+    n = int(res.nobs)
+    record = {
+        "the response": np.asarray(model.endog, dtype=float),
+        "the weights": np.ones(n) if model.weights is None else model.weights,
+        "the offset": np.zeros(n) if model.offset is None else model.offset,
+    }
+    for group in groups:
+        term = next(t for t in model.random_terms if t.group == group)
+        record[f"grouping factor {group!r}"] = term_level_keys(term)[term.codes]
+    exog = pd.DataFrame(np.asarray(model.exog, dtype=float), columns=model.exog_names)
+    for column in columns:
+        record[f"fixed-effects column {column!r}"] = exog[column].to_numpy()
+    return pd.DataFrame(record)
+
+
+def _same_rows(first: pd.DataFrame, other: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether the two records hold the same rows of ``columns``, in any order."""
+    a = first[columns].sort_values(columns, kind="stable", ignore_index=True)
+    b = other[columns].sort_values(columns, kind="stable", ignore_index=True)
+    for column in columns:
+        x, y = a[column].to_numpy(), b[column].to_numpy()
+        if x.dtype == object:
+            if not np.array_equal(x, y):
+                return False
+        elif not np.allclose(x, y, rtol=1e-10, atol=0.0, equal_nan=True):
+            return False
+    return True
+
+
+def _check_same_data(results: tuple[Any, ...]) -> None:
+    """Refuse fits of different data: response, weights, offset, shared groups and columns.
+
+    Rows may come in another order; what must agree is the set of rows, each
+    with its response, weight, offset, level of every grouping factor the
+    models share and value of every fixed-effects column they share.
+    """
+    first = results[0]
+    groups = set.intersection(*({t.group for t in r.model.random_terms} for r in results))
+    shared = set.intersection(*(set(r.model.exog_names) for r in results))
+    groups_list = sorted(groups)
+    columns_list = [c for c in first.model.exog_names if c in shared]
+    base = _data_record(first, groups_list, columns_list)
+    for position, res in enumerate(results[1:], start=2):
+        if res.nobs != first.nobs:
+            raise DataError(
+                f"models were not all fitted to the same data: model 1 has {first.nobs} "
+                f"observations and model {position} {res.nobs}; compare fits of one data "
+                "set, with the same rows (watch missing values)"
+            )
+        record = _data_record(res, groups_list, columns_list)
+        names = list(base.columns)
+        if _same_rows(base, record, names):
+            continue
+        differ = [c for c in names[1:] if not _same_rows(base, record, [names[0], c])]
+        if not _same_rows(base, record, names[:1]):
+            differ.insert(0, names[0])
+        raise DataError(
+            f"models 1 and {position} were not fitted to the same data: "
+            f"{', '.join(differ) or 'the rows'} {'differs' if len(differ) == 1 else 'differ'} "
+            "(compared row by row, in any order); "
+            "compare fits of one data set"
+        )
 
 
 def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:

@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..exceptions import warn
 from ..terms import grouping_codes
 
 __all__ = [
@@ -325,11 +326,10 @@ def hausman_statistic(
     values, vectors = np.linalg.eigh((var + var.T) / 2)
     positive = values > 1e-12 * max(np.abs(values).max(), 1e-300)
     if not positive.all():
-        warnings.warn(
+        warn(
             "V_FE - V_RE is not positive definite; the Hausman statistic uses its "
             "pseudo-inverse (the robust Mundlak form, method='mundlak', avoids this)",
             ValueWarning,
-            stacklevel=3,
         )
     projected = vectors[:, positive].T @ diff
     statistic = float(np.sum(projected**2 / values[positive]))

@@ -35,9 +35,17 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import stats
 
+from ..exceptions import DataError
 from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
-from .predict import complete_rows, fixed_matrix, predict, term_design, term_rows
+from .predict import (
+    complete_rows,
+    fixed_matrix,
+    predict,
+    row_values,
+    term_design,
+    term_rows,
+)
 
 __all__ = ["PredictionResults", "get_prediction"]
 
@@ -126,18 +134,20 @@ def get_prediction(
     PredictionResults
     """
     model = res.model
+    rows_given = newdata is not None
     if newdata is None:
         newdata = model.data.frame
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     mean = predict(res, newdata, None if conditional else "0", allow_new_levels)
+    residual_var = _residual_variance(res, newdata, rows_given)
     complete = complete_rows(model, newdata, terms if conditional else []) & np.isfinite(mean)
     rows = newdata.loc[complete]
     X = fixed_matrix(model, rows)
     shape = len(newdata)
     se, df, se_obs = (np.full(shape, np.nan) for _ in range(3))
-    sigma2 = float(res.scale)
+    sigma2 = residual_var[complete]
     if conditional:
         var_mean = _conditional_variance(res, rows, X, allow_new_levels)
         se[complete] = np.sqrt(var_mean)
@@ -150,6 +160,20 @@ def get_prediction(
         df[complete] = _row_df(res, X)
         se_obs[complete] = np.sqrt(var_mean + _random_variance(res, rows) + sigma2)
     return PredictionResults(mean, se, df, se_obs, newdata.index, bool(conditional))
+
+
+def _residual_variance(res: Any, newdata: pd.DataFrame, rows_given: bool) -> np.ndarray:
+    """``sigma^2 / w`` for each row: the weights of the fitted rows, or of their column.
+
+    NaN for every row when the model's weights were an array and the rows are
+    new (their weights are unknown), so that no observation interval is wrong.
+    """
+    sigma2 = float(res.scale)
+    try:
+        weights = row_values(res.model, newdata, rows_given, None, "weights")
+    except DataError:
+        return np.full(len(newdata), np.nan)
+    return np.full(len(newdata), sigma2) if weights is None else sigma2 / weights
 
 
 def _row_df(res: Any, X: np.ndarray) -> np.ndarray:
