@@ -28,8 +28,17 @@ __all__ = [
     "ModelFrame",
     "aliased_columns",
     "build_model_frame",
+    "check_fixed_values",
+    "check_groups",
+    "check_response_width",
     "check_scale_x",
+    "check_weight_counts",
+    "fixed_part_error",
     "names_in_code",
+    "patsy_columns",
+    "scales_differ",
+    "used_columns",
+    "warn_aliased",
 ]
 
 SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
@@ -101,7 +110,7 @@ def build_model_frame(
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     weights = _column_or_array(weights, data, "weights")
     offset = _column_or_array(offset, data, "offset")
-    used = _used_columns(parsed, data)
+    used = used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
     if used:
         incomplete |= data[used].isna().any(axis=1).to_numpy()
@@ -126,7 +135,7 @@ def build_model_frame(
     if check_scale_x(exog.to_numpy(dtype=float)):
         warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
     terms = build_random_terms(parsed.bars, frame, eval_env)
-    _check_groups(terms, len(frame))
+    check_groups(terms, len(frame))
     return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
 
 
@@ -165,12 +174,21 @@ def _column_or_array(value: Any, data: pd.DataFrame, what: str) -> np.ndarray | 
 
 
 def _check_weights(weights: np.ndarray | None) -> None:
-    if weights is None:
-        return
-    if np.any(weights < 0):
-        raise DataError(f"weights must not be negative ({int(np.sum(weights < 0))} are)")
-    if np.any(weights == 0):
-        raise DataError(f"{int(np.sum(weights == 0))} weights are zero; drop those rows instead")
+    if weights is not None:
+        check_weight_counts(int(np.sum(weights < 0)), int(np.sum(weights == 0)))
+
+
+def check_weight_counts(n_negative: int, n_zero: int) -> None:
+    """Refuse negative or zero prior weights, given how many there are.
+
+    Raises
+    ------
+    DataError
+    """
+    if n_negative:
+        raise DataError(f"weights must not be negative ({n_negative} are)")
+    if n_zero:
+        raise DataError(f"{n_zero} weights are zero; drop those rows instead")
 
 
 def names_in_code(code: str) -> set[str]:
@@ -194,7 +212,16 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+def used_columns(parsed: ParsedFormula, data: Any) -> list[str]:
+    """The columns of ``data`` the formula uses, in the data's column order.
+
+    ``data`` is anything with ``columns`` (a pandas or Dask DataFrame).
+
+    Raises
+    ------
+    UnknownColumnError
+        The response or a grouping factor is not a column.
+    """
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
         desc = patsy.ModelDesc.from_formula(text)
@@ -222,7 +249,7 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     return [column for column in data.columns if str(column) in names]
 
 
-def _suggest(name: str, data: pd.DataFrame) -> str:
+def _suggest(name: str, data: Any) -> str:
     close = difflib.get_close_matches(name, list(map(str, data.columns)), n=3)
     if close:
         return f" (did you mean {', '.join(map(repr, close))}?)"
@@ -236,40 +263,56 @@ _NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
 def _fixed_part(
     parsed: ParsedFormula, frame: pd.DataFrame, used: list[str], eval_env: Any
 ) -> tuple[pd.Series, pd.DataFrame, Any]:
-    # numeric columns as plain arrays: patsy is several times faster on them
-    columns = {
-        str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used
-    }
+    columns = patsy_columns(frame, used)
     try:
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
-    except patsy.PatsyError as err:
-        message = err.message
-        if "is not defined" in message or "not found" in message:
-            raise UnknownColumnError(
-                f"cannot evaluate the fixed part {parsed.fixed!r}: {message}"
-            ) from None
-        raise FormulaError(f"cannot evaluate the fixed part {parsed.fixed!r}: {message}") from None
-    except NameError as err:
-        raise UnknownColumnError(
-            f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
-        ) from None
-    y_names = y.design_info.column_names
+    except (patsy.PatsyError, NameError) as err:
+        raise fixed_part_error(parsed.fixed, err) from None
+    check_response_width(parsed.response, y.design_info.column_names)
+    check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
+    endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
+    exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
+    return endog, exog, X.design_info
+
+
+def fixed_part_error(fixed: str, err: Exception) -> Exception:
+    """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
+    message = getattr(err, "message", None) or str(err)
+    if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
+        return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
+    return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")
+
+
+def check_response_width(response: str, y_names: list[str]) -> None:
+    """Refuse a response that patsy expanded to several columns (a non-numeric one)."""
     if len(y_names) != 1:
         raise ResponseTypeError(
-            f"response {parsed.response!r} is not numeric (it expanded to the "
+            f"response {response!r} is not numeric (it expanded to the "
             f"columns {y_names}); convert it to numbers first"
         )
-    endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y_names[0])
-    if not np.all(np.isfinite(endog.to_numpy())):
-        raise DataError(f"response {parsed.response!r} has non-finite values")
-    exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
-    finite = np.isfinite(exog.to_numpy()).all(axis=0)
+
+
+def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info: Any) -> None:
+    """Refuse non-finite values in the response or the fixed-effects columns.
+
+    Raises
+    ------
+    DataError
+        Naming the response or the fixed-effects columns at fault.
+    """
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"response {response!r} has non-finite values")
+    finite = np.isfinite(X).all(axis=0)
     if not finite.all():
-        bad = list(exog.columns[~finite])
+        bad = [name for name, ok in zip(design_info.column_names, finite) if not ok]
         raise DataError(f"fixed-effects columns {bad} have non-finite values")
-    return endog, exog, X.design_info
+
+
+def patsy_columns(frame: pd.DataFrame, used: list[str]) -> dict[str, Any]:
+    """The used columns for patsy, plain numeric ones as arrays (several times faster)."""
+    return {str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used}
 
 
 def _is_plain_numeric(values: pd.Series) -> bool:
@@ -311,7 +354,11 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     continuous = ~np.all((X == 0) | (X == 1), axis=0)
     if not np.any(continuous):
         return False
-    sd = np.std(X[:, continuous], axis=0, ddof=1)
+    return scales_differ(np.std(X[:, continuous], axis=0, ddof=1), tol)
+
+
+def scales_differ(sd: np.ndarray, tol: float = 1e3) -> bool:
+    """The test of :func:`check_scale_x` on the standard deviations of the continuous columns."""
     with np.errstate(divide="ignore", invalid="ignore"):
         log_sd = np.log(sd)
         ratios = np.abs(log_sd[:, None] - log_sd[None, :])
@@ -324,17 +371,28 @@ def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]
+    warn_aliased(names, stacklevel=5)
+    return exog.drop(columns=names), names
+
+
+def warn_aliased(names: list[str], stacklevel: int = 2) -> None:
+    """lme4's warning that aliased fixed-effects columns are dropped."""
     warnings.warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
         f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
         f"{', '.join(names)}",
         ValueWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
-    return exog.drop(columns=names), names
 
 
-def _check_groups(terms: list[RandomTerm], nobs: int) -> None:
+def check_groups(terms: list[RandomTerm], nobs: int) -> None:
+    """lme4's checks of the numbers of levels and random effects against ``nobs``.
+
+    Raises
+    ------
+    DataError
+    """
     for term in terms:
         if term.n_levels < 2:
             raise DataError(

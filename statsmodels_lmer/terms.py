@@ -21,7 +21,13 @@ from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm
 from .parametrization import factor_from_theta, tril_colmajor
 
-__all__ = ["RandomTerm", "build_random_terms", "grouping_codes", "lme4_term_order"]
+__all__ = [
+    "RandomTerm",
+    "build_random_terms",
+    "grouping_codes",
+    "lme4_term_order",
+    "order_terms",
+]
 
 
 @dataclass(eq=False)
@@ -194,7 +200,11 @@ def build_random_terms(
     -------
     list of RandomTerm
     """
-    terms = [_evaluate_bar(bar, frame, eval_env) for bar in bars]
+    return order_terms([_evaluate_bar(bar, frame, eval_env) for bar in bars])
+
+
+def order_terms(terms: list[RandomTerm]) -> list[RandomTerm]:
+    """The terms in lme4's order, a second term on a factor labelled ``"g.1"``."""
     order = lme4_term_order([term.n_levels for term in terms])
     terms = [terms[i] for i in order]
     seen: dict[str, int] = {}
