@@ -13,7 +13,18 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
-from .engine.blocks import CrossProducts, build_cross_products, engine_order
+from .distributed.dask_fit import (
+    PartitionedModel,
+    RowsOnCluster,
+    build_partitioned,
+    is_dask_frame,
+)
+from .engine.blocks import (
+    CrossProducts,
+    build_cross_products,
+    engine_order,
+    finalize_cross_products,
+)
 from .engine.objective import ProfiledDeviance
 from .fitting.fit import FitOptions, OptSummary, fit_theta, unknown_keyword_error
 from .formula import parse_formula
@@ -23,7 +34,7 @@ from .terms import RandomTerm
 
 __all__ = ["MODEL_KEYWORDS", "Lmer", "lmer"]
 
-MODEL_KEYWORDS = ("weights", "offset", "subset", "missing", "eval_env", "drop_cols")
+MODEL_KEYWORDS = ("weights", "offset", "subset", "missing", "eval_env", "drop_cols", "progress")
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
 
@@ -48,7 +59,15 @@ class Lmer(LikelihoodModel):
         Known offset added to the linear predictor.
     **kwargs
         Passed to statsmodels' ``Model`` (``missing``, ``formula``, ...).
+
+    Attributes
+    ----------
+    partitions : DaskRows or None
+        For a model built from a Dask DataFrame, its rows on the cluster (see
+        :mod:`statsmodels_lmer.distributed`); None for in-memory data.
     """
+
+    partitions: Any = None
 
     def __init__(
         self,
@@ -72,11 +91,14 @@ class Lmer(LikelihoodModel):
                 raise ValueError(
                     f"random term {term.label!r} has {len(term.codes)} rows, endog has {n}"
                 )
+        self._set_layout(n, self.exog.shape[1])
+
+    def _set_layout(self, nobs: int, k_fixed: int) -> None:
         self.engine_order = engine_order(self.random_terms)
         starts = np.cumsum([0] + [t.n_theta for t in self.random_terms])
         self.theta_slices = [slice(a, b) for a, b in itertools.pairwise(starts)]
-        self.nobs = float(n)
-        self.k_fixed = self.exog.shape[1]
+        self.nobs = float(nobs)
+        self.k_fixed = k_fixed
 
     # -- construction --------------------------------------------------
     @classmethod
@@ -96,10 +118,13 @@ class Lmer(LikelihoodModel):
         formula : str
             lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``;
             ``(x || g)``, ``(1 | a/b)`` and ``(1 | a:b)`` are expanded as lme4.
-        data : pandas.DataFrame
-            The data; never modified.
+        data : pandas.DataFrame or dask.dataframe.DataFrame
+            The data; never modified. A Dask DataFrame is read in two passes
+            over its partitions and only the summed cross-products come to
+            the client (see docs/dask.md); weights and offset are then column
+            names.
         subset : array_like, optional
-            Rows to use (anything ``data.loc`` accepts).
+            Rows to use (anything ``data.loc`` accepts; not for Dask).
         drop_cols : list of str, optional
             Fixed-effects columns to drop from the model matrix.
         weights, offset : array_like or str, optional
@@ -109,6 +134,8 @@ class Lmer(LikelihoodModel):
             counted) or refused.
         eval_env : int or patsy.EvalEnvironment, optional
             Where patsy looks up names that are not columns.
+        progress : bool
+            Dask DataFrames only: show Dask's progress bar for each pass.
 
         Returns
         -------
@@ -121,6 +148,18 @@ class Lmer(LikelihoodModel):
             raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         eval_env = _capture_env(kwargs.pop("eval_env", None))
         parsed = parse_formula(formula)
+        progress = kwargs.pop("progress", False)
+        if is_dask_frame(data):
+            built = build_partitioned(
+                parsed,
+                data,
+                subset=subset,
+                eval_env=eval_env,
+                drop_cols=drop_cols,
+                progress=progress,
+                **kwargs,
+            )
+            return cls._from_partitioned(built, formula, data)
         mf = build_model_frame(
             parsed,
             data,
@@ -149,6 +188,30 @@ class Lmer(LikelihoodModel):
         model.data.frame = mf.frame
         return model
 
+    @classmethod
+    def _from_partitioned(cls, built: PartitionedModel, formula: str, ddf: Any) -> Lmer:
+        """A model whose rows stay in a Dask DataFrame (see :meth:`from_formula`)."""
+        model = cls.__new__(cls)
+        rows = built.rows
+        model.random_terms = built.terms
+        model.n_dropped, model.dropped_columns = built.n_dropped, built.dropped_columns
+        model.lmer_formula, model.formula = formula, formula
+        model.data, model.k_constant = built.data, built.k_constant
+        model.endog, model.exog = model.data.orig_endog, model.data.orig_exog
+        columns = rows.plan.rows
+        n = (built.nobs,)
+        model.weights = (
+            None if columns.weights is None else RowsOnCluster("weights", n, columns.weights)
+        )
+        model.offset = (
+            None if columns.offset is None else RowsOnCluster("offset", n, columns.offset)
+        )
+        model._data_attr, model._init_keys = [], []
+        rows.frame = model.data.frame = ddf[columns.columns].dropna()  # the complete rows
+        model.partitions = rows
+        model._set_layout(built.nobs, len(built.data.xnames))
+        return model
+
     # -- pickling ------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         # patsy's DesignInfo does not pickle, and statsmodels would rebuild it
@@ -164,7 +227,7 @@ class Lmer(LikelihoodModel):
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         fixed = getattr(self.data, "formula", None)
-        if frame is not None and fixed:
+        if frame is not None and fixed and self.partitions is None:
             env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
             try:
                 design = patsy.dmatrix(fixed.split("~", 1)[1], frame, eval_env=env)
@@ -179,6 +242,8 @@ class Lmer(LikelihoodModel):
         return self._build_cross_products(None)
 
     def _build_cross_products(self, strategy: str | None) -> CrossProducts:
+        if self.partitions is not None:
+            return finalize_cross_products(self.partitions.raw_sums, strategy)
         terms = [self.random_terms[i] for i in self.engine_order]
         y = np.asarray(self.endog, dtype=float)
         if self.offset is not None:
@@ -236,12 +301,16 @@ class Lmer(LikelihoodModel):
             set(groups)
         ) != len(groups):
             return self.theta_start
-        y = np.asarray(self.endog, dtype=float)
-        group_vars = []
-        for term in terms:
-            means = np.bincount(term.codes, y) / np.bincount(term.codes)
-            group_vars.append(np.var(means[term.codes], ddof=1))
-        residual_var = np.var(y, ddof=1) - sum(group_vars)
+        if self.partitions is not None:
+            group_vars, total_var = self.partitions.group_mean_variances()
+        else:
+            y = np.asarray(self.endog, dtype=float)
+            group_vars = []
+            for term in terms:
+                means = np.bincount(term.codes, y) / np.bincount(term.codes)
+                group_vars.append(np.var(means[term.codes], ddof=1))
+            total_var = np.var(y, ddof=1)
+        residual_var = total_var - sum(group_vars)
         if not residual_var > 0:
             return self.theta_start
         ratios = np.asarray(group_vars) / residual_var
@@ -409,13 +478,13 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     ----------
     formula : str
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
-        The data.
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        The data (see :meth:`Lmer.from_formula` for Dask).
     REML : bool
         REML (default) or maximum likelihood.
     **kwargs
         Model keywords (``weights``, ``offset``, ``subset``, ``missing``,
-        ``eval_env``, ``drop_cols``) and fit keywords (``method``,
+        ``eval_env``, ``drop_cols``, ``progress``) and fit keywords (``method``,
         ``maxiter``, ``start_theta``, ``xtol``, ``ftol``, ``check_conv``,
         ...; see :meth:`Lmer.fit`). Any other keyword is a TypeError.
 

@@ -82,15 +82,23 @@ def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
 
 def _check_same_data(results: tuple[Any, ...]) -> None:
     first = results[0]
-    y0 = np.sort(np.asarray(first.model.endog, dtype=float))
+    y0 = _sorted_response(first)
     for res in results[1:]:
-        y = np.sort(np.asarray(res.model.endog, dtype=float))
-        if res.nobs != first.nobs or not np.allclose(y, y0):
+        y = _sorted_response(res)
+        if res.nobs != first.nobs or y.shape != y0.shape or not np.allclose(y, y0):
             raise DataError(
                 "models were not all fitted to the same data "
                 f"(nobs {first.nobs} and {res.nobs}); compare fits of one data set, "
                 "with the same rows (watch missing values)"
             )
+
+
+def _sorted_response(res: Any) -> np.ndarray:
+    """The sorted responses; their mean and variance for rows on a Dask cluster."""
+    rows = getattr(res.model, "partitions", None)
+    if rows is not None:
+        return np.array([rows.response.mean[0], rows.response.variance[0]])
+    return np.sort(np.asarray(res.model.endog, dtype=float))
 
 
 def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
@@ -170,6 +178,8 @@ def ranova(res: Any) -> pd.DataFrame:
 def _least_squares_loglik(res: Any) -> tuple[int, float]:
     """(npar, log-likelihood) of the fixed-effects-only model (R's logLik.lm)."""
     model = res.model
+    if getattr(model, "partitions", None) is not None:
+        return _least_squares_from_sums(res)
     X = np.asarray(model.exog, dtype=float)
     y = np.asarray(model.endog, dtype=float)
     if model.offset is not None:
@@ -183,6 +193,19 @@ def _least_squares_loglik(res: Any) -> tuple[int, float]:
     criterion = profiled_criterion(
         0.0, ld_rx2, float(resid @ resid), n, p, float(np.sum(np.log(w))), res.reml
     )
+    return p + 1, -0.5 * criterion
+
+
+def _least_squares_from_sums(res: Any) -> tuple[int, float]:
+    """:func:`_least_squares_loglik` from the cross-products ``[X y]' W [X y]``."""
+    cross = res.model.cross_products
+    r, p = cross.n_random_rest, cross.n_fixed
+    block = cross.a_rr[r:, r:]
+    chol = np.linalg.cholesky(block[:p, :p])
+    solved = np.linalg.solve(chol, block[:p, p])
+    ld_rx2 = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    rss = float(block[p, p] - solved @ solved)
+    criterion = profiled_criterion(0.0, ld_rx2, rss, cross.nobs, p, cross.sum_log_weights, res.reml)
     return p + 1, -0.5 * criterion
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
 from ..frame import names_in_code
@@ -88,6 +89,15 @@ def predict(
 ) -> np.ndarray:
     """Predictions on the response scale; see :meth:`LmerResults.predict`."""
     model = res.model
+    if (
+        getattr(model, "partitions", None) is not None
+    ):  # fitted from a Dask DataFrame: lazy predictions
+        return _predict_partitioned(res, newdata, re_formula, allow_new_levels)
+    if is_dask_frame(newdata):
+        raise TypeError(
+            "predictions for a Dask DataFrame need a model fitted from a Dask DataFrame; "
+            "compute() the frame to predict with this model"
+        )
     if newdata is None:
         newdata = model.data.frame
     if not isinstance(newdata, pd.DataFrame):
@@ -101,6 +111,17 @@ def predict(
     out = np.full(len(newdata), np.nan)
     out[complete] = values
     return out
+
+
+def _predict_partitioned(res: Any, newdata: Any, re_formula: Any, allow_new_levels: bool) -> Any:
+    rows = res.model.partitions
+    newdata = rows.frame if newdata is None else newdata
+    if not is_dask_frame(newdata):
+        raise TypeError(
+            "a model fitted from a Dask DataFrame predicts for a Dask DataFrame, got "
+            f"{type(newdata).__name__}; use dask.dataframe.from_pandas"
+        )
+    return rows.predict(res, newdata, selected_terms(res.model, re_formula), allow_new_levels)
 
 
 def complete_rows(
