@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -336,3 +337,13 @@ def test_bad_input(client, data, formula, kwargs, error, match):
     ddf = ddf.assign(zero=0.0, infinite=np.inf, one=1, bad=ddf["y"] / 0.0)
     with pytest.raises(error, match=match):
         sml.Lmer.from_formula(formula, ddf, **kwargs)
+
+
+def test_docs_example(capsys):
+    text = (Path(__file__).parents[1] / "docs" / "dask.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        exec(compile(code, "docs/dask.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Scaled residuals:" in out and "Number of obs: 180" in out

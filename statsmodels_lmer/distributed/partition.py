@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 
 from ..engine.blocks import RawSums, raw_sums
 from ..exceptions import DataError
@@ -364,14 +365,19 @@ class FixedSums:
     @classmethod
     def of(cls, X: np.ndarray, full: np.ndarray | None) -> FixedSums:
         """The summaries of some rows."""
-        augmented = np.column_stack([X, np.ones(len(X))])
+        n, p = X.shape
+        columns = np.asfortranarray(X)  # reductions by column: several times faster
+        augmented = np.empty((n, p + 1), order="F")
+        augmented[:, :p] = columns
+        augmented[:, p] = 1.0
+        (raw, _), *_ = sla.qr(augmented, mode="raw", overwrite_a=True, check_finite=False)
         return cls(
-            np.linalg.qr(augmented, mode="r"),
-            Moments.of(X),
-            X.min(axis=0, initial=np.inf),
-            X.max(axis=0, initial=-np.inf),
-            np.all((X == 0) | (X == 1), axis=0),
-            None if full is None else X.T @ full,
+            np.triu(raw[: p + 1]),
+            Moments.of(columns),
+            columns.min(axis=0, initial=np.inf),
+            columns.max(axis=0, initial=-np.inf),
+            np.all((columns == 0) | (columns == 1), axis=0),
+            None if full is None else columns.T @ full,
         )
 
     def __add__(self, other: FixedSums) -> FixedSums:
