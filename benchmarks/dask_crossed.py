@@ -194,6 +194,86 @@ def _max_rel(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+RESULTS = Path(__file__).resolve().parent / "dask_results.json"
+BEGIN, END = "<!-- dask_crossed.py: begin -->", "<!-- dask_crossed.py: end -->"
+
+
+INTRO = """## Fits from a Dask DataFrame
+
+Written by `python benchmarks/dask_crossed.py --page` from `benchmarks/dask_results.json`; each
+row was measured with the command in the last table. `y ~ x + (1|g1) + (1|g2)`, 1e4 x 1e3
+crossed levels, partitions of 1e6 rows generated lazily on a `LocalCluster` of 2
+single-threaded worker processes on this 2-core machine. **build**: `from_formula` (two
+passes, generating the data twice); **gen**: one pass that only generates the partitions (the
+analogue of reading files); **rows/s/core**: rows over build time over 2 workers, and without
+the two generations; **fit**: the optimizer on the client. Peak MiB: growth of the resident set
+(`VmHWM`) of each worker and of the client during build and fit. The machine was shared with
+other jobs (load average in the last column): times are upper bounds.
+
+| rows | partitions | build (s) | gen (s) | rows/s/core | without gen | fit (s) | evals \
+| worker peak MiB | client peak MiB | load |
+|---|---|---|---|---|---|---|---|---|---|---|""".replace(" \\\n", " ")
+
+MEMORY_INTRO = """The same rows in memory (`pandas.concat` of the partitions, then
+`from_formula` and `fit` in one process): **frame + blocks** is the time of the model frame
+and of the cross-products (single-threaded), **rows/s/core** its throughput. The last four
+columns compare the estimates: at the in-memory theta (the engine) and of the two optima
+(the optimizer's tolerance).
+
+| rows | frame + blocks (s) | rows/s/core | fit (s) | peak MiB | fixed effects, same theta \
+| objective, same theta | theta of the optima | fixed effects of the optima |
+|---|---|---|---|---|---|---|---|---|""".replace(" \\\n", " ")
+
+
+def render_section(results: list[dict]) -> str:
+    """The Markdown section of docs/benchmarks.md for some results (sorted by rows)."""
+    results = sorted(results, key=lambda r: r["rows"])
+    lines = [BEGIN, *INTRO.splitlines()]
+    for r in results:
+        lines.append(
+            f"| {_rows(r)} | {r['partitions']} | {r['build_s']:.1f} | "
+            f"{r.get('generate_pass_s', float('nan')):.1f} | {r['rows_per_s_per_core']:,.0f} | "
+            f"{r.get('rows_per_s_per_core_without_generation', float('nan')):,.0f} | "
+            f"{r['fit_s']:.1f} | {r['evaluations']} | "
+            f"{' / '.join(str(v) for v in r['worker_peak_mib'])} | {r['client_peak_mib']} | "
+            f"{r.get('load_average_1min_after', float('nan')):.1f} |"
+        )
+    compared = [r for r in results if "memory_total_s" in r]
+    if compared:
+        lines += ["", *MEMORY_INTRO.splitlines()]
+        for r in compared:
+            lines.append(
+                f"| {_rows(r)} | "
+                f"{r['memory_frame_s'] + r['memory_cross_products_s']:.1f} | "
+                f"{r['memory_rows_per_s_per_core']:,.0f} | "
+                f"{r['memory_total_s'] - r['memory_frame_s'] - r['memory_cross_products_s']:.1f}"
+                f" | {r['memory_peak_mib']} | {r['at_same_theta_params_max_rel']:.1e} | "
+                f"{r['at_same_theta_objective_rel']:.1e} | {r['optima_theta_max_rel']:.1e} | "
+                f"{r['optima_params_max_rel']:.1e} |"
+            )
+    lines += ["", "| rows | command |", "|---|---|"]
+    lines += [f"| {_rows(r)} | `{r['command']}` |" for r in results]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def _rows(result: dict) -> str:
+    return f"{result['rows']:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
+def write_page(results: list[dict], page: Path = PAGE) -> None:
+    """Put the section into docs/benchmarks.md (replacing an older one, else at the end)."""
+    text = page.read_text()
+    section = render_section(results)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    page.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=float, default=1e7)
@@ -201,7 +281,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--compare", action="store_true", help="also fit in memory")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--page",
+        nargs="*",
+        type=Path,
+        help="no fit: add these result files to benchmarks/dask_results.json (by rows) and "
+        "write the section of docs/benchmarks.md",
+    )
     args = parser.parse_args(argv)
+    if args.page is not None:
+        known = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        by_rows = {r["rows"]: r for r in known}
+        by_rows.update({r["rows"]: r for r in (json.loads(f.read_text()) for f in args.page)})
+        results = sorted(by_rows.values(), key=lambda r: r["rows"])
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        write_page(results)
+        return
     n_rows, partition_rows = int(args.rows), int(args.partition_rows)
     warnings.simplefilter("ignore", ResourceWarning)
     result, res = run_dask(n_rows, partition_rows, args.workers)
