@@ -37,7 +37,7 @@ from statsmodels.base.data import PandasData
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..engine.blocks import RawSums, engine_order
-from ..exceptions import DataError, ResponseTypeError, UnknownColumnError
+from ..exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
 from ..formula import ParsedFormula
 from ..frame import (
     SCALE_MESSAGE,
@@ -371,7 +371,7 @@ def _bar_plans(parsed: ParsedFormula, designs: list[Any], scan: ScanSummary) -> 
     for index, bar in enumerate(parsed.bars):
         design = designs[2 + index]
         if not design.column_names:
-            raise DataError(f"random-effects term {bar} has no columns")
+            raise FormulaError(f"random-effects term {bar} has no columns")
         combos = scan.combos[bar.factors]
         _, levels = grouping_codes(combos, bar.factors)
         names = tuple(design.column_names)
