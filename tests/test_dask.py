@@ -43,7 +43,7 @@ def client():
     with (
         warnings.catch_warnings(),
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -344,6 +344,7 @@ def test_docs_example(capsys):
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
+        warnings.filterwarnings("ignore", "Port 8787 is already in use", UserWarning)
         exec(compile(code, "docs/dask.md", "exec"), {})
     out = capsys.readouterr().out
     assert "Scaled residuals:" in out and "Number of obs: 180" in out
