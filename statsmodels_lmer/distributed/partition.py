@@ -152,8 +152,9 @@ def scan_partition(part: pd.DataFrame, plan: ScanPlan) -> ScanSummary:
         column = getattr(plan.rows, what)
         if column is None:
             continue
+        # infinite values count on all rows (as in memory), the others on complete rows
+        problems[what, "infinite"] = int(np.sum(np.isinf(part[column].to_numpy(dtype=float))))
         values = frame[column].to_numpy(dtype=float)
-        problems[what, "infinite"] = int(np.sum(np.isinf(values)))
         if what == "weights":
             problems[what, "negative"] = int(np.sum(values < 0))
             problems[what, "zero"] = int(np.sum(values == 0))
