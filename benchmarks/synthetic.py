@@ -5,6 +5,8 @@ response ``y``, a covariate ``x`` and categorical grouping columns:
 
 - ``"crossed"``: ``g1`` and ``g2``, two crossed factors with ``n_levels = (L1, L2)``
   levels; model ``y ~ x + (1|g1) + (1|g2)``.
+- ``"crossed-slopes"``: ``g1`` and ``g2`` as in ``"crossed"``, each with a
+  correlated random intercept and slope in ``x``; model ``y ~ x + (x|g1) + (x|g2)``.
 - ``"nested"``: ``school`` with ``n_levels[0]`` levels, and ``classroom`` with
   ``n_levels[1] // n_levels[0]`` classes in each school, labelled within the school;
   model ``y ~ x + (1|school/classroom)``.
@@ -19,20 +21,28 @@ integer categories; the same seed gives the same data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-DESIGNS = ("crossed", "nested", "slope")
+DESIGNS = ("crossed", "crossed-slopes", "nested", "slope")
+
+SLOPE_COV = np.array([[1.0, 0.3], [0.3, 0.25]])
+"""Covariance of (intercept, slope) of ``g`` (``"slope"``) and ``g1`` (``"crossed-slopes"``)."""
 
 
 def default_levels(design: str, n: int) -> tuple[int, ...]:
     """Levels used by the benchmark when none are given (each below ``n``).
 
     Crossed: 1e4 and 1e3 levels when ``n >= 1e5``, else ``n/10`` and ``n/100``.
-    Nested: ``n/100`` schools, 10 classes each. Slope: ``n/100`` groups (at most 1e3).
+    Crossed slopes: ``n/20`` and ``n/50``. Nested: ``n/100`` schools, 10 classes
+    each. Slope: ``n/100`` groups (at most 1e3).
     """
     if design == "crossed":
         return (min(10_000, n // 10), min(1_000, n // 100))
+    if design == "crossed-slopes":
+        return (max(n // 20, 2), max(n // 50, 2))
     if design == "nested":
         schools = max(n // 100, 2)
         return (schools, schools * 10)
@@ -51,7 +61,7 @@ def make_data(
 
     Parameters
     ----------
-    design : {"crossed", "nested", "slope"}
+    design : {"crossed", "crossed-slopes", "nested", "slope"}
         See the module docstring.
     n : int
         Number of rows.
@@ -65,6 +75,8 @@ def make_data(
     -------
     pandas.DataFrame
     """
+    if design not in GENERATORS:
+        raise ValueError(f"unknown design {design!r}; use one of {DESIGNS}")
     n = int(n)
     if n_levels is None:
         n_levels = default_levels(design, n)
@@ -75,43 +87,79 @@ def make_data(
         raise ValueError(f"levels {n_levels} must be between 1 and n - 1 = {n - 1}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(n)
-    if design == "crossed":
-        if len(n_levels) != 2:
-            raise ValueError("crossed needs two numbers of levels")
-        g1 = _assign(rng, n, n_levels[0])
-        g2 = _assign(rng, n, n_levels[1])
-        u1 = rng.standard_normal(n_levels[0])
-        u2 = 0.5 * rng.standard_normal(n_levels[1])
-        y = 1.0 + 0.5 * x + u1[g1] + u2[g2] + rng.standard_normal(n)
-        columns = {"y": y, "x": x, "g1": _categorical(g1, n_levels[0])}
-        columns["g2"] = _categorical(g2, n_levels[1])
-    elif design == "nested":
-        if len(n_levels) != 2 or n_levels[1] % n_levels[0]:
-            raise ValueError("nested needs (schools, classes) with classes a multiple of schools")
-        schools, classes = n_levels
-        per_school = classes // schools
-        cls = _assign(rng, n, classes)  # global class index; school = cls // per_school
-        school = cls // per_school
-        u_school = rng.standard_normal(schools)
-        u_class = 0.5 * rng.standard_normal(classes)
-        y = 1.0 + 0.5 * x + u_school[school] + u_class[cls] + rng.standard_normal(n)
-        columns = {
-            "y": y,
-            "x": x,
-            "school": _categorical(school, schools),
-            "classroom": _categorical(cls % per_school, per_school),
-        }
-    elif design == "slope":
-        if len(n_levels) != 1:
-            raise ValueError("slope needs one number of levels")
-        g = _assign(rng, n, n_levels[0])
-        cov = np.array([[1.0, 0.3], [0.3, 0.25]])
-        b = rng.multivariate_normal([0.0, 0.0], cov, size=n_levels[0])
-        y = 1.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.standard_normal(n)
-        columns = {"y": y, "x": x, "g": _categorical(g, n_levels[0])}
-    else:
-        raise ValueError(f"unknown design {design!r}; use one of {DESIGNS}")
-    return pd.DataFrame(columns)
+    columns = GENERATORS[design](rng, x, n_levels)
+    return pd.DataFrame({"y": columns.pop("y"), "x": x, **columns})
+
+
+def _two_factors(
+    rng: np.random.Generator, n: int, n_levels: tuple[int, ...], design: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level codes of two crossed factors."""
+    if len(n_levels) != 2:
+        raise ValueError(f"{design} needs two numbers of levels")
+    return _assign(rng, n, n_levels[0]), _assign(rng, n, n_levels[1])
+
+
+def _crossed(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -> dict:
+    n = x.size
+    g1, g2 = _two_factors(rng, n, n_levels, "crossed")
+    u1 = rng.standard_normal(n_levels[0])
+    u2 = 0.5 * rng.standard_normal(n_levels[1])
+    y = 1.0 + 0.5 * x + u1[g1] + u2[g2] + rng.standard_normal(n)
+    return {"y": y, "g1": _categorical(g1, n_levels[0]), "g2": _categorical(g2, n_levels[1])}
+
+
+def _crossed_slopes(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -> dict:
+    n = x.size
+    g1, g2 = _two_factors(rng, n, n_levels, "crossed-slopes")
+    b1 = rng.multivariate_normal([0.0, 0.0], SLOPE_COV, size=n_levels[0])
+    b2 = rng.multivariate_normal([0.0, 0.0], 0.25 * SLOPE_COV, size=n_levels[1])
+    y = (
+        1.0
+        + 0.5 * x
+        + b1[g1, 0]
+        + b1[g1, 1] * x
+        + b2[g2, 0]
+        + b2[g2, 1] * x
+        + rng.standard_normal(n)
+    )
+    return {"y": y, "g1": _categorical(g1, n_levels[0]), "g2": _categorical(g2, n_levels[1])}
+
+
+def _nested(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -> dict:
+    if len(n_levels) != 2 or n_levels[1] % n_levels[0]:
+        raise ValueError("nested needs (schools, classes) with classes a multiple of schools")
+    n = x.size
+    schools, classes = n_levels
+    per_school = classes // schools
+    cls = _assign(rng, n, classes)  # global class index; school = cls // per_school
+    school = cls // per_school
+    u_school = rng.standard_normal(schools)
+    u_class = 0.5 * rng.standard_normal(classes)
+    y = 1.0 + 0.5 * x + u_school[school] + u_class[cls] + rng.standard_normal(n)
+    return {
+        "y": y,
+        "school": _categorical(school, schools),
+        "classroom": _categorical(cls % per_school, per_school),
+    }
+
+
+def _slope(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -> dict:
+    if len(n_levels) != 1:
+        raise ValueError("slope needs one number of levels")
+    g = _assign(rng, x.size, n_levels[0])
+    b = rng.multivariate_normal([0.0, 0.0], SLOPE_COV, size=n_levels[0])
+    y = 1.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.standard_normal(x.size)
+    return {"y": y, "g": _categorical(g, n_levels[0])}
+
+
+GENERATORS: dict[str, Callable[[np.random.Generator, np.ndarray, tuple[int, ...]], dict]] = {
+    "crossed": _crossed,
+    "crossed-slopes": _crossed_slopes,
+    "nested": _nested,
+    "slope": _slope,
+}
+"""The grouping columns and response of each design, from the generator and ``x``."""
 
 
 def _assign(rng: np.random.Generator, n: int, levels: int) -> np.ndarray:

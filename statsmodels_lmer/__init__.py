@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import datasets, graphics
+from ._parallel import progress_settings, set_progress
 from .exceptions import (
     DataError,
     FormulaError,
@@ -14,12 +15,14 @@ from .exceptions import (
     ResponseTypeError,
     SingularFitWarning,
     UnknownColumnError,
+    UnsafeFormulaError,
 )
 from .fitting.optimizers import available_optimizers
-from .model import Lmer, lmer
+from .model import Lmer, lmer, mixedlm
 from .results import LmerResults, LmerResultsWrapper
 from .tools.compare import anova
 from .tools.multilevel import center, variance_explained
+from .tools.panel import mundlak
 
 __version__ = "0.1.0"
 
@@ -33,6 +36,7 @@ __all__ = [
     "ResponseTypeError",
     "SingularFitWarning",
     "UnknownColumnError",
+    "UnsafeFormulaError",
     "__version__",
     "anova",
     "available_optimizers",
@@ -40,5 +44,9 @@ __all__ = [
     "datasets",
     "graphics",
     "lmer",
+    "mixedlm",
+    "mundlak",
+    "progress_settings",
+    "set_progress",
     "variance_explained",
 ]

@@ -5,19 +5,206 @@ package: ``None``, 0 or 1 run in this process, ``k > 1`` uses ``k`` worker
 processes, ``-1`` every CPU, ``-2`` all but one, and so on. Each worker is
 limited to one BLAS thread, so that ``k`` workers use ``k`` cores rather than
 ``k`` times the BLAS pool.
+
+Progress bars follow one rule everywhere: ``progress=True`` shows a bar at
+once, ``progress=False`` never, and ``progress=None`` (the default of every
+long job) follows the package setting (:func:`set_progress`): shown, but only
+once the job has run for ``delay`` seconds (2 by default), so that quick jobs
+stay silent and slow ones say what they are doing. The environment variable
+``STATSMODELS_LMER_PROGRESS=0`` turns the default off.
+
+BLAS threads: numpy and scipy each bring an OpenBLAS thread pool whose
+threads spin while they wait. On a machine whose cores are busy with other
+work, a multi-threaded factorization of a moderate matrix can then take a
+hundred times longer than on one thread. A fit therefore runs on one BLAS
+thread unless its dense block has at least :data:`SMALL_BLOCK` rows, where
+several threads pay off on a quiet machine; ``threads=`` sets the number.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
 
-__all__ = ["Progress", "effective_jobs", "map_in_workers"]
+__all__ = [
+    "PROGRESS_VARIABLE",
+    "SMALL_BLOCK",
+    "THREADED_BLOCK",
+    "Progress",
+    "blas_threads",
+    "check_threads",
+    "effective_jobs",
+    "map_in_workers",
+    "progress_from_environment",
+    "progress_settings",
+    "set_progress",
+    "threads_for_block",
+]
+
+PROGRESS_VARIABLE = "STATSMODELS_LMER_PROGRESS"
+"""Environment variable: ``0``, ``false``, ``off`` or ``no`` turns the default bars off."""
+
+
+def progress_from_environment(value: str | None) -> bool:
+    """Whether a value of :data:`PROGRESS_VARIABLE` leaves the bars on (unset: on)."""
+    return value is None or value.strip().lower() not in ("0", "false", "off", "no")
+
+
+_SETTINGS: dict[str, Any] = {
+    "enabled": progress_from_environment(os.environ.get(PROGRESS_VARIABLE)),
+    "delay": 2.0,
+}
+
+
+class _RestoreSettings:
+    """Restores the previous progress settings when used as a context manager."""
+
+    def __init__(self, previous: dict[str, Any]) -> None:
+        self.previous = previous
+
+    def __enter__(self) -> _RestoreSettings:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _SETTINGS.update(self.previous)
+
+
+def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSettings:
+    """Switch the default progress bars of long jobs on or off.
+
+    Applies to every call made with ``progress=None`` (the default):
+    ``profile``, ``confint(method="profile" | "boot")``, ``bootstrap``,
+    ``allfit``, ``influence(method="full")``, the exact (R)LRT simulation and
+    the Satterthwaite and Kenward-Roger computations behind ``ddf``,
+    ``summary()`` and the tests. An explicit ``progress=True/False`` wins.
+
+    Parameters
+    ----------
+    enabled : bool
+        Show bars for jobs that run longer than ``delay`` seconds.
+    delay : float, optional
+        Seconds a job runs before its bar appears (default 2; 0 shows every bar).
+
+    Returns
+    -------
+    context manager
+        Restores the previous settings on exit, so that
+        ``with sml.set_progress(False): ...`` silences one block only.
+
+    Raises
+    ------
+    TypeError
+        When ``enabled`` is not a bool.
+    ValueError
+        When ``delay`` is negative.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    if delay is not None and not float(delay) >= 0:
+        raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
+    previous = dict(_SETTINGS)
+    _SETTINGS["enabled"] = enabled
+    if delay is not None:
+        _SETTINGS["delay"] = float(delay)
+    return _RestoreSettings(previous)
+
+
+def progress_settings() -> dict[str, Any]:
+    """The current default: ``{"enabled": bool, "delay": seconds}``."""
+    return dict(_SETTINGS)
+
+
+SMALL_BLOCK = 4000
+"""Dense blocks of fewer rows are factored on one BLAS thread by default."""
+
+THREADED_BLOCK = 64
+"""Below this many rows BLAS works on one thread anyway: evaluations skip the limit's cost."""
+
+_CONTROLLER: list[ThreadpoolController] = []
+_LIMIT_LOCK = threading.Lock()
+_ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None}
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads=``: None (automatic) or a whole number of BLAS threads, at least 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be a whole number or None, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+def threads_for_block(block_rows: int, threads: int | None) -> int | None:
+    """The BLAS thread limit for work on a dense block of ``block_rows`` rows.
+
+    ``threads`` when given; otherwise 1 below :data:`SMALL_BLOCK` rows and
+    None (BLAS's own default) from there on.
+    """
+    if threads is not None:
+        return threads
+    return 1 if block_rows < SMALL_BLOCK else None
+
+
+def _controller() -> ThreadpoolController:
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+@contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Run the block with at most ``limit`` BLAS threads (None: leave them as they are).
+
+    numpy's and scipy's pools are both limited, and restored when the last
+    such block ends. BLAS's setting is process-wide, so blocks that overlap
+    (nested, or in several threads at once) share the first one's limit, and
+    the caller's setting is restored only once all have ended.
+    """
+    if limit is None:
+        yield
+        return
+    with _LIMIT_LOCK:
+        if _ACTIVE["depth"] == 0:
+            _release_control()
+            _ACTIVE["limiter"] = _controller().limit(limits=limit, user_api="blas")
+        _ACTIVE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _ACTIVE["depth"] -= 1
+            if _ACTIVE["depth"] == 0:
+                _release_control()  # the last block to end may run in another thread
+                _ACTIVE["limiter"].restore_original_limits()
+                _ACTIVE["limiter"] = None
+                _release_control()
+
+
+def _release_control() -> None:
+    """Let this thread set OpenBLAS's process-wide pool size.
+
+    threadpoolctl 3.6 and later let only the thread that set the size first
+    change it (others are silently ignored); the blocks here share one limit
+    across threads, so control is handed to whichever thread sets or restores.
+    """
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:
@@ -50,15 +237,24 @@ class Progress:
         What is being done (shown before the bar).
     unit : str
         Name of one step.
-    enabled : bool
-        False makes every method a no-op.
+    enabled : bool or None
+        True: shown at once; False: every method is a no-op; None: the
+        package setting (:func:`set_progress`), shown once the job has run
+        for its ``delay``.
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "it", enabled: bool = True) -> None:
-        self.enabled = bool(enabled)
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", enabled: bool | None = None
+    ) -> None:
+        if enabled is None:
+            self.enabled, self.delay = bool(_SETTINGS["enabled"]), float(_SETTINGS["delay"])
+        else:
+            self.enabled, self.delay = bool(enabled), 0.0
         self.desc = desc
         self.done = 0
         self.total = total
+        self._started = time.monotonic()
+        self._noted = self._started
         self._bar = None
         if self.enabled:
             try:
@@ -66,7 +262,9 @@ class Progress:
             except ImportError:  # tqdm missing: one line per step
                 self._bar = None
             else:
-                self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+                self._bar = tqdm(
+                    total=total, desc=desc, unit=unit, file=sys.stderr, delay=self.delay
+                )
 
     def update(self, steps: int = 1, note: str | None = None) -> None:
         """Advance by ``steps``; ``note`` is shown next to the bar (or printed)."""
@@ -77,9 +275,22 @@ class Progress:
             if note:
                 self._bar.set_postfix_str(note, refresh=False)
             self._bar.update(steps)
-        else:
+        elif time.monotonic() - self._started >= self.delay:
             text = f"{self.desc} {self.done}/{self.total}"
             print(text + (f" {note}" if note else ""), file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """Say what is being done now without advancing (tqdm bar only).
+
+        The bar is redrawn at most ten times a second, and not before its delay.
+        """
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        redraw = now - self._started >= self.delay and now - self._noted >= 0.1
+        if redraw:
+            self._noted = now
+        self._bar.set_postfix_str(text, refresh=redraw)
 
     def close(self) -> None:
         """Finish the bar."""

@@ -7,6 +7,9 @@ statsmodels' own warning classes.
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, ModelWarning
 
 __all__ = [
@@ -16,11 +19,18 @@ __all__ = [
     "ResponseTypeError",
     "SingularFitWarning",
     "UnknownColumnError",
+    "UnsafeFormulaError",
+    "caller_stacklevel",
+    "warn",
 ]
 
 
 class FormulaError(ValueError):
     """A model formula that cannot be parsed, with what is wrong and where."""
+
+
+class UnsafeFormulaError(FormulaError):
+    """A formula refused in restricted mode: it would run code beyond the whitelist."""
 
 
 class DataError(ValueError):
@@ -44,3 +54,29 @@ class SingularFitWarning(ModelWarning):
 
 class LmerConvergenceWarning(ConvergenceWarning):
     """The optimizer did not converge, or the convergence checks failed."""
+
+
+_PACKAGE = __name__.rsplit(".", 1)[0]
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package.
+
+    A warning emitted with it points at the caller's line (in a script or a
+    notebook) rather than at the package's own code.
+    """
+    frame = inspect.currentframe()
+    level = 0
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if level > 0 and not (name == _PACKAGE or name.startswith(_PACKAGE + ".")):
+            return level
+        frame = frame.f_back
+        level += 1
+    return 2
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Emit a warning attributed to the caller's line (see :func:`caller_stacklevel`)."""
+    # caller_stacklevel counts from its own frame; this function adds one.
+    warnings.warn(message, category, stacklevel=caller_stacklevel())

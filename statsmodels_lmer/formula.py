@@ -8,16 +8,29 @@ and ``(1 | a/b)`` into ``(1 | b:a) + (1 | a)``.
 
 from __future__ import annotations
 
+import keyword
 import re
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 
 import patsy
 
 from .exceptions import FormulaError
 
-__all__ = ["BarTerm", "ParsedFormula", "parse_formula"]
+__all__ = [
+    "BarTerm",
+    "ParsedFormula",
+    "deep_parsing",
+    "parse_formula",
+    "quote_formula",
+    "quote_names",
+]
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+# a column name: letters (any script), digits, "_" and R's "."; not starting with a digit
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")
 _OPEN = "([{"
 _CLOSE = ")]}"
 
@@ -62,13 +75,16 @@ class ParsedFormula:
         return f"{self.response} ~ {self.fixed_rhs}"
 
 
-def parse_formula(formula: str) -> ParsedFormula:
+def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
     """Split an lme4 formula into its fixed part and expanded bar terms.
 
     Parameters
     ----------
     formula : str
         A two-sided formula such as ``"y ~ x + (1 + x | g) + (1 | a/b)"``.
+    require_random : bool
+        Refuse a formula without random-effects terms (the default); False
+        returns it with no bar terms (for MixedLM-style ``groups=``).
 
     Returns
     -------
@@ -84,6 +100,11 @@ def parse_formula(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    with deep_parsing(formula):
+        return _parse(formula, require_random)
+
+
+def _parse(formula: str, require_random: bool) -> ParsedFormula:
     response, rhs = _split_tilde(formula)
     _check_balanced(rhs, formula)
     fixed_parts: list[tuple[str, str]] = []
@@ -96,12 +117,17 @@ def parse_formula(formula: str) -> ParsedFormula:
                     f"random-effects term {segment.strip()!r} must be enclosed in "
                     f"parentheses, as in '({segment.strip()})'"
                 )
+            if segment.strip() == ".":
+                raise FormulaError(
+                    f"'.' (every other column) in {formula!r} is not supported: "
+                    "name the predictors, e.g. 'y ~ x1 + x2 + (1 | g)'"
+                )
             fixed_parts.append((sign, segment.strip()))
             continue
         if sign == "-":
             raise FormulaError(f"random-effects term {segment.strip()!r} cannot be subtracted")
         bars.extend(_expand_bar(inner, segment.strip()))
-    if not bars:
+    if not bars and require_random:
         raise FormulaError(
             f"formula {formula!r} has no random-effects term such as '(1 | group)'; "
             "use statsmodels' OLS for a model without random effects"
@@ -124,30 +150,27 @@ def _split_tilde(formula: str) -> tuple[str, str]:
     return response, rhs
 
 
-def _check_balanced(text: str, formula: str) -> None:
+def _depths(text: str):
+    """(position, character, bracket depth after it) for each character."""
     depth = 0
     for pos, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                raise FormulaError(
-                    f"unmatched {ch!r} at position {pos} of the terms in {formula!r}"
-                )
+        depth += (ch in _OPEN) - (ch in _CLOSE)
+        yield pos, ch, depth
+
+
+def _check_balanced(text: str, formula: str) -> None:
+    depth = 0
+    for pos, ch, depth in _depths(text):
+        if depth < 0:
+            raise FormulaError(f"unmatched {ch!r} at position {pos} of the terms in {formula!r}")
     if depth:
         raise FormulaError(f"unclosed parenthesis in the terms of {formula!r}")
 
 
 def _top_level(text: str):
     """(position, character) pairs of the characters outside any bracket."""
-    depth = 0
-    for pos, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-        elif depth == 0:
+    for pos, ch, depth in _depths(text):
+        if depth == 0 and ch not in _CLOSE:
             yield pos, ch
 
 
@@ -195,7 +218,9 @@ def _bar_interior(segment: str) -> str | None:
             if depth == 0 and pos != len(text) - 1:
                 return None  # e.g. "(a + b):c"
     inner = text[1:-1]
-    return inner if _find_top_level(inner, "|") >= 0 else None
+    if _find_top_level(inner, "|") >= 0:
+        return inner
+    return _bar_interior(inner)  # lme4 accepts redundant parentheses: ((1 | g))
 
 
 def _expand_bar(inner: str, original: str) -> list[BarTerm]:
@@ -290,3 +315,88 @@ _PATSY_ERRORS = (patsy.PatsyError, AssertionError, SyntaxError, ValueError, Type
 
 def _message(err: Exception) -> str:
     return getattr(err, "message", None) or str(err) or type(err).__name__
+
+
+@contextmanager
+def deep_parsing(text: str) -> Iterator[None]:
+    """Let patsy parse long formulas.
+
+    patsy parses ``a + b + ...`` recursively, a few frames per term, so a
+    formula of several hundred terms exceeds Python's default recursion
+    limit. The limit is raised for the duration, in proportion to the
+    formula's operators, and restored after.
+    """
+    operators = sum(text.count(op) for op in "+-*:/")
+    needed = 1000 + 25 * operators
+    old = sys.getrecursionlimit()
+    if needed > old:
+        sys.setrecursionlimit(needed)
+    try:
+        yield
+    finally:
+        if needed > old:
+            sys.setrecursionlimit(old)
+
+
+def _needs_quoting(name: str) -> bool:
+    """A column name patsy cannot read as a Python name (``x.1``, ``class``), or ``Intercept``."""
+    return bool(_NAME.match(name)) and (
+        not name.isidentifier() or keyword.iskeyword(name) or name == "Intercept"
+    )
+
+
+def _literal_end(text: str, start: int) -> int:
+    """Position after the string literal that opens at ``start``."""
+    quote = text[start]
+    pos = start + 1
+    while pos < len(text) and text[pos] != quote:
+        pos += 2 if text[pos] == "\\" else 1
+    return pos + 1
+
+
+def _token_end(text: str, start: int) -> int:
+    pos = start + 1
+    while pos < len(text) and (text[pos].isalnum() or text[pos] in "._"):
+        pos += 1
+    return pos
+
+
+def quote_names(text: str, columns: Iterable[Any]) -> str:
+    """``text`` with column names that patsy cannot read wrapped in ``Q("...")``.
+
+    R-style names such as ``x.1``, Python keywords used as names and a column
+    named ``Intercept`` (which would clash with the intercept's name) are
+    quoted; string literals, numbers and everything else are left alone.
+    """
+    wanted = {c for c in columns if isinstance(c, str) and _needs_quoting(c)}
+    if not wanted:
+        return text
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        ch = text[pos]
+        if ch in "'\"":
+            end = _literal_end(text, pos)
+        elif ch.isdigit() or (ch == "." and text[pos + 1 : pos + 2].isdigit()):
+            end = _token_end(text, pos)  # a number such as 1.5 or 1e-3
+        elif ch.isidentifier() or ch == ".":
+            end = _token_end(text, pos)
+            token = text[pos:end]
+            if token in wanted and not text[:pos].rstrip().endswith("."):
+                out.append(f'Q("{token}")')
+                pos = end
+                continue
+        else:
+            end = pos + 1
+        out.append(text[pos:end])
+        pos = end
+    return "".join(out)
+
+
+def quote_formula(parsed: ParsedFormula, columns: Iterable[Any]) -> ParsedFormula:
+    """The formula with :func:`quote_names` applied to the response, fixed part and bar columns."""
+    columns = list(columns)
+    bars = tuple(replace(bar, lhs=quote_names(bar.lhs, columns)) for bar in parsed.bars)
+    return ParsedFormula(
+        quote_names(parsed.response, columns), quote_names(parsed.fixed_rhs, columns), bars
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,22 +19,37 @@ import pandas as pd
 import patsy
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
-from .formula import ParsedFormula
+from .data_checks import (
+    check_exact_fit,
+    check_magnitudes,
+    check_observations,
+    check_response_type,
+    numeric_objects,
+    owned_frame,
+    random_columns,
+    refuse_datetimes,
+    select_rows,
+)
+from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
+from .formula import ParsedFormula, deep_parsing, quote_formula
 from .terms import RandomTerm, build_random_terms
 
 __all__ = [
     "ModelFrame",
     "aliased_columns",
+    "bare_columns",
     "build_model_frame",
     "check_fixed_values",
     "check_groups",
-    "check_response_width",
     "check_scale_x",
     "check_weight_counts",
+    "checked_drop_cols",
+    "column_or_array",
     "fixed_part_error",
+    "magnitude_columns",
     "names_in_code",
     "patsy_columns",
+    "qr_diagonal",
     "scales_differ",
     "used_columns",
     "warn_aliased",
@@ -67,6 +81,10 @@ class ModelFrame:
         Rows dropped for missing values.
     dropped_columns : list of str
         Fixed-effects columns dropped as aliased (rank deficiency).
+    formula : ParsedFormula or None
+        The formula as evaluated (column names patsy cannot read quoted).
+    codes : tuple of str
+        The Python code of the response and of every term (patsy's factor codes).
     """
 
     endog: pd.Series
@@ -78,6 +96,8 @@ class ModelFrame:
     frame: pd.DataFrame
     n_dropped: int
     dropped_columns: list[str]
+    formula: ParsedFormula | None = None
+    codes: tuple[str, ...] = ()
 
 
 def build_model_frame(
@@ -91,13 +111,18 @@ def build_model_frame(
 ) -> ModelFrame:
     """Build and check the model arrays; see :class:`ModelFrame`.
 
+    Column names patsy cannot read as Python (``x.1``, ``class``, a column
+    named ``Intercept``) are quoted as ``Q("x.1")`` first.
+
     Raises
     ------
     UnknownColumnError
         A grouping factor, weights or offset column is not in the data.
     DataError
         No usable rows, missing values with ``missing="raise"``, non-finite
-        values, invalid weights, or grouping factors lme4 would refuse.
+        values, invalid weights, grouping factors lme4 would refuse, a
+        constant response, fewer observations than coefficients, dates used
+        as predictors or values too large or small for double precision.
     ResponseTypeError
         The response, weights or offset are not numeric.
     FormulaError
@@ -105,12 +130,14 @@ def build_model_frame(
     """
     data = _as_frame(data)
     if subset is not None:
-        data = data.loc[subset]
+        data = select_rows(data, subset)
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-    weights = _column_or_array(weights, data, "weights")
-    offset = _column_or_array(offset, data, "offset")
-    used = used_columns(parsed, data)
+    parsed = quote_formula(parsed, data.columns)
+    weights = column_or_array(weights, data, "weights")
+    offset = column_or_array(offset, data, "offset")
+    with deep_parsing(parsed.fixed):
+        used, bare, codes = used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
     if used:
         incomplete |= data[used].isna().any(axis=1).to_numpy()
@@ -124,19 +151,60 @@ def build_model_frame(
             f"the model uses ({', '.join(map(str, used))}); pass missing='drop' to "
             "drop them"
         )
-    frame = data.loc[~incomplete] if n_dropped else data.copy(deep=False)
-    if len(frame) == 0:
-        raise DataError("no rows left to fit: every row has a missing value")
+    if n_dropped == len(data):
+        raise DataError(
+            f"no rows left to fit: every row has a missing value in a column the model "
+            f"uses ({', '.join(map(str, used))}; {len(data)} rows)"
+        )
+    frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
+    predictors, response = bare_columns(parsed, used, bare)
+    frame = numeric_objects(frame, predictors + response)
+    refuse_datetimes(frame, predictors)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
-    endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
-    exog, dropped = _drop_aliased(exog)
-    if check_scale_x(exog.to_numpy(dtype=float)):
-        warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=3)
+    with deep_parsing(parsed.fixed):
+        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
     terms = build_random_terms(parsed.bars, frame, eval_env)
+    y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
+    X = exog.to_numpy(dtype=float)
+    check_magnitudes(magnitude_columns(parsed.response, y, list(exog.columns), X, terms), weights)
+    diagonal = qr_diagonal(np.column_stack([X, y]))
+    exog, dropped = _drop_aliased(exog, diagonal[:-1])
+    check_observations(parsed.response, y, exog.shape[1], offset is not None)
+    check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)))
+    if check_scale_x(exog.to_numpy(dtype=float)):
+        warn(SCALE_MESSAGE, ValueWarning)
     check_groups(terms, len(frame))
-    return ModelFrame(endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped)
+    return ModelFrame(
+        endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
+    )
+
+
+def magnitude_columns(
+    response: str, y: np.ndarray, names: list[str], X: np.ndarray, terms: list[RandomTerm]
+) -> dict[str, np.ndarray]:
+    """The columns whose magnitudes are checked (see :func:`check_magnitudes`), named.
+
+    The response minus any offset, every fixed-effects column (``names`` of
+    the columns of ``X``) and the random-effects columns that are not intercepts.
+    """
+    columns = {f"response {response!r}": y}
+    columns.update({f"fixed-effects column {c!r}": X[:, j] for j, c in enumerate(names)})
+    columns.update(random_columns(terms))
+    return columns
+
+
+def bare_columns(parsed: ParsedFormula, used: list[str], bare: set[str]) -> tuple[list, list]:
+    """The predictors used as whole terms (not grouping factors), and the response if bare.
+
+    ``used`` and ``bare`` are from :func:`used_columns`: the columns whose values
+    patsy reads as they are (numbers stored as objects are converted, dates refused).
+    """
+    grouping = {name for bar in parsed.bars for name in bar.factors}
+    predictors = [c for c in used if str(c) in bare and c not in grouping]
+    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    return predictors, response
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
@@ -151,22 +219,40 @@ def _as_frame(data: Any) -> pd.DataFrame:
     return frame
 
 
-def _column_or_array(value: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
+def column_or_array(
+    value: Any, data: pd.DataFrame, what: str, where: str = "the data"
+) -> np.ndarray | None:
+    """Weights or an offset given as a column name or an array: one float per row.
+
+    Parameters
+    ----------
+    value : str, array_like or None
+    data : pandas.DataFrame
+        The rows (and columns) they belong to.
+    what : str
+        ``"weights"`` or ``"offset"``, for messages.
+    where : str
+        What ``data`` is, for messages (``"the data"``, ``"newdata"``).
+
+    Raises
+    ------
+    UnknownColumnError, ResponseTypeError, DataError
+    """
     if value is None:
         return None
     if isinstance(value, str):
         if value not in data.columns:
             raise UnknownColumnError(
-                f"{what} column {value!r} is not in the data{_suggest(value, data)}"
+                f"{what} column {value!r} is not in {where}{_suggest(value, data)}"
             )
         value = data[value]
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.array(value, dtype=float)
     except (TypeError, ValueError):
         raise ResponseTypeError(f"{what} must be numeric") from None
     if array.shape != (len(data),):
         raise DataError(
-            f"{what} must have one value per row of the data ({len(data)}), got shape {array.shape}"
+            f"{what} must have one value per row of {where} ({len(data)}), got shape {array.shape}"
         )
     if np.any(np.isinf(array)):
         raise DataError(f"{what} has infinite values")
@@ -212,10 +298,12 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def used_columns(parsed: ParsedFormula, data: Any) -> list[str]:
-    """The columns of ``data`` the formula uses, in the data's column order.
+def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str], tuple[str, ...]]:
+    """The columns the model uses, those used bare (a whole term: ``x``, not ``C(x)``),
+    and the code of the response and of every term.
 
-    ``data`` is anything with ``columns`` (a pandas or Dask DataFrame).
+    ``data`` is anything with ``columns`` (a pandas or Dask DataFrame); the
+    columns come in the data's order.
 
     Raises
     ------
@@ -225,8 +313,9 @@ def used_columns(parsed: ParsedFormula, data: Any) -> list[str]:
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
         desc = patsy.ModelDesc.from_formula(text)
-        for term in desc.lhs_termlist + desc.rhs_termlist:
+        for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
+    bare = {_bare_name(code) for code in codes} - {None}
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -246,7 +335,27 @@ def used_columns(parsed: ParsedFormula, data: Any) -> list[str]:
                 )
             names.add(name)
     names |= response_names
-    return [column for column in data.columns if str(column) in names]
+    used = [column for column in data.columns if str(column) in names]
+    return used, bare, (parsed.response, *codes)
+
+
+def _bare_name(code: str) -> str | None:
+    """The column a factor's code names on its own (``x`` or ``Q("x")``), else None."""
+    try:
+        node = ast.parse(code, mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Name):
+        return node.id
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Q"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        return str(node.args[0].value)
+    return None
 
 
 def _suggest(name: str, data: Any) -> str:
@@ -270,7 +379,7 @@ def _fixed_part(
         )
     except (patsy.PatsyError, NameError) as err:
         raise fixed_part_error(parsed.fixed, err) from None
-    check_response_width(parsed.response, y.design_info.column_names)
+    check_response_type(parsed.response, y.design_info)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
@@ -283,15 +392,6 @@ def fixed_part_error(fixed: str, err: Exception) -> Exception:
     if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
         return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
     return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")
-
-
-def check_response_width(response: str, y_names: list[str]) -> None:
-    """Refuse a response that patsy expanded to several columns (a non-numeric one)."""
-    if len(y_names) != 1:
-        raise ResponseTypeError(
-            f"response {response!r} is not numeric (it expanded to the "
-            f"columns {y_names}); convert it to numbers first"
-        )
 
 
 def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info: Any) -> None:
@@ -319,16 +419,29 @@ def _is_plain_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
-def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+def qr_diagonal(X: np.ndarray) -> np.ndarray:
+    """``|diag(R)|`` of ``X = QR`` (no pivoting): each column's residual norm on the earlier ones.
+
+    With more columns than rows, the columns past the rank get 0.
+    """
+    diag = np.zeros(X.shape[1])
+    if X.shape[1]:
+        found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+        diag[: len(found)] = found
+    return diag
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7, diagonal: Any = None) -> list[int]:
     """Indices of columns that are linear combinations of earlier ones.
 
     Like R's ``qr(X, tol = 1e-7)`` used by lme4: a column is aliased when its
     residual after projection on the kept earlier columns is below ``tol``
-    times its norm.
+    times its norm. With more columns than rows, the columns past the rank
+    are aliased. ``diagonal`` is :func:`qr_diagonal` of ``X`` when already known.
     """
     if X.shape[1] == 0:
         return []
-    diag = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+    diag = qr_diagonal(X) if diagonal is None else diagonal
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
 
@@ -366,24 +479,43 @@ def scales_differ(sd: np.ndarray, tol: float = 1e3) -> bool:
     return bool(np.any(values[~np.isnan(values)] > np.log(tol)))
 
 
-def _drop_aliased(exog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    aliased = aliased_columns(exog.to_numpy(dtype=float))
+def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
+    aliased = aliased_columns(exog.to_numpy(dtype=float), diagonal=diagonal)
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]
-    warn_aliased(names, stacklevel=5)
+    warn_aliased(names)
     return exog.drop(columns=names), names
 
 
-def warn_aliased(names: list[str], stacklevel: int = 2) -> None:
-    """lme4's warning that aliased fixed-effects columns are dropped."""
-    warnings.warn(
+def warn_aliased(names: list[str]) -> None:
+    """lme4's warning that aliased fixed-effects columns are dropped (at the caller's line)."""
+    warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
         f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
         f"{', '.join(names)}",
         ValueWarning,
-        stacklevel=stacklevel,
     )
+
+
+def checked_drop_cols(columns: list[str], drop_cols: Any) -> list[str]:
+    """The fixed-effects columns that ``drop_cols`` (a name or a list of names) names.
+
+    Raises
+    ------
+    UnknownColumnError
+        A name is not one of ``columns``.
+    """
+    if not drop_cols:
+        return []
+    names = [drop_cols] if isinstance(drop_cols, str) else list(drop_cols)
+    unknown = [name for name in names if name not in columns]
+    if unknown:
+        raise UnknownColumnError(
+            f"drop_cols names {unknown}, which are not fixed-effects columns "
+            f"({', '.join(map(str, columns))})"
+        )
+    return names
 
 
 def check_groups(terms: list[RandomTerm], nobs: int) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
-import warnings
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +16,7 @@ from .distributed.dask_fit import (
     RowsOnCluster,
     build_partitioned,
     is_dask_frame,
+    translate_partitioned,
 )
 from .engine.blocks import (
     CrossProducts,
@@ -26,15 +25,36 @@ from .engine.blocks import (
     finalize_cross_products,
 )
 from .engine.objective import ProfiledDeviance
-from .fitting.fit import FitOptions, OptSummary, fit_theta, unknown_keyword_error
-from .formula import parse_formula
-from .frame import build_model_frame
+from .exceptions import warn
+from .fitting.fit import OptSummary, check_estimates, fit_theta
+from .fitting.options import FitOptions, unknown_keyword_error
+from .formula import deep_parsing, parse_formula, quote_formula
+from .formula_env import FormulaNamespace
+from .frame import build_model_frame, checked_drop_cols
+from .mixedlm_formula import MixedLMSpec, translate_mixedlm
+from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm
 
-__all__ = ["MODEL_KEYWORDS", "Lmer", "lmer"]
+__all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
 
-MODEL_KEYWORDS = ("weights", "offset", "subset", "missing", "eval_env", "drop_cols", "progress")
+MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
+"""statsmodels MixedLM's way of giving the random effects (see :func:`mixedlm`)."""
+
+FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
+"""Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
+
+MODEL_KEYWORDS = (
+    "weights",
+    "offset",
+    "subset",
+    "missing",
+    "eval_env",
+    "drop_cols",
+    "restricted",
+    *MIXEDLM_KEYWORDS,
+    "progress",
+)
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
 
@@ -82,6 +102,12 @@ class Lmer(LikelihoodModel):
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
+        self.weights_column = kwargs.pop("weights_column", None)
+        self.offset_column = kwargs.pop("offset_column", None)
+        self.restricted = bool(kwargs.pop("restricted", False))
+        self.formula_namespace = kwargs.pop("formula_namespace", None) or FormulaNamespace()
+        self.mixedlm_spec: MixedLMSpec | None = kwargs.pop("mixedlm_spec", None)
+        self.data_name: str | None = kwargs.pop("data_name", None)
         super().__init__(endog, exog, **kwargs)
         n = len(self.endog)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
@@ -134,6 +160,18 @@ class Lmer(LikelihoodModel):
             counted) or refused.
         eval_env : int or patsy.EvalEnvironment, optional
             Where patsy looks up names that are not columns.
+        restricted : bool
+            Accept only column names, numbers, operators and a whitelist of
+            transforms in the formula, and look names up in the data only
+            (for formulas from untrusted users; see docs/security.md).
+        groups, re_formula, vc_formula : optional
+            statsmodels MixedLM's random-effects specification, instead of
+            bar terms in the formula: ``groups`` a column name or one value
+            per row, ``re_formula`` the random coefficients per group
+            (``"~Time"``), ``vc_formula`` variance components
+            (``{"Litter": "0 + C(Litter)"}``). They become lme4 terms
+            (``(Time | Pig)``, ``(1 | Pig:Litter)``); see :func:`mixedlm`.
+            With a Dask DataFrame, ``groups`` is a column name.
         progress : bool
             Dask DataFrames only: show Dask's progress bar for each pass.
 
@@ -146,43 +184,66 @@ class Lmer(LikelihoodModel):
         unknown = [k for k in kwargs if k not in MODEL_KEYWORDS]
         if unknown:
             raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
-        eval_env = _capture_env(kwargs.pop("eval_env", None))
+        restricted = kwargs.pop("restricted", False)
+        _check_bool_arg("restricted", restricted)
+        data_name = _data_name(data)
+        mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
+        spec = None
+        if any(value is not None for value in mixedlm_args.values()):
+            translate = translate_partitioned if is_dask_frame(data) else translate_mixedlm
+            formula, data, spec = translate(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
+        if restricted:
+            if kwargs.get("eval_env") is not None:
+                raise TypeError("eval_env cannot be combined with restricted=True")
+            check_restricted(quote_formula(parsed, _columns_of(data)), _columns_of(data))
+            eval_env = restricted_env()
+        else:
+            eval_env = _capture_env(kwargs.pop("eval_env", None))
+        weights, offset = kwargs.pop("weights", None), kwargs.pop("offset", None)
         progress = kwargs.pop("progress", False)
         if is_dask_frame(data):
             built = build_partitioned(
                 parsed,
                 data,
+                weights=weights,
+                offset=offset,
                 subset=subset,
                 eval_env=eval_env,
                 drop_cols=drop_cols,
                 progress=progress,
                 **kwargs,
             )
-            return cls._from_partitioned(built, formula, data)
+            model = cls._from_partitioned(built, formula, data)
+            model.restricted, model.mixedlm_spec = restricted, spec
+            model.formula_namespace = FormulaNamespace.capture(built.codes, data.columns, eval_env)
+            return model
         mf = build_model_frame(
             parsed,
             data,
-            weights=kwargs.pop("weights", None),
-            offset=kwargs.pop("offset", None),
+            weights=weights,
+            offset=offset,
             subset=subset,
             missing=kwargs.pop("missing", "drop"),
             eval_env=eval_env,
         )
-        exog = mf.exog
-        if drop_cols:
-            exog = exog.drop(columns=list(drop_cols))
         model = cls(
             mf.endog,
-            exog,
+            _drop_columns(mf.exog, drop_cols),
             mf.terms,
             weights=mf.weights,
             offset=mf.offset,
-            formula=parsed.fixed,
+            formula=mf.formula.fixed,
             model_spec=mf.design_info,
             n_dropped=mf.n_dropped,
             dropped_columns=mf.dropped_columns,
             lmer_formula=formula,
+            weights_column=weights if isinstance(weights, str) else None,
+            offset_column=offset if isinstance(offset, str) else None,
+            restricted=restricted,
+            formula_namespace=FormulaNamespace.capture(mf.codes, mf.frame.columns, eval_env),
+            mixedlm_spec=spec,
+            data_name=data_name,
         )
         model.formula = formula
         model.data.frame = mf.frame
@@ -206,6 +267,9 @@ class Lmer(LikelihoodModel):
         model.offset = (
             None if columns.offset is None else RowsOnCluster("offset", n, columns.offset)
         )
+        model.weights_column, model.offset_column = columns.weights, columns.offset
+        model.restricted, model.formula_namespace = False, FormulaNamespace()
+        model.mixedlm_spec, model.data_name = None, None
         model._data_attr, model._init_keys = [], []
         rows.frame = model.data.frame = ddf[columns.columns].dropna()  # the complete rows
         model.partitions = rows
@@ -224,16 +288,34 @@ class Lmer(LikelihoodModel):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, default in (("weights_column", None), ("offset_column", None)):
+            state.setdefault(name, default)  # pickles of earlier versions
+        state.setdefault("restricted", False)
+        state.setdefault("formula_namespace", FormulaNamespace())
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         fixed = getattr(self.data, "formula", None)
         if frame is not None and fixed and self.partitions is None:
-            env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
+            rhs = fixed.split("~", 1)[1]
             try:
-                design = patsy.dmatrix(fixed.split("~", 1)[1], frame, eval_env=env)
+                with deep_parsing(rhs):
+                    design = patsy.dmatrix(rhs, frame, eval_env=self.formula_env())
                 self.data.model_spec = design.design_info
-            except Exception:
+            except Exception:  # reported by formula_env() or design_info when needed
                 self.data.model_spec = None
+
+    def formula_env(self) -> patsy.EvalEnvironment:
+        """Where the formula's names are looked up for new data (numpy and the captured names).
+
+        Raises
+        ------
+        FormulaError
+            When the model was unpickled without a function its formula uses.
+        """
+        error = self.formula_namespace.missing_error()
+        if error is not None:
+            raise error
+        return self.formula_namespace.env()
 
     # -- engine --------------------------------------------------------
     @cached_property
@@ -323,7 +405,14 @@ class Lmer(LikelihoodModel):
         """Names of the theta elements."""
         return [name for t in self.random_terms for name in t.theta_names()]
 
-    def fit(self, reml: bool = True, start_theta: Any = None, **kwargs: Any) -> Any:
+    def fit(
+        self,
+        reml: bool = True,
+        start_theta: Any = None,
+        cov_type: str = "nonrobust",
+        cov_kwds: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Fit by REML (default) or maximum likelihood.
 
         The keywords mirror lme4's ``lmerControl``; the defaults are lme4's.
@@ -336,6 +425,14 @@ class Lmer(LikelihoodModel):
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
             is a random intercept, else 1 on diagonals and 0 off).
+        cov_type : {"nonrobust", "cluster", "CR2", "CR1S", "CR1", "CR0"}
+            Covariance of the fixed effects used by ``bse``, tests and the
+            summary: lme4's model-based one (default) or cluster-robust, as
+            statsmodels' ``fit(cov_type="cluster", cov_kwds={"groups": g})``;
+            see :meth:`LmerResults.get_robustcov_results`.
+        cov_kwds : dict, optional
+            ``groups`` (column name or one value per fitted row) and
+            ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
             default BOBYQA when nlopt is installed (lme4's ``optimizer``).
@@ -384,10 +481,15 @@ class Lmer(LikelihoodModel):
         options = _fit_options(kwargs, "fit()")
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
         objective = self.devfun(reml)
-        summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
-        res = LmerResults(self, objective.solve(summary.theta), summary, reml)
+        with objective.blas_threads(options.threads):
+            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
+            solution = objective.solve(summary.theta)
+        check_estimates(solution)
+        res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
-            warnings.warn(text, category, stacklevel=_caller_stacklevel())
+            warn(text, category)
+        if str(cov_type).lower() != "nonrobust" or cov_kwds:
+            return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
@@ -406,7 +508,9 @@ class Lmer(LikelihoodModel):
         """
         _check_bool_arg("reml", reml)
         theta = _check_theta(theta, self, "theta")
-        solution = self.devfun(reml).solve(theta)
+        objective = self.devfun(reml)
+        with objective.blas_threads():
+            solution = objective.solve(theta)
         summary = OptSummary.fixed(theta, solution.objective_value)
         return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
@@ -422,8 +526,15 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     """FitOptions from fit keywords; unknown keywords are a TypeError naming them."""
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
-        raise unknown_keyword_error(where, list(unknown), [*FitOptions.names(), "start_theta"])
+        known = [*FitOptions.names(), *FIT_ARGUMENTS, "reml"]
+        raise unknown_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
+
+
+def _data_name(data: Any) -> str | None:
+    """The data set's name when it carries one (``data.attrs["name"]``)."""
+    name = getattr(data, "attrs", {}).get("name") if isinstance(data, pd.DataFrame) else None
+    return name if isinstance(name, str) else None
 
 
 def _check_bool_arg(name: str, value: Any) -> None:
@@ -431,18 +542,19 @@ def _check_bool_arg(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _caller_stacklevel() -> int:
-    """The stack level of the first frame outside this package (for warnings)."""
-    frame = inspect.currentframe()
-    level = 1
-    package = __name__.rsplit(".", 1)[0]
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if level > 1 and not (name == package or name.startswith(package + ".")):
-            return level
-        frame = frame.f_back
-        level += 1
-    return 2
+def _columns_of(data: Any) -> list[Any]:
+    """The column names of ``data`` (a pandas or Dask DataFrame, or a dict of columns)."""
+    if isinstance(data, pd.DataFrame | dict):
+        return list(data.keys())
+    if is_dask_frame(data):
+        return list(data.columns)
+    raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+
+
+def _drop_columns(exog: pd.DataFrame, drop_cols: Any) -> pd.DataFrame:
+    """``exog`` without the ``drop_cols`` columns; unknown names are refused."""
+    names = checked_drop_cols(list(exog.columns), drop_cols)
+    return exog.drop(columns=names) if names else exog
 
 
 def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndarray:
@@ -493,12 +605,72 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     LmerResultsWrapper
     """
     _check_bool_arg("REML", REML)
-    fit_names = {*FitOptions.names(), "start_theta"}
+    fit_names = {*FitOptions.names(), *FIT_ARGUMENTS}
     known = [*fit_names, *MODEL_KEYWORDS, "REML"]
     unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]
     if unknown:
         raise unknown_keyword_error("lmer()", unknown, known)
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_names}
-    kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
+
+
+def mixedlm(
+    formula: str,
+    data: pd.DataFrame,
+    re_formula: str | None = None,
+    vc_formula: dict[str, str] | None = None,
+    subset: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> Lmer:
+    """An :class:`Lmer` model from statsmodels MixedLM's arguments, as ``smf.mixedlm``.
+
+    ``sml.mixedlm(formula, data, groups=..., re_formula=..., vc_formula=...)``
+    builds the model that ``statsmodels.formula.api.mixedlm`` describes,
+    written as lme4 terms:
+
+    * random coefficients ``re_formula`` per group: ``(re | groups)`` (a
+      random intercept when neither ``re_formula`` nor ``vc_formula`` is
+      given);
+    * each variance component ``{"name": "0 + C(f)"}``: ``(1 | groups:f)``, a
+      random effect per level of ``f`` within each group with one variance;
+      ``{"name": "0 + x"}`` (numeric ``x``): ``(0 + x | groups)``;
+    * with a constant ``groups`` (MixedLM's idiom for crossed effects) the
+      components are ``(1 | f)``: ``(1 | a) + (1 | b)`` for two factors.
+
+    Parameters
+    ----------
+    formula : str
+        The fixed-effects formula (``"Weight ~ Time"``).
+    data : pandas.DataFrame
+        The data; not modified.
+    re_formula : str, optional
+        Random coefficients per group (``"~Time"``).
+    vc_formula : dict of str, optional
+        Variance components (``{"Litter": "0 + C(Litter)"}``).
+    subset : array_like, optional
+        Rows to use.
+    **kwargs
+        ``groups`` (required: a column name or one value per row) and the
+        other keywords of :meth:`Lmer.from_formula` (``weights``,
+        ``offset``, ``missing``, ...).
+
+    Returns
+    -------
+    Lmer
+        Fit with ``.fit()`` (REML by default, as MixedLM). The results carry
+        MixedLM's names (``fe_params``, ``cov_re``, ``vcomp``,
+        ``random_effects``, ``bse_fe``, ``bse_re``, ...) besides lme4's.
+    """
+    if args:
+        raise TypeError("mixedlm() takes keyword arguments only after subset")
+    if kwargs.get("groups") is None:
+        raise TypeError("mixedlm() needs groups= (a column name or one value per row)")
+    if not kwargs.get("restricted", False):
+        kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
+    return Lmer.from_formula(
+        formula, data, subset=subset, re_formula=re_formula, vc_formula=vc_formula, **kwargs
+    )

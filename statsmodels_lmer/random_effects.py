@@ -13,14 +13,58 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 __all__ = [
     "conditional_draws",
     "new_level_draws",
     "ranef_frames",
     "ranef_long_table",
+    "scaled_z",
     "term_contribution",
+    "term_for_group",
+    "varcorr_labels",
 ]
+
+
+def term_for_group(terms: Sequence[Any], group: str | None) -> Any:
+    """The first random term on grouping factor ``group`` (None: the first term).
+
+    Raises
+    ------
+    KeyError
+        When no term has that grouping factor; the message lists them.
+    """
+    if group is None:
+        return terms[0]
+    for term in terms:
+        if term.group == group:
+            return term
+    known = list(dict.fromkeys(term.group for term in terms))
+    raise KeyError(f"no grouping factor {group!r}; the model's grouping factors are {known}")
+
+
+def varcorr_labels(
+    varcorr: pd.DataFrame, terms: Sequence[Any], variances: bool = False
+) -> list[str]:
+    """Descriptive names of the rows of ``varcorr`` (``LmerResults.varcorr``).
+
+    ``sd_Intercept|Subject``, ``cor_Days.Intercept|Subject`` and ``sigma`` (as
+    ``profile(signames=False)``), or with ``variances`` ``var_...``, ``cov_...``
+    and ``sigma2``. Terms are named by their grouping factor.
+    """
+    group_of = {term.label: term.group for term in terms}
+    one, two, residual = ("var", "cov", "sigma2") if variances else ("sd", "cor", "sigma")
+    labels = []
+    for grp, var1, var2 in zip(varcorr["grp"], varcorr["var1"], varcorr["var2"]):
+        group = group_of.get(grp, grp)
+        if grp == "Residual":
+            labels.append(residual)
+        elif var2 is None or (isinstance(var2, float) and np.isnan(var2)):
+            labels.append(f"{one}_{var1}|{group}")
+        else:
+            labels.append(f"{two}_{var2}.{var1}|{group}")
+    return labels
 
 
 def term_contribution(Z: np.ndarray, codes: np.ndarray, effects: np.ndarray) -> np.ndarray:
@@ -112,3 +156,17 @@ def ranef_long_table(
             pieces.setdefault(term.group, []).append(piece)
     frames = [frame for group in pieces.values() for frame in group]
     return pd.concat(frames, ignore_index=True)
+
+
+def scaled_z(
+    terms: Sequence[Any], theta: np.ndarray, theta_slices: Sequence[slice]
+) -> sp.csr_matrix:
+    """``Z Lambda`` (n x q, sparse): the random-effects design on the spherical scale.
+
+    Columns in the model's term order, each term's level by level, as lme4's
+    ``getME(m, "Z") %*% getME(m, "Lambda")``.
+    """
+    parts = [
+        term.z_matrix() @ term.lambda_block(theta[part]) for term, part in zip(terms, theta_slices)
+    ]
+    return sp.hstack(parts, format="csr")

@@ -7,12 +7,12 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import patsy
 import scipy.sparse as sp
 import statsmodels.base.wrapper as wrap
 from scipy import stats
@@ -20,18 +20,38 @@ from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrap
 from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
-from .fitting.fit import FitOptions, OptSummary
-from .inference.hypotheses import anova_table, coef_table, contrast_test, parse_constraints
+from .fitting.fit import OptSummary
+from .fitting.options import FitOptions, unknown_keyword_error
+from .inference.contrast_results import LmerContrastResults
+from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
+from .inference.hypotheses import (
+    anova_table,
+    coef_table,
+    contrast_test,
+    parse_constraints,
+    t_tests,
+)
 from .inference.kenward_roger import KenwardRoger
+from .inference.robust import ClusterRobust, robust_from_options
 from .inference.satterthwaite import Satterthwaite
 from .intervals.bootstrap import BootstrapResult, bootstrap
 from .intervals.confint import confint
 from .intervals.profile import ProfileResult, profile
 from .parametrization import cov_to_sdcor
 from .random_effects import ranef_frames, ranef_long_table, term_contribution
-from .summary import lmer_summary
+from .summary import lmer_print, lmer_repr, lmer_summary, lmer_summary2
 from .tools import allfit as allfit_tool
-from .tools import compare, diagnostics, multilevel, predict, simulate
+from .tools import (
+    compare,
+    diagnostics,
+    mixedlm_names,
+    multilevel,
+    panel,
+    predict,
+    prediction,
+    simulate,
+)
+from .tools.influence import InfluenceResult, influence
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -49,6 +69,10 @@ class LmerResults(LikelihoodModelResults):
         What the fit of theta did and found.
     reml : bool
         Whether the fit was by REML.
+    robust : ClusterRobust, optional
+        A cluster-robust covariance used for ``cov_params``, standard errors
+        and tests instead of the model-based one (see
+        :meth:`get_robustcov_results`).
 
     Notes
     -----
@@ -59,7 +83,14 @@ class LmerResults(LikelihoodModelResults):
     ``df_resid`` is lme4's ``n - npar``.
     """
 
-    def __init__(self, model: Any, solution: Solution, opt_summary: OptSummary, reml: bool):
+    def __init__(
+        self,
+        model: Any,
+        solution: Solution,
+        opt_summary: OptSummary,
+        reml: bool,
+        robust: ClusterRobust | None = None,
+    ):
         super().__init__(
             model,
             solution.beta,
@@ -79,6 +110,23 @@ class LmerResults(LikelihoodModelResults):
         self.df_model = float(self.k_fixed - model.k_constant)
         self.opt_summary = opt_summary
         self.converged = opt_summary.converged
+        self.robust = robust
+        if robust is None:
+            self.cov_type = "nonrobust"
+            self.cov_kwds = {"description": "model-based covariance (lme4's vcov)"}
+        else:
+            self.cov_type = "cluster"
+            self.cov_kwds = {
+                "groups": robust.cluster_name,
+                "type": robust.type,
+                "n_groups": robust.n_clusters,
+                "description": robust.description,
+            }
+            self.cov_params_default = robust.cov
+
+    def blas_threads(self) -> AbstractContextManager[None]:
+        """A context limiting BLAS threads as the fit did (its ``threads=`` setting)."""
+        return self.model.devfun(self.reml).blas_threads(self.opt_summary.options.threads)
 
     @property
     def optinfo(self) -> dict[str, Any]:
@@ -157,7 +205,8 @@ class LmerResults(LikelihoodModelResults):
         asymptotic covariance of those parameters (``vcov_varpar``) and the
         Jacobian of ``vcov(beta)``.
         """
-        return Satterthwaite(self)
+        with self.blas_threads():
+            return Satterthwaite(self)
 
     @cached_property
     def kenward_roger(self) -> KenwardRoger:
@@ -166,12 +215,59 @@ class LmerResults(LikelihoodModelResults):
         Holds the adjusted covariance ``vcov_adjusted`` and the covariance of
         the variance parameters.
         """
-        return KenwardRoger(self)
+        with self.blas_threads():
+            return KenwardRoger(self)
 
     @cached_property
     def ddf(self) -> np.ndarray:
-        """Satterthwaite denominator df of each coefficient (lmerTest)."""
+        """Satterthwaite denominator df of each coefficient.
+
+        lmerTest's for the model-based covariance; clubSandwich's for a
+        cluster-robust one.
+        """
+        if self.robust is not None:
+            return self.robust.coefficient_df()
         return self.satterthwaite.coefficient_df()
+
+    def get_robustcov_results(
+        self, cov_type: str = "cluster", use_t: Any = None, **kwds: Any
+    ) -> Any:
+        """These results with a cluster-robust covariance of the fixed effects.
+
+        statsmodels' method: ``cov_params``, ``bse``, ``tvalues``,
+        ``pvalues``, ``conf_int``, ``t_test``, ``f_test``, ``anova`` and the
+        summary then use the robust covariance, with clubSandwich's
+        small-sample tests (Satterthwaite df for one contrast, the HTZ
+        Hotelling T^2 approximation for several).
+
+        Parameters
+        ----------
+        cov_type : {"cluster", "CR2", "CR1S", "CR1", "CR0", "nonrobust"}
+            ``"cluster"`` with ``type=`` (default ``"CR2"``), or the type
+            directly. CR2 is Bell and McCaffrey's bias-reduced linearization
+            with the fitted model as working covariance (clubSandwich's
+            default for lme4 fits); CR1S scales CR0 by Stata's
+            ``J (N - 1) / ((J - 1)(N - p))``, CR1 by ``J / (J - 1)``.
+        use_t : None
+            Kept for statsmodels' signature; tests always use t and F.
+        groups : str or array_like, optional
+            The clusters: a column of the fitted data or one value per
+            fitted row; default the grouping factor with the fewest levels.
+            Every grouping factor of the model must be nested in them.
+        type : str, optional
+            With ``cov_type="cluster"``: one of CR2, CR1S, CR1, CR0.
+
+        Returns
+        -------
+        LmerResultsWrapper
+            New results; ``cov_type``, ``cov_kwds`` and ``robust`` say
+            which covariance they use.
+        """
+        if use_t is False:
+            raise ValueError("cluster-robust tests use t and F distributions; use_t must be None")
+        robust = robust_from_options(self, cov_type, kwds)
+        new = LmerResults(self.model, self._solution, self.opt_summary, self.reml, robust)
+        return LmerResultsWrapper(new)
 
     @cached_property
     def pvalues(self) -> np.ndarray:
@@ -203,13 +299,14 @@ class LmerResults(LikelihoodModelResults):
 
     def t_test(
         self, r_matrix: Any, cov_p: Any = None, use_t: Any = None, ddf: str = "satterthwaite"
-    ) -> ContrastResults:
+    ) -> LmerContrastResults:
         """t tests of each row of a linear hypothesis, with per-contrast df.
 
         Parameters
         ----------
         r_matrix : str, list of str, array_like or tuple (L, q)
-            The hypothesis, as statsmodels reads it (``"Days = 10"``).
+            The hypothesis, as statsmodels reads it (``"Days = 10"``,
+            ``"Days = 10, Intercept = 250"``).
         cov_p, use_t
             Not supported (kept for statsmodels' signature); must be None.
         ddf : {"satterthwaite", "kenward-roger", "residual"}
@@ -217,23 +314,13 @@ class LmerResults(LikelihoodModelResults):
 
         Returns
         -------
-        statsmodels.stats.contrast.ContrastResults
-            ``df_denom`` holds the df of each row (a float for one row).
+        LmerContrastResults
+            statsmodels' ``ContrastResults`` with one df per row:
+            ``df_denom`` (a float for one row), ``summary()``,
+            ``summary_frame()`` (with a ``df`` column) and ``conf_int()``.
         """
         _no_override(cov_p, use_t)
-        L, q = parse_constraints(self, r_matrix)
-        tests = [contrast_test(self, row[None, :], 0.0, ddf) for row in L]
-        effect = np.array([t.estimate[0] for t in tests])
-        sd = np.sqrt(np.array([t.cov[0, 0] for t in tests]))
-        df = np.array([t.den_df for t in tests])
-        tvalue = (effect - q) / sd
-        return ContrastResults(
-            effect=effect,
-            t=tvalue[:, None],
-            sd=sd[:, None],
-            df_denom=df[0] if len(df) == 1 else df,
-            distribution="t",
-        )
+        return t_tests(self, r_matrix, ddf)
 
     def f_test(
         self, r_matrix: Any, cov_p: Any = None, invcov: Any = None, ddf: str = "satterthwaite"
@@ -373,6 +460,81 @@ class LmerResults(LikelihoodModelResults):
         lower = self.model.theta_lower
         return bool(np.any(self.theta[lower == 0] < tol))
 
+    # -- statsmodels MixedLM's names ----------------------------------------
+    @property
+    def fe_params(self) -> pd.Series:
+        """The fixed effects (MixedLM's ``fe_params``; the same as ``params``)."""
+        return self.fixef.rename("fe_params")
+
+    @property
+    def bse_fe(self) -> pd.Series:
+        """Standard errors of the fixed effects (MixedLM's ``bse_fe``)."""
+        return pd.Series(np.asarray(self.bse), index=self.model.exog_names, name="bse_fe")
+
+    @property
+    def cov_re(self) -> pd.DataFrame:
+        """Covariance of one group's random coefficients (MixedLM's ``cov_re``).
+
+        On the data's scale (``sigma^2 T T'``); rows and columns named as
+        MixedLM names them (the intercept takes the group's name). See
+        :mod:`statsmodels_lmer.tools.mixedlm_names`.
+        """
+        return mixedlm_names.cov_re(self)
+
+    @property
+    def cov_re_unscaled(self) -> pd.DataFrame:
+        """``cov_re / scale`` (MixedLM's ``cov_re_unscaled``; lme4's ``T T'``)."""
+        return self.cov_re / self.scale
+
+    @property
+    def vcomp(self) -> np.ndarray:
+        """Variances of the variance components (MixedLM's ``vcomp``), on the data's scale."""
+        return mixedlm_names.vcomp(self)
+
+    @property
+    def bse_re(self) -> pd.Series:
+        """Standard errors of ``cov_re``'s lower triangle and of ``vcomp`` (delta method).
+
+        Named as MixedLM's variance parameters (``"Pig Var"``,
+        ``"Pig x Time Cov"``); see :func:`statsmodels_lmer.tools.mixedlm_names.bse_re`.
+        """
+        return mixedlm_names.bse_re(self)
+
+    @property
+    def random_effects(self) -> dict[Any, pd.Series]:
+        """Conditional modes per group, a Series per level (MixedLM's ``random_effects``)."""
+        return mixedlm_names.random_effects(self)
+
+    @property
+    def random_effects_cov(self) -> dict[Any, pd.DataFrame]:
+        """Conditional covariance of each group's random effects (MixedLM's name)."""
+        return mixedlm_names.random_effects_cov(self)
+
+    @property
+    def k_fe(self) -> int:
+        """Number of fixed effects (MixedLM's ``k_fe``)."""
+        return self.k_fixed
+
+    @property
+    def k_re(self) -> int:
+        """Number of random coefficients per group (MixedLM's ``k_re``)."""
+        return len(self.cov_re)
+
+    @property
+    def k_re2(self) -> int:
+        """Number of distinct elements of ``cov_re`` (MixedLM's ``k_re2``)."""
+        return self.k_re * (self.k_re + 1) // 2
+
+    @property
+    def k_vc(self) -> int:
+        """Number of variance components (MixedLM's ``k_vc``)."""
+        return len(self.vcomp)
+
+    @property
+    def method(self) -> str:
+        """``"REML"`` or ``"ML"`` (MixedLM's ``method``)."""
+        return "REML" if self.reml else "ML"
+
     # -- random effects ------------------------------------------------
     @property
     def conditional_modes(self) -> list[np.ndarray]:
@@ -494,11 +656,16 @@ class LmerResults(LikelihoodModelResults):
     def predict(
         self,
         exog: Any = None,
+        *,
         re_formula: Any = None,
         allow_new_levels: bool = False,
+        offset: Any = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Predictions for new data, as lme4's ``predict(m, newdata, re.form, ...)``.
+
+        By default the prediction is conditional on every random effect
+        (``re_formula=None``); ``re_formula="0"`` gives the population level.
 
         Parameters
         ----------
@@ -511,16 +678,61 @@ class LmerResults(LikelihoodModelResults):
         allow_new_levels : bool
             Levels not seen in fitting get zero random effects instead of an
             error (nested terms keep the effects of the known outer levels).
+            Levels match by value whatever the column's type (``3``, ``3.0``
+            and ``"3"`` are one level).
+        offset : array_like or str, optional
+            The offset of each row; by default the fitted offset for the
+            fitted rows, or the column it was taken from. A model fitted with
+            an offset array needs it for new data.
 
         Returns
         -------
-        ndarray
-            NaN for rows with a missing value in a column the model uses.
+        pandas.Series or ndarray
+            Fixed part, offset and the selected random effects: a Series
+            indexed like ``exog`` when new data are given (as statsmodels'
+            formula models), else an array for the fitted rows; NaN for rows
+            with a missing value in a column the model uses.
         """
-        newdata = kwargs.pop("newdata", exog)
-        if kwargs:
-            raise TypeError(f"predict() got unexpected keywords {sorted(kwargs)}")
-        return predict.predict(self, newdata, re_formula, allow_new_levels)
+        known = ["newdata", "re_formula", "allow_new_levels", "offset"]
+        newdata = _newdata(exog, kwargs, "predict()", known)
+        values = predict.predict(self, newdata, re_formula, allow_new_levels, offset)
+        if isinstance(newdata, pd.DataFrame):  # statsmodels: a Series indexed like exog
+            return pd.Series(values, index=newdata.index, name="predicted")
+        return values
+
+    def get_prediction(
+        self,
+        exog: Any = None,
+        conditional: bool = False,
+        allow_new_levels: bool = False,
+        **kwargs: Any,
+    ) -> prediction.PredictionResults:
+        """Predictions with standard errors and intervals, as statsmodels' ``get_prediction``.
+
+        Parameters
+        ----------
+        exog : pandas.DataFrame, optional
+            New data (``newdata=`` is accepted too); default the fitted rows.
+        conditional : bool
+            False (default): the population-level prediction ``x' beta`` with
+            its standard error ``sqrt(x' V x)`` and t intervals with the
+            contrast's own df. True: ``x' beta + z' b`` with the standard
+            error of its prediction error (Henderson's, from the inverse of
+            the mixed-model equations) and normal intervals.
+        allow_new_levels : bool
+            With ``conditional=True``, give unseen levels zero random effects
+            (and add their variance) instead of an error.
+
+        Returns
+        -------
+        PredictionResults
+            ``summary_frame(alpha)`` has statsmodels' columns ``mean,
+            mean_se, mean_ci_lower, mean_ci_upper, obs_ci_lower,
+            obs_ci_upper`` and ``df``. See :mod:`statsmodels_lmer.tools.prediction`.
+        """
+        known = ["newdata", "conditional", "allow_new_levels"]
+        newdata = _newdata(exog, kwargs, "get_prediction()", known)
+        return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
         self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False
@@ -531,7 +743,7 @@ class LmerResults(LikelihoodModelResults):
         all estimated random effects and ``re_formula`` on the listed terms.
         See :func:`statsmodels_lmer.tools.simulate.simulate`.
         """
-        return simulate.simulate(self, nsim, seed, re_formula, use_u)
+        return simulate.simulate(self, nsim, seed=seed, re_formula=re_formula, use_u=use_u)
 
     def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
         """The same model fitted to a new response (lme4's ``refit``)."""
@@ -553,15 +765,11 @@ class LmerResults(LikelihoodModelResults):
         """
         model = self.model
         fit_kwargs, model_kwargs = FitOptions.split(kwargs)
-        for name in ("reml", "start_theta"):
+        for name in ("reml", "start_theta", "cov_type", "cov_kwds"):
             if name in model_kwargs:
                 fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)
-        if data is None:
-            data = model.data.frame
-            model_kwargs.setdefault("weights", model.weights)
-            model_kwargs.setdefault("offset", model.offset)
-        model_kwargs.setdefault("eval_env", patsy.EvalEnvironment([{"np": np, "numpy": np}]))
+        data, model_kwargs = simulate.update_arguments(model, data, model_kwargs)
         new = type(model).from_formula(formula or model.lmer_formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 
@@ -573,6 +781,37 @@ class LmerResults(LikelihoodModelResults):
         optimizers agree.
         """
         return allfit_tool.allfit(self, **kwargs)
+
+    def influence(
+        self, group: str | None = None, method: str = "one-step", **kwargs: Any
+    ) -> InfluenceResult:
+        """Influence of each group on the fixed effects (HLMdiag's ``hlm_influence``).
+
+        Cook's distance, MDFFITS, COVTRACE, COVRATIO and leverage for deleting
+        each level of ``group``. See :func:`statsmodels_lmer.tools.influence.influence`
+        (``method="full"`` refits; ``progress=``); the result has ``.frame``
+        and ``.plot()``.
+        """
+        return influence(self, group=group, method=method, **kwargs)
+
+    def exact_rlrt(
+        self, m_alt: Any = None, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact restricted LRT of this model's one variance component (RLRsim's ``exactRLRT``).
+
+        ``m_alt`` and ``m0`` test the component inside a larger model. See
+        :func:`statsmodels_lmer.inference.exact_lrt.exact_rlrt`.
+        """
+        return exact_rlrt(self, m_alt, m0, nsim=nsim, seed=seed, **kwargs)
+
+    def exact_lrt(
+        self, m0: Any = None, nsim: int = 10_000, seed: Any = None, **kwargs: Any
+    ) -> ExactLRTResult:
+        """Exact LRT of this model's one variance component (RLRsim's ``exactLRT``).
+
+        See :func:`statsmodels_lmer.inference.exact_lrt.exact_lrt`.
+        """
+        return exact_lrt(self, m0, nsim=nsim, seed=seed, **kwargs)
 
     # -- intervals ------------------------------------------------------
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs: Any) -> pd.DataFrame:
@@ -595,7 +834,8 @@ class LmerResults(LikelihoodModelResults):
             Rows ``.sig01, ..., .sigma`` and the fixed effects; columns
             ``"2.5 %"``, ``"97.5 %"``. See :func:`statsmodels_lmer.intervals.confint`.
         """
-        return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
+        with self.blas_threads():
+            return confint(LmerResultsWrapper(self), method=method, level=level, **kwargs)
 
     def profile(self, which: Any = None, **kwargs: Any) -> ProfileResult:
         """Likelihood profiles (zeta) as lme4's ``profile``.
@@ -603,7 +843,8 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.intervals.profile`; the result has
         ``.frame``, ``.confint()`` and ``.plot()``.
         """
-        return profile(self, which=which, **kwargs)
+        with self.blas_threads():
+            return profile(self, which=which, **kwargs)
 
     def bootstrap(
         self, nsim: int, seed: Any = None, func: Any = None, **kwargs: Any
@@ -640,7 +881,58 @@ class LmerResults(LikelihoodModelResults):
 
         See :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
         """
-        return diagnostics.predict_interval(self, newdata, level, **kwargs)
+        return diagnostics.predict_interval(self, newdata, level=level, **kwargs)
+
+    # -- panel econometrics ----------------------------------------------
+    def panel_rsquared(self, entity: str | None = None) -> pd.Series:
+        """linearmodels' R^2 measures (within, between, overall) of the fixed effects.
+
+        ``1 - RSS / TSS`` on the entity-demeaned data, the entity means and
+        the data; see :mod:`statsmodels_lmer.tools.panel`.
+
+        Parameters
+        ----------
+        entity : str, optional
+            The entity column; default the model's only grouping factor.
+        """
+        return panel.panel_rsquared(self, entity)
+
+    @property
+    def rsquared_within(self) -> float:
+        """R^2 of the entity-demeaned data (linearmodels' ``rsquared_within``)."""
+        return float(self.panel_rsquared()["within"])
+
+    @property
+    def rsquared_between(self) -> float:
+        """R^2 of the entity means (linearmodels' ``rsquared_between``)."""
+        return float(self.panel_rsquared()["between"])
+
+    @property
+    def rsquared_overall(self) -> float:
+        """R^2 of the data (linearmodels' ``rsquared_overall``)."""
+        return float(self.panel_rsquared()["overall"])
+
+    def within_estimator(self, entity: str | None = None) -> panel.WithinEstimate:
+        """The within (fixed effects) estimator of this model's fixed part.
+
+        As ``linearmodels.PanelOLS(..., entity_effects=True)``; see
+        :func:`statsmodels_lmer.tools.panel.within_estimator`.
+        """
+        return panel.within_estimator(self, entity)
+
+    def hausman(
+        self, method: str = "mundlak", cov_type: str = "CR2", entity: str | None = None
+    ) -> panel.HausmanResult:
+        """Test random against fixed effects (Hausman; Mundlak's robust form by default).
+
+        ``method="mundlak"`` refits with the entity means of the
+        time-varying regressors and tests them with a cluster-robust
+        covariance (``cov_type``, CR2 with clubSandwich's HTZ F test by
+        default; ``"nonrobust"`` for a model-based chi-square).
+        ``method="classic"`` contrasts the within estimator with this fit.
+        See :func:`statsmodels_lmer.tools.panel.hausman`.
+        """
+        return panel.hausman(self, method=method, cov_type=cov_type, entity=entity)
 
     # -- presentation ---------------------------------------------------
     def summary(self, alpha: float = 0.05) -> Any:
@@ -652,6 +944,29 @@ class LmerResults(LikelihoodModelResults):
             With ``as_text``, ``as_html`` and ``as_latex``.
         """
         return lmer_summary(self, alpha=alpha)
+
+    def summary2(self, alpha: float = 0.05) -> Any:
+        """statsmodels' ``summary2`` layout, with numeric DataFrames in ``.tables``.
+
+        ``tables[0]`` model information, ``tables[1]`` the fixed effects
+        (Estimate, Std. Error, df, t value, Pr(>|t|), interval), ``tables[2]``
+        the variance components (as ``varcorr``).
+        """
+        return lmer_summary2(self, alpha=alpha)
+
+    def __repr__(self) -> str:
+        return lmer_repr(self)
+
+    def __str__(self) -> str:
+        return lmer_print(self)
+
+
+def _newdata(exog: Any, kwargs: dict[str, Any], where: str, known: list[str]) -> Any:
+    """New data given as ``exog`` (statsmodels) or ``newdata=`` (lme4); no other keyword."""
+    newdata = kwargs.pop("newdata", exog)
+    if kwargs:
+        raise unknown_keyword_error(where, list(kwargs), known)
+    return newdata
 
 
 def _no_override(*values: Any) -> None:
@@ -673,6 +988,12 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
     _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
     _methods: dict[str, str] = {}
     _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)
+
+    def __repr__(self) -> str:
+        return repr(self._results)
+
+    def __str__(self) -> str:
+        return str(self._results)
 
 
 wrap.populate_wrapper(LmerResultsWrapper, LmerResults)

@@ -10,8 +10,16 @@ import pandas as pd
 from statsmodels.iolib.summary2 import Summary, _df_to_simpletable
 
 from .fitting.convergence import SINGULAR_MESSAGE
+from .tables import format_pvalue
 
-__all__ = ["fixed_effects_table", "lmer_summary", "random_effects_table"]
+__all__ = [
+    "fixed_effects_table",
+    "lmer_print",
+    "lmer_repr",
+    "lmer_summary",
+    "lmer_summary2",
+    "random_effects_table",
+]
 
 
 class LmerSummary(Summary):
@@ -97,12 +105,18 @@ def lmer_summary(res: Any, alpha: float = 0.05) -> LmerSummary:
     smry = LmerSummary()
     smry.add_title(_title(res))
     smry.add_section("", text=_header(res))
-    smry.add_section("", _criteria(res), index=False)
+    if res.reml:
+        smry.add_section("", text=[_reml_line(res)])
+    else:
+        smry.add_section("", _criteria(res), index=False)
     smry.add_section("Scaled residuals:", _residual_quantiles(res), index=False)
     smry.add_section(
         "Random effects:", random_effects_table(res), index=False, text=[_group_counts(res)]
     )
-    fixed = fixed_effects_table(res, alpha).map(_number)
+    fixed = fixed_effects_table(res, alpha)
+    pvalues = fixed.pop("Pr(>|t|)")
+    fixed = fixed.map(_number)
+    fixed.insert(4, "Pr(>|t|)", [format_pvalue(p) for p in pvalues])
     smry.add_section("Fixed effects:", fixed)
     if 1 < res.k_fixed <= 12:
         corr = _fixed_correlation(res).map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
@@ -124,20 +138,31 @@ def _title(res: Any) -> str:
     return f"Linear mixed model fit by {method} (statsmodels_lmer)"
 
 
+def _reml_line(res: Any) -> str:
+    return f"REML criterion at convergence: {res.reml_criterion:.1f}"
+
+
+def _data_line(res: Any) -> str:
+    name = getattr(res.model, "data_name", None)
+    count = f"{res.nobs} observations"
+    return f"   Data: {name} ({count})" if name else f"   Data: {count}"
+
+
 def _header(res: Any) -> str:
     formula = getattr(res.model, "lmer_formula", None) or "(arrays)"
-    lines = [f"Formula: {formula}", f"   Data: {res.nobs} observations"]
+    lines = [f"Formula: {formula}", _data_line(res)]
     if res.model.n_dropped:
         lines[-1] += f" ({res.model.n_dropped} rows with missing values dropped)"
     if res.model.weights is not None:
         lines.append("Prior weights: given")
     lines.append(f"Optimizer: {res.optinfo['optimizer']} ({res.optinfo['feval']} evaluations)")
+    robust = getattr(res, "robust", None)
+    if robust is not None:
+        lines.append(f"Covariance: {robust.description}")
     return lines
 
 
 def _criteria(res: Any) -> pd.DataFrame:
-    if res.reml:
-        return pd.DataFrame({"REML criterion at convergence": [f"{res.reml_criterion:.4f}"]})
     return pd.DataFrame(
         {
             "AIC": [f"{res.aic:.4f}"],
@@ -220,10 +245,17 @@ def _fixed_correlation(res: Any) -> pd.DataFrame:
 
 
 def _messages(res: Any) -> list[str]:
-    messages = [
-        "df, t tests and confidence intervals use Satterthwaite's method "
-        "(as lmerTest); coef_table(ddf='kenward-roger') gives Kenward-Roger's."
-    ]
+    if getattr(res, "robust", None) is not None:
+        first = (
+            f"Std. errors, t tests and intervals use the {res.robust.description} "
+            "covariance with clubSandwich's Satterthwaite df; F tests use its HTZ test."
+        )
+    else:
+        first = (
+            "df, t tests and confidence intervals use Satterthwaite's method "
+            "(as lmerTest); coef_table(ddf='kenward-roger') gives Kenward-Roger's."
+        )
+    messages = [first]
     if res.model.dropped_columns:
         messages.append(
             "fixed-effect model matrix is rank deficient; dropped: "
@@ -236,3 +268,82 @@ def _messages(res: Any) -> list[str]:
         warned.append(f"optimizer did not report convergence: {res.optinfo['message']}")
     messages.extend(warned)
     return messages
+
+
+def lmer_repr(res: Any) -> str:
+    """One line: the class, fit method, formula, size and log-likelihood."""
+    formula = getattr(res.model, "lmer_formula", None) or "(arrays)"
+    groups = ", ".join(f"{name}: {count}" for name, count in res.ngroups.items())
+    state = "converged" if res.converged else "NOT converged"
+    return (
+        f"<{type(res).__name__} ({'REML' if res.reml else 'ML'}) {formula}; "
+        f"{res.nobs} obs, groups {groups}; llf {res.llf:.4f}; {state}>"
+    )
+
+
+def lmer_print(res: Any) -> str:
+    """The short print of a fit, as lme4's ``print(m)``: criterion, SDs, fixed effects."""
+    method = "REML" if res.reml else "maximum likelihood"
+    lines = [
+        f"Linear mixed model fit by {method}",
+        f"Formula: {getattr(res.model, 'lmer_formula', None) or '(arrays)'}",
+        _data_line(res),
+    ]
+    if res.reml:
+        lines.append(_reml_line(res))
+    else:
+        lines.append(
+            f"      AIC {res.aic:.4f}  BIC {res.bic:.4f}  logLik {res.llf:.4f}  "
+            f"deviance {res.deviance:.4f}  df.resid {res.df_resid:.0f}"
+        )
+    sds = random_effects_table(res).drop(columns=["Variance"])
+    lines += ["Random effects:", sds.to_string(index=False), _group_counts(res), "Fixed Effects:"]
+    fixef = pd.DataFrame([np.asarray(res.params)], columns=list(res.model.exog_names))
+    lines.append(fixef.map(lambda v: f"{v:.4g}").to_string(index=False))
+    lines.extend(_messages(res)[1:])
+    return "\n".join(lines)
+
+
+def _variance_frame(res: Any) -> pd.DataFrame:
+    """``varcorr`` with one readable label per row: ``Subject Days Var``, ``... Cov``."""
+    labels = []
+    for grp, var1, var2 in res.varcorr[["grp", "var1", "var2"]].itertuples(index=False):
+        if grp == "Residual":
+            labels.append("Residual Var")
+        elif isinstance(var2, str):
+            labels.append(f"{grp} {var1} x {var2} Cov")
+        else:
+            labels.append(f"{grp} {var1} Var")
+    values = res.varcorr[["vcov", "sdcor"]].to_numpy()
+    return pd.DataFrame(values, index=labels, columns=["Var/Cov", "SD/Corr"])
+
+
+def lmer_summary2(res: Any, alpha: float = 0.05) -> Summary:
+    """statsmodels' ``summary2`` layout: an information block and numeric tables.
+
+    The tables (``.tables``) are DataFrames of numbers: model information,
+    fixed effects (estimate, SE, df, t, p, interval) and the variance
+    components (lme4's ``as.data.frame(VarCorr(m))``).
+    """
+    smry = Summary()
+    smry.add_title(_title(res))
+    info = {
+        "Model:": "Lmer",
+        "Formula:": getattr(res.model, "lmer_formula", None) or "(arrays)",
+        "Dependent Variable:": res.model.endog_names,
+        "Method:": "REML" if res.reml else "ML",
+        "No. Observations:": str(res.nobs),
+        "No. Groups:": "; ".join(f"{k}: {v}" for k, v in res.ngroups.items()),
+        "Log-Likelihood:": f"{res.llf:.4f}",
+        "AIC:": f"{res.aic:.4f}",
+        "BIC:": f"{res.bic:.4f}",
+        "Scale:": f"{res.scale:.4f}",
+        "Converged:": "Yes" if res.converged else "No",
+        "Covariance:": getattr(res, "cov_kwds", {}).get("description", "model-based"),
+    }
+    smry.add_dict(info)
+    smry.add_df(fixed_effects_table(res, alpha), float_format="%.4f")
+    smry.add_df(_variance_frame(res), float_format="%.4f")
+    for line in _messages(res):
+        smry.add_text(line)
+    return smry

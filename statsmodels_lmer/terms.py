@@ -9,6 +9,7 @@ filled column by column from the term's slice of ``theta`` (lme4's order).
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,13 @@ __all__ = [
     "RandomTerm",
     "build_random_terms",
     "grouping_codes",
+    "level_key",
+    "level_keys",
     "lme4_term_order",
+    "match_levels",
     "order_terms",
+    "row_level_keys",
+    "term_level_keys",
 ]
 
 
@@ -134,19 +140,24 @@ def lme4_term_order(n_levels: list[int]) -> list[int]:
 
 
 def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
-    """Codes and level labels of the interaction of one or more columns.
+    """Codes and levels of one column or of the interaction of several.
 
     Levels follow R's ``a:b``: the first factor varies slowest, each factor's
     levels in their own order (categories order for a categorical, sorted
-    otherwise); combinations that do not occur are dropped.
+    otherwise); combinations that do not occur are dropped. One column keeps
+    its own level type (an integer column gives integer levels); an
+    interaction is labelled ``"b1:a1"`` from each value's :func:`level_keys`.
     """
     combined = np.zeros(len(frame), dtype=np.int64)
-    labels: list[np.ndarray] = []
+    per_factor: list[pd.Index] = []
     for name in factors:
         codes, levels = _factor_codes(frame[name])
         combined = combined * len(levels) + codes
-        labels.append(np.asarray(levels.astype(str), dtype=object))
-    used, codes = compact_codes(combined, np.prod([len(lab) for lab in labels]))
+        per_factor.append(levels)
+    used, codes = compact_codes(combined, np.prod([len(levels) for levels in per_factor]))
+    if len(per_factor) == 1:
+        return codes.astype(np.int64), per_factor[0][used]
+    labels = [level_keys(pd.Series(levels)) for levels in per_factor]
     remainder = used.copy()
     parts = []
     for level_labels in reversed(labels):
@@ -155,6 +166,73 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
     parts.reverse()
     names = [":".join(map(str, combo)) for combo in zip(*parts)]
     return codes.astype(np.int64), pd.Index(names, dtype=object)
+
+
+def level_key(value: Any) -> str:
+    """The text a level is matched by: equal values give equal text whatever their type.
+
+    ``3``, ``3.0``, ``np.int32(3)`` and ``"3"`` all give ``"3"`` (as R's
+    ``as.character``); ``2.5`` gives ``"2.5"``; booleans ``"True"``/``"False"``.
+    """
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return str(value)
+
+
+def level_keys(values: pd.Series) -> np.ndarray:
+    """:func:`level_key` of each value (``None`` for a missing one), as an object array."""
+    codes, uniques = pd.factorize(values)
+    keys = np.array([level_key(v) for v in np.asarray(uniques, dtype=object)] + [None])
+    return keys[np.where(codes >= 0, codes, len(keys) - 1)]
+
+
+def term_level_keys(term: RandomTerm) -> np.ndarray:
+    """The :func:`level_keys` of a term's levels (interaction labels are keys already)."""
+    if len(term.factors) > 1:
+        return np.asarray(term.levels, dtype=object)
+    return level_keys(pd.Series(term.levels))
+
+
+def row_level_keys(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
+    """Each row's level of a term as :func:`level_keys` text (``a:b`` for an interaction)."""
+    parts = [level_keys(rows[name]) for name in term.factors]
+    keys = parts[0]
+    for part in parts[1:]:
+        keys = keys + ":" + part
+    return np.asarray(keys, dtype=object)
+
+
+def match_levels(term: RandomTerm, rows: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    """Each row's level code in ``term``, matched by value across dtypes (:func:`level_key`).
+
+    Levels not seen in fitting get -1 when ``allow_new_levels``.
+
+    Raises
+    ------
+    DataError
+        Rows have levels not seen in fitting and ``allow_new_levels`` is False.
+    """
+    lookup: dict[str, int] = {}
+    for code, key in enumerate(term_level_keys(term)):
+        lookup.setdefault(key, code)
+    row_keys = row_level_keys(term, rows)
+    row_codes, keys = pd.factorize(row_keys)
+    mapped = np.array([lookup.get(key, -1) for key in keys] + [-1], dtype=np.int64)
+    codes = mapped[np.where(row_codes >= 0, row_codes, len(mapped) - 1)]
+    unseen = codes < 0
+    if unseen.any() and not allow_new_levels:
+        labels = sorted(set(row_keys[unseen]))
+        raise DataError(
+            f"newdata has levels of {term.group!r} not seen in fitting "
+            f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); "
+            "pass allow_new_levels=True to predict them with zero random effects"
+        )
+    return codes
 
 
 def compact_codes(combined: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from statsmodels_lmer.__main__ import main
 def test_fit_bundled_data_set(capsys):
     assert main(["fit", "Reaction ~ Days + (Days|Subject)", "--data", "sleepstudy"]) == 0
     out = capsys.readouterr().out
-    assert "REML criterion at convergence" in out and "1743.6283" in out
+    assert "REML criterion at convergence: 1743.6" in out
 
 
 def test_fit_ml_from_csv(tmp_path, capsys):

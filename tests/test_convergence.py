@@ -31,7 +31,8 @@ from statsmodels_lmer.fitting.convergence import (
     deriv12,
     scaled_gradient,
 )
-from statsmodels_lmer.fitting.optimizers import optimize_lmer
+from statsmodels_lmer.fitting.options import FitOptions
+from statsmodels_lmer.fitting.run import optimize_lmer
 from statsmodels_lmer.frame import SCALE_MESSAGE, check_scale_x
 
 
@@ -276,13 +277,15 @@ def test_boundary_snapping_keeps_improvements_only(scripted_optimizer):
 
     lower = np.array([0.0, 0.0, -np.inf])
     script.append([4e-6, 3e-6, 1.0])
-    result = optimize_lmer(f, np.ones(3), lower, method="scripted")
+    result = optimize_lmer(f, np.ones(3), lower, FitOptions(method="scripted", verify=False))
     np.testing.assert_array_equal(result.theta, [0.0, 3e-6, 1.0])
     assert result.boundary_snapped == [0]
     assert result.fun == pytest.approx(f(result.theta))
 
     script.append([4e-6, 3e-6, 1.0])
-    result = optimize_lmer(f, np.ones(3), lower, method="scripted", boundary_tol=0.0)
+    result = optimize_lmer(
+        f, np.ones(3), lower, FitOptions(method="scripted", verify=False, boundary_tol=0.0)
+    )
     np.testing.assert_array_equal(result.theta, [4e-6, 3e-6, 1.0])
     assert result.boundary_snapped == []
 
@@ -295,13 +298,15 @@ def test_restart_edge_when_objective_falls_into_the_interior(scripted_optimizer)
 
     lower = np.array([0.0])
     script.extend([[0.0], [0.5]])
-    result = optimize_lmer(f, np.ones(1), lower, method="scripted")
+    result = optimize_lmer(f, np.ones(1), lower, FitOptions(method="scripted", verify=False))
     assert result.restarted
     np.testing.assert_array_equal(starts[1], [0.0])  # restarted from the estimate
     assert result.theta[0] == 0.5
 
     script.append([0.0])
-    result = optimize_lmer(f, np.ones(1), lower, method="scripted", restart_edge=False)
+    result = optimize_lmer(
+        f, np.ones(1), lower, FitOptions(method="scripted", verify=False, restart_edge=False)
+    )
     assert not result.restarted and result.theta[0] == 0.0
 
 
@@ -309,7 +314,10 @@ def test_no_restart_when_the_bound_is_the_optimum(scripted_optimizer):
     script, starts = scripted_optimizer
     script.append([0.0, 2.0])
     result = optimize_lmer(
-        lambda t: t[0] + (t[1] - 2.0) ** 2, np.ones(2), np.array([0.0, 0.0]), method="scripted"
+        lambda t: t[0] + (t[1] - 2.0) ** 2,
+        np.ones(2),
+        np.array([0.0, 0.0]),
+        FitOptions(method="scripted", verify=False),
     )
     assert not result.restarted
     assert len(starts) == 1

@@ -199,8 +199,10 @@ def test_anova_refuses_models_on_different_data():
     subset = sml.lmer("Reaction ~ Days + (1 | Subject)", data, subset=data["Days"] < 8)
     with pytest.raises(sml.DataError, match="same data"):
         sml.anova(full, subset)
-    with pytest.raises(ValueError, match="two or more"):
-        sml.anova(full)
+    # one model: its type III table, as lmerTest's anova(m)
+    pd.testing.assert_frame_equal(pd.DataFrame(sml.anova(full)), pd.DataFrame(full.anova()))
+    with pytest.raises(ValueError, match="needs one fitted model"):
+        sml.anova()
 
 
 def test_drop1_likelihood_ratio():

@@ -122,8 +122,7 @@ def test_summary_sections_in_lme4_order(res):
     order = [
         "Linear mixed model fit by REML",
         "Formula: Reaction ~ Days + (Days | Subject)",
-        "REML criterion at convergence",
-        "1743.6283",
+        "REML criterion at convergence: 1743.6",
         "Scaled residuals:",
         "Random effects:",
         "Number of obs: 180, groups: Subject, 18",

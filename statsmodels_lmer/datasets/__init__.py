@@ -1,4 +1,5 @@
-"""Data sets from lme4, bundled as compressed CSV with their descriptions.
+"""Example data sets (lme4's and a few others), bundled as compressed CSV with
+their descriptions.
 
 >>> import statsmodels_lmer as sml
 >>> df = sml.datasets.load("sleepstudy")
@@ -69,12 +70,14 @@ def load(name: str) -> pd.DataFrame:
     ----------
     name : str
         Data set name (case-insensitive): sleepstudy, Dyestuff, Dyestuff2,
-        Penicillin, Pastes, cake, InstEval.
+        Penicillin, Pastes, cake, InstEval, hsb, Oxboys, carrots, kb07.
 
     Returns
     -------
     pandas.DataFrame
-        Factor columns as categoricals with R's level order.
+        Factor columns as categoricals with R's level order;
+        ``attrs["name"]`` holds the data set's name (shown by summaries as
+        lme4 shows the data's name).
     """
     name = _resolve(name)
     meta = _metadata(name)
@@ -85,4 +88,5 @@ def load(name: str) -> pd.DataFrame:
     ordered = set(meta.get("ordered", []))
     for col, levels in factors.items():
         frame[col] = pd.Categorical(frame[col], categories=levels, ordered=col in ordered)
+    frame.attrs["name"] = name
     return frame

@@ -26,7 +26,6 @@ imported only here, and only when a Dask DataFrame is given.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,20 +35,28 @@ import patsy
 from statsmodels.base.data import PandasData
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..data_checks import (
+    check_exact_fit,
+    check_observation_counts,
+    check_response_type,
+    refuse_datetimes,
+)
 from ..engine.blocks import RawSums, engine_order
-from ..exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
-from ..formula import ParsedFormula
+from ..exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
+from ..formula import ParsedFormula, deep_parsing, quote_formula
 from ..frame import (
     SCALE_MESSAGE,
     aliased_columns,
+    bare_columns,
     check_groups,
-    check_response_width,
     check_weight_counts,
+    checked_drop_cols,
     names_in_code,
     scales_differ,
     used_columns,
     warn_aliased,
 )
+from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
 from .design import DesignLearner, DesignSpec
 from .partition import (
@@ -76,6 +83,7 @@ __all__ = [
     "exact_quantiles",
     "is_dask_frame",
     "reduce_partitions",
+    "translate_partitioned",
 ]
 
 LOGGER = logging.getLogger("statsmodels_lmer")
@@ -171,7 +179,11 @@ class PartitionedData(PandasData):
 
 @dataclass
 class PartitionedModel:
-    """What ``Lmer`` needs from a Dask DataFrame (see :func:`build_partitioned`)."""
+    """What ``Lmer`` needs from a Dask DataFrame (see :func:`build_partitioned`).
+
+    ``codes`` are the Python code of the response and of every term (for the
+    names the formula uses besides its columns).
+    """
 
     terms: list[RandomTerm]
     data: PartitionedData
@@ -180,6 +192,7 @@ class PartitionedModel:
     n_dropped: int
     dropped_columns: list[str]
     rows: DaskRows
+    codes: tuple[str, ...] = ()
 
 
 # -- Dask mechanics ------------------------------------------------------------------
@@ -270,8 +283,13 @@ def build_partitioned(
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     eval_env = patsy.EvalEnvironment([{"np": np, "numpy": np}]) if eval_env is None else eval_env
+    parsed = quote_formula(parsed, ddf.columns)
+    with deep_parsing(parsed.fixed):
+        used, bare, codes = used_columns(parsed, ddf)
+    predictors, response = bare_columns(parsed, used, bare)
+    refuse_datetimes(ddf._meta, predictors)
     rows = RowFilter(
-        used_columns(parsed, ddf),
+        used,
         _column_name(weights, ddf, "weights"),
         _column_name(offset, ddf, "offset"),
     )
@@ -280,10 +298,12 @@ def build_partitioned(
         for c in rows.columns
         if isinstance(ddf.dtypes[c], pd.CategoricalDtype) and not ddf[c].cat.known
     ]
+    rows.numbers = [c for c in predictors + response if pd.api.types.is_object_dtype(ddf.dtypes[c])]
     frame = ddf[rows.columns]
     fixed_terms = _fixed_term_formulas(parsed.fixed)
     formulas = [parsed.fixed] + [bar.lhs for bar in parsed.bars] + fixed_terms
-    learner = DesignLearner(formulas, eval_env, ddf.columns)
+    with deep_parsing(parsed.fixed):
+        learner = DesignLearner(formulas, eval_env, ddf.columns)
     groups = list(dict.fromkeys(bar.factors for bar in parsed.bars))
     scan = reduce_partitions(
         frame, scan_partition, ScanPlan(rows, groups, learner.plan()), progress
@@ -296,7 +316,7 @@ def build_partitioned(
         )
     empty = {str(c): frame._meta[c] for c in rows.used}
     designs = learner.designs(empty)
-    check_response_width(parsed.response, designs[0].column_names)
+    check_response_type(parsed.response, designs[0])
     specs = learner.specs(designs)
     bars = _bar_plans(parsed, designs, scan)
     terms = [bar.term for bar in bars]
@@ -315,7 +335,40 @@ def build_partitioned(
         block_bytes(terms, len(designs[1].column_names)) / 2**20,
     )
     sums = reduce_partitions(frame, partition_sums, plan, progress)
-    return _finish(parsed, designs, specs, plan, sums, scan, drop_cols, progress)
+    built = _finish(parsed, designs, specs, plan, sums, scan, drop_cols, progress)
+    built.codes = codes
+    return built
+
+
+def translate_partitioned(
+    formula: str,
+    ddf: Any,
+    groups: Any = None,
+    re_formula: str | None = None,
+    vc_formula: dict[str, str] | None = None,
+) -> tuple[str, Any, MixedLMSpec]:
+    """:func:`~statsmodels_lmer.mixedlm_formula.translate_mixedlm` for a Dask DataFrame.
+
+    The translation needs the columns' types (from the frame's metadata) and,
+    with ``vc_formula``, whether ``groups`` has one value (MixedLM's idiom for
+    crossed effects), which takes a pass over that column.
+
+    Raises
+    ------
+    TypeError
+        ``groups`` is not a column name.
+    """
+    if groups is not None and not isinstance(groups, str):
+        raise TypeError(
+            "with a Dask DataFrame, groups= must be the name of a column, "
+            f"got {type(groups).__name__}"
+        )
+    probe = ddf._meta  # no rows: the columns and their types
+    if vc_formula is not None and groups in ddf.columns:
+        distinct = ddf[groups].dropna().drop_duplicates().head(2, npartitions=-1)
+        probe = pd.concat([probe, distinct.to_frame()], ignore_index=True)
+    formula, _, spec = translate_mixedlm(formula, probe, groups, re_formula, vc_formula)
+    return formula, ddf, spec
 
 
 def _stage_of_partition(part: pd.DataFrame, argument: Any) -> Any:
@@ -412,25 +465,30 @@ def _finish(
     drop_cols: Any,
     progress: bool,
 ) -> PartitionedModel:
-    """Drop aliased and unwanted fixed columns, check scales, assemble the model's data."""
+    """Check the sums as the in-memory path checks the rows, drop aliased and unwanted
+    fixed columns, assemble the model's data.
+    """
+    sums.magnitudes.check()
     names = list(designs[1].column_names)
     p = len(names)
     r_factor = _square_r(sums.fixed.r_factor)
-    aliased = aliased_columns(r_factor[:p, :p])
+    diagonal = np.abs(np.diagonal(r_factor))
+    aliased = aliased_columns(r_factor[:p, :p], diagonal=diagonal[:p])
     if aliased:
-        warn_aliased([names[j] for j in aliased], stacklevel=6)
+        warn_aliased([names[j] for j in aliased])
     keep = [j for j in range(p) if j not in aliased]
+    has_offset = plan.rows.offset is not None
+    y_range = (float(sums.fixed.y_range[0]), float(sums.fixed.y_range[1]))
+    check_observation_counts(parsed.response, scan.nobs, len(keep), y_range, has_offset)
+    check_exact_fit(parsed.response, diagonal[p], float(np.linalg.norm(r_factor[:, p])))
     continuous = ~sums.fixed.binary[keep]
     if scan.nobs >= 2 and np.any(continuous):
         sd = np.sqrt(sums.fixed.moments.variance[keep][continuous])
         if scales_differ(sd):
-            warnings.warn(SCALE_MESSAGE, ValueWarning, stacklevel=6)
+            warn(SCALE_MESSAGE, ValueWarning)
     dropped = [names[j] for j in aliased]
-    if drop_cols:
-        unknown = [c for c in drop_cols if c not in [names[j] for j in keep]]
-        if unknown:
-            raise UnknownColumnError(f"drop_cols {unknown} are not fixed-effects columns")
-        keep = [j for j in keep if names[j] not in set(drop_cols)]
+    unwanted = set(checked_drop_cols([names[j] for j in keep], drop_cols))
+    keep = [j for j in keep if names[j] not in unwanted]
     plan.fixed_keep = keep if len(keep) < p else None
     raw = sums.raw.drop_fixed([j for j in range(p) if j not in keep])
     data = PartitionedData(
@@ -450,6 +508,7 @@ def _finish(
 
 
 def _square_r(r_factor: np.ndarray) -> np.ndarray:
+    """The R factor padded with rows of zeros to a square (fewer rows than columns)."""
     k = r_factor.shape[1]
     if r_factor.shape[0] >= k:
         return r_factor[:k]
@@ -466,9 +525,9 @@ def _k_constant(sums: PartitionSums, r_factor: np.ndarray, keep: list[int]) -> i
     constant = [j for j in keep if fixed.minimum[j] == fixed.maximum[j]]
     if any(fixed.moments.mean[j] != 0 for j in constant):
         return 1
-    p = r_factor.shape[0] - 1
+    ones = r_factor.shape[0] - 1  # the columns of r_factor: X, y, 1
     rank = np.linalg.matrix_rank(r_factor[:, keep]) if keep else 0
-    augmented = np.linalg.matrix_rank(r_factor[:, keep + [p]])
+    augmented = np.linalg.matrix_rank(r_factor[:, keep + [ones]])
     return int(rank == augmented)
 
 
@@ -503,10 +562,10 @@ class DaskRows:
         self.plan, self.raw_sums, self.progress = plan, raw, progress
         self.level_counts, self.level_sums = sums.level_counts, sums.level_sums
         self.response = sums.response
-        p = r_factor.shape[0] - 1
-        gram = r_factor.T @ r_factor  # [X 1]' [X 1]
+        ones = r_factor.shape[0] - 1
+        gram = r_factor.T @ r_factor  # [X y 1]' [X y 1]
         self.fixed_gram = gram[np.ix_(keep, keep)]
-        self.x_ones = gram[keep, p]
+        self.x_ones = gram[keep, ones]
         self.x_full = None if sums.fixed.x_full is None else sums.fixed.x_full[keep]
         self.weighted = plan.rows.weights is not None
         self.has_offset = plan.rows.offset is not None
@@ -546,16 +605,33 @@ class DaskRows:
         return exact_quantiles(scaled, probs, self.progress)
 
     def predict(
-        self, res: Any, newdata: Any, terms: list[tuple[int, list[int]]], allow_new_levels: bool
+        self,
+        res: Any,
+        newdata: Any,
+        terms: list[tuple[int, list[int]]],
+        allow_new_levels: bool,
+        offset: str | None = None,
     ) -> Any:
-        """Lazy predictions for the rows of a Dask DataFrame (NaN where a value is missing)."""
+        """Lazy predictions for the rows of a Dask DataFrame (NaN where a value is missing).
+
+        ``offset``: the column of newdata holding the offset (added), or None.
+        """
         import dask
 
         needed = self._needed_columns(terms, newdata)
+        if offset is not None and offset not in newdata.columns:
+            raise UnknownColumnError(f"offset column {offset!r} is not in newdata")
         modes = res.conditional_modes
         kept = [(index, cols, np.asarray(modes[index])) for index, cols in terms]
         arguments = dask.delayed(
-            (self.plan, needed, np.asarray(res.params, dtype=float), kept, allow_new_levels),
+            (
+                self.plan,
+                needed,
+                np.asarray(res.params, dtype=float),
+                kept,
+                allow_new_levels,
+                offset,
+            ),
             pure=True,
         )
         return newdata.map_partitions(_predict_of_partition, arguments, meta=pd.Series(dtype=float))
@@ -581,8 +657,8 @@ def _values_of_partition(part: pd.DataFrame, arguments: tuple, what: str) -> pd.
 
 
 def _predict_of_partition(part: pd.DataFrame, arguments: tuple) -> pd.Series:
-    plan, needed, params, kept, allow_new_levels = arguments
-    return predict_partition(part, plan, needed, params, kept, allow_new_levels)
+    plan, needed, params, kept, allow_new_levels, offset = arguments
+    return predict_partition(part, plan, needed, params, kept, allow_new_levels, offset)
 
 
 # -- exact quantiles -------------------------------------------------------------------

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from ..data_checks import ColumnMagnitudes, numeric_objects
 from ..engine.blocks import RawSums, raw_sums
 from ..exceptions import DataError
-from ..frame import check_fixed_values, patsy_columns
+from ..frame import check_fixed_values, column_or_array, magnitude_columns, patsy_columns
 from ..random_effects import term_contribution
-from ..terms import RandomTerm, grouping_codes
+from ..terms import RandomTerm, grouping_codes, match_levels
 from .design import DesignSpec, Moments, StagePlan, StageSummary, evaluate_designs, stage_summary
 
 __all__ = [
@@ -63,12 +64,16 @@ class RowFilter:
     as_object : list of str
         Categorical columns whose categories are not known in advance: read as
         values (patsy and the grouping factors then sort them).
+    numbers : list of str
+        Object columns used bare: converted to float where they hold only
+        numbers (:func:`statsmodels_lmer.data_checks.numeric_objects`).
     """
 
     used: list[str]
     weights: str | None = None
     offset: str | None = None
     as_object: list[str] = field(default_factory=list)
+    numbers: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -83,7 +88,8 @@ class RowFilter:
             frame = frame.assign(**{c: frame[c].astype(object) for c in self.as_object})
         incomplete = frame.isna().any(axis=1).to_numpy()
         n_dropped = int(incomplete.sum())
-        return (frame.loc[~incomplete] if n_dropped else frame), n_dropped
+        frame = frame.loc[~incomplete] if n_dropped else frame
+        return numeric_objects(frame, self.numbers), n_dropped
 
 
 # -- pass 1: scan --------------------------------------------------------------------
@@ -343,9 +349,12 @@ class FixedSums:
 
     Attributes
     ----------
-    r_factor : ndarray, shape (p + 1, p + 1)
-        The R factor of ``[X 1]`` (``X`` with every column): aliased columns,
+    r_factor : ndarray, shape (p + 2, p + 2)
+        The R factor of ``[X y 1]`` (``X`` with every column, ``y`` the
+        response minus any offset): aliased columns, the exact-fit check,
         ``X'X`` and the implicit constant come from it.
+    y_range : ndarray
+        Smallest and largest ``y`` (a constant response).
     moments : Moments
         Column means and variances (lme4's scale check).
     minimum, maximum : ndarray
@@ -357,6 +366,7 @@ class FixedSums:
     """
 
     r_factor: np.ndarray
+    y_range: np.ndarray
     moments: Moments
     minimum: np.ndarray
     maximum: np.ndarray
@@ -364,16 +374,18 @@ class FixedSums:
     x_full: np.ndarray | None
 
     @classmethod
-    def of(cls, X: np.ndarray, full: np.ndarray | None) -> FixedSums:
+    def of(cls, X: np.ndarray, y: np.ndarray, full: np.ndarray | None) -> FixedSums:
         """The summaries of some rows."""
         n, p = X.shape
         columns = np.asfortranarray(X)  # reductions by column: several times faster
-        augmented = np.empty((n, p + 1), order="F")
+        augmented = np.empty((n, p + 2), order="F")
         augmented[:, :p] = columns
-        augmented[:, p] = 1.0
+        augmented[:, p] = y
+        augmented[:, p + 1] = 1.0
         (raw, _), *_ = sla.qr(augmented, mode="raw", overwrite_a=True, check_finite=False)
         return cls(
-            np.triu(raw[: p + 1]),
+            np.triu(raw[: p + 2]),
+            np.array([y.min(initial=np.inf), y.max(initial=-np.inf)]),
             Moments.of(columns),
             columns.min(axis=0, initial=np.inf),
             columns.max(axis=0, initial=-np.inf),
@@ -387,6 +399,9 @@ class FixedSums:
         moments.merge(other.moments)
         return FixedSums(
             np.linalg.qr(np.vstack([self.r_factor, other.r_factor]), mode="r"),
+            np.array(
+                [min(self.y_range[0], other.y_range[0]), max(self.y_range[1], other.y_range[1])]
+            ),
             moments,
             np.minimum(self.minimum, other.minimum),
             np.maximum(self.maximum, other.maximum),
@@ -409,6 +424,8 @@ class PartitionSums:
         starting theta).
     response : Moments
         Mean and variance of the response.
+    magnitudes : ColumnMagnitudes
+        The columns' magnitudes (values too large or small for double precision).
     """
 
     raw: RawSums
@@ -416,6 +433,7 @@ class PartitionSums:
     level_counts: list[np.ndarray]
     level_sums: list[np.ndarray]
     response: Moments
+    magnitudes: ColumnMagnitudes
 
     def __add__(self, other: PartitionSums) -> PartitionSums:
         response = Moments()
@@ -427,6 +445,7 @@ class PartitionSums:
             [a + b for a, b in zip(self.level_counts, other.level_counts)],
             [a + b for a, b in zip(self.level_sums, other.level_sums)],
             response,
+            self.magnitudes + other.magnitudes,
         )
 
 
@@ -435,12 +454,15 @@ def partition_sums(part: pd.DataFrame, plan: RowPlan) -> PartitionSums:
     rows = model_rows(part, plan, check=True, all_columns=True)
     y = rows.y if rows.offset is None else rows.y - rows.offset
     engine_terms = [rows.terms[i] for i in plan.engine_order]
+    names = plan.built_designs()[1].column_names
+    columns = magnitude_columns(plan.response, y, names, rows.X, rows.terms)
     return PartitionSums(
         raw_sums(engine_terms, rows.X, y, rows.weights),
-        FixedSums.of(rows.X, rows.full),
+        FixedSums.of(rows.X, y, rows.full),
         [np.bincount(t.codes, minlength=t.n_levels).astype(float) for t in rows.terms],
         [np.bincount(t.codes, rows.y, minlength=t.n_levels) for t in rows.terms],
         Moments.of(rows.y[:, None]),
+        ColumnMagnitudes.of(columns, rows.weights),
     )
 
 
@@ -485,32 +507,34 @@ def predict_partition(
     params: np.ndarray,
     terms: list[tuple[int, list[int], np.ndarray]],
     allow_new_levels: bool,
+    offset: str | None = None,
 ) -> pd.Series:
     """Predictions for a partition of new data, NaN where a needed value is missing.
 
     ``terms`` holds, per random term kept, its index in the model, the columns
-    kept and its random effects. Levels not seen in fitting get zero effects
-    when ``allow_new_levels``, else are an error (as in memory).
+    kept and its random effects. Levels match the fitted ones by value across
+    dtypes; levels not seen in fitting get zero effects when
+    ``allow_new_levels``, else are an error (as in memory). ``offset`` is the
+    column of the rows' offset (added; a missing one gives NaN).
     """
     frame = part[needed]
     if plan.rows.as_object:
         present = [c for c in plan.rows.as_object if c in needed]
         frame = frame.assign(**{c: frame[c].astype(object) for c in present})
     complete = ~frame.isna().any(axis=1).to_numpy()
-    rows = frame.loc[complete]
+    row_offset = column_or_array(offset, part, "offset", "newdata")
+    if row_offset is not None:
+        complete &= ~np.isnan(row_offset)
+    rows = numeric_objects(frame.loc[complete], [c for c in plan.rows.numbers if c in needed])
     designs = plan.built_designs()
     wanted = [designs[1]] + [designs[plan.bars[index].design] for index, _, _ in terms]
     matrices = evaluate_designs(wanted, patsy_columns(rows, needed), len(rows))
     X = matrices[0] if plan.fixed_keep is None else matrices[0][:, plan.fixed_keep]
     values = X @ params
+    if row_offset is not None:
+        values = values + row_offset[complete]
     for (index, cols, effects), Z in zip(terms, matrices[1:]):
-        bar = plan.bars[index]
-        codes = bar.codes(rows)
-        if np.any(codes < 0) and not allow_new_levels:
-            raise DataError(
-                f"newdata has levels of {bar.term.group!r} not seen in fitting; pass "
-                "allow_new_levels=True to predict them with zero random effects"
-            )
+        codes = match_levels(plan.bars[index].term, rows, allow_new_levels)
         values = values + term_contribution(Z[:, cols], codes, effects[:, cols])
     out = np.full(len(frame), np.nan)
     out[complete] = values

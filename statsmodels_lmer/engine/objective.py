@@ -21,6 +21,7 @@ results come in lme4's term order.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -28,6 +29,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .._parallel import THREADED_BLOCK, blas_threads, threads_for_block
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 
@@ -202,6 +204,14 @@ class ProfiledDeviance:
         """Number of observations."""
         return self.cross.nobs
 
+    def blas_threads(self, threads: int | None = None) -> AbstractContextManager[None]:
+        """A context limiting BLAS threads for work on this objective.
+
+        ``threads`` when given, else one thread when the dense block is small
+        (see :func:`statsmodels_lmer._parallel.threads_for_block`).
+        """
+        return blas_threads(threads_for_block(self.cross.size_rest, threads))
+
     def __call__(self, theta: np.ndarray) -> float:
         """The objective at ``theta`` (``inf`` where the factor fails)."""
         self.n_evaluations += 1
@@ -242,6 +252,14 @@ class ProfiledDeviance:
 
     # -- factorization -------------------------------------------------
     def _factor(self, theta: np.ndarray) -> _Factor:
+        if self.cross.size_rest < THREADED_BLOCK:
+            return self._factor_now(theta)
+        # BLAS would use several threads here: keep to the fit's setting (one thread
+        # for blocks below SMALL_BLOCK) when called directly, outside a fit.
+        with self.blas_threads():
+            return self._factor_now(theta)
+
+    def _factor_now(self, theta: np.ndarray) -> _Factor:
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
         m_inv, log_det_first, weights = self._first_block(T1)
         schur = self.cross.schur_product(weights)  # a new array: reused in place below

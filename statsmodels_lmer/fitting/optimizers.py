@@ -6,11 +6,10 @@ Without it the default is scipy's L-BFGS-B on finite differences, which
 reaches the same optimum on the reference models. Every optimizer minimizes
 the profiled objective subject to theta's lower bounds.
 
-:func:`optimize_lmer` adds lme4's handling of the boundary around one
-optimizer run (``optimizeLmer``): a restart when a parameter sits on its
-bound while the objective decreases into the interior (``restart_edge``),
-and snapping parameters within ``boundary_tol`` of their bound onto it when
-that does not make the objective worse (``check.boundary``).
+:func:`minimize_theta` is the one bounded minimizer of the package;
+:func:`restart_from_estimate` reruns it from an estimate with a small first
+step. lme4's handling of the boundary around a run lives in
+:mod:`statsmodels_lmer.fitting.fit`.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ __all__ = [
     "available_optimizers",
     "default_optimizer",
     "minimize_theta",
-    "optimize_lmer",
     "register_optimizer",
     "restart_from_estimate",
     "unregister_optimizer",
@@ -63,9 +61,9 @@ class OptimizerResult:
     options : dict
         Tolerances and limits used.
     restarted : bool
-        Whether :func:`optimize_lmer` restarted the optimizer from the edge.
+        Whether the optimizer was restarted from the edge (lme4's ``restart_edge``).
     boundary_snapped : list of int
-        Indices of theta that :func:`optimize_lmer` moved onto their bound.
+        Indices of theta moved onto their bound (lme4's ``boundary.tol``).
     verify_rounds : int
         Restarts from the estimate made to verify the optimum.
     verify_improvement : float or None
@@ -215,107 +213,9 @@ def minimize_theta(
     )
 
 
-EDGE_STEP = 1e-5
-"""Step of lme4's one-sided derivative test for ``restart_edge``."""
-
 VERIFY_STEP = 1e-3
 VERIFY_MIN_STEP = 1e-4
-"""First step of a verifying restart: relative to theta, and at least this."""
-
-VERIFY_MAX_ROUNDS = 5
-"""Verifying restarts at most."""
-
-
-def optimize_lmer(
-    objective: Objective,
-    start: np.ndarray,
-    lower: np.ndarray,
-    method: str | None = None,
-    maxiter: int | None = None,
-    xtol: float = 1e-8,
-    ftol: float = 1e-8,
-    restart_edge: bool = True,
-    boundary_tol: float = 1e-5,
-    verify: bool = False,
-    verify_tol: float = 1e-6,
-) -> OptimizerResult:
-    """One optimizer run plus lme4's boundary handling (``optimizeLmer``) and verification.
-
-    After :func:`minimize_theta`:
-
-    * ``restart_edge``: for theta elements exactly on their lower bound, the
-      one-sided difference ``(f(theta + 1e-5 e_i) - f(theta)) / 1e-5`` is
-      computed; when any is negative (the objective falls into the interior)
-      the optimizer is run again from the estimate.
-    * ``verify``: the optimizer is restarted from its estimate (NLopt ones
-      with a small first step: 1e-3 of each element, at least 1e-4) until a
-      restart lowers the objective by at most ``verify_tol``, at most five
-      times. BOBYQA can stop on ``ftol_abs`` well above the optimum
-      (2.9e-5 on a singular fit of the cake data, 1.9e-7 on InstEval); a
-      restart costs 6-30 evaluations on small models. ``verified`` records
-      the outcome.
-    * ``boundary_tol``: each element within ``boundary_tol`` of its bound (but
-      not on it) is set to the bound in turn and kept there when the
-      objective is lower than the best value so far. (lme4 compares every
-      trial with the optimizer's value, so a later snap could undo part of an
-      earlier improvement.) ``0`` disables this.
-
-    Parameters are those of :func:`minimize_theta`; the result's
-    ``n_evaluations`` and ``seconds`` include the extra work, ``restarted``,
-    ``verify_rounds`` and ``boundary_snapped`` say what was done.
-    """
-    began = time.perf_counter()
-    lower = np.asarray(lower, dtype=float)
-    result = minimize_theta(objective, start, lower, method, maxiter, xtol, ftol)
-    extra = 0
-    if restart_edge:
-        extra += _restart_from_edge(objective, result, lower, maxiter, xtol, ftol)
-    if verify:
-        extra += _verify(objective, result, lower, maxiter, xtol, ftol, verify_tol)
-    if boundary_tol > 0:
-        extra += _snap_to_boundary(objective, result, lower, boundary_tol)
-    result.n_evaluations += extra
-    result.seconds = time.perf_counter() - began
-    result.options = {
-        **result.options,
-        "restart_edge": bool(restart_edge),
-        "boundary_tol": float(boundary_tol),
-        "verify": bool(verify),
-    }
-    return result
-
-
-def _adopt(result: OptimizerResult, other: OptimizerResult) -> None:
-    result.theta, result.fun = other.theta, other.fun
-    result.message, result.success = other.message, other.success
-
-
-def _restart_from_edge(
-    objective: Objective,
-    result: OptimizerResult,
-    lower: np.ndarray,
-    maxiter: int | None,
-    xtol: float,
-    ftol: float,
-) -> int:
-    """lme4's ``restart_edge``; updates ``result`` and returns the evaluations used."""
-    on_edge = np.flatnonzero(result.theta == lower)
-    if not on_edge.size:
-        return 0
-    base = float(objective(result.theta))
-    used = 1
-    slopes = []
-    for index in on_edge:
-        moved = result.theta.copy()
-        moved[index] = lower[index] + EDGE_STEP
-        slopes.append((float(objective(moved)) - base) / EDGE_STEP)
-        used += 1
-    if any(slope < 0 for slope in slopes):
-        again = minimize_theta(objective, result.theta, lower, result.method, maxiter, xtol, ftol)
-        used += again.n_evaluations
-        _adopt(result, again)
-        result.restarted = True
-    return used
+"""First step of a restart from an estimate: relative to theta, and at least this."""
 
 
 def restart_from_estimate(
@@ -333,49 +233,6 @@ def restart_from_estimate(
     return minimize_theta(
         objective, result.theta, lower, result.method, maxiter, xtol, ftol, initial_step=step
     )
-
-
-def _verify(
-    objective: Objective,
-    result: OptimizerResult,
-    lower: np.ndarray,
-    maxiter: int | None,
-    xtol: float,
-    ftol: float,
-    tol: float,
-) -> int:
-    """Restart until the objective no longer falls by more than ``tol``; returns evaluations."""
-    used = 0
-    improvement = np.inf
-    while result.verify_rounds < VERIFY_MAX_ROUNDS and improvement > tol:
-        again = restart_from_estimate(objective, result, lower, maxiter, xtol, ftol)
-        used += again.n_evaluations
-        result.verify_rounds += 1
-        improvement = max(result.fun - again.fun, 0.0) if np.isfinite(result.fun) else np.inf
-        if again.fun < result.fun:  # the message and success flag stay the first run's
-            result.theta, result.fun = again.theta, again.fun
-    result.verify_improvement = float(improvement)
-    result.verified = bool(improvement <= tol)
-    return used
-
-
-def _snap_to_boundary(
-    objective: Objective, result: OptimizerResult, lower: np.ndarray, boundary_tol: float
-) -> int:
-    """lme4's ``boundary.tol`` handling; updates ``result`` and returns the evaluations used."""
-    gap = result.theta - lower
-    near = np.flatnonzero((gap > 0) & (gap < boundary_tol))
-    theta, best = result.theta.copy(), result.fun
-    for index in near:
-        trial = theta.copy()
-        trial[index] = lower[index]
-        value = float(objective(trial))
-        if value < best:
-            theta, best = trial, value
-            result.boundary_snapped.append(int(index))
-    if result.boundary_snapped:
-        result.theta, result.fun = theta, best
-    return int(near.size)
 
 
 @dataclass(frozen=True)

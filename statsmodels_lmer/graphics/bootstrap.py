@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._mpl import panel_axes
+from ._mpl import chosen, panel_axes
 
 __all__ = ["plot_bootstrap"]
 
@@ -22,7 +22,8 @@ def plot_bootstrap(
     """Histograms of bootstrap replicates, one panel per statistic.
 
     Each panel marks the estimate at the fit (solid line) and the percentile
-    interval at ``level`` (dashed lines).
+    interval at ``level`` (dashed lines), and is titled with the statistic's
+    descriptive name (``sd_Intercept|Subject`` for ``.sig01``) when known.
 
     Parameters
     ----------
@@ -44,23 +45,18 @@ def plot_bootstrap(
     matplotlib.figure.Figure
     """
     frame = boot.frame
-    names = list(frame.columns)
-    if which is not None:
-        wanted = [which] if isinstance(which, str) else list(which)
-        missing = [name for name in wanted if name not in names]
-        if missing:
-            raise KeyError(f"no such statistics: {missing}; statistics are {names}")
-        names = wanted
+    names = chosen(which, list(frame.columns), "statistics")
     fig, axes = panel_axes(len(names), ax, ncols)
     limits = boot.confint(level=level)
+    labels = getattr(boot, "labels", None) or {}
     for axis, name in zip(axes, names):
         values = frame[name].to_numpy(dtype=float)
         axis.hist(values[np.isfinite(values)], bins=bins, color="C0", alpha=0.7)
         axis.axvline(boot.t0.get(name, np.nan), color="k", linewidth=1.2)
         for limit in limits.loc[name]:
             axis.axvline(limit, color="C1", linestyle="--", linewidth=1.0)
-        axis.set_title(name)
-        axis.set_xlabel("replicate value")
+        axis.set_title(labels.get(name, name))
+        axis.set_xlabel("bootstrap replicate")
     axes[0].set_ylabel("count")
     if ax is None:
         fig.tight_layout()

@@ -13,18 +13,9 @@ import pandas as pd
 from scipy import interpolate, stats
 
 from ..splines import back_spline
-from ._mpl import panel_axes, pyplot
+from ._mpl import chosen, panel_axes, pyplot
 
 __all__ = ["plot_profile"]
-
-
-def _title(name: str) -> str:
-    """lme4's strip labels: ``.sig01`` -> sigma_1, ``.sigma`` -> sigma."""
-    if name == ".sigma":
-        return r"$\sigma$"
-    if name.startswith(".sig") and name[4:].isdigit():
-        return rf"$\sigma_{{{int(name[4:])}}}$"
-    return name
 
 
 def plot_profile(
@@ -39,7 +30,9 @@ def plot_profile(
 
     Each panel shows the profile points, the interpolating spline through them, and
     vertical segments at the profile confidence limits for the levels in ``conf``
-    (where the profile reaches them).
+    (where the profile reaches them). Panels are titled with the parameter's
+    descriptive name (``sd_Intercept|Subject``, ``cor_Days.Intercept|Subject``,
+    ``sigma``, or the fixed effect's), from the profile's ``labels``.
 
     Parameters
     ----------
@@ -68,19 +61,15 @@ def plot_profile(
     """
     pyplot()  # a clear ImportError before any work
     frame = getattr(prof, "frame", prof)
-    names = list(dict.fromkeys(frame[".par"]))
-    if which is not None:
-        wanted = [which] if isinstance(which, str) else list(which)
-        missing = [name for name in wanted if name not in names]
-        if missing:
-            raise KeyError(f"not profiled: {missing}; profiled parameters are {names}")
-        names = [name for name in names if name in wanted]
+    names = chosen(which, list(dict.fromkeys(frame[".par"])), "profiled parameters")
     if not names:
         raise ValueError("the profile frame has no parameters to plot")
     fig, axes = panel_axes(len(names), ax, ncols, sharey=True)
     levels = np.sort(stats.norm.ppf(0.5 + np.asarray(conf, dtype=float) / 2.0))
+    labels = getattr(prof, "labels", None) or {}
     for axis, name in zip(axes, names):
         _panel(axis, frame, name, levels, absval)
+        axis.set_title(labels.get(name, name))
     axes[0].set_ylabel(r"$|\zeta|$" if absval else r"$\zeta$")
     if ax is None:
         fig.tight_layout()
@@ -116,4 +105,3 @@ def _panel(axis: Any, frame: pd.DataFrame, name: str, levels: np.ndarray, absval
                 lo, hi = back(np.array([-level, level]))
                 if np.isfinite(lo) and np.isfinite(hi):
                     axis.plot([lo, hi], [level, level], color="C1", linewidth=0.8)
-    axis.set_title(_title(name))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["hessian", "jacobian"]
+__all__ = ["hessian", "hessian_evaluations", "jacobian", "jacobian_evaluations"]
 
 _D_FIRST = 1e-4
 _D_SECOND = 0.1
@@ -21,6 +21,16 @@ _EPS = 1e-4
 _ZERO_TOL = np.sqrt(np.finfo(float).eps / 7e-7)
 _ROUNDS = 4
 _RATIO = 2.0
+
+
+def jacobian_evaluations(k: int) -> int:
+    """Calls of the function :func:`jacobian` makes for ``k`` arguments."""
+    return 1 + 2 * _ROUNDS * k
+
+
+def hessian_evaluations(k: int) -> int:
+    """Calls of the function :func:`hessian` makes for ``k`` arguments."""
+    return 1 + 2 * _ROUNDS * k + _ROUNDS * k * (k - 1)
 
 
 def _steps(x: np.ndarray, d: float) -> np.ndarray:

@@ -6,13 +6,19 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import patsy
 from scipy import stats
 from statsmodels.formula._manager import FormulaManager
 
+from ..exceptions import FormulaError
+from ..tables import LmerTable
+from .contrast_results import LmerContrastResults
 from .contrasts import marginal_contrasts, marginal_terms, type1_contrasts, type3_contrasts
 from .satterthwaite import ContrastTest
 
@@ -24,6 +30,7 @@ __all__ = [
     "contrast_test",
     "drop1_f_table",
     "parse_constraints",
+    "t_tests",
 ]
 
 DDF_METHODS = ("satterthwaite", "kenward-roger", "residual")
@@ -48,8 +55,7 @@ def parse_constraints(res: Any, r_matrix: Any) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(r_matrix, (str, list)) and (
         isinstance(r_matrix, str) or all(isinstance(r, str) for r in r_matrix)
     ):
-        lc = FormulaManager().get_linear_constraints(r_matrix, names)
-        L, q = lc.constraint_matrix, lc.constraint_values
+        L, q = _string_constraints(r_matrix, names)
     elif isinstance(r_matrix, tuple):
         L, q = r_matrix
     else:
@@ -61,11 +67,73 @@ def parse_constraints(res: Any, r_matrix: Any) -> tuple[np.ndarray, np.ndarray]:
     return L, np.broadcast_to(q, (L.shape[0],)).copy()
 
 
+def _string_constraints(text: str | list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Constraints written as text, with a clear error for malformed ones."""
+    parts = [text] if isinstance(text, str) else list(text)
+    if not parts or any(not part.strip() for part in parts):
+        raise FormulaError(
+            f"empty hypothesis {text!r}; write it as 'Days = 10' or 'a = 0, b = 0' "
+            f"with the coefficients {', '.join(names)}"
+        )
+    try:
+        lc = FormulaManager().get_linear_constraints(text, names)
+    except (patsy.PatsyError, IndexError, ValueError, SyntaxError) as err:
+        raise FormulaError(_constraint_message(text, names, err)) from None
+    return lc.constraint_matrix, lc.constraint_values
+
+
+def _constraint_message(text: Any, names: list[str], err: Exception) -> str:
+    detail = getattr(err, "message", None) or str(err) or type(err).__name__
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", " ".join(np.atleast_1d(text))))
+    unknown = sorted(w for w in words if w not in names and not any(w in n for n in names))
+    hint = ""
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; {unknown[0]!r} is not a coefficient" + (
+            f" (did you mean {close[0]!r}?)" if close else ""
+        )
+    return (
+        f"cannot read the hypothesis {text!r}: {detail.splitlines()[0]}{hint}. "
+        f"The coefficients are: {', '.join(names)}"
+    )
+
+
+def constraint_labels(r_matrix: Any, n_rows: int) -> list[str] | None:
+    """Row labels for a hypothesis given as text (one per constraint), else None."""
+    if isinstance(r_matrix, str):
+        parts = [p.strip() for p in r_matrix.split(",")]
+    elif isinstance(r_matrix, list) and all(isinstance(r, str) for r in r_matrix):
+        parts = [p.strip() for p in r_matrix]
+    else:
+        return None
+    return parts if len(parts) == n_rows else None
+
+
+def t_tests(res: Any, r_matrix: Any, ddf: str = "satterthwaite") -> LmerContrastResults:
+    """One t test per row of a hypothesis, each with its own denominator df."""
+    L, q = parse_constraints(res, r_matrix)
+    tests = [contrast_test(res, row[None, :], 0.0, ddf) for row in L]
+    effect = np.array([t.estimate[0] for t in tests])
+    sd = np.sqrt(np.array([t.cov[0, 0] for t in tests]))
+    df = np.array([t.den_df for t in tests])
+    method = "clubSandwich Satterthwaite" if getattr(res, "robust", None) else check_ddf(ddf)
+    names = constraint_labels(r_matrix, len(L))
+    return LmerContrastResults(effect, sd, (effect - q) / sd, df, names, method)
+
+
 def contrast_test(
     res: Any, L: np.ndarray, rhs: Any = 0.0, ddf: str = "satterthwaite"
 ) -> ContrastTest:
     """t test (one row) or F test (several rows) of ``L beta = rhs``."""
     method = check_ddf(ddf)
+    robust = getattr(res, "robust", None)
+    if robust is not None:
+        if method != "satterthwaite":
+            raise ValueError(
+                f"ddf={ddf!r} is not available with a cluster-robust covariance; its tests "
+                "use clubSandwich's Satterthwaite df (one row) and HTZ F (several rows)"
+            )
+        return robust.test(L, rhs)
     if method == "satterthwaite":
         return res.satterthwaite.test(L, rhs)
     if method == "kenward-roger":
@@ -129,7 +197,11 @@ def _f_row(test: ContrastTest) -> list[float]:
 
 
 def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
-    """lmerTest's ANOVA table of the fixed-effect terms (type 1 or 3)."""
+    """lmerTest's ANOVA table of the fixed-effect terms (type 1 or 3).
+
+    Printed as lmerTest prints it: "Type III Analysis of Variance Table with
+    Satterthwaite's method" above the table, p-values as ``< 2e-16``.
+    """
     kind = {"3": 3, "III": 3, "1": 1, "I": 1}.get(str(type).upper())
     if kind is None:
         raise ValueError(f"type must be 1 or 3 (or 'I', 'III'); got {type!r}")
@@ -139,7 +211,21 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
         for term, L in contrasts.items()
         if L.shape[0] > 0
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    return LmerTable.from_frame(table, [f"{_TYPE_NAMES[kind]} with {_method_name(res, ddf)}"])
+
+
+_TYPE_NAMES = {1: "Type I Analysis of Variance Table", 3: "Type III Analysis of Variance Table"}
+
+
+def _method_name(res: Any, ddf: str) -> str:
+    if getattr(res, "robust", None) is not None:
+        return f"the {res.robust.description} covariance (HTZ F tests)"
+    return {
+        "satterthwaite": "Satterthwaite's method",
+        "kenward-roger": "Kenward-Roger's method",
+        "residual": "residual df (n - p)",
+    }[check_ddf(ddf)]
 
 
 def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:

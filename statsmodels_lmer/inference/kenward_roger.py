@@ -59,6 +59,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
+from .._parallel import Progress
 from ..engine.blocks import model_blocks
 
 __all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
@@ -118,6 +119,9 @@ class KenwardRoger:
     ----------
     res : LmerResults or LmerResultsWrapper
         A REML fit (lmerTest refuses Kenward-Roger for ML fits, and so do we).
+    progress : bool or None
+        Progress bar over the stages (None: the package setting, shown when
+        they take more than a couple of seconds).
 
     Attributes
     ----------
@@ -155,7 +159,7 @@ class KenwardRoger:
     pbkrtest's n x n approach needs ``O(n^3)`` time and ``O(m n^2)`` memory.
     """
 
-    def __init__(self, res: Any) -> None:
+    def __init__(self, res: Any, progress: bool | None = None) -> None:
         res = getattr(res, "_results", res)
         if not res.reml:
             raise ValueError(
@@ -163,9 +167,9 @@ class KenwardRoger:
             )
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.cov_params(), dtype=float)
+        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
         self.exog_names = list(res.model.exog_names)
-        P, Q, K, names = kr_pieces(res)
+        P, Q, K, names = kr_pieces(res, progress=progress)
         self.varpar_names = names
         self._P = P
         phi = self.vcov
@@ -385,16 +389,19 @@ class _BlockQ:
 
 
 def kr_pieces(
-    res: Any, structure: str = "auto"
+    res: Any, structure: str = "auto", progress: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """``P`` (m, p, p), ``Q`` (m, m, p, p), ``K`` (m, m) and parameter names.
 
     Parameters are each term's covariance elements (lower triangle, column by
     column, lme4's term order), then the residual variance. ``structure``:
     "auto" (block-diagonal algebra for a single term, dense q x q otherwise)
-    or "dense".
+    or "dense". ``progress``: a bar over the stages (None: the package setting).
     """
     model = res.model
+    n_params = sum(term.n_theta for term in model.random_terms)
+    bar = Progress(2 * n_params + 2, "Kenward-Roger", "step", progress)
+    bar.note("factor of the random-effects system")
     cross = model.cross_products
     ztwz, ztwx, xtwx = model_blocks(cross, model.engine_order)
     n, p = cross.nobs, cross.n_fixed
@@ -440,6 +447,7 @@ def kr_pieces(
     names.append("Residual: var")
     m = len(params) + 1
 
+    bar.update(note="products for each variance parameter")
     EB = []  # (I (x) E_i) B on its term's rows
     CEB = []  # C E_i B, all q rows
     for index, E in params:
@@ -447,6 +455,7 @@ def kr_pieces(
         eb = np.einsum("xy,lyc->lxc", E, B[cols].reshape(levels, k, p)).reshape(levels * k, p)
         EB.append(eb)
         CEB.append(qs.c_times(cols, eb))
+        bar.update()
 
     P = np.empty((m, p, p))
     Q = np.empty((m, m, p, p))
@@ -459,10 +468,12 @@ def kr_pieces(
             Q[j, i] = Q[i, j].T
         Q[i, m - 1] = EB[i].T @ B2[cols_i]
         Q[m - 1, i] = Q[i, m - 1].T
+        bar.update()
     P[m - 1] = -xt_w_xt
     Q[m - 1, m - 1] = (xt_w_xt - B.T @ G2) / s2
 
     # K_ij = tr(E_i C E_j C) through per-term-pair fourth-order arrays
+    bar.note("traces")
     H = {}
     for t in range(len(blocks)):
         for u in range(t, len(blocks)):
@@ -476,4 +487,6 @@ def kr_pieces(
         K[i, m - 1] = K[m - 1, i] = np.sum(Ei * qs.jc_level_sum(blocks[ti]))
     # K_res,res = tr((Sigma^-1 W^-1)^2) = (n - q + ||M^-1||_F^2) / sigma^4
     K[m - 1, m - 1] = (n - q + qs.m_inv_fro2) / s2**2
+    bar.update()
+    bar.close()
     return P, Q, K, names

@@ -9,20 +9,23 @@ contrast ``l``: ``df = 2 (l' C l)^2 / (g' A g)`` with ``g_i = l' J_i l``
 eigen-decomposed and the per-direction df are combined into the F statistic's
 denominator df (lmerTest's ``contestMD``).
 
-Cost: the Hessian and Jacobian take about ``8 k^2 + 8 k`` evaluations of the
-engine (``k = len(theta) + 1``), each as cheap as one objective evaluation.
+Cost: the Hessian and Jacobian take about ``4 k^2 + 12 k`` evaluations of the
+engine (``k = len(theta) + 1``), each as cheap as one objective evaluation. A
+progress bar (``progress=None``: the package setting, :func:`set_progress`)
+appears when they take more than a couple of seconds, as on InstEval.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from .derivatives import hessian, jacobian
+from .._parallel import Progress
+from ..exceptions import warn
+from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
 __all__ = ["ContrastTest", "Satterthwaite", "fstat_ddf"]
 
@@ -75,26 +78,38 @@ class Satterthwaite:
     ----------
     res : LmerResults
         A fitted model.
+    progress : bool or None
+        Progress bar over the engine evaluations (None: the package setting,
+        shown when the derivatives take more than a couple of seconds).
     """
 
-    def __init__(self, res) -> None:
+    def __init__(self, res, progress: bool | None = None) -> None:
         res = getattr(res, "_results", res)
         self.reml = res.reml
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.cov_params(), dtype=float)
+        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
         # The deviance function holds the cross-products: it is used here and
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
-        self.hessian = hessian(lambda vp: devfun.deviance(vp[:-1], vp[-1]), self.varpar)
+        k, p = len(self.varpar), len(self.beta)
+        total = hessian_evaluations(k) + jacobian_evaluations(k)
+        with Progress(total, "Satterthwaite df", "evaluation", progress) as bar:
+
+            def deviance(varpar: np.ndarray) -> float:
+                bar.update()
+                return devfun.deviance(varpar[:-1], varpar[-1])
+
+            def vcov_beta(varpar: np.ndarray) -> np.ndarray:
+                bar.update()
+                return varpar[-1] ** 2 * devfun.components(varpar[:-1]).vcov_unscaled.ravel()
+
+            bar.note("Hessian of the deviance in (theta, sigma)")
+            self.hessian = hessian(deviance, self.varpar)
+            bar.note("Jacobian of vcov(beta)")
+            jac = jacobian(vcov_beta, self.varpar)
         self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
-        p = len(self.beta)
-
-        def vcov_beta(varpar: np.ndarray) -> np.ndarray:
-            return varpar[-1] ** 2 * devfun.components(varpar[:-1]).vcov_unscaled.ravel()
-
-        jac = jacobian(vcov_beta, self.varpar)
         self.jacobians = [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
 
     @staticmethod
@@ -103,19 +118,17 @@ class Satterthwaite:
         negative = values < -_EIGEN_TOL
         near_zero = np.abs(values) <= _EIGEN_TOL
         if negative.any():
-            warnings.warn(
+            warn(
                 "Model failed to converge with "
                 f"{int(negative.sum())} negative eigenvalue(s) of the Hessian in "
                 f"(theta, sigma): {', '.join(f'{v:.1e}' for v in values[negative])}",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         if near_zero.any():
-            warnings.warn(
+            warn(
                 f"Model may not have converged with {int(near_zero.sum())} eigenvalue(s) "
                 f"close to zero: {', '.join(f'{v:.1e}' for v in values[near_zero])}",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         positive = values > _EIGEN_TOL
         q = vectors[:, positive]

@@ -19,57 +19,21 @@ import pandas as pd
 from scipy import stats
 
 from .._parallel import Progress, effective_jobs, map_in_workers
+from ..exceptions import warn
 from ..graphics.bootstrap import plot_bootstrap
-from .parameters import default_statistics, percent_labels
+from .parameters import default_statistics, parameter_names, percent_labels
 
-__all__ = ["BootstrapResult", "bootstrap", "check_level", "confint_bootstrap", "norm_inter"]
+__all__ = [
+    "BootstrapResult",
+    "bootstrap",
+    "check_count",
+    "check_level",
+    "confint_bootstrap",
+    "norm_inter",
+]
 
 Outcome = tuple[Any, str | None, list[str]]
 """One refit: (statistic or None, error text, warning texts)."""
-
-
-@dataclass(eq=False)
-class BootstrapResult:
-    """Replicates of a parametric bootstrap (lme4's ``bootMer`` object).
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        One row per replicate (index 0..nsim-1), one column per statistic;
-        a refit that raised gives a NaN row.
-    t0 : dict
-        The statistic at the fit.
-    nsim : int
-        Number of replicates.
-    failures : int
-        Refits that raised.
-    errors, warnings : dict
-        Message -> number of replicates.
-    seed : int, str or None
-        The seed given.
-    """
-
-    frame: pd.DataFrame
-    t0: dict[str, float]
-    nsim: int
-    failures: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    warnings: dict[str, int] = field(default_factory=dict)
-    seed: Any = None
-
-    def confint(self, level: float = 0.95, boot_type: str = "perc") -> pd.DataFrame:
-        """Bootstrap confidence intervals (see :func:`confint_bootstrap`)."""
-        return confint_bootstrap(self, level, boot_type)
-
-    def plot(self, **kwargs: Any) -> Any:
-        """Histograms of the replicates (see :func:`statsmodels_lmer.graphics.plot_bootstrap`)."""
-        return plot_bootstrap(self, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"<BootstrapResult: {self.nsim} replicates of {self.frame.shape[1]} statistics, "
-            f"{self.failures} failed>"
-        )
 
 
 def check_level(level: float) -> None:
@@ -78,6 +42,15 @@ def check_level(level: float) -> None:
         raise TypeError(f"level must be a number between 0 and 1, got {level!r}")
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+
+
+def check_count(name: str, value: Any) -> int:
+    """A number of simulations or replicates: a whole number, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
 
 
 _WORKER: dict[str, Any] = {}
@@ -121,7 +94,7 @@ def bootstrap(
     nsim: int,
     seed: Any = None,
     func: Callable[[Any], Any] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     n_jobs: int | None = 1,
     use_u: bool = False,
     fit_kwargs: dict[str, Any] | None = None,
@@ -146,8 +119,10 @@ def bootstrap(
         ``func(fitted_results) -> pandas.Series`` (or dict / array). Default: the
         variance parameters on lme4's scale named as ``confint``'s rows (``.sig01, ...,
         .sigma``), then the fixed effects.
-    progress : bool
-        Show a progress bar.
+    progress : bool or None
+        Progress bar over the refits. None (default): the package setting
+        (:func:`statsmodels_lmer.set_progress`), shown once the bootstrap has
+        run for a couple of seconds.
     n_jobs : int or None
         Worker processes, as joblib's ``n_jobs`` (``-1``: every CPU); ``func`` must then
         pickle (a module-level function).
@@ -160,12 +135,11 @@ def bootstrap(
     -------
     BootstrapResult
     """
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer):
-        raise TypeError(f"nsim must be a whole number, got {nsim!r}")
-    nsim = int(nsim)
-    if nsim < 1:
-        raise ValueError(f"nsim must be at least 1, got {nsim}")
+    nsim = check_count("nsim", nsim)
     func = default_statistics if func is None else func
+    labels = {}
+    if func is default_statistics:
+        labels = dict(zip(parameter_names(res), parameter_names(res, signames=False)))
     t0 = _as_series(func(res))  # fails early when func does not work on the fit itself
     fit_kwargs = dict(fit_kwargs or {})
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -191,7 +165,9 @@ def bootstrap(
                 results[index] = outcomes
                 bar.update(len(outcomes))
     ordered = [item for index in sorted(results) for item in results[index]]
-    return _bootstrap_result(t0, ordered, nsim, seed)
+    boot = _bootstrap_result(t0, ordered, nsim, seed)
+    boot.labels = labels
+    return boot
 
 
 def _payload(res: Any, func: Callable[[Any], Any], fit_kwargs: dict[str, Any]) -> bytes:
@@ -220,10 +196,9 @@ def _bootstrap_result(
     warned = Counter(text for _, _, texts in results for text in dict.fromkeys(texts))
     failures = int(sum(errors.values()))
     if failures:
-        warnings.warn(
+        warn(
             f"{failures} of {nsim} bootstrap refits failed (NaN rows)",
             RuntimeWarning,
-            stacklevel=3,
         )
     return BootstrapResult(
         frame=pd.DataFrame(values, columns=columns),
@@ -303,3 +278,50 @@ def confint_bootstrap(
             half = t.std(ddof=1) * stats.norm.ppf(1.0 - alpha)
             out[i] = [est - bias - half, est - bias + half]
     return pd.DataFrame(out, index=list(frame.columns), columns=percent_labels(probs))
+
+
+@dataclass(eq=False)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap (lme4's ``bootMer`` object).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per replicate (index 0..nsim-1), one column per statistic;
+        a refit that raised gives a NaN row.
+    t0 : dict
+        The statistic at the fit.
+    nsim : int
+        Number of replicates.
+    failures : int
+        Refits that raised.
+    errors, warnings : dict
+        Message -> number of replicates.
+    seed : int, str or None
+        The seed given.
+    labels : dict
+        Descriptive names of the default statistics (``.sig01`` ->
+        ``sd_Intercept|Subject``), used by :meth:`plot`; empty for a
+        statistic of your own.
+    """
+
+    frame: pd.DataFrame
+    t0: dict[str, float]
+    nsim: int
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    seed: Any = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    confint = confint_bootstrap
+    """Bootstrap confidence intervals (:func:`confint_bootstrap`)."""
+
+    plot = plot_bootstrap
+    """Histograms of the replicates (:func:`statsmodels_lmer.graphics.plot_bootstrap`)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<BootstrapResult: {self.nsim} replicates of {self.frame.shape[1]} statistics, "
+            f"{self.failures} failed>"
+        )

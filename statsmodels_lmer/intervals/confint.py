@@ -86,7 +86,6 @@ def confint(
         prof = profile(res, which=chosen, signames=signames, **kwargs)
         return prof.confint(level=level).reindex(chosen)
     if kind == "boot":
-        kwargs.setdefault("progress", False)
         func = default_statistics if signames else descriptive_statistics
         boot = bootstrap(res, nsim, seed=seed, func=func, **kwargs)
         return boot.confint(level, boot_type).reindex(chosen)

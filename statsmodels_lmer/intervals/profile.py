@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from .._parallel import Progress
-from ..exceptions import SingularFitWarning
+from ..exceptions import SingularFitWarning, warn
 from ..fitting.optimizers import HAVE_NLOPT, minimize_theta
 from ..graphics.profile import plot_profile
 from ..parametrization import sdcor_to_theta, theta_to_sdcor
@@ -29,55 +29,6 @@ from ..splines import back_spline
 from .parameters import percent_labels, select_parameters, variance_bounds, variance_names
 
 __all__ = ["ProfileResult", "confint_profile", "profile"]
-
-
-@dataclass(eq=False)
-class ProfileResult:
-    """Likelihood profiles of a fit (lme4's ``thpr`` object).
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        lme4's ``as.data.frame(profile(m))``: columns ``.zeta``, one per
-        parameter (the values of all parameters at each profile point) and
-        ``.par`` (the name of the profiled parameter), rows sorted by ``.par``
-        then by its value.
-    estimates, lower, upper : dict
-        Each parameter's estimate and bounds (sd/cor scale).
-    deviance : float
-        The ML deviance at the estimates.
-    cutoff : float
-        The largest |zeta| profiled.
-    refit_ml : bool
-        Whether a REML fit was refitted by ML to profile it (as lme4).
-    """
-
-    frame: pd.DataFrame
-    estimates: dict[str, float]
-    lower: dict[str, float]
-    upper: dict[str, float]
-    deviance: float
-    cutoff: float
-    refit_ml: bool
-
-    @property
-    def parameters(self) -> list[str]:
-        """The profiled parameters, in order."""
-        return list(dict.fromkeys(self.frame[".par"]))
-
-    def confint(self, parm: Any = None, level: float = 0.95) -> pd.DataFrame:
-        """Profile confidence intervals (see :func:`confint_profile`)."""
-        return confint_profile(self, parm, level)
-
-    def plot(self, **kwargs: Any) -> Any:
-        """zeta against each parameter (see :func:`statsmodels_lmer.graphics.plot_profile`)."""
-        return plot_profile(self, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"<ProfileResult: {len(self.parameters)} parameters, {len(self.frame)} points, "
-            f"deviance {self.deviance:.6g}{', refitted by ML' if self.refit_ml else ''}>"
-        )
 
 
 def _sdcor(model: Any, theta: np.ndarray, sigma: float) -> np.ndarray:
@@ -290,8 +241,17 @@ class _Grid:
     maxmult: float
 
 
-def _profile_parameter(prof: _Profiler, w: int, grid: _Grid, values: Any = None) -> np.ndarray:
-    """Profile rows (zeta, all parameters) for parameter ``w``, sorted by its value."""
+def _profile_parameter(
+    prof: _Profiler,
+    w: int,
+    grid: _Grid,
+    values: Any = None,
+    report: Callable[[np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Profile rows (zeta, all parameters) for parameter ``w``, sorted by its value.
+
+    ``report`` is called with each new row (for a progress bar).
+    """
     n_var = prof.n_var
     estimate, lower, upper = prof.opt[w], prof.lower[w], prof.upper[w]
     base_row = np.concatenate([[0.0], prof.opt])
@@ -299,18 +259,25 @@ def _profile_parameter(prof: _Profiler, w: int, grid: _Grid, values: Any = None)
     if w < n_var:
         keep = np.arange(n_var) != w
 
-        def point(value: float, last: np.ndarray) -> np.ndarray:
+        def compute(value: float, last: np.ndarray) -> np.ndarray:
             return prof.variance_point(w, value, last[1 : 1 + n_var][keep])
 
         shift = 1e-3 if estimate == 0 else estimate * 1.01
     else:
         j = w - n_var
 
-        def point(value: float, last: np.ndarray) -> np.ndarray:
+        def compute(value: float, last: np.ndarray) -> np.ndarray:
             row, theta["last"] = prof.fixed_point(j, value, theta["last"])
             return row
 
         shift = estimate + grid.delta * prof.stderr[j]
+
+    def point(value: float, last: np.ndarray) -> np.ndarray:
+        row = compute(value, last)
+        if report is not None:
+            report(row)
+        return row
+
     if values is not None:
         rows = [base_row]
         for value in np.unique(np.asarray(values, dtype=float)):
@@ -339,7 +306,7 @@ def profile(
     maxmult: float = 10.0,
     signames: bool = True,
     at: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ProfileResult:
     """Likelihood profiles of the parameters, as lme4's ``profile.merMod``.
 
@@ -375,8 +342,11 @@ def profile(
         on lme4's adaptive grid (the estimate is added; values outside the parameter's
         bounds are dropped).
 
-    progress : bool
-        Show a progress bar (one step per profiled parameter).
+    progress : bool or None
+        Progress bar, one step per profiled parameter, naming the parameter
+        and the current zeta. None (default): the package setting
+        (:func:`statsmodels_lmer.set_progress`), shown once profiling has run
+        for a couple of seconds.
 
     Returns
     -------
@@ -394,26 +364,29 @@ def profile(
     frames = []
     bar = Progress(len(chosen), "profile", "parameter", enabled=progress)
     for w in chosen:
-        bar.update(note=names[w])
+
+        def report(row: np.ndarray, name: str = names[w]) -> None:
+            bar.note(f"{name}: zeta {row[0]:+.2f}")
+
         if not np.isfinite(prof.opt[w]):
-            warnings.warn(
+            warn(
                 f"{names[w]} is not identified at the estimates (a correlation of a zero "
                 "standard deviation); not profiled",
                 RuntimeWarning,
-                stacklevel=2,
             )
+            bar.update(note=names[w])
             continue
         values = None if at is None or names[w] not in at else at[names[w]]
-        rows = _profile_parameter(prof, w, grid, values)
+        rows = _profile_parameter(prof, w, grid, values, report)
+        bar.update(note=names[w])
         frame = pd.DataFrame(rows, columns=[".zeta", *names])
         frame[".par"] = names[w]
         frames.append(frame)
     if prof.lowest < -max(1e-6, 1e-10 * abs(prof.base)):
-        warnings.warn(
+        warn(
             f"profiling found a deviance {-prof.lowest:.3g} below the fit's: "
             "the fit is not at the optimum",
             RuntimeWarning,
-            stacklevel=2,
         )
     bar.close()
     if frames:
@@ -428,6 +401,7 @@ def profile(
         deviance=float(prof.base),
         cutoff=float(cutoff),
         refit_ml=bool(res.reml),
+        labels=dict(zip(names, variance_names(prof.model, False) + list(prof.model.exog_names))),
     )
 
 
@@ -458,12 +432,11 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
             limits = back_spline(x, z)(zeta)
         except (ValueError, np.linalg.LinAlgError):
             if np.any(np.diff(z) < -1e-2) or z.size < 2:
-                warnings.warn(f"non-monotonic profile for {name}", RuntimeWarning, stacklevel=2)
+                warn(f"non-monotonic profile for {name}", RuntimeWarning)
                 continue
-            warnings.warn(
+            warn(
                 f"bad spline fit for {name}: falling back to linear interpolation",
                 RuntimeWarning,
-                stacklevel=2,
             )
             limits = np.interp(zeta, z, x, left=np.nan, right=np.nan)
         if np.isnan(limits[0]):
@@ -472,6 +445,57 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
             limits[1] = _bound(upper.get(name, np.nan))
         out[row] = limits
     return pd.DataFrame(out, index=names, columns=percent_labels(probs))
+
+
+@dataclass(eq=False)
+class ProfileResult:
+    """Likelihood profiles of a fit (lme4's ``thpr`` object).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        lme4's ``as.data.frame(profile(m))``: columns ``.zeta``, one per
+        parameter (the values of all parameters at each profile point) and
+        ``.par`` (the name of the profiled parameter), rows sorted by ``.par``
+        then by its value.
+    estimates, lower, upper : dict
+        Each parameter's estimate and bounds (sd/cor scale).
+    deviance : float
+        The ML deviance at the estimates.
+    cutoff : float
+        The largest |zeta| profiled.
+    refit_ml : bool
+        Whether a REML fit was refitted by ML to profile it (as lme4).
+    labels : dict
+        Each parameter's descriptive name (``.sig01`` -> ``sd_Intercept|Subject``,
+        ``.sigma`` -> ``sigma``; fixed effects keep theirs), used by :meth:`plot`.
+    """
+
+    frame: pd.DataFrame
+    estimates: dict[str, float]
+    lower: dict[str, float]
+    upper: dict[str, float]
+    deviance: float
+    cutoff: float
+    refit_ml: bool
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def parameters(self) -> list[str]:
+        """The profiled parameters, in order."""
+        return list(dict.fromkeys(self.frame[".par"]))
+
+    confint = confint_profile
+    """Profile confidence intervals (:func:`confint_profile`)."""
+
+    plot = plot_profile
+    """zeta against each parameter (:func:`statsmodels_lmer.graphics.plot_profile`)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProfileResult: {len(self.parameters)} parameters, {len(self.frame)} points, "
+            f"deviance {self.deviance:.6g}{', refitted by ML' if self.refit_ml else ''}>"
+        )
 
 
 def _bound(value: float) -> float:

@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from .._parallel import Progress, effective_jobs, map_in_workers
-from ..fitting.fit import FitOptions
 from ..fitting.optimizers import available_optimizers
+from ..fitting.options import FitOptions
+from ..graphics.allfit import plot_allfit
+from ..random_effects import varcorr_labels
 
 __all__ = ["AllFitResult", "AllFitSummary", "allfit"]
 
@@ -65,7 +67,7 @@ def _fit_one(task: tuple[Any, bool, np.ndarray, FitOptions]) -> _Outcome:
 def allfit(
     res: Any,
     optimizers: list[str] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     n_jobs: int | None = 1,
 ) -> AllFitResult:
     """Refit ``res``'s model with every available optimizer, as lme4's ``allFit``.
@@ -82,8 +84,11 @@ def allfit(
     optimizers : list of str, optional
         Names from :func:`statsmodels_lmer.available_optimizers`; default all
         of them.
-    progress : bool
-        Show a progress bar (tqdm; without it, one line per optimizer on stderr).
+    progress : bool or None
+        Progress bar naming each optimizer as it finishes (tqdm; without it,
+        one line per optimizer on stderr). None (default): the package
+        setting (:func:`statsmodels_lmer.set_progress`), shown once the refits
+        have run for a couple of seconds.
     n_jobs : int or None
         Worker processes, as joblib's ``n_jobs`` (``-1``: every CPU). Fit
         times are then measured inside the workers.
@@ -156,6 +161,9 @@ class AllFitResult:
     def optimizers(self) -> list[str]:
         """The optimizers tried, in order."""
         return list(self.fits)
+
+    plot = plot_allfit
+    """Estimates per optimizer (:func:`statsmodels_lmer.graphics.plot_allfit`)."""
 
     def _fixef_columns(self, fixed: list[str]) -> dict[str, str]:
         return {name: (f"fixef.{name}" if name in fixed else name) for name in self.fixef_names}
@@ -253,7 +261,8 @@ class AllFitSummary:
     """Agreement of the optimizers (lme4's ``summary.allFit``).
 
     Attributes mirror lme4's: ``which_ok``, ``msgs``, ``fixef``, ``llik``,
-    ``sdcor``, ``theta``, ``times``, ``feval``; plus ``best`` (the optimizer
+    ``sdcor``, ``theta``, ``times``, ``feval``; plus ``sdcor_labels`` (each
+    ``sdcor`` column's descriptive name, ``sd_Intercept|Subject``), ``best`` (the optimizer
     with the highest log-likelihood), ``agree`` (per optimizer: log-likelihood
     within ``llf_tol`` of the best and every fixed effect within
     ``fixef_rtol``), ``agreeing`` and ``disagreeing`` (names) and
@@ -275,6 +284,7 @@ class AllFitSummary:
     llf_diff: pd.Series = field(init=False)
     fixef_rel_diff: pd.Series = field(init=False)
     agree: pd.Series = field(init=False)
+    sdcor_labels: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         result = self.result
@@ -295,8 +305,12 @@ class AllFitSummary:
             sdcor_cols = sdcor_cols or _sdcor_names(varcorr)
             sdcor_rows.append(varcorr["sdcor"].to_numpy(dtype=float))
         self.sdcor = pd.DataFrame(sdcor_rows, index=pd.Index(ok_names, name="optimizer"))
+        self.sdcor_labels = {}
         if sdcor_cols:
             self.sdcor.columns = sdcor_cols
+            terms = result.original.model.random_terms
+            varcorr = next(iter(fits.values())).varcorr
+            self.sdcor_labels = dict(zip(sdcor_cols, varcorr_labels(varcorr, terms)))
         self.theta = pd.DataFrame(
             [np.asarray(fit.theta) for fit in fits.values()],
             index=pd.Index(ok_names, name="optimizer"),

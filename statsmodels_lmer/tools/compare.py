@@ -20,44 +20,65 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..engine.objective import profiled_criterion
-from ..exceptions import DataError
+from ..exceptions import DataError, warn
 from ..formula import BarTerm, ParsedFormula, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
+from ..tables import LmerTable
+from ..terms import term_level_keys
 
-__all__ = ["anova", "drop1", "ranova", "refit_formula"]
+__all__ = ["REFIT_NOTE", "anova", "drop1", "ranova", "refit_formula"]
 
 
-def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
+def anova(
+    *results: Any,
+    names: list[str] | None = None,
+    refit: bool = True,
+    type: int | str = 3,
+    ddf: str = "satterthwaite",
+) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested models, as lme4's ``anova``.
+
+    With one model, its ANOVA table (lmerTest's ``anova(m)``: type III,
+    Satterthwaite's df, or ``type=``/``ddf=`` as :meth:`LmerResults.anova`).
 
     Parameters
     ----------
     *results : LmerResults
-        Two or more fits to the same data. REML fits are refitted by ML
-        first (as lme4 does), and the table's ``refit_ml`` attribute says so.
+        One fit, or two or more fits to the same data.
     names : list of str, optional
         Row labels; default ``model_1, model_2, ...`` in the order given.
+    refit : bool
+        Refit REML fits by ML first (lme4's default, and the table's
+        ``refit_ml`` attribute and printed note say so). ``refit=False``
+        compares the REML likelihoods as they are, which is meaningful only
+        when the models have the same fixed effects (a warning says when
+        they do not).
+    type, ddf
+        For one model: the ANOVA table's type and df method.
 
     Returns
     -------
     pandas.DataFrame
         Ordered by number of parameters, with columns ``formula, npar, AIC,
-        BIC, llf, deviance, chisq, df, pvalue``.
+        BIC, llf, deviance, chisq, df, pvalue``; printed as lme4 prints it.
 
     Raises
     ------
     DataError
         When the models were not fitted to the same observations.
     """
-    if len(results) < 2:
-        raise ValueError("anova() compares two or more fitted models")
+    if not results:
+        raise ValueError("anova() needs one fitted model (its ANOVA table) or several to compare")
+    _check_results(results)
+    if len(results) == 1:
+        return results[0].anova(type=type, ddf=ddf)
     names = list(names) if names is not None else [f"model_{i + 1}" for i in range(len(results))]
     if len(names) != len(results):
         raise ValueError("names must have one entry per model")
     _check_same_data(results)
-    refitted = any(res.reml for res in results)
-    fits = [res.refit_ml() if res.reml else res for res in results]
+    fits = _comparable_fits(results, refit)
+    refitted = refit and any(res.reml for res in results)
     rows = []
     for name, res in zip(names, fits):
         formula = getattr(res.model, "lmer_formula", None) or ""
@@ -75,30 +96,138 @@ def anova(*results: Any, names: list[str] | None = None) -> pd.DataFrame:
             [[np.nan], np.where(dfs > 0, stats.chi2.sf(chisq, np.maximum(dfs, 1)), np.nan)]
         )
     table.attrs["refit_ml"] = refitted
+    heading = []
     if refitted:
-        table.attrs["note"] = "refitted model(s) with ML (instead of REML)"
-    return table
+        table.attrs["note"] = REFIT_NOTE
+        heading.append(REFIT_NOTE)
+    data_name = getattr(results[0].model, "data_name", None)
+    if data_name:
+        heading.append(f"Data: {data_name}")
+    heading.append("Models:")
+    heading.extend(f"{name}: {formula}" for name, formula in table["formula"].items())
+    return LmerTable.from_frame(table, heading, hidden_columns=["formula"])
 
 
-def _check_same_data(results: tuple[Any, ...]) -> None:
-    first = results[0]
-    y0 = _sorted_response(first)
-    for res in results[1:]:
-        y = _sorted_response(res)
-        if res.nobs != first.nobs or y.shape != y0.shape or not np.allclose(y, y0):
-            raise DataError(
-                "models were not all fitted to the same data "
-                f"(nobs {first.nobs} and {res.nobs}); compare fits of one data set, "
-                "with the same rows (watch missing values)"
+REFIT_NOTE = "refitting model(s) with ML (instead of REML)"
+"""lme4's message when ``anova`` refits REML fits by maximum likelihood."""
+
+
+def _comparable_fits(results: tuple[Any, ...], refit: bool) -> list[Any]:
+    if refit:
+        return [res.refit_ml() if res.reml else res for res in results]
+    if len({res.reml for res in results}) > 1:
+        raise ValueError(
+            "refit=False compares the likelihoods as fitted, but some fits are REML and "
+            "some ML; refit them alike (or leave refit=True)"
+        )
+    exog_names = {tuple(res.model.exog_names) for res in results}
+    if results[0].reml and len(exog_names) > 1:
+        warn(
+            "REML likelihoods of models with different fixed effects are not comparable; "
+            "use refit=True (the default) to compare them by ML",
+            ValueWarning,
+        )
+    return list(results)
+
+
+def _check_results(results: tuple[Any, ...]) -> None:
+    for position, res in enumerate(results, start=1):
+        model = getattr(res, "model", None)
+        if not (hasattr(model, "random_terms") and hasattr(res, "reml")):
+            raise TypeError(
+                f"anova() compares fitted Lmer results; argument {position} is "
+                f"{type(res).__name__} ({str(res)[:40]!r})"
             )
 
 
-def _sorted_response(res: Any) -> np.ndarray:
-    """The sorted responses; their mean and variance for rows on a Dask cluster."""
-    rows = getattr(res.model, "partitions", None)
-    if rows is not None:
-        return np.array([rows.response.mean[0], rows.response.variance[0]])
-    return np.sort(np.asarray(res.model.endog, dtype=float))
+def _data_record(res: Any, groups: list[str], columns: list[str]) -> pd.DataFrame:
+    """The data a fit used, one row per observation: response, weights, offset, groups, X."""
+    model = res.model
+    n = int(res.nobs)
+    record = {
+        "the response": np.asarray(model.endog, dtype=float),
+        "the weights": np.ones(n) if model.weights is None else model.weights,
+        "the offset": np.zeros(n) if model.offset is None else model.offset,
+    }
+    for group in groups:
+        term = next(t for t in model.random_terms if t.group == group)
+        record[f"grouping factor {group!r}"] = term_level_keys(term)[term.codes]
+    exog = pd.DataFrame(np.asarray(model.exog, dtype=float), columns=model.exog_names)
+    for column in columns:
+        record[f"fixed-effects column {column!r}"] = exog[column].to_numpy()
+    return pd.DataFrame(record)
+
+
+def _same_rows(first: pd.DataFrame, other: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether the two records hold the same rows of ``columns``, in any order."""
+    a = first[columns].sort_values(columns, kind="stable", ignore_index=True)
+    b = other[columns].sort_values(columns, kind="stable", ignore_index=True)
+    for column in columns:
+        x, y = a[column].to_numpy(), b[column].to_numpy()
+        if x.dtype == object:
+            if not np.array_equal(x, y):
+                return False
+        elif not np.allclose(x, y, rtol=1e-10, atol=0.0, equal_nan=True):
+            return False
+    return True
+
+
+def _check_same_data(results: tuple[Any, ...]) -> None:
+    """Refuse fits of different data: response, weights, offset, shared groups and columns.
+
+    Rows may come in another order; what must agree is the set of rows, each
+    with its response, weight, offset, level of every grouping factor the
+    models share and value of every fixed-effects column they share.
+    """
+    first = results[0]
+    groups = set.intersection(*({t.group for t in r.model.random_terms} for r in results))
+    shared = set.intersection(*(set(r.model.exog_names) for r in results))
+    groups_list = sorted(groups)
+    columns_list = [c for c in first.model.exog_names if c in shared]
+    on_cluster = any(_on_cluster(res) for res in results)
+    base = None if on_cluster else _data_record(first, groups_list, columns_list)
+    for position, res in enumerate(results[1:], start=2):
+        if res.nobs != first.nobs:
+            raise DataError(
+                f"models were not all fitted to the same data: model 1 has {first.nobs} "
+                f"observations and model {position} {res.nobs}; compare fits of one data "
+                "set, with the same rows (watch missing values)"
+            )
+        if on_cluster:
+            if not np.allclose(_response_summary(first), _response_summary(res), rtol=1e-10):
+                raise DataError(
+                    f"models 1 and {position} were not fitted to the same data: the response "
+                    "differs (compared by its mean and variance, the rows being on a Dask "
+                    "cluster); compare fits of one data set"
+                )
+            continue
+        record = _data_record(res, groups_list, columns_list)
+        names = list(base.columns)
+        if _same_rows(base, record, names):
+            continue
+        differ = [c for c in names[1:] if not _same_rows(base, record, [names[0], c])]
+        if not _same_rows(base, record, names[:1]):
+            differ.insert(0, names[0])
+        raise DataError(
+            f"models 1 and {position} were not fitted to the same data: "
+            f"{', '.join(differ) or 'the rows'} {'differs' if len(differ) == 1 else 'differ'} "
+            "(compared row by row, in any order); "
+            "compare fits of one data set"
+        )
+
+
+def _on_cluster(res: Any) -> bool:
+    """Whether the model's rows stay on a Dask cluster."""
+    return getattr(res.model, "partitions", None) is not None
+
+
+def _response_summary(res: Any) -> np.ndarray:
+    """Mean and variance of the response (from the sums for rows on a Dask cluster)."""
+    if _on_cluster(res):
+        moments = res.model.partitions.response
+        return np.array([moments.mean[0], moments.variance[0]])
+    y = np.asarray(res.model.endog, dtype=float)
+    return np.array([y.mean(), y.var(ddof=1)])
 
 
 def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
@@ -177,9 +306,9 @@ def ranova(res: Any) -> pd.DataFrame:
 
 def _least_squares_loglik(res: Any) -> tuple[int, float]:
     """(npar, log-likelihood) of the fixed-effects-only model (R's logLik.lm)."""
-    model = res.model
-    if getattr(model, "partitions", None) is not None:
+    if _on_cluster(res):
         return _least_squares_from_sums(res)
+    model = res.model
     X = np.asarray(model.exog, dtype=float)
     y = np.asarray(model.endog, dtype=float)
     if model.offset is not None:

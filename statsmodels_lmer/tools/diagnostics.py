@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..distributed.dask_fit import is_dask_frame
+from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
-from .predict import complete_rows, fixed_matrix, selected_terms, term_rows
+from .predict import complete_rows, fixed_matrix, row_values, selected_terms, term_rows
 
 __all__ = ["predict_interval", "resim"]
 
@@ -46,6 +47,7 @@ def resim(res: Any, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
         Columns ``groupFctr, groupID, term, mean, median, sd`` (merTools'
         names), one row per level and column of each term.
     """
+    n_sims = check_count("n_sims", n_sims)
     rng = np.random.default_rng(seed)
     frames = []
     for index, term in enumerate(res.model.random_terms):
@@ -70,12 +72,15 @@ def resim(res: Any, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
 def predict_interval(
     res: Any,
     newdata: pd.DataFrame | None = None,
+    *,
     level: float = 0.95,
     n_sims: int = 1000,
     seed: Any = None,
-    include_residual: bool = True,
     re_formula: Any = None,
     allow_new_levels: bool = False,
+    include_residual: bool = True,
+    offset: Any = None,
+    weights: Any = None,
 ) -> pd.DataFrame:
     """Simulation-based prediction intervals (see the module docstring).
 
@@ -91,8 +96,13 @@ def predict_interval(
     include_residual : bool
         Add residual noise (an interval for a new observation) or not (an
         interval for the conditional mean).
-    re_formula, allow_new_levels
+    re_formula, allow_new_levels, offset
         As in :meth:`LmerResults.predict`.
+    weights : array_like or str, optional
+        Prior weights of each row: the residual variance is ``sigma^2 / w``.
+        By default the fitted weights for the fitted rows, or the column they
+        were taken from; a model fitted with a weights array needs them for
+        new data when ``include_residual`` is True.
 
     Returns
     -------
@@ -100,8 +110,11 @@ def predict_interval(
         Columns ``fit`` (median), ``lower``, ``upper``; NaN for rows with
         missing values.
     """
+    check_level(level)
+    check_count("n_sims", n_sims)
     rng = np.random.default_rng(seed)
     model = res.model
+    rows_given = newdata is not None
     newdata = model.data.frame if newdata is None else newdata
     if is_dask_frame(newdata):
         raise TypeError(
@@ -110,16 +123,27 @@ def predict_interval(
         )
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
+    row_offset = row_values(model, newdata, rows_given, offset, "offset")
+    row_weights = (
+        row_values(model, newdata, rows_given, weights, "weights") if include_residual else None
+    )
+    for values in (row_offset, row_weights):
+        if values is not None:
+            complete &= ~np.isnan(values)
     rows = newdata.loc[complete]
     X = fixed_matrix(model, rows)
     beta = rng.multivariate_normal(
         np.asarray(res.params, dtype=float), np.asarray(res.cov_params()), size=n_sims
     )
     sims = beta @ X.T  # (n_sims, rows)
+    if row_offset is not None:
+        sims += row_offset[complete]
     for index, cols in terms:
         sims += _random_draws(res, rows, index, cols, n_sims, rng, allow_new_levels)
     if include_residual:
         noise = rng.standard_normal(sims.shape) * res.sigma
+        if row_weights is not None:
+            noise /= np.sqrt(row_weights[complete])
         sims += noise
     alpha = 1 - level
     stats = np.quantile(sims, [0.5, alpha / 2, 1 - alpha / 2], axis=0)

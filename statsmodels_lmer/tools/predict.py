@@ -18,14 +18,22 @@ import patsy
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
-from ..frame import names_in_code
+from ..frame import column_or_array, names_in_code
 from ..random_effects import term_contribution
-from ..terms import RandomTerm
+from ..restricted import check_bars
+from ..terms import RandomTerm, match_levels
 
-__all__ = ["complete_rows", "fixed_matrix", "predict", "selected_terms", "term_design", "term_rows"]
+__all__ = [
+    "complete_rows",
+    "fixed_matrix",
+    "predict",
+    "row_values",
+    "selected_terms",
+    "term_design",
+    "term_rows",
+]
 
 _NO_RANDOM = {"0", "~0", "~ 0", "na", "~1", "~ 1"}
-_ENV = patsy.EvalEnvironment([{"np": np, "numpy": np}])
 
 
 def selected_terms(model: Any, re_formula: Any) -> list[tuple[int, list[int]]]:
@@ -42,6 +50,8 @@ def selected_terms(model: Any, re_formula: Any) -> list[tuple[int, list[int]]]:
         return []
     rhs = text[1:] if text.startswith("~") else text
     bars = parse_formula(f"_y ~ {rhs}").bars
+    if model.restricted:
+        check_bars(bars, model.data.frame.columns)
     return [_match_bar(model, bar) for bar in bars]
 
 
@@ -64,11 +74,11 @@ def _lhs_names(model: Any, lhs: str) -> list[str]:
 
 def term_design(model: Any, lhs: str) -> Any:
     """patsy design of a random term's columns, built on the training rows."""
-    return patsy.dmatrix(lhs, model.data.frame, eval_env=_ENV).design_info
+    return patsy.dmatrix(lhs, model.data.frame, eval_env=model.formula_env()).design_info
 
 
 def _columns_needed(model: Any, terms: list[tuple[int, list[int]]]) -> set[str]:
-    codes = [f.code for f in model.data.model_spec.factor_infos]
+    codes = [f.code for f in _design_spec(model).factor_infos]
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -86,26 +96,30 @@ def predict(
     newdata: pd.DataFrame | None = None,
     re_formula: Any = None,
     allow_new_levels: bool = False,
+    offset: Any = None,
 ) -> np.ndarray:
     """Predictions on the response scale; see :meth:`LmerResults.predict`."""
     model = res.model
-    if (
-        getattr(model, "partitions", None) is not None
-    ):  # fitted from a Dask DataFrame: lazy predictions
-        return _predict_partitioned(res, newdata, re_formula, allow_new_levels)
+    if model.partitions is not None:  # fitted from a Dask DataFrame: lazy predictions
+        return _predict_partitioned(res, newdata, re_formula, allow_new_levels, offset)
     if is_dask_frame(newdata):
         raise TypeError(
             "predictions for a Dask DataFrame need a model fitted from a Dask DataFrame; "
             "compute() the frame to predict with this model"
         )
-    if newdata is None:
-        newdata = model.data.frame
+    rows_given = newdata is not None
+    newdata = model.data.frame if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
+    row_offset = row_values(model, newdata, rows_given, offset, "offset")
+    if row_offset is not None:
+        complete &= ~np.isnan(row_offset)
     rows = newdata.loc[complete]
     values = _fixed_part(res, rows)
+    if row_offset is not None:
+        values = values + row_offset[complete]
     for index, cols in terms:
         values = values + _random_part(res, rows, index, cols, allow_new_levels)
     out = np.full(len(newdata), np.nan)
@@ -113,15 +127,58 @@ def predict(
     return out
 
 
-def _predict_partitioned(res: Any, newdata: Any, re_formula: Any, allow_new_levels: bool) -> Any:
-    rows = res.model.partitions
+def _predict_partitioned(
+    res: Any, newdata: Any, re_formula: Any, allow_new_levels: bool, offset: Any
+) -> Any:
+    model = res.model
+    rows = model.partitions
     newdata = rows.frame if newdata is None else newdata
     if not is_dask_frame(newdata):
         raise TypeError(
             "a model fitted from a Dask DataFrame predicts for a Dask DataFrame, got "
             f"{type(newdata).__name__}; use dask.dataframe.from_pandas"
         )
-    return rows.predict(res, newdata, selected_terms(res.model, re_formula), allow_new_levels)
+    if offset is not None and not isinstance(offset, str):
+        raise TypeError(
+            "for a Dask DataFrame, offset must be the name of a column of newdata, got "
+            f"{type(offset).__name__}"
+        )
+    offset_column = offset if offset is not None else model.offset_column
+    terms = selected_terms(model, re_formula)
+    return rows.predict(res, newdata, terms, allow_new_levels, offset_column)
+
+
+def row_values(
+    model: Any, newdata: pd.DataFrame, rows_given: bool, given: Any, what: str
+) -> np.ndarray | None:
+    """The offset or weights of each row of ``newdata`` (None when the model has none).
+
+    ``given`` (an array or a column name) wins; otherwise the fitted values
+    for the fitted rows, or the column the model took them from.
+
+    Parameters
+    ----------
+    what : {"offset", "weights"}
+
+    Raises
+    ------
+    DataError
+        The model's were an array and newdata has other rows: pass them.
+    UnknownColumnError
+        newdata lacks the column.
+    """
+    fitted = getattr(model, what)
+    column = getattr(model, f"{what}_column", None)
+    if given is None and not rows_given:
+        return None if fitted is None else np.asarray(fitted, dtype=float)
+    if given is None and fitted is None:
+        return None
+    if given is None and column is None:
+        raise DataError(
+            f"the model was fitted with {what} given as an array, so they are unknown for "
+            f"newdata: pass {what}= with one value per row of newdata (or a column name)"
+        )
+    return column_or_array(column if given is None else given, newdata, what, "newdata")
 
 
 def complete_rows(
@@ -143,17 +200,44 @@ def _fixed_part(res: Any, rows: pd.DataFrame) -> np.ndarray:
     return fixed_matrix(res.model, rows) @ np.asarray(res.params, dtype=float)
 
 
+def _design_spec(model: Any) -> Any:
+    """The model's patsy design of the fixed part (its ``model_spec``)."""
+    spec = getattr(model.data, "model_spec", None)
+    if spec is None:
+        model.formula_env()  # raises when the pickle lost a function the formula uses
+        raise FormulaError("the fixed-effects design of this model could not be rebuilt")
+    return spec
+
+
 def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
     """The fixed-effects model matrix of new rows (the model's own coding)."""
+    spec = _design_spec(model)
     try:
         (design,) = patsy.build_design_matrices(
-            [model.data.model_spec], rows, return_type="dataframe", NA_action="raise"
+            [spec], rows, return_type="dataframe", NA_action="raise"
         )
     except patsy.PatsyError as err:
         raise DataError(f"cannot build the fixed effects for newdata: {err.message}") from None
     except (NameError, KeyError) as err:
         raise UnknownColumnError(f"newdata lacks a column the model uses: {err}") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        changed = _type_changes(model, rows)
+        raise DataError(
+            "cannot build the fixed effects for newdata: "
+            + (f"{changed}; convert them back" if changed else f"{type(err).__name__}: {err}")
+        ) from None
     return design[list(model.exog_names)].to_numpy(dtype=float)
+
+
+def _type_changes(model: Any, rows: pd.DataFrame) -> str:
+    """Columns numeric in fitting and not in newdata, or the other way round."""
+    fitted = model.data.frame
+    numeric = pd.api.types.is_numeric_dtype
+    return "; ".join(
+        f"column {c!r} was {fitted[c].dtype} in fitting and is {rows[c].dtype} in newdata"
+        for c in rows.columns
+        if c in fitted.columns and numeric(fitted[c]) != numeric(rows[c])
+    )
 
 
 def _random_part(
@@ -168,29 +252,8 @@ def term_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A term's columns and level codes for new rows (-1 for unseen levels)."""
     term: RandomTerm = model.random_terms[index]
-    codes = _new_codes(term, rows)
-    unseen = codes < 0
-    if unseen.any() and not allow_new_levels:
-        labels = sorted(set(_labels(term, rows)[unseen]))
-        raise DataError(
-            f"newdata has levels of {term.group!r} not seen in fitting "
-            f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); "
-            "pass allow_new_levels=True to predict them with zero random effects"
-        )
+    codes = match_levels(term, rows, allow_new_levels)
     return _term_columns(model, term, rows), codes
-
-
-def _labels(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
-    parts = [rows[f].astype(str).to_numpy(dtype=object) for f in term.factors]
-    labels = parts[0]
-    for part in parts[1:]:
-        labels = labels + ":" + part
-    return np.asarray(labels, dtype=object)
-
-
-def _new_codes(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
-    lookup = {str(level): code for code, level in enumerate(term.levels)}
-    return np.array([lookup.get(label, -1) for label in _labels(term, rows)], dtype=np.int64)
 
 
 def _term_columns(model: Any, term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:

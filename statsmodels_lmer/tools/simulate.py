@@ -13,18 +13,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import DataError
+from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
 from .predict import selected_terms
 
-__all__ = ["refit", "simulate"]
+__all__ = ["refit", "simulate", "update_arguments"]
 
 
 def simulate(
-    res: Any,
-    nsim: int = 1,
-    seed: Any = None,
-    re_formula: Any = None,
-    use_u: bool = False,
+    res: Any, nsim: int = 1, *, seed: Any = None, re_formula: Any = None, use_u: bool = False
 ) -> pd.DataFrame:
     """Simulated responses, one column per simulation (``sim_1``, ...).
 
@@ -45,6 +43,7 @@ def simulate(
     pandas.DataFrame
         Indexed like the fitted rows.
     """
+    nsim = check_count("nsim", nsim)
     rng = np.random.default_rng(seed)
     model = res.model
     n = int(res.nobs)
@@ -101,6 +100,10 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         model.random_terms,
         weights=model.weights,
         offset=model.offset,
+        weights_column=model.weights_column,
+        offset_column=model.offset_column,
+        restricted=model.restricted,
+        formula_namespace=model.formula_namespace,
     )
     new.lmer_formula = model.lmer_formula
     new.data.frame = model.data.frame
@@ -108,3 +111,40 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     fit_kwargs.setdefault("reml", res.reml)
     fit_kwargs.setdefault("start_theta", res.theta)
     return new.fit(**fit_kwargs)
+
+
+def update_arguments(
+    model: Any, data: Any, model_kwargs: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """The data and model keywords of ``update``: the model's own unless given.
+
+    Without new data, the fitted rows with their weights and offset. With new
+    data, the weights and offset come from the same columns; a model whose
+    weights or offset were arrays cannot know them for other data, so they
+    must be given. The formula is evaluated as the model's was (restricted,
+    or with the names its formula used).
+
+    Raises
+    ------
+    DataError
+        New data for a model fitted with weight or offset arrays, without them.
+    """
+    kwargs = dict(model_kwargs)
+    for what in ("weights", "offset"):
+        column = getattr(model, f"{what}_column", None)
+        if what in kwargs:
+            continue
+        if data is None:
+            kwargs[what] = column if column is not None else getattr(model, what)
+        elif column is not None:
+            kwargs[what] = column
+        elif getattr(model, what) is not None:
+            raise DataError(
+                f"the model was fitted with {what} given as an array: pass {what}= for the "
+                "new data (or None to fit without)"
+            )
+    if model.restricted:
+        kwargs.setdefault("restricted", True)
+    else:
+        kwargs.setdefault("eval_env", model.formula_env())
+    return (model.data.frame if data is None else data), kwargs

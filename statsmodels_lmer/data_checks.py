@@ -1,0 +1,345 @@
+"""Checks of the data a model is built from: what cannot be fitted is refused by name.
+
+Each check either passes, converts legal-but-odd input to what it means (numbers
+stored as Python objects), or raises an error that names the column and says
+what to do. The frame built from them belongs to the model: later changes to the
+caller's DataFrame do not reach it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DataError, ResponseTypeError
+from .terms import RandomTerm
+
+__all__ = [
+    "EXACT_FIT_TOL",
+    "MAX_LOG10_MAGNITUDE",
+    "ColumnMagnitudes",
+    "check_exact_fit",
+    "check_magnitudes",
+    "check_observation_counts",
+    "check_observations",
+    "check_response_type",
+    "copy_on_write",
+    "numeric_objects",
+    "owned_frame",
+    "random_columns",
+    "refuse_datetimes",
+    "select_rows",
+]
+
+MAX_LOG10_MAGNITUDE = 150.0
+"""Largest ``|log10|`` of a column's root mean square (squares must stay within 1e+-300)."""
+
+EXACT_FIT_TOL = 1e-10
+"""A response whose residual on the fixed effects is this small (relative) is fitted exactly."""
+
+
+def copy_on_write() -> bool:
+    """Whether pandas copies on write (pandas 3, or the option set in pandas 2)."""
+    if int(pd.__version__.split(".", 1)[0]) >= 3:
+        return True
+    try:
+        return pd.get_option("mode.copy_on_write") is True
+    except KeyError:  # pandas without the option
+        return False
+
+
+def owned_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """A frame the caller cannot change afterwards.
+
+    Under copy-on-write a shallow copy is enough (a later write by the caller
+    copies); otherwise the values are copied.
+    """
+    return data.copy(deep=not copy_on_write())
+
+
+def select_rows(data: pd.DataFrame, subset: Any) -> pd.DataFrame:
+    """``data.loc[subset]``, refused clearly when it fails or selects nothing."""
+    try:
+        rows = data.loc[subset]
+    except (KeyError, IndexError, TypeError, ValueError, pd.errors.IndexingError) as err:
+        raise DataError(
+            f"subset cannot select rows of the data ({type(err).__name__}: {err}); pass a "
+            "boolean mask with one value per row, a list of index labels or a slice"
+        ) from None
+    if not isinstance(rows, pd.DataFrame):
+        raise DataError("subset must select rows (a mask, a list of labels or a slice)")
+    if len(rows) == 0:
+        raise DataError(f"subset selects none of the {len(data)} rows of the data")
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def numeric_objects(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame`` with object columns that hold only numbers converted to float.
+
+    Such columns (numbers read as Python objects) would otherwise become
+    factors with a level per distinct value. Columns holding anything else
+    (strings, mixed values) are left as they are.
+    """
+    converted = {}
+    for name in names:
+        values = frame[name]
+        if values.dtype != object:
+            continue
+        present = values.dropna()
+        if len(present) and all(_is_number(v) for v in present):
+            converted[name] = pd.to_numeric(values).astype(float)
+    return frame.assign(**converted) if converted else frame
+
+
+_TIME_KINDS = "mM"  # numpy kinds of datetime64 and timedelta64
+
+
+def refuse_datetimes(frame: pd.DataFrame, bare_names: list[str]) -> None:
+    """Refuse dates and times used directly as predictors (patsy would make factors of them).
+
+    Parameters
+    ----------
+    bare_names : list of str
+        Columns used as a whole term or random-effect column (``t``, not ``C(t)``).
+
+    Raises
+    ------
+    DataError
+    """
+    for name in bare_names:
+        dtype = frame[name].dtype
+        if getattr(dtype, "kind", "") in _TIME_KINDS or isinstance(
+            dtype, pd.DatetimeTZDtype | pd.PeriodDtype
+        ):
+            raise DataError(
+                f"column {name!r} holds dates or times ({dtype}); as a predictor it would "
+                "become a factor with a level per value. Convert it to a number first, "
+                f"e.g. (df[{name!r}] - df[{name!r}].min()).dt.days, or write C({name}) "
+                "for a factor"
+            )
+
+
+def check_response_type(name: str, design_info: Any) -> None:
+    """Refuse a response that patsy codes as a factor (strings, categories, booleans).
+
+    Raises
+    ------
+    ResponseTypeError
+    """
+    columns = design_info.column_names
+    categorical = [f for f, info in design_info.factor_infos.items() if info.type != "numerical"]
+    if categorical or len(columns) != 1:
+        raise ResponseTypeError(
+            f"response {name!r} is not numeric (it holds strings, categories or booleans "
+            f"and would be coded as {columns}); convert it to numbers first, e.g. "
+            f"df[{name!r}].astype(float)"
+        )
+
+
+def check_observations(name: str, y: np.ndarray, n_fixed: int, offset: bool = False) -> None:
+    """Refuse a constant response and fewer observations than coefficients.
+
+    Parameters
+    ----------
+    name : str
+        The response's name, for messages.
+    y : ndarray
+        The response minus any offset.
+    n_fixed : int
+        Number of fixed-effects columns (after dropping aliased ones).
+    offset : bool
+        Whether an offset was subtracted (for the message).
+
+    Raises
+    ------
+    DataError
+    """
+    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else (0.0, 0.0)
+    check_observation_counts(name, len(y), n_fixed, y_range, offset)
+
+
+def check_observation_counts(
+    name: str, n: int, n_fixed: int, y_range: tuple[float, float], offset: bool = False
+) -> None:
+    """:func:`check_observations` from the number of rows and the response's range.
+
+    ``y_range`` is the smallest and largest value of the response minus any
+    offset (what data in partitions can tell).
+
+    Raises
+    ------
+    DataError
+    """
+    if n <= n_fixed:
+        raise DataError(
+            f"{n} observations for {n_fixed} fixed-effects coefficients: a model needs more "
+            "observations than coefficients; drop terms or add data"
+        )
+    low, high = y_range
+    if high == low:
+        raise DataError(
+            f"response {name!r} is constant (every value is {low:g}"
+            f"{' after subtracting the offset' if offset else ''}); there is no variation "
+            "to model"
+        )
+
+
+def check_exact_fit(name: str, residual: float, y_norm: float) -> None:
+    """Refuse a response the fixed effects reproduce exactly (residual variance 0).
+
+    Parameters
+    ----------
+    name : str
+        The response's name, for messages.
+    residual : float
+        The norm of the residual of the least-squares fit of ``y`` on the
+        fixed effects (the last ``|R_ii|`` of the QR factor of ``[X y]``).
+    y_norm : float
+        The norm of the response minus any offset.
+
+    Raises
+    ------
+    DataError
+        When ``residual`` is at most :data:`EXACT_FIT_TOL` times ``y_norm``:
+        sigma would be 0 and the likelihood unbounded.
+    """
+    if not residual > EXACT_FIT_TOL * y_norm:
+        raise DataError(
+            f"the fixed effects reproduce response {name!r} exactly (residual variance 0): "
+            "the likelihood has no maximum. Check that the response is not a function of "
+            "the predictors"
+        )
+
+
+@dataclass
+class ColumnMagnitudes:
+    """What :func:`check_magnitudes` needs of named columns; summaries of parts of the rows add.
+
+    Attributes
+    ----------
+    labels : list of str
+        The columns' names, for messages.
+    top : ndarray
+        Each column's largest ``|value|`` (0 for no rows).
+    weighted, plain : ndarray
+        Sums over rows of ``w (value / top)**2`` and ``(value / top)**2``.
+    n : int
+        Number of rows.
+    weight_sum : float or None
+        Sum of the weights (None without weights).
+    """
+
+    labels: list[str]
+    top: np.ndarray
+    weighted: np.ndarray
+    plain: np.ndarray
+    n: int
+    weight_sum: float | None
+
+    @classmethod
+    def of(cls, columns: dict[str, np.ndarray], weights: np.ndarray | None) -> ColumnMagnitudes:
+        """The summary of some rows of the named columns."""
+        labels = list(columns)
+        arrays = [np.asarray(v, dtype=float) for v in columns.values()]
+        n = len(arrays[0]) if arrays else 0
+        values = np.column_stack(arrays) if arrays else np.empty((n, 0))
+        top = np.max(np.abs(values), axis=0, initial=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = np.where(top > 0, values / np.where(top > 0, top, 1.0), 0.0)
+        squares = scaled * scaled
+        weighted = squares.sum(axis=0) if weights is None else weights @ squares
+        weight_sum = None if weights is None else float(np.sum(weights))
+        return cls(labels, top, weighted, squares.sum(axis=0), n, weight_sum)
+
+    def __add__(self, other: ColumnMagnitudes) -> ColumnMagnitudes:
+        top = np.maximum(self.top, other.top)
+
+        def rescaled(part: ColumnMagnitudes, sums: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(part.top > 0, sums * (part.top / top) ** 2, 0.0)
+
+        weight_sum = (
+            None if self.weight_sum is None else self.weight_sum + (other.weight_sum or 0.0)
+        )
+        return ColumnMagnitudes(
+            self.labels,
+            top,
+            rescaled(self, self.weighted) + rescaled(other, other.weighted),
+            rescaled(self, self.plain) + rescaled(other, other.plain),
+            self.n + other.n,
+            weight_sum,
+        )
+
+    def log10_rms(self, weighted: bool) -> np.ndarray:
+        """``log10`` of each column's (weighted) root mean square; NaN for all-zero columns."""
+        sums = self.weighted if weighted else self.plain
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.log10(self.top) + 0.5 * np.log10(sums / max(self.n, 1))
+        out[(self.top == 0) | ~np.isfinite(self.top)] = np.nan
+        return out
+
+    def check(self) -> None:
+        """Refuse columns outside double precision's reach (see :func:`check_magnitudes`)."""
+        sizes = self.log10_rms(self.weight_sum is not None)
+        plain = self.log10_rms(False)
+        for label, size, unweighted in zip(self.labels, sizes, plain):
+            if np.isnan(size) or abs(size) <= MAX_LOG10_MAGNITUDE:
+                continue
+            problem = (
+                f"their squares {'overflow' if size > 0 else 'underflow'} double precision, so "
+                "no estimate could be trusted"
+            )
+            if self.weight_sum is not None and abs(unweighted) <= MAX_LOG10_MAGNITUDE:
+                factor = round(math.log10(self.weight_sum / self.n))
+                raise DataError(
+                    f"the weights (about 1e{factor:d}) make the weighted values of {label} "
+                    f"about 1e{size:.0f}: {problem}. Divide the weights by 1e{factor:d}; only "
+                    "sigma changes, by the square root of that factor"
+                )
+            raise DataError(
+                f"{label} has values of magnitude about 1e{size:.0f}: {problem}. Rescale it, "
+                f"e.g. divide by 1e{round(size):d}, and its estimates scale back by that factor"
+            )
+
+
+def check_magnitudes(columns: dict[str, np.ndarray], weights: np.ndarray | None) -> None:
+    """Refuse columns whose squares overflow or underflow double precision.
+
+    Each column's root mean square, weighted by ``sqrt(weights)``, must lie
+    within ``10**+-MAX_LOG10_MAGNITUDE``. Outside, the cross-products the fit
+    is built from (and sigma squared or the variance of a coefficient) cannot
+    be represented, and the fit would be NaN or silently wrong.
+
+    Parameters
+    ----------
+    columns : dict of str to ndarray
+        Named columns (response, fixed-effects and random-effects columns).
+    weights : ndarray or None
+
+    Raises
+    ------
+    DataError
+        Naming the column, its magnitude and a power of ten to divide by.
+    """
+    ColumnMagnitudes.of(columns, weights).check()
+
+
+def random_columns(terms: list[RandomTerm]) -> dict[str, np.ndarray]:
+    """The random-effects columns that are not intercepts, named for messages."""
+    out = {}
+    for term in terms:
+        for j, column in enumerate(term.column_names):
+            if column != "Intercept":
+                out[f"random-effects column {column!r} of ({term.lhs} | {term.group})"] = term.Z[
+                    :, j
+                ]
+    return out

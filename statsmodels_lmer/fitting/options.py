@@ -1,0 +1,154 @@
+"""The fit keywords of ``Lmer.fit`` (lme4's ``lmerControl``), checked."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from .._parallel import check_threads
+from .convergence import GRAD_TOL, HESS_TOL
+from .optimizers import available_optimizers
+
+__all__ = ["NOBS_MAX_DERIVS", "VERIFY_TOL", "FitOptions", "unknown_keyword_error"]
+
+NOBS_MAX_DERIVS = 10_000
+"""Above this many observations the convergence derivatives are skipped by default."""
+
+VERIFY_TOL = 1e-6
+"""A restart from the estimate must not lower the objective by more than this."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The fit keywords of :meth:`statsmodels_lmer.Lmer.fit` (lme4's ``lmerControl``).
+
+    Attributes
+    ----------
+    method : str or None
+        Optimizer name (:func:`~statsmodels_lmer.fitting.optimizers.available_optimizers`);
+        default BOBYQA when nlopt is installed, else L-BFGS-B.
+    maxiter : int or None
+        Limit on objective evaluations of each optimizer run (default 100000).
+    xtol, ftol : float
+        Absolute tolerances on theta and on the objective (lme4: 1e-8 each).
+    check_conv : bool
+        Run lme4's convergence checks and warn.
+    calc_derivs : bool or None
+        Compute the finite-difference gradient and Hessian at the optimum;
+        default on up to 10,000 observations (as newer lme4).
+    verify : bool
+        Restart the optimizer from its estimate until a restart lowers the
+        objective by at most ``verify_tol``; a fit whose optimum is not
+        verified this way is not reported converged.
+    verify_tol : float
+        See ``verify`` (1e-6 on the deviance scale).
+    boundary_tol : float
+        lme4's ``boundary.tol``: elements this close to their bound are moved
+        onto it when that does not increase the objective; 0 disables.
+    restart_edge : bool
+        lme4's ``restart_edge``.
+    grad_tol, hess_tol : float
+        lme4's ``check.conv.grad`` (2e-3) and ``check.conv.hess`` (1e-6).
+    threads : int or None
+        BLAS threads for the fit and the computations on it (Satterthwaite,
+        Kenward-Roger, profiles). None: one thread when the dense block is
+        smaller than ``statsmodels_lmer._parallel.SMALL_BLOCK`` rows, BLAS's
+        default otherwise.
+    """
+
+    method: str | None = None
+    maxiter: int | None = None
+    xtol: float = 1e-8
+    ftol: float = 1e-8
+    check_conv: bool = True
+    calc_derivs: bool | None = None
+    verify: bool = True
+    verify_tol: float = VERIFY_TOL
+    boundary_tol: float = 1e-5
+    restart_edge: bool = True
+    grad_tol: float = GRAD_TOL
+    hess_tol: float = HESS_TOL
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method is not None:
+            if not isinstance(self.method, str):
+                raise TypeError(
+                    f"method must be an optimizer name (a string), got {self.method!r}; "
+                    f"available: {', '.join(available_optimizers())}"
+                )
+            known = [*available_optimizers()]
+            if self.method.lower() not in known:
+                raise ValueError(
+                    f"unknown optimizer {self.method!r}; available: {', '.join(known)}"
+                )
+        if self.maxiter is not None:
+            if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int | np.integer):
+                raise TypeError(f"maxiter must be a whole number, got {self.maxiter!r}")
+            if self.maxiter < 1:
+                raise ValueError(f"maxiter must be at least 1, got {self.maxiter}")
+        for name in ("xtol", "ftol", "verify_tol", "grad_tol", "hess_tol"):
+            _check_positive(name, getattr(self, name))
+        _check_nonnegative("boundary_tol", self.boundary_tol)
+        for name in ("check_conv", "verify", "restart_edge"):
+            _check_bool(name, getattr(self, name))
+        if self.calc_derivs is not None:
+            _check_bool("calc_derivs", self.calc_derivs)
+        check_threads(self.threads)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The keyword names."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def split(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split keywords into (fit keywords, the others)."""
+        names = cls.names()
+        fit = {k: v for k, v in kwargs.items() if k in names}
+        return fit, {k: v for k, v in kwargs.items() if k not in names}
+
+    def resolved(self, nobs: float) -> FitOptions:
+        """These options with ``calc_derivs`` decided by the number of observations."""
+        if self.calc_derivs is not None:
+            return self
+        return replace(self, calc_derivs=bool(nobs <= NOBS_MAX_DERIVS))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain dictionary."""
+        return asdict(self)
+
+
+def unknown_keyword_error(where: str, unknown: list[str], known: list[str]) -> TypeError:
+    """A TypeError naming unknown keywords and suggesting close known ones (any case)."""
+    by_lower = {k.lower(): k for k in known}
+    parts = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+        hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
+    plural = "s" if len(unknown) > 1 else ""
+    return TypeError(f"{where} got unexpected keyword argument{plural} {', '.join(parts)}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")

@@ -1,0 +1,245 @@
+"""Predictions with standard errors, as statsmodels' ``get_prediction``.
+
+Two kinds of prediction for rows ``x`` (fixed part) and ``z`` (random part):
+
+* population level (default): ``x' beta`` with standard error
+  ``sqrt(x' V x)`` (``V = cov_params()``: model-based, or cluster-robust
+  when the results use a robust covariance) and the t quantile of the
+  contrast's own denominator df (Satterthwaite or clubSandwich, as the
+  results' tests);
+* conditional (``conditional=True``): ``x' beta + z' b`` with the standard
+  error of its prediction error, Henderson's
+  ``sigma^2 [z' K z + (x - a)' C (x - a)]`` with
+  ``K = Lambda (Lambda' Z' W Z Lambda + I)^-1 Lambda'`` (lme4's conditional
+  variance of ``b`` given beta), ``C = (R_X' R_X)^-1``
+  and ``a = X' W Z K z`` (the coupling of ``beta`` and ``b``), i.e. the
+  ``(x, z)`` quadratic form in the inverse of the mixed-model equations.
+  Levels not seen in fitting add their random effect's full variance
+  ``sigma^2 z' T T' z``. Normal quantiles.
+
+Observation intervals add the variance of a new observation: the residual
+``sigma^2`` and, for the population-level prediction, the random effects'
+``z' Sigma z``; they use normal quantiles and treat the variance parameters
+as known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy import stats
+
+from ..exceptions import DataError
+from ..inference.hypotheses import contrast_test
+from ..random_effects import scaled_z
+from .predict import (
+    complete_rows,
+    fixed_matrix,
+    predict,
+    row_values,
+    term_design,
+    term_rows,
+)
+
+__all__ = ["PredictionResults", "get_prediction"]
+
+
+@dataclass
+class PredictionResults:
+    """Predictions and their standard errors (statsmodels' ``PredictionResults`` layout).
+
+    Attributes
+    ----------
+    predicted_mean : ndarray
+        The predictions (NaN for rows with a missing value).
+    se_mean : ndarray
+        Their standard errors.
+    df : ndarray
+        Degrees of freedom of the mean intervals (inf: normal quantiles).
+    se_obs : ndarray
+        Standard errors for a new observation.
+    row_labels : pandas.Index
+        The rows' labels.
+    conditional : bool
+        Whether the random effects are included.
+    """
+
+    predicted_mean: np.ndarray
+    se_mean: np.ndarray
+    df: np.ndarray
+    se_obs: np.ndarray
+    row_labels: pd.Index
+    conditional: bool
+
+    @property
+    def var_pred_mean(self) -> np.ndarray:
+        """Variance of the predictions (statsmodels' name)."""
+        return self.se_mean**2
+
+    def conf_int(self, obs: bool = False, alpha: float = 0.05) -> np.ndarray:
+        """Intervals for the mean (t with each row's df) or a new observation (normal)."""
+        if obs:
+            half = stats.norm.ppf(1 - alpha / 2) * self.se_obs
+        else:
+            half = stats.t.ppf(1 - alpha / 2, self.df) * self.se_mean
+        return np.column_stack([self.predicted_mean - half, self.predicted_mean + half])
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Columns ``mean, mean_se, mean_ci_lower, mean_ci_upper, obs_ci_lower,
+        obs_ci_upper`` (statsmodels') and ``df``."""
+        mean_ci = self.conf_int(alpha=alpha)
+        obs_ci = self.conf_int(obs=True, alpha=alpha)
+        return pd.DataFrame(
+            {
+                "mean": self.predicted_mean,
+                "mean_se": self.se_mean,
+                "mean_ci_lower": mean_ci[:, 0],
+                "mean_ci_upper": mean_ci[:, 1],
+                "obs_ci_lower": obs_ci[:, 0],
+                "obs_ci_upper": obs_ci[:, 1],
+                "df": self.df,
+            },
+            index=self.row_labels,
+        )
+
+
+def get_prediction(
+    res: Any,
+    newdata: pd.DataFrame | None = None,
+    conditional: bool = False,
+    allow_new_levels: bool = False,
+) -> PredictionResults:
+    """Predictions with standard errors; see the module notes.
+
+    Parameters
+    ----------
+    res : LmerResults
+    newdata : pandas.DataFrame, optional
+        Default the fitted rows.
+    conditional : bool
+        Include the random effects (lme4's default ``predict``) instead of
+        the population-level prediction.
+    allow_new_levels : bool
+        For ``conditional=True``: unseen levels get zero random effects
+        (and their variance) instead of an error.
+
+    Returns
+    -------
+    PredictionResults
+    """
+    model = res.model
+    rows_given = newdata is not None
+    if newdata is None:
+        newdata = model.data.frame
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
+    mean = predict(res, newdata, None if conditional else "0", allow_new_levels)
+    residual_var = _residual_variance(res, newdata, rows_given)
+    complete = complete_rows(model, newdata, terms if conditional else []) & np.isfinite(mean)
+    rows = newdata.loc[complete]
+    X = fixed_matrix(model, rows)
+    shape = len(newdata)
+    se, df, se_obs = (np.full(shape, np.nan) for _ in range(3))
+    sigma2 = residual_var[complete]
+    if conditional:
+        var_mean = _conditional_variance(res, rows, X, allow_new_levels)
+        se[complete] = np.sqrt(var_mean)
+        df[complete] = np.inf
+        se_obs[complete] = np.sqrt(var_mean + sigma2)
+    else:
+        cov = np.asarray(res.cov_params(), dtype=float)
+        var_mean = np.einsum("ij,jk,ik->i", X, cov, X)
+        se[complete] = np.sqrt(var_mean)
+        df[complete] = _row_df(res, X)
+        se_obs[complete] = np.sqrt(var_mean + _random_variance(res, rows) + sigma2)
+    return PredictionResults(mean, se, df, se_obs, newdata.index, bool(conditional))
+
+
+def _residual_variance(res: Any, newdata: pd.DataFrame, rows_given: bool) -> np.ndarray:
+    """``sigma^2 / w`` for each row: the weights of the fitted rows, or of their column.
+
+    NaN for every row when the model's weights were an array and the rows are
+    new (their weights are unknown), so that no observation interval is wrong.
+    """
+    sigma2 = float(res.scale)
+    try:
+        weights = row_values(res.model, newdata, rows_given, None, "weights")
+    except DataError:
+        return np.full(len(newdata), np.nan)
+    return np.full(len(newdata), sigma2) if weights is None else sigma2 / weights
+
+
+def _row_df(res: Any, X: np.ndarray) -> np.ndarray:
+    """Denominator df of each row's contrast (computed once per distinct row)."""
+    if len(X) == 0:
+        return np.empty(0)
+    unique, inverse = np.unique(X, axis=0, return_inverse=True)
+    values = np.array([contrast_test(res, row[None, :]).den_df for row in unique])
+    return values[inverse.ravel()]
+
+
+def _random_variance(res: Any, rows: pd.DataFrame) -> np.ndarray:
+    """``sum_i z_i' Sigma_i z_i`` for each row: the random effects' marginal variance."""
+    model = res.model
+    total = np.zeros(len(rows))
+    for index, term in enumerate(model.random_terms):
+        if term.lhs.strip() == "1":
+            Z = np.ones((len(rows), 1))
+        else:
+            (design,) = patsy.build_design_matrices(
+                [term_design(model, term.lhs)], rows, return_type="matrix"
+            )
+            Z = np.asarray(design, dtype=float)
+        total += np.einsum("ij,jk,ik->i", Z, res.term_covariance(index), Z)
+    return total
+
+
+def _conditional_variance(
+    res: Any, rows: pd.DataFrame, X: np.ndarray, allow_new_levels: bool
+) -> np.ndarray:
+    """Henderson's prediction-error variance of ``x' beta + z' b`` for each row."""
+    if len(X) == 0:
+        return np.empty(0)
+    model = res.model
+    train = scaled_z(model.random_terms, np.asarray(res.theta, dtype=float), model.theta_slices)
+    weights = np.ones(train.shape[0]) if model.weights is None else model.weights
+    weighted = sp.diags(weights) @ train
+    system = (train.T @ weighted + sp.identity(train.shape[1])).tocsc()
+    coupling = (weighted.T @ np.asarray(model.exog, dtype=float)).T  # X' W Z Lambda
+    new_rows, new_level_var = _scaled_new_rows(res, rows, allow_new_levels)
+    solved = spla.splu(system).solve(new_rows.T.toarray())  # (Lambda'Z'WZ Lambda + I)^-1 Lambda' z
+    spherical = np.einsum("qi,qi->i", new_rows.T.toarray(), solved)
+    gap = X.T - coupling @ solved
+    bread = np.asarray(res.normalized_cov_params, dtype=float)
+    fixed = np.einsum("ji,jk,ki->i", gap, bread, gap)
+    return res.scale * (spherical + fixed) + new_level_var
+
+
+def _scaled_new_rows(
+    res: Any, rows: pd.DataFrame, allow_new_levels: bool
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``z' Lambda`` of new rows (m x q) and the variance of their unseen levels."""
+    model = res.model
+    blocks = []
+    new_var = np.zeros(len(rows))
+    for index, term in enumerate(model.random_terms):
+        Z, codes = term_rows(model, index, rows, allow_new_levels)
+        T = term.factor(res.theta[model.theta_slices[index]])
+        scaled = Z @ T
+        known = codes >= 0
+        new_var[~known] += res.scale * np.sum(scaled[~known] ** 2, axis=1)
+        p = term.n_cols
+        row_index = np.repeat(np.flatnonzero(known), p)
+        col_index = (codes[known][:, None] * p + np.arange(p)[None, :]).ravel()
+        values = scaled[known].ravel()
+        blocks.append(
+            sp.csr_matrix((values, (row_index, col_index)), shape=(len(rows), term.n_random))
+        )
+    return sp.hstack(blocks, format="csr"), new_var

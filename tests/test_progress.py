@@ -1,0 +1,110 @@
+"""Progress bars of long jobs: the package switch, the delay, and what each job reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import fitted_case
+
+import statsmodels_lmer as sml
+from statsmodels_lmer._parallel import PROGRESS_VARIABLE, Progress, progress_from_environment
+from statsmodels_lmer.inference.derivatives import (
+    hessian,
+    hessian_evaluations,
+    jacobian,
+    jacobian_evaluations,
+)
+from statsmodels_lmer.inference.kenward_roger import KenwardRoger
+from statsmodels_lmer.inference.satterthwaite import Satterthwaite
+
+
+def test_switch_restores_and_checks_its_arguments():
+    before = sml.progress_settings()
+    with sml.set_progress(False):
+        assert sml.progress_settings()["enabled"] is False
+        assert not Progress(3, "x").enabled  # None follows the setting
+        assert Progress(3, "x", enabled=True).enabled  # an explicit keyword wins
+    assert sml.progress_settings() == before
+    with sml.set_progress(True, delay=0.5):
+        bar = Progress(3, "x")
+        assert bar.enabled and bar.delay == 0.5
+        bar.close()
+    assert Progress(3, "x", enabled=True).delay == 0.0
+    with pytest.raises(TypeError, match="True or False"):
+        sml.set_progress("no")
+    with pytest.raises(ValueError, match="non-negative"):
+        sml.set_progress(True, delay=-1)
+
+
+def test_environment_variable_values():
+    assert progress_from_environment(None)
+    assert progress_from_environment("1") and progress_from_environment("yes")
+    for off in ("0", "false", " OFF ", "no"):
+        assert not progress_from_environment(off)
+    assert PROGRESS_VARIABLE == "STATSMODELS_LMER_PROGRESS"
+
+
+def test_evaluation_counts_are_those_of_the_derivatives():
+    calls = []
+
+    def scalar(x):
+        calls.append(1)
+        return float(np.sum(x**3))
+
+    for k in (1, 3):
+        calls.clear()
+        hessian(scalar, np.ones(k))
+        assert len(calls) == hessian_evaluations(k)
+        calls.clear()
+        jacobian(lambda x: np.atleast_1d(scalar(x)), np.ones(k))
+        assert len(calls) == jacobian_evaluations(k)
+
+
+def fresh_fit(name):
+    case = fitted_case(name)[0]
+    model = fitted_case(name)[2].model
+    return model.fit(reml=case["REML"])
+
+
+def test_satterthwaite_shows_a_bar_for_long_runs_only(capsys):
+    res = fresh_fit("sleepstudy_reml")
+    Satterthwaite(res)  # default: the package setting, 2 s delay: silent here
+    assert "Satterthwaite" not in capsys.readouterr().err
+    with sml.set_progress(True, delay=0):  # as if it were slow
+        Satterthwaite(res)
+    err = capsys.readouterr().err
+    k = len(res.theta) + 1
+    total = hessian_evaluations(k) + jacobian_evaluations(k)
+    assert "Satterthwaite df" in err and f"{total}/{total}" in err
+    with sml.set_progress(False):
+        ddf = res.ddf  # computed through the package setting
+    assert capsys.readouterr().err == ""
+    assert np.all(np.asarray(ddf) > 0)
+
+
+def test_kenward_roger_and_profile_report_what_they_do(capsys):
+    res = fitted_case("penicillin_reml")[2]
+    KenwardRoger(res, progress=True)
+    err = capsys.readouterr().err
+    assert "Kenward-Roger" in err and "6/6" in err  # 2 variance parameters: 2 * 2 + 2 steps
+    dye = fitted_case("dyestuff_reml")[2]
+    dye.profile(which=".sigma", progress=True)
+    err = capsys.readouterr().err
+    assert "profile" in err and "1/1" in err and ".sigma" in err
+    dye.profile(which=".sigma", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_bootstrap_allfit_and_exact_test_follow_the_switch(capsys):
+    dye = fitted_case("dyestuff_reml")[2]
+    with sml.set_progress(True, delay=0):
+        dye.bootstrap(3, seed=1)
+        dye.allfit(optimizers=["lbfgsb"])
+        dye.exact_rlrt(nsim=100, seed=1)
+    err = capsys.readouterr().err
+    assert "bootstrap" in err and "allfit" in err and "lbfgsb : [OK]" in err
+    assert "exact RLRT: simulating the null distribution" in err
+    with sml.set_progress(False):
+        dye.bootstrap(3, seed=1)
+        dye.confint(method="boot", nsim=3, seed=1)
+    assert capsys.readouterr().err == ""
