@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.data_checks import ColumnMagnitudes
 from statsmodels_lmer.distributed import dask_fit
 from statsmodels_lmer.distributed.design import DesignLearner, evaluate_designs, stage_summary
 from statsmodels_lmer.engine.blocks import raw_sums
@@ -165,6 +166,25 @@ def test_design_learned_from_chunks_is_patsys():
     np.testing.assert_allclose(np.vstack(parts), np.asarray(X), rtol=1e-12, atol=1e-12)
 
 
+def test_magnitude_summaries_of_parts_add_up():
+    rng = np.random.default_rng(5)
+    columns = {"a": rng.normal(size=300) * 1e160, "b": rng.normal(size=300), "z": np.zeros(300)}
+    weights = rng.uniform(0.5, 2.0, 300)
+    whole = ColumnMagnitudes.of(columns, weights)
+    parts = [
+        ColumnMagnitudes.of({k: v[sl] for k, v in columns.items()}, weights[sl])
+        for sl in (slice(0, 7), slice(7, 7), slice(7, None))  # an empty part too
+    ]
+    total = parts[0] + parts[1] + parts[2]
+    for weighted in (True, False):
+        np.testing.assert_allclose(
+            total.log10_rms(weighted), whole.log10_rms(weighted), rtol=1e-13, equal_nan=True
+        )
+    assert total.weight_sum == pytest.approx(float(weights.sum()), rel=1e-13)
+    with pytest.raises(DataError, match=r"^a has values of magnitude about 1e160"):
+        total.check()
+
+
 def test_transforms_that_need_all_rows_are_refused():
     import patsy
 
@@ -239,6 +259,21 @@ def test_predict_on_a_dask_frame(fits, data):
     np.testing.assert_allclose(population.to_numpy(), ref.predict(new, re_formula="0"))
 
 
+def test_predict_matches_levels_by_value_and_adds_the_offset(fits, data):
+    frame, _ = data
+    memory, dask = fits["weights_offset"]
+    same, ref = at_theta(dask, memory.theta), at_theta(memory, memory.theta)
+    assert same.ranef["g1"].index.dtype == ref.ranef["g1"].index.dtype == np.int64
+    new = frame.iloc[:200].assign(g1=frame["g1"].iloc[:200].astype(str))  # "3" is level 3
+    expected = ref.predict(new)
+    got = same.predict(uneven(new, [50, 150])).compute()
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), atol=1e-11)
+    zero = same.predict(uneven(new.assign(none=0.0), [200]), offset="none").compute()
+    np.testing.assert_allclose(zero.to_numpy(), ref.predict(new, offset=np.zeros(200)), atol=1e-11)
+    with pytest.raises(TypeError, match="name of a column"):
+        same.predict(uneven(new, [200]), offset=np.zeros(200))
+
+
 def test_pickled_fit_keeps_its_rows_on_the_cluster(fits):
     _, dask = fits["crossed"]
     loaded = pickle.loads(pickle.dumps(dask))
@@ -290,6 +325,35 @@ def test_scale_warning(client, data):
         sml.Lmer.from_formula("y ~ I(1e5 * x) + (1|g1)", ddf)
 
 
+def test_formula_modes_as_in_memory(client, data):
+    """Odd column names quoted, restricted formulas and MixedLM's keywords, as in memory."""
+    frame, ddf = data
+    odd = {"x": "x.1", "g1": "class"}
+    cases = [
+        ("y ~ x.1 + (1|class)", frame.rename(columns=odd), ddf.rename(columns=odd), {}),
+        ("y ~ np.log(w) + x + (1|g1)", frame, ddf, {"restricted": True}),
+        ("y ~ x", frame, ddf, {"groups": "g1", "re_formula": "~x"}),
+        ("y ~ x", frame, ddf, {"groups": "g1", "vc_formula": {"g2": "0 + C(g2)"}}),
+    ]
+    for formula, memory_data, dask_data, kwargs in cases:
+        memory = sml.Lmer.from_formula(formula, memory_data, **kwargs)
+        dask = sml.Lmer.from_formula(formula, dask_data, **kwargs)
+        assert dask.exog_names == memory.exog_names
+        assert [t.label for t in dask.random_terms] == [t.label for t in memory.random_terms]
+        theta = memory.fit().theta
+        assert rel(dask.results_at(theta).objective, memory.results_at(theta).objective) < 1e-10
+        assert dask.restricted == memory.restricted
+    assert dask.mixedlm_spec == memory.mixedlm_spec
+
+
+def test_methods_that_need_the_rows_are_refused(fits):
+    _, dask = fits["crossed"]
+    with pytest.raises(TypeError, match="stay on the cluster"):
+        dask.get_prediction()
+    with pytest.raises(TypeError, match="stay on the cluster"):
+        dask.get_robustcov_results("cluster", groups="g1")
+
+
 def test_progress_bar(client, data, capsys):
     _, ddf = data
     sml.Lmer.from_formula("y ~ x + (1|g1)", ddf, progress=True)
@@ -330,6 +394,7 @@ def test_exact_quantiles_narrow_in_passes(client, monkeypatch):
         ("y ~ x + (1|g1)", {"weights": np.ones(3)}, TypeError, "name of a column"),
         ("y ~ x + (1|g1)", {"subset": [1, 2]}, TypeError, "filter it first"),
         ("y ~ bs(x, df=3) + (1|g1)", {}, FormulaError, "cannot be learned"),
+        ("y ~ x", {"groups": np.ones(3)}, TypeError, "groups= must be the name of a column"),
     ],
 )
 def test_bad_input(client, data, formula, kwargs, error, match):
@@ -337,6 +402,32 @@ def test_bad_input(client, data, formula, kwargs, error, match):
     ddf = ddf.assign(zero=0.0, infinite=np.inf, one=1, bad=ddf["y"] / 0.0)
     with pytest.raises(error, match=match):
         sml.Lmer.from_formula(formula, ddf, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("formula", "kwargs", "match"),
+    [
+        ("y ~ huge + (1|g1)", {}, "magnitude about 1e200"),
+        ("y ~ x + (1|g1)", {"weights": "heavy"}, r"the weights \(about 1e300\)"),
+        ("two ~ x + (1|g1)", {}, "is constant"),
+        ("line ~ x + (1|g1)", {}, "reproduce response 'line' exactly"),
+        ("y ~ day + (1|g1)", {}, "dates or times"),
+        ("y ~ x + (1|g1)", {"drop_cols": "nope"}, "drop_cols names"),
+        ("y ~ I(__import__('os').getcwd()) + (1|g1)", {"restricted": True}, "whitelist"),
+    ],
+)
+def test_checks_of_main_give_the_in_memory_error(client, data, formula, kwargs, match):
+    frame, ddf = data
+    day = pd.Timestamp("2024-01-01") + pd.to_timedelta(frame["g1"], unit="D")
+
+    def columns(d):
+        return d.assign(huge=d["x"] * 1e200, heavy=d["w"] * 1e300, two=2.0, line=1 + 2 * d["x"])
+
+    with pytest.raises((ValueError, KeyError), match=match) as in_memory:
+        sml.Lmer.from_formula(formula, columns(frame).assign(day=day), **kwargs)
+    with pytest.raises(type(in_memory.value)) as on_cluster:
+        sml.Lmer.from_formula(formula, columns(ddf).assign(day=dd.from_pandas(day, 4)), **kwargs)
+    assert str(on_cluster.value) == str(in_memory.value)
 
 
 def test_docs_example(capsys):

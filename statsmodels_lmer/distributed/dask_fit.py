@@ -83,6 +83,7 @@ __all__ = [
     "exact_quantiles",
     "is_dask_frame",
     "reduce_partitions",
+    "refuse_on_cluster",
     "translate_partitioned",
 ]
 
@@ -94,6 +95,25 @@ SPLIT_EVERY = 8
 def is_dask_frame(data: Any) -> bool:
     """Whether ``data`` is a Dask DataFrame (checked without importing Dask)."""
     return type(data).__module__.startswith("dask.") and hasattr(data, "npartitions")
+
+
+ROWS_STAY = (
+    "stay on the cluster (the model was fitted from a Dask DataFrame): this method needs "
+    "all rows in memory. Row-level results are lazy Dask collections (fittedvalues, resid, "
+    "residuals(), predict()); fit a pandas DataFrame (compute() it) for the rest"
+)
+
+
+def refuse_on_cluster(model: Any, what: str) -> None:
+    """Refuse ``what`` (a method needing all rows in memory) for a model on a Dask cluster.
+
+    Raises
+    ------
+    TypeError
+        ``model.partitions`` is set.
+    """
+    if getattr(model, "partitions", None) is not None:
+        raise TypeError(f"{what}: the rows of this model {ROWS_STAY}")
 
 
 class RowsOnCluster:
@@ -118,11 +138,7 @@ class RowsOnCluster:
         return self.shape[0]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise TypeError(
-            f"the {self.what} of this model (fitted from a Dask DataFrame) stay on the "
-            "cluster: this method needs all rows in memory. Row-level results are "
-            "lazy Dask collections (fittedvalues, resid, residuals(), predict())"
-        )
+        raise TypeError(f"the {self.what} of this model {ROWS_STAY}")
 
     def __repr__(self) -> str:
         return f"RowsOnCluster({self.what!r}, shape={self.shape})"

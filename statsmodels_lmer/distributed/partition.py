@@ -436,6 +436,10 @@ class PartitionSums:
     magnitudes: ColumnMagnitudes
 
     def __add__(self, other: PartitionSums) -> PartitionSums:
+        with np.errstate(over="ignore", invalid="ignore"):  # see partition_sums
+            return self._plus(other)
+
+    def _plus(self, other: PartitionSums) -> PartitionSums:
         response = Moments()
         response.merge(self.response)
         response.merge(other.response)
@@ -450,8 +454,18 @@ class PartitionSums:
 
 
 def partition_sums(part: pd.DataFrame, plan: RowPlan) -> PartitionSums:
-    """The :class:`PartitionSums` of one partition (checked as in memory)."""
+    """The :class:`PartitionSums` of one partition (checked as in memory).
+
+    Values whose squares overflow are reported on the client, by name, from
+    the summed magnitudes (as the in-memory path reports them before forming
+    any product); numpy's overflow warnings on the workers are silenced.
+    """
     rows = model_rows(part, plan, check=True, all_columns=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _sums_of_rows(rows, plan)
+
+
+def _sums_of_rows(rows: ModelRows, plan: RowPlan) -> PartitionSums:
     y = rows.y if rows.offset is None else rows.y - rows.offset
     engine_terms = [rows.terms[i] for i in plan.engine_order]
     names = plan.built_designs()[1].column_names
