@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,10 @@ from .terms import RandomTerm
 __all__ = [
     "EXACT_FIT_TOL",
     "MAX_LOG10_MAGNITUDE",
+    "ColumnMagnitudes",
     "check_exact_fit",
     "check_magnitudes",
+    "check_observation_counts",
     "check_observations",
     "check_response_type",
     "copy_on_write",
@@ -160,21 +163,37 @@ def check_observations(name: str, y: np.ndarray, n_fixed: int, offset: bool = Fa
     ------
     DataError
     """
-    n = len(y)
+    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else (0.0, 0.0)
+    check_observation_counts(name, len(y), n_fixed, y_range, offset)
+
+
+def check_observation_counts(
+    name: str, n: int, n_fixed: int, y_range: tuple[float, float], offset: bool = False
+) -> None:
+    """:func:`check_observations` from the number of rows and the response's range.
+
+    ``y_range`` is the smallest and largest value of the response minus any
+    offset (what data in partitions can tell).
+
+    Raises
+    ------
+    DataError
+    """
     if n <= n_fixed:
         raise DataError(
             f"{n} observations for {n_fixed} fixed-effects coefficients: a model needs more "
             "observations than coefficients; drop terms or add data"
         )
-    if np.ptp(y) == 0:
+    low, high = y_range
+    if high == low:
         raise DataError(
-            f"response {name!r} is constant (every value is {y[0]:g}"
+            f"response {name!r} is constant (every value is {low:g}"
             f"{' after subtracting the offset' if offset else ''}); there is no variation "
             "to model"
         )
 
 
-def check_exact_fit(name: str, residual: float, y: np.ndarray) -> None:
+def check_exact_fit(name: str, residual: float, y_norm: float) -> None:
     """Refuse a response the fixed effects reproduce exactly (residual variance 0).
 
     Parameters
@@ -184,16 +203,16 @@ def check_exact_fit(name: str, residual: float, y: np.ndarray) -> None:
     residual : float
         The norm of the residual of the least-squares fit of ``y`` on the
         fixed effects (the last ``|R_ii|`` of the QR factor of ``[X y]``).
-    y : ndarray
-        The response minus any offset.
+    y_norm : float
+        The norm of the response minus any offset.
 
     Raises
     ------
     DataError
-        When ``residual`` is at most :data:`EXACT_FIT_TOL` times the norm of
-        ``y``: sigma would be 0 and the likelihood unbounded.
+        When ``residual`` is at most :data:`EXACT_FIT_TOL` times ``y_norm``:
+        sigma would be 0 and the likelihood unbounded.
     """
-    if not residual > EXACT_FIT_TOL * np.linalg.norm(y):
+    if not residual > EXACT_FIT_TOL * y_norm:
         raise DataError(
             f"the fixed effects reproduce response {name!r} exactly (residual variance 0): "
             "the likelihood has no maximum. Check that the response is not a function of "
@@ -201,14 +220,95 @@ def check_exact_fit(name: str, residual: float, y: np.ndarray) -> None:
         )
 
 
-def _log10_rms(values: np.ndarray, weights: np.ndarray | None) -> float | None:
-    """``log10`` of the root mean square of ``sqrt(w) * values``, without overflow (None: all 0)."""
-    top = float(np.max(np.abs(values))) if values.size else 0.0
-    if top == 0.0 or not math.isfinite(top):
-        return None
-    scaled = values / top
-    mean_square = np.mean(scaled * scaled if weights is None else weights * scaled * scaled)
-    return math.log10(top) + 0.5 * math.log10(mean_square)
+@dataclass
+class ColumnMagnitudes:
+    """What :func:`check_magnitudes` needs of named columns; summaries of parts of the rows add.
+
+    Attributes
+    ----------
+    labels : list of str
+        The columns' names, for messages.
+    top : ndarray
+        Each column's largest ``|value|`` (0 for no rows).
+    weighted, plain : ndarray
+        Sums over rows of ``w (value / top)**2`` and ``(value / top)**2``.
+    n : int
+        Number of rows.
+    weight_sum : float or None
+        Sum of the weights (None without weights).
+    """
+
+    labels: list[str]
+    top: np.ndarray
+    weighted: np.ndarray
+    plain: np.ndarray
+    n: int
+    weight_sum: float | None
+
+    @classmethod
+    def of(cls, columns: dict[str, np.ndarray], weights: np.ndarray | None) -> ColumnMagnitudes:
+        """The summary of some rows of the named columns."""
+        labels = list(columns)
+        arrays = [np.asarray(v, dtype=float) for v in columns.values()]
+        n = len(arrays[0]) if arrays else 0
+        values = np.column_stack(arrays) if arrays else np.empty((n, 0))
+        top = np.max(np.abs(values), axis=0, initial=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = np.where(top > 0, values / np.where(top > 0, top, 1.0), 0.0)
+        squares = scaled * scaled
+        weighted = squares.sum(axis=0) if weights is None else weights @ squares
+        weight_sum = None if weights is None else float(np.sum(weights))
+        return cls(labels, top, weighted, squares.sum(axis=0), n, weight_sum)
+
+    def __add__(self, other: ColumnMagnitudes) -> ColumnMagnitudes:
+        top = np.maximum(self.top, other.top)
+
+        def rescaled(part: ColumnMagnitudes, sums: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(part.top > 0, sums * (part.top / top) ** 2, 0.0)
+
+        weight_sum = (
+            None if self.weight_sum is None else self.weight_sum + (other.weight_sum or 0.0)
+        )
+        return ColumnMagnitudes(
+            self.labels,
+            top,
+            rescaled(self, self.weighted) + rescaled(other, other.weighted),
+            rescaled(self, self.plain) + rescaled(other, other.plain),
+            self.n + other.n,
+            weight_sum,
+        )
+
+    def log10_rms(self, weighted: bool) -> np.ndarray:
+        """``log10`` of each column's (weighted) root mean square; NaN for all-zero columns."""
+        sums = self.weighted if weighted else self.plain
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.log10(self.top) + 0.5 * np.log10(sums / max(self.n, 1))
+        out[(self.top == 0) | ~np.isfinite(self.top)] = np.nan
+        return out
+
+    def check(self) -> None:
+        """Refuse columns outside double precision's reach (see :func:`check_magnitudes`)."""
+        sizes = self.log10_rms(self.weight_sum is not None)
+        plain = self.log10_rms(False)
+        for label, size, unweighted in zip(self.labels, sizes, plain):
+            if np.isnan(size) or abs(size) <= MAX_LOG10_MAGNITUDE:
+                continue
+            problem = (
+                f"their squares {'overflow' if size > 0 else 'underflow'} double precision, so "
+                "no estimate could be trusted"
+            )
+            if self.weight_sum is not None and abs(unweighted) <= MAX_LOG10_MAGNITUDE:
+                factor = round(math.log10(self.weight_sum / self.n))
+                raise DataError(
+                    f"the weights (about 1e{factor:d}) make the weighted values of {label} "
+                    f"about 1e{size:.0f}: {problem}. Divide the weights by 1e{factor:d}; only "
+                    "sigma changes, by the square root of that factor"
+                )
+            raise DataError(
+                f"{label} has values of magnitude about 1e{size:.0f}: {problem}. Rescale it, "
+                f"e.g. divide by 1e{round(size):d}, and its estimates scale back by that factor"
+            )
 
 
 def check_magnitudes(columns: dict[str, np.ndarray], weights: np.ndarray | None) -> None:
@@ -230,26 +330,7 @@ def check_magnitudes(columns: dict[str, np.ndarray], weights: np.ndarray | None)
     DataError
         Naming the column, its magnitude and a power of ten to divide by.
     """
-    for label, values in columns.items():
-        size = _log10_rms(values, weights)
-        if size is None or abs(size) <= MAX_LOG10_MAGNITUDE:
-            continue
-        plain = _log10_rms(values, None)
-        problem = (
-            f"their squares {'overflow' if size > 0 else 'underflow'} double precision, so no "
-            "estimate could be trusted"
-        )
-        if weights is not None and plain is not None and abs(plain) <= MAX_LOG10_MAGNITUDE:
-            factor = round(math.log10(float(np.mean(weights))))
-            raise DataError(
-                f"the weights (about 1e{factor:d}) make the weighted values of {label} about "
-                f"1e{size:.0f}: {problem}. Divide the weights by 1e{factor:d}; only sigma "
-                "changes, by the square root of that factor"
-            )
-        raise DataError(
-            f"{label} has values of magnitude about 1e{size:.0f}: {problem}. Rescale it, "
-            f"e.g. divide by 1e{round(size):d}, and its estimates scale back by that factor"
-        )
+    ColumnMagnitudes.of(columns, weights).check()
 
 
 def random_columns(terms: list[RandomTerm]) -> dict[str, np.ndarray]:

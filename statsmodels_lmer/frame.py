@@ -37,11 +37,22 @@ from .terms import RandomTerm, build_random_terms
 __all__ = [
     "ModelFrame",
     "aliased_columns",
+    "bare_columns",
     "build_model_frame",
+    "check_fixed_values",
+    "check_groups",
     "check_scale_x",
+    "check_weight_counts",
+    "checked_drop_cols",
     "column_or_array",
+    "fixed_part_error",
+    "magnitude_columns",
     "names_in_code",
+    "patsy_columns",
     "qr_diagonal",
+    "scales_differ",
+    "used_columns",
+    "warn_aliased",
 ]
 
 SCALE_MESSAGE = "Some predictor variables are on very different scales: consider rescaling"
@@ -126,7 +137,7 @@ def build_model_frame(
     weights = column_or_array(weights, data, "weights")
     offset = column_or_array(offset, data, "offset")
     with deep_parsing(parsed.fixed):
-        used, bare, codes = _used_columns(parsed, data)
+        used, bare, codes = used_columns(parsed, data)
     incomplete = np.zeros(len(data), dtype=bool)
     if used:
         incomplete |= data[used].isna().any(axis=1).to_numpy()
@@ -146,9 +157,7 @@ def build_model_frame(
             f"uses ({', '.join(map(str, used))}; {len(data)} rows)"
         )
     frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
-    grouping = {name for bar in parsed.bars for name in bar.factors}
-    predictors = [c for c in used if str(c) in bare and c not in grouping]
-    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
     refuse_datetimes(frame, predictors)
     weights = None if weights is None else weights[~incomplete]
@@ -158,31 +167,44 @@ def build_model_frame(
         endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
     terms = build_random_terms(parsed.bars, frame, eval_env)
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
-    _check_magnitudes(parsed.response, y, exog, terms, weights)
-    diagonal = qr_diagonal(np.column_stack([exog.to_numpy(dtype=float), y]))
+    X = exog.to_numpy(dtype=float)
+    check_magnitudes(magnitude_columns(parsed.response, y, list(exog.columns), X, terms), weights)
+    diagonal = qr_diagonal(np.column_stack([X, y]))
     exog, dropped = _drop_aliased(exog, diagonal[:-1])
     check_observations(parsed.response, y, exog.shape[1], offset is not None)
-    check_exact_fit(parsed.response, diagonal[-1], y)
+    check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)))
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
-    _check_groups(terms, len(frame))
+    check_groups(terms, len(frame))
     return ModelFrame(
         endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
     )
 
 
-def _check_magnitudes(
-    response: str,
-    y: np.ndarray,
-    exog: pd.DataFrame,
-    terms: list[RandomTerm],
-    weights: np.ndarray | None,
-) -> None:
-    """Every column's magnitude within double precision's reach (see :func:`check_magnitudes`)."""
+def magnitude_columns(
+    response: str, y: np.ndarray, names: list[str], X: np.ndarray, terms: list[RandomTerm]
+) -> dict[str, np.ndarray]:
+    """The columns whose magnitudes are checked (see :func:`check_magnitudes`), named.
+
+    The response minus any offset, every fixed-effects column (``names`` of
+    the columns of ``X``) and the random-effects columns that are not intercepts.
+    """
     columns = {f"response {response!r}": y}
-    columns.update({f"fixed-effects column {c!r}": exog[c].to_numpy(float) for c in exog})
+    columns.update({f"fixed-effects column {c!r}": X[:, j] for j, c in enumerate(names)})
     columns.update(random_columns(terms))
-    check_magnitudes(columns, weights)
+    return columns
+
+
+def bare_columns(parsed: ParsedFormula, used: list[str], bare: set[str]) -> tuple[list, list]:
+    """The predictors used as whole terms (not grouping factors), and the response if bare.
+
+    ``used`` and ``bare`` are from :func:`used_columns`: the columns whose values
+    patsy reads as they are (numbers stored as objects are converted, dates refused).
+    """
+    grouping = {name for bar in parsed.bars for name in bar.factors}
+    predictors = [c for c in used if str(c) in bare and c not in grouping]
+    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    return predictors, response
 
 
 def _as_frame(data: Any) -> pd.DataFrame:
@@ -238,12 +260,21 @@ def column_or_array(
 
 
 def _check_weights(weights: np.ndarray | None) -> None:
-    if weights is None:
-        return
-    if np.any(weights < 0):
-        raise DataError(f"weights must not be negative ({int(np.sum(weights < 0))} are)")
-    if np.any(weights == 0):
-        raise DataError(f"{int(np.sum(weights == 0))} weights are zero; drop those rows instead")
+    if weights is not None:
+        check_weight_counts(int(np.sum(weights < 0)), int(np.sum(weights == 0)))
+
+
+def check_weight_counts(n_negative: int, n_zero: int) -> None:
+    """Refuse negative or zero prior weights, given how many there are.
+
+    Raises
+    ------
+    DataError
+    """
+    if n_negative:
+        raise DataError(f"weights must not be negative ({n_negative} are)")
+    if n_zero:
+        raise DataError(f"{n_zero} weights are zero; drop those rows instead")
 
 
 def names_in_code(code: str) -> set[str]:
@@ -267,11 +298,17 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def _used_columns(
-    parsed: ParsedFormula, data: pd.DataFrame
-) -> tuple[list[str], set[str], tuple[str, ...]]:
+def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str], tuple[str, ...]]:
     """The columns the model uses, those used bare (a whole term: ``x``, not ``C(x)``),
     and the code of the response and of every term.
+
+    ``data`` is anything with ``columns`` (a pandas or Dask DataFrame); the
+    columns come in the data's order.
+
+    Raises
+    ------
+    UnknownColumnError
+        The response or a grouping factor is not a column.
     """
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
@@ -321,7 +358,7 @@ def _bare_name(code: str) -> str | None:
     return None
 
 
-def _suggest(name: str, data: pd.DataFrame) -> str:
+def _suggest(name: str, data: Any) -> str:
     close = difflib.get_close_matches(name, list(map(str, data.columns)), n=3)
     if close:
         return f" (did you mean {', '.join(map(repr, close))}?)"
@@ -335,36 +372,47 @@ _NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
 def _fixed_part(
     parsed: ParsedFormula, frame: pd.DataFrame, used: list[str], eval_env: Any
 ) -> tuple[pd.Series, pd.DataFrame, Any]:
-    # numeric columns as plain arrays: patsy is several times faster on them
-    columns = {
-        str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used
-    }
+    columns = patsy_columns(frame, used)
     try:
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
-    except patsy.PatsyError as err:
-        message = err.message
-        if "is not defined" in message or "not found" in message:
-            raise UnknownColumnError(
-                f"cannot evaluate the fixed part {parsed.fixed!r}: {message}"
-            ) from None
-        raise FormulaError(f"cannot evaluate the fixed part {parsed.fixed!r}: {message}") from None
-    except NameError as err:
-        raise UnknownColumnError(
-            f"cannot evaluate the fixed part {parsed.fixed!r}: {err}"
-        ) from None
+    except (patsy.PatsyError, NameError) as err:
+        raise fixed_part_error(parsed.fixed, err) from None
     check_response_type(parsed.response, y.design_info)
-    y_names = y.design_info.column_names
-    endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y_names[0])
-    if not np.all(np.isfinite(endog.to_numpy())):
-        raise DataError(f"response {parsed.response!r} has non-finite values")
+    check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
+    endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
-    finite = np.isfinite(exog.to_numpy()).all(axis=0)
-    if not finite.all():
-        bad = list(exog.columns[~finite])
-        raise DataError(f"fixed-effects columns {bad} have non-finite values")
     return endog, exog, X.design_info
+
+
+def fixed_part_error(fixed: str, err: Exception) -> Exception:
+    """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
+    message = getattr(err, "message", None) or str(err)
+    if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
+        return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
+    return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")
+
+
+def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info: Any) -> None:
+    """Refuse non-finite values in the response or the fixed-effects columns.
+
+    Raises
+    ------
+    DataError
+        Naming the response or the fixed-effects columns at fault.
+    """
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"response {response!r} has non-finite values")
+    finite = np.isfinite(X).all(axis=0)
+    if not finite.all():
+        bad = [name for name, ok in zip(design_info.column_names, finite) if not ok]
+        raise DataError(f"fixed-effects columns {bad} have non-finite values")
+
+
+def patsy_columns(frame: pd.DataFrame, used: list[str]) -> dict[str, Any]:
+    """The used columns for patsy, plain numeric ones as arrays (several times faster)."""
+    return {str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used}
 
 
 def _is_plain_numeric(values: pd.Series) -> bool:
@@ -419,7 +467,11 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     continuous = ~np.all((X == 0) | (X == 1), axis=0)
     if not np.any(continuous):
         return False
-    sd = np.std(X[:, continuous], axis=0, ddof=1)
+    return scales_differ(np.std(X[:, continuous], axis=0, ddof=1), tol)
+
+
+def scales_differ(sd: np.ndarray, tol: float = 1e3) -> bool:
+    """The test of :func:`check_scale_x` on the standard deviations of the continuous columns."""
     with np.errstate(divide="ignore", invalid="ignore"):
         log_sd = np.log(sd)
         ratios = np.abs(log_sd[:, None] - log_sd[None, :])
@@ -432,16 +484,47 @@ def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFram
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]
+    warn_aliased(names)
+    return exog.drop(columns=names), names
+
+
+def warn_aliased(names: list[str]) -> None:
+    """lme4's warning that aliased fixed-effects columns are dropped (at the caller's line)."""
     warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(names)} "
         f"column{'s' if len(names) > 1 else ''} / coefficient{'s' if len(names) > 1 else ''}: "
         f"{', '.join(names)}",
         ValueWarning,
     )
-    return exog.drop(columns=names), names
 
 
-def _check_groups(terms: list[RandomTerm], nobs: int) -> None:
+def checked_drop_cols(columns: list[str], drop_cols: Any) -> list[str]:
+    """The fixed-effects columns that ``drop_cols`` (a name or a list of names) names.
+
+    Raises
+    ------
+    UnknownColumnError
+        A name is not one of ``columns``.
+    """
+    if not drop_cols:
+        return []
+    names = [drop_cols] if isinstance(drop_cols, str) else list(drop_cols)
+    unknown = [name for name in names if name not in columns]
+    if unknown:
+        raise UnknownColumnError(
+            f"drop_cols names {unknown}, which are not fixed-effects columns "
+            f"({', '.join(map(str, columns))})"
+        )
+    return names
+
+
+def check_groups(terms: list[RandomTerm], nobs: int) -> None:
+    """lme4's checks of the numbers of levels and random effects against ``nobs``.
+
+    Raises
+    ------
+    DataError
+    """
     for term in terms:
         if term.n_levels < 2:
             raise DataError(

@@ -11,14 +11,26 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
-from .engine.blocks import CrossProducts, build_cross_products, engine_order
+from .distributed.dask_fit import (
+    PartitionedModel,
+    RowsOnCluster,
+    build_partitioned,
+    is_dask_frame,
+    translate_partitioned,
+)
+from .engine.blocks import (
+    CrossProducts,
+    build_cross_products,
+    engine_order,
+    finalize_cross_products,
+)
 from .engine.objective import ProfiledDeviance
-from .exceptions import UnknownColumnError, warn
+from .exceptions import warn
 from .fitting.fit import OptSummary, check_estimates, fit_theta
 from .fitting.options import FitOptions, unknown_keyword_error
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
-from .frame import build_model_frame
+from .frame import build_model_frame, checked_drop_cols
 from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
@@ -41,6 +53,7 @@ MODEL_KEYWORDS = (
     "drop_cols",
     "restricted",
     *MIXEDLM_KEYWORDS,
+    "progress",
 )
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
@@ -66,7 +79,15 @@ class Lmer(LikelihoodModel):
         Known offset added to the linear predictor.
     **kwargs
         Passed to statsmodels' ``Model`` (``missing``, ``formula``, ...).
+
+    Attributes
+    ----------
+    partitions : DaskRows or None
+        For a model built from a Dask DataFrame, its rows on the cluster (see
+        :mod:`statsmodels_lmer.distributed`); None for in-memory data.
     """
+
+    partitions: Any = None
 
     def __init__(
         self,
@@ -96,11 +117,14 @@ class Lmer(LikelihoodModel):
                 raise ValueError(
                     f"random term {term.label!r} has {len(term.codes)} rows, endog has {n}"
                 )
+        self._set_layout(n, self.exog.shape[1])
+
+    def _set_layout(self, nobs: int, k_fixed: int) -> None:
         self.engine_order = engine_order(self.random_terms)
         starts = np.cumsum([0] + [t.n_theta for t in self.random_terms])
         self.theta_slices = [slice(a, b) for a, b in itertools.pairwise(starts)]
-        self.nobs = float(n)
-        self.k_fixed = self.exog.shape[1]
+        self.nobs = float(nobs)
+        self.k_fixed = k_fixed
 
     # -- construction --------------------------------------------------
     @classmethod
@@ -120,10 +144,13 @@ class Lmer(LikelihoodModel):
         formula : str
             lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``;
             ``(x || g)``, ``(1 | a/b)`` and ``(1 | a:b)`` are expanded as lme4.
-        data : pandas.DataFrame
-            The data; never modified.
+        data : pandas.DataFrame or dask.dataframe.DataFrame
+            The data; never modified. A Dask DataFrame is read in two passes
+            over its partitions and only the summed cross-products come to
+            the client (see docs/dask.md); weights and offset are then column
+            names.
         subset : array_like, optional
-            Rows to use (anything ``data.loc`` accepts).
+            Rows to use (anything ``data.loc`` accepts; not for Dask).
         drop_cols : list of str, optional
             Fixed-effects columns to drop from the model matrix.
         weights, offset : array_like or str, optional
@@ -144,6 +171,9 @@ class Lmer(LikelihoodModel):
             (``"~Time"``), ``vc_formula`` variance components
             (``{"Litter": "0 + C(Litter)"}``). They become lme4 terms
             (``(Time | Pig)``, ``(1 | Pig:Litter)``); see :func:`mixedlm`.
+            With a Dask DataFrame, ``groups`` is a column name.
+        progress : bool
+            Dask DataFrames only: show Dask's progress bar for each pass.
 
         Returns
         -------
@@ -160,7 +190,8 @@ class Lmer(LikelihoodModel):
         mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
         spec = None
         if any(value is not None for value in mixedlm_args.values()):
-            formula, data, spec = translate_mixedlm(formula, data, **mixedlm_args)
+            translate = translate_partitioned if is_dask_frame(data) else translate_mixedlm
+            formula, data, spec = translate(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
         if restricted:
             if kwargs.get("eval_env") is not None:
@@ -170,6 +201,23 @@ class Lmer(LikelihoodModel):
         else:
             eval_env = _capture_env(kwargs.pop("eval_env", None))
         weights, offset = kwargs.pop("weights", None), kwargs.pop("offset", None)
+        progress = kwargs.pop("progress", False)
+        if is_dask_frame(data):
+            built = build_partitioned(
+                parsed,
+                data,
+                weights=weights,
+                offset=offset,
+                subset=subset,
+                eval_env=eval_env,
+                drop_cols=drop_cols,
+                progress=progress,
+                **kwargs,
+            )
+            model = cls._from_partitioned(built, formula, data)
+            model.restricted, model.mixedlm_spec = restricted, spec
+            model.formula_namespace = FormulaNamespace.capture(built.codes, data.columns, eval_env)
+            return model
         mf = build_model_frame(
             parsed,
             data,
@@ -201,6 +249,33 @@ class Lmer(LikelihoodModel):
         model.data.frame = mf.frame
         return model
 
+    @classmethod
+    def _from_partitioned(cls, built: PartitionedModel, formula: str, ddf: Any) -> Lmer:
+        """A model whose rows stay in a Dask DataFrame (see :meth:`from_formula`)."""
+        model = cls.__new__(cls)
+        rows = built.rows
+        model.random_terms = built.terms
+        model.n_dropped, model.dropped_columns = built.n_dropped, built.dropped_columns
+        model.lmer_formula, model.formula = formula, formula
+        model.data, model.k_constant = built.data, built.k_constant
+        model.endog, model.exog = model.data.orig_endog, model.data.orig_exog
+        columns = rows.plan.rows
+        n = (built.nobs,)
+        model.weights = (
+            None if columns.weights is None else RowsOnCluster("weights", n, columns.weights)
+        )
+        model.offset = (
+            None if columns.offset is None else RowsOnCluster("offset", n, columns.offset)
+        )
+        model.weights_column, model.offset_column = columns.weights, columns.offset
+        model.restricted, model.formula_namespace = False, FormulaNamespace()
+        model.mixedlm_spec, model.data_name = None, None
+        model._data_attr, model._init_keys = [], []
+        rows.frame = model.data.frame = ddf[columns.columns].dropna()  # the complete rows
+        model.partitions = rows
+        model._set_layout(built.nobs, len(built.data.xnames))
+        return model
+
     # -- pickling ------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         # patsy's DesignInfo does not pickle, and statsmodels would rebuild it
@@ -220,7 +295,7 @@ class Lmer(LikelihoodModel):
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         fixed = getattr(self.data, "formula", None)
-        if frame is not None and fixed:
+        if frame is not None and fixed and self.partitions is None:
             rhs = fixed.split("~", 1)[1]
             try:
                 with deep_parsing(rhs):
@@ -249,6 +324,8 @@ class Lmer(LikelihoodModel):
         return self._build_cross_products(None)
 
     def _build_cross_products(self, strategy: str | None) -> CrossProducts:
+        if self.partitions is not None:
+            return finalize_cross_products(self.partitions.raw_sums, strategy)
         terms = [self.random_terms[i] for i in self.engine_order]
         y = np.asarray(self.endog, dtype=float)
         if self.offset is not None:
@@ -306,12 +383,16 @@ class Lmer(LikelihoodModel):
             set(groups)
         ) != len(groups):
             return self.theta_start
-        y = np.asarray(self.endog, dtype=float)
-        group_vars = []
-        for term in terms:
-            means = np.bincount(term.codes, y) / np.bincount(term.codes)
-            group_vars.append(np.var(means[term.codes], ddof=1))
-        residual_var = np.var(y, ddof=1) - sum(group_vars)
+        if self.partitions is not None:
+            group_vars, total_var = self.partitions.group_mean_variances()
+        else:
+            y = np.asarray(self.endog, dtype=float)
+            group_vars = []
+            for term in terms:
+                means = np.bincount(term.codes, y) / np.bincount(term.codes)
+                group_vars.append(np.var(means[term.codes], ddof=1))
+            total_var = np.var(y, ddof=1)
+        residual_var = total_var - sum(group_vars)
         if not residual_var > 0:
             return self.theta_start
         ratios = np.asarray(group_vars) / residual_var
@@ -462,24 +543,18 @@ def _check_bool_arg(name: str, value: Any) -> None:
 
 
 def _columns_of(data: Any) -> list[Any]:
-    """The column names of ``data`` (a DataFrame or a dict of columns)."""
+    """The column names of ``data`` (a pandas or Dask DataFrame, or a dict of columns)."""
     if isinstance(data, pd.DataFrame | dict):
         return list(data.keys())
+    if is_dask_frame(data):
+        return list(data.columns)
     raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
 
 
 def _drop_columns(exog: pd.DataFrame, drop_cols: Any) -> pd.DataFrame:
     """``exog`` without the ``drop_cols`` columns; unknown names are refused."""
-    if not drop_cols:
-        return exog
-    names = [drop_cols] if isinstance(drop_cols, str) else list(drop_cols)
-    unknown = [name for name in names if name not in exog.columns]
-    if unknown:
-        raise UnknownColumnError(
-            f"drop_cols names {unknown}, which are not fixed-effects columns "
-            f"({', '.join(map(str, exog.columns))})"
-        )
-    return exog.drop(columns=names)
+    names = checked_drop_cols(list(exog.columns), drop_cols)
+    return exog.drop(columns=names) if names else exog
 
 
 def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndarray:
@@ -515,13 +590,13 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     ----------
     formula : str
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
-        The data.
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        The data (see :meth:`Lmer.from_formula` for Dask).
     REML : bool
         REML (default) or maximum likelihood.
     **kwargs
         Model keywords (``weights``, ``offset``, ``subset``, ``missing``,
-        ``eval_env``, ``drop_cols``) and fit keywords (``method``,
+        ``eval_env``, ``drop_cols``, ``progress``) and fit keywords (``method``,
         ``maxiter``, ``start_theta``, ``xtol``, ``ftol``, ``check_conv``,
         ...; see :meth:`Lmer.fit`). Any other keyword is a TypeError.
 

@@ -592,7 +592,13 @@ class LmerResults(LikelihoodModelResults):
 
     @cached_property
     def fittedvalues(self) -> np.ndarray:
-        """Conditional fitted values ``X beta + Z b (+ offset)``."""
+        """Conditional fitted values ``X beta + Z b (+ offset)``.
+
+        A lazy Dask Series for a model fitted from a Dask DataFrame (so are
+        ``resid``, ``fittedvalues_marginal`` and ``residuals()``).
+        """
+        if self.model.partitions is not None:
+            return self.model.partitions.values(self, "fitted")
         fitted = np.asarray(self.model.exog) @ self.params + self._random_part()
         if self.model.offset is not None:
             fitted = fitted + self.model.offset
@@ -601,11 +607,15 @@ class LmerResults(LikelihoodModelResults):
     @cached_property
     def resid(self) -> np.ndarray:
         """Conditional (response) residuals ``y - fitted``."""
+        if self.model.partitions is not None:
+            return self.model.partitions.values(self, "resid")
         return np.asarray(self.model.endog) - self.fittedvalues
 
     @cached_property
     def fittedvalues_marginal(self) -> np.ndarray:
         """Marginal (population-level) fitted values ``X beta (+ offset)``."""
+        if self.model.partitions is not None:
+            return self.model.partitions.values(self, "marginal")
         fitted = np.asarray(self.model.exog) @ np.asarray(self.params)
         if self.model.offset is not None:
             fitted = fitted + self.model.offset
@@ -632,6 +642,10 @@ class LmerResults(LikelihoodModelResults):
         """
         if type not in ("response", "pearson"):
             raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+        if self.model.partitions is not None:
+            what = ("pearson" if type == "pearson" else "resid") + ("_marginal" if marginal else "")
+            values = self.model.partitions.values(self, what)
+            return values / self.sigma if scaled else values
         fitted = self.fittedvalues_marginal if marginal else self.fittedvalues
         values = np.asarray(self.model.endog, dtype=float) - np.asarray(fitted)
         if type == "pearson" and self.model.weights is not None:

@@ -175,8 +175,13 @@ def _criteria(res: Any) -> pd.DataFrame:
 
 
 def _residual_quantiles(res: Any) -> pd.DataFrame:
-    scaled = res.residuals(type="pearson", scaled=True)
-    values = np.quantile(scaled, [0.0, 0.25, 0.5, 0.75, 1.0])
+    probs = [0.0, 0.25, 0.5, 0.75, 1.0]
+    if (
+        getattr(res.model, "partitions", None) is not None
+    ):  # rows on a Dask cluster: exact, in passes
+        values = res.model.partitions.residual_quantiles(res, probs)
+    else:
+        values = np.quantile(res.residuals(type="pearson", scaled=True), probs)
     names = ["Min", "1Q", "Median", "3Q", "Max"]
     return pd.DataFrame({n: [f"{v:.4f}"] for n, v in zip(names, values)})
 

@@ -29,6 +29,8 @@ __all__ = [
     "level_key",
     "level_keys",
     "lme4_term_order",
+    "match_levels",
+    "order_terms",
     "row_level_keys",
     "term_level_keys",
 ]
@@ -205,6 +207,34 @@ def row_level_keys(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(keys, dtype=object)
 
 
+def match_levels(term: RandomTerm, rows: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    """Each row's level code in ``term``, matched by value across dtypes (:func:`level_key`).
+
+    Levels not seen in fitting get -1 when ``allow_new_levels``.
+
+    Raises
+    ------
+    DataError
+        Rows have levels not seen in fitting and ``allow_new_levels`` is False.
+    """
+    lookup: dict[str, int] = {}
+    for code, key in enumerate(term_level_keys(term)):
+        lookup.setdefault(key, code)
+    row_keys = row_level_keys(term, rows)
+    row_codes, keys = pd.factorize(row_keys)
+    mapped = np.array([lookup.get(key, -1) for key in keys] + [-1], dtype=np.int64)
+    codes = mapped[np.where(row_codes >= 0, row_codes, len(mapped) - 1)]
+    unseen = codes < 0
+    if unseen.any() and not allow_new_levels:
+        labels = sorted(set(row_keys[unseen]))
+        raise DataError(
+            f"newdata has levels of {term.group!r} not seen in fitting "
+            f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); "
+            "pass allow_new_levels=True to predict them with zero random effects"
+        )
+    return codes
+
+
 def compact_codes(combined: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values and each row's index among them.
 
@@ -248,7 +278,11 @@ def build_random_terms(
     -------
     list of RandomTerm
     """
-    terms = [_evaluate_bar(bar, frame, eval_env) for bar in bars]
+    return order_terms([_evaluate_bar(bar, frame, eval_env) for bar in bars])
+
+
+def order_terms(terms: list[RandomTerm]) -> list[RandomTerm]:
+    """The terms in lme4's order, a second term on a factor labelled ``"g.1"``."""
     order = lme4_term_order([term.n_levels for term in terms])
     terms = [terms[i] for i in order]
     seen: dict[str, int] = {}

@@ -33,9 +33,13 @@ __all__ = [
     "DenseProduct",
     "NestedLayout",
     "PairsProduct",
+    "RawSums",
     "build_cross_products",
     "engine_order",
+    "finalize_cross_products",
     "level_blocks",
+    "model_blocks",
+    "raw_sums",
 ]
 
 # Rough costs in seconds (2-core machine), used only to choose between exact
@@ -275,12 +279,11 @@ class NestedLayout:
 
 
 def _nested_layout(
-    cross: CrossProducts, term: RandomTerm, pairs: PairsProduct
+    cross: CrossProducts, l2: int, p2: int, pairs: PairsProduct
 ) -> NestedLayout | None:
-    """The compact layout, or None when the rest term is not nested."""
+    """The compact layout, or None when the rest term (l2 levels, p2 columns) is not nested."""
     a = cross.a_r1
     r, m = cross.n_random_rest, cross.size_rest
-    p2, l2 = term.n_cols, term.n_levels
     random = a.indices < r
     column = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
     level = a.indices[random] // p2
@@ -348,33 +351,156 @@ def build_cross_products(
     -------
     CrossProducts
     """
+    return finalize_cross_products(raw_sums(terms, X, y, weights), strategy)
+
+
+@dataclass(eq=False)
+class RawSums:
+    """The sums over rows behind :class:`CrossProducts`, before any choice is made.
+
+    Every array is a sum over rows, so the sums of two blocks of rows add up
+    (``a + b``) to the sums of their union: this is what one partition of a
+    distributed data frame contributes. :func:`finalize_cross_products` then
+    finds the weight classes, the product strategy and the nested layout.
+
+    Attributes
+    ----------
+    a11 : ndarray, shape (l1, p1, p1)
+        Per-level blocks of ``Z_1' W Z_1``.
+    a_r1 : scipy.sparse.csc_matrix, shape (m, l1 * p1)
+        ``R' W Z_1`` with ``R = [Z_2 ... Z_k, X, y]``.
+    a_rr : ndarray, shape (m, m)
+        ``R' W R``.
+    rest_sizes : list of (n_levels, n_cols)
+        Layout of the random part of ``R``.
+    n_fixed : int
+        Number of fixed-effects columns ``p``.
+    nobs : int
+        Number of rows.
+    sum_log_weights : float
+        ``log |W|``.
+    """
+
+    a11: np.ndarray
+    a_r1: sp.csc_matrix
+    a_rr: np.ndarray
+    rest_sizes: list[tuple[int, int]]
+    n_fixed: int
+    nobs: int
+    sum_log_weights: float
+
+    @property
+    def n_random_rest(self) -> int:
+        """Number of random effects in ``R`` (``r``)."""
+        return sum(levels * cols for levels, cols in self.rest_sizes)
+
+    def __add__(self, other: RawSums) -> RawSums:
+        if (
+            self.a11.shape != other.a11.shape
+            or self.a_rr.shape != other.a_rr.shape
+            or self.rest_sizes != other.rest_sizes
+        ):
+            raise ValueError("cannot add the sums of models with different layouts")
+        return RawSums(
+            self.a11 + other.a11,
+            _add_sparse(self.a_r1, other.a_r1),
+            self.a_rr + other.a_rr,
+            list(self.rest_sizes),
+            self.n_fixed,
+            self.nobs + other.nobs,
+            self.sum_log_weights + other.sum_log_weights,
+        )
+
+    def drop_fixed(self, columns: list[int]) -> RawSums:
+        """The sums without some fixed-effects columns (positions in ``X``)."""
+        if not columns:
+            return self
+        r, m = self.n_random_rest, self.a_rr.shape[0]
+        drop = {r + j for j in columns}
+        keep = np.array([i for i in range(m) if i not in drop])
+        return RawSums(
+            self.a11,
+            self.a_r1[keep].tocsc(),
+            self.a_rr[np.ix_(keep, keep)].copy(),
+            list(self.rest_sizes),
+            self.n_fixed - len(set(columns)),
+            self.nobs,
+            self.sum_log_weights,
+        )
+
+
+def _add_sparse(a: sp.spmatrix, b: sp.spmatrix) -> sp.csc_matrix:
+    """``a + b`` keeping every stored entry (scipy's ``+`` drops exact zeros).
+
+    Stored entries mark the observed level pairs, which the strategies count.
+    """
+    a, b = a.tocoo(), b.tocoo()
+    out = sp.coo_matrix(
+        (
+            np.concatenate([a.data, b.data]),
+            (np.concatenate([a.row, b.row]), np.concatenate([a.col, b.col])),
+        ),
+        shape=a.shape,
+    ).tocsc()
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def raw_sums(
+    terms: list[RandomTerm],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> RawSums:
+    """The additive sums of some rows (see :class:`RawSums`).
+
+    Parameters are those of :func:`build_cross_products`; the terms' level
+    codes index their full level sets, so that sums over different rows line up.
+    """
     n = len(y)
     root_w = np.ones(n) if weights is None else np.sqrt(weights)
     first, rest = terms[0], terms[1:]
     z1 = _weighted_columns(first, root_w)
     xy = np.column_stack([X, y]) * root_w[:, None]
     z_rest = [_weighted_columns(t, root_w) for t in rest]
-    a11 = level_blocks(first.codes, z1, first.n_levels)
-    classes, class_of_level, counts = _weight_classes(a11)
-    a_r1 = _rest_by_first(rest, z_rest, xy, first, z1)
-    a_rr = _rest_by_rest(rest, z_rest, xy)
-    cross = CrossProducts(
-        first_levels=first.n_levels,
-        first_cols=first.n_cols,
-        a11_classes=classes,
-        class_of_level=class_of_level,
-        class_counts=counts,
-        a_r1=a_r1,
-        a_rr=a_rr,
+    return RawSums(
+        a11=level_blocks(first.codes, z1, first.n_levels),
+        a_r1=_rest_by_first(rest, z_rest, xy, first, z1),
+        a_rr=_rest_by_rest(rest, z_rest, xy),
         rest_sizes=[(t.n_levels, t.n_cols) for t in rest],
-        n_random_rest=sum(t.n_random for t in rest),
         n_fixed=X.shape[1],
         nobs=n,
         sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
     )
+
+
+def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossProducts:
+    """:class:`CrossProducts` from summed :class:`RawSums`.
+
+    Groups the first term's levels into weight classes, picks the product
+    strategy (the one asked for, or the cheapest) and, with one rest term
+    nested in the first, the compact nested layout.
+    """
+    classes, class_of_level, counts = _weight_classes(raw.a11)
+    levels, cols = raw.a11.shape[0], raw.a11.shape[1]
+    cross = CrossProducts(
+        first_levels=levels,
+        first_cols=cols,
+        a11_classes=classes,
+        class_of_level=class_of_level,
+        class_counts=counts,
+        a_r1=raw.a_r1,
+        a_rr=raw.a_rr,
+        rest_sizes=list(raw.rest_sizes),
+        n_random_rest=raw.n_random_rest,
+        n_fixed=raw.n_fixed,
+        nobs=raw.nobs,
+        sum_log_weights=raw.sum_log_weights,
+    )
     cross.product = _choose_strategy(cross, strategy)
-    if isinstance(cross.product, PairsProduct) and len(rest) == 1:
-        cross.nested = _nested_layout(cross, rest[0], cross.product)
+    if isinstance(cross.product, PairsProduct) and len(raw.rest_sizes) == 1:
+        cross.nested = _nested_layout(cross, *raw.rest_sizes[0], cross.product)
     return cross
 
 
@@ -547,3 +673,41 @@ def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.nda
     flat = r[keep].astype(np.int64) * m + s[keep]
     weight = class_a[keep].astype(np.int64) * p1 + b_index[keep]
     return flat, g.data[keep], weight
+
+
+def model_blocks(
+    cross: CrossProducts, order: list[int]
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """``Z' W Z``, ``Z' W X`` and ``X' W X`` with the terms in the model's order.
+
+    Parameters
+    ----------
+    cross : CrossProducts
+        Cross-products in the engine's layout.
+    order : list of int
+        The engine order (:func:`engine_order`): the model's term at each of
+        the engine's positions.
+
+    Returns
+    -------
+    ztwz : scipy.sparse.csr_matrix, shape (q, q)
+    ztwx : ndarray, shape (q, p)
+    xtwx : ndarray, shape (p, p)
+    """
+    l1, p1 = cross.first_levels, cross.first_cols
+    r, p = cross.n_random_rest, cross.n_fixed
+    per_level = cross.a11_classes[cross.class_of_level]
+    rows = (np.arange(l1)[:, None, None] * p1 + np.arange(p1)[None, :, None]).repeat(p1, 2)
+    cols = rows.transpose(0, 2, 1)
+    first = sp.csr_matrix((per_level.ravel(), (rows.ravel(), cols.ravel())), shape=(l1 * p1,) * 2)
+    rest_first = cross.a_r1[:r]
+    ztwz = sp.bmat(
+        [[first, rest_first.T], [rest_first, sp.csr_matrix(cross.a_rr[:r, :r])]], format="csr"
+    )
+    ztwx = np.vstack([cross.a_r1[r : r + p].T.toarray(), cross.a_rr[:r, r : r + p]])
+    xtwx = cross.a_rr[r : r + p, r : r + p].copy()
+    sizes = [l1 * p1] + [levels * k for levels, k in cross.rest_sizes]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    by_term = {term: np.arange(starts[k], starts[k + 1]) for k, term in enumerate(order)}
+    perm = np.concatenate([by_term[t] for t in range(len(order))])
+    return ztwz[perm][:, perm].tocsr(), ztwx[perm], xtwx

@@ -84,10 +84,9 @@ def zapsmall(values: np.ndarray, digits: int = 7) -> np.ndarray:
 def type1_contrasts(model) -> dict[str, np.ndarray]:
     """Sequential (type I) contrasts: rows of the unit upper Doolittle factor of X'X."""
     terms, _ = fixed_terms(model)
-    X = np.asarray(model.exog, dtype=float)
-    if X.shape[1] == 0:
+    if len(model.exog_names) == 0:
         return {}
-    chol = np.linalg.cholesky(X.T @ X)
+    chol = np.linalg.cholesky(_gram(model))
     upper = (chol / np.diag(chol)).T
     upper[np.abs(upper) < 1e-6] = 0.0
     return {t.name: upper[list(t.columns)] for t in terms}
@@ -113,11 +112,14 @@ def marginal_terms(model) -> list[str]:
 def type3_contrasts(model) -> dict[str, np.ndarray]:
     """lmerTest's type III contrasts (treatment-coded coefficients)."""
     terms, has_intercept = fixed_terms(model)
-    X = np.asarray(model.exog, dtype=float)
-    if X.shape[1] <= 1 or len(terms) <= 1:
+    if len(model.exog_names) <= 1 or len(terms) <= 1:
         return type1_contrasts(model)
-    full, full_names = _full_dummy_design(model, terms, has_intercept)
-    L = zapsmall((np.linalg.pinv(X) @ full).T)  # (full params) x p
+    if getattr(model, "partitions", None) is not None:  # rows on a Dask cluster: from X'X and X'F
+        coefficients, full_names = _partitioned_full_coefficients(model, has_intercept)
+    else:
+        full, full_names = _full_dummy_design(model, terms, has_intercept)
+        coefficients = np.linalg.pinv(np.asarray(model.exog, dtype=float)) @ full
+    L = zapsmall(coefficients.T)  # (full params) x p
     by_order = sorted(terms, key=lambda t: len(t.variables), reverse=True)
     for term in by_order:
         containing = [o for o in terms if term.contained_in(o)]
@@ -134,6 +136,24 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         block = L[:, list(term.columns)].T
         out[term.name] = block[np.abs(block).sum(axis=1) > 1e-8]
     return out
+
+
+def _gram(model) -> np.ndarray:
+    """``X'X`` (unweighted)."""
+    if getattr(model, "partitions", None) is not None:
+        return model.partitions.fixed_gram
+    X = np.asarray(model.exog, dtype=float)
+    return X.T @ X
+
+
+def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarray, list[str]]:
+    """``pinv(X) F = (X'X)^-1 X'F`` from the sums of a model on a Dask cluster."""
+    rows = model.partitions
+    x_full, names = rows.x_full, rows.full_design_names()
+    if has_intercept:
+        x_full = np.column_stack([rows.x_ones, x_full])
+    coefficients = np.linalg.lstsq(rows.fixed_gram, x_full, rcond=None)[0]
+    return coefficients, (["Intercept"] if has_intercept else []) + names
 
 
 def _full_dummy_design(

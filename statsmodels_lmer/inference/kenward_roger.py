@@ -60,7 +60,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from .._parallel import Progress
-from ..engine.blocks import level_blocks
+from ..engine.blocks import model_blocks
 
 __all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
 
@@ -314,9 +314,9 @@ class _DenseQ:
     ``J = (I - Lambda M^-1 Lambda' Z'WZ) / sigma^2`` (so ``Sigma^-1 Z = W Z J``).
     """
 
-    def __init__(self, Z: sp.csr_matrix, WZ: sp.csr_matrix, Lam: sp.csr_matrix, s2: float):
-        q = Z.shape[1]
-        A0 = np.asarray((Z.T @ WZ).todense())  # Z'WZ
+    def __init__(self, ztwz: sp.csr_matrix, Lam: sp.csr_matrix, s2: float):
+        q = ztwz.shape[1]
+        A0 = ztwz.toarray()  # Z'WZ
         LtA0 = np.asarray(Lam.T @ A0)  # Lambda' Z'WZ
         M = np.asarray(Lam.T @ LtA0.T) + np.eye(q)
         self._chol = sla.cholesky(0.5 * (M + M.T), lower=True)
@@ -357,9 +357,8 @@ class _DenseQ:
 class _BlockQ:
     """The same quantities for one term: every q x q matrix is block diagonal."""
 
-    def __init__(self, term: Any, T: np.ndarray, w: np.ndarray, s2: float):
-        k, levels = term.n_cols, term.n_levels
-        A0 = level_blocks(term.codes, term.Z * np.sqrt(w)[:, None], levels)  # Z'WZ
+    def __init__(self, A0: np.ndarray, T: np.ndarray, s2: float):
+        levels, k = A0.shape[0], A0.shape[1]  # A0: per-level blocks of Z'WZ
         M = np.einsum("ba,lbc,cd->lad", T, A0, T) + np.eye(k)
         self._m_inv = np.linalg.inv(M)
         self._m_inv = 0.5 * (self._m_inv + self._m_inv.transpose(0, 2, 1))
@@ -403,28 +402,29 @@ def kr_pieces(
     n_params = sum(term.n_theta for term in model.random_terms)
     bar = Progress(2 * n_params + 2, "Kenward-Roger", "step", progress)
     bar.note("factor of the random-effects system")
-    X = np.asarray(model.exog, dtype=float)
-    n, p = X.shape
-    w = np.ones(n) if model.weights is None else np.asarray(model.weights, dtype=float)
+    cross = model.cross_products
+    ztwz, ztwx, xtwx = model_blocks(cross, model.engine_order)
+    n, p = cross.nobs, cross.n_fixed
     s2 = float(res.scale)
     terms = model.random_terms
-    Z = sp.hstack([t.z_matrix() for t in terms], format="csr")
-    q = Z.shape[1]
+    q = ztwz.shape[1]
     Lam = sp.csr_matrix(res.Lambda)
-    WZ = sp.csr_matrix(Z.multiply(w[:, None]))
     if len(terms) == 1 and structure == "auto":
         T = terms[0].factor(res.theta[model.theta_slices[0]])
-        qs: _DenseQ | _BlockQ = _BlockQ(terms[0], T, w, s2)
+        per_level = cross.a11_classes[cross.class_of_level]
+        qs: _DenseQ | _BlockQ = _BlockQ(per_level, T, s2)
     else:
-        qs = _DenseQ(Z, WZ, Lam, s2)
+        qs = _DenseQ(ztwz, Lam, s2)
 
-    # Sigma^-1 X = W Xt; B = Z' Sigma^-1 X
-    ZtWX = np.asarray(WZ.T @ X)
-    Xt = (X - Z @ np.asarray(Lam @ qs.m_solve(np.asarray(Lam.T @ ZtWX)))) / s2
-    B = np.asarray(WZ.T @ Xt)
-    # Sigma^-1 W^-1 Sigma^-1 X = W Xt2; B2 = Z' Sigma^-1 W^-1 Sigma^-1 X
-    Xt2 = (Xt - Z @ np.asarray(Lam @ qs.m_solve(np.asarray(Lam.T @ B)))) / s2
-    B2 = np.asarray(WZ.T @ Xt2)
+    # Sigma^-1 X = W Xt with Xt = (X - Z G) / s2; B = Z' Sigma^-1 X = Z'W Xt
+    G = np.asarray(Lam @ qs.m_solve(np.asarray(Lam.T @ ztwx)))
+    B = (ztwx - ztwz @ G) / s2
+    # Sigma^-1 W^-1 Sigma^-1 X = W Xt2 with Xt2 = (Xt - Z G2) / s2; B2 = Z'W Xt2
+    G2 = np.asarray(Lam @ qs.m_solve(np.asarray(Lam.T @ B)))
+    B2 = (B - ztwz @ G2) / s2
+    # Xt' W Xt, from the cross-products alone
+    cross_g = ztwx.T @ G
+    xt_w_xt = (xtwx - cross_g - cross_g.T + G.T @ (ztwz @ G)) / s2**2
 
     # parameters of the random terms
     blocks: list[tuple[slice, int, int]] = []  # (columns in Z, k, levels)
@@ -469,8 +469,8 @@ def kr_pieces(
         Q[i, m - 1] = EB[i].T @ B2[cols_i]
         Q[m - 1, i] = Q[i, m - 1].T
         bar.update()
-    P[m - 1] = -Xt.T @ (w[:, None] * Xt)
-    Q[m - 1, m - 1] = Xt.T @ (w[:, None] * Xt2)
+    P[m - 1] = -xt_w_xt
+    Q[m - 1, m - 1] = (xt_w_xt - B.T @ G2) / s2
 
     # K_ij = tr(E_i C E_j C) through per-term-pair fourth-order arrays
     bar.note("traces")

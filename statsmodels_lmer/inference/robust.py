@@ -41,6 +41,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
+from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..random_effects import scaled_z
 from ..terms import grouping_codes
@@ -252,6 +253,7 @@ def cluster_robust(res: Any, groups: Any = None, type: str = "CR2") -> ClusterRo
     if kind not in ROBUST_TYPES:
         raise ValueError(f"type must be one of {', '.join(ROBUST_TYPES)}; got {type!r}")
     model = res.model
+    refuse_on_cluster(model, "cluster-robust covariances")
     if model.weights is not None:
         raise ValueError(
             "cluster-robust covariances are not available for models with prior weights "

@@ -184,7 +184,8 @@ def _check_same_data(results: tuple[Any, ...]) -> None:
     shared = set.intersection(*(set(r.model.exog_names) for r in results))
     groups_list = sorted(groups)
     columns_list = [c for c in first.model.exog_names if c in shared]
-    base = _data_record(first, groups_list, columns_list)
+    on_cluster = any(_on_cluster(res) for res in results)
+    base = None if on_cluster else _data_record(first, groups_list, columns_list)
     for position, res in enumerate(results[1:], start=2):
         if res.nobs != first.nobs:
             raise DataError(
@@ -192,6 +193,14 @@ def _check_same_data(results: tuple[Any, ...]) -> None:
                 f"observations and model {position} {res.nobs}; compare fits of one data "
                 "set, with the same rows (watch missing values)"
             )
+        if on_cluster:
+            if not np.allclose(_response_summary(first), _response_summary(res), rtol=1e-10):
+                raise DataError(
+                    f"models 1 and {position} were not fitted to the same data: the response "
+                    "differs (compared by its mean and variance, the rows being on a Dask "
+                    "cluster); compare fits of one data set"
+                )
+            continue
         record = _data_record(res, groups_list, columns_list)
         names = list(base.columns)
         if _same_rows(base, record, names):
@@ -205,6 +214,20 @@ def _check_same_data(results: tuple[Any, ...]) -> None:
             "(compared row by row, in any order); "
             "compare fits of one data set"
         )
+
+
+def _on_cluster(res: Any) -> bool:
+    """Whether the model's rows stay on a Dask cluster."""
+    return getattr(res.model, "partitions", None) is not None
+
+
+def _response_summary(res: Any) -> np.ndarray:
+    """Mean and variance of the response (from the sums for rows on a Dask cluster)."""
+    if _on_cluster(res):
+        moments = res.model.partitions.response
+        return np.array([moments.mean[0], moments.variance[0]])
+    y = np.asarray(res.model.endog, dtype=float)
+    return np.array([y.mean(), y.var(ddof=1)])
 
 
 def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
@@ -283,6 +306,8 @@ def ranova(res: Any) -> pd.DataFrame:
 
 def _least_squares_loglik(res: Any) -> tuple[int, float]:
     """(npar, log-likelihood) of the fixed-effects-only model (R's logLik.lm)."""
+    if _on_cluster(res):
+        return _least_squares_from_sums(res)
     model = res.model
     X = np.asarray(model.exog, dtype=float)
     y = np.asarray(model.endog, dtype=float)
@@ -297,6 +322,19 @@ def _least_squares_loglik(res: Any) -> tuple[int, float]:
     criterion = profiled_criterion(
         0.0, ld_rx2, float(resid @ resid), n, p, float(np.sum(np.log(w))), res.reml
     )
+    return p + 1, -0.5 * criterion
+
+
+def _least_squares_from_sums(res: Any) -> tuple[int, float]:
+    """:func:`_least_squares_loglik` from the cross-products ``[X y]' W [X y]``."""
+    cross = res.model.cross_products
+    r, p = cross.n_random_rest, cross.n_fixed
+    block = cross.a_rr[r:, r:]
+    chol = np.linalg.cholesky(block[:p, :p])
+    solved = np.linalg.solve(chol, block[:p, p])
+    ld_rx2 = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    rss = float(block[p, p] - solved @ solved)
+    criterion = profiled_criterion(0.0, ld_rx2, rss, cross.nobs, p, cross.sum_log_weights, res.reml)
     return p + 1, -0.5 * criterion
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..distributed.dask_fit import is_dask_frame
 from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import complete_rows, fixed_matrix, row_values, selected_terms, term_rows
@@ -115,6 +116,11 @@ def predict_interval(
     model = res.model
     rows_given = newdata is not None
     newdata = model.data.frame if newdata is None else newdata
+    if is_dask_frame(newdata):
+        raise TypeError(
+            "predict_interval() simulates on rows in memory; pass a pandas DataFrame "
+            "(for a Dask DataFrame, compute() the rows wanted, e.g. ddf.head(1000))"
+        )
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")

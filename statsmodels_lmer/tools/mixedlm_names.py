@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..distributed.dask_fit import refuse_on_cluster
 from ..inference.derivatives import jacobian
 from ..mixedlm_formula import VarianceComponent
 from ..parametrization import factor_from_theta, tril_colmajor
@@ -213,6 +214,7 @@ def _group_effects(
 ) -> tuple[list[Any], list[list[_Effect]], np.ndarray]:
     """Group keys, each group's effects in MixedLM's order, and each row's group."""
     model = res.model
+    refuse_on_cluster(model, "random_effects (MixedLM's names by group)")
     frame = model.data.frame
     group_codes, _ = grouping_codes(frame, (view.groups,))
     keys = _first_values(frame[view.groups], group_codes)

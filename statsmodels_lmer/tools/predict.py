@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
 from ..frame import column_or_array, names_in_code
 from ..random_effects import term_contribution
 from ..restricted import check_bars
-from ..terms import RandomTerm, row_level_keys, term_level_keys
+from ..terms import RandomTerm, match_levels
 
 __all__ = [
     "complete_rows",
@@ -99,6 +100,13 @@ def predict(
 ) -> np.ndarray:
     """Predictions on the response scale; see :meth:`LmerResults.predict`."""
     model = res.model
+    if model.partitions is not None:  # fitted from a Dask DataFrame: lazy predictions
+        return _predict_partitioned(res, newdata, re_formula, allow_new_levels, offset)
+    if is_dask_frame(newdata):
+        raise TypeError(
+            "predictions for a Dask DataFrame need a model fitted from a Dask DataFrame; "
+            "compute() the frame to predict with this model"
+        )
     rows_given = newdata is not None
     newdata = model.data.frame if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
@@ -117,6 +125,27 @@ def predict(
     out = np.full(len(newdata), np.nan)
     out[complete] = values
     return out
+
+
+def _predict_partitioned(
+    res: Any, newdata: Any, re_formula: Any, allow_new_levels: bool, offset: Any
+) -> Any:
+    model = res.model
+    rows = model.partitions
+    newdata = rows.frame if newdata is None else newdata
+    if not is_dask_frame(newdata):
+        raise TypeError(
+            "a model fitted from a Dask DataFrame predicts for a Dask DataFrame, got "
+            f"{type(newdata).__name__}; use dask.dataframe.from_pandas"
+        )
+    if offset is not None and not isinstance(offset, str):
+        raise TypeError(
+            "for a Dask DataFrame, offset must be the name of a column of newdata, got "
+            f"{type(offset).__name__}"
+        )
+    offset_column = offset if offset is not None else model.offset_column
+    terms = selected_terms(model, re_formula)
+    return rows.predict(res, newdata, terms, allow_new_levels, offset_column)
 
 
 def row_values(
@@ -223,30 +252,8 @@ def term_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A term's columns and level codes for new rows (-1 for unseen levels)."""
     term: RandomTerm = model.random_terms[index]
-    codes = _new_codes(term, rows)
-    unseen = codes < 0
-    if unseen.any() and not allow_new_levels:
-        labels = sorted(set(_labels(term, rows)[unseen]))
-        raise DataError(
-            f"newdata has levels of {term.group!r} not seen in fitting "
-            f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); "
-            "pass allow_new_levels=True to predict them with zero random effects"
-        )
+    codes = match_levels(term, rows, allow_new_levels)
     return _term_columns(model, term, rows), codes
-
-
-def _labels(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
-    return row_level_keys(term, rows)
-
-
-def _new_codes(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
-    """Each row's level code, matched by value across dtypes (-1: a level not seen in fitting)."""
-    lookup: dict[str, int] = {}
-    for code, key in enumerate(term_level_keys(term)):
-        lookup.setdefault(key, code)
-    row_codes, keys = pd.factorize(row_level_keys(term, rows))
-    mapped = np.array([lookup.get(key, -1) for key in keys] + [-1], dtype=np.int64)
-    return mapped[np.where(row_codes >= 0, row_codes, len(mapped) - 1)]
 
 
 def _term_columns(model: Any, term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:

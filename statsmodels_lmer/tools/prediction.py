@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import stats
 
+from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
@@ -134,6 +135,7 @@ def get_prediction(
     PredictionResults
     """
     model = res.model
+    refuse_on_cluster(model, "get_prediction() (use predict())")
     rows_given = newdata is not None
     if newdata is None:
         newdata = model.data.frame
