@@ -105,6 +105,9 @@ def imports_of(name: str, path: Path) -> list[tuple[str, ast.ImportFrom, bool]]:
     """(target module, node, at top level) for each import of a package module."""
     tree = ast.parse(path.read_text())
     top_level = {id(node) for node in tree.body}
+    for node in tree.body:  # "if TYPE_CHECKING:" imports are module level too
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            top_level.update(id(child) for child in node.body)
     out = []
     known = modules()
     for node in ast.walk(tree):

@@ -1,0 +1,52 @@
+"""The package's public names load on first use (the import itself stays cheap)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import statsmodels_lmer as sml
+
+HEAVY = {"statsmodels", "scipy", "pandas", "matplotlib", "patsy"}
+
+
+def loaded_after(code: str) -> set[str]:
+    """Names in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+def test_import_loads_neither_statsmodels_nor_scipy_nor_matplotlib():
+    assert not top_level(loaded_after("import statsmodels_lmer")) & HEAVY
+
+
+def test_first_use_loads_the_model_but_not_matplotlib():
+    loaded = loaded_after("import statsmodels_lmer as sml\nsml.lmer")
+    assert "statsmodels_lmer.model" in loaded
+    assert "matplotlib" not in top_level(loaded)  # plots import it when drawing
+
+
+def test_all_lists_exactly_the_lazy_names():
+    lazy = {name for name in sml.__all__ if name != "__version__"}
+    for name in lazy:
+        assert getattr(sml, name) is not None
+        assert name in dir(sml)
+    assert "Lmer" in lazy and "graphics" in lazy
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'lmerr'"):
+        sml.lmerr  # noqa: B018
+
+
+def test_from_import_and_submodule_import_work():
+    code = "from statsmodels_lmer import DataError, lmer\nimport statsmodels_lmer.datasets"
+    loaded = loaded_after(code)
+    assert {"statsmodels_lmer.exceptions", "statsmodels_lmer.datasets"} <= loaded
