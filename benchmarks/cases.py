@@ -52,6 +52,9 @@ class Case:
     lme4_skip : str
         Why lme4 is not run on this model ("" runs it; see also
         :data:`LME4_MAX_ROWS`).
+    prepare : str, optional
+        A name in :data:`PREPARE`: derived columns added to the data set
+        (lme4 then reads our CSV: give ``r_package=None``).
     once : bool
         Time a single fit, without a warm-up fit of the same model.
     quick : bool
@@ -68,6 +71,7 @@ class Case:
     r_package: str | None = "lme4"
     mixedlm: dict | None = None
     lme4_skip: str = ""
+    prepare: str | None = None
     once: bool = False
     quick: bool = False
 
@@ -94,7 +98,21 @@ class Case:
         """The data: the bundled data set or the synthetic design."""
         if self.synthetic:
             return make_data(self.design, self.n, self.levels, seed=SEED)
-        return sml.datasets.load(self.dataset)
+        data = sml.datasets.load(self.dataset)
+        return PREPARE[self.prepare](data) if self.prepare else data
+
+
+def kb07_helmert(data: pd.DataFrame) -> pd.DataFrame:
+    """kb07 with +/-1 codes S, P, L for spkr, prec, load (R's contr.helmert; MixedModels.jl)."""
+    return data.assign(
+        S=(data["spkr"] == "old") * 2.0 - 1.0,
+        P=(data["prec"] == "maintain") * 2.0 - 1.0,
+        L=(data["load"] == "yes") * 2.0 - 1.0,
+    )
+
+
+PREPARE = {"kb07_helmert": kb07_helmert}
+"""Derived columns of bundled data sets, by the name a :class:`Case` gives in ``prepare``."""
 
 
 def _rows_label(n: int) -> str:
@@ -125,6 +143,10 @@ def _crossed_levels(design: str, formula: str, n: int, levels: tuple[int, int], 
     return Case(name, formula, design=design, n=n, levels=levels, **kw)
 
 
+KB07_SLOPES_4 = "(1 + S + P + L | {})"
+KB07_SLOPES_8 = "(1 + S*P*L | {})"  # 8 x 8 covariance on each factor: 72 theta
+
+
 def _mixedlm_nested(formula: str, outer: str, inner: str) -> dict:
     """MixedLM keywords for ``(1|outer/inner)``: variance components of ``inner`` in ``outer``."""
     return {"formula": formula, "groups": outer, "vc_formula": {inner: f"0 + C({inner})"}}
@@ -135,10 +157,7 @@ def _mixedlm_slope(formula: str, group: str, slope: str) -> dict:
     return {"formula": formula, "groups": group, "re_formula": f"~{slope}"}
 
 
-# --- bundled data sets (add data-set cases here, e.g. kb07's maximal model:
-# Case("kb07-maximal", "rt_trunc ~ 1 + spkr*prec*load + (1 + spkr*prec*load|subj)"
-#      " + (1 + spkr*prec*load|item)", dataset="kb07", r_package=None)
-# once kb07 is bundled; r_package=None sends lme4 our copy of the data)
+# --- bundled data sets
 DATASET_CASES = [
     Case(
         "Dyestuff",
@@ -171,6 +190,24 @@ DATASET_CASES = [
     ),
     Case("InstEval", "y ~ service + (1|s) + (1|d) + (1|dept)", reml=False, dataset="InstEval"),
     Case("InstEval-dept", "y ~ service*dept + (1|s) + (1|d)", reml=False, dataset="InstEval"),
+    # kb07 (MixedModels.jl's copy, Helmert codes): subject x item with random slopes
+    Case(
+        "kb07-4x4",
+        f"rt_trunc ~ 1 + S*P*L + {KB07_SLOPES_4.format('subj')} + {KB07_SLOPES_4.format('item')}",
+        reml=False,
+        dataset="kb07",
+        prepare="kb07_helmert",
+        r_package=None,
+    ),
+    Case(
+        "kb07-8x8",
+        f"rt_trunc ~ 1 + S*P*L + {KB07_SLOPES_8.format('subj')} + {KB07_SLOPES_8.format('item')}",
+        reml=False,
+        dataset="kb07",
+        prepare="kb07_helmert",
+        r_package=None,
+        lme4_skip="lme4 1.1-31 took 3809 s (541 evaluations) for this fit on this machine",
+    ),
 ]
 
 # --- synthetic: crossed factors from 1e4 to 1e7 rows (the plotted series)
@@ -217,6 +254,10 @@ MANY_LEVELS_CASES = [
 CASES = DATASET_CASES + SCALING_CASES + DESIGN_CASES + MANY_LEVELS_CASES
 BY_NAME = {case.name: case for case in CASES}
 SCALING_NAMES = tuple(case.name for case in SCALING_CASES)
+
+# --- inference after a fit (issue 13): (task, model) for ``workers.py inference``
+INFERENCE_TASKS = (("summary", "kb07-8x8"), ("profile", "InstEval"))
+QUICK_INFERENCE_TASKS = (("summary", "kb07-4x4"),)
 
 # --- one objective evaluation against n, same levels at every n
 DEVFUN_FORMULA = "y ~ x + (1|g1) + (1|g2)"

@@ -343,6 +343,77 @@ def targets(rows: list[Row]) -> list[Target]:
     return out
 
 
+KB07_8X8_LME4 = 28578.3349168692  # lme4 1.1-31 default fit (nloptwrap), 3809 s on this machine
+
+
+def _ours(row: Row | None, key: str) -> float | None:
+    return None if row is None else row.ours.get(key)
+
+
+def _time_and_memory(row: Row | None, label: str, seconds: float, gib: float) -> list[Target]:
+    """Fit time and peak-memory targets for one model."""
+    peak = _ours(row, "peak_mib")
+    return [
+        _check(
+            f"{label} <= {seconds:.0f} s", _ours(row, "seconds"), seconds, lambda v: f"{v:.1f} s"
+        ),
+        _check(
+            f"{label} <= {gib:g} GiB",
+            None if peak is None else peak / 1024,
+            gib,
+            lambda v: f"{v:.2f} GiB",
+        ),
+    ]
+
+
+def _kb07_optimum(row: Row | None) -> Target:
+    label = "kb07 8x8 default fit reaches lme4's optimum or lower"
+    value = _ours(row, "objective")
+    if value is None:
+        return (label, "not run", "-")
+    gap = value - KB07_8X8_LME4
+    return (label, "met" if gap <= 1e-6 else "not met", f"deviance {value:.4f} ({gap:+.4f})")
+
+
+def targets_scale(rows: list[Row], inference: list[dict], imports: dict) -> list[Target]:
+    """(target, status, measured) for each target of issue 13."""
+    by_name = {r.case.name: r for r in rows}
+    done = {(item["task"], item["name"]): item.get("seconds") for item in inference}
+
+    def secs(v: float) -> str:
+        return f"{v:.1f} s"
+
+    kb07 = by_name.get("kb07-8x8")
+    return [
+        *_time_and_memory(by_name.get("crossed-2e5-20k-20k"), "crossed 2e5, 20k x 20k", 120, 8),
+        _check(
+            "crossed 2e5, 20k x 5k <= 20 s",
+            _ours(by_name.get("crossed-2e5-20k-5k"), "seconds"),
+            20,
+            secs,
+        ),
+        *_time_and_memory(by_name.get("crossed-slopes-1e5-5k-2k"), "(x|A) + (x|B) 1e5", 30, 1),
+        _check("kb07 8x8 (72 theta) default fit <= 30 s", _ours(kb07, "seconds"), 30, secs),
+        _kb07_optimum(kb07),
+        _check("kb07 8x8 summary() <= 5 s", done.get(("summary", "kb07-8x8")), 5, secs),
+        _check("InstEval profile confint <= 30 s", done.get(("profile", "InstEval")), 30, secs),
+        _lme4_target(rows),
+        _import_target(imports),
+    ]
+
+
+def _import_target(imports: dict) -> Target:
+    label, status, measured = _check(
+        "import <= 0.7 s", imports.get("seconds"), 0.7, lambda v: f"{v:.2f} s"
+    )
+    if "ready_seconds" in imports:
+        measured += (
+            f" (with sml.Lmer loaded: {imports['ready_seconds']:.2f} s, of which"
+            f" statsmodels.base.model alone {imports['statsmodels_seconds']:.2f} s)"
+        )
+    return (label, status, measured)
+
+
 def _plot_fit_time(axes, crossed: list[Row]) -> None:
     for label, times, style in [
         ("ours", lambda r: r.ours, "o-"),
@@ -508,8 +579,10 @@ def render_page(raw: dict, rows: list[Row], sections: dict[str, str] | None = No
     sections = template_sections() if sections is None else sections
     run, imports = raw.get("run", {}), raw["imports"]
     elapsed = run.get("elapsed_seconds")
-    target_rows = ["| target | status | measured |", "|---|---|---|"]
-    target_rows += [f"| {t} | {s} | {m} |" for t, s, m in targets(rows)]
+    header = ["| target | status | measured |", "|---|---|---|"]
+    target_rows = header + [f"| {t} | {s} | {m} |" for t, s, m in targets(rows)]
+    scale = targets_scale(rows, raw.get("inference", []), imports)
+    scale_rows = header + [f"| {t} | {s} | {m} |" for t, s, m in scale]
     values = {
         "date": run.get("date", "(date not recorded)"),
         "minutes": "?" if elapsed is None else f"{elapsed / 60:.1f}",
@@ -522,8 +595,31 @@ def render_page(raw: dict, rows: list[Row], sections: dict[str, str] | None = No
         "import_own_seconds": f"{imports['own_seconds']:.2f}",
         "import_heaviest": ", ".join(f"{name} {sec:.2f} s" for name, sec in imports["heaviest"]),
         "targets_table": "\n".join(target_rows),
+        "scale_targets_table": "\n".join(scale_rows),
+        "inference_table": markdown_table(*inference_table(raw.get("inference", []))),
+        "import_ready_seconds": _seconds_or_dash(imports.get("ready_seconds")),
+        "import_statsmodels_seconds": _seconds_or_dash(imports.get("statsmodels_seconds")),
     }
     return fill(sections["page"], values).rstrip("\n") + "\n"
+
+
+def _seconds_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def inference_table(inference: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Seconds of summary() / profile confint after a fit."""
+    header = ["task", "model", "seconds", "objective evaluations"]
+    body = [
+        [
+            item["task"],
+            item["name"],
+            seconds_cell(item["seconds"]) if "seconds" in item else item.get("error", "-"),
+            str(item.get("evaluations", "-")),
+        ]
+        for item in inference
+    ]
+    return header, body
 
 
 def rows_from(raw: dict) -> list[Row]:
@@ -539,11 +635,21 @@ def rows_from(raw: dict) -> list[Row]:
     ]
 
 
+KEPT_BLOCK = re.compile(r"\n<!-- (\S+): begin -->.*?<!-- \1: end -->\n", re.S)
+"""Blocks of the page written by other scripts (e.g. ``dask_crossed.py --page``), kept."""
+
+
+def kept_blocks(page_text: str) -> str:
+    """The blocks other scripts wrote into the page, to append to the new page."""
+    return "".join(match.group(0) for match in KEPT_BLOCK.finditer(page_text))
+
+
 def write_outputs(raw: dict, page: Path = PAGE, plot_path: Path = PLOT) -> None:
     """Write the page and the plot from the results."""
     rows = rows_from(raw)
     plot(rows, raw["devfun"], plot_path)
-    page.write_text(render_page(raw, rows))
+    kept = kept_blocks(page.read_text()) if page.exists() else ""
+    page.write_text(render_page(raw, rows) + kept)
     print(f"wrote {page} and {plot_path}")
 
 
@@ -551,7 +657,9 @@ def write_outputs(raw: dict, page: Path = PAGE, plot_path: Path = PLOT) -> None:
 # console
 
 
-def print_summary(rows: list[Row], series: list[dict], imports: dict) -> None:
+def print_summary(
+    rows: list[Row], series: list[dict], imports: dict, inference: list[dict] | None = None
+) -> None:
     """The tables and targets, as text."""
     print()
     print_table(*table_rows(rows))
@@ -565,8 +673,14 @@ def print_summary(rows: list[Row], series: list[dict], imports: dict) -> None:
         print("\nOne evaluation against n (same levels)")
         print_table(*devfun_table(series))
     print(f"\nimport statsmodels_lmer: {imports['seconds']:.2f} s")
+    if inference:
+        print("\nInference after a fit")
+        print_table(*inference_table(inference))
     print("\nTargets (issue 6)")
     for t, s, m in targets(rows):
+        print(f"  {s:8s} {t}: {m}")
+    print("\nTargets (issue 13)")
+    for t, s, m in targets_scale(rows, inference or [], imports):
         print(f"  {s:8s} {t}: {m}")
 
 

@@ -27,7 +27,15 @@ import time
 from datetime import date
 from pathlib import Path
 
-from cases import CASES, DEVFUN_NS, QUICK_DEVFUN_NS, Case, select
+from cases import (
+    CASES,
+    DEVFUN_NS,
+    INFERENCE_TASKS,
+    QUICK_DEVFUN_NS,
+    QUICK_INFERENCE_TASKS,
+    Case,
+    select,
+)
 from lme4_timing import time_lme4
 from machine import import_time, machine, package_digest
 from report import RESULTS, Row, other_cell, print_summary, seconds_cell, write_outputs
@@ -59,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-r", action="store_true", help="skip lme4 even if Rscript exists")
     parser.add_argument("--no-mixedlm", action="store_true", help="skip statsmodels MixedLM")
     parser.add_argument("--no-devfun", action="store_true", help="skip the evaluation-time series")
+    parser.add_argument(
+        "--no-inference", action="store_true", help="skip timing summary() and profile confint"
+    )
     parser.add_argument("--quick", action="store_true", help="small subset (about 1.5 minutes)")
     parser.add_argument(
         "--write",
@@ -135,6 +146,20 @@ def run_devfun(ns: tuple[int, ...], progress: bool = True) -> list[dict]:
     return series
 
 
+def run_inference(tasks: tuple[tuple[str, str], ...], progress: bool = True) -> list[dict]:
+    """Seconds of ``summary()`` / profile ``confint`` after a fit, each in a fresh process."""
+    timings = []
+    with progress_bar(len(tasks), "inference after a fit", progress) as bar:
+        for task, name in tasks:
+            bar.set_postfix_str(f"{task} {name}")
+            item = run_worker(["inference", task, name], WORKER_LIMIT)
+            item.update(task=task, name=name)
+            timings.append(item)
+            bar.write(f"  {task} {name}: {item.get('seconds', item.get('error'))}")
+            bar.update()
+    return timings
+
+
 def main() -> None:
     args = parse_args()
     if args.list:
@@ -160,7 +185,11 @@ def main() -> None:
             run_ours_and_mixedlm(row, args.repeats, not args.no_mixedlm, bar)
     ns = QUICK_DEVFUN_NS if args.quick else DEVFUN_NS
     series = [] if args.no_devfun else run_devfun(ns, progress)
-    print_summary(rows, series, imports)
+    tasks = QUICK_INFERENCE_TASKS if args.quick else INFERENCE_TASKS
+    if args.models:  # only the tasks on the models asked for
+        tasks = tuple((task, name) for task, name in tasks if name in args.models)
+    inference = [] if args.no_inference else run_inference(tasks, progress)
+    print_summary(rows, series, imports, inference)
 
     elapsed = time.perf_counter() - started
     if package_digest() != digest:
@@ -180,6 +209,7 @@ def main() -> None:
             for r in rows
         ],
         "devfun": series,
+        "inference": inference,
     }
     for path in [args.json, RESULTS if args.write else None]:
         if path is not None:

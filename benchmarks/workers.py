@@ -5,6 +5,7 @@
     python benchmarks/workers.py ours NAME REPEATS          # our fit of a case
     python benchmarks/workers.py mixedlm NAME REPEATS LIMIT  # statsmodels MixedLM
     python benchmarks/workers.py devfun N                    # one evaluation at n rows
+    python benchmarks/workers.py inference TASK NAME         # summary() or profile confint
 
 and reads the result, a JSON object, from the last line of its output.
 
@@ -226,6 +227,27 @@ def worker_devfun(n: int) -> dict:
     }
 
 
+def worker_inference(task: str, case: Case) -> dict:
+    """Seconds of ``summary()`` (Satterthwaite df) or ``confint(method="profile")`` after a fit."""
+    _warm_up_ours()
+    res = sml.Lmer.from_formula(case.formula, case.load()).fit(reml=case.reml)
+    clock = EvalClock()
+    began = time.perf_counter()
+    if task == "summary":
+        res.summary()
+    elif task == "profile":
+        res.confint(method="profile")
+    else:
+        raise SystemExit(f"unknown inference task {task!r}: summary or profile")
+    return {
+        "task": task,
+        "name": case.name,
+        "seconds": time.perf_counter() - began,
+        "evaluations": clock.calls,
+        "fit_objective": float(res.objective),
+    }
+
+
 # ---------------------------------------------------------------------------
 # statsmodels MixedLM
 
@@ -267,6 +289,7 @@ WORKERS: dict[str, Callable[[list[str]], dict]] = {
     "ours": lambda args: worker_ours(BY_NAME[args[0]], int(args[1])),
     "mixedlm": lambda args: worker_mixedlm(BY_NAME[args[0]], int(args[1]), float(args[2])),
     "devfun": lambda args: worker_devfun(int(args[0])),
+    "inference": lambda args: worker_inference(args[0], BY_NAME[args[1]]),
 }
 
 
