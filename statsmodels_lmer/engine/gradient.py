@@ -42,7 +42,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..parametrization import tril_colmajor
-from .objective import Factorization, ProfiledDeviance
+from .objective import Factorization, ProfiledDeviance, fill_upper
 
 __all__ = [
     "GradientPoint",
@@ -192,6 +192,22 @@ class ProfiledGradient:
             out.append(T)
         return out
 
+    def difference_steps(self, theta: np.ndarray) -> np.ndarray:
+        """Steps for central differences of the gradient, one per theta element.
+
+        ``1e-4`` times the larger of ``|theta_k|`` and the length of the row
+        of ``T`` holding it (the standard deviation of that random-effect
+        column over sigma): an off-diagonal element near 0 then gets a step
+        on the scale of its row, not of 1. At least :data:`STEP_FLOOR`
+        squared (a row of zeros).
+        """
+        theta = np.asarray(theta, dtype=float)
+        scale = np.abs(theta)
+        for T, part, (rows, _) in zip(self._factors(theta), self.slices, self.tril):
+            lengths = np.sqrt(np.sum(T * T, axis=1))
+            scale[part] = np.maximum(scale[part], lengths[rows])
+        return np.maximum(STEP * scale, STEP_FLOOR**2)
+
     def flip_columns(self, theta: np.ndarray) -> np.ndarray:
         """theta with every column of each ``T`` whose diagonal is negative negated.
 
@@ -222,7 +238,9 @@ class ProfiledGradient:
 
     def _rest_diagonal(self, factors: list[np.ndarray]) -> np.ndarray:
         """Diagonal of ``Lambda_R`` (m entries) when every rest term is scalar."""
-        parts = [np.full(levels, T[0, 0]) for (_, levels, _), T in zip(self.rest_blocks, factors[1:])]
+        parts = [
+            np.full(levels, T[0, 0]) for (_, levels, _), T in zip(self.rest_blocks, factors[1:])
+        ]
         return np.concatenate(parts + [np.ones(self.devfun.cross.n_fixed + 1)])
 
     # -- one point -------------------------------------------------------
@@ -234,8 +252,6 @@ class ProfiledGradient:
             return None
         fz = factorization
         m = fz.chol.shape[0]
-        schur = np.tril(fz.schur)
-        schur += np.tril(fz.schur, -1).T
         coefs = sla.solve_triangular(
             fz.chol[: m - 1, : m - 1], fz.chol[m - 1, : m - 1], lower=True, trans="T"
         )
@@ -250,7 +266,7 @@ class ProfiledGradient:
             fz.pwrss,
             self._factors(theta),
             fz,
-            schur,
+            fz.schur,
             weights,
             np.append(coefs, -1.0),
         )
@@ -265,12 +281,13 @@ class ProfiledGradient:
         out = np.zeros((m, m))
         if t0:
             # the C-ordered lower factor's transpose is a Fortran-ordered upper one
-            inverse, info = sla.lapack.dpotri(chol[:t0, :t0].T, lower=0)
+            block = np.array(chol[:t0, :t0].T, order="F")  # a copy: dpotri overwrites it
+            inverse, info = sla.lapack.dpotri(block, lower=0, overwrite_c=1)
             if info != 0:
                 raise np.linalg.LinAlgError("the inverse of the factor failed")
-            upper = np.triu(inverse)  # the Fortran upper triangle: the lower one here
-            out[:t0, :t0] = upper
-            out[:t0, :t0] += np.triu(inverse, 1).T
+            lower = inverse.T  # C-ordered, the lower triangle holds the inverse
+            out[:t0, :t0] = lower
+            fill_upper(out[:t0, :t0])
         return out
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:

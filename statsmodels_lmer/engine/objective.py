@@ -33,7 +33,14 @@ from .._parallel import THREADED_BLOCK, blas_threads, threads_for_block
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 
-__all__ = ["Components", "Factorization", "ProfiledDeviance", "Solution", "profiled_criterion"]
+__all__ = [
+    "Components",
+    "Factorization",
+    "ProfiledDeviance",
+    "Solution",
+    "fill_upper",
+    "profiled_criterion",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 """``log(2 pi)``."""
@@ -178,8 +185,7 @@ class Factorization:
     chol : ndarray, shape (m, m)
         Lower Cholesky factor of the scaled Schur complement ``S``.
     schur : ndarray, shape (m, m)
-        The unscaled Schur complement ``A_RR - A_R1 Wt A_1R`` (its lower
-        triangle is exact; the upper one may not be filled).
+        The unscaled Schur complement ``A_RR - A_R1 Wt A_1R`` (symmetric).
     log_det_l2, log_det_rx2, pwrss : float
         ``log|L_Z|^2``, ``log|R_X|^2`` and the penalized weighted RSS.
     """
@@ -335,11 +341,13 @@ class ProfiledDeviance:
         """The dense blocked factor at theta and the unscaled Schur complement.
 
         For derivatives (:mod:`statsmodels_lmer.engine.gradient`); None where
-        the penalized system is not positive definite.
+        the penalized system is not positive definite. The Schur complement
+        is returned with both triangles filled.
         """
         factor = self._factor(np.asarray(theta, dtype=float), keep_schur=True)
         if factor.failed:
             return None
+        _symmetrize_lower(factor.schur)
         return Factorization(
             factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *self._log_dets(factor)
         )
@@ -536,6 +544,11 @@ def _symmetric(lower: np.ndarray) -> np.ndarray:
     idx = np.arange(lower.shape[1])
     full[:, idx, idx] = lower[:, idx, idx]
     return full
+
+
+def fill_upper(matrix: np.ndarray) -> None:
+    """Copy the strict lower triangle of a square matrix onto the upper one, in place."""
+    _symmetrize_lower(matrix)
 
 
 def _symmetrize_lower(matrix: np.ndarray, block: int = 512) -> None:

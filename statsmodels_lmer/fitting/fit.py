@@ -26,7 +26,7 @@ from .convergence import (
     check_conv,
     deriv12,
 )
-from .optimizers import Objective, OptimizerResult, has_gradient
+from .optimizers import Objective, OptimizerResult
 from .options import FitOptions
 from .run import optimize_lmer
 
@@ -187,17 +187,21 @@ def convergence_derivatives(
 ) -> dict[str, np.ndarray]:
     """Gradient and Hessian at the estimate for lme4's checks (``optinfo$derivs``).
 
-    ``"analytic"`` (with an objective that has a gradient): the analytic
+    ``"analytic"`` (with a :class:`ProfiledGradient`): the analytic
     gradient and central differences of it for the Hessian (``2 k``
-    gradients, steps ``1e-4 |theta|``, at least 1e-6). Otherwise lme4's
-    ``deriv12`` (``2 k^2`` evaluations, step 1e-4).
+    gradients, steps of :meth:`ProfiledGradient.difference_steps`).
+    Otherwise lme4's ``deriv12`` (``2 k^2`` evaluations, step 1e-4).
     """
-    if method == "analytic" and has_gradient(objective):
+    if method == "analytic" and isinstance(objective, ProfiledGradient):
 
         def gradient(point: np.ndarray) -> np.ndarray:
             return objective.value_and_gradient(point)[1]
 
-        return {"gradient": gradient(theta), "Hessian": jacobian_of_gradient(gradient, theta)}
+        steps = objective.difference_steps(theta)
+        return {
+            "gradient": gradient(theta),
+            "Hessian": jacobian_of_gradient(gradient, theta, steps),
+        }
     return deriv12(objective, theta, fx=value)
 
 

@@ -380,9 +380,7 @@ def _lbfgsb(fun, start, bounds, maxiter, xtol, ftol):
     if len(start) == 0 or not fun.has_gradient:
         return _lbfgsb_differences(fun, start, bounds, maxiter, xtol, ftol)
     # the unconstrained first phase applies to theta's own bounds only
-    theta_bounds = np.all(np.isin(bounds.lower, (0.0, -np.inf))) and np.all(
-        np.isinf(bounds.upper)
-    )
+    theta_bounds = np.all(np.isin(bounds.lower, (0.0, -np.inf))) and np.all(np.isinf(bounds.upper))
     flip = fun.flip if theta_bounds else None
     return minimize_with_gradient(
         fun.value_and_gradient, start, bounds.lower, bounds.upper, maxiter, flip

@@ -16,7 +16,8 @@ so with the analytic gradients of ``ld`` and ``r2``
 (:meth:`~statsmodels_lmer.engine.gradient.ProfiledGradient.gradient_pieces`)
 
 * ``H_theta,theta`` is a central difference of ``grad ld + grad r2 / sigma^2``
-  (``2 k`` gradients, steps ``1e-4 |theta|``, at least 1e-6);
+  (``2 k`` gradients, steps ``1e-4`` of each element's scale,
+  :meth:`~statsmodels_lmer.engine.gradient.ProfiledGradient.difference_steps`);
 * ``H_theta,sigma = -2 grad r2 / sigma^3`` and
   ``H_sigma,sigma = 6 r2 / sigma^4 - 2 n' / sigma^2`` exactly;
 * ``d vcov(beta) / d theta = sigma^2 d C_u / d theta`` exactly
@@ -53,6 +54,7 @@ METHODS = ("analytic", "numderiv")
 def analytic_steps(k: int) -> int:
     """Engine calls of the analytic derivatives for ``k`` variance parameters (theta, sigma)."""
     return 2 * (k - 1) + 1
+
 
 _EIGEN_TOL = 1e-8
 
@@ -169,7 +171,8 @@ class Satterthwaite:
 
             bar.note("Hessian of the deviance in (theta, sigma)")
             hess = np.empty((k, k))
-            hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta)
+            steps = grad.difference_steps(theta)
+            hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta, steps)
             hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
             n_eff = grad.effective_n
             hess[-1, -1] = 6.0 * point.pwrss / sigma**4 - 2.0 * n_eff / sigma**2
