@@ -435,7 +435,9 @@ class Lmer(LikelihoodModel):
             ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
-            default BOBYQA when nlopt is installed (lme4's ``optimizer``).
+            default L-BFGS-B on the analytic gradient (without one, as for the
+            nested layout, BOBYQA when nlopt is installed); ``"bobyqa"`` is
+            lme4's ``optimizer``.
         maxiter : int, optional
             Limit on objective evaluations of each optimizer run (lme4's
             ``maxfun``; 100000).
@@ -449,10 +451,14 @@ class Lmer(LikelihoodModel):
             large scaled gradient, a bad Hessian or an unverified optimum.
             See docs/checks.md.
         calc_derivs : bool, optional
-            Compute the finite-difference gradient and Hessian at the optimum
-            (lme4's ``calc.derivs``; ``2 k^2`` extra evaluations for ``k``
-            theta elements). Default: on up to 10,000 observations and off
-            above, as newer lme4 releases do (``check.conv.nobsmax = 1e4``).
+            Compute the gradient and Hessian at the optimum (lme4's
+            ``calc.derivs``; never at a singular fit, where the checks ignore
+            them). Default: on up to 10,000 observations and off above, as
+            newer lme4 releases do (``check.conv.nobsmax = 1e4``).
+        deriv_method : {"analytic", "deriv12"}
+            The analytic gradient and central differences of it (``2 k``
+            gradients for ``k`` theta elements; default), or lme4's
+            ``deriv12`` (``2 k^2`` evaluations).
         verify : bool
             Restart the optimizer from its estimate until a restart lowers
             the objective by at most ``verify_tol`` (1e-6), at most five

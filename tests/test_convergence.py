@@ -22,6 +22,7 @@ from conftest import FIXTURES
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.engine.gradient import jacobian_of_gradient
 from statsmodels_lmer.exceptions import LmerConvergenceWarning, SingularFitWarning
 from statsmodels_lmer.fitting import optimizers
 from statsmodels_lmer.fitting.convergence import (
@@ -31,9 +32,11 @@ from statsmodels_lmer.fitting.convergence import (
     deriv12,
     scaled_gradient,
 )
+from statsmodels_lmer.fitting.fit import convergence_derivatives, with_gradient
 from statsmodels_lmer.fitting.options import FitOptions
 from statsmodels_lmer.fitting.run import optimize_lmer
 from statsmodels_lmer.frame import SCALE_MESSAGE, check_scale_x
+from statsmodels_lmer.inference.derivatives import jacobian
 
 
 @cache
@@ -365,3 +368,76 @@ def test_sleepstudy_days100_has_no_scale_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ValueWarning)
         sml.Lmer.from_formula("Reaction ~ Days2 + (Days2 | Subject)", data)
+
+
+# -- analytic derivatives ----------------------------------------------------
+@pytest.mark.parametrize("name", sorted(conv_cases()))
+def test_analytic_derivatives_equal_accurate_differences(name):
+    """At lme4's theta: the analytic gradient against Richardson differences of the
+    criterion, and the Hessian (central differences of the gradient) against a
+    Richardson extrapolation of differences of the gradient with 10 times the steps."""
+    case = conv_cases()[name]
+    model = case_model(case)
+    objective = with_gradient(model.devfun(True))
+    theta = np.asarray(case["theta"], dtype=float)
+    derivs = convergence_derivatives(objective, theta, case["objective"])
+    gradient = jacobian(lambda t: np.atleast_1d(objective(t)), theta)[0]
+
+    def differences(steps: np.ndarray) -> np.ndarray:
+        return jacobian_of_gradient(lambda t: objective.value_and_gradient(t)[1], theta, steps)
+
+    steps = 10 * objective.difference_steps(theta)
+    hess = (4 * differences(steps / 2) - differences(steps)) / 3
+    scale = np.abs(hess).max()
+    # the Richardson differences of the criterion are good to ~1e-8 of the Hessian's scale
+    np.testing.assert_allclose(derivs["gradient"], gradient, rtol=1e-6, atol=1e-8 * scale)
+    np.testing.assert_allclose(derivs["Hessian"], hess, rtol=2e-6, atol=1e-9 * scale)
+    if name == "sleepstudy_reml":
+        # lme4's deriv12 differs by its own step error only (on the badly scaled models
+        # its absolute step 1e-4 is as large as theta, and its Hessian is 64 % off)
+        np.testing.assert_allclose(derivs["Hessian"], case["Hessian"], rtol=2e-3)
+
+
+def test_deriv_method_deriv12_gives_lme4s_differences():
+    case = conv_cases()["sleepstudy_days100"]
+    model = case_model(case)
+    res, _ = fit_recording(model, reml=True, deriv_method="deriv12")
+    expected = deriv12(model.devfun(True), res.theta, fx=res.objective)
+    np.testing.assert_array_equal(res.optinfo["derivs"]["Hessian"], expected["Hessian"])
+    np.testing.assert_array_equal(res.optinfo["derivs"]["gradient"], expected["gradient"])
+    assert res.optinfo["control"]["deriv_method"] == "deriv12"
+    with pytest.raises(ValueError, match="deriv_method must be one of 'analytic', 'deriv12'"):
+        FitOptions(deriv_method="numeric")
+    with pytest.raises(TypeError, match="deriv_method must be a string"):
+        FitOptions(deriv_method=1)
+
+
+def test_singular_fit_computes_no_derivatives():
+    data = sml.datasets.load("Dyestuff2")
+    with pytest.warns(SingularFitWarning):
+        res = sml.Lmer.from_formula("Yield ~ 1 + (1 | Batch)", data).fit()
+    assert res.optinfo["derivs"] is None
+    assert res.theta[0] == 0.0  # on the bound exactly, as lme4 reports it
+
+
+def test_gradient_fit_restarts_off_the_edge():
+    """On the bound of a scalar term the gradient is 0: the restart moves off it."""
+    data = sml.datasets.load("Dyestuff")
+    model = sml.Lmer.from_formula("Yield ~ 1 + (1 | Batch)", data)
+    reference = model.fit(method="bobyqa")
+    res = model.fit(start_theta=[0.0], verify=False)
+    assert res.optinfo["restarted"]
+    assert res.objective == pytest.approx(reference.objective, abs=1e-8)
+
+
+def test_default_optimizer_uses_the_gradient_and_bobyqa_is_lme4s():
+    model = sml.Lmer.from_formula(
+        "Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy")
+    )
+    res = model.fit()
+    assert res.optinfo["optimizer"] == "lbfgsb"
+    assert 0 < res.optinfo["n_gradients"] == res.optinfo["feval"]
+    lme4 = model.fit(method="bobyqa")
+    assert lme4.optinfo["optimizer"] == "bobyqa" and lme4.optinfo["n_gradients"] == 0
+    assert res.objective <= lme4.objective + 1e-9
+    assert optimizers.default_optimizer(gradient=True) == "lbfgsb"

@@ -1,4 +1,4 @@
-"""The Python examples of the MixedLM migration guide and the panel page run as written."""
+"""The Python examples of the MixedLM migration guide and the panel and derivatives pages run."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def python_blocks(name: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("name", ["migration_mixedlm.md", "panel.md", "README.md"])
+@pytest.mark.parametrize(
+    "name", ["migration_mixedlm.md", "panel.md", "derivatives.md", "README.md"]
+)
 def test_examples_run(name, capsys):
     namespace: dict = {}
     blocks = python_blocks(name)

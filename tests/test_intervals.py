@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import FIXTURES, patsy_name
+from scipy import stats
 
 import statsmodels_lmer as sml
 from statsmodels_lmer import intervals as iv
 from statsmodels_lmer.intervals.bootstrap import norm_inter
+from statsmodels_lmer.intervals.confint import ENDS_SEARCH_NOBS
 from statsmodels_lmer.intervals.parameters import percent_labels
 
 MODELS = {
@@ -121,14 +123,18 @@ R_INTERVALS = {
 }
 
 
+@pytest.mark.parametrize("ends", ["grid", "search"])
 @pytest.mark.parametrize("name", list(R_INTERVALS))
-def test_profile_intervals_more_models(name):
+def test_profile_intervals_more_models(name, ends):
     formula, dataset, level, expected = R_INTERVALS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sml.SingularFitWarning)
         res = sml.lmer(formula, sml.datasets.load(dataset))
-    ci = iv.confint(res, level=level)
-    np.testing.assert_allclose(ci.to_numpy(), np.array(expected), rtol=1e-5, atol=1e-12)
+    ci = iv.confint(res, level=level, ends=ends)
+    # "search" gives the exact profile's limits, lme4 its spline's: they differ by the
+    # spline's error, at most 1.8e-4 relative here (see test_profile_limits_match_lme4)
+    rtol = 1e-5 if ends == "grid" else 2e-4
+    np.testing.assert_allclose(ci.to_numpy(), np.array(expected), rtol=rtol, atol=1e-12)
     if name == "dyestuff2":
         assert ci.iloc[0, 0] == 0.0  # the profile stops at sd = 0 before reaching zeta
 
@@ -231,6 +237,59 @@ def test_fixed_effect_profile_is_an_offset_refit():
     ci = iv.confint(res, parm=["Days"])  # sensible, unlike lme4's: close to Wald
     wald = iv.confint(res, method="wald", parm=["Days"])
     np.testing.assert_allclose(ci, wald, rtol=0.02)
+
+
+# -- profile limits found directly (confint ends="search") -----------------------------
+@cache
+def limits(name: str) -> pd.DataFrame:
+    return iv.profile_limits(fitted(name))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_profile_limits_match_lme4(name):
+    case = tools()[name]
+    ref = reference(case["profile"], sml.datasets.load(case["dataset"]))
+    ci = limits(name)
+    assert list(ci.columns) == ["2.5 %", "97.5 %"]
+    assert list(ci.index) == list(ref.index)
+    # lme4 interpolates its grid with a spline; the search finds the exact profile's
+    # limits (next test). They differ by the spline's error: 1.7e-4 relative at
+    # Dyestuff's .sig01 lower limit, 5e-5 or less elsewhere.
+    np.testing.assert_allclose(ci.to_numpy(), ref.to_numpy(), rtol=2e-4)
+    assert iv.confint(fitted(name), ends="search").equals(ci)
+
+
+@pytest.mark.parametrize("name", ["dyestuff_reml", "sleepstudy_reml"])
+def test_profile_limits_are_where_zeta_reaches_the_quantile(name):
+    res = fitted(name)
+    case = tools()[name]
+    ref = reference(case["profile"], sml.datasets.load(case["dataset"]))
+    ci = limits(name)
+    target = stats.norm.ppf(0.975)
+    for par in ci.index:
+        ours, lme4s = ci.loc[par].to_numpy(), ref.loc[par].to_numpy()
+        prof = iv.profile(res, which=par, at={par: [*ours, *lme4s]}).frame.set_index(par)
+        np.testing.assert_allclose(prof.loc[ours, ".zeta"], [-target, target], atol=1e-6)
+        # lme4's spline limits are up to 1.2e-4 off in zeta (Dyestuff .sig01 lower)
+        np.testing.assert_allclose(prof.loc[lme4s, ".zeta"], [-target, target], atol=2e-4)
+
+
+def test_confint_ends_auto_is_the_grid_on_small_data():
+    res = fitted("dyestuff_reml")
+    assert res.model.nobs <= ENDS_SEARCH_NOBS
+    assert iv.confint(res).equals(iv.confint(res, ends="grid"))
+    with pytest.raises(ValueError, match="ends must be"):
+        iv.confint(res, ends="spline")
+
+
+def test_profile_and_limits_same_in_workers():
+    res = fitted("sleepstudy_reml")
+    pd.testing.assert_frame_equal(
+        iv.profile(res, n_jobs=2).frame, profiled("sleepstudy_reml").frame
+    )
+    pd.testing.assert_frame_equal(iv.profile_limits(res, n_jobs=2), limits("sleepstudy_reml"))
+    with pytest.raises(TypeError, match="n_jobs"):
+        iv.profile_limits(res, n_jobs=1.5)
 
 
 # -- Wald ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from statsmodels_lmer.inference.derivatives import (
     jacobian_evaluations,
 )
 from statsmodels_lmer.inference.kenward_roger import KenwardRoger
-from statsmodels_lmer.inference.satterthwaite import Satterthwaite
+from statsmodels_lmer.inference.satterthwaite import Satterthwaite, analytic_steps
 
 
 def test_switch_restores_and_checks_its_arguments():
@@ -71,11 +71,17 @@ def test_satterthwaite_shows_a_bar_for_long_runs_only(capsys):
     Satterthwaite(res)  # default: the package setting, 2 s delay: silent here
     assert "Satterthwaite" not in capsys.readouterr().err
     with sml.set_progress(True, delay=0):  # as if it were slow
-        Satterthwaite(res)
+        Satterthwaite(res, method="numderiv")
     err = capsys.readouterr().err
     k = len(res.theta) + 1
     total = hessian_evaluations(k) + jacobian_evaluations(k)
     assert "Satterthwaite df" in err and f"{total}/{total}" in err
+    with sml.set_progress(True, delay=0):  # the default: analytic gradients
+        Satterthwaite(res)
+    err = capsys.readouterr().err
+    total = analytic_steps(k)
+    assert total == 2 * len(res.theta) + 1
+    assert "Satterthwaite df" in err and f"{total}/{total} " in err and "gradient" in err
     with sml.set_progress(False):
         ddf = res.ddf  # computed through the package setting
     assert capsys.readouterr().err == ""

@@ -68,12 +68,36 @@ class PairsProduct:
     def __init__(self, cross: CrossProducts) -> None:
         self.size = cross.size_rest
         self.flat, self.value, self.weight = _pair_products(cross)
+        self.shape = (cross.first_cols, cross.first_cols)
+        self.n_weights = len(cross.class_counts) * cross.first_cols**2
+
+    @property
+    def diagonal(self) -> np.ndarray:
+        """Positions of the pairs on the diagonal (row == column), found when first needed."""
+        found = self.__dict__.get("_diagonal")
+        if found is None:
+            rows, cols = np.divmod(self.flat, self.size)
+            found = self.__dict__["_diagonal"] = np.flatnonzero(rows == cols)
+        return found
 
     def __call__(self, weights: np.ndarray) -> np.ndarray:
         """The product (lower triangle) for class weights ``(c, p1, p1)``; a new array."""
         m = self.size
         values = self.value * weights.reshape(-1)[self.weight]
         return np.bincount(self.flat, values, minlength=m * m).reshape(m, m)
+
+    def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
+        """``H[c, a, b] = <G_cab, Q>`` for a symmetric ``Q``: the adjoint of the product.
+
+        Only lower-triangle pairs are stored, so the upper ones are the
+        transposed class weights; diagonal pairs are counted once.
+        """
+        size = self.n_weights
+        values = self.value * q.reshape(-1)[self.flat]
+        lower = np.bincount(self.weight, values, minlength=size).reshape(-1, *self.shape)
+        diag = self.diagonal
+        once = np.bincount(self.weight[diag], values[diag], minlength=size)
+        return lower + lower.transpose(0, 2, 1) - once.reshape(lower.shape)
 
 
 class ClassesProduct:
@@ -89,12 +113,21 @@ class ClassesProduct:
     def __init__(self, cross: CrossProducts) -> None:
         self.size = cross.size_rest
         self.products = _class_products(cross)
+        self.n_classes, self.first_cols = len(cross.class_counts), cross.first_cols
 
     def __call__(self, weights: np.ndarray) -> np.ndarray:
         """The product (full) for class weights ``(c, p1, p1)``; a new array."""
         m = self.size
         flat = self.products.reshape(len(self.products), m * m)
         return blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
+
+    def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
+        """``H[c, a, b] = <G_cab, Q>``: the adjoint of the product, shape (c, p1, p1)."""
+        m = self.size
+        flat = self.products.reshape(len(self.products), m * m)
+        # flat.T is Fortran-ordered (no copy), as in the product
+        out = blas.dgemv(1.0, flat.T, np.ascontiguousarray(q).reshape(-1), trans=1)
+        return out.reshape(self.n_classes, self.first_cols, self.first_cols)
 
 
 class DenseProduct:
@@ -113,6 +146,7 @@ class DenseProduct:
         self.a_r1 = cross.a_r1.toarray()
         self.class_of_level = cross.class_of_level
         self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
+        self.n_classes = len(cross.class_counts)
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,6 +179,21 @@ class DenseProduct:
         dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
         scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
         return blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
+
+    def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
+        """``H[c, a, b] = sum over levels k of class c of A_(k a)' Q A_(k b)``, (c, p1, p1)."""
+        m, p1 = self.a_r1.shape[0], self.first_cols
+        qa = blas.dgemm(1.0, q, self.a_r1)  # Q A, (m, l1 p1)
+        shape = (m, self.first_levels, p1)
+        per_level = np.einsum("sja,sjb->jab", self.a_r1.reshape(shape), qa.reshape(shape))
+        n_classes = self.n_classes
+        out = np.empty((n_classes, p1, p1))
+        for a in range(p1):
+            for b in range(p1):
+                out[:, a, b] = np.bincount(
+                    self.class_of_level, per_level[:, a, b], minlength=n_classes
+                )
+        return out
 
 
 SchurProduct = PairsProduct | ClassesProduct | DenseProduct
@@ -222,6 +271,15 @@ class CrossProducts:
         A new array at every call (callers may overwrite it).
         """
         return self.product(weights)
+
+    def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
+        """The adjoint of :meth:`schur_product`: ``<d product / d Wt[c, a, b], Q>``.
+
+        ``H[c, a, b] = sum over levels k of class c of A_R(k a)' Q A_R(k b)``
+        for a symmetric ``(m, m)`` matrix ``Q``; shape ``(c, p1, p1)``. Used
+        by the analytic gradient (:mod:`statsmodels_lmer.engine.gradient`).
+        """
+        return self.product.schur_adjoint(q)
 
 
 @dataclass(eq=False)

@@ -33,7 +33,14 @@ from .._parallel import THREADED_BLOCK, blas_threads, threads_for_block
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 
-__all__ = ["Components", "ProfiledDeviance", "Solution", "profiled_criterion"]
+__all__ = [
+    "Components",
+    "Factorization",
+    "ProfiledDeviance",
+    "Solution",
+    "fill_upper",
+    "profiled_criterion",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 """``log(2 pi)``."""
@@ -160,6 +167,37 @@ class _Factor:
     rest: RestScaling
     chol: np.ndarray | None  # dense lower factor of the Schur complement
     failed: bool
+    schur: np.ndarray | None = None  # A_RR - A_R1 Wt A_1R before scaling (when kept)
+
+
+@dataclass(eq=False)
+class Factorization:
+    """The blocked factor at one theta, with what derivatives need (:mod:`.gradient`).
+
+    Attributes
+    ----------
+    T1 : ndarray
+        The first term's ``T``.
+    m_inv : ndarray, shape (c, p1, p1)
+        ``(T1' A11_c T1 + I)^-1`` per weight class.
+    rest : RestScaling
+        ``Lambda_R``.
+    chol : ndarray, shape (m, m)
+        Lower Cholesky factor of the scaled Schur complement ``S``.
+    schur : ndarray, shape (m, m)
+        The unscaled Schur complement ``A_RR - A_R1 Wt A_1R`` (symmetric).
+    log_det_l2, log_det_rx2, pwrss : float
+        ``log|L_Z|^2``, ``log|R_X|^2`` and the penalized weighted RSS.
+    """
+
+    T1: np.ndarray
+    m_inv: np.ndarray
+    rest: RestScaling
+    chol: np.ndarray
+    schur: np.ndarray
+    log_det_l2: float
+    log_det_rx2: float
+    pwrss: float
 
 
 class ProfiledDeviance:
@@ -251,19 +289,20 @@ class ProfiledDeviance:
         return self.criterion(ld_l2, ld_rx2, float(diag_c[-1] ** 2), self.reml)
 
     # -- factorization -------------------------------------------------
-    def _factor(self, theta: np.ndarray) -> _Factor:
+    def _factor(self, theta: np.ndarray, keep_schur: bool = False) -> _Factor:
         if self.cross.size_rest < THREADED_BLOCK:
-            return self._factor_now(theta)
+            return self._factor_now(theta, keep_schur)
         # BLAS would use several threads here: keep to the fit's setting (one thread
         # for blocks below SMALL_BLOCK) when called directly, outside a fit.
         with self.blas_threads():
-            return self._factor_now(theta)
+            return self._factor_now(theta, keep_schur)
 
-    def _factor_now(self, theta: np.ndarray) -> _Factor:
+    def _factor_now(self, theta: np.ndarray, keep_schur: bool = False) -> _Factor:
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
         m_inv, log_det_first, weights = self._first_block(T1)
         schur = self.cross.schur_product(weights)  # a new array: reused in place below
         np.subtract(self.cross.a_rr, schur, out=schur)
+        unscaled = schur.copy() if keep_schur else None
         rest = RestScaling(
             self.terms[1:],
             [theta[sl] for sl in self.theta_slices[1:]],
@@ -274,7 +313,7 @@ class ProfiledDeviance:
         schur[np.arange(r), np.arange(r)] += 1.0
         # The transpose is Fortran-ordered: LAPACK factors it in place as U = L'.
         upper, info = sla.lapack.dpotrf(schur.T, lower=0, clean=0, overwrite_a=1)
-        return _Factor(T1, m_inv, log_det_first, rest, upper.T, info != 0)
+        return _Factor(T1, m_inv, log_det_first, rest, upper.T, info != 0, unscaled)
 
     def _first_block(self, T1: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Inverse blocks, log-determinant and ``Wt`` of the first term."""
@@ -297,6 +336,21 @@ class ProfiledDeviance:
         if factor.failed:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
         return factor
+
+    def factorization(self, theta: np.ndarray) -> Factorization | None:
+        """The dense blocked factor at theta and the unscaled Schur complement.
+
+        For derivatives (:mod:`statsmodels_lmer.engine.gradient`); None where
+        the penalized system is not positive definite. The Schur complement
+        is returned with both triangles filled.
+        """
+        factor = self._factor(np.asarray(theta, dtype=float), keep_schur=True)
+        if factor.failed:
+            return None
+        _symmetrize_lower(factor.schur)
+        return Factorization(
+            factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *self._log_dets(factor)
+        )
 
     # -- criterion -----------------------------------------------------
     def _log_dets(self, factor: _Factor) -> tuple[float, float, float]:
@@ -490,6 +544,11 @@ def _symmetric(lower: np.ndarray) -> np.ndarray:
     idx = np.arange(lower.shape[1])
     full[:, idx, idx] = lower[:, idx, idx]
     return full
+
+
+def fill_upper(matrix: np.ndarray) -> None:
+    """Copy the strict lower triangle of a square matrix onto the upper one, in place."""
+    _symmetrize_lower(matrix)
 
 
 def _symmetrize_lower(matrix: np.ndarray, block: int = 512) -> None:

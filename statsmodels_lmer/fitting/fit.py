@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.objective import Solution
+from ..engine.gradient import ProfiledGradient, gradient_available, jacobian_of_gradient
+from ..engine.objective import ProfiledDeviance, Solution
 from ..exceptions import DataError, LmerConvergenceWarning, SingularFitWarning
 from .convergence import (
     SINGULAR_MESSAGE,
+    SINGULAR_TOL,
     ConvergenceCheck,
     check_conv,
     deriv12,
@@ -28,7 +30,13 @@ from .optimizers import Objective, OptimizerResult
 from .options import FitOptions
 from .run import optimize_lmer
 
-__all__ = ["OptSummary", "check_estimates", "fit_theta"]
+__all__ = [
+    "OptSummary",
+    "check_estimates",
+    "convergence_derivatives",
+    "fit_theta",
+    "with_gradient",
+]
 
 
 @dataclass
@@ -105,6 +113,7 @@ class OptSummary:
         return {
             "optimizer": run.method,
             "feval": run.n_evaluations,
+            "n_gradients": run.n_gradients,
             "message": run.message,
             "success": run.success,
             "seconds": run.seconds,
@@ -146,16 +155,54 @@ def fit_theta(
     OptSummary
     """
     opts = options.resolved(nobs)
+    objective = with_gradient(objective)
     run = optimize_lmer(objective, start, lower, opts)
     summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
-    if opts.calc_derivs:
-        summary.derivs = deriv12(objective, run.theta, fx=run.fun)
+    lower = np.asarray(lower, dtype=float)
+    singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
+    if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
+        summary.derivs = convergence_derivatives(objective, run.theta, run.fun, opts.deriv_method)
     if opts.check_conv:
         summary.conv = check_conv(
             summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol
         )
     summary.messages = _messages(summary)
     return summary
+
+
+def with_gradient(objective: Objective) -> Objective:
+    """The objective with its analytic gradient where the engine provides one.
+
+    A :class:`ProfiledDeviance` evaluated through the dense Schur complement
+    becomes a :class:`ProfiledGradient` (same values, plus
+    ``value_and_gradient``); anything else is returned as it is.
+    """
+    if isinstance(objective, ProfiledDeviance) and gradient_available(objective):
+        return ProfiledGradient(objective)
+    return objective
+
+
+def convergence_derivatives(
+    objective: Objective, theta: np.ndarray, value: float, method: str = "analytic"
+) -> dict[str, np.ndarray]:
+    """Gradient and Hessian at the estimate for lme4's checks (``optinfo$derivs``).
+
+    ``"analytic"`` (with a :class:`ProfiledGradient`): the analytic
+    gradient and central differences of it for the Hessian (``2 k``
+    gradients, steps of :meth:`ProfiledGradient.difference_steps`).
+    Otherwise lme4's ``deriv12`` (``2 k^2`` evaluations, step 1e-4).
+    """
+    if method == "analytic" and isinstance(objective, ProfiledGradient):
+
+        def gradient(point: np.ndarray) -> np.ndarray:
+            return objective.value_and_gradient(point)[1]
+
+        steps = objective.difference_steps(theta)
+        return {
+            "gradient": gradient(theta),
+            "Hessian": jacobian_of_gradient(gradient, theta, steps),
+        }
+    return deriv12(objective, theta, fx=value)
 
 
 def _unverified(summary: OptSummary) -> str:

@@ -1,10 +1,14 @@
 """Optimizers over theta: a registry of bound-constrained minimizers.
 
-lme4's default for ``lmer`` is BOBYQA from NLopt with ``xtol_abs = ftol_abs =
-1e-8``; it is used here when the optional ``nlopt`` package is installed.
-Without it the default is scipy's L-BFGS-B on finite differences, which
-reaches the same optimum on the reference models. Every optimizer minimizes
-the profiled objective subject to theta's lower bounds.
+The default is L-BFGS-B on the criterion and its analytic gradient
+(:mod:`statsmodels_lmer.fitting.lbfgsb`) wherever the objective provides a
+gradient (``value_and_gradient``; the engine's
+:class:`~statsmodels_lmer.engine.gradient.ProfiledGradient`). Elsewhere it is
+lme4's: BOBYQA from NLopt with ``xtol_abs = ftol_abs = 1e-8`` when the
+optional ``nlopt`` package is installed, else scipy's L-BFGS-B on finite
+differences. ``method="bobyqa"`` gives lme4's optimizer. Every optimizer
+minimizes the objective subject to theta's lower bounds (see docs/checks.md
+for the evidence behind the default).
 
 :func:`minimize_theta` is the one bounded minimizer of the package;
 :func:`restart_from_estimate` reruns it from an estimate with a small first
@@ -23,10 +27,13 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from .lbfgsb import minimize_with_gradient
+
 __all__ = [
     "OptimizerResult",
     "available_optimizers",
     "default_optimizer",
+    "has_gradient",
     "minimize_theta",
     "register_optimizer",
     "restart_from_estimate",
@@ -49,7 +56,7 @@ class OptimizerResult:
     fun : float
         The objective there.
     n_evaluations : int
-        Objective evaluations used by the optimizer.
+        Objective evaluations used by the optimizer (with or without gradient).
     method : str
         Registry name of the optimizer.
     message : str
@@ -71,6 +78,8 @@ class OptimizerResult:
     verified : bool or None
         Whether the last restart lowered the objective by at most the
         tolerance (None when no verification was asked for).
+    n_gradients : int
+        How many of the evaluations also gave the analytic gradient.
     """
 
     theta: np.ndarray
@@ -86,6 +95,7 @@ class OptimizerResult:
     verify_rounds: int = 0
     verify_improvement: float | None = None
     verified: bool | None = None
+    n_gradients: int = 0
 
 
 _NLOPT_METHODS = ("bobyqa", "nlopt-nelder-mead")
@@ -129,9 +139,17 @@ def available_optimizers() -> list[str]:
     return names + list(_USER_OPTIMIZERS)
 
 
-def default_optimizer() -> str:
-    """``"bobyqa"`` when nlopt is installed (as lme4), else ``"lbfgsb"``."""
-    return "bobyqa" if HAVE_NLOPT else "lbfgsb"
+def default_optimizer(gradient: bool = False) -> str:
+    """``"lbfgsb"`` for an objective with a gradient; else ``"bobyqa"`` with nlopt (as lme4).
+
+    Without nlopt and without a gradient: ``"lbfgsb"`` on finite differences.
+    """
+    return "bobyqa" if HAVE_NLOPT and not gradient else "lbfgsb"
+
+
+def has_gradient(objective: Objective) -> bool:
+    """Whether ``objective`` provides ``value_and_gradient`` (the analytic gradient)."""
+    return callable(getattr(objective, "value_and_gradient", None))
 
 
 def minimize_theta(
@@ -181,7 +199,7 @@ def minimize_theta(
     -------
     OptimizerResult
     """
-    name = (method or default_optimizer()).lower()
+    name = (method or default_optimizer(has_gradient(objective))).lower()
     if name not in _REGISTRY and name not in _USER_OPTIMIZERS:
         raise ValueError(
             f"unknown optimizer {method!r}; available: {', '.join(available_optimizers())}"
@@ -209,7 +227,15 @@ def minimize_theta(
     seconds = time.perf_counter() - began
     options = {"maxiter": limit, "xtol": xtol, "ftol": ftol}
     return OptimizerResult(
-        theta, fun, counter.calls, name, message, bool(success), seconds, options
+        theta,
+        fun,
+        counter.calls,
+        name,
+        message,
+        bool(success),
+        seconds,
+        options,
+        n_gradients=counter.gradients,
     )
 
 
@@ -251,6 +277,7 @@ class _Counter:
     def __init__(self, objective: Objective) -> None:
         self.objective = objective
         self.calls = 0
+        self.gradients = 0
         self.best_fun = np.inf
         self.best_theta: np.ndarray | None = None
 
@@ -258,9 +285,30 @@ class _Counter:
         self.calls += 1
         theta = np.array(theta, dtype=float)
         value = float(self.objective(theta))
+        self._keep(theta, value)
+        return value if np.isfinite(value) else 1e300
+
+    def _keep(self, theta: np.ndarray, value: float) -> None:
         if value < self.best_fun:
             self.best_fun, self.best_theta = value, theta
-        return value if np.isfinite(value) else 1e300
+
+    @property
+    def has_gradient(self) -> bool:
+        return has_gradient(self.objective)
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective's value and analytic gradient (NaN gradient where it fails)."""
+        self.calls += 1
+        self.gradients += 1
+        theta = np.array(theta, dtype=float)
+        value, gradient = self.objective.value_and_gradient(theta)
+        self._keep(theta, float(value))
+        return float(value), np.asarray(gradient, dtype=float)
+
+    @property
+    def flip(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The objective's map to equivalent theta within the bounds, if it has one."""
+        return getattr(self.objective, "flip_columns", None)
 
 
 def _nlopt(algorithm_name: str):
@@ -320,14 +368,29 @@ def _scipy(method: str, options: Callable[[int, float, float], dict[str, Any]], 
     return run
 
 
+# central differences: forward ones leave L-BFGS-B 1e-5 short of the
+# optimum on some models (Pastes); 3-point gradients reach it
+_lbfgsb_differences = _scipy(
+    "L-BFGS-B", lambda n, x, f: {"maxfun": n, "ftol": 1e-12, "gtol": 1e-7}, jac="3-point"
+)
+
+
+def _lbfgsb(fun, start, bounds, maxiter, xtol, ftol):
+    """L-BFGS-B: on the analytic gradient when the objective has one, else on differences."""
+    if len(start) == 0 or not fun.has_gradient:
+        return _lbfgsb_differences(fun, start, bounds, maxiter, xtol, ftol)
+    # the unconstrained first phase applies to theta's own bounds only
+    theta_bounds = np.all(np.isin(bounds.lower, (0.0, -np.inf))) and np.all(np.isinf(bounds.upper))
+    flip = fun.flip if theta_bounds else None
+    return minimize_with_gradient(
+        fun.value_and_gradient, start, bounds.lower, bounds.upper, maxiter, flip
+    )
+
+
 _REGISTRY: dict[str, Callable[..., tuple[np.ndarray, float, str, bool]]] = {
     "bobyqa": _nlopt("LN_BOBYQA"),
     "nlopt-nelder-mead": _nlopt("LN_NELDERMEAD"),
-    # central differences: forward ones leave L-BFGS-B 1e-5 short of the
-    # optimum on some models (Pastes); 3-point gradients reach it
-    "lbfgsb": _scipy(
-        "L-BFGS-B", lambda n, x, f: {"maxfun": n, "ftol": 1e-12, "gtol": 1e-7}, jac="3-point"
-    ),
+    "lbfgsb": _lbfgsb,
     "nelder-mead": _scipy(
         "Nelder-Mead",
         lambda n, x, f: {"maxfev": n, "xatol": x, "fatol": f, "adaptive": True},

@@ -13,10 +13,19 @@ from .._parallel import check_threads
 from .convergence import GRAD_TOL, HESS_TOL
 from .optimizers import available_optimizers
 
-__all__ = ["NOBS_MAX_DERIVS", "VERIFY_TOL", "FitOptions", "unknown_keyword_error"]
+__all__ = [
+    "DERIV_METHODS",
+    "NOBS_MAX_DERIVS",
+    "VERIFY_TOL",
+    "FitOptions",
+    "unknown_keyword_error",
+]
 
 NOBS_MAX_DERIVS = 10_000
 """Above this many observations the convergence derivatives are skipped by default."""
+
+DERIV_METHODS = ("analytic", "deriv12")
+"""Values of ``deriv_method``."""
 
 VERIFY_TOL = 1e-6
 """A restart from the estimate must not lower the objective by more than this."""
@@ -30,7 +39,9 @@ class FitOptions:
     ----------
     method : str or None
         Optimizer name (:func:`~statsmodels_lmer.fitting.optimizers.available_optimizers`);
-        default BOBYQA when nlopt is installed, else L-BFGS-B.
+        default L-BFGS-B on the analytic gradient where the engine has one,
+        else BOBYQA when nlopt is installed (lme4's), else L-BFGS-B on
+        finite differences.
     maxiter : int or None
         Limit on objective evaluations of each optimizer run (default 100000).
     xtol, ftol : float
@@ -38,8 +49,14 @@ class FitOptions:
     check_conv : bool
         Run lme4's convergence checks and warn.
     calc_derivs : bool or None
-        Compute the finite-difference gradient and Hessian at the optimum;
-        default on up to 10,000 observations (as newer lme4).
+        Compute the gradient and Hessian at the optimum for the checks;
+        default on up to 10,000 observations (as newer lme4). They are never
+        computed at a singular fit, where the checks ignore them.
+    deriv_method : {"analytic", "deriv12"}
+        How: the analytic gradient and central differences of it (``2 k``
+        gradients; the default where the engine has the gradient), or lme4's
+        ``deriv12`` finite differences of the criterion (``2 k^2``
+        evaluations; lme4's numbers).
     verify : bool
         Restart the optimizer from its estimate until a restart lowers the
         objective by at most ``verify_tol``; a fit whose optimum is not
@@ -66,6 +83,7 @@ class FitOptions:
     ftol: float = 1e-8
     check_conv: bool = True
     calc_derivs: bool | None = None
+    deriv_method: str = "analytic"
     verify: bool = True
     verify_tol: float = VERIFY_TOL
     boundary_tol: float = 1e-5
@@ -98,6 +116,13 @@ class FitOptions:
             _check_bool(name, getattr(self, name))
         if self.calc_derivs is not None:
             _check_bool("calc_derivs", self.calc_derivs)
+        if not isinstance(self.deriv_method, str):
+            raise TypeError(f"deriv_method must be a string, got {self.deriv_method!r}")
+        if self.deriv_method not in DERIV_METHODS:
+            raise ValueError(
+                f"deriv_method must be one of {', '.join(map(repr, DERIV_METHODS))}, "
+                f"got {self.deriv_method!r}"
+            )
         check_threads(self.threads)
 
     @classmethod

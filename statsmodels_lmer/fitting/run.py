@@ -14,7 +14,13 @@ import time
 
 import numpy as np
 
-from .optimizers import Objective, OptimizerResult, minimize_theta, restart_from_estimate
+from .optimizers import (
+    Objective,
+    OptimizerResult,
+    has_gradient,
+    minimize_theta,
+    restart_from_estimate,
+)
 from .options import FitOptions
 
 __all__ = ["optimize_lmer"]
@@ -24,6 +30,13 @@ Settings = tuple[int | None, float, float]
 
 EDGE_STEP = 1e-5
 """Step of lme4's one-sided derivative test for ``restart_edge``."""
+
+EDGE_NUDGE = 1e-3
+"""A gradient method restarts from the edge with the element moved this far off its bound.
+
+On the bound of a scalar term the criterion is even, so its gradient there is
+exactly 0 and a gradient method started there would not move.
+"""
 
 VERIFY_MAX_ROUNDS = 5
 """Verifying restarts at most."""
@@ -39,7 +52,9 @@ def optimize_lmer(
     * ``restart_edge``: for theta elements exactly on their lower bound, the
       one-sided difference ``(f(theta + 1e-5 e_i) - f(theta)) / 1e-5`` is
       computed; when any is negative (the objective falls into the interior)
-      the optimizer is run again from the estimate.
+      the optimizer is run again from the estimate (a gradient method with
+      those elements moved 1e-3 off the bound, where the gradient is not 0,
+      keeping the new optimum only when it is lower).
     * ``verify``: the optimizer is restarted from its estimate (NLopt ones
       with a small first step: 1e-3 of each element, at least 1e-4) until a
       restart lowers the objective by at most ``verify_tol``, at most five
@@ -49,7 +64,7 @@ def optimize_lmer(
       the outcome.
     * ``boundary_tol``: each element within ``boundary_tol`` of its bound (but
       not on it) is set to the bound in turn and kept there when the
-      objective is lower than the best value so far. (lme4 compares every
+      objective is not higher than the best value so far. (lme4 compares every
       trial with the optimizer's value, so a later snap could undo part of an
       earlier improvement.) ``0`` disables this.
 
@@ -94,9 +109,16 @@ def _restart_from_edge(
         slopes.append((float(objective(moved)) - base) / EDGE_STEP)
         used += 1
     if any(slope < 0 for slope in slopes):
-        again = minimize_theta(objective, result.theta, lower, result.method, *settings)
+        start = result.theta.copy()
+        nudged = has_gradient(objective) and result.method == "lbfgsb"
+        if nudged:
+            moved = on_edge[np.asarray(slopes) < 0]
+            start[moved] = lower[moved] + EDGE_NUDGE
+        again = minimize_theta(objective, start, lower, result.method, *settings)
         used += again.n_evaluations
-        _adopt(result, again)
+        result.n_gradients += again.n_gradients
+        if not nudged or again.fun < result.fun:
+            _adopt(result, again)
         result.restarted = True
     return used
 
@@ -110,6 +132,7 @@ def _verify(
     while result.verify_rounds < VERIFY_MAX_ROUNDS and improvement > tol:
         again = restart_from_estimate(objective, result, lower, *settings)
         used += again.n_evaluations
+        result.n_gradients += again.n_gradients
         result.verify_rounds += 1
         improvement = max(result.fun - again.fun, 0.0) if np.isfinite(result.fun) else np.inf
         if again.fun < result.fun:  # the message and success flag stay the first run's
@@ -130,7 +153,7 @@ def _snap_to_boundary(
         trial = theta.copy()
         trial[index] = lower[index]
         value = float(objective(trial))
-        if value < best:
+        if value <= best:
             theta, best = trial, value
             result.boundary_snapped.append(int(index))
     if result.boundary_snapped:

@@ -6,6 +6,12 @@ The definitions are lmerTest's (3.1): type I from the Doolittle factor of
 contained in other terms (SAS containment: same covariates, more factors),
 higher-order terms first. Coefficients must use treatment coding, patsy's
 default.
+
+Terms come in R's order (``terms.formula``: main effects, then two-way
+interactions and so on, each group as written in the formula), not patsy's,
+which puts terms without numeric variables first. Type I tests are
+sequential, so the order decides them: for ``0 + sens2 + Homesize`` sens2 is
+tested first, unadjusted for Homesize, as lmerTest does.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import patsy
 
+from ..formula import parse_formula, quote_formula
+
 __all__ = [
     "FixedTerm",
     "fixed_terms",
     "marginal_contrasts",
     "marginal_terms",
+    "r_term_order",
     "type1_contrasts",
     "type3_contrasts",
 ]
@@ -56,7 +65,7 @@ class FixedTerm:
 
 
 def fixed_terms(model) -> tuple[list[FixedTerm], bool]:
-    """The non-intercept terms of the fixed part and whether there is an intercept."""
+    """The non-intercept terms of the fixed part (R's order) and whether there is an intercept."""
     info = model.data.model_spec
     names = list(model.exog_names)
     kinds = {f.name(): i.type for f, i in info.factor_infos.items()}
@@ -70,7 +79,33 @@ def fixed_terms(model) -> tuple[list[FixedTerm], bool]:
         variables = frozenset(f.name() for f in term.factors)
         numeric = frozenset(v for v in variables if kinds[v] == "numerical")
         terms.append(FixedTerm(term.name(), variables, numeric, indices))
-    return terms, has_intercept
+    return r_term_order(model, terms), has_intercept
+
+
+def r_term_order(model, terms: list[FixedTerm]) -> list[FixedTerm]:
+    """``terms`` in R's order: by the number of variables, then as in the formula.
+
+    Terms the formula text does not name (or a model without the text) keep
+    patsy's order after those it names.
+    """
+    position = _formula_positions(model)
+    return sorted(terms, key=lambda t: (len(t.variables), position.get(t.name, len(position))))
+
+
+def _formula_positions(model) -> dict[str, int]:
+    """Position of each fixed term in the formula as written (patsy's term names)."""
+    text = getattr(model, "lmer_formula", None)
+    if not isinstance(text, str):
+        return {}
+    frame = getattr(getattr(model, "data", None), "frame", None)
+    try:
+        parsed = parse_formula(text, require_random=False)
+        if frame is not None:
+            parsed = quote_formula(parsed, frame.columns)
+        description = patsy.ModelDesc.from_formula(parsed.fixed)
+    except (ValueError, patsy.PatsyError):  # FormulaError is a ValueError
+        return {}
+    return {term.name(): i for i, term in enumerate(description.rhs_termlist)}
 
 
 def zapsmall(values: np.ndarray, digits: int = 7) -> np.ndarray:
@@ -82,14 +117,25 @@ def zapsmall(values: np.ndarray, digits: int = 7) -> np.ndarray:
 
 
 def type1_contrasts(model) -> dict[str, np.ndarray]:
-    """Sequential (type I) contrasts: rows of the unit upper Doolittle factor of X'X."""
+    """Sequential (type I) contrasts: rows of the unit upper Doolittle factor of X'X.
+
+    The columns are ordered as R orders them (intercept, then the terms in
+    R's order) before the factorization, so each term is adjusted for the
+    terms before it in the formula.
+    """
     terms, _ = fixed_terms(model)
-    if len(model.exog_names) == 0:
+    p = len(model.exog_names)
+    if p == 0:
         return {}
-    chol = np.linalg.cholesky(_gram(model))
-    upper = (chol / np.diag(chol)).T
+    in_terms = [c for t in terms for c in t.columns]
+    order = [c for c in range(p) if c not in set(in_terms)] + in_terms
+    gram = _gram(model)[np.ix_(order, order)]
+    chol = np.linalg.cholesky(gram)
+    upper = np.empty((p, p))
+    upper[:, order] = (chol / np.diag(chol)).T  # rows: R's order; columns: the model's
     upper[np.abs(upper) < 1e-6] = 0.0
-    return {t.name: upper[list(t.columns)] for t in terms}
+    row_of = {column: row for row, column in enumerate(order)}
+    return {t.name: upper[[row_of[c] for c in t.columns]] for t in terms}
 
 
 def marginal_contrasts(model) -> dict[str, np.ndarray]:

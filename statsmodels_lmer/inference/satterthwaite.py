@@ -9,10 +9,27 @@ contrast ``l``: ``df = 2 (l' C l)^2 / (g' A g)`` with ``g_i = l' J_i l``
 eigen-decomposed and the per-direction df are combined into the F statistic's
 denominator df (lmerTest's ``contestMD``).
 
-Cost: the Hessian and Jacobian take about ``4 k^2 + 12 k`` evaluations of the
-engine (``k = len(theta) + 1``), each as cheap as one objective evaluation. A
-progress bar (``progress=None``: the package setting, :func:`set_progress`)
-appears when they take more than a couple of seconds, as on InstEval.
+Derivatives (``method="analytic"``, the default): the deviance is
+``dev(theta, sigma) = ld(theta) + r2(theta) / sigma^2 + n' log(2 pi sigma^2)``
+(``ld = log|L_Z|^2``, plus ``log|R_X|^2`` for REML; ``n' = n`` or ``n - p``),
+so with the analytic gradients of ``ld`` and ``r2``
+(:meth:`~statsmodels_lmer.engine.gradient.ProfiledGradient.gradient_pieces`)
+
+* ``H_theta,theta`` is a central difference of ``grad ld + grad r2 / sigma^2``
+  (``2 k`` gradients, steps ``1e-4`` of each element's scale,
+  :meth:`~statsmodels_lmer.engine.gradient.ProfiledGradient.difference_steps`);
+* ``H_theta,sigma = -2 grad r2 / sigma^3`` and
+  ``H_sigma,sigma = 6 r2 / sigma^4 - 2 n' / sigma^2`` exactly;
+* ``d vcov(beta) / d theta = sigma^2 d C_u / d theta`` exactly
+  (:meth:`~statsmodels_lmer.engine.gradient.ProfiledGradient.vcov_jacobian`),
+  ``d vcov(beta) / d sigma = 2 sigma C_u``.
+
+``method="numderiv"`` is lmerTest's own scheme: numDeriv's Richardson
+differences of the deviance (about ``4 k^2 + 12 k`` evaluations, ``k =
+len(theta) + 1``). Both are evaluated the same way at a singular fit (theta
+elements at 0 are differenced across 0, as lmerTest does) and go through the
+same pseudo-inverse. A progress bar (``progress=None``: the package setting,
+:func:`set_progress`) appears when they take more than a couple of seconds.
 """
 
 from __future__ import annotations
@@ -24,10 +41,20 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress
+from ..engine.gradient import ProfiledGradient, jacobian_of_gradient
 from ..exceptions import warn
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
-__all__ = ["ContrastTest", "Satterthwaite", "fstat_ddf"]
+__all__ = ["METHODS", "ContrastTest", "Satterthwaite", "analytic_steps", "fstat_ddf"]
+
+METHODS = ("analytic", "numderiv")
+"""How the derivatives are computed (see the module docstring)."""
+
+
+def analytic_steps(k: int) -> int:
+    """Engine calls of the analytic derivatives for ``k`` variance parameters (theta, sigma)."""
+    return 2 * (k - 1) + 1
+
 
 _EIGEN_TOL = 1e-8
 
@@ -81,11 +108,17 @@ class Satterthwaite:
     progress : bool or None
         Progress bar over the engine evaluations (None: the package setting,
         shown when the derivatives take more than a couple of seconds).
+    method : {"analytic", "numderiv"}
+        Analytic derivatives (default) or lmerTest's numDeriv differences
+        (see the module docstring).
     """
 
-    def __init__(self, res, progress: bool | None = None) -> None:
+    def __init__(self, res, progress: bool | None = None, method: str = "analytic") -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         res = getattr(res, "_results", res)
         self.reml = res.reml
+        self.method = method
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
         self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
@@ -93,6 +126,14 @@ class Satterthwaite:
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
+        if method == "analytic":
+            self.hessian, self.jacobians = self._analytic(devfun, progress)
+        else:
+            self.hessian, self.jacobians = self._numderiv(devfun, progress)
+        self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
+
+    def _numderiv(self, devfun, progress: bool | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """lmerTest's numDeriv Hessian of the deviance and Jacobian of vcov(beta)."""
         k, p = len(self.varpar), len(self.beta)
         total = hessian_evaluations(k) + jacobian_evaluations(k)
         with Progress(total, "Satterthwaite df", "evaluation", progress) as bar:
@@ -106,11 +147,38 @@ class Satterthwaite:
                 return varpar[-1] ** 2 * devfun.components(varpar[:-1]).vcov_unscaled.ravel()
 
             bar.note("Hessian of the deviance in (theta, sigma)")
-            self.hessian = hessian(deviance, self.varpar)
+            hess = hessian(deviance, self.varpar)
             bar.note("Jacobian of vcov(beta)")
             jac = jacobian(vcov_beta, self.varpar)
-        self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
-        self.jacobians = [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
+        return hess, [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
+
+    def _analytic(self, devfun, progress: bool | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The Hessian and Jacobian from the analytic gradients (module docstring)."""
+        grad = ProfiledGradient(devfun)
+        theta, sigma = self.varpar[:-1], self.sigma
+        k = len(self.varpar)
+        with (
+            devfun.blas_threads(),
+            Progress(analytic_steps(k), "Satterthwaite df", "gradient", progress) as bar,
+        ):
+            point, _, grad_r2 = grad.gradient_pieces(theta)
+            bar.update()
+
+            def theta_gradient(at: np.ndarray) -> np.ndarray:
+                _, grad_ld, grad_r2_at = grad.gradient_pieces(at)
+                bar.update()
+                return grad_ld + grad_r2_at / sigma**2
+
+            bar.note("Hessian of the deviance in (theta, sigma)")
+            hess = np.empty((k, k))
+            steps = grad.difference_steps(theta)
+            hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta, steps)
+            hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
+            n_eff = grad.effective_n
+            hess[-1, -1] = 6.0 * point.pwrss / sigma**4 - 2.0 * n_eff / sigma**2
+            vcov_unscaled, d_vcov = grad.vcov_jacobian(point)
+        jacobians = [sigma**2 * d for d in d_vcov] + [2.0 * sigma * vcov_unscaled]
+        return hess, jacobians
 
     @staticmethod
     def _pseudo_inverse_times_two(h: np.ndarray) -> np.ndarray:

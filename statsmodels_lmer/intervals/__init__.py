@@ -9,7 +9,7 @@
 from .bootstrap import BootstrapResult, bootstrap, confint_bootstrap
 from .confint import confint
 from .parameters import parameter_names, variance_parameters
-from .profile import ProfileResult, confint_profile, profile
+from .profile import ProfileResult, confint_profile, profile, profile_limits
 
 __all__ = [
     "BootstrapResult",
@@ -20,5 +20,6 @@ __all__ = [
     "confint_profile",
     "parameter_names",
     "profile",
+    "profile_limits",
     "variance_parameters",
 ]

@@ -1,0 +1,229 @@
+"""The analytic gradient of the profiled criterion against a complex-step reference.
+
+The reference forms the full augmented system densely (as tests/test_objective.py)
+in complex arithmetic, with transposes but no conjugates, so that
+``f(theta + i h e_k).imag / h`` (h = 1e-30) is the exact derivative to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import statsmodels_lmer as sml
+from statsmodels_lmer.engine.gradient import (
+    ProfiledGradient,
+    gradient_available,
+    jacobian_of_gradient,
+    relative_steps,
+)
+from statsmodels_lmer.parametrization import tril_colmajor
+
+STEP = 1e-30
+
+
+def complex_cholesky(a: np.ndarray) -> np.ndarray:
+    """Lower factor of a complex symmetric matrix (no conjugation, no pivoting)."""
+    a = np.array(a, dtype=complex)
+    n = a.shape[0]
+    out = np.zeros_like(a)
+    for j in range(n):
+        pivot = np.sqrt(a[j, j] - out[j, :j] @ out[j, :j])
+        out[j, j] = pivot
+        out[j + 1 :, j] = (a[j + 1 :, j] - out[j + 1 :, :j] @ out[j, :j]) / pivot
+    return out
+
+
+class DenseModel:
+    """The criterion and vcov(beta)/sigma^2 of a model from dense (complex) algebra."""
+
+    def __init__(self, model: sml.Lmer, reml: bool) -> None:
+        self.model, self.reml = model, reml
+        Z = sp.hstack([t.z_matrix() for t in model.random_terms]).toarray()
+        X = np.asarray(model.exog, dtype=float)
+        y = np.asarray(model.endog, dtype=float)
+        w = np.ones(len(y)) if model.weights is None else model.weights
+        M = np.column_stack([Z, X, y]) * np.sqrt(w)[:, None]
+        self.A = M.T @ M
+        self.q, self.p, self.n = Z.shape[1], X.shape[1], len(y)
+        self.log_w = float(np.sum(np.log(w)))
+
+    def _system(self, theta: np.ndarray) -> np.ndarray:
+        model = self.model
+        blocks = []
+        for term, part in zip(model.random_terms, model.theta_slices):
+            T = np.zeros((term.n_cols, term.n_cols), dtype=complex)
+            T[tril_colmajor(term.n_cols)] = theta[part]
+            blocks.append(np.kron(np.eye(term.n_levels), T))
+        size = self.q + self.p + 1
+        lam = np.zeros((size, size), dtype=complex)
+        start = 0
+        for block in blocks:
+            lam[start : start + len(block), start : start + len(block)] = block
+            start += len(block)
+        lam[self.q :, self.q :] = np.eye(self.p + 1)
+        omega = lam.T @ self.A @ lam
+        omega[: self.q, : self.q] += np.eye(self.q)
+        return omega
+
+    def criterion(self, theta: np.ndarray) -> complex:
+        L = complex_cholesky(self._system(theta))
+        d = np.diag(L)
+        q, p = self.q, self.p
+        ld = 2 * np.sum(np.log(d[:q])) + (2 * np.sum(np.log(d[q : q + p])) if self.reml else 0)
+        dof = self.n - (p if self.reml else 0)
+        return ld - self.log_w + dof * (1 + np.log(2 * np.pi * d[-1] ** 2 / dof))
+
+    def vcov_unscaled(self, theta: np.ndarray) -> np.ndarray:
+        omega = self._system(theta)[:-1, :-1]
+        unit = np.zeros((self.q + self.p, self.p))
+        unit[self.q :] = np.eye(self.p)
+        return np.linalg.solve(omega, unit)[self.q :]
+
+    def beta(self, theta: np.ndarray) -> np.ndarray:
+        omega = self._system(theta)
+        return np.linalg.solve(omega[:-1, :-1], omega[:-1, -1])[self.q :]
+
+    def complex_step(self, func, theta: np.ndarray) -> np.ndarray:
+        out = []
+        for k in range(theta.size):
+            shifted = theta.astype(complex)
+            shifted[k] += 1j * STEP
+            out.append(np.imag(func(shifted)) / STEP)
+        return np.array(out)
+
+
+def frame(seed: int = 5, n: int = 240) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    out = pd.DataFrame(
+        {
+            "a": rng.integers(0, 14, n).astype(str),
+            "b": rng.integers(0, 6, n).astype(str),
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+        }
+    )
+    out["y"] = out["x"] + rng.normal(size=n) + out["a"].astype(int) * 0.1
+    out["w"] = rng.uniform(0.5, 2.0, n)
+    return out
+
+
+FORMULAS = [
+    "y ~ x + (1 | a) + (1 | b)",
+    "y ~ x + (x | a) + (1 | b)",
+    "y ~ x + (1 | a) + (x + z | b)",
+    "y ~ x + (x | a) + (z | b)",
+    "y ~ x * z + (x || a) + (0 + z | b)",
+]
+
+
+def points(model: sml.Lmer) -> list[np.ndarray]:
+    """lme4's start, an interior point, negative values and a point on the boundary."""
+    rng = np.random.default_rng(11)
+    lower = model.theta_lower
+    start = model.theta_start
+    inside = np.where(
+        lower == 0, 0.2 + rng.uniform(0, 1, start.size), rng.normal(0, 0.5, start.size)
+    )
+    boundary = inside.copy()
+    boundary[np.flatnonzero(lower == 0)[-1]] = 0.0
+    negative = -inside
+    return [start, inside, boundary, negative]
+
+
+@pytest.mark.parametrize("strategy", ["dense", "classes", "pairs"])
+@pytest.mark.parametrize("formula", FORMULAS)
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_equals_complex_step(formula, strategy, reml):
+    model = sml.Lmer.from_formula(formula, frame(), weights="w")
+    devfun = model.devfun(reml, strategy=strategy)
+    assert devfun.cross.strategy == strategy
+    grad = ProfiledGradient(devfun)
+    dense = DenseModel(model, reml)
+    for theta in points(model):
+        value, gradient = grad.value_and_gradient(theta)
+        reference = dense.complex_step(dense.criterion, theta)
+        assert value == pytest.approx(np.real(dense.criterion(theta)), rel=1e-11)
+        np.testing.assert_allclose(
+            gradient, reference, rtol=1e-8, atol=1e-8 * np.abs(reference).max()
+        )
+
+
+@pytest.mark.parametrize("formula", [*FORMULAS[1:4], "y ~ 1 + (1 | a)", "y ~ 1 + (x | a)"])
+@pytest.mark.parametrize("reml", [True, False])
+def test_vcov_and_beta_jacobians_equal_complex_step(formula, reml):
+    model = sml.Lmer.from_formula(formula, frame(seed=8), weights="w")
+    grad = ProfiledGradient(model.devfun(reml))
+    dense = DenseModel(model, reml)
+    for theta in points(model)[1:3]:
+        # the point after a gradient (whose inverse once overwrote a 1 x 1 factor in place)
+        point, _, _ = grad.gradient_pieces(theta)
+        vcov, d_vcov = grad.vcov_jacobian(point)
+        beta, d_beta, d_vcov_again = grad.beta_jacobian(point)
+        np.testing.assert_allclose(vcov, np.real(dense.vcov_unscaled(theta)), rtol=1e-10)
+        np.testing.assert_allclose(beta, np.real(dense.beta(theta)), rtol=1e-10)
+        reference = dense.complex_step(dense.vcov_unscaled, theta)  # (k, p, p)
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(d_vcov, reference, rtol=1e-7, atol=1e-9 * scale)
+        np.testing.assert_array_equal(d_vcov, d_vcov_again)
+        reference = dense.complex_step(dense.beta, theta).T  # (p, k)
+        np.testing.assert_allclose(
+            d_beta, reference, rtol=1e-7, atol=1e-9 * np.abs(reference).max()
+        )
+
+
+def test_gradient_pieces_add_up_to_the_gradient():
+    model = sml.Lmer.from_formula(FORMULAS[3], frame(seed=2))
+    grad = ProfiledGradient(model.devfun(True))
+    theta = points(model)[1]
+    point, g_log_det, g_pwrss = grad.gradient_pieces(theta)
+    _, gradient = grad.value_and_gradient(theta)
+    combined = g_log_det + grad.effective_n / point.pwrss * g_pwrss
+    np.testing.assert_allclose(combined, gradient, rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_from_gradient_is_accurate():
+    model = sml.Lmer.from_formula(FORMULAS[1], frame(seed=4))
+    grad = ProfiledGradient(model.devfun(False))
+    dense = DenseModel(model, False)
+    theta = points(model)[1]
+    hessian = jacobian_of_gradient(lambda t: grad.value_and_gradient(t)[1], theta)
+
+    def exact_gradient(t: np.ndarray) -> np.ndarray:
+        return dense.complex_step(dense.criterion, t)
+
+    reference = np.array(
+        [
+            (exact_gradient(theta + h * e) - exact_gradient(theta - h * e)) / (2 * h)
+            for h, e in zip(relative_steps(theta) / 10, np.eye(theta.size))
+        ]
+    )
+    np.testing.assert_allclose(hessian, reference, rtol=1e-6, atol=1e-6 * np.abs(reference).max())
+
+
+def test_flip_columns_keeps_the_criterion():
+    model = sml.Lmer.from_formula(FORMULAS[3], frame())
+    grad = ProfiledGradient(model.devfun(True))
+    theta = -points(model)[1]
+    flipped = grad.flip_columns(theta)
+    assert np.all(flipped[model.theta_lower == 0] >= 0)
+    assert grad(flipped) == pytest.approx(grad(theta), rel=1e-12)
+
+
+def test_gradient_is_not_used_with_the_nested_layout():
+    data = sml.datasets.load("Pastes")
+    nested = sml.Lmer.from_formula("strength ~ 1 + (1 | batch/cask)", data).devfun(strategy="pairs")
+    crossed = sml.Lmer.from_formula("strength ~ 1 + (1 | batch) + (1 | sample)", data).devfun()
+    assert nested.cross.nested is not None and not gradient_available(nested)
+    assert gradient_available(crossed)
+    # the dense path still gives the right gradient for a nested model
+    grad = ProfiledGradient(nested)
+    theta = np.array([0.8, 1.3])
+    _, gradient = grad.value_and_gradient(theta)
+    steps = relative_steps(theta, 1e-5)
+    numeric = [
+        (nested(theta + h * e) - nested(theta - h * e)) / (2 * h) for h, e in zip(steps, np.eye(2))
+    ]
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-6)
