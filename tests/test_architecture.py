@@ -26,6 +26,8 @@ LAYERS = [
     ["frame"],
     ["formula_env"],
     ["distributed.design"],
+    ["engine.cost"],
+    ["engine.sparse"],
     ["engine.blocks"],
     ["engine.objective"],
     ["engine"],
