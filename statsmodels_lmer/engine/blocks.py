@@ -21,6 +21,8 @@ cost model chooses (:mod:`statsmodels_lmer.engine.cost`). Nothing of length
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import threading
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from .cost import (
     sparse_bytes,
     sparse_seconds,
 )
-from .sparse import SparseSystem, sparse_backend
+from .sparse import BACKEND_VARIABLE, SparseSystem, sparse_backend
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -51,6 +53,7 @@ __all__ = [
     "NestedLayout",
     "PairsProduct",
     "RawSums",
+    "ResponseSums",
     "build_cross_products",
     "check_design_memory",
     "design_sizes",
@@ -59,6 +62,7 @@ __all__ = [
     "level_blocks",
     "model_blocks",
     "raw_sums",
+    "response_sums",
 ]
 
 # Class products are kept only up to this many bytes.
@@ -102,11 +106,36 @@ class PairsProduct:
             self.flat, self.value, self.weight = flat[order], value[order], weight[order]
         else:
             self.flat, self.first, self.second = _factor_pairs(cross.a_r1)
+        self._index_places()
+
+    def _index_places(self) -> None:
+        """The runs of equal places in the sorted pairs, and chunks of them."""
         new_place = np.ones(len(self.flat), dtype=bool)
         new_place[1:] = self.flat[1:] != self.flat[:-1]
         self.starts = np.flatnonzero(new_place)
         self.targets = self.flat[self.starts]
         self.chunks = _pair_chunks(self.starts, len(self.flat))
+
+    def with_response(self, cross: CrossProducts) -> PairsProduct:
+        """The products for cross-products that differ in the response only.
+
+        By factor the pairs point into ``A_R1``'s entries; by class the pairs
+        of the response row (the last places) are formed again.
+        """
+        out = copy.copy(self)
+        if self.columns is not None:
+            out.columns = copy.copy(self.columns)
+            out.columns.data = cross.a_r1.data
+            return out
+        m = self.size
+        tail = int(np.searchsorted(self.flat, (m - 1) * m))
+        flat, value, weight = _pair_products(cross, first_row=m - 1)
+        order = np.argsort(flat, kind="stable")
+        out.flat = np.concatenate([self.flat[:tail], flat[order]])
+        out.value = np.concatenate([self.value[:tail], value[order]])
+        out.weight = np.concatenate([self.weight[:tail], weight[order]])
+        out._index_places()
+        return out
 
     @property
     def needs_roots(self) -> bool:
@@ -410,6 +439,37 @@ class CrossProducts:
         work.fill(0.0)
         work.reshape(-1)[self.fill_positions] = self.fill_values
 
+    def with_response(self, sums: ResponseSums) -> CrossProducts:
+        """The cross-products of the same model with another response.
+
+        Only the response's row and column (``Z'Wy``, ``X'Wy``, ``y'Wy``) are
+        replaced; the weight classes, the strategy's tables (but the
+        response's pair products) and the sparse ordering are kept. A refit
+        of a simulated response (``bootstrap``, ``simulate`` and ``refit``)
+        then skips the setup.
+        """
+        m = self.size_rest
+        response = np.concatenate([sums.rest, sums.fixed, [sums.total]])
+        a_r1 = self.a_r1.copy()
+        in_row = a_r1.indices == m - 1
+        column = np.repeat(np.arange(a_r1.shape[1]), np.diff(a_r1.indptr))
+        a_r1.data[in_row] = sums.first.reshape(-1)[column[in_row]]
+        a_rr = sp.csr_matrix(self.a_rr, copy=True)
+        row = np.repeat(np.arange(m), np.diff(a_rr.indptr))
+        a_rr.data[a_rr.indices == m - 1] = response[row[a_rr.indices == m - 1]]
+        a_rr.data[row == m - 1] = response[a_rr.indices[row == m - 1]]
+        out = dataclasses.replace(self, a_r1=a_r1, a_rr=a_rr, product=None, nested=None)
+        out.fill_positions, out.fill_values = _lower_entries(a_rr)
+        if self.sparse is not None:
+            out.sparse = self.sparse.with_response(a_r1, a_rr)
+        elif isinstance(self.product, PairsProduct):
+            out.product = self.product.with_response(out)
+            if self.nested is not None:
+                out.nested = _nested_layout(out, *self.rest_sizes[0], out.product)
+        elif self.product is not None:
+            out.product = _STRATEGIES[self.product.name](out)
+        return out
+
     def sizes(self) -> DesignSizes:
         """The sizes the cost and memory models read (see :func:`design_sizes`)."""
         return design_sizes(
@@ -699,6 +759,49 @@ def raw_sums(
     )
 
 
+@dataclass(eq=False)
+class ResponseSums:
+    """The cross-products of one response vector: what a refit needs anew.
+
+    Attributes
+    ----------
+    first : ndarray, shape (l1, p1)
+        ``Z_1' W y`` per level of the first term.
+    rest : ndarray, shape (r,)
+        ``Z_k' W y`` of the other terms, in the engine's layout.
+    fixed : ndarray, shape (p,)
+        ``X' W y``.
+    total : float
+        ``y' W y``.
+    """
+
+    first: np.ndarray
+    rest: np.ndarray
+    fixed: np.ndarray
+    total: float
+
+
+def response_sums(
+    terms: list[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> ResponseSums:
+    """:class:`ResponseSums` of ``y``, computed as :func:`raw_sums` computes them.
+
+    Parameters are those of :func:`build_cross_products`.
+    """
+    root_w = np.ones(len(y)) if weights is None else np.sqrt(weights)
+    xy = np.column_stack([X, y]) * root_w[:, None]
+    wy = xy[:, -1:]
+    first = _by_columns(terms[0], _weighted_columns(terms[0], root_w), wy)
+    rest = [_by_columns(t, _weighted_columns(t, root_w), wy)[:, 0] for t in terms[1:]]
+    gram = xy.T @ xy
+    return ResponseSums(
+        first=first[:, 0].reshape(terms[0].n_levels, terms[0].n_cols),
+        rest=np.concatenate(rest) if rest else np.zeros(0),
+        fixed=gram[:-1, -1].copy(),
+        total=float(gram[-1, -1]),
+    )
+
+
 def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossProducts:
     """:class:`CrossProducts` from summed :class:`RawSums`.
 
@@ -740,7 +843,9 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         if strategy == "pairs" or not tiny:
             cross.product = PairsProduct(cross)
             cross.nested = _nested_layout(cross, *raw.rest_sizes[0], cross.product)
-            if cross.nested is not None:
+            if cross.nested is not None:  # no m x m array: the pair products and the sums
+                need = sizes.dense_bytes("pairs", buffers=0)
+                check_memory(need, "the pair products of the nested terms", _remedy(sizes))
                 return cross
     name, system = _choose_strategy(cross, sizes, strategy)
     if system is not None:
@@ -915,8 +1020,9 @@ def _choose_strategy(
             continue
         setup, per_eval[name] = sizes.dense_seconds(name)
         options[name] = (setup + EXPECTED_EVALUATIONS * per_eval[name], sizes.dense_bytes(name))
-    if per_eval["dense"] < SMALL_SECONDS:
-        return "dense", None  # tiny problems: the plain product, fewest roundings
+    if per_eval["dense"] < SMALL_SECONDS:  # tiny problems: the plain product, fewest roundings
+        check_memory(options["dense"][1], _describe("dense", sizes, None), _remedy(sizes))
+        return "dense", None
     system = None
     dense_fits = any(limit is None or need <= limit for _, need in options.values())
     slow = min(per_eval.values()) > _SPARSE_MIN_SECONDS
@@ -937,9 +1043,10 @@ def _choose_strategy(
 def _sparse_system(cross: CrossProducts) -> SparseSystem:
     backend = sparse_backend()
     if backend is None:
-        raise ValueError(
-            "strategy='sparse' needs a sparse Cholesky: install the 'cholmod' extra "
-            "(scikit-sparse, with SuiteSparse) or the 'sparse' extra (qdldl)"
+        raise ImportError(
+            "strategy='sparse' needs a sparse Cholesky: pip install "
+            "'statsmodels_lmer[cholmod]' (scikit-sparse, with Debian's libsuitesparse-dev) "
+            f"or 'statsmodels_lmer[sparse]' (qdldl); {BACKEND_VARIABLE} must not be 'off'"
         )
     per_level = cross.a11_classes[cross.class_of_level]
     return SparseSystem(per_level, cross.a_r1, cross.a_rr, cross.rest_sizes, cross.n_fixed, backend)
@@ -974,11 +1081,11 @@ def _remedy(sizes: DesignSizes) -> str:
         ""
         if sparse_backend() is not None
         else "Install a sparse Cholesky (the 'cholmod' extra, with Debian's libsuitesparse-dev; "
-        "see docs/engine.md), which needs far less when the crossing has structure; "
+        "see docs/engine.md), which needs far less when the crossing has structure, use "
     )
     return (
-        f"{hint}Use fewer levels in the terms after the largest ({sizes.n_random_rest} random "
-        "effects now), or a machine with more memory."
+        f"{hint or 'Use '}fewer levels in the terms after the largest ({sizes.n_random_rest} "
+        "random effects now), or a machine with more memory."
     )
 
 
@@ -997,6 +1104,11 @@ def check_design_memory(terms: list[RandomTerm], n_fixed: int) -> None:
         return
     m = sum(t.n_random for t in terms[1:]) + n_fixed + 1
     first = terms[0]
+    if len(terms) == 2:
+        owner = np.full(first.n_levels, -1)
+        owner[first.codes] = terms[1].codes
+        if np.all(owner[first.codes] == terms[1].codes):
+            return  # nested: the compact layout has no m x m array
     sizes = DesignSizes(
         first.n_levels,
         first.n_cols,
@@ -1025,7 +1137,9 @@ def _class_products(cross: CrossProducts) -> np.ndarray:
     return products.reshape(n_classes * p1 * p1, m, m)
 
 
-def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pair_products(
+    cross: CrossProducts, first_row: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Products of nonzero pairs in each level's columns, summed by class.
 
     One sparse product ``G = A_tilde B'`` does it: ``A_tilde`` holds
@@ -1033,7 +1147,8 @@ def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.nda
     ``B`` holds ``A_R1[s, k p1 + b]`` at row ``b m + s``, column ``k``, so
     ``G[(c, a, r), (b, s)] = sum over levels k of class c``. Returns the flat
     lower-triangle position ``r m + s``, the summed product and the index of
-    ``Wt[c, a, b]`` in the flattened class weights.
+    ``Wt[c, a, b]`` in the flattened class weights. ``first_row``: only the
+    pairs of rows ``r >= first_row``.
     """
     a = cross.a_r1.tocoo()
     m = a.shape[0]
@@ -1041,7 +1156,10 @@ def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.nda
     n_classes = len(cross.class_counts)
     level, within = np.divmod(a.col, p1)
     rows_tilde = (cross.class_of_level[level] * p1 + within) * m + a.row
-    a_tilde = sp.csr_matrix((a.data, (rows_tilde, level)), shape=(n_classes * p1 * m, l1))
+    left = a.row >= first_row
+    a_tilde = sp.csr_matrix(
+        (a.data[left], (rows_tilde[left], level[left])), shape=(n_classes * p1 * m, l1)
+    )
     b_rows = within * m + a.row
     b = sp.csr_matrix((a.data, (b_rows, level)), shape=(p1 * m, l1))
     g = (a_tilde @ b.T).tocoo()

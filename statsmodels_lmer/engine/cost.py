@@ -32,6 +32,7 @@ __all__ = [
     "DesignSizes",
     "SparseCounts",
     "available_memory",
+    "blas_rate",
     "check_memory",
     "dense_factor_seconds",
     "format_bytes",
@@ -49,8 +50,9 @@ unit (``"6GiB"``, ``"500M"``), or ``"off"`` to skip the check."""
 # -- seconds (one core; docs/engine.md, "Choosing a strategy") ----------------
 SECONDS_PER_PAIR = 6.0e-9  # gather, multiply, reduceat, scatter of one pair product
 SECONDS_PER_PAIR_SETUP = 1.5e-7  # forming, merging and sorting one pair product
-SECONDS_PER_FLOP = 2.0e-11  # a dense multiply-add in BLAS (syrk, gemm)
 SECONDS_PER_ELEMENT = 1.0e-9  # a memory-bound pass over one element
+SECONDS_PER_CLASS_ELEMENT = 0.6e-9  # one element of a class product in dgemv
+SECONDS_PER_SPARSE_CALL = 1.0e-2  # an evaluation's fixed work on the sparse path
 SECONDS_PER_SPARSE_FLOP = 3.0e-11  # CHOLMOD supernodal, per flop (sum of c_j^2)
 REFERENCE_BLAS_SECONDS_PER_FLOP = 3.0e-10  # the same on the reference (netlib) BLAS
 SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping)
@@ -64,17 +66,22 @@ SMALL_SECONDS = 5e-5  # below this an evaluation is "tiny": the plain dense prod
 BYTES_PER_PAIR = 40  # flat position, value, weight index (kept) and the product
 BYTES_PER_PAIR_SETUP = 120  # transient while the pair products are formed
 BYTES_PER_ENTRY = 40  # a stored entry of the sparse cross-products (with copies)
-SPARSE_WORKSPACE = 64 * 2**20  # CHOLMOD's and scipy's workspaces
+SPARSE_WORKSPACE = 32 * 2**20  # CHOLMOD's and scipy's workspaces
+
+
+def blas_rate(m: int) -> float:
+    """Flops per second of one core in BLAS-3 work on blocks of order ``m``.
+
+    ``dpotrf``, ``dgemm`` and ``dsyrk`` of scipy's OpenBLAS rise from about
+    40 GF/s at m = 1000 to 75 at m = 2e4 on the benchmark machine (``dsyrk``
+    counted as a full product: it runs at half the rate).
+    """
+    return 85e9 * m / (m + 1200.0)
 
 
 def dense_factor_seconds(m: int) -> float:
-    """One in-place dense evaluation besides the product: fill, scale, ``dpotrf``.
-
-    LAPACK's rate rises with the order (about 40 GF/s at m = 1000 and 75 at
-    m = 2e4 on one core of the benchmark machine).
-    """
-    rate = 85e9 * m / (m + 1200.0)
-    return m**3 / 3.0 / rate + 3.0 * m * m * SECONDS_PER_ELEMENT
+    """One in-place dense evaluation besides the product: fill, scale, ``dpotrf``."""
+    return m**3 / 3.0 / blas_rate(m) + 3.0 * m * m * SECONDS_PER_ELEMENT
 
 
 @dataclass
@@ -127,10 +134,19 @@ class DesignSizes:
         return self.n_first + self.n_random_rest
 
     @property
+    def pairs_by_factor(self) -> bool:
+        """Whether the pair products are formed by factor (vector first term, many classes)."""
+        p1 = self.first_cols
+        return p1 > 1 and self.n_classes * 2 * p1 > self.first_levels
+
+    @property
     def n_pairs(self) -> float:
-        """Pair products before weight classes merge them: ``p1^2 sum c_l (c_l + 1) / 2``."""
+        """Pair products: ``p1 sum c_l (c_l + 1) / 2`` by factor, ``p1^2`` times that
+        by class before weight classes merge them."""
         c = self.rows_per_level.astype(float)
-        return float(self.first_cols**2 * np.sum(c * (c + 1.0) / 2.0))
+        per_column = float(np.sum(c * (c + 1.0) / 2.0))
+        p1 = self.first_cols
+        return per_column * (p1 if self.pairs_by_factor else p1 * p1)
 
     @property
     def a_r1_entries(self) -> float:
@@ -155,16 +171,16 @@ class DesignSizes:
             return self.n_pairs * SECONDS_PER_PAIR_SETUP, common + self.n_pairs * SECONDS_PER_PAIR
         if strategy == "classes":
             n_weights = self.n_classes * p1 * p1
-            setup = m * m * q1 * p1 * p1 * SECONDS_PER_FLOP
-            return setup, common + (n_weights + 1) * m * m * SECONDS_PER_ELEMENT
-        flops = m * m * q1 * p1 * (0.5 if p1 == 1 else 1.0)  # syrk for a scalar term
-        return 0.0, common + flops * SECONDS_PER_FLOP + m * q1 * p1 * SECONDS_PER_ELEMENT
+            setup = m * m * q1 * p1 * p1 / blas_rate(m)
+            return setup, common + (n_weights + 1) * m * m * SECONDS_PER_CLASS_ELEMENT
+        flops = m * m * q1 * p1
+        return 0.0, common + flops / blas_rate(m) + m * q1 * p1 * SECONDS_PER_ELEMENT
 
-    def dense_bytes(self, strategy: str, buffers: int = 2) -> float:
+    def dense_bytes(self, strategy: str, buffers: int = 1) -> float:
         """Peak bytes of a dense strategy: ``buffers`` m x m arrays and its tables.
 
-        Two buffers: the fit's evaluations and the factor the solution keeps
-        while a later evaluation (derivatives, profiles) runs.
+        A fit needs one work array (the solution keeps it as its factor);
+        evaluations after the fit (derivatives, profiles) take a second.
         """
         m, q1, p1 = self.size_rest, self.n_first, self.first_cols
         total = self.base_bytes() + 8.0 * m * m * buffers
@@ -195,7 +211,7 @@ class SparseCounts:
         ``"cholmod"`` or ``"qdldl"``.
     exact : bool
         Whether the counts are those of the backend's own ordering (CHOLMOD)
-        rather than an upper bound (qdldl, counted under reverse Cuthill-McKee).
+        rather than an estimate (qdldl, counted under a greedy minimum degree).
     reference_blas : bool
         Whether CHOLMOD runs on the reference (netlib) BLAS.
     """
@@ -212,7 +228,8 @@ class SparseCounts:
 
 def sparse_seconds(counts: SparseCounts) -> float:
     """Seconds of one evaluation through the sparse factorization."""
-    fixed = counts.order * SECONDS_PER_SPARSE_COLUMN + counts.entries * SECONDS_PER_SPARSE_ENTRY
+    fixed = SECONDS_PER_SPARSE_CALL + counts.order * SECONDS_PER_SPARSE_COLUMN
+    fixed += counts.entries * SECONDS_PER_SPARSE_ENTRY
     if counts.backend == "qdldl":
         per_entry = QDLDL_SECONDS_PER_ENTRY * (1 + counts.n_rhs)
         return fixed + counts.flops * QDLDL_SECONDS_PER_FLOP + counts.factor_entries * per_entry
@@ -266,10 +283,12 @@ def available_memory() -> float | None:
 
 
 def format_bytes(value: float) -> str:
-    """``3.2 GiB``, ``640 MiB``."""
+    """``3.2 GiB``, ``640 MiB``, ``12 KiB``."""
     if value >= 2**30:
         return f"{value / 2**30:.1f} GiB"
-    return f"{value / 2**20:.0f} MiB"
+    if value >= 2**20:
+        return f"{value / 2**20:.0f} MiB"
+    return f"{value / 2**10:.0f} KiB"
 
 
 def check_memory(needed: float, what: str, remedy: str) -> None:

@@ -97,6 +97,9 @@ class Components:
 _SLAB_ELEMENTS = 1 << 22
 """Elements of the temporary arrays of the block scaling (32 MiB)."""
 
+_SMALL_ORDER = 256
+"""Up to this order scalar terms scale the whole work array (two passes, fewer calls)."""
+
 
 class RestScaling:
     """``Lambda_R`` for the rest ``R = [Z_2 ... Z_k, X, y]``, applied block by block.
@@ -111,9 +114,13 @@ class RestScaling:
         self.levels = [term.n_levels for term in terms]
         self.scalar = all(T.shape[0] == 1 for T in self.factors)
         self.r = sum(n * T.shape[0] for n, T in zip(self.levels, self.factors))
-        if self.scalar:
-            parts = [np.full(n, T[0, 0]) for n, T in zip(self.levels, self.factors)]
-            self.diagonal = np.concatenate(parts + [np.ones(extra)])
+        self.extra = extra
+
+    @cached_property
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of ``Lambda_R`` (scalar terms only), ones for ``[X y]``."""
+        parts = [np.full(n, T[0, 0]) for n, T in zip(self.levels, self.factors)]
+        return np.concatenate(parts + [np.ones(self.extra)])
 
     def _blocks(self) -> list[tuple[slice, int, np.ndarray]]:
         out, start = [], 0
@@ -129,6 +136,10 @@ class RestScaling:
         ``work`` (C-ordered ``m x m``) holds the symmetric matrix on its lower
         triangle; the upper triangle is left with meaningless values.
         """
+        if self.scalar and work.shape[0] <= _SMALL_ORDER:
+            work *= self.diagonal[:, None]  # rows, then columns (two roundings)
+            work *= self.diagonal[None, :]
+            return
         blocks = self._blocks()
         for rows, n, T in blocks:
             if T.shape[0] > 1:
@@ -398,9 +409,10 @@ class ProfiledDeviance:
             [theta[sl] for sl in self.theta_slices[1:]],
             cross.n_fixed + 1,
         )
-        rest.scale_lower(work)
         r, m = cross.n_random_rest, cross.size_rest
-        work.reshape(-1)[0 : r * (m + 1) : m + 1] += 1.0
+        if r:
+            rest.scale_lower(work)
+            work.reshape(-1)[0 : r * (m + 1) : m + 1] += 1.0
         # The transpose is Fortran-ordered: LAPACK factors it in place as U = L'.
         _, info = sla.lapack.dpotrf(work.T, lower=0, clean=0, overwrite_a=1)
         return _Factor(T1, m_inv, log_det_first, rest, work, info != 0)
@@ -441,11 +453,12 @@ class ProfiledDeviance:
         if isinstance(factor, _SparseFactor):
             pieces = factor.pieces
             return pieces.log_det_l2, pieces.log_det_rx2, pieces.pwrss
-        r, p = self.cross.n_random_rest, self.cross.n_fixed
-        diag = np.diagonal(factor.chol)
-        ld_l2 = factor.log_det_first + 2.0 * float(np.sum(np.log(diag[:r])))
-        ld_rx2 = 2.0 * float(np.sum(np.log(diag[r : r + p])))
-        pwrss = float(diag[-1] ** 2)
+        r, p, m = self.cross.n_random_rest, self.cross.n_fixed, self.cross.size_rest
+        diag = factor.chol.reshape(-1)[:: m + 1]  # the C-ordered work array's diagonal
+        logs = np.log(diag[: m - 1])
+        ld_l2 = factor.log_det_first + 2.0 * float(logs[:r].sum())
+        ld_rx2 = 2.0 * float(logs[r : r + p].sum())
+        pwrss = float(diag[-1]) ** 2
         return ld_l2, ld_rx2, pwrss
 
     def _vcov_unscaled(self, factor: _Factor | _SparseFactor) -> np.ndarray:

@@ -27,6 +27,8 @@ lock; a model stays usable from several threads.
 
 from __future__ import annotations
 
+import copy
+import heapq
 import os
 import threading
 from dataclasses import dataclass
@@ -36,7 +38,6 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .cost import SparseCounts
 
@@ -45,6 +46,7 @@ __all__ = [
     "SparseFactorPieces",
     "SparseSystem",
     "column_counts",
+    "minimum_degree_counts",
     "reference_blas",
     "sparse_backend",
 ]
@@ -192,6 +194,49 @@ def _counts(indptr: list[int], indices: list[int], parent: list[int], post: list
         if parent[j] != -1:
             delta[parent[j]] += delta[j]
     return delta
+
+
+MINIMUM_DEGREE_WORK = 3e7
+"""Set updates the minimum-degree count may spend (about a second) before it gives up."""
+
+
+def minimum_degree_counts(
+    lower: sp.csc_matrix, work: float = MINIMUM_DEGREE_WORK
+) -> np.ndarray | None:
+    """Column counts of the Cholesky factor under a greedy minimum-degree ordering.
+
+    An estimate of the fill of qdldl's AMD ordering (whose permutation is not
+    known before it factors). Eliminating a node joins its neighbours into a
+    clique, ``O(degree^2)`` set updates; None when that exceeds ``work``
+    (the factor is then too full for a simplicial factorization to pay).
+    """
+    n = lower.shape[0]
+    full = sp.csr_matrix(lower + lower.T)
+    indptr, indices = full.indptr, full.indices
+    adjacent = [set(indices[indptr[v] : indptr[v + 1]].tolist()) - {v} for v in range(n)]
+    heap = [(len(nodes), v) for v, nodes in enumerate(adjacent)]
+    heapq.heapify(heap)
+    done = bytearray(n)
+    counts = []
+    spent = 0
+    while heap:
+        degree, v = heapq.heappop(heap)
+        if done[v] or degree != len(adjacent[v]):
+            continue  # eliminated, or an outdated degree
+        done[v] = 1
+        neighbours = adjacent[v]
+        counts.append(len(neighbours) + 1)
+        spent += len(neighbours) ** 2
+        if spent > work:
+            return None
+        for u in neighbours:
+            joined = adjacent[u]
+            joined.discard(v)
+            joined |= neighbours
+            joined.discard(u)
+            heapq.heappush(heap, (len(joined), u))
+        adjacent[v] = set()
+    return np.asarray(counts, dtype=float)
 
 
 # -- block storage ---------------------------------------------------------------
@@ -378,6 +423,13 @@ def _make_backend(name: str, lower: sp.csc_matrix) -> _CholmodFactor | _QdldlFac
     return _CholmodFactor(lower) if name == "cholmod" else _QdldlFactor(lower)
 
 
+def _fixed_blocks(
+    a_r1: sp.csr_matrix, a_rr: sp.csr_matrix, r: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Z'W [X y]`` (q x (p + 1)) and ``[X y]' W [X y]`` from the engine's cross-products."""
+    return np.vstack([a_r1[r:].T.toarray(), a_rr[:r, r:].toarray()]), a_rr[r:, r:].toarray()
+
+
 # -- the system --------------------------------------------------------------------
 @dataclass
 class SparseFactorPieces:
@@ -436,12 +488,21 @@ class SparseSystem:
         first = sp.block_diag(list(a11), format="coo") if l1 else sp.coo_matrix((0, 0))
         ztz = sp.bmat([[first, None], [a_r1[:r], a_rr[:r, :r]]], format="coo")
         self.pattern = _BlockPattern(ztz, self.sizes)
-        self.a_rk = np.vstack([a_r1[r:].T.toarray(), a_rr[:r, r:].toarray()])  # (q, p + 1)
-        self.a_kk = a_rr[r:, r:].toarray()
+        self.a_rk, self.a_kk = _fixed_blocks(a_r1, a_rr, r)
         self.order = q1 + r
         self._lock = threading.Lock()
         self._backend: _CholmodFactor | _QdldlFactor | None = None
         self.counts = self._analyze()
+
+    def with_response(self, a_r1: sp.spmatrix, a_rr: sp.spmatrix) -> SparseSystem:
+        """The system for cross-products that differ in the response only.
+
+        Shares the pattern, the ordering and the factor (and its lock).
+        """
+        out = copy.copy(self)
+        r = self.order - self.sizes[0][0] * self.sizes[0][1]
+        out.a_rk, out.a_kk = _fixed_blocks(sp.csr_matrix(a_r1), sp.csr_matrix(a_rr), r)
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -457,17 +518,18 @@ class SparseSystem:
         return self.pattern.matrix([np.eye(p) for _, p in self.sizes])
 
     def _analyze(self) -> SparseCounts:
-        """Column counts of the factor under the backend's ordering (CHOLMOD's), or
-        under reverse Cuthill-McKee, an upper bound of qdldl's AMD."""
+        """Column counts of the factor under CHOLMOD's ordering, or under a greedy
+        minimum degree for qdldl (whose own AMD ordering is known only once it factors)."""
         lower = self.pattern.pattern()
         if self.backend_name == "cholmod":
             self._backend = _CholmodFactor(self._initial_matrix())
             perm = self._backend.permutation()
+            full = (lower + sp.triu(lower.T, 1)).tocsr()
+            counts = column_counts(sp.tril(full[perm][:, perm]).tocsc())
         else:
-            full = (lower + lower.T).tocsr()
-            perm = np.asarray(reverse_cuthill_mckee(full, symmetric_mode=True))
-        permuted = sp.tril((lower + sp.triu(lower.T, 1))[perm][:, perm]).tocsc()
-        counts = column_counts(permuted)
+            counts = minimum_degree_counts(lower)
+            if counts is None:  # too much fill to count: as dense
+                counts = np.arange(self.order, 0, -1, dtype=float)
         return SparseCounts(
             order=self.order,
             entries=len(self.pattern.indices),
