@@ -29,6 +29,7 @@ LAYERS = [
     ["engine.cost"],
     ["engine.sparse"],
     ["engine.blocks"],
+    ["engine.tiny"],
     ["engine.objective"],
     ["engine"],
     ["fitting.convergence", "fitting.optimizers"],

@@ -31,6 +31,7 @@ from statsmodels_lmer.engine.sparse import (
     column_counts,
     sparse_backend,
 )
+from statsmodels_lmer.engine.tiny import TINY_ORDER, tiny_system
 from statsmodels_lmer.exceptions import DataError
 
 BACKENDS = [
@@ -375,3 +376,46 @@ def test_without_a_sparse_library_the_dense_path_is_used():
     assert strategy in ("pairs", "classes", "dense")
     assert float(difference) < 1e-12
     assert "statsmodels_lmer[cholmod]" in second and "qdldl" in second
+
+
+# -- tiny models: the whole system in one dense factorization -------------------------
+TINY_DESIGNS = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
+    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None),
+    ("Pastes", "strength ~ 1 + (1 | batch/cask)", None),
+    ("Dyestuff", "Yield ~ 1 + (1 | Batch)", None),
+    ("crossed", "y ~ x + (x | b) + (1 | c)", "w"),
+    ("crossed", "y ~ x * z + (x || b) + (0 + z | c)", "w"),
+]
+
+
+def tiny_model(name: str, formula: str, weights: str | None) -> sml.Lmer:
+    frame = crossed_data(n=200) if name == "crossed" else sml.datasets.load(name)
+    return sml.Lmer.from_formula(formula, frame, weights=weights)
+
+
+@pytest.mark.parametrize(("name", "formula", "weights"), TINY_DESIGNS)
+@pytest.mark.parametrize("reml", [True, False])
+def test_tiny_system_gives_the_blocked_criterion(name, formula, weights, reml):
+    model = tiny_model(name, formula, weights)
+    devfun = model.devfun(reml)
+    tiny = tiny_system(devfun.cross, devfun.terms, devfun.theta_slices)
+    assert tiny is not None and tiny.order <= TINY_ORDER
+    points = thetas(model) + [np.zeros_like(model.theta_start), -model.theta_start]
+    for theta in points:
+        blocked = devfun.components(theta)
+        ld_l2, ld_rx2, pwrss = tiny.pieces(theta)
+        assert ld_l2 == pytest.approx(blocked.log_det_l2, rel=1e-10, abs=1e-10)
+        assert ld_rx2 == pytest.approx(blocked.log_det_rx2, rel=1e-10, abs=1e-10)
+        assert pwrss == pytest.approx(blocked.pwrss, rel=1e-10)
+        expected = devfun.criterion(blocked.log_det_l2, blocked.log_det_rx2, blocked.pwrss, reml)
+        assert devfun(theta) == pytest.approx(expected, rel=1e-12)
+
+
+def test_larger_models_stay_on_the_blocked_path():
+    model = design_model("y ~ x + (1 | a) + (1 | b)", "crossed", False)  # 60 + 25 + 3 rows
+    devfun = model.devfun(True)
+    assert tiny_system(devfun.cross, devfun.terms, devfun.theta_slices) is None
+    one_term = sml.Lmer.from_formula("y ~ x + (1 | a)", crossed_data())  # 62: blocked is cheaper
+    devfun = one_term.devfun(True)
+    assert tiny_system(devfun.cross, devfun.terms, devfun.theta_slices) is None

@@ -36,6 +36,7 @@ from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_b
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 from .sparse import SparseFactorPieces
+from .tiny import tiny_system
 
 __all__ = ["Components", "ProfiledDeviance", "Solution", "profiled_criterion"]
 
@@ -301,6 +302,7 @@ class ProfiledDeviance:
         self.reml = bool(reml)
         self.n_evaluations = 0
         self._work = _WorkArrays(cross.size_rest)
+        self._tiny = tiny_system(cross, self.terms, self.theta_slices)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -332,6 +334,9 @@ class ProfiledDeviance:
         """The objective at ``theta`` (``inf`` where the factor fails)."""
         self.n_evaluations += 1
         theta = np.asarray(theta, dtype=float)
+        if self._tiny is not None:
+            pieces = self._tiny.pieces(theta)
+            return np.inf if pieces is None else self.criterion(*pieces, self.reml)
         if self.cross.nested is not None:
             return self._nested_criterion(theta)
         factor = self._factor(theta)
