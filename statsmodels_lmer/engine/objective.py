@@ -310,6 +310,7 @@ class ProfiledDeviance:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_tiny", None)  # pickles of earlier versions: the blocked path
         self.__dict__.update(state)
         self._work = _WorkArrays(self.cross.size_rest)
 
