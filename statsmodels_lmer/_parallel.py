@@ -35,6 +35,7 @@ from typing import Any
 from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
 
 __all__ = [
+    "MAX_THREADED_BLOCK",
     "PROGRESS_VARIABLE",
     "SMALL_BLOCK",
     "THREADED_BLOCK",
@@ -149,12 +150,25 @@ def check_threads(threads: Any) -> int | None:
     return threads
 
 
+MAX_THREADED_BLOCK = 15000
+"""Dense blocks of more rows are factored on one BLAS thread, whatever ``threads`` says.
+
+OpenBLAS 0.3.30 and 0.3.31 (scipy's and numpy's wheels) crash with a
+segmentation fault in a multi-threaded Cholesky factorization (``dpotrf``) of
+order 16000 and above, on two threads of the benchmark machine (15500 and
+below run; one thread runs at 20003). See docs/engine.md.
+"""
+
+
 def threads_for_block(block_rows: int, threads: int | None) -> int | None:
     """The BLAS thread limit for work on a dense block of ``block_rows`` rows.
 
     ``threads`` when given; otherwise 1 below :data:`SMALL_BLOCK` rows and
-    None (BLAS's own default) from there on.
+    None (BLAS's own default) from there on. Always 1 above
+    :data:`MAX_THREADED_BLOCK` rows.
     """
+    if block_rows > MAX_THREADED_BLOCK:
+        return 1
     if threads is not None:
         return threads
     return 1 if block_rows < SMALL_BLOCK else None

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import patsy
@@ -24,10 +25,22 @@ __all__ = [
     "BarTerm",
     "ParsedFormula",
     "deep_parsing",
+    "model_desc",
     "parse_formula",
     "quote_formula",
     "quote_names",
 ]
+
+
+@lru_cache(maxsize=512)
+def model_desc(text: str) -> patsy.ModelDesc:
+    """patsy's ``ModelDesc`` of a formula text, parsed once per text (read it, do not change it).
+
+    A fit parses its fixed part and each bar's left side several times
+    (checks, the used columns); a parse costs 30-50 us.
+    """
+    return patsy.ModelDesc.from_formula(text)
+
 
 # a column name: letters (any script), digits, "_" and R's "."; not starting with a digit
 _NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")
@@ -246,7 +259,7 @@ def _expand_bar(inner: str, original: str) -> list[BarTerm]:
 
 def _check_lhs(lhs: str, original: str) -> None:
     try:
-        patsy.ModelDesc.from_formula(lhs)
+        model_desc(lhs)
     except _PATSY_ERRORS as err:
         raise FormulaError(
             f"cannot read the left side {lhs!r} of random-effects term {original!r}: "
@@ -282,7 +295,7 @@ def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
 
 def _uncorrelated_parts(lhs: str, original: str) -> list[str]:
     """Split ``x + z`` of ``(x + z || g)`` into ``1``, ``0 + x``, ``0 + z``."""
-    desc = patsy.ModelDesc.from_formula(lhs)
+    desc = model_desc(lhs)
     # R's terms() orders by degree (main effects before interactions)
     ordered = sorted(desc.rhs_termlist, key=lambda term: len(term.factors))
     parts = []
@@ -300,7 +313,7 @@ def _join_fixed(parts: list[tuple[str, str]], formula: str) -> str:
     for sign, segment in parts[1:]:
         text += f" {sign} {segment}"
     try:
-        patsy.ModelDesc.from_formula(text)
+        model_desc(text)
     except _PATSY_ERRORS as err:
         raise FormulaError(
             f"cannot read the fixed-effects part {text!r} of {formula!r}: {_message(err)}"

@@ -31,7 +31,7 @@ from .data_checks import (
     select_rows,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
-from .formula import ParsedFormula, deep_parsing, quote_formula
+from .formula import ParsedFormula, deep_parsing, model_desc, quote_formula
 from .terms import RandomTerm, build_random_terms
 
 __all__ = [
@@ -312,7 +312,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
     """
     codes: list[str] = []
     for text in [parsed.fixed] + [f"~ {bar.lhs}" for bar in parsed.bars]:
-        desc = patsy.ModelDesc.from_formula(text)
+        desc = model_desc(text)
         for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
     bare = {_bare_name(code) for code in codes} - {None}

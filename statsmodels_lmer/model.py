@@ -21,8 +21,10 @@ from .distributed.dask_fit import (
 from .engine.blocks import (
     CrossProducts,
     build_cross_products,
+    check_design_memory,
     engine_order,
     finalize_cross_products,
+    response_sums,
 )
 from .engine.objective import ProfiledDeviance
 from .exceptions import warn
@@ -327,11 +329,71 @@ class Lmer(LikelihoodModel):
         if self.partitions is not None:
             return finalize_cross_products(self.partitions.raw_sums, strategy)
         terms = [self.random_terms[i] for i in self.engine_order]
+        check_design_memory(terms, self.exog.shape[1])
         y = np.asarray(self.endog, dtype=float)
         if self.offset is not None:
             y = y - self.offset
         X = np.asarray(self.exog, dtype=float)
         return build_cross_products(terms, X, y, self.weights, strategy)
+
+    def with_response(self, endog: Any) -> Lmer:
+        """The same model with a new response vector (for ``refit``, bootstrap, simulation).
+
+        The random terms, fixed effects, weights and offset are this model's.
+        The new model reuses this model's cross-products (built here if they
+        are not yet) and forms only the response's (``Z'Wy``, ``X'Wy``,
+        ``y'Wy``): its fit skips the setup. Nothing of this model changes.
+
+        Parameters
+        ----------
+        endog : array_like, shape (nobs,)
+            The new response for the fitted rows (finite).
+
+        Returns
+        -------
+        Lmer
+        """
+        y = np.asarray(endog, dtype=float).ravel()
+        if y.shape != (int(self.nobs),):
+            raise ValueError(f"endog must have {int(self.nobs)} values, got {y.size}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("endog has non-finite values")
+        new = type(self)(
+            pd.Series(y, index=self.data.row_labels, name=self.endog_names),
+            self.data.orig_exog,
+            self.random_terms,
+            weights=self.weights,
+            offset=self.offset,
+            weights_column=self.weights_column,
+            offset_column=self.offset_column,
+            restricted=self.restricted,
+            formula_namespace=self.formula_namespace,
+            n_dropped=self.n_dropped,
+            dropped_columns=self.dropped_columns,
+            mixedlm_spec=self.mixedlm_spec,
+            data_name=self.data_name,
+            **self._formula_keywords(),
+        )
+        new.lmer_formula = self.lmer_formula
+        if hasattr(self, "formula"):
+            new.formula = self.formula
+        new.data.frame = self.data.frame
+        new.data.model_spec = getattr(self.data, "model_spec", None)
+        if self.partitions is None:  # after unpickling (bootstrap workers) built once here
+            built = self.cross_products
+            terms = [self.random_terms[i] for i in self.engine_order]
+            response = y if self.offset is None else y - self.offset
+            X = np.asarray(self.exog, dtype=float)
+            sums = response_sums(terms, X, response, self.weights)
+            new.cross_products = built.with_response(sums)
+        return new
+
+    def _formula_keywords(self) -> dict[str, Any]:
+        """statsmodels' ``formula`` and ``model_spec`` keywords of this model, if it has them."""
+        fixed = getattr(self.data, "formula", None)
+        if fixed is None:
+            return {}
+        return {"formula": fixed, "model_spec": getattr(self.data, "model_spec", None)}
 
     def devfun(self, reml: bool = True, strategy: str | None = None) -> ProfiledDeviance:
         """The objective of theta, as lme4's ``devFunOnly = TRUE``.
@@ -340,9 +402,11 @@ class Lmer(LikelihoodModel):
         ----------
         reml : bool
             REML criterion (default) or ML deviance.
-        strategy : {None, "pairs", "classes", "dense"}
+        strategy : {None, "pairs", "classes", "dense", "sparse"}
             How the engine forms its products (see
-            :mod:`statsmodels_lmer.engine.blocks`); default the cheapest,
+            :mod:`statsmodels_lmer.engine.blocks`), or ``"sparse"``: a sparse
+            Cholesky factor of the whole random part (needs the ``cholmod``
+            or ``sparse`` extra); default the cheapest that fits in memory,
             shared with the fit. Another strategy builds cross-products of
             its own.
 

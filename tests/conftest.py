@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -85,3 +86,22 @@ class _LazyFits(Mapping):
 def fitted_cases() -> Mapping:
     """Every core case, fitted lazily with the default optimizer."""
     return _LazyFits()
+
+
+def crossed_frame(
+    seed: int = 1, n: int = 400, levels: tuple[int, int, int] = (40, 12, 5), slope: float = 0.05
+) -> pd.DataFrame:
+    """Random data with three crossed factors ``a``, ``b``, ``c``, covariates, weights ``w``."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, levels[0], n).astype(str),
+            "b": rng.integers(0, levels[1], n).astype(str),
+            "c": rng.integers(0, levels[2], n).astype(str),
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+        }
+    )
+    frame["y"] = frame["x"] + rng.normal(size=n) + frame["a"].astype(int) * slope
+    frame["w"] = rng.uniform(0.5, 2.0, n)
+    return frame

@@ -132,7 +132,7 @@ def test_raw_sums_of_parts_add_up():
     ]
     total = parts[0] + parts[1]
     np.testing.assert_allclose(total.a11, whole.a11, rtol=1e-13)
-    np.testing.assert_allclose(total.a_rr, whole.a_rr, rtol=1e-12)
+    np.testing.assert_allclose(total.a_rr.toarray(), whole.a_rr.toarray(), rtol=1e-12)
     np.testing.assert_allclose(total.a_r1.toarray(), whole.a_r1.toarray(), rtol=1e-12)
     assert np.array_equal(total.a_r1.indices, whole.a_r1.indices)  # same stored entries
     assert total.nobs == whole.nobs

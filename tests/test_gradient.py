@@ -13,12 +13,16 @@ import pytest
 import scipy.sparse as sp
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.engine import gradient as gradient_module
 from statsmodels_lmer.engine.gradient import (
     ProfiledGradient,
     gradient_available,
+    gradient_bytes,
+    gradient_supported,
     jacobian_of_gradient,
     relative_steps,
 )
+from statsmodels_lmer.inference.satterthwaite import Satterthwaite
 from statsmodels_lmer.parametrization import tril_colmajor
 
 STEP = 1e-30
@@ -227,3 +231,44 @@ def test_gradient_is_not_used_with_the_nested_layout():
         (nested(theta + h * e) - nested(theta - h * e)) / (2 * h) for h, e in zip(steps, np.eye(2))
     ]
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6)
+
+
+def test_gradient_in_the_by_factor_pair_layout_equals_complex_step():
+    # a random slope on a continuous covariate with weights: every level of the
+    # first term has its own block, so the pair products are kept by factor
+    model = sml.Lmer.from_formula("y ~ x + (x | a) + (z | b)", frame(seed=6), weights="w")
+    devfun = model.devfun(True, strategy="pairs")
+    assert devfun.cross.product.needs_roots  # the by-factor layout
+    grad = ProfiledGradient(devfun)
+    dense = DenseModel(model, True)
+    for theta in points(model):
+        _, gradient = grad.value_and_gradient(theta)
+        reference = dense.complex_step(dense.criterion, theta)
+        np.testing.assert_allclose(
+            gradient, reference, rtol=1e-8, atol=1e-8 * np.abs(reference).max()
+        )
+
+
+def test_gradient_is_not_used_on_the_sparse_path_nor_beyond_its_memory(monkeypatch):
+    pytest.importorskip("qdldl")
+    model = sml.Lmer.from_formula(FORMULAS[0], frame())
+    sparse = model.devfun(True, strategy="sparse")
+    assert sparse.cross.sparse is not None
+    assert not gradient_supported(sparse) and not gradient_available(sparse)
+    with pytest.raises(ValueError, match="dense Schur complement"):
+        sparse.factorization(model.theta_start)
+    dense = model.devfun(True)
+    assert gradient_available(dense)
+    assert gradient_bytes(dense) >= 4 * 8 * dense.cross.size_rest**2
+    monkeypatch.setattr(gradient_module, "GRADIENT_MAX_BYTES", gradient_bytes(dense) - 1)
+    assert not gradient_available(dense)
+
+
+def test_satterthwaite_falls_back_to_numderiv_without_the_gradient(monkeypatch):
+    res = sml.Lmer.from_formula(FORMULAS[0], frame(seed=3)).fit()  # not singular
+    analytic = Satterthwaite(res)
+    monkeypatch.setattr(gradient_module, "GRADIENT_MAX_BYTES", 0.0)
+    fallback = Satterthwaite(res)
+    assert (analytic.method, fallback.method) == ("analytic", "numderiv")
+    scale = np.abs(analytic.hessian).max()  # numDeriv's differences: ~1e-6 relative
+    np.testing.assert_allclose(fallback.hessian, analytic.hessian, rtol=1e-4, atol=1e-5 * scale)

@@ -11,12 +11,19 @@ where ``Wt = blockdiag(T (T' A11_k T + I)^-1 T')`` depends on theta only
 through the first term. ``Wt_k`` depends on level ``k`` only through its block
 ``A11_k``, so levels with equal blocks share a *weight class*; for balanced
 designs there is one class. ``A_R1 Wt A_1R`` is then formed either densely
-(BLAS) or from precomputed products of nonzero pairs, whichever is cheaper.
-Nothing of length ``n`` is touched after construction.
+(BLAS) or from precomputed products of nonzero pairs, whichever is cheaper,
+and subtracted in place from one ``m x m`` work array (the only one of that
+size). When the crossing has structure, a sparse Cholesky factor of the whole
+random part (:mod:`statsmodels_lmer.engine.sparse`) can be cheaper still; a
+cost model chooses (:mod:`statsmodels_lmer.engine.cost`). Nothing of length
+``n`` is touched after construction.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,50 +33,148 @@ import scipy.sparse as sp
 from scipy.linalg import blas
 
 from ..terms import RandomTerm, compact_codes
+from .cost import (
+    EXPECTED_EVALUATIONS,
+    SMALL_SECONDS,
+    DesignSizes,
+    available_memory,
+    check_memory,
+    format_bytes,
+    sparse_bytes,
+    sparse_seconds,
+)
+from .sparse import BACKEND_VARIABLE, SparseSystem, sparse_backend
 
 __all__ = [
+    "STRATEGY_NAMES",
     "ClassesProduct",
     "CrossProducts",
     "DenseProduct",
     "NestedLayout",
     "PairsProduct",
     "RawSums",
+    "ResponseSums",
     "build_cross_products",
+    "check_design_memory",
+    "design_sizes",
     "engine_order",
     "finalize_cross_products",
     "level_blocks",
     "model_blocks",
     "raw_sums",
+    "response_sums",
 ]
 
-# Rough costs in seconds (2-core machine), used only to choose between exact
-# strategies: a bincount entry, a dense multiply-add in BLAS, a memory-bound
-# element pass. Class products are kept only up to this many bytes.
-_SECONDS_PER_PAIR = 1.5e-9
-_SECONDS_PER_FLOP = 3.0e-11
-_SECONDS_PER_ELEMENT = 1.0e-9
+# Class products are kept only up to this many bytes.
 _MAX_CLASS_PRODUCT_BYTES = 2 * 1024**3
-_SMALL_SECONDS = 5e-5
-_SECONDS_PER_PAIR_SETUP = 1.0e-7  # building and merging the pair products
-_EXPECTED_EVALUATIONS = 60
+# The sparse factorization is weighed only from this order of the dense block
+# on, and only when a dense evaluation would take longer than this.
+_SPARSE_MIN_ORDER = 1000
+_SPARSE_MIN_SECONDS = 0.02
+# Up to this order the dense product is formed apart and then subtracted (the
+# roundings of a plain product); above, BLAS subtracts it in place.
+_SEPARATE_PRODUCT_ORDER = 512
 
 
 class PairsProduct:
     """``A_R1 Wt A_1R`` from precomputed products of nonzero pairs.
 
-    The products ``a[r, k a] a[s, k b]`` of the nonzero entries in each level's
-    columns are summed per weight class once (:func:`_pair_products`); an
-    evaluation is one ``bincount`` of those sums times the class weights.
-    Suits sparse crossings such as InstEval.
+    Two layouts, both sorted by the products' places in the ``m x m`` result:
+
+    * **by class** (scalar first terms, or few weight classes): the products
+      ``a[r, k a] a[s, k b]`` of the nonzero entries in each level's columns
+      are summed per weight class once (:func:`_pair_products`); an
+      evaluation multiplies them by the class weights ``Wt[c, a, b]``.
+    * **by factor** (vector first terms whose levels have distinct blocks,
+      such as a random slope on a continuous covariate): with
+      ``Wt_k = F_k F_k'``, an evaluation scales ``A_R1``'s entries to
+      ``B = A_R1 blockdiag(F_k)`` and multiplies the pairs ``B[u, kc] B[v, kc]``
+      of each column; ``p1`` times fewer pairs than by class, 8 bytes each.
+
+    Each place's run is summed (``np.add.reduceat``) and subtracted in place,
+    a chunk of pairs at a time. Suits sparse crossings such as InstEval.
     """
 
     name = "pairs"
 
     def __init__(self, cross: CrossProducts) -> None:
         self.size = cross.size_rest
-        self.flat, self.value, self.weight = _pair_products(cross)
+        self.columns = None if _merge_by_class(cross) else _FirstColumns(cross)
+        if self.columns is None:
+            flat, value, weight = _pair_products(cross)
+            order = np.argsort(flat, kind="stable")
+            self.flat, self.value, self.weight = flat[order], value[order], weight[order]
+        else:
+            self.flat, self.first, self.second = _factor_pairs(cross.a_r1)
         self.shape = (cross.first_cols, cross.first_cols)
         self.n_weights = len(cross.class_counts) * cross.first_cols**2
+        self._index_places()
+
+    def _index_places(self) -> None:
+        """The runs of equal places in the sorted pairs, and chunks of them."""
+        new_place = np.ones(len(self.flat), dtype=bool)
+        new_place[1:] = self.flat[1:] != self.flat[:-1]
+        self.starts = np.flatnonzero(new_place)
+        self.targets = self.flat[self.starts]
+        self.chunks = _pair_chunks(self.starts, len(self.flat))
+
+    def with_response(self, cross: CrossProducts) -> PairsProduct:
+        """The products for cross-products that differ in the response only.
+
+        By factor the pairs point into ``A_R1``'s entries; by class the pairs
+        of the response row (the last places) are formed again.
+        """
+        out = copy.copy(self)
+        if self.columns is not None:
+            out.columns = copy.copy(self.columns)
+            out.columns.data = cross.a_r1.data
+            return out
+        m = self.size
+        tail = int(np.searchsorted(self.flat, (m - 1) * m))
+        flat, value, weight = _pair_products(cross, first_row=m - 1)
+        order = np.argsort(flat, kind="stable")
+        out.flat = np.concatenate([self.flat[:tail], flat[order]])
+        out.value = np.concatenate([self.value[:tail], value[order]])
+        out.weight = np.concatenate([self.weight[:tail], weight[order]])
+        out._index_places()
+        return out
+
+    @property
+    def needs_roots(self) -> bool:
+        """Whether evaluations need the factors ``F`` of the class weights."""
+        return self.columns is not None
+
+    def products(
+        self, weights: np.ndarray, roots: np.ndarray | None, pairs: slice = slice(None)
+    ) -> np.ndarray:
+        """The pair products (aligned with ``flat[pairs]``) at the class weights.
+
+        ``weights`` are ``Wt`` per class ``(c, p1, p1)``; ``roots`` its factors
+        ``F`` with ``Wt = F F'`` (by-factor layout only).
+        """
+        if self.columns is None:
+            return self.value[pairs] * weights.reshape(-1)[self.weight[pairs]]
+        scaled = self.columns.scaled(roots)
+        out = np.take(scaled, self.first[pairs])
+        out *= np.take(scaled, self.second[pairs])
+        return out
+
+    def subtract_from(
+        self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
+    ) -> None:
+        """``work -= A_R1 Wt A_1R`` on the lower triangle, for class weights ``(c, p1, p1)``."""
+        flat = work.reshape(-1)
+        scaled = None if self.columns is None else self.columns.scaled(roots)
+        for first_run, last_run in self.chunks:
+            begin = self.starts[first_run]
+            end = self.starts[last_run] if last_run < len(self.starts) else len(self.flat)
+            if scaled is None:
+                values = self.value[begin:end] * weights.reshape(-1)[self.weight[begin:end]]
+            else:
+                values = np.take(scaled, self.first[begin:end])
+                values *= np.take(scaled, self.second[begin:end])
+            runs = self.starts[first_run:last_run] - begin
+            flat[self.targets[first_run:last_run]] -= np.add.reduceat(values, runs)
 
     @property
     def diagonal(self) -> np.ndarray:
@@ -80,24 +185,129 @@ class PairsProduct:
             found = self.__dict__["_diagonal"] = np.flatnonzero(rows == cols)
         return found
 
-    def __call__(self, weights: np.ndarray) -> np.ndarray:
-        """The product (lower triangle) for class weights ``(c, p1, p1)``; a new array."""
-        m = self.size
-        values = self.value * weights.reshape(-1)[self.weight]
-        return np.bincount(self.flat, values, minlength=m * m).reshape(m, m)
-
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = <G_cab, Q>`` for a symmetric ``Q``: the adjoint of the product.
 
         Only lower-triangle pairs are stored, so the upper ones are the
         transposed class weights; diagonal pairs are counted once.
         """
+        if self.columns is not None:
+            return self._factor_layout_adjoint(q)
         size = self.n_weights
         values = self.value * q.reshape(-1)[self.flat]
         lower = np.bincount(self.weight, values, minlength=size).reshape(-1, *self.shape)
         diag = self.diagonal
         once = np.bincount(self.weight[diag], values[diag], minlength=size)
         return lower + lower.transpose(0, 2, 1) - once.reshape(lower.shape)
+
+    def _factor_layout_adjoint(self, q: np.ndarray) -> np.ndarray:
+        """The adjoint in the by-factor layout, from the pairs of each level's first column.
+
+        A level's columns hold the same rows, so the pairs ``(e1, e2)`` of its
+        first column give every row pair once; their partners in columns ``a``
+        and ``b`` give ``A[r1, k a] A[r2, k b]`` (and the mirrored term off the
+        diagonal).
+        """
+        columns = self.columns
+        in_first = np.flatnonzero(columns.within[self.first] == 0)
+        e1, e2 = self.first[in_first], self.second[in_first]
+        weight = q.reshape(-1)[self.flat[in_first]]
+        weight[e1 == e2] *= 0.5  # the diagonal appears once, not mirrored
+        classes = columns.class_of_entry[e1]
+        n_classes, p1 = int(columns.n_classes), self.shape[0]
+        out = np.empty((n_classes, p1, p1))
+        data, partners = columns.data, columns.partners
+        for a in range(p1):
+            for b in range(p1):
+                mixed = data[partners[a][e1]] * data[partners[b][e2]]
+                mixed += data[partners[a][e2]] * data[partners[b][e1]]
+                out[:, a, b] = np.bincount(classes, weight * mixed, minlength=n_classes)
+        return out
+
+
+_PAIR_CHUNK = 1 << 20
+"""Pair products formed at once in an evaluation (8 MiB per temporary)."""
+
+
+def _pair_chunks(starts: np.ndarray, n_pairs: int) -> list[tuple[int, int]]:
+    """Ranges of runs (places) holding about :data:`_PAIR_CHUNK` pairs each."""
+    bounds = [0]
+    while bounds[-1] < len(starts):
+        limit = starts[bounds[-1]] + _PAIR_CHUNK
+        bounds.append(max(bounds[-1] + 1, int(np.searchsorted(starts, limit, side="left"))))
+    bounds[-1] = min(bounds[-1], len(starts))
+    return list(itertools.pairwise(bounds)) if n_pairs else []
+
+
+class _FirstColumns:
+    """``A_R1``'s entries and how to scale them to ``A_R1 blockdiag(F_k)``.
+
+    Each level's ``p1`` columns hold the same rows (every observed pair stores
+    all its ``p_i x p1`` entries), so entry ``e`` of column ``(k, c)`` has a
+    partner at the same place in column ``(k, b)``.
+    """
+
+    def __init__(self, cross: CrossProducts) -> None:
+        a = cross.a_r1
+        p1 = cross.first_cols
+        self.data = a.data
+        column = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+        self.level, self.within = np.divmod(column, p1)
+        self.class_of_entry = cross.class_of_level[self.level]
+        self.n_classes = len(cross.class_counts)
+        place = np.arange(a.nnz) - a.indptr[column]
+        self.partners = [a.indptr[self.level * p1 + b] + place for b in range(p1)]
+
+    def scaled(self, roots: np.ndarray) -> np.ndarray:
+        """The entries of ``B = A_R1 blockdiag(F_k)`` (``roots``: F per class)."""
+        out = np.zeros(len(self.data))
+        for b, partner in enumerate(self.partners):
+            out += self.data[partner] * roots[self.class_of_entry, b, self.within]
+        return out
+
+
+def _merge_by_class(cross: CrossProducts) -> bool:
+    """Whether pair products are summed by weight class (see :class:`PairsProduct`).
+
+    By class for a scalar first term, or when there are at least ``2 p1``
+    levels per class; by factor otherwise, if each level's columns hold the
+    same rows.
+    """
+    l1, p1 = cross.first_levels, cross.first_cols
+    if p1 == 1 or len(cross.class_counts) * 2 * p1 <= l1:
+        return True
+    a = cross.a_r1
+    counts = np.diff(a.indptr)
+    if np.any(counts.reshape(l1, p1) != counts.reshape(l1, p1)[:, :1]):
+        return True
+    column = np.repeat(np.arange(a.shape[1]), counts)
+    level = column // p1
+    place = np.arange(a.nnz) - a.indptr[column]
+    for b in range(p1):
+        if not np.array_equal(a.indices[a.indptr[level * p1 + b] + place], a.indices):
+            return True  # the columns of a level hold different rows: no partners
+    return False
+
+
+def _factor_pairs(a_r1: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``(e1, e2)`` of entries of one column with ``row(e1) >= row(e2)``.
+
+    Returns the flat place ``row(e1) m + row(e2)`` (sorted) and the two entry
+    indices (int32).
+    """
+    m = a_r1.shape[0]
+    indptr, indices = a_r1.indptr, a_r1.indices
+    counts = np.diff(indptr)
+    column = np.repeat(np.arange(a_r1.shape[1]), counts)
+    place = np.arange(a_r1.nnz) - indptr[column]
+    repeats = place + 1  # entry e pairs with the entries above it and itself
+    first = np.repeat(np.arange(a_r1.nnz, dtype=np.int32), repeats)
+    offsets = np.arange(len(first)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    second = (np.repeat(indptr[column], repeats) + offsets).astype(np.int32)
+    del offsets
+    flat = indices[first].astype(np.int64) * m + indices[second]
+    order = np.argsort(flat, kind="stable")
+    return flat[order], first[order], second[order]
 
 
 class ClassesProduct:
@@ -109,17 +319,20 @@ class ClassesProduct:
     """
 
     name = "classes"
+    needs_roots = False
 
     def __init__(self, cross: CrossProducts) -> None:
         self.size = cross.size_rest
         self.products = _class_products(cross)
         self.n_classes, self.first_cols = len(cross.class_counts), cross.first_cols
 
-    def __call__(self, weights: np.ndarray) -> np.ndarray:
-        """The product (full) for class weights ``(c, p1, p1)``; a new array."""
+    def subtract_from(
+        self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
+    ) -> None:
+        """``work -= A_R1 Wt A_1R`` (full), for class weights ``(c, p1, p1)``."""
         m = self.size
         flat = self.products.reshape(len(self.products), m * m)
-        return blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
+        work -= blas.dgemv(1.0, flat.T, weights.reshape(-1)).reshape(m, m)
 
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = <G_cab, Q>``: the adjoint of the product, shape (c, p1, p1)."""
@@ -131,7 +344,7 @@ class ClassesProduct:
 
 
 class DenseProduct:
-    """``(A_R1 Wt) A_1R`` by BLAS at every evaluation.
+    """``(A_R1 Wt) A_1R`` by BLAS at every evaluation, into the work array.
 
     For a scalar first term ``Wt >= 0``, so the product is the ``syrk``
     ``(A sqrt(Wt)) (A sqrt(Wt))'``. Used for tiny problems (fewest roundings)
@@ -164,21 +377,34 @@ class DenseProduct:
             buffer = self._local.scaled = np.empty_like(self.a_r1)
         return buffer
 
-    def __call__(self, weights: np.ndarray) -> np.ndarray:
-        """The product (lower triangle at least) for class weights; a new array."""
+    needs_roots = False
+
+    def subtract_from(
+        self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
+    ) -> None:
+        """``work -= A_R1 Wt A_1R`` (lower triangle at least), for class weights."""
         # Products use scipy's BLAS, as the Cholesky factorization that follows
         # does: alternating numpy's and scipy's OpenBLAS thread pools costs
-        # more than the product itself (measured: 100 ms -> 230 ms).
+        # more than the product itself (measured: 100 ms -> 230 ms). The
+        # Fortran-ordered transpose of ``work`` is updated in place.
         per_level = weights[self.class_of_level]  # (l1, p1, p1)
+        m = self.a_r1.shape[0]
+        in_place = m > _SEPARATE_PRODUCT_ORDER
         if self.first_cols == 1:
-            # upper triangle of the Fortran result = lower triangle here
+            # upper triangle of the Fortran view = lower triangle here
             scaled = self._buffer()
             np.multiply(self.a_r1, np.sqrt(per_level[:, 0, 0]), out=scaled)
-            return blas.dsyrk(1.0, scaled.T, trans=1).T
-        m = self.a_r1.shape[0]
+            if in_place:
+                blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
+            else:
+                work -= blas.dsyrk(1.0, scaled.T, trans=1).T
+            return
         dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
         scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
-        return blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
+        if in_place:
+            blas.dgemm(-1.0, scaled.T, self.a_r1.T, beta=1.0, c=work.T, trans_a=1, overwrite_c=1)
+        else:
+            work -= blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
 
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = sum over levels k of class c of A_(k a)' Q A_(k b)``, (c, p1, p1)."""
@@ -204,6 +430,8 @@ _STRATEGIES: dict[str, type] = {
     "classes": ClassesProduct,
     "dense": DenseProduct,
 }
+STRATEGY_NAMES = ("pairs", "classes", "dense", "sparse")
+"""Every strategy: the three dense products, and the sparse factorization."""
 
 
 @dataclass(eq=False)
@@ -222,8 +450,9 @@ class CrossProducts:
         Number of levels in each weight class.
     a_r1 : scipy.sparse.csc_matrix, shape (m, l1 * p1)
         ``R' W Z_1`` with ``R = [Z_2 ... Z_k, X, y]``.
-    a_rr : ndarray, shape (m, m)
-        ``R' W R`` (dense).
+    a_rr : scipy.sparse.csr_matrix, shape (m, m)
+        ``R' W R``: its random part at the observed level pairs, ``[X y]``
+        in full.
     rest_sizes : list of (n_levels, n_cols)
         Layout of the random part of ``R``.
     n_random_rest : int
@@ -234,10 +463,16 @@ class CrossProducts:
         Number of observations.
     sum_log_weights : float
         ``log |W|``.
-    product : PairsProduct, ClassesProduct or DenseProduct
-        How ``A_R1 Wt A_1R`` is formed (set by :func:`build_cross_products`).
+    product : PairsProduct, ClassesProduct, DenseProduct or None
+        How ``A_R1 Wt A_1R`` is formed (set by :func:`finalize_cross_products`);
+        None on the sparse path.
     nested : NestedLayout or None
         The compact layout when the one rest term is nested in the first.
+    sparse : SparseSystem or None
+        The sparse factorization of the whole random part, when chosen.
+    fill_positions, fill_values : ndarray
+        The lower triangle of ``A_RR``: flat positions in the ``m x m`` work
+        array (sorted) and values.
     """
 
     first_levels: int
@@ -246,7 +481,7 @@ class CrossProducts:
     class_of_level: np.ndarray
     class_counts: np.ndarray
     a_r1: sp.csc_matrix
-    a_rr: np.ndarray
+    a_rr: sp.csr_matrix
     rest_sizes: list[tuple[int, int]]
     n_random_rest: int
     n_fixed: int
@@ -254,6 +489,9 @@ class CrossProducts:
     sum_log_weights: float
     product: SchurProduct | None = None
     nested: NestedLayout | None = None
+    sparse: SparseSystem | None = None
+    fill_positions: np.ndarray | None = None
+    fill_values: np.ndarray | None = None
 
     @property
     def size_rest(self) -> int:
@@ -262,24 +500,99 @@ class CrossProducts:
 
     @property
     def strategy(self) -> str:
-        """Name of the product strategy: ``"pairs"``, ``"classes"`` or ``"dense"``."""
+        """The strategy: ``"pairs"``, ``"classes"``, ``"dense"`` or ``"sparse"``."""
+        if self.sparse is not None:
+            return "sparse"
         return "" if self.product is None else self.product.name
 
-    def schur_product(self, weights: np.ndarray) -> np.ndarray:
-        """``A_R1 Wt A_1R`` (lower triangle at least) for class weights ``(c, p1, p1)``.
+    def fixed_block(self) -> np.ndarray:
+        """``[X y]' W [X y]`` (dense, ``(p + 1) x (p + 1)``)."""
+        r = self.n_random_rest
+        return self.a_rr[r:, r:].toarray()
 
-        A new array at every call (callers may overwrite it).
+    def fill_lower(self, work: np.ndarray) -> None:
+        """Set ``work`` (C-ordered ``m x m``) to ``A_RR`` on its lower triangle, 0 elsewhere."""
+        work.fill(0.0)
+        work.reshape(-1)[self.fill_positions] = self.fill_values
+
+    def with_response(self, sums: ResponseSums) -> CrossProducts:
+        """The cross-products of the same model with another response.
+
+        Only the response's row and column (``Z'Wy``, ``X'Wy``, ``y'Wy``) are
+        replaced; the weight classes, the strategy's tables (but the
+        response's pair products) and the sparse ordering are kept. A refit
+        of a simulated response (``bootstrap``, ``simulate`` and ``refit``)
+        then skips the setup.
         """
-        return self.product(weights)
+        m = self.size_rest
+        response = np.concatenate([sums.rest, sums.fixed, [sums.total]])
+        a_r1 = self.a_r1.copy()
+        in_row = a_r1.indices == m - 1
+        column = np.repeat(np.arange(a_r1.shape[1]), np.diff(a_r1.indptr))
+        a_r1.data[in_row] = sums.first.reshape(-1)[column[in_row]]
+        a_rr = sp.csr_matrix(self.a_rr, copy=True)
+        row = np.repeat(np.arange(m), np.diff(a_rr.indptr))
+        a_rr.data[a_rr.indices == m - 1] = response[row[a_rr.indices == m - 1]]
+        a_rr.data[row == m - 1] = response[a_rr.indices[row == m - 1]]
+        out = dataclasses.replace(self, a_r1=a_r1, a_rr=a_rr, product=None, nested=None)
+        out.fill_positions, out.fill_values = _lower_entries(a_rr)
+        if self.sparse is not None:
+            out.sparse = self.sparse.with_response(a_r1, a_rr)
+        elif isinstance(self.product, PairsProduct):
+            out.product = self.product.with_response(out)
+            if self.nested is not None:
+                out.nested = _nested_layout(out, *self.rest_sizes[0], out.product)
+        elif self.product is not None:
+            out.product = _STRATEGIES[self.product.name](out)
+        return out
 
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
-        """The adjoint of :meth:`schur_product`: ``<d product / d Wt[c, a, b], Q>``.
+        """The adjoint of the product ``A_R1 Wt A_1R``: ``<d product / d Wt[c, a, b], Q>``.
 
         ``H[c, a, b] = sum over levels k of class c of A_R(k a)' Q A_R(k b)``
         for a symmetric ``(m, m)`` matrix ``Q``; shape ``(c, p1, p1)``. Used
         by the analytic gradient (:mod:`statsmodels_lmer.engine.gradient`).
         """
         return self.product.schur_adjoint(q)
+
+    def sizes(self) -> DesignSizes:
+        """The sizes the cost and memory models read (see :func:`design_sizes`)."""
+        return design_sizes(
+            self.a11_classes.shape[1],
+            self.first_levels,
+            self.a_r1,
+            self.a_rr,
+            self.rest_sizes,
+            self.n_fixed,
+            len(self.class_counts),
+        )
+
+
+def design_sizes(
+    first_cols: int,
+    first_levels: int,
+    a_r1: sp.spmatrix,
+    a_rr: sp.spmatrix,
+    rest_sizes: list[tuple[int, int]],
+    n_fixed: int,
+    n_classes: int | None = None,
+) -> DesignSizes:
+    """:class:`~statsmodels_lmer.engine.cost.DesignSizes` of summed cross-products."""
+    a = sp.csc_matrix(a_r1)
+    per_column = np.diff(a.indptr)
+    rows = per_column.reshape(first_levels, first_cols).max(axis=1) if first_levels else per_column
+    r = sum(levels * cols for levels, cols in rest_sizes)
+    a_rr = sp.csr_matrix(a_rr)
+    rest_entries = int(np.sum(a_rr.indices[: a_rr.indptr[r]] < r)) if r else 0
+    return DesignSizes(
+        first_levels=first_levels,
+        first_cols=first_cols,
+        rest_sizes=list(rest_sizes),
+        n_fixed=n_fixed,
+        rows_per_level=rows,
+        n_classes=first_levels if n_classes is None else n_classes,
+        rest_entries=rest_entries,
+    )
 
 
 @dataclass(eq=False)
@@ -320,9 +633,11 @@ class NestedLayout:
         k = self.a_c.shape[0]
         return self.a_d.size + k * self.a_b.shape[1] + k * k
 
-    def schur_compact(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def schur_compact(
+        self, weights: np.ndarray, roots: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``A_R1 Wt A_1R`` in the compact layout: its (D, B, C) parts."""
-        values = self.pairs.value * weights.reshape(-1)[self.pairs.weight]
+        values = self.pairs.products(weights, roots)
         return self.split(np.bincount(self.pair_index, values, minlength=self.size))
 
     def split(self, compact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -340,24 +655,20 @@ def _nested_layout(
     cross: CrossProducts, l2: int, p2: int, pairs: PairsProduct
 ) -> NestedLayout | None:
     """The compact layout, or None when the rest term (l2 levels, p2 columns) is not nested."""
-    a = cross.a_r1
     r, m = cross.n_random_rest, cross.size_rest
-    random = a.indices < r
-    column = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
-    level = a.indices[random] // p2
-    first_level = column[random] // cross.first_cols
-    owner = np.full(cross.first_levels, -1)
-    owner[first_level] = level
-    if np.any(owner[first_level] != level):
+    if not _is_nested(cross):
         return None  # a first-term level meets several rest levels: crossed
     rows, cols = np.divmod(pairs.flat, m)
     index = _compact_index(rows, cols, r, p2, m)
     if np.any(index < 0):
         return None
-    a_rr = cross.a_rr
-    blocks = a_rr[:r, :r].reshape(l2, p2, l2, p2)
-    a_d = np.ascontiguousarray(blocks[np.arange(l2), :, np.arange(l2), :])
-    return NestedLayout(l2, p2, index, pairs, a_d, a_rr[r:, :r].copy(), a_rr[r:, r:].copy())
+    a_rr = sp.csr_matrix(cross.a_rr)
+    first_rows = np.arange(l2) * p2
+    a_d = np.empty((l2, p2, p2))
+    for i in range(p2):
+        for j in range(p2):
+            a_d[:, i, j] = np.asarray(a_rr[first_rows + i, first_rows + j]).ravel()
+    return NestedLayout(l2, p2, index, pairs, a_d, a_rr[r:, :r].toarray(), cross.fixed_block())
 
 
 def _compact_index(rows: np.ndarray, cols: np.ndarray, r: int, p2: int, m: int) -> np.ndarray:
@@ -427,8 +738,8 @@ class RawSums:
         Per-level blocks of ``Z_1' W Z_1``.
     a_r1 : scipy.sparse.csc_matrix, shape (m, l1 * p1)
         ``R' W Z_1`` with ``R = [Z_2 ... Z_k, X, y]``.
-    a_rr : ndarray, shape (m, m)
-        ``R' W R``.
+    a_rr : scipy.sparse.csr_matrix, shape (m, m)
+        ``R' W R`` (stored entries: the observed level pairs and ``[X y]``).
     rest_sizes : list of (n_levels, n_cols)
         Layout of the random part of ``R``.
     n_fixed : int
@@ -441,7 +752,7 @@ class RawSums:
 
     a11: np.ndarray
     a_r1: sp.csc_matrix
-    a_rr: np.ndarray
+    a_rr: sp.csr_matrix
     rest_sizes: list[tuple[int, int]]
     n_fixed: int
     nobs: int
@@ -462,7 +773,7 @@ class RawSums:
         return RawSums(
             self.a11 + other.a11,
             _add_sparse(self.a_r1, other.a_r1),
-            self.a_rr + other.a_rr,
+            _add_sparse(self.a_rr, other.a_rr).tocsr(),
             list(self.rest_sizes),
             self.n_fixed,
             self.nobs + other.nobs,
@@ -479,7 +790,7 @@ class RawSums:
         return RawSums(
             self.a11,
             self.a_r1[keep].tocsc(),
-            self.a_rr[np.ix_(keep, keep)].copy(),
+            sp.csr_matrix(self.a_rr)[keep][:, keep].tocsr(),
             list(self.rest_sizes),
             self.n_fixed - len(set(columns)),
             self.nobs,
@@ -533,13 +844,67 @@ def raw_sums(
     )
 
 
+@dataclass(eq=False)
+class ResponseSums:
+    """The cross-products of one response vector: what a refit needs anew.
+
+    Attributes
+    ----------
+    first : ndarray, shape (l1, p1)
+        ``Z_1' W y`` per level of the first term.
+    rest : ndarray, shape (r,)
+        ``Z_k' W y`` of the other terms, in the engine's layout.
+    fixed : ndarray, shape (p,)
+        ``X' W y``.
+    total : float
+        ``y' W y``.
+    """
+
+    first: np.ndarray
+    rest: np.ndarray
+    fixed: np.ndarray
+    total: float
+
+
+def response_sums(
+    terms: list[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> ResponseSums:
+    """:class:`ResponseSums` of ``y``, computed as :func:`raw_sums` computes them.
+
+    Parameters are those of :func:`build_cross_products`.
+    """
+    root_w = np.ones(len(y)) if weights is None else np.sqrt(weights)
+    xy = np.column_stack([X, y]) * root_w[:, None]
+    wy = xy[:, -1:]
+    first = _by_columns(terms[0], _weighted_columns(terms[0], root_w), wy)
+    rest = [_by_columns(t, _weighted_columns(t, root_w), wy)[:, 0] for t in terms[1:]]
+    gram = xy.T @ xy
+    return ResponseSums(
+        first=first[:, 0].reshape(terms[0].n_levels, terms[0].n_cols),
+        rest=np.concatenate(rest) if rest else np.zeros(0),
+        fixed=gram[:-1, -1].copy(),
+        total=float(gram[-1, -1]),
+    )
+
+
 def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossProducts:
     """:class:`CrossProducts` from summed :class:`RawSums`.
 
-    Groups the first term's levels into weight classes, picks the product
-    strategy (the one asked for, or the cheapest) and, with one rest term
+    Groups the first term's levels into weight classes and picks the
+    strategy (the one asked for, or the cheapest that fits in memory by the
+    cost model of :mod:`statsmodels_lmer.engine.cost`); with one rest term
     nested in the first, the compact nested layout.
+
+    Raises
+    ------
+    DataError
+        When no strategy fits in the memory available (the figure and the
+        remedy are in the message).
     """
+    if strategy not in (None, *STRATEGY_NAMES):
+        raise ValueError(
+            f"strategy must be None, 'pairs', 'classes', 'dense' or 'sparse', got {strategy!r}"
+        )
     classes, class_of_level, counts = _weight_classes(raw.a11)
     levels, cols = raw.a11.shape[0], raw.a11.shape[1]
     cross = CrossProducts(
@@ -549,17 +914,54 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         class_of_level=class_of_level,
         class_counts=counts,
         a_r1=raw.a_r1,
-        a_rr=raw.a_rr,
+        a_rr=sp.csr_matrix(raw.a_rr),
         rest_sizes=list(raw.rest_sizes),
         n_random_rest=raw.n_random_rest,
         n_fixed=raw.n_fixed,
         nobs=raw.nobs,
         sum_log_weights=raw.sum_log_weights,
     )
-    cross.product = _choose_strategy(cross, strategy)
-    if isinstance(cross.product, PairsProduct) and len(raw.rest_sizes) == 1:
-        cross.nested = _nested_layout(cross, *raw.rest_sizes[0], cross.product)
+    cross.fill_positions, cross.fill_values = _lower_entries(cross.a_rr)
+    sizes = cross.sizes()
+    if strategy in (None, "pairs") and _is_nested(cross):
+        tiny = sizes.dense_seconds("dense")[1] < SMALL_SECONDS
+        if strategy == "pairs" or not tiny:
+            cross.product = PairsProduct(cross)
+            cross.nested = _nested_layout(cross, *raw.rest_sizes[0], cross.product)
+            if cross.nested is not None:  # no m x m array: the pair products and the sums
+                need = sizes.dense_bytes("pairs", buffers=0)
+                check_memory(need, "the pair products of the nested terms", _remedy(sizes))
+                return cross
+    name, system = _choose_strategy(cross, sizes, strategy)
+    if system is not None:
+        cross.product, cross.sparse = None, system
+    elif cross.product is None or cross.product.name != name:
+        cross.product = _STRATEGIES[name](cross)
     return cross
+
+
+def _lower_entries(a_rr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions (sorted) and values of the lower triangle of ``A_RR``."""
+    coo = a_rr.tocoo()
+    lower = coo.row >= coo.col
+    m = a_rr.shape[0]
+    positions = coo.row[lower].astype(np.int64) * m + coo.col[lower]
+    order = np.argsort(positions, kind="stable")
+    return positions[order], coo.data[lower][order]
+
+
+def _is_nested(cross: CrossProducts) -> bool:
+    """Whether the one rest term's levels each contain whole levels of the first term."""
+    if len(cross.rest_sizes) != 1 or not cross.n_random_rest:
+        return False
+    a = cross.a_r1
+    random = a.indices < cross.n_random_rest
+    column = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    level = a.indices[random] // cross.rest_sizes[0][1]
+    first_level = column[random] // cross.first_cols
+    owner = np.full(cross.first_levels, -1)
+    owner[first_level] = level
+    return bool(np.all(owner[first_level] == level))
 
 
 def level_blocks(codes: np.ndarray, z: np.ndarray, n_levels: int) -> np.ndarray:
@@ -637,56 +1039,171 @@ def _rest_by_first(
     return stacked
 
 
-def _rest_by_rest(rest: list[RandomTerm], z_rest: list[np.ndarray], xy: np.ndarray) -> np.ndarray:
+def _rest_by_rest(
+    rest: list[RandomTerm], z_rest: list[np.ndarray], xy: np.ndarray
+) -> sp.csr_matrix:
+    """``R' W R`` as a sparse (m x m) matrix: the observed level pairs, ``[X y]`` in full."""
     sizes = [t.n_random for t in rest]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     r = int(starts[-1])
     m = r + xy.shape[1]
-    a_rr = np.zeros((m, m))
+    rows, cols, data = [], [], []
+
+    def place(block: sp.spmatrix | np.ndarray, row0: int, col0: int) -> None:
+        if sp.issparse(block):
+            block = block.tocoo()
+            rows.append(block.row + row0)
+            cols.append(block.col + col0)
+            data.append(block.data)
+            return
+        grid_rows, grid_cols = np.indices(block.shape)
+        rows.append(grid_rows.ravel() + row0)
+        cols.append(grid_cols.ravel() + col0)
+        data.append(block.ravel())
+
     for i, (ti, zi) in enumerate(zip(rest, z_rest)):
-        rows = slice(starts[i], starts[i + 1])
         for j in range(i + 1):
-            block = _crossed_block(ti, zi, rest[j], z_rest[j]).toarray()
-            a_rr[rows, starts[j] : starts[j + 1]] = block
-            a_rr[starts[j] : starts[j + 1], rows] = block.T
+            block = _crossed_block(ti, zi, rest[j], z_rest[j])
+            place(block, starts[i], starts[j])
+            if j != i:
+                place(block.T, starts[j], starts[i])
         cross = _by_columns(ti, zi, xy)
-        a_rr[rows, r:] = cross
-        a_rr[r:, rows] = cross.T
-    a_rr[r:, r:] = xy.T @ xy
-    return a_rr
+        place(cross, starts[i], r)
+        place(cross.T, r, starts[i])
+    place(xy.T @ xy, r, r)
+    if not rows:
+        return sp.csr_matrix((m, m))
+    out = sp.coo_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m)
+    ).tocsr()
+    out.sort_indices()
+    return out
 
 
-def _choose_strategy(cross: CrossProducts, strategy: str | None = None) -> SchurProduct:
-    """The product strategy: the one asked for, or the cheapest by the cost model.
+def _choose_strategy(
+    cross: CrossProducts, sizes: DesignSizes, strategy: str | None
+) -> tuple[str, SparseSystem | None]:
+    """The strategy asked for, or the cheapest that fits in memory; the sparse system if sparse.
 
-    See :class:`PairsProduct`, :class:`ClassesProduct` and :class:`DenseProduct`.
+    Each dense strategy's seconds (setup plus :data:`EXPECTED_EVALUATIONS`
+    evaluations) and bytes come from :class:`DesignSizes`; the sparse
+    factorization is weighed when a backend is installed, the dense block has
+    at least ``_SPARSE_MIN_ORDER`` rows and a dense evaluation would be slow
+    or would not fit, from the counts of its symbolic analysis.
     """
-    if strategy not in (None, *_STRATEGIES):
-        raise ValueError(f"strategy must be None, 'pairs', 'classes' or 'dense', got {strategy!r}")
-    name = _cheapest_strategy(cross) if strategy is None else strategy
-    return _STRATEGIES[name](cross)
+    limit = available_memory()
+    if strategy is not None:
+        system = _sparse_system(cross) if strategy == "sparse" else None
+        need = _strategy_bytes(strategy, sizes, system)
+        check_memory(need, _describe(strategy, sizes, system), _remedy(sizes))
+        return strategy, system
+    options: dict[str, tuple[float, float]] = {}  # name -> (seconds of a fit, bytes)
+    per_eval = {}
+    m, p1 = sizes.size_rest, sizes.first_cols
+    for name in ("pairs", "classes", "dense"):
+        if name == "classes" and sizes.n_classes * p1 * p1 * m * m * 8 > _MAX_CLASS_PRODUCT_BYTES:
+            continue
+        setup, per_eval[name] = sizes.dense_seconds(name)
+        options[name] = (setup + EXPECTED_EVALUATIONS * per_eval[name], sizes.dense_bytes(name))
+    if per_eval["dense"] < SMALL_SECONDS:  # tiny problems: the plain product, fewest roundings
+        check_memory(options["dense"][1], _describe("dense", sizes, None), _remedy(sizes))
+        return "dense", None
+    system = None
+    dense_fits = any(limit is None or need <= limit for _, need in options.values())
+    slow = min(per_eval.values()) > _SPARSE_MIN_SECONDS
+    if sparse_backend() is not None and m >= _SPARSE_MIN_ORDER and (slow or not dense_fits):
+        system = _sparse_system(cross)
+        options["sparse"] = (
+            EXPECTED_EVALUATIONS * sparse_seconds(system.counts),
+            sparse_bytes(system.counts, sizes),
+        )
+    feasible = {k: v for k, v in options.items() if limit is None or v[1] <= limit}
+    if not feasible:
+        name = min(options, key=lambda k: options[k][1])
+        check_memory(options[name][1], _describe(name, sizes, system), _remedy(sizes))
+    name = min(feasible, key=lambda k: feasible[k][0])
+    return name, system if name == "sparse" else None
 
 
-def _cheapest_strategy(cross: CrossProducts) -> str:
-    a = cross.a_r1
-    m, q1 = a.shape
-    p1 = cross.first_cols
-    per_level = np.diff(a.indptr).reshape(cross.first_levels, p1).sum(axis=1)
-    n_pairs = float(np.sum(per_level.astype(float) ** 2))
-    n_weights = len(cross.class_counts) * p1 * p1
-    flops = m * m * q1 * p1 * (0.5 if p1 == 1 else 1.0)  # syrk for a scalar term
-    per_eval = {
-        "pairs": n_pairs * _SECONDS_PER_PAIR + m * m * _SECONDS_PER_ELEMENT,
-        "dense": flops * _SECONDS_PER_FLOP + m * q1 * p1 * _SECONDS_PER_ELEMENT,
-    }
-    if per_eval["dense"] < _SMALL_SECONDS:
-        return "dense"  # tiny problems: the plain product, fewest roundings
-    setup = {"pairs": n_pairs * _SECONDS_PER_PAIR_SETUP, "dense": 0.0}
-    if n_weights * m * m * 8 <= _MAX_CLASS_PRODUCT_BYTES:
-        per_eval["classes"] = (n_weights + 1) * m * m * _SECONDS_PER_ELEMENT
-        setup["classes"] = m * m * q1 * p1 * p1 * _SECONDS_PER_FLOP
-    total = {k: setup[k] + _EXPECTED_EVALUATIONS * per_eval[k] for k in per_eval}
-    return min(total, key=total.get)
+def _sparse_system(cross: CrossProducts) -> SparseSystem:
+    backend = sparse_backend()
+    if backend is None:
+        raise ImportError(
+            "strategy='sparse' needs a sparse Cholesky: pip install "
+            "'statsmodels_lmer[cholmod]' (scikit-sparse, with Debian's libsuitesparse-dev) "
+            f"or 'statsmodels_lmer[sparse]' (qdldl); {BACKEND_VARIABLE} must not be 'off'"
+        )
+    per_level = cross.a11_classes[cross.class_of_level]
+    return SparseSystem(per_level, cross.a_r1, cross.a_rr, cross.rest_sizes, cross.n_fixed, backend)
+
+
+def _strategy_bytes(name: str, sizes: DesignSizes, system: SparseSystem | None) -> float:
+    if system is not None:
+        return sparse_bytes(system.counts, sizes)
+    return sizes.dense_bytes(name)
+
+
+def _describe(name: str, sizes: DesignSizes, system: SparseSystem | None) -> str:
+    """What the memory is for, in a refusal message."""
+    if system is not None:
+        return (
+            f"a sparse Cholesky factor of order {system.counts.order} with "
+            f"{system.counts.factor_entries:.3g} nonzeros"
+        )
+    m = sizes.size_rest
+    if name == "classes":
+        count = sizes.n_classes * sizes.first_cols**2
+        return f"{count} dense {m} x {m} products of the first term's weight classes"
+    return (
+        f"the dense {m} x {m} Schur complement of the {sizes.n_random_rest} random effects "
+        f"besides the largest term's, {format_bytes(8.0 * m * m)} each"
+    )
+
+
+def _remedy(sizes: DesignSizes) -> str:
+    """What a user can do about a model that does not fit."""
+    hint = (
+        ""
+        if sparse_backend() is not None
+        else "Install a sparse Cholesky (the 'cholmod' extra, with Debian's libsuitesparse-dev; "
+        "see docs/engine.md), which needs far less when the crossing has structure, use "
+    )
+    return (
+        f"{hint or 'Use '}fewer levels in the terms after the largest ({sizes.n_random_rest} "
+        "random effects now), or a machine with more memory."
+    )
+
+
+def check_design_memory(terms: list[RandomTerm], n_fixed: int) -> None:
+    """Refuse, before anything is built, a model whose dense block cannot fit.
+
+    Only the dense ``m x m`` work array is counted (a lower bound of every
+    dense strategy); with a sparse backend installed the decision waits for
+    its symbolic analysis (:func:`finalize_cross_products`).
+
+    Raises
+    ------
+    DataError
+    """
+    if sparse_backend() is not None or len(terms) < 2:
+        return
+    m = sum(t.n_random for t in terms[1:]) + n_fixed + 1
+    first = terms[0]
+    if len(terms) == 2:
+        owner = np.full(first.n_levels, -1)
+        owner[first.codes] = terms[1].codes
+        if np.all(owner[first.codes] == terms[1].codes):
+            return  # nested: the compact layout has no m x m array
+    sizes = DesignSizes(
+        first.n_levels,
+        first.n_cols,
+        [(t.n_levels, t.n_cols) for t in terms[1:]],
+        n_fixed,
+        np.zeros(first.n_levels),
+        1,
+        0,
+    )
+    check_memory(8.0 * m * m, _describe("pairs", sizes, None), _remedy(sizes))
 
 
 def _class_products(cross: CrossProducts) -> np.ndarray:
@@ -705,7 +1222,9 @@ def _class_products(cross: CrossProducts) -> np.ndarray:
     return products.reshape(n_classes * p1 * p1, m, m)
 
 
-def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pair_products(
+    cross: CrossProducts, first_row: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Products of nonzero pairs in each level's columns, summed by class.
 
     One sparse product ``G = A_tilde B'`` does it: ``A_tilde`` holds
@@ -713,7 +1232,8 @@ def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.nda
     ``B`` holds ``A_R1[s, k p1 + b]`` at row ``b m + s``, column ``k``, so
     ``G[(c, a, r), (b, s)] = sum over levels k of class c``. Returns the flat
     lower-triangle position ``r m + s``, the summed product and the index of
-    ``Wt[c, a, b]`` in the flattened class weights.
+    ``Wt[c, a, b]`` in the flattened class weights. ``first_row``: only the
+    pairs of rows ``r >= first_row``.
     """
     a = cross.a_r1.tocoo()
     m = a.shape[0]
@@ -721,7 +1241,10 @@ def _pair_products(cross: CrossProducts) -> tuple[np.ndarray, np.ndarray, np.nda
     n_classes = len(cross.class_counts)
     level, within = np.divmod(a.col, p1)
     rows_tilde = (cross.class_of_level[level] * p1 + within) * m + a.row
-    a_tilde = sp.csr_matrix((a.data, (rows_tilde, level)), shape=(n_classes * p1 * m, l1))
+    left = a.row >= first_row
+    a_tilde = sp.csr_matrix(
+        (a.data[left], (rows_tilde[left], level[left])), shape=(n_classes * p1 * m, l1)
+    )
     b_rows = within * m + a.row
     b = sp.csr_matrix((a.data, (b_rows, level)), shape=(p1 * m, l1))
     g = (a_tilde @ b.T).tocoo()
@@ -759,11 +1282,10 @@ def model_blocks(
     cols = rows.transpose(0, 2, 1)
     first = sp.csr_matrix((per_level.ravel(), (rows.ravel(), cols.ravel())), shape=(l1 * p1,) * 2)
     rest_first = cross.a_r1[:r]
-    ztwz = sp.bmat(
-        [[first, rest_first.T], [rest_first, sp.csr_matrix(cross.a_rr[:r, :r])]], format="csr"
-    )
-    ztwx = np.vstack([cross.a_r1[r : r + p].T.toarray(), cross.a_rr[:r, r : r + p]])
-    xtwx = cross.a_rr[r : r + p, r : r + p].copy()
+    a_rr = sp.csr_matrix(cross.a_rr)
+    ztwz = sp.bmat([[first, rest_first.T], [rest_first, a_rr[:r, :r]]], format="csr")
+    ztwx = np.vstack([cross.a_r1[r : r + p].T.toarray(), a_rr[:r, r : r + p].toarray()])
+    xtwx = cross.fixed_block()[:p, :p]
     sizes = [l1 * p1] + [levels * k for levels, k in cross.rest_sizes]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     by_term = {term: np.arange(starts[k], starts[k + 1]) for k, term in enumerate(order)}

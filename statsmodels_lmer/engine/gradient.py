@@ -29,7 +29,9 @@ adjoint product. The same pieces give ``d vcov(beta) / d theta`` and
 The gradient needs the dense Schur complement: it is available when the
 engine evaluates the criterion that way (:func:`gradient_available`; not with
 the compact nested layout, whose evaluations are far cheaper than a dense
-factorization). Elsewhere the package falls back to finite differences.
+factorization, nor on the sparse path or when the dense arrays would exceed
+:data:`GRADIENT_MAX_BYTES`). Elsewhere the package falls back to finite
+differences.
 See docs/derivatives.md.
 """
 
@@ -45,9 +47,12 @@ from ..parametrization import tril_colmajor
 from .objective import Factorization, ProfiledDeviance, fill_upper
 
 __all__ = [
+    "GRADIENT_MAX_BYTES",
     "GradientPoint",
     "ProfiledGradient",
     "gradient_available",
+    "gradient_bytes",
+    "gradient_supported",
     "jacobian_of_gradient",
     "relative_steps",
 ]
@@ -59,15 +64,44 @@ STEP_FLOOR = 1e-6
 """Smallest step (for theta elements near 0)."""
 
 
-def gradient_available(devfun: ProfiledDeviance) -> bool:
-    """Whether the analytic gradient is used for this objective.
+GRADIENT_MAX_BYTES = 2 * 2**30
+"""Largest working memory of one gradient (above it, derivative-free fits)."""
 
-    True when the engine evaluates the criterion through the dense Schur
-    complement. With the compact nested layout an evaluation is linear in the
-    number of levels while a gradient needs the dense factor, so finite
-    differences of the cheap evaluations are used there.
+GRADIENT_WORK_ARRAYS = 4
+"""``m x m`` arrays alive during a gradient: the factor, the unscaled Schur
+complement, the contracted inverse, and a copy of the leading block."""
+
+
+def gradient_bytes(devfun: ProfiledDeviance) -> float:
+    """Estimated bytes of the arrays one gradient holds (beyond the cross-products)."""
+    cross = devfun.cross
+    m = cross.size_rest
+    needed = GRADIENT_WORK_ARRAYS * 8.0 * m * m
+    if cross.product is not None and cross.product.name == "dense":
+        needed += 8.0 * m * cross.first_levels * cross.first_cols  # Q A_R1 in the adjoint
+    return needed
+
+
+def gradient_supported(devfun: ProfiledDeviance) -> bool:
+    """Whether the analytic derivatives can be formed for this objective.
+
+    They need the dense Schur complement: not on the sparse path, and not
+    when its arrays would exceed :data:`GRADIENT_MAX_BYTES` (order above about
+    8000); finite differences (and BOBYQA for the fit) serve there.
     """
-    return devfun.cross.nested is None
+    return devfun.cross.product is not None and gradient_bytes(devfun) <= GRADIENT_MAX_BYTES
+
+
+def gradient_available(devfun: ProfiledDeviance) -> bool:
+    """Whether the analytic gradient is used for this objective's fit.
+
+    True when the derivatives are supported (:func:`gradient_supported`) and
+    the engine evaluates the criterion through the dense Schur complement.
+    With the compact nested layout an evaluation is linear in the number of
+    levels while a gradient needs the dense factor, so finite differences of
+    the cheap evaluations are used there.
+    """
+    return gradient_supported(devfun) and devfun.cross.nested is None
 
 
 def relative_steps(x: np.ndarray, step: float = STEP, floor: float = STEP_FLOOR) -> np.ndarray:
@@ -298,7 +332,8 @@ class ProfiledGradient:
                 return np.inf, np.full(self.n_theta, np.nan)
             scale = self.effective_n / point.pwrss
             inner = self._leading_inverse(point)
-            inner += scale * np.outer(point.z, point.z)
+            z = point.z
+            inner = sla.blas.dger(scale, z, z, a=inner.T, overwrite_a=1).T  # += s z z', in place
             return point.value, self.contract(point, [inner], [1.0])[0]
 
     def gradient_pieces(self, theta: np.ndarray) -> tuple[GradientPoint, np.ndarray, np.ndarray]:
@@ -327,6 +362,8 @@ class ProfiledGradient:
 
         ``first_scales`` holds ``sum_t c_t`` of each ``K`` (the multiple of
         ``M11^-1`` in its first block). Returns ``(len(inners), n_theta)``.
+        The ``inners`` are overwritten (with scalar rest terms, the products
+        are formed in place: three ``m x m`` arrays live with the factor).
         """
         out = np.zeros((len(inners), self.n_theta))
         factors = point.factors
@@ -335,13 +372,14 @@ class ProfiledGradient:
         products = []
         for row, inner in zip(out, inners):
             if diagonal is not None:
-                scaled = inner * diagonal[None, :]  # V Lambda_R'
-                q = scaled * diagonal[:, None]
+                scaled = np.multiply(inner, diagonal[None, :], out=inner)  # V Lambda_R'
+                self._rest_terms(row, scaled, point.schur)
+                q = np.multiply(scaled, diagonal[:, None], out=scaled)
             else:
                 scaled = self._rest_rows(factors, inner, transpose=False).T  # V Lambda_R'
+                self._rest_terms(row, scaled, point.schur)
                 q = self._rest_rows(factors, scaled, transpose=False)
             products.append(q)
-            self._rest_terms(row, scaled, point.schur)
         adjoints = [cross.schur_adjoint(q) for q in products]
         fz = point.factorization
         T1, a11 = fz.T1, cross.a11_classes

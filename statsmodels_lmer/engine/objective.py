@@ -1,8 +1,10 @@
 """The profiled deviance (ML) or REML criterion as a function of theta.
 
 For a given theta the engine eliminates the first (block-diagonal) term level
-by level, forms the dense Schur complement of the rest (see
-:mod:`statsmodels_lmer.engine.blocks`) and factors it with LAPACK. From the factor:
+by level, forms the dense Schur complement of the rest in one ``m x m`` work
+array (see :mod:`statsmodels_lmer.engine.blocks`) and factors it in place with
+LAPACK; or, when the cost model chose it, factors the whole random part with a
+sparse Cholesky (:mod:`statsmodels_lmer.engine.sparse`). From the factor:
 
 * ML:   ``ldL2 - log|W| + n (1 + log(2 pi r2 / n))``
 * REML: ``ldL2 + ldRX2 - log|W| + (n - p) (1 + log(2 pi r2 / (n - p)))``
@@ -21,17 +23,20 @@ results come in lme4's term order.
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
-from .._parallel import THREADED_BLOCK, blas_threads, threads_for_block
+from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_block
 from ..terms import RandomTerm
 from .blocks import CrossProducts
+from .sparse import SparseFactorPieces
+from .tiny import tiny_system
 
 __all__ = [
     "Components",
@@ -97,10 +102,17 @@ class Components:
     vcov_unscaled: np.ndarray
 
 
+_SLAB_ELEMENTS = 1 << 22
+"""Elements of the temporary arrays of the block scaling (32 MiB)."""
+
+_SMALL_ORDER = 256
+"""Up to this order scalar terms scale the whole work array (two passes, fewer calls)."""
+
+
 class RestScaling:
     """``Lambda_R`` for the rest ``R = [Z_2 ... Z_k, X, y]``, applied block by block.
 
-    Scalar rest terms scale rows and columns by one number per level; vector
+    Scalar rest terms scale rows and columns by one number per term; vector
     terms apply their ``p x p`` factor ``T`` to each level's ``p`` rows (or
     columns), never forming a sparse ``Lambda``.
     """
@@ -110,32 +122,48 @@ class RestScaling:
         self.levels = [term.n_levels for term in terms]
         self.scalar = all(T.shape[0] == 1 for T in self.factors)
         self.r = sum(n * T.shape[0] for n, T in zip(self.levels, self.factors))
-        if self.scalar:
-            parts = [np.full(n, T[0, 0]) for n, T in zip(self.levels, self.factors)]
-            self.diagonal = np.concatenate(parts + [np.ones(extra)])
+        self.extra = extra
 
-    def _blocks(self):
-        start = 0
+    @cached_property
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of ``Lambda_R`` (scalar terms only), ones for ``[X y]``."""
+        parts = [np.full(n, T[0, 0]) for n, T in zip(self.levels, self.factors)]
+        return np.concatenate(parts + [np.ones(self.extra)])
+
+    def _blocks(self) -> list[tuple[slice, int, np.ndarray]]:
+        out, start = [], 0
         for n, T in zip(self.levels, self.factors):
             size = n * T.shape[0]
-            yield slice(start, start + size), n, T
+            out.append((slice(start, start + size), n, T))
             start += size
+        return out
 
-    def scale_symmetric(self, matrix: np.ndarray) -> np.ndarray:
-        """``Lambda_R' S Lambda_R`` in place; ``S`` holds at least its lower triangle."""
-        if self.scalar:
-            matrix *= self.diagonal[:, None]
-            matrix *= self.diagonal[None, :]
-            return matrix
-        _symmetrize_lower(matrix)
-        m = matrix.shape[0]
-        for rows, n, T in self._blocks():
-            p = T.shape[0]
-            block = matrix[rows].reshape(n, p, m)
-            matrix[rows] = np.einsum("ba,lbm->lam", T, block).reshape(n * p, m)
-            block = matrix[:, rows].reshape(m, n, p)
-            matrix[:, rows] = np.einsum("mlb,ba->mla", block, T).reshape(m, n * p)
-        return matrix
+    def scale_lower(self, work: np.ndarray) -> None:
+        """``work <- Lambda_R' work Lambda_R`` on the lower triangle, in place.
+
+        ``work`` (C-ordered ``m x m``) holds the symmetric matrix on its lower
+        triangle; the upper triangle is left with meaningless values.
+        """
+        if self.scalar and work.shape[0] <= _SMALL_ORDER:
+            work *= self.diagonal[:, None]  # rows, then columns (two roundings)
+            work *= self.diagonal[None, :]
+            return
+        blocks = self._blocks()
+        for rows, n, T in blocks:
+            if T.shape[0] > 1:
+                _symmetrize_level_blocks(work, rows.start, n, T.shape[0])
+        for t, (rows_t, n_t, T_t) in enumerate(blocks):
+            for rows_u, _, T_u in blocks[:t]:
+                _scale_block(work, rows_t.start, n_t, T_t, rows_u.start, rows_u.stop, T_u, False)
+            _scale_block(work, rows_t.start, n_t, T_t, rows_t.start, rows_t.stop, T_t, True)
+        r = self.r
+        for rows_u, n_u, T_u in blocks:
+            p = T_u.shape[0]
+            if p == 1:
+                work[r:, rows_u] *= T_u[0, 0]
+            else:
+                view = work[r:, rows_u]
+                view[...] = (view.reshape(-1, n_u, p) @ T_u).reshape(view.shape)
 
     def apply(self, u: np.ndarray) -> np.ndarray:
         """``Lambda_R u`` for the random part (length ``r``)."""
@@ -155,6 +183,72 @@ class RestScaling:
             block = matrix[rows].reshape(n, T.shape[0], -1)
             out[rows] = np.einsum("ba,lbc->lac", T, block).reshape(n * T.shape[0], -1)
         return out
+
+
+def _symmetrize_level_blocks(work: np.ndarray, start: int, levels: int, p: int) -> None:
+    """Copy the lower triangle of each level's ``p x p`` diagonal block onto its upper one."""
+    m = work.shape[0]
+    flat = work.reshape(-1)
+    base = start + np.arange(levels) * p
+    for a in range(p):
+        for b in range(a + 1, p):
+            flat[(base + a) * m + base + b] = flat[(base + b) * m + base + a]
+
+
+def _scale_block(
+    work: np.ndarray,
+    row0: int,
+    levels: int,
+    T_row: np.ndarray,
+    col0: int,
+    col_stop: int,
+    T_col: np.ndarray,
+    diagonal: bool,
+) -> None:
+    """``T_row' V T_col`` for the block of a row term and a column term, in row slabs.
+
+    ``diagonal``: the two terms are one, and only the block-lower part (columns
+    up to each slab's last level) is scaled.
+    """
+    p_row, p_col = T_row.shape[0], T_col.shape[0]
+    width = col_stop - col0
+    per_slab = max(1, _SLAB_ELEMENTS // max(1, width * p_row))
+    for first in range(0, levels, per_slab):
+        last = min(levels, first + per_slab)
+        i0, i1 = row0 + first * p_row, row0 + last * p_row
+        c1 = i1 if diagonal else col_stop
+        view = work[i0:i1, col0:c1]
+        if p_row == 1 and p_col == 1:
+            view *= T_row[0, 0]  # rows, then columns (two roundings, as Lambda' (S Lambda))
+            view *= T_col[0, 0]
+            continue
+        scaled = np.matmul(T_row.T, view.reshape(last - first, p_row, -1))
+        scaled = scaled.reshape(last - first, p_row, -1, p_col) @ T_col
+        view[...] = scaled.reshape(view.shape)
+
+
+class _WorkArrays:
+    """``m x m`` work arrays reused across evaluations (fresh pages are slow to fault in).
+
+    A buffer is taken for one evaluation and given back after; one is kept.
+    Safe from several threads (each evaluation holds its own buffer).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> np.ndarray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return np.empty((self.size, self.size))
+
+    def give(self, work: np.ndarray) -> None:
+        with self._lock:
+            if not self._free:
+                self._free.append(work)
 
 
 @dataclass(eq=False)
@@ -200,12 +294,21 @@ class Factorization:
     pwrss: float
 
 
+@dataclass(eq=False)
+class _SparseFactor:
+    """The sparse factorization's pieces at one theta (and the ``T`` it was made with)."""
+
+    pieces: SparseFactorPieces
+    factors: list[np.ndarray]
+
+
 class ProfiledDeviance:
     """Objective of theta for one model: deviance (ML) or REML criterion.
 
-    A callable ``f(theta) -> float`` with theta in lme4's order. It holds no
-    mutable scratch space, so one object can be evaluated from several
-    threads at once.
+    A callable ``f(theta) -> float`` with theta in lme4's order. Several
+    threads may evaluate one object at once: each evaluation works in its own
+    ``m x m`` array (kept for the next one), and the sparse factorization is
+    serialized by a lock.
 
     Parameters
     ----------
@@ -236,6 +339,18 @@ class ProfiledDeviance:
         self.theta_slices = [theta_slices[i] for i in engine_order]
         self.reml = bool(reml)
         self.n_evaluations = 0
+        self._work = _WorkArrays(cross.size_rest)
+        self._tiny = tiny_system(cross, self.terms, self.theta_slices)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_work"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_tiny", None)  # pickles of earlier versions: the blocked path
+        self.__dict__.update(state)
+        self._work = _WorkArrays(self.cross.size_rest)
 
     @property
     def nobs(self) -> int:
@@ -248,18 +363,27 @@ class ProfiledDeviance:
         ``threads`` when given, else one thread when the dense block is small
         (see :func:`statsmodels_lmer._parallel.threads_for_block`).
         """
+        if self.cross.sparse is not None:  # CHOLMOD's supernodes: the default rule, no cap
+            return blas_threads(
+                threads_for_block(min(self.cross.sparse.order, SMALL_BLOCK), threads)
+            )
         return blas_threads(threads_for_block(self.cross.size_rest, threads))
 
     def __call__(self, theta: np.ndarray) -> float:
         """The objective at ``theta`` (``inf`` where the factor fails)."""
         self.n_evaluations += 1
         theta = np.asarray(theta, dtype=float)
+        if self._tiny is not None:
+            pieces = self._tiny.pieces(theta)
+            return np.inf if pieces is None else self.criterion(*pieces, self.reml)
         if self.cross.nested is not None:
             return self._nested_criterion(theta)
         factor = self._factor(theta)
-        if factor.failed:
+        if factor is None:
             return np.inf
-        return self.criterion(*self._log_dets(factor), self.reml)
+        value = self.criterion(*self._log_dets(factor), self.reml)
+        self._release(factor)
+        return value
 
     def _nested_criterion(self, theta: np.ndarray) -> float:
         """The objective with the block-diagonal Schur complement of a nested rest term.
@@ -269,8 +393,8 @@ class ProfiledDeviance:
         """
         layout = self.cross.nested
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
-        _, log_det_first, weights = self._first_block(T1)
-        s_d, s_b, s_c = layout.schur_compact(weights)
+        _, log_det_first, weights, roots = self._first_block(T1)
+        s_d, s_b, s_c = layout.schur_compact(weights, roots)
         T2 = self.terms[1].factor(theta[self.theta_slices[1]])
         d = T2.T @ (layout.a_d - _symmetric(s_d)) @ T2 + np.eye(layout.cols)
         b = ((layout.a_b - s_b).reshape(-1, layout.levels, layout.cols) @ T2).transpose(1, 2, 0)
@@ -289,51 +413,89 @@ class ProfiledDeviance:
         return self.criterion(ld_l2, ld_rx2, float(diag_c[-1] ** 2), self.reml)
 
     # -- factorization -------------------------------------------------
-    def _factor(self, theta: np.ndarray, keep_schur: bool = False) -> _Factor:
+    def term_factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each term's ``T`` at theta, in the engine's order."""
+        return [term.factor(theta[sl]) for term, sl in zip(self.terms, self.theta_slices)]
+
+    def _factor(
+        self, theta: np.ndarray, solve: bool = False, keep_schur: bool = False
+    ) -> _Factor | _SparseFactor | None:
+        """The factor at theta, or None where it fails; give it back with :meth:`_release`.
+
+        ``keep_schur`` (dense path only) also keeps a copy of the unscaled Schur
+        complement (lower triangle) for the derivatives.
+        """
+        if self.cross.sparse is not None:
+            factors = self.term_factors(theta)
+            pieces = self.cross.sparse.factor(factors, solve=solve)
+            return None if pieces is None else _SparseFactor(pieces, factors)
         if self.cross.size_rest < THREADED_BLOCK:
-            return self._factor_now(theta, keep_schur)
-        # BLAS would use several threads here: keep to the fit's setting (one thread
-        # for blocks below SMALL_BLOCK) when called directly, outside a fit.
-        with self.blas_threads():
-            return self._factor_now(theta, keep_schur)
+            factor = self._factor_now(theta, keep_schur)
+        else:
+            # BLAS would use several threads here: keep to the fit's setting (one thread
+            # for blocks below SMALL_BLOCK) when called directly, outside a fit.
+            with self.blas_threads():
+                factor = self._factor_now(theta, keep_schur)
+        if factor.failed:
+            self._release(factor)
+            return None
+        return factor
+
+    def _release(self, factor: _Factor | _SparseFactor) -> None:
+        """Give the factor's work array back for the next evaluation."""
+        if isinstance(factor, _Factor) and factor.chol is not None:
+            self._work.give(factor.chol)
+            factor.chol = None
 
     def _factor_now(self, theta: np.ndarray, keep_schur: bool = False) -> _Factor:
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
-        m_inv, log_det_first, weights = self._first_block(T1)
-        schur = self.cross.schur_product(weights)  # a new array: reused in place below
-        np.subtract(self.cross.a_rr, schur, out=schur)
-        unscaled = schur.copy() if keep_schur else None
+        m_inv, log_det_first, weights, roots = self._first_block(T1)
+        cross = self.cross
+        work = self._work.take()
+        cross.fill_lower(work)
+        cross.product.subtract_from(work, weights, roots)
+        unscaled = work.copy() if keep_schur else None
         rest = RestScaling(
             self.terms[1:],
             [theta[sl] for sl in self.theta_slices[1:]],
-            self.cross.n_fixed + 1,
+            cross.n_fixed + 1,
         )
-        schur = rest.scale_symmetric(schur)
-        r = self.cross.n_random_rest
-        schur[np.arange(r), np.arange(r)] += 1.0
+        r, m = cross.n_random_rest, cross.size_rest
+        if r:
+            rest.scale_lower(work)
+            work.reshape(-1)[0 : r * (m + 1) : m + 1] += 1.0
         # The transpose is Fortran-ordered: LAPACK factors it in place as U = L'.
-        upper, info = sla.lapack.dpotrf(schur.T, lower=0, clean=0, overwrite_a=1)
-        return _Factor(T1, m_inv, log_det_first, rest, upper.T, info != 0, unscaled)
+        _, info = sla.lapack.dpotrf(work.T, lower=0, clean=0, overwrite_a=1)
+        return _Factor(T1, m_inv, log_det_first, rest, work, info != 0, unscaled)
 
-    def _first_block(self, T1: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """Inverse blocks, log-determinant and ``Wt`` of the first term."""
+    def _first_block(
+        self, T1: np.ndarray
+    ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None]:
+        """Inverse blocks, log-determinant, ``Wt`` and (when the product needs them)
+        its factors ``F = T chol(T'A11T + I)^-T`` of the first term, per class."""
         a11, counts = self.cross.a11_classes, self.cross.class_counts
+        needs_roots = self.cross.product is not None and self.cross.product.needs_roots
         if T1.shape[0] == 1:
             lam2 = T1[0, 0] ** 2
             m = lam2 * a11 + 1.0
             m_inv = 1.0 / m
             log_det = float(counts @ np.log(m[:, 0, 0]))
-            return m_inv, log_det, lam2 * m_inv
+            roots = T1[0, 0] / np.sqrt(m) if needs_roots else None
+            return m_inv, log_det, lam2 * m_inv, roots
         m = T1.T @ a11 @ T1 + np.eye(T1.shape[0])
         chol = np.linalg.cholesky(m)
         diag = np.diagonal(chol, axis1=1, axis2=2)
         log_det = float(counts @ (2.0 * np.log(diag).sum(axis=1)))
         m_inv = np.linalg.inv(m)
-        return m_inv, log_det, T1 @ m_inv @ T1.T
+        roots = None
+        if needs_roots:
+            transposed = np.broadcast_to(T1.T, chol.shape)
+            roots = np.swapaxes(np.linalg.solve(chol, transposed), 1, 2)
+        return m_inv, log_det, T1 @ m_inv @ T1.T, roots
 
-    def _factor_or_raise(self, theta: np.ndarray) -> _Factor:
-        factor = self._factor(np.asarray(theta, dtype=float))
-        if factor.failed:
+    def _factor_or_raise(self, theta: np.ndarray, solve: bool = False) -> _Factor | _SparseFactor:
+        factor = self._factor(np.asarray(theta, dtype=float), solve)
+        if factor is None:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
         return factor
 
@@ -344,22 +506,36 @@ class ProfiledDeviance:
         the penalized system is not positive definite. The Schur complement
         is returned with both triangles filled.
         """
+        if self.cross.product is None:
+            raise ValueError(
+                "the derivatives need the dense Schur complement (not the sparse path)"
+            )
         factor = self._factor(np.asarray(theta, dtype=float), keep_schur=True)
-        if factor.failed:
+        if factor is None:
             return None
+        # the work array stays with the result (not given back for the next evaluation)
         _symmetrize_lower(factor.schur)
         return Factorization(
             factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *self._log_dets(factor)
         )
 
     # -- criterion -----------------------------------------------------
-    def _log_dets(self, factor: _Factor) -> tuple[float, float, float]:
-        r, p = self.cross.n_random_rest, self.cross.n_fixed
-        diag = np.diagonal(factor.chol)
-        ld_l2 = factor.log_det_first + 2.0 * float(np.sum(np.log(diag[:r])))
-        ld_rx2 = 2.0 * float(np.sum(np.log(diag[r : r + p])))
-        pwrss = float(diag[-1] ** 2)
+    def _log_dets(self, factor: _Factor | _SparseFactor) -> tuple[float, float, float]:
+        if isinstance(factor, _SparseFactor):
+            pieces = factor.pieces
+            return pieces.log_det_l2, pieces.log_det_rx2, pieces.pwrss
+        r, p, m = self.cross.n_random_rest, self.cross.n_fixed, self.cross.size_rest
+        diag = factor.chol.reshape(-1)[:: m + 1]  # the C-ordered work array's diagonal
+        logs = np.log(diag[: m - 1])
+        ld_l2 = factor.log_det_first + 2.0 * float(logs[:r].sum())
+        ld_rx2 = 2.0 * float(logs[r : r + p].sum())
+        pwrss = float(diag[-1]) ** 2
         return ld_l2, ld_rx2, pwrss
+
+    def _vcov_unscaled(self, factor: _Factor | _SparseFactor) -> np.ndarray:
+        if isinstance(factor, _SparseFactor):
+            return factor.pieces.vcov_unscaled
+        return _unscaled_vcov(factor.chol, self.cross)
 
     def criterion(self, ld_l2: float, ld_rx2: float, pwrss: float, reml: bool) -> float:
         """ML deviance or REML criterion (sigma profiled out) from the factor's summaries."""
@@ -380,7 +556,9 @@ class ProfiledDeviance:
         """
         factor = self._factor_or_raise(theta)
         ld_l2, ld_rx2, pwrss = self._log_dets(factor)
-        return Components(ld_l2, ld_rx2, pwrss, _unscaled_vcov(factor.chol, self.cross))
+        parts = Components(ld_l2, ld_rx2, pwrss, self._vcov_unscaled(factor))
+        self._release(factor)
+        return parts
 
     def deviance(
         self, theta: np.ndarray, sigma: float, reml: bool | None = None, pwrss: float | None = None
@@ -425,42 +603,47 @@ class ProfiledDeviance:
             When the factorization fails (rank-deficient fixed effects).
         """
         theta = np.asarray(theta, dtype=float)
-        return Solution(self, theta, self._factor_or_raise(theta))
+        return Solution(self, theta, self._factor_or_raise(theta, solve=True))
 
 
 class Solution:
     """Estimates at one theta: beta, u, b, sigma, vcov and conditional variances.
 
     Per-term arrays are in lme4's term order: ``b[i]`` and ``u[i]`` have
-    shape ``(n_levels, n_cols)``.
+    shape ``(n_levels, n_cols)``. On the dense path the solution keeps the
+    factor (its ``m x m`` array); on the sparse path the conditional
+    variances refactor at theta when first asked for.
     """
 
-    def __init__(self, objective: ProfiledDeviance, theta: np.ndarray, factor: _Factor):
+    def __init__(
+        self, objective: ProfiledDeviance, theta: np.ndarray, factor: _Factor | _SparseFactor
+    ):
         cross = objective.cross
         self._objective = objective
         self._factor = factor
         self.theta = theta
-        r, p, m = cross.n_random_rest, cross.n_fixed, cross.size_rest
-        chol = factor.chol
-        coefs = sla.solve_triangular(
-            chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans="T"
-        )
-        u_rest, self.beta = coefs[:r], coefs[r : r + p]
         ld_l2, ld_rx2, self.pwrss = objective._log_dets(factor)
         self.log_det_l2, self.log_det_rx2 = ld_l2, ld_rx2
         self.objective_value = objective.criterion(ld_l2, ld_rx2, self.pwrss, objective.reml)
         self.deviance_ml = objective.criterion(ld_l2, ld_rx2, self.pwrss, False)
         self.reml_criterion = objective.criterion(ld_l2, ld_rx2, self.pwrss, True)
-        dof = cross.nobs - (p if objective.reml else 0)
+        dof = cross.nobs - (cross.n_fixed if objective.reml else 0)
         self.sigma = float(np.sqrt(self.pwrss / dof))
-        u = [self._first_u(u_rest)] + self._split_rest(u_rest)
-        b = [
-            values @ term.factor(theta[sl]).T
-            for values, term, sl in zip(u, objective.terms, objective.theta_slices)
-        ]
+        if isinstance(factor, _SparseFactor):
+            self.beta = factor.pieces.beta
+            u = self._split(factor.pieces.u, [(cross.first_levels, cross.first_cols)])
+        else:
+            r, p, m = cross.n_random_rest, cross.n_fixed, cross.size_rest
+            chol = factor.chol
+            coefs = sla.solve_triangular(
+                chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans="T"
+            )
+            u_rest, self.beta = coefs[:r], coefs[r : r + p]
+            u = [self._first_u(u_rest)] + self._split(u_rest, [])
+        b = [values @ T.T for values, T in zip(u, objective.term_factors(theta))]
         self.u = self._model_order(u)
         self.b = self._model_order(b)
-        self.vcov_unscaled = _unscaled_vcov(chol, cross)
+        self.vcov_unscaled = objective._vcov_unscaled(factor)
 
     def _model_order(self, per_engine_term: list[np.ndarray]) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(per_engine_term)
@@ -476,11 +659,12 @@ class Solution:
         m_inv = factor.m_inv[cross.class_of_level]
         return -np.einsum("kab,kb->ka", m_inv, rhs)
 
-    def _split_rest(self, u_rest: np.ndarray) -> list[np.ndarray]:
+    def _split(self, u: np.ndarray, leading: list[tuple[int, int]]) -> list[np.ndarray]:
+        """``u`` cut into (levels, cols) per term: ``leading`` terms, then the rest's."""
         parts, start = [], 0
-        for n_levels, n_cols in self._objective.cross.rest_sizes:
+        for n_levels, n_cols in leading + list(self._objective.cross.rest_sizes):
             size = n_levels * n_cols
-            parts.append(u_rest[start : start + size].reshape(n_levels, n_cols))
+            parts.append(u[start : start + size].reshape(n_levels, n_cols))
             start += size
         return parts
 
@@ -491,43 +675,57 @@ class Solution:
         Multiply by ``sigma**2`` for the conditional covariance of ``b``.
         Shapes ``(n_levels, n_cols, n_cols)`` per term, in lme4's term order.
         """
-        objective, factor, cross = self._objective, self._factor, self._objective.cross
-        r = cross.n_random_rest
-        first = factor.m_inv[cross.class_of_level]
-        rest: list[np.ndarray] = []
-        if r:
-            l_rr = factor.chol[:r, :r]
-            l_inv = sla.solve_triangular(l_rr, np.eye(r), lower=True)
-            first = first + _block_gram(self._coupling(l_rr), cross.first_cols)
-            start = 0
-            for n_levels, n_cols in cross.rest_sizes:
-                size = n_levels * n_cols
-                rest.append(_block_gram(l_inv[:, start : start + size], n_cols))
-                start += size
-        blocks = [first] + rest
-        out = []
-        for block, term, sl in zip(blocks, objective.terms, objective.theta_slices):
-            T = term.factor(self.theta[sl])
-            out.append(T @ block @ T.T)
+        objective, factor = self._objective, self._factor
+        factors = objective.term_factors(self.theta)
+        if isinstance(factor, _SparseFactor):
+            blocks = objective.cross.sparse.inverse_blocks(factors)
+            if blocks is None:
+                raise np.linalg.LinAlgError("the penalized system is not positive definite")
+        else:
+            blocks = self._dense_inverse_blocks()
+        out = [T @ block @ T.T for block, T in zip(blocks, factors)]
         return self._model_order(out)
 
-    def _coupling(self, l_rr: np.ndarray) -> np.ndarray:
-        """``L_rr^-1 M_r1 M_11^-1`` (dense r x q1)."""
+    def _dense_inverse_blocks(self) -> list[np.ndarray]:
+        """Diagonal blocks of ``(L_Z L_Z')^-1`` per term (engine order), in column chunks."""
         cross, factor = self._objective.cross, self._factor
         r = cross.n_random_rest
+        first = factor.m_inv[cross.class_of_level].copy()
+        rest: list[np.ndarray] = []
+        if not r:
+            return [first]
+        l_rr = factor.chol[:r, :r]
         l1, p1 = cross.first_levels, cross.first_cols
-        right = factor.T1 @ factor.m_inv[cross.class_of_level]  # (l1, p1, p1)
-        rows, cols = [], []
-        for a in range(p1):
-            for b in range(p1):
-                rows.append(np.arange(l1) * p1 + a)
-                cols.append(np.arange(l1) * p1 + b)
-        block_diag = sp.csr_matrix(
-            (right.transpose(1, 2, 0).reshape(-1), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(l1 * p1, l1 * p1),
-        )
-        m_r1 = (cross.a_r1[:r] @ block_diag).toarray()
+        for levels in _level_chunks(l1, p1, r):
+            first[levels] += _block_gram(self._coupling(l_rr, levels), p1)
+        start = 0
+        for n_levels, n_cols in cross.rest_sizes:
+            blocks = []
+            for levels in _level_chunks(n_levels, n_cols, r):
+                columns = start + (levels[:, None] * n_cols + np.arange(n_cols)).ravel()
+                unit = np.zeros((r, len(columns)))
+                unit[columns, np.arange(len(columns))] = 1.0
+                solved = sla.solve_triangular(l_rr, unit, lower=True)
+                blocks.append(_block_gram(solved, n_cols))
+            rest.append(np.concatenate(blocks) if blocks else np.zeros((0, n_cols, n_cols)))
+            start += n_levels * n_cols
+        return [first] + rest
+
+    def _coupling(self, l_rr: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """``L_rr^-1 M_r1 M_11^-1`` for some first-term levels (dense r x len(levels) p1)."""
+        cross, factor = self._objective.cross, self._factor
+        r, p1 = cross.n_random_rest, cross.first_cols
+        right = factor.T1 @ factor.m_inv[cross.class_of_level[levels]]  # (k, p1, p1)
+        columns = (levels[:, None] * p1 + np.arange(p1)).ravel()
+        a = cross.a_r1[:r][:, columns].toarray().reshape(r, len(levels), p1)
+        m_r1 = np.einsum("rka,kab->rkb", a, right).reshape(r, -1)
         return sla.solve_triangular(l_rr, factor.rest.apply_transpose(m_r1), lower=True)
+
+
+def _level_chunks(levels: int, cols: int, rows: int, chunk_bytes: int = 128 * 2**20) -> list:
+    """Level index arrays whose ``rows x (levels cols)`` doubles fit in ``chunk_bytes``."""
+    per_chunk = max(1, chunk_bytes // (8 * max(rows, 1) * cols))
+    return [np.arange(a, min(levels, a + per_chunk)) for a in range(0, levels, per_chunk)]
 
 
 def _unscaled_vcov(chol: np.ndarray, cross: CrossProducts) -> np.ndarray:

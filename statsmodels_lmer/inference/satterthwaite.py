@@ -41,7 +41,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress
-from ..engine.gradient import ProfiledGradient, jacobian_of_gradient
+from ..engine.gradient import ProfiledGradient, gradient_supported, jacobian_of_gradient
 from ..exceptions import warn
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
@@ -110,7 +110,10 @@ class Satterthwaite:
         shown when the derivatives take more than a couple of seconds).
     method : {"analytic", "numderiv"}
         Analytic derivatives (default) or lmerTest's numDeriv differences
-        (see the module docstring).
+        (see the module docstring). Where the analytic derivatives are not
+        supported (:func:`~statsmodels_lmer.engine.gradient.gradient_supported`:
+        the sparse path, or a Schur complement above about order 8000) the
+        numDeriv differences are used and ``method`` says so.
     """
 
     def __init__(self, res, progress: bool | None = None, method: str = "analytic") -> None:
@@ -126,7 +129,9 @@ class Satterthwaite:
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
-        if method == "analytic":
+        if method == "analytic" and not gradient_supported(devfun):
+            self.method = "numderiv"  # the sparse path, or dense arrays too large
+        if self.method == "analytic":
             self.hessian, self.jacobians = self._analytic(devfun, progress)
         else:
             self.hessian, self.jacobians = self._numderiv(devfun, progress)

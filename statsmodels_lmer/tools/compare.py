@@ -328,8 +328,8 @@ def _least_squares_loglik(res: Any) -> tuple[int, float]:
 def _least_squares_from_sums(res: Any) -> tuple[int, float]:
     """:func:`_least_squares_loglik` from the cross-products ``[X y]' W [X y]``."""
     cross = res.model.cross_products
-    r, p = cross.n_random_rest, cross.n_fixed
-    block = cross.a_rr[r:, r:]
+    p = cross.n_fixed
+    block = cross.fixed_block()
     chol = np.linalg.cholesky(block[:p, :p])
     solved = np.linalg.solve(chol, block[:p, p])
     ld_rx2 = 2.0 * float(np.sum(np.log(np.diag(chol))))

@@ -88,26 +88,7 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         Passed to :meth:`Lmer.fit`; by default the same REML setting and
         optimizer, starting from the fitted theta.
     """
-    model = res.model
-    y = np.asarray(endog, dtype=float).ravel()
-    if y.shape != (int(res.nobs),):
-        raise ValueError(f"endog must have {int(res.nobs)} values, got {y.size}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("endog has non-finite values")
-    new = type(model)(
-        pd.Series(y, index=model.data.row_labels, name=model.endog_names),
-        model.data.orig_exog,
-        model.random_terms,
-        weights=model.weights,
-        offset=model.offset,
-        weights_column=model.weights_column,
-        offset_column=model.offset_column,
-        restricted=model.restricted,
-        formula_namespace=model.formula_namespace,
-    )
-    new.lmer_formula = model.lmer_formula
-    new.data.frame = model.data.frame
-    new.data.model_spec = getattr(model.data, "model_spec", None)
+    new = res.model.with_response(endog)  # reuses the cross-products but the response's
     fit_kwargs.setdefault("reml", res.reml)
     fit_kwargs.setdefault("start_theta", res.theta)
     return new.fit(**fit_kwargs)

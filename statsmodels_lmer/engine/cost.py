@@ -1,0 +1,318 @@
+"""Cost and memory models of the engine's strategies, and the memory check.
+
+The engine chooses how to evaluate the profiled criterion (see docs/engine.md,
+"Choosing a strategy") from the sizes of the design alone: the order ``m`` of
+the dense Schur complement, the nonzeros of ``A_R1`` per level of the first
+term, and, for the sparse factorization, the nonzeros and flops of its
+Cholesky factor from a symbolic analysis. The constants are seconds of one
+core of the 2-core benchmark machine (scipy's OpenBLAS), measured as
+described in docs/engine.md; they only rank strategies, so a machine twice as
+fast changes no choice.
+
+Memory: every strategy's peak bytes are estimated before anything of that
+size is allocated; a model none of whose strategies fits in the memory
+available is refused with the figure and the remedy
+(:func:`check_memory`). The limit is ``MemAvailable`` of ``/proc/meminfo``,
+or the environment variable :data:`MEMORY_VARIABLE`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import DataError
+
+__all__ = [
+    "EXPECTED_EVALUATIONS",
+    "MEMORY_VARIABLE",
+    "DesignSizes",
+    "SparseCounts",
+    "available_memory",
+    "blas_rate",
+    "check_memory",
+    "dense_factor_seconds",
+    "format_bytes",
+    "sparse_bytes",
+    "sparse_seconds",
+]
+
+EXPECTED_EVALUATIONS = 60
+"""Evaluations of a typical fit, to weigh setup against per-evaluation cost."""
+
+MEMORY_VARIABLE = "STATSMODELS_LMER_MEMORY"
+"""Environment variable overriding the memory limit: bytes with an optional
+unit (``"6GiB"``, ``"500M"``), or ``"off"`` to skip the check."""
+
+# -- seconds (one core; docs/engine.md, "Choosing a strategy") ----------------
+SECONDS_PER_PAIR = 6.0e-9  # gather, multiply, reduceat, scatter of one pair product
+SECONDS_PER_PAIR_SETUP = 1.5e-7  # forming, merging and sorting one pair product
+SECONDS_PER_ELEMENT = 1.0e-9  # a memory-bound pass over one element
+SECONDS_PER_CLASS_ELEMENT = 0.6e-9  # one element of a class product in dgemv
+SECONDS_PER_SPARSE_CALL = 1.0e-2  # an evaluation's fixed work on the sparse path
+SECONDS_PER_SPARSE_FLOP = 3.0e-11  # CHOLMOD supernodal, per flop (sum of c_j^2)
+REFERENCE_BLAS_SECONDS_PER_FLOP = 3.0e-10  # the same on the reference (netlib) BLAS
+SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping)
+SECONDS_PER_SPARSE_ENTRY = 6.0e-8  # per stored entry of the sparse matrix (refill)
+SECONDS_PER_SOLVE_ENTRY = 2.0e-9  # per nonzero of L per right-hand side
+QDLDL_SECONDS_PER_FLOP = 5.0e-10  # qdldl (simplicial, no BLAS), per flop
+QDLDL_SECONDS_PER_ENTRY = 1.5e-8  # qdldl, per nonzero of L (and per solve)
+SMALL_SECONDS = 5e-5  # below this an evaluation is "tiny": the plain dense product
+
+# -- bytes -------------------------------------------------------------------
+BYTES_PER_PAIR = 40  # flat position, value, weight index (kept) and the product
+BYTES_PER_PAIR_SETUP = 120  # transient while the pair products are formed
+BYTES_PER_ENTRY = 40  # a stored entry of the sparse cross-products (with copies)
+SPARSE_WORKSPACE = 32 * 2**20  # CHOLMOD's and scipy's workspaces
+
+
+def blas_rate(m: int) -> float:
+    """Flops per second of one core in BLAS-3 work on blocks of order ``m``.
+
+    ``dpotrf``, ``dgemm`` and ``dsyrk`` of scipy's OpenBLAS rise from about
+    40 GF/s at m = 1000 to 75 at m = 2e4 on the benchmark machine (``dsyrk``
+    counted as a full product: it runs at half the rate).
+    """
+    return 85e9 * m / (m + 1200.0)
+
+
+def dense_factor_seconds(m: int) -> float:
+    """One in-place dense evaluation besides the product: fill, scale, ``dpotrf``."""
+    return m**3 / 3.0 / blas_rate(m) + 3.0 * m * m * SECONDS_PER_ELEMENT
+
+
+@dataclass
+class DesignSizes:
+    """The sizes that fix each strategy's cost, from the cross-products or the codes.
+
+    Attributes
+    ----------
+    first_levels, first_cols : int
+        ``l1`` and ``p1`` of the first (eliminated) term.
+    rest_sizes : list of (levels, cols)
+        The other random terms.
+    n_fixed : int
+        ``p``.
+    rows_per_level : ndarray, shape (l1,)
+        Nonzero rows of ``A_R1`` in each first-term level's columns
+        (rest levels met times their columns, plus ``p + 1``).
+    n_classes : int
+        Weight classes (at most ``l1``).
+    rest_entries : int
+        Stored entries of the random part of ``A_RR`` (observed level pairs).
+    """
+
+    first_levels: int
+    first_cols: int
+    rest_sizes: list[tuple[int, int]]
+    n_fixed: int
+    rows_per_level: np.ndarray
+    n_classes: int
+    rest_entries: int
+
+    @property
+    def n_random_rest(self) -> int:
+        """``r``: random effects of the rest."""
+        return sum(levels * cols for levels, cols in self.rest_sizes)
+
+    @property
+    def size_rest(self) -> int:
+        """``m = r + p + 1``: the order of the dense Schur complement."""
+        return self.n_random_rest + self.n_fixed + 1
+
+    @property
+    def n_first(self) -> int:
+        """``q1 = l1 p1``."""
+        return self.first_levels * self.first_cols
+
+    @property
+    def n_random(self) -> int:
+        """``q``: all random effects."""
+        return self.n_first + self.n_random_rest
+
+    @property
+    def pairs_by_factor(self) -> bool:
+        """Whether the pair products are formed by factor (vector first term, many classes)."""
+        p1 = self.first_cols
+        return p1 > 1 and self.n_classes * 2 * p1 > self.first_levels
+
+    @property
+    def n_pairs(self) -> float:
+        """Pair products: ``p1 sum c_l (c_l + 1) / 2`` by factor, ``p1^2`` times that
+        by class before weight classes merge them."""
+        c = self.rows_per_level.astype(float)
+        per_column = float(np.sum(c * (c + 1.0) / 2.0))
+        p1 = self.first_cols
+        return per_column * (p1 if self.pairs_by_factor else p1 * p1)
+
+    @property
+    def a_r1_entries(self) -> float:
+        """Stored entries of ``A_R1``."""
+        return float(self.first_cols * np.sum(self.rows_per_level))
+
+    @property
+    def vector_rest(self) -> bool:
+        """Whether some rest term has several columns."""
+        return any(cols > 1 for _, cols in self.rest_sizes)
+
+    def base_bytes(self) -> float:
+        """The cross-products every strategy keeps (sparse parts and small blocks)."""
+        entries = self.a_r1_entries + self.rest_entries + 2.0 * self.size_rest * (self.n_fixed + 1)
+        return BYTES_PER_ENTRY * entries + 8.0 * self.first_levels * self.first_cols**2
+
+    def dense_seconds(self, strategy: str) -> tuple[float, float]:
+        """``(setup, per evaluation)`` seconds of a dense strategy (``pairs``, ...)."""
+        m, q1, p1 = self.size_rest, self.n_first, self.first_cols
+        common = dense_factor_seconds(m)
+        if strategy == "pairs":
+            return self.n_pairs * SECONDS_PER_PAIR_SETUP, common + self.n_pairs * SECONDS_PER_PAIR
+        if strategy == "classes":
+            n_weights = self.n_classes * p1 * p1
+            setup = m * m * q1 * p1 * p1 / blas_rate(m)
+            return setup, common + (n_weights + 1) * m * m * SECONDS_PER_CLASS_ELEMENT
+        flops = m * m * q1 * p1
+        return 0.0, common + flops / blas_rate(m) + m * q1 * p1 * SECONDS_PER_ELEMENT
+
+    def dense_bytes(self, strategy: str, buffers: int = 1) -> float:
+        """Peak bytes of a dense strategy: ``buffers`` m x m arrays and its tables.
+
+        A fit needs one work array (the solution keeps it as its factor);
+        evaluations after the fit (derivatives, profiles) take a second.
+        """
+        m, q1, p1 = self.size_rest, self.n_first, self.first_cols
+        total = self.base_bytes() + 8.0 * m * m * buffers
+        if strategy == "pairs":
+            return total + self.n_pairs * max(BYTES_PER_PAIR, BYTES_PER_PAIR_SETUP)
+        if strategy == "classes":
+            return total + 8.0 * m * m * (self.n_classes * p1 * p1 + 1)
+        return total + 2 * 8.0 * m * q1  # A_R1 dense and its scaled copy
+
+
+@dataclass
+class SparseCounts:
+    """Sizes of the sparse factorization of the whole random part.
+
+    Attributes
+    ----------
+    order : int
+        ``q``.
+    entries : int
+        Stored entries of the lower triangle of ``Lambda' Z'WZ Lambda + I``.
+    factor_entries : float
+        Nonzeros of its Cholesky factor ``L`` (from the symbolic analysis).
+    flops : float
+        ``sum_j c_j^2`` over the factor's column counts.
+    n_rhs : int
+        ``p + 1`` (the solves with ``[X y]``).
+    backend : str
+        ``"cholmod"`` or ``"qdldl"``.
+    exact : bool
+        Whether the counts are those of the backend's own ordering (CHOLMOD)
+        rather than an estimate (qdldl, counted under a greedy minimum degree).
+    reference_blas : bool
+        Whether CHOLMOD runs on the reference (netlib) BLAS.
+    """
+
+    order: int
+    entries: int
+    factor_entries: float
+    flops: float
+    n_rhs: int
+    backend: str
+    exact: bool = True
+    reference_blas: bool = False
+
+
+def sparse_seconds(counts: SparseCounts) -> float:
+    """Seconds of one evaluation through the sparse factorization."""
+    fixed = SECONDS_PER_SPARSE_CALL + counts.order * SECONDS_PER_SPARSE_COLUMN
+    fixed += counts.entries * SECONDS_PER_SPARSE_ENTRY
+    if counts.backend == "qdldl":
+        per_entry = QDLDL_SECONDS_PER_ENTRY * (1 + counts.n_rhs)
+        return fixed + counts.flops * QDLDL_SECONDS_PER_FLOP + counts.factor_entries * per_entry
+    solves = counts.n_rhs * counts.factor_entries * SECONDS_PER_SOLVE_ENTRY
+    per_flop = REFERENCE_BLAS_SECONDS_PER_FLOP if counts.reference_blas else SECONDS_PER_SPARSE_FLOP
+    return fixed + counts.flops * per_flop + solves
+
+
+def sparse_bytes(counts: SparseCounts, sizes: DesignSizes) -> float:
+    """Peak bytes of the sparse path: the factor (with supernodal padding),
+    the block values in three arrays, the solves with ``[X y]``."""
+    factor = 2.5 * 8.0 * counts.factor_entries
+    entries = BYTES_PER_ENTRY * counts.entries
+    solves = 3 * 8.0 * counts.order * counts.n_rhs
+    return sizes.base_bytes() + factor + entries + solves + SPARSE_WORKSPACE
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _parse_bytes(text: str) -> float | None:
+    """Bytes from ``"6GiB"``, ``"500M"``, ``"1e9"``; None for ``"off"``."""
+    value = text.strip().lower()
+    if value in ("off", "none", "no", "0", "inf"):
+        return None
+    match = re.fullmatch(r"([0-9.e+]+)\s*([kmgt]?)(i?b)?", value)
+    if match is None:
+        raise ValueError(
+            f"{MEMORY_VARIABLE}={text!r}: give bytes with an optional unit ('6GiB', '500M') "
+            "or 'off'"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def available_memory() -> float | None:
+    """Bytes the engine may use: :data:`MEMORY_VARIABLE`, else ``MemAvailable``.
+
+    None when the check is off or the figure is unknown (no ``/proc/meminfo``).
+    """
+    override = os.environ.get(MEMORY_VARIABLE)
+    if override is not None:
+        return _parse_bytes(override)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def format_bytes(value: float) -> str:
+    """``3.2 GiB``, ``640 MiB``, ``12 KiB``."""
+    if value >= 2**30:
+        return f"{value / 2**30:.1f} GiB"
+    if value >= 2**20:
+        return f"{value / 2**20:.0f} MiB"
+    return f"{value / 2**10:.0f} KiB"
+
+
+def check_memory(needed: float, what: str, remedy: str) -> None:
+    """Refuse (DataError) when ``needed`` bytes exceed the memory available.
+
+    Parameters
+    ----------
+    needed : float
+        Estimated peak bytes of the cheapest way to fit the model.
+    what : str
+        What needs them ("the dense Schur complement of order 20003").
+    remedy : str
+        What the user can do.
+
+    Raises
+    ------
+    DataError
+    """
+    limit = available_memory()
+    if limit is None or needed <= limit:
+        return
+    raise DataError(
+        f"fitting this model needs about {format_bytes(needed)} ({what}), more than the "
+        f"{format_bytes(limit)} available. {remedy} To try anyway, raise the limit with "
+        f"the environment variable {MEMORY_VARIABLE} (e.g. {MEMORY_VARIABLE}=64GiB, or "
+        "'off')."
+    )
