@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import crossed_frame
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.engine import gradient as gradient_module
@@ -219,9 +220,14 @@ def test_flip_columns_keeps_the_criterion():
 def test_gradient_is_not_used_with_the_nested_layout():
     data = sml.datasets.load("Pastes")
     nested = sml.Lmer.from_formula("strength ~ 1 + (1 | batch/cask)", data).devfun(strategy="pairs")
-    crossed = sml.Lmer.from_formula("strength ~ 1 + (1 | batch) + (1 | sample)", data).devfun()
+    crossed = sml.Lmer.from_formula(FORMULAS[1], crossed_frame(n=600, levels=(60, 20, 8)))
     assert nested.cross.nested is not None and not gradient_available(nested)
-    assert gradient_available(crossed)
+    assert gradient_available(crossed.devfun())
+    # the tiny path (microsecond evaluations) and one or two theta: derivative-free fits
+    tiny = sml.Lmer.from_formula(FORMULAS[1], frame()).devfun()
+    two = sml.Lmer.from_formula(FORMULAS[0], crossed_frame(n=600, levels=(60, 20, 8))).devfun()
+    assert tiny.whole_system and gradient_supported(tiny) and not gradient_available(tiny)
+    assert not two.whole_system and not gradient_available(two)
     # the dense path still gives the right gradient for a nested model
     grad = ProfiledGradient(nested)
     theta = np.array([0.8, 1.3])
@@ -251,7 +257,7 @@ def test_gradient_in_the_by_factor_pair_layout_equals_complex_step():
 
 def test_gradient_is_not_used_on_the_sparse_path_nor_beyond_its_memory(monkeypatch):
     pytest.importorskip("qdldl")
-    model = sml.Lmer.from_formula(FORMULAS[0], frame())
+    model = sml.Lmer.from_formula(FORMULAS[1], crossed_frame(n=600, levels=(60, 20, 8)))
     sparse = model.devfun(True, strategy="sparse")
     assert sparse.cross.sparse is not None
     assert not gradient_supported(sparse) and not gradient_available(sparse)

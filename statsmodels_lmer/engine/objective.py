@@ -357,6 +357,15 @@ class ProfiledDeviance:
         """Number of observations."""
         return self.cross.nobs
 
+    @property
+    def whole_system(self) -> bool:
+        """Whether the criterion is evaluated on the tiny path (:mod:`.tiny`).
+
+        Its evaluations cost a few microseconds, less than a tenth of a
+        gradient, so derivative-free fits are cheaper there.
+        """
+        return self._tiny is not None
+
     def blas_threads(self, threads: int | None = None) -> AbstractContextManager[None]:
         """A context limiting BLAS threads for work on this objective.
 
