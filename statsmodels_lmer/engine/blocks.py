@@ -206,23 +206,42 @@ class PairsProduct:
         A level's columns hold the same rows, so the pairs ``(e1, e2)`` of its
         first column give every row pair once; their partners in columns ``a``
         and ``b`` give ``A[r1, k a] A[r2, k b]`` (and the mirrored term off the
-        diagonal).
+        diagonal). ``H_k`` is symmetric, so only ``a <= b`` is summed, a
+        chunk of pairs at a time.
         """
         columns = self.columns
-        in_first = np.flatnonzero(columns.within[self.first] == 0)
-        e1, e2 = self.first[in_first], self.second[in_first]
-        weight = q.reshape(-1)[self.flat[in_first]]
-        weight[e1 == e2] *= 0.5  # the diagonal appears once, not mirrored
-        classes = columns.class_of_entry[e1]
         n_classes, p1 = int(columns.n_classes), self.shape[0]
-        out = np.empty((n_classes, p1, p1))
-        data, partners = columns.data, columns.partners
-        for a in range(p1):
-            for b in range(p1):
-                mixed = data[partners[a][e1]] * data[partners[b][e2]]
-                mixed += data[partners[a][e2]] * data[partners[b][e1]]
-                out[:, a, b] = np.bincount(classes, weight * mixed, minlength=n_classes)
+        out = np.zeros((n_classes, p1, p1))
+        flat_q = q.reshape(-1)
+        upper = [(a, b) for a in range(p1) for b in range(a, p1)]
+        for chunk in self._first_column_pairs():
+            e1, e2, place, classes = chunk
+            weight = flat_q[place]
+            weight[e1 == e2] *= 0.5  # the diagonal appears once, not mirrored
+            at_first = [columns.data[partner[e1]] for partner in columns.partners]
+            at_second = [columns.data[partner[e2]] for partner in columns.partners]
+            for a, b in upper:
+                mixed = at_first[a] * at_second[b]
+                mixed += at_second[a] * at_first[b]
+                mixed *= weight
+                out[:, a, b] += np.bincount(classes, mixed, minlength=n_classes)
+        rows, cols = np.triu_indices(p1, 1)
+        out[:, cols, rows] = out[:, rows, cols]
         return out
+
+    def _first_column_pairs(self) -> list[tuple[np.ndarray, ...]]:
+        """Chunks ``(e1, e2, place, class)`` of the pairs in each level's first column."""
+        found = self.__dict__.get("_first_pairs")
+        if found is None:
+            columns = self.columns
+            in_first = np.flatnonzero(columns.within[self.first] == 0)
+            found = []
+            for start in range(0, len(in_first), _PAIR_CHUNK):
+                index = in_first[start : start + _PAIR_CHUNK]
+                e1 = self.first[index]
+                found.append((e1, self.second[index], self.flat[index], columns.class_of_entry[e1]))
+            self.__dict__["_first_pairs"] = found
+        return found
 
 
 _PAIR_CHUNK = 1 << 20
