@@ -95,6 +95,8 @@ def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
 def list_cases() -> None:
     for case in CASES:
         flags = ["quick"] if case.quick else []
+        if case.by_name:
+            flags.append(f"only by name: {case.by_name}")
         if case.lme4_skip_reason:
             flags.append("no lme4")
         print(f"{case.name:25s} {case.formula}" + (f"  ({', '.join(flags)})" if flags else ""))
