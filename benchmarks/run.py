@@ -162,6 +162,19 @@ def run_inference(tasks: tuple[tuple[str, str], ...], progress: bool = True) -> 
     return timings
 
 
+def run_evaluations(cases: list[Case], progress: bool = True) -> list[dict]:
+    """Setup, two evaluations and memory of the models that run only by name."""
+    found = []
+    with progress_bar(len(cases), "evaluations of models too slow to fit", progress) as bar:
+        for case in cases:
+            item = run_worker(["evaluate", case.name], WORKER_LIMIT)
+            item.setdefault("name", case.name)
+            found.append(item)
+            bar.write(f"  evaluate {case.name}: {item.get('eval_seconds', item.get('error'))}")
+            bar.update()
+    return found
+
+
 def main() -> None:
     args = parse_args()
     if args.list:
@@ -191,7 +204,10 @@ def main() -> None:
     if args.models:  # only the tasks on the models asked for
         tasks = tuple((task, name) for task, name in tasks if name in args.models)
     inference = [] if args.no_inference else run_inference(tasks, progress)
-    print_summary(rows, series, imports, inference)
+    named = {row.case.name for row in rows}
+    apart = [c for c in CASES if c.by_name and c.name not in named]
+    evaluations = [] if args.quick or args.models else run_evaluations(apart, progress)
+    print_summary(rows, series, imports, inference, evaluations)
 
     elapsed = time.perf_counter() - started
     if package_digest() != digest:
@@ -212,6 +228,7 @@ def main() -> None:
         ],
         "devfun": series,
         "inference": inference,
+        "evaluations": evaluations,
     }
     for path in [args.json, RESULTS if args.write else None]:
         if path is not None:

@@ -6,6 +6,7 @@
     python benchmarks/workers.py mixedlm NAME REPEATS LIMIT  # statsmodels MixedLM
     python benchmarks/workers.py devfun N                    # one evaluation at n rows
     python benchmarks/workers.py inference TASK NAME         # summary() or profile confint
+    python benchmarks/workers.py evaluate NAME               # setup and two evaluations
 
 and reads the result, a JSON object, from the last line of its output.
 
@@ -227,6 +228,33 @@ def worker_devfun(n: int) -> dict:
     }
 
 
+def worker_evaluate(case: Case) -> dict:
+    """Setup, two evaluations and peak memory of a model too slow to fit in the run."""
+    data = case.load()
+    _warm_up_ours()
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        model = sml.Lmer.from_formula(case.formula, data)
+        devfun = model.devfun(case.reml)
+        setup = time.perf_counter() - began
+        theta = np.asarray(model.theta_start, dtype=float)
+        seconds = []
+        with devfun.blas_threads():
+            for point in (theta, 0.9 * theta):
+                began = time.perf_counter()
+                devfun(point)
+                seconds.append(time.perf_counter() - began)
+    return {
+        "name": case.name,
+        "setup_seconds": setup,
+        "eval_seconds": seconds,
+        "strategy": devfun.cross.strategy,
+        "order": int(devfun.cross.size_rest),
+        "peak_mib": memory.growth_mib,
+        "process_peak_mib": memory.peak_kib / 1024,
+    }
+
+
 def worker_inference(task: str, case: Case) -> dict:
     """Seconds of ``summary()`` (Satterthwaite df) or ``confint(method="profile")`` after a fit."""
     _warm_up_ours()
@@ -290,6 +318,7 @@ WORKERS: dict[str, Callable[[list[str]], dict]] = {
     "mixedlm": lambda args: worker_mixedlm(BY_NAME[args[0]], int(args[1]), float(args[2])),
     "devfun": lambda args: worker_devfun(int(args[0])),
     "inference": lambda args: worker_inference(args[0], BY_NAME[args[1]]),
+    "evaluate": lambda args: worker_evaluate(BY_NAME[args[0]]),
 }
 
 
