@@ -446,32 +446,42 @@ def test_singular_fit_computes_no_derivatives():
 
 
 def gradient_model() -> sml.Lmer:
-    """A crossed model whose fits use the gradient (three theta, not on the tiny path)."""
+    """A crossed model whose fits use the gradient (seven theta, not on the tiny path)."""
     data = crossed_frame(seed=3, n=900, levels=(60, 20, 8))
     rng = np.random.default_rng(4)
     for column, sd in [("a", 0.8), ("b", 0.5), ("c", 0.4)]:  # an effect of every factor
         codes = data[column].astype(int).to_numpy()
         data["y"] += sd * rng.normal(size=codes.max() + 1)[codes]
-    return sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b) + (1 | c)", data)
+        data["y"] += 0.4 * sd * rng.normal(size=codes.max() + 1)[codes] * data["x"]
+    return sml.Lmer.from_formula("y ~ x + (1 | a) + (x | b) + (x | c)", data)
+
+
+def fit_quietly(model: sml.Lmer, **kwargs):
+    """A fit of :func:`gradient_model` (its slopes' correlation is estimated at +-1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        return model.fit(**kwargs)
 
 
 def test_gradient_fit_restarts_off_the_edge():
     """On the bound of a scalar term the gradient is 0: the restart moves off it."""
     model = gradient_model()
     assert gradient_available(model.devfun(True))
-    reference = model.fit(method="bobyqa")
-    res = model.fit(start_theta=[0.0, 0.5, 0.5], verify=False)
+    reference = fit_quietly(model, method="bobyqa")
+    start = np.array(model.theta_start, dtype=float)
+    start[0] = 0.0  # the scalar term (1 | a) on its bound
+    res = fit_quietly(model, start_theta=start, verify=False)
     assert res.optinfo["optimizer"] == "lbfgsb"
     assert res.optinfo["restarted"]
-    assert res.objective == pytest.approx(reference.objective, abs=1e-8)
+    assert res.objective == pytest.approx(reference.objective, abs=1e-6)
 
 
 def test_default_optimizer_uses_the_gradient_and_bobyqa_is_lme4s():
     model = gradient_model()
-    res = model.fit()
+    res = fit_quietly(model)
     assert res.optinfo["optimizer"] == "lbfgsb"
     assert 0 < res.optinfo["n_gradients"] <= res.optinfo["feval"]
-    lme4 = model.fit(method="bobyqa")
+    lme4 = fit_quietly(model, method="bobyqa")
     assert lme4.optinfo["optimizer"] == "bobyqa" and lme4.optinfo["n_gradients"] == 0
     assert res.objective <= lme4.objective + 1e-9
     assert optimizers.default_optimizer(gradient=True) == "lbfgsb"

@@ -123,6 +123,9 @@ FORMULAS = [
     "y ~ x * z + (x || a) + (0 + z | b)",
 ]
 
+BIG_FORMULA = "y ~ x + (1 | a) + (x | b) + (x | c)"
+"""Seven theta, not on the tiny path: its fits use the gradient."""
+
 
 def points(model: sml.Lmer) -> list[np.ndarray]:
     """lme4's start, an interior point, negative values and a point on the boundary."""
@@ -220,7 +223,7 @@ def test_flip_columns_keeps_the_criterion():
 def test_gradient_is_not_used_with_the_nested_layout():
     data = sml.datasets.load("Pastes")
     nested = sml.Lmer.from_formula("strength ~ 1 + (1 | batch/cask)", data).devfun(strategy="pairs")
-    crossed = sml.Lmer.from_formula(FORMULAS[1], crossed_frame(n=600, levels=(60, 20, 8)))
+    crossed = sml.Lmer.from_formula(BIG_FORMULA, crossed_frame(n=600, levels=(60, 20, 8)))
     assert nested.cross.nested is not None and not gradient_available(nested)
     assert gradient_available(crossed.devfun())
     # the tiny path (microsecond evaluations) and one or two theta: derivative-free fits
@@ -257,7 +260,7 @@ def test_gradient_in_the_by_factor_pair_layout_equals_complex_step():
 
 def test_gradient_is_not_used_on_the_sparse_path_nor_beyond_its_memory(monkeypatch):
     pytest.importorskip("qdldl")
-    model = sml.Lmer.from_formula(FORMULAS[1], crossed_frame(n=600, levels=(60, 20, 8)))
+    model = sml.Lmer.from_formula(BIG_FORMULA, crossed_frame(n=600, levels=(60, 20, 8)))
     sparse = model.devfun(True, strategy="sparse")
     assert sparse.cross.sparse is not None
     assert not gradient_supported(sparse) and not gradient_available(sparse)
@@ -278,3 +281,21 @@ def test_satterthwaite_falls_back_to_numderiv_without_the_gradient(monkeypatch):
     assert (analytic.method, fallback.method) == ("analytic", "numderiv")
     scale = np.abs(analytic.hessian).max()  # numDeriv's differences: ~1e-6 relative
     np.testing.assert_allclose(fallback.hessian, analytic.hessian, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_optimizer_choice_weighs_predicted_fit_times():
+    model = sml.Lmer.from_formula(BIG_FORMULA, crossed_frame(n=600, levels=(60, 20, 8)))
+    devfun = model.devfun()
+    evaluation, gradient = gradient_module.predicted_seconds(devfun)
+    assert 0 < evaluation < gradient
+    k = len(model.theta_start)
+    chosen = gradient_module.gradient_fit_calls(k) * gradient < (
+        gradient_module.bobyqa_fit_calls(k) * evaluation
+    )
+    assert gradient_available(devfun) == chosen
+    # BOBYQA's evaluations grow faster with k than L-BFGS-B's gradients
+    ratios = [
+        gradient_module.bobyqa_fit_calls(k) / gradient_module.gradient_fit_calls(k)
+        for k in (1, 3, 10, 72)
+    ]
+    assert ratios == sorted(ratios) and ratios[0] < 3 < ratios[-1]

@@ -44,17 +44,18 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..parametrization import tril_colmajor
+from .cost import SECONDS_PER_ELEMENT, blas_rate, dense_factor_seconds
 from .objective import Factorization, ProfiledDeviance, fill_upper
 
 __all__ = [
     "GRADIENT_MAX_BYTES",
-    "GRADIENT_MIN_THETA",
     "GradientPoint",
     "ProfiledGradient",
     "gradient_available",
     "gradient_bytes",
     "gradient_supported",
     "jacobian_of_gradient",
+    "predicted_seconds",
     "relative_steps",
 ]
 
@@ -67,13 +68,6 @@ STEP_FLOOR = 1e-6
 
 GRADIENT_MAX_BYTES = 2 * 2**30
 """Largest working memory of one gradient (above it, derivative-free fits)."""
-
-GRADIENT_MIN_THETA = 3
-"""Fewest variance parameters for which fits use the gradient. With one or two,
-BOBYQA needs few more evaluations than L-BFGS-B needs gradients, each a
-fraction of a gradient's cost (measured: crossed ``(1|a) + (1|b)`` with a
-dense block of order 100 to 600, 0.010 s against 0.018 s and 0.25 s against
-0.27 s; with six, ``(x|a) + (x|b)``, 0.95 s against 0.29 s)."""
 
 GRADIENT_WORK_ARRAYS = 4
 """``m x m`` arrays alive during a gradient: the factor, the unscaled Schur
@@ -108,15 +102,61 @@ def gradient_available(devfun: ProfiledDeviance) -> bool:
     With the compact nested layout an evaluation is linear in the number of
     levels while a gradient needs the dense factor, and on the tiny path
     (:attr:`ProfiledDeviance.whole_system`) an evaluation costs a tenth of a
-    gradient, so finite differences of the cheap evaluations are used there;
-    with fewer than :data:`GRADIENT_MIN_THETA` parameters too.
+    gradient, so finite differences of the cheap evaluations are used there.
+    Otherwise the gradient is used when the predicted time of an L-BFGS-B fit
+    (:func:`gradient_fit_calls` gradients of :func:`predicted_seconds`) is
+    below that of a BOBYQA fit (:func:`bobyqa_fit_calls` evaluations): few
+    parameters and a large dense block favour BOBYQA (crossed ``(1|a) + (1|b)``,
+    20,000 x 5,000 levels: 23 s against 42 s), many parameters or an
+    expensive product the gradient (kb07's 72 theta: 2 s against 95 s).
     """
     if devfun.whole_system:  # microsecond evaluations: BOBYQA is cheaper than gradients
         return False
-    n_theta = sum(part.stop - part.start for part in devfun.theta_slices)
-    if n_theta < GRADIENT_MIN_THETA:
+    if not gradient_supported(devfun) or devfun.cross.nested is not None:
         return False
-    return gradient_supported(devfun) and devfun.cross.nested is None
+    n_theta = sum(part.stop - part.start for part in devfun.theta_slices)
+    evaluation, gradient = predicted_seconds(devfun)
+    return gradient_fit_calls(n_theta) * gradient < bobyqa_fit_calls(n_theta) * evaluation
+
+
+def bobyqa_fit_calls(n_theta: int) -> float:
+    """Evaluations of a BOBYQA fit with its verification, ``30 + 12 k^1.5`` (measured:
+    k = 2: 40-58, InstEval k = 3: 105, k = 6: 252, kb07 k = 20: 1451, k = 72: 5108)."""
+    return 30.0 + 12.0 * n_theta**1.5
+
+
+def gradient_fit_calls(n_theta: int) -> float:
+    """Gradients of an L-BFGS-B fit with its verification, ``15 + 4 k`` (measured:
+    k = 2: 15-23, k = 3: 27, k = 6: 26-40, k = 20: 95, k = 72: 319)."""
+    return 15.0 + 4.0 * n_theta
+
+
+def predicted_seconds(devfun: ProfiledDeviance) -> tuple[float, float]:
+    """Predicted seconds of one evaluation and of one gradient, from the design's sizes.
+
+    A gradient is an evaluation plus the adjoint of the product (as costly as
+    the product), the inverse of the factor's leading block (``2 m^3 / 3``
+    flops) and 16 passes over ``m x m`` arrays (24 with a vector-valued rest
+    term; calibrated on InstEval, the 20,000 x 5,000 crossed model and
+    ``(x|A) + (x|B)``); each call also has a fixed
+    Python cost (:data:`EVALUATION_OVERHEAD`, :data:`GRADIENT_OVERHEAD`).
+    """
+    cross = devfun.cross
+    sizes = cross.sizes()
+    m = sizes.size_rest
+    _, evaluation = sizes.dense_seconds(cross.product.name)
+    product = max(evaluation - dense_factor_seconds(m), 0.0)
+    inverse = 2.0 * m**3 / 3.0 / blas_rate(m)
+    passes = (24.0 if sizes.vector_rest else 16.0) * m * m * SECONDS_PER_ELEMENT
+    gradient = evaluation + product + inverse + passes + GRADIENT_OVERHEAD
+    return evaluation + EVALUATION_OVERHEAD, gradient
+
+
+EVALUATION_OVERHEAD = 3e-5
+"""Fixed seconds of one evaluation on the blocked path (Python calls)."""
+
+GRADIENT_OVERHEAD = 3e-4
+"""Fixed seconds of one gradient (Python calls; measured on sleepstudy's blocked path)."""
 
 
 def relative_steps(x: np.ndarray, step: float = STEP, floor: float = STEP_FLOOR) -> np.ndarray:
