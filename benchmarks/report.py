@@ -616,10 +616,10 @@ def render_page(raw: dict, rows: list[Row], sections: dict[str, str] | None = No
     sections = template_sections() if sections is None else sections
     run, imports = raw.get("run", {}), raw["imports"]
     elapsed = run.get("elapsed_seconds")
-    header = ["| target | status | measured |", "|---|---|---|"]
-    target_rows = header + [f"| {t} | {s} | {m} |" for t, s, m in targets(rows)]
+    header = ["target", "status", "measured"]
+    target_rows = markdown_table(header, [list(t) for t in targets(rows)]).splitlines()
     scale = targets_scale(rows, raw.get("inference", []), imports, raw.get("evaluations"))
-    scale_rows = header + [f"| {t} | {s} | {m} |" for t, s, m in scale]
+    scale_rows = markdown_table(header, [list(t) for t in scale]).splitlines()
     values = {
         "date": run.get("date", "(date not recorded)"),
         "minutes": "?" if elapsed is None else f"{elapsed / 60:.1f}",
