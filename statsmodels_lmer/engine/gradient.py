@@ -389,7 +389,9 @@ class ProfiledGradient:
             inner = self._leading_inverse(point)
             z = point.z
             inner = sla.blas.dger(scale, z, z, a=inner.T, overwrite_a=1).T  # += s z z', in place
-            return point.value, self.contract(point, [inner], [1.0])[0]
+            gradient = self.contract(point, [inner], [1.0])[0]
+            self.devfun.give_back(point.factorization)
+            return point.value, gradient
 
     def gradient_pieces(self, theta: np.ndarray) -> tuple[GradientPoint, np.ndarray, np.ndarray]:
         """The point, ``d log_det / d theta`` and ``d pwrss / d theta``.

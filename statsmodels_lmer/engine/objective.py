@@ -287,7 +287,7 @@ class Factorization:
     T1: np.ndarray
     m_inv: np.ndarray
     rest: RestScaling
-    chol: np.ndarray
+    chol: np.ndarray | None
     schur: np.ndarray
     log_det_l2: float
     log_det_rx2: float
@@ -527,6 +527,16 @@ class ProfiledDeviance:
         return Factorization(
             factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *self._log_dets(factor)
         )
+
+    def give_back(self, factorization: Factorization) -> None:
+        """Return a :meth:`factorization`'s work array for the next evaluation.
+
+        Only when nothing uses the factorization any more (its ``chol`` is
+        dropped): fresh ``m x m`` pages are slow to fault in.
+        """
+        if factorization.chol is not None:
+            self._work.give(factorization.chol)
+            factorization.chol = None
 
     # -- criterion -----------------------------------------------------
     def _log_dets(self, factor: _Factor | _SparseFactor) -> tuple[float, float, float]:
