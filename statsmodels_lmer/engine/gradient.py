@@ -314,15 +314,18 @@ class ProfiledGradient:
 
     def _rest_rows(self, factors: list[np.ndarray], y: np.ndarray, transpose: bool) -> np.ndarray:
         """``Lambda_R y`` (or ``Lambda_R' y``) on the rows of ``y`` (m rows; identity below r)."""
-        out = y.copy()
+        out = np.empty_like(y)
+        end = 0
         for (start, levels, cols), T in zip(self.rest_blocks, factors[1:]):
-            rows = slice(start, start + levels * cols)
+            out[end:start] = y[end:start]
+            end = start + levels * cols
             M = T.T if transpose else T
             if cols == 1:
-                out[rows] *= M[0, 0]
-            else:
-                block = y[rows].reshape(levels, cols, -1)
-                out[rows] = np.matmul(M, block).reshape(levels * cols, -1)
+                np.multiply(y[start:end], M[0, 0], out=out[start:end])
+            else:  # straight into the rows of the result, no temporary
+                shape = (levels, cols, y.shape[1])
+                np.matmul(M, y[start:end].reshape(shape), out=out[start:end].reshape(shape))
+        out[end:] = y[end:]
         return out
 
     def _rest_diagonal(self, factors: list[np.ndarray]) -> np.ndarray:
