@@ -328,6 +328,25 @@ class ProfiledGradient:
         out[end:] = y[end:]
         return out
 
+    def _rest_columns(self, factors: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+        """``y Lambda_R'`` on the columns of a C-ordered ``y`` (identity beyond column r).
+
+        Row-major throughout, so that the rows of the result (read by
+        :meth:`_rest_terms` and the adjoint) are contiguous.
+        """
+        out = np.empty_like(y, order="C")
+        end = 0
+        for (start, levels, cols), T in zip(self.rest_blocks, factors[1:]):
+            out[:, end:start] = y[:, end:start]
+            end = start + levels * cols
+            if cols == 1:
+                np.multiply(y[:, start:end], T[0, 0], out=out[:, start:end])
+            else:
+                shape = (y.shape[0], levels, cols)
+                np.matmul(y[:, start:end].reshape(shape), T.T, out=out[:, start:end].reshape(shape))
+        out[:, end:] = y[:, end:]
+        return out
+
     def _rest_diagonal(self, factors: list[np.ndarray]) -> np.ndarray:
         """Diagonal of ``Lambda_R`` (m entries) when every rest term is scalar."""
         parts = [
@@ -436,7 +455,7 @@ class ProfiledGradient:
                 self._rest_terms(row, scaled, point.schur)
                 q = np.multiply(scaled, diagonal[:, None], out=scaled)
             else:
-                scaled = self._rest_rows(factors, inner, transpose=False).T  # V Lambda_R'
+                scaled = self._rest_columns(factors, inner)  # V Lambda_R', C-ordered
                 self._rest_terms(row, scaled, point.schur)
                 q = self._rest_rows(factors, scaled, transpose=False)
             products.append(q)
