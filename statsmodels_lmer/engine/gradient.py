@@ -312,9 +312,18 @@ class ProfiledGradient:
             theta[part] = values
         return theta
 
-    def _rest_rows(self, factors: list[np.ndarray], y: np.ndarray, transpose: bool) -> np.ndarray:
-        """``Lambda_R y`` (or ``Lambda_R' y``) on the rows of ``y`` (m rows; identity below r)."""
-        out = np.empty_like(y)
+    def _rest_rows(
+        self,
+        factors: list[np.ndarray],
+        y: np.ndarray,
+        transpose: bool,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``Lambda_R y`` (or ``Lambda_R' y``) on the rows of ``y`` (m rows; identity below r).
+
+        ``out``: where to write it (not ``y`` itself); default a new array.
+        """
+        out = np.empty_like(y) if out is None else out
         end = 0
         for (start, levels, cols), T in zip(self.rest_blocks, factors[1:]):
             out[end:start] = y[end:start]
@@ -382,24 +391,43 @@ class ProfiledGradient:
             np.append(coefs, -1.0),
         )
 
-    def _leading_inverse(self, point: GradientPoint) -> np.ndarray:
-        """``pad(S_t0^-1)`` as an ``m x m`` array (``t0 = r``, or ``r + p`` for REML)."""
+    def _leading_inverse(self, point: GradientPoint, in_place: bool = False) -> np.ndarray:
+        """``pad(S_t0^-1)`` as an ``m x m`` array (``t0 = r``, or ``r + p`` for REML).
+
+        ``in_place`` overwrites the factor (``point.factorization.chol``) with
+        it, where nothing needs the factor any more: no ``m x m`` copy. The
+        factor's trailing rows are replaced by the identity first, so the
+        inverse of the whole array holds ``S_t0^-1`` in its leading block.
+        """
         cross = self.devfun.cross
         r, p = cross.n_random_rest, cross.n_fixed
         chol = point.factorization.chol
         m = chol.shape[0]
         t0 = r + p if self.reml else r
-        out = np.zeros((m, m))
+        if not in_place:
+            out = np.zeros((m, m))
+            if t0:
+                # the C-ordered lower factor's transpose is a Fortran-ordered upper one
+                block = np.array(chol[:t0, :t0].T, order="F")  # a copy: dpotri overwrites it
+                out[:t0, :t0] = self._inverse_from_factor(block).T
+                fill_upper(out[:t0, :t0])
+            return out
+        chol[t0:, :] = 0.0
+        chol.reshape(-1)[t0 * (m + 1) :: m + 1] = 1.0  # L = blockdiag(L_t0, I)
         if t0:
-            # the C-ordered lower factor's transpose is a Fortran-ordered upper one
-            block = np.array(chol[:t0, :t0].T, order="F")  # a copy: dpotri overwrites it
-            inverse, info = sla.lapack.dpotri(block, lower=0, overwrite_c=1)
-            if info != 0:
-                raise np.linalg.LinAlgError("the inverse of the factor failed")
-            lower = inverse.T  # C-ordered, the lower triangle holds the inverse
-            out[:t0, :t0] = lower
-            fill_upper(out[:t0, :t0])
-        return out
+            self._inverse_from_factor(chol.T)  # in place: the lower triangle of chol
+        chol[t0:, :] = 0.0
+        fill_upper(chol)
+        point.factorization.chol = None  # consumed
+        return chol
+
+    @staticmethod
+    def _inverse_from_factor(upper: np.ndarray) -> np.ndarray:
+        """``(U' U)^-1`` from a Fortran-ordered upper factor, in its upper triangle, in place."""
+        inverse, info = sla.lapack.dpotri(upper, lower=0, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the inverse of the factor failed")
+        return inverse
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its gradient at theta (``inf`` and NaN where the factor fails)."""
@@ -408,10 +436,11 @@ class ProfiledGradient:
             if point is None:
                 return np.inf, np.full(self.n_theta, np.nan)
             scale = self.effective_n / point.pwrss
-            inner = self._leading_inverse(point)
+            inner = self._leading_inverse(point, in_place=True)
             z = point.z
             inner = sla.blas.dger(scale, z, z, a=inner.T, overwrite_a=1).T  # += s z z', in place
             gradient = self.contract(point, [inner], [1.0])[0]
+            point.factorization.chol = inner  # the work array, given back for the next call
             self.devfun.give_back(point.factorization)
             return point.value, gradient
 
@@ -457,7 +486,7 @@ class ProfiledGradient:
             else:
                 scaled = self._rest_columns(factors, inner)  # V Lambda_R', C-ordered
                 self._rest_terms(row, scaled, point.schur)
-                q = self._rest_rows(factors, scaled, transpose=False)
+                q = self._rest_rows(factors, scaled, transpose=False, out=inner)
             products.append(q)
         adjoints = [cross.schur_adjoint(q) for q in products]
         fz = point.factorization
