@@ -146,8 +146,12 @@ def _crossed_levels(design: str, formula: str, n: int, levels: tuple[int, int], 
     return Case(name, formula, design=design, n=n, levels=levels, **kw)
 
 
-KB07_SLOPES_4 = "(1 + S + P + L | {})"
-KB07_SLOPES_8 = "(1 + S*P*L | {})"  # 8 x 8 covariance on each factor: 72 theta
+def _kb07(name: str, slopes: str, **kw) -> Case:
+    """kb07 (ML): fixed effects ``S*P*L``, random terms ``(slopes | subj) + (slopes | item)``."""
+    formula = f"rt_trunc ~ 1 + S*P*L + ({slopes} | subj) + ({slopes} | item)"
+    return Case(
+        name, formula, reml=False, dataset="kb07", prepare="kb07_helmert", r_package=None, **kw
+    )
 
 
 def _mixedlm_nested(formula: str, outer: str, inner: str) -> dict:
@@ -194,21 +198,10 @@ DATASET_CASES = [
     Case("InstEval", "y ~ service + (1|s) + (1|d) + (1|dept)", reml=False, dataset="InstEval"),
     Case("InstEval-dept", "y ~ service*dept + (1|s) + (1|d)", reml=False, dataset="InstEval"),
     # kb07 (MixedModels.jl's copy, Helmert codes): subject x item with random slopes
-    Case(
-        "kb07-4x4",
-        f"rt_trunc ~ 1 + S*P*L + {KB07_SLOPES_4.format('subj')} + {KB07_SLOPES_4.format('item')}",
-        reml=False,
-        dataset="kb07",
-        prepare="kb07_helmert",
-        r_package=None,
-    ),
-    Case(
+    _kb07("kb07-4x4", "1 + S + P + L"),
+    _kb07(
         "kb07-8x8",
-        f"rt_trunc ~ 1 + S*P*L + {KB07_SLOPES_8.format('subj')} + {KB07_SLOPES_8.format('item')}",
-        reml=False,
-        dataset="kb07",
-        prepare="kb07_helmert",
-        r_package=None,
+        "1 + S*P*L",  # 8 x 8 covariance on each factor: 72 theta
         lme4_skip="lme4 1.1-31 took 3809 s (541 evaluations) for this fit on this machine",
     ),
 ]

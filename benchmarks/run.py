@@ -134,45 +134,42 @@ def run_ours_and_mixedlm(row: Row, repeats: int, mixedlm: bool, bar: tqdm) -> No
     bar.update()
 
 
-def run_devfun(ns: tuple[int, ...], progress: bool = True) -> list[dict]:
-    """One evaluation against n, each n in a fresh process."""
-    series = []
-    with progress_bar(len(ns), "one evaluation against n", progress) as bar:
-        for n in ns:
-            bar.set_postfix_str(f"n = {n}")
-            item = run_worker(["devfun", str(n)], WORKER_LIMIT)
-            item.setdefault("n", n)
-            series.append(item)
-            bar.write(f"  devfun n={n}: {item.get('eval_ms', item.get('error'))} ms")
+def run_workers(
+    desc: str, jobs: list[tuple[list[str], dict]], shown: str, progress: bool = True
+) -> list[dict]:
+    """Run each job (worker arguments, fields to add) in a fresh process, under one bar.
+
+    ``shown`` is the result's field printed in the line for each job.
+    """
+    found = []
+    with progress_bar(len(jobs), desc, progress) as bar:
+        for args, fields in jobs:
+            label = " ".join(args)
+            bar.set_postfix_str(label)
+            item = run_worker(args, WORKER_LIMIT)
+            item.update(fields)
+            found.append(item)
+            bar.write(f"  {label}: {item.get(shown, item.get('error'))}")
             bar.update()
-    return series
+    return found
+
+
+def run_devfun(ns: tuple[int, ...], progress: bool = True) -> list[dict]:
+    """One evaluation against n, each n in a fresh process (ms per evaluation shown)."""
+    jobs = [(["devfun", str(n)], {"n": n}) for n in ns]
+    return run_workers("one evaluation against n", jobs, "eval_ms", progress)
 
 
 def run_inference(tasks: tuple[tuple[str, str], ...], progress: bool = True) -> list[dict]:
     """Seconds of ``summary()`` / profile ``confint`` after a fit, each in a fresh process."""
-    timings = []
-    with progress_bar(len(tasks), "inference after a fit", progress) as bar:
-        for task, name in tasks:
-            bar.set_postfix_str(f"{task} {name}")
-            item = run_worker(["inference", task, name], WORKER_LIMIT)
-            item.update(task=task, name=name)
-            timings.append(item)
-            bar.write(f"  {task} {name}: {item.get('seconds', item.get('error'))}")
-            bar.update()
-    return timings
+    jobs = [(["inference", task, name], {"task": task, "name": name}) for task, name in tasks]
+    return run_workers("inference after a fit", jobs, "seconds", progress)
 
 
 def run_evaluations(cases: list[Case], progress: bool = True) -> list[dict]:
     """Setup, two evaluations and memory of the models that run only by name."""
-    found = []
-    with progress_bar(len(cases), "evaluations of models too slow to fit", progress) as bar:
-        for case in cases:
-            item = run_worker(["evaluate", case.name], WORKER_LIMIT)
-            item.setdefault("name", case.name)
-            found.append(item)
-            bar.write(f"  evaluate {case.name}: {item.get('eval_seconds', item.get('error'))}")
-            bar.update()
-    return found
+    jobs = [(["evaluate", case.name], {"name": case.name}) for case in cases]
+    return run_workers("evaluations of models too slow to fit", jobs, "eval_seconds", progress)
 
 
 def main() -> None:
