@@ -70,8 +70,9 @@ GRADIENT_MAX_BYTES = 2 * 2**30
 """Largest working memory of one gradient (above it, derivative-free fits)."""
 
 GRADIENT_WORK_ARRAYS = 4
-"""``m x m`` arrays alive during a gradient: the factor, the unscaled Schur
-complement, the contracted inverse, and a copy of the leading block."""
+"""``m x m`` arrays alive during a gradient, at most: the factor, the unscaled
+Schur complement, the inverse of the factor's leading block (in the factor's own
+array during a fit, a copy for Satterthwaite) and ``V Lambda_R'``."""
 
 
 def gradient_bytes(devfun: ProfiledDeviance) -> float:
@@ -394,40 +395,28 @@ class ProfiledGradient:
     def _leading_inverse(self, point: GradientPoint, in_place: bool = False) -> np.ndarray:
         """``pad(S_t0^-1)`` as an ``m x m`` array (``t0 = r``, or ``r + p`` for REML).
 
-        ``in_place`` overwrites the factor (``point.factorization.chol``) with
-        it, where nothing needs the factor any more: no ``m x m`` copy. The
-        factor's trailing rows are replaced by the identity first, so the
-        inverse of the whole array holds ``S_t0^-1`` in its leading block.
+        The factor's trailing rows are replaced by the identity, so the inverse
+        of the whole array holds ``S_t0^-1`` in its leading block. ``in_place``
+        overwrites the factor (``point.factorization.chol``), where nothing
+        needs it any more; otherwise a copy of it is used.
         """
         cross = self.devfun.cross
         r, p = cross.n_random_rest, cross.n_fixed
-        chol = point.factorization.chol
-        m = chol.shape[0]
+        m = point.factorization.chol.shape[0]
         t0 = r + p if self.reml else r
-        if not in_place:
-            out = np.zeros((m, m))
-            if t0:
-                # the C-ordered lower factor's transpose is a Fortran-ordered upper one
-                block = np.array(chol[:t0, :t0].T, order="F")  # a copy: dpotri overwrites it
-                out[:t0, :t0] = self._inverse_from_factor(block).T
-                fill_upper(out[:t0, :t0])
-            return out
-        chol[t0:, :] = 0.0
-        chol.reshape(-1)[t0 * (m + 1) :: m + 1] = 1.0  # L = blockdiag(L_t0, I)
+        out = point.factorization.chol if in_place else point.factorization.chol.copy()
+        out[t0:, :] = 0.0
+        out.reshape(-1)[t0 * (m + 1) :: m + 1] = 1.0  # L = blockdiag(L_t0, I)
         if t0:
-            self._inverse_from_factor(chol.T)  # in place: the lower triangle of chol
-        chol[t0:, :] = 0.0
-        fill_upper(chol)
-        point.factorization.chol = None  # consumed
-        return chol
-
-    @staticmethod
-    def _inverse_from_factor(upper: np.ndarray) -> np.ndarray:
-        """``(U' U)^-1`` from a Fortran-ordered upper factor, in its upper triangle, in place."""
-        inverse, info = sla.lapack.dpotri(upper, lower=0, overwrite_c=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("the inverse of the factor failed")
-        return inverse
+            # the C-ordered lower factor's transpose is a Fortran-ordered upper one
+            _, info = sla.lapack.dpotri(out.T, lower=0, overwrite_c=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("the inverse of the factor failed")
+        out[t0:, :] = 0.0
+        fill_upper(out)
+        if in_place:
+            point.factorization.chol = None  # consumed
+        return out
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its gradient at theta (``inf`` and NaN where the factor fails)."""
