@@ -46,6 +46,15 @@ MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
 FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
 """Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
 
+MOMENT_START_STEP = 0.25
+"""First BOBYQA step, relative to theta, from lme4's start estimated from group means.
+
+NLopt's default first step is about 0.75 theta. From a start estimated from
+the data a quarter of theta reached the same optimum in fewer evaluations:
+InstEval 41 -> 27, Penicillin 43 -> 32, a 2e5-row crossed model with 2e4 x
+1e3 levels 39 -> 25 (REML).
+"""
+
 MODEL_KEYWORDS = (
     "weights",
     "offset",
@@ -431,7 +440,7 @@ class Lmer(LikelihoodModel):
         """lme4's starting theta."""
         return np.concatenate([t.theta_start() for t in self.random_terms])
 
-    @cached_property
+    @property
     def initial_theta(self) -> np.ndarray:
         """The theta a fit starts from by default, as lme4 chooses it.
 
@@ -441,12 +450,18 @@ class Lmer(LikelihoodModel):
         positive and every ratio is at least 1e-10); otherwise from
         :attr:`theta_start` (1 on diagonals, 0 elsewhere).
         """
+        moments = self._moment_theta
+        return self.theta_start if moments is None else moments
+
+    @cached_property
+    def _moment_theta(self) -> np.ndarray | None:
+        """lme4's start from the variances of group means (see :attr:`initial_theta`), or None."""
         terms = self.random_terms
         groups = [t.group for t in terms]
         if any(t.n_cols != 1 or t.column_names != ("Intercept",) for t in terms) or len(
             set(groups)
         ) != len(groups):
-            return self.theta_start
+            return None
         if self.partitions is not None:
             group_vars, total_var = self.partitions.group_mean_variances()
         else:
@@ -458,10 +473,10 @@ class Lmer(LikelihoodModel):
             total_var = np.var(y, ddof=1)
         residual_var = total_var - sum(group_vars)
         if not residual_var > 0:
-            return self.theta_start
+            return None
         ratios = np.asarray(group_vars) / residual_var
         if np.any(ratios < 1e-10) or not np.all(np.isfinite(ratios)):
-            return self.theta_start
+            return None
         return np.sqrt(ratios)
 
     @property
@@ -550,9 +565,12 @@ class Lmer(LikelihoodModel):
         _check_bool_arg("reml", reml)
         options = _fit_options(kwargs, "fit()")
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
+        step = None
+        if start_theta is None and self._moment_theta is not None:
+            step = MOMENT_START_STEP * start  # a start estimated from the data is close
         objective = self.devfun(reml)
         with objective.blas_threads(options.threads):
-            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs)
+            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs, step)
             solution = objective.solve(summary.theta)
         check_estimates(solution)
         res = LmerResults(self, solution, summary, reml)

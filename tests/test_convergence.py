@@ -18,6 +18,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+import scipy.optimize
 from conftest import FIXTURES, crossed_frame
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
 
@@ -38,7 +39,7 @@ from statsmodels_lmer.fitting.convergence import (
 )
 from statsmodels_lmer.fitting.fit import convergence_derivatives
 from statsmodels_lmer.fitting.options import FitOptions
-from statsmodels_lmer.fitting.run import optimize_lmer
+from statsmodels_lmer.fitting.run import local_verification, optimize_lmer
 from statsmodels_lmer.frame import SCALE_MESSAGE, check_scale_x
 
 
@@ -327,6 +328,137 @@ def test_no_restart_when_the_bound_is_the_optimum(scripted_optimizer):
     )
     assert not result.restarted
     assert len(starts) == 1
+
+
+# -- verification of the optimum by its local quadratic model ------------------
+CENTER = np.array([0.8, -0.3])
+CURVATURE = np.array([[40.0, 5.0], [5.0, 2.0]])
+
+
+def bowl(theta):
+    """A quadratic with its minimum 7.0 at CENTER."""
+    d = np.asarray(theta) - CENTER
+    return 7.0 + 0.5 * d @ CURVATURE @ d
+
+
+def test_local_verification_verifies_and_polishes_a_near_minimum():
+    start = CENTER + [1e-4, -2e-4]  # predicted decrease 2.7e-7 < 1e-6
+    lower = np.array([0.0, -np.inf])
+    verified, derivs, theta, value, calls = local_verification(
+        bowl, start, bowl(start), lower, 1e-6
+    )
+    assert verified and calls == 2 * 2**2 + 1
+    np.testing.assert_allclose(theta, CENTER, atol=1e-9)  # the Newton point of a quadratic
+    assert value == pytest.approx(7.0, abs=1e-12)
+    # the derivatives are those at the start (where they were taken)
+    np.testing.assert_allclose(derivs["gradient"], CURVATURE @ (start - CENTER), atol=1e-7)
+    np.testing.assert_allclose(derivs["Hessian"], CURVATURE, rtol=1e-6)
+
+
+def test_local_verification_refuses_what_it_cannot_vouch_for():
+    lower = np.array([0.0, -np.inf])
+    far = CENTER + [0.05, 0.1]  # the model predicts a decrease of 0.035
+    verified, derivs, theta, _, _ = local_verification(bowl, far, bowl(far), lower, 1e-6)
+    assert not verified and derivs is None
+    np.testing.assert_allclose(theta, CENTER, atol=1e-9)  # the lowest point is kept
+    # the Newton point below a bound
+    start, bound = CENTER + [1e-4, 0.0], np.array([0.80005, -1.0])
+    verified, *_ = local_verification(bowl, start, bowl(start), bound, 1.0)
+    assert not verified
+    # a saddle: the Hessian is not positive definite
+
+    def saddle(t):
+        return t[0] ** 2 - t[1] ** 2
+
+    verified, derivs, *_ = local_verification(saddle, np.array([0.5, 0.0]), 0.25, lower, 1e-6)
+    assert not verified and derivs is None
+
+
+def test_optimize_lmer_verifies_small_fits_locally(scripted_optimizer):
+    script, starts = scripted_optimizer
+    lower = np.array([0.0, -np.inf])
+    options = FitOptions(method="scripted")
+    script.append(CENTER + [0.05, 0.1])  # far: a Newton round, then a verifying one
+    result = optimize_lmer(bowl, np.ones(2), lower, options)
+    assert result.verified and result.verify_method == "local" and result.verify_rounds == 0
+    assert len(starts) == 1  # no restart
+    np.testing.assert_allclose(result.theta, CENTER, atol=1e-9)
+    assert result.n_evaluations == 1 + 2 * (2 * 2**2 + 1)
+    # the verifying round was taken at the estimate itself: its derivatives
+    np.testing.assert_allclose(result.derivs["gradient"], 0.0, atol=1e-7)
+
+    def tilted(t):  # not a quadratic: the Newton point leaves a gap, the restarts close it
+        return bowl(t) + 3.0 * (t[0] - CENTER[0]) ** 4
+
+    script.extend([CENTER + [0.3, 0.0], CENTER])
+    result = optimize_lmer(tilted, np.ones(2), lower, FitOptions(method="scripted"))
+    assert result.verified
+    np.testing.assert_allclose(result.theta, CENTER, atol=1e-6)
+
+
+def test_local_verification_hands_over_to_restarts(scripted_optimizer):
+    script, starts = scripted_optimizer
+
+    def saddle(t):
+        return 1.0 + (t[0] - 0.5) ** 2 - 1e-3 * (t[1] - 0.5) ** 2
+
+    script.extend([[0.5, 0.5], [0.5, 0.5]])
+    lower = np.array([0.0, 0.0])
+    result = optimize_lmer(saddle, np.ones(2), lower, FitOptions(method="scripted"))
+    assert result.verify_method == "restart" and result.verify_rounds == 1
+    # the restart starts from the lowest point of the stencil
+    np.testing.assert_allclose(starts[1], [0.5, 0.5], atol=1.01e-4)
+    assert saddle(starts[1]) < 1.0
+    # three theta: restarts unless the caller wants deriv12's derivatives anyway
+    three = np.array([0.0, -np.inf, 0.0])
+
+    def bowl3(t):
+        return bowl(t[:2]) + (t[2] - 1.0) ** 2
+
+    script.extend([[0.8, -0.3, 1.0], [0.8, -0.3, 1.0]])
+    result = optimize_lmer(bowl3, np.ones(3), three, FitOptions(method="scripted"))
+    assert result.verify_method == "restart" and result.derivs is None
+    script.append([0.8 + 1e-4, -0.3, 1.0])
+    result = optimize_lmer(
+        bowl3, np.ones(3), three, FitOptions(method="scripted"), derivs_wanted=True
+    )
+    assert result.verify_method == "local" and result.verified
+    # moved to the Newton point: the gradient there, by central differences
+    np.testing.assert_allclose(result.theta, [0.8, -0.3, 1.0], atol=1e-9)
+    np.testing.assert_allclose(result.derivs["gradient"], 0.0, atol=1e-7)
+    np.testing.assert_allclose(result.derivs["Hessian"][:2, :2], CURVATURE, rtol=1e-6)
+
+
+def test_fits_verified_locally_report_derivatives_at_the_estimate():
+    model = sml.Lmer.from_formula(
+        "Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy")
+    )
+    res = model.fit()
+    info = res.optinfo
+    assert info["verify_method"] == "local" and info["verified"] and info["verify_rounds"] == 0
+    fresh = deriv12(model.devfun(True), res.theta)  # an independent evaluation at the estimate
+    np.testing.assert_allclose(info["derivs"]["gradient"], fresh["gradient"], atol=1e-6)
+    np.testing.assert_allclose(info["derivs"]["Hessian"], fresh["Hessian"], rtol=1e-4)
+
+
+def test_two_theta_fit_is_verified_locally_at_the_optimum():
+    data = crossed_frame(seed=5, n=12_000, levels=(300, 40, 5), slope=0.0)
+    rng = np.random.default_rng(5)
+    data["y"] += (
+        rng.normal(size=300)[data["a"].astype(int)] + rng.normal(size=40)[data["b"].astype(int)]
+    )
+    model = sml.Lmer.from_formula("y ~ x + (1|a) + (1|b)", data)
+    res = model.fit()
+    info = res.optinfo
+    assert info["verify_method"] == "local" and info["verified"]
+    assert info["derivs"] is None  # 12,000 rows: no convergence derivatives by default
+    # the same optimum as an independent tight Nelder-Mead run on the criterion
+    criterion = model.devfun(True)
+    tight = scipy.optimize.minimize(
+        criterion, res.theta * 1.05, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12}
+    )
+    assert res.objective <= tight.fun + 1e-9
+    np.testing.assert_allclose(res.theta, tight.x, rtol=1e-5)
 
 
 def test_optimizer_failure_is_a_convergence_warning():

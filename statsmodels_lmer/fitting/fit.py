@@ -2,9 +2,10 @@
 
 :func:`fit_theta` runs the optimizer with lme4's boundary handling
 (:func:`~statsmodels_lmer.fitting.run.optimize_lmer`), verifies the
-optimum by restarting from it, computes lme4's convergence derivatives and
-checks, and returns an :class:`OptSummary`: what was done, whether the fit
-converged, and the warnings to emit. Nothing here emits a warning; the model
+optimum (by its local quadratic model or by restarting from it), computes
+lme4's convergence derivatives and checks, and returns an
+:class:`OptSummary`: what was done, whether the fit converged, and the
+warnings to emit. Nothing here emits a warning; the model
 does, so that the warnings point at the caller's line.
 """
 
@@ -49,7 +50,7 @@ class OptSummary:
         The optimizer run, restarts and verification included: ``theta``,
         ``fun``, ``n_evaluations``, ``method``, ``message``, ``success``,
         ``seconds``, ``restarted``, ``boundary_snapped``, ``verify_rounds``,
-        ``verify_improvement``, ``verified``.
+        ``verify_improvement``, ``verified``, ``verify_method``.
     start : ndarray
         The starting theta.
     options : FitOptions
@@ -76,7 +77,7 @@ class OptSummary:
 
     @property
     def verified(self) -> bool | None:
-        """Whether the optimum was verified by restarts (None: not attempted)."""
+        """Whether the optimum was verified (None: not attempted); see ``run.verify_method``."""
         return self.run.verified
 
     @property
@@ -123,6 +124,7 @@ class OptSummary:
             "restarted": run.restarted,
             "boundary_snapped": list(run.boundary_snapped),
             "verify_rounds": run.verify_rounds,
+            "verify_method": run.verify_method,
             "verify_improvement": run.verify_improvement,
             "verified": run.verified,
             "derivs": self.derivs,
@@ -137,6 +139,7 @@ def fit_theta(
     lower: np.ndarray,
     options: FitOptions,
     nobs: float,
+    initial_step: np.ndarray | None = None,
 ) -> OptSummary:
     """Optimize, verify and check one fit of theta.
 
@@ -149,6 +152,8 @@ def fit_theta(
     options : FitOptions
     nobs : float
         Number of observations (decides ``calc_derivs`` by default).
+    initial_step : ndarray, optional
+        First step of NLopt optimizers (default NLopt's own choice).
 
     Returns
     -------
@@ -156,12 +161,19 @@ def fit_theta(
     """
     opts = options.resolved(nobs)
     objective = with_gradient(objective)
-    run = optimize_lmer(objective, start, lower, opts)
+    by_deriv12 = not (opts.deriv_method == "analytic" and isinstance(objective, ProfiledGradient))
+    wanted = bool(opts.calc_derivs) and by_deriv12
+    run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
     summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
     lower = np.asarray(lower, dtype=float)
     singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
     if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
-        summary.derivs = convergence_derivatives(objective, run.theta, run.fun, opts.deriv_method)
+        if wanted and run.derivs is not None:  # deriv12 at the estimate, from the verification
+            summary.derivs = run.derivs
+        else:
+            summary.derivs = convergence_derivatives(
+                objective, run.theta, run.fun, opts.deriv_method
+            )
     if opts.check_conv:
         summary.conv = check_conv(
             summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol

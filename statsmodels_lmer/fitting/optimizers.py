@@ -74,12 +74,19 @@ class OptimizerResult:
     verify_rounds : int
         Restarts from the estimate made to verify the optimum.
     verify_improvement : float or None
-        How much the last of them lowered the objective.
+        How much the last verification (restart or local check) lowered the objective.
     verified : bool or None
-        Whether the last restart lowered the objective by at most the
-        tolerance (None when no verification was asked for).
+        Whether the optimum was verified: by the local quadratic model, or
+        by a restart that lowered the objective by at most the tolerance
+        (None when no verification was asked for).
     n_gradients : int
         How many of the evaluations also gave the analytic gradient.
+    verify_method : str or None
+        ``"local"`` (the local quadratic model verified the optimum),
+        ``"restart"`` (restarts did, or were tried last), None (not asked for).
+    derivs : dict or None
+        lme4's ``deriv12`` gradient and Hessian at ``theta`` when the local
+        verification computed them there.
     """
 
     theta: np.ndarray
@@ -96,6 +103,8 @@ class OptimizerResult:
     verify_improvement: float | None = None
     verified: bool | None = None
     n_gradients: int = 0
+    verify_method: str | None = None
+    derivs: dict[str, np.ndarray] | None = None
 
 
 _NLOPT_METHODS = ("bobyqa", "nlopt-nelder-mead")
