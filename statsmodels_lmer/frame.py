@@ -47,6 +47,7 @@ __all__ = [
     "column_or_array",
     "fixed_part_error",
     "magnitude_columns",
+    "missing_rows",
     "names_in_code",
     "patsy_columns",
     "qr_diagonal",
@@ -138,9 +139,7 @@ def build_model_frame(
     offset = column_or_array(offset, data, "offset")
     with deep_parsing(parsed.fixed):
         used, bare, codes = used_columns(parsed, data)
-    incomplete = np.zeros(len(data), dtype=bool)
-    if used:
-        incomplete |= data[used].isna().any(axis=1).to_numpy()
+    incomplete = missing_rows(data, used)
     for extra in (weights, offset):
         if extra is not None:
             incomplete |= np.isnan(extra)
@@ -179,6 +178,25 @@ def build_model_frame(
     return ModelFrame(
         endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
     )
+
+
+def missing_rows(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Rows with a missing value in any of ``columns`` (a boolean array).
+
+    Column by column, without building the sub-frame: numpy floats by
+    ``isnan``, numpy integers and booleans cannot be missing, anything else
+    (objects, categories, strings, nullable dtypes) by pandas' ``isna``.
+    """
+    missing = np.zeros(len(data), dtype=bool)
+    for name in columns:
+        values = data[name]
+        if isinstance(values, pd.DataFrame):  # a duplicated column name
+            missing |= values.isna().any(axis=1).to_numpy()
+        elif not isinstance(values.dtype, np.dtype) or values.dtype.kind not in "fiub":
+            missing |= values.isna().to_numpy(dtype=bool)
+        elif values.dtype.kind == "f":
+            missing |= np.isnan(values.to_numpy())
+    return missing
 
 
 def magnitude_columns(

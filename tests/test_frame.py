@@ -9,7 +9,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import DataError, ResponseTypeError, UnknownColumnError
-from statsmodels_lmer.frame import aliased_columns
+from statsmodels_lmer.frame import aliased_columns, missing_rows
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -156,3 +156,30 @@ def test_aliased_columns_detects_later_dependent_columns():
 def test_python_names_in_formula_are_evaluated(sleep):
     res = sml.lmer("np.log(Reaction) ~ Days + I(Days**2) + (1 | Subject)", sleep)
     assert list(res.params.index) == ["Intercept", "Days", "I(Days ** 2)"]
+
+
+def test_missing_rows_agrees_with_pandas_on_every_kind_of_column():
+    frame = pd.DataFrame(
+        {
+            "f": [1.0, np.nan, 3.0, 4.0, 5.0],
+            "i": [1, 2, 3, 4, 5],
+            "b": [True, False, True, False, True],
+            "nullable": pd.array([1, 2, None, 4, 5], dtype="Int64"),
+            "cat": pd.Categorical(["a", "b", "a", None, "b"]),
+            "text": pd.array(["u", "v", "w", "x", None], dtype="string"),
+            "obj": pd.Series(["p", None, "q", "r", "s"], dtype=object),
+            "when": pd.to_datetime(["2020-01-01", None, "2020-01-03", "2020-01-04", "2020-01-05"]),
+            "f32": np.array([1, 2, 3, np.nan, 5], dtype=np.float32),
+        }
+    )
+    for name in frame.columns:
+        expected = frame[[name]].isna().any(axis=1).to_numpy()
+        np.testing.assert_array_equal(missing_rows(frame, [name]), expected, err_msg=name)
+    everything = list(frame.columns)
+    np.testing.assert_array_equal(
+        missing_rows(frame, everything), frame.isna().any(axis=1).to_numpy()
+    )
+    assert not missing_rows(frame, []).any() and missing_rows(frame, []).shape == (5,)
+    # a duplicated column name selects both columns
+    twice = pd.concat([frame[["i"]], frame[["f"]].rename(columns={"f": "i"})], axis=1)
+    np.testing.assert_array_equal(missing_rows(twice, ["i"]), [False, True, False, False, False])

@@ -1050,8 +1050,11 @@ def _rest_by_first(
     z1: np.ndarray,
 ) -> sp.csc_matrix:
     """``R' W Z_1`` as a sparse (m x l1 p1) matrix."""
+    by_fixed = _by_columns(first, z1, xy).T
+    if not rest:  # one term: [X y]' W Z_1 is all there is
+        return sp.csc_matrix(by_fixed)
     blocks = [_crossed_block(t, zt, first, z1) for t, zt in zip(rest, z_rest)]
-    blocks.append(sp.csr_matrix(_by_columns(first, z1, xy).T))
+    blocks.append(sp.csr_matrix(by_fixed))
     stacked = sp.vstack(blocks, format="csc")
     stacked.sum_duplicates()
     stacked.sort_indices()
@@ -1110,7 +1113,6 @@ def _choose_strategy(
     at least ``_SPARSE_MIN_ORDER`` rows and a dense evaluation would be slow
     or would not fit, from the counts of its symbolic analysis.
     """
-    limit = available_memory()
     if strategy is not None:
         system = _sparse_system(cross) if strategy == "sparse" else None
         need = _strategy_bytes(strategy, sizes, system)
@@ -1128,6 +1130,7 @@ def _choose_strategy(
         check_memory(options["dense"][1], _describe("dense", sizes, None), _remedy(sizes))
         return "dense", None
     system = None
+    limit = available_memory()
     dense_fits = any(limit is None or need <= limit for _, need in options.values())
     slow = min(per_eval.values()) > _SPARSE_MIN_SECONDS
     if sparse_backend() is not None and m >= _SPARSE_MIN_ORDER and (slow or not dense_fits):

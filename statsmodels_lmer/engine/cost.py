@@ -43,6 +43,10 @@ __all__ = [
 EXPECTED_EVALUATIONS = 60
 """Evaluations of a typical fit, to weigh setup against per-evaluation cost."""
 
+ALWAYS_AVAILABLE = 64 * 2**20
+"""Estimates up to this many bytes are not checked against the memory available
+(unless :data:`MEMORY_VARIABLE` sets a limit)."""
+
 MEMORY_VARIABLE = "STATSMODELS_LMER_MEMORY"
 """Environment variable overriding the memory limit: bytes with an optional
 unit (``"6GiB"``, ``"500M"``), or ``"off"`` to skip the check."""
@@ -307,6 +311,8 @@ def check_memory(needed: float, what: str, remedy: str) -> None:
     ------
     DataError
     """
+    if needed <= ALWAYS_AVAILABLE and os.environ.get(MEMORY_VARIABLE) is None:
+        return  # no need to read /proc/meminfo
     limit = available_memory()
     if limit is None or needed <= limit:
         return
