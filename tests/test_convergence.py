@@ -39,7 +39,7 @@ from statsmodels_lmer.fitting.convergence import (
 )
 from statsmodels_lmer.fitting.fit import convergence_derivatives
 from statsmodels_lmer.fitting.options import FitOptions
-from statsmodels_lmer.fitting.run import local_verification, optimize_lmer
+from statsmodels_lmer.fitting.run import local_verification, optimize_lmer, quadratic_model
 from statsmodels_lmer.frame import SCALE_MESSAGE, check_scale_x
 
 
@@ -374,6 +374,20 @@ def test_local_verification_refuses_what_it_cannot_vouch_for():
     assert not verified and derivs is None
 
 
+def test_quadratic_model_matches_analytic_derivatives():
+    def f(t):
+        return np.exp(t[0]) * np.sin(t[1]) + t[0] * t[2] ** 2
+
+    x = np.array([0.3, 0.7, -0.4])
+    model = quadratic_model(f, x, f(x))
+    e0, s1, c1 = np.exp(x[0]), np.sin(x[1]), np.cos(x[1])
+    gradient = [e0 * s1 + x[2] ** 2, e0 * c1, 2 * x[0] * x[2]]
+    hessian = [[e0 * s1, e0 * c1, 2 * x[2]], [e0 * c1, -e0 * s1, 0.0], [2 * x[2], 0.0, 2 * x[0]]]
+    np.testing.assert_allclose(model["gradient"], gradient, rtol=1e-7)
+    # forward differences off the diagonal: O(h) = 1e-4
+    np.testing.assert_allclose(model["Hessian"], hessian, atol=3e-4)
+
+
 def test_optimize_lmer_verifies_small_fits_locally(scripted_optimizer):
     script, starts = scripted_optimizer
     lower = np.array([0.0, -np.inf])
@@ -383,9 +397,13 @@ def test_optimize_lmer_verifies_small_fits_locally(scripted_optimizer):
     assert result.verified and result.verify_method == "local" and result.verify_rounds == 0
     assert len(starts) == 1  # no restart
     np.testing.assert_allclose(result.theta, CENTER, atol=1e-9)
-    assert result.n_evaluations == 1 + 2 * (2 * 2**2 + 1)
-    # the verifying round was taken at the estimate itself: its derivatives
-    np.testing.assert_allclose(result.derivs["gradient"], 0.0, atol=1e-7)
+    # k (k + 3) / 2 = 5 differences and the Newton point in each of the two rounds
+    assert result.n_evaluations == 1 + 2 * (5 + 1)
+    assert result.derivs is None  # not asked for: the cheaper model is not lme4's deriv12
+    script.append(CENTER)
+    result = optimize_lmer(bowl, np.ones(2), lower, options, derivs_wanted=True)
+    assert result.verified and result.n_evaluations == 1 + 2 * 2**2 + 1
+    np.testing.assert_allclose(result.derivs["gradient"], 0.0, atol=1e-7)  # deriv12 at CENTER
 
     def tilted(t):  # not a quadratic: the Newton point leaves a gap, the restarts close it
         return bowl(t) + 3.0 * (t[0] - CENTER[0]) ** 4
@@ -409,24 +427,26 @@ def test_local_verification_hands_over_to_restarts(scripted_optimizer):
     # the restart starts from the lowest point of the stencil
     np.testing.assert_allclose(starts[1], [0.5, 0.5], atol=1.01e-4)
     assert saddle(starts[1]) < 1.0
-    # three theta: restarts unless the caller wants deriv12's derivatives anyway
-    three = np.array([0.0, -np.inf, 0.0])
+    # four theta: restarts unless the caller wants deriv12's derivatives anyway
+    four = np.array([0.0, -np.inf, 0.0, 0.0])
+    optimum = [0.8, -0.3, 1.0, 2.0]
 
-    def bowl3(t):
-        return bowl(t[:2]) + (t[2] - 1.0) ** 2
+    def bowl4(t):
+        return bowl(t[:2]) + (t[2] - 1.0) ** 2 + 3.0 * (t[3] - 2.0) ** 2
 
-    script.extend([[0.8, -0.3, 1.0], [0.8, -0.3, 1.0]])
-    result = optimize_lmer(bowl3, np.ones(3), three, FitOptions(method="scripted"))
+    script.extend([optimum, optimum])
+    result = optimize_lmer(bowl4, np.ones(4), four, FitOptions(method="scripted"))
     assert result.verify_method == "restart" and result.derivs is None
-    script.append([0.8 + 1e-4, -0.3, 1.0])
+    script.append([0.8 + 1e-4, -0.3, 1.0, 2.0])
     result = optimize_lmer(
-        bowl3, np.ones(3), three, FitOptions(method="scripted"), derivs_wanted=True
+        bowl4, np.ones(4), four, FitOptions(method="scripted"), derivs_wanted=True
     )
     assert result.verify_method == "local" and result.verified
     # moved to the Newton point: the gradient there, by central differences
-    np.testing.assert_allclose(result.theta, [0.8, -0.3, 1.0], atol=1e-9)
+    np.testing.assert_allclose(result.theta, optimum, atol=1e-9)
     np.testing.assert_allclose(result.derivs["gradient"], 0.0, atol=1e-7)
     np.testing.assert_allclose(result.derivs["Hessian"][:2, :2], CURVATURE, rtol=1e-6)
+    assert result.n_evaluations == 1 + 2 * 4**2 + 1 + 2 * 4
 
 
 def test_fits_verified_locally_report_derivatives_at_the_estimate():

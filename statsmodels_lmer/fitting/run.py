@@ -50,13 +50,14 @@ LOCAL_MAX_ROUNDS = 3
 DERIV12_STEP = 1e-4
 """lme4's ``deriv12`` step."""
 
-LOCAL_MAX_K = 2
+LOCAL_MAX_K = 3
 """Up to this many theta the optimum is verified by its local quadratic model.
 
-``deriv12`` costs ``2 k^2`` evaluations (8 for two theta), against 13-17 for
-a BOBYQA restart with two theta (crossed ``(1|A) + (1|B)`` fits). With more
-theta the local check is used only when the derivatives are wanted anyway
-(lme4's convergence derivatives).
+Without lme4's derivatives to reuse, the model costs ``k (k + 3) / 2``
+evaluations plus one for the Newton point (6 for two theta, 10 for three),
+against 13-17 for a BOBYQA restart with two theta (crossed ``(1|A) + (1|B)``
+fits) and 14 with three (InstEval). With more theta the local check is used
+only when lme4's ``deriv12`` derivatives are wanted anyway.
 """
 
 
@@ -84,8 +85,9 @@ def optimize_lmer(
       below lme4's singular tolerance 1e-4) with at most :data:`LOCAL_MAX_K`
       theta, or when the caller wants lme4's ``deriv12`` derivatives there
       anyway (``derivs_wanted``), by the local quadratic model
-      (:func:`local_verification`: ``2 k^2 + 1`` evaluations, the
-      derivatives kept in ``result.derivs``). Otherwise, or when that check
+      (:func:`local_verification`: ``k (k + 3) / 2 + 1`` evaluations, or
+      ``2 k^2 + 1`` with ``deriv12``, whose derivatives are then kept in
+      ``result.derivs``). Otherwise, or when that check
       fails, the optimizer is restarted from its estimate (NLopt ones with a
       small first step: 1e-3 of each element, at least 1e-4) until a
       restart lowers the objective by at most ``verify_tol``, at most five
@@ -184,12 +186,19 @@ class _Lowest:
 
 
 def local_verification(
-    objective: Objective, theta: np.ndarray, value: float, lower: np.ndarray, tol: float
+    objective: Objective,
+    theta: np.ndarray,
+    value: float,
+    lower: np.ndarray,
+    tol: float,
+    lme4_derivs: bool = True,
 ) -> tuple[bool, dict[str, np.ndarray] | None, np.ndarray, float, int]:
-    """Verify a minimum by its local quadratic model from lme4's ``deriv12``, and polish it.
+    """Verify a minimum by its local quadratic model, and polish it.
 
-    With ``g`` and ``H`` the central-difference gradient and Hessian at
-    ``theta`` (step 1e-4, ``2 k^2`` evaluations), the estimate is verified
+    With ``g`` and ``H`` the gradient and Hessian at ``theta`` by finite
+    differences of step 1e-4 (lme4's ``deriv12`` with ``lme4_derivs``,
+    ``2 k^2`` evaluations; else :func:`quadratic_model`, ``k (k + 3) / 2``
+    evaluations), the estimate is verified
     when ``H`` is positive definite, the decrease the model predicts,
     ``g' H^-1 g / 2``, is at most ``tol``, the Newton point
     ``theta + s`` (``s = -H^-1 g``) lies within the bounds, and no point of
@@ -209,7 +218,10 @@ def local_verification(
     evaluations : int
     """
     lowest = _Lowest(objective, theta, value)
-    derivs = deriv12(lowest, theta, delta=DERIV12_STEP, fx=value)
+    if lme4_derivs:
+        derivs = deriv12(lowest, theta, delta=DERIV12_STEP, fx=value)
+    else:
+        derivs = quadratic_model(lowest, theta, value)
     gradient, hessian = derivs["gradient"], derivs["Hessian"]
     step = _newton_step(gradient, hessian)
     if step is None or np.any(theta + step < lower):
@@ -221,6 +233,43 @@ def local_verification(
     if newton_value < value:
         return True, derivs, theta + step, newton_value, lowest.calls
     return True, derivs, theta, value, lowest.calls
+
+
+def quadratic_model(objective: Objective, theta: np.ndarray, value: float) -> dict[str, np.ndarray]:
+    """Gradient and Hessian by finite differences in ``k (k + 3) / 2`` evaluations.
+
+    Central differences (step ``h`` = 1e-4) for the gradient and the diagonal;
+    forward ones for the off-diagonal elements,
+    ``H_ij = (f(x + h e_i + h e_j) - f(x + h e_i) - f(x + h e_j) + f(x)) / h^2``,
+    accurate to ``O(h)``: enough to judge a Newton step (lme4's ``deriv12``
+    spends four evaluations on each of them).
+    """
+    k, h = theta.size, DERIV12_STEP
+    plus, gradient, diagonal = _central(objective, theta, value)
+    hessian = np.diag(diagonal)
+    for j in range(k):
+        for i in range(j):
+            step = np.zeros(k)
+            step[[i, j]] = h
+            both = float(objective(theta + step))
+            hessian[i, j] = hessian[j, i] = (both - plus[i] - plus[j] + value) / h**2
+    return {"gradient": gradient, "Hessian": hessian}
+
+
+def _central(
+    objective: Objective, theta: np.ndarray, value: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``f(theta + h e_j)``, central-difference gradient and Hessian diagonal (``2 k`` calls)."""
+    k, h = theta.size, DERIV12_STEP
+    plus, gradient, diagonal = np.empty(k), np.empty(k), np.empty(k)
+    for j in range(k):
+        step = np.zeros(k)
+        step[j] = h
+        plus[j] = float(objective(theta + step))
+        minus = float(objective(theta - step))
+        gradient[j] = (plus[j] - minus) / (2.0 * h)
+        diagonal[j] = (plus[j] - 2.0 * value + minus) / h**2
+    return plus, gradient, diagonal
 
 
 def _newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | None:
@@ -245,16 +294,18 @@ def _verify_locally(
 
     Up to :data:`LOCAL_MAX_ROUNDS` checks: a check that fails but whose
     Newton point lowered the objective by more than ``tol`` is repeated from
-    there (Newton's method on the ``deriv12`` model). With ``derivs_wanted``
-    and the estimate moved to a Newton point, the gradient and the Hessian's
-    diagonal are evaluated there (``2 k`` evaluations). Updates ``result``;
-    returns the evaluations used.
+    there (Newton's method on the finite-difference model). With
+    ``derivs_wanted`` the model is lme4's ``deriv12``, kept in
+    ``result.derivs``; when the estimate moved to a Newton point, the gradient
+    and the Hessian's diagonal are evaluated there (``2 k`` evaluations).
+    Without, the cheaper :func:`quadratic_model` is used and no derivatives
+    are kept. Updates ``result``; returns the evaluations used.
     """
     result.verify_method = "local"
     used = 0
     for _ in range(LOCAL_MAX_ROUNDS):
         verified, derivs, theta, value, calls = local_verification(
-            objective, result.theta, result.fun, lower, tol
+            objective, result.theta, result.fun, lower, tol, lme4_derivs=derivs_wanted
         )
         used += calls
         improvement = float(result.fun - value)
@@ -263,7 +314,9 @@ def _verify_locally(
         if moved:  # the estimate, or where the next check or the restarts start
             result.theta, result.fun = theta, value
         if verified:
-            if moved and derivs_wanted:
+            if not derivs_wanted:
+                derivs = None  # not lme4's: kept for the check only
+            elif moved:
                 derivs = central_differences(objective, theta, value, derivs["Hessian"])
                 used += 2 * theta.size
             result.verified, result.derivs = True, derivs
@@ -281,15 +334,9 @@ def central_differences(
     ``2 k`` evaluations instead of ``2 k^2``: after a Newton step of about
     1e-4 or less the off-diagonal second differences are unchanged to that order.
     """
-    gradient = np.empty(theta.size)
+    _, gradient, diagonal = _central(objective, theta, value)
     hessian = np.array(hessian, dtype=float)
-    for j in range(theta.size):
-        plus, minus = theta.copy(), theta.copy()
-        plus[j] += DERIV12_STEP
-        minus[j] -= DERIV12_STEP
-        f_plus, f_minus = float(objective(plus)), float(objective(minus))
-        gradient[j] = (f_plus - f_minus) / (2.0 * DERIV12_STEP)
-        hessian[j, j] = (f_plus - 2.0 * value + f_minus) / DERIV12_STEP**2
+    np.fill_diagonal(hessian, diagonal)
     return {"gradient": gradient, "Hessian": hessian}
 
 
