@@ -23,6 +23,7 @@ LAYERS = [
     ["restricted"],
     ["terms"],
     ["data_checks"],
+    ["numeric_design"],
     ["frame"],
     ["formula_env"],
     ["distributed.design"],
