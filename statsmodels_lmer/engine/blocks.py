@@ -70,7 +70,10 @@ _MAX_CLASS_PRODUCT_BYTES = 2 * 1024**3
 # The sparse factorization is weighed only from this order of the dense block
 # on, and only when a dense evaluation would take longer than this.
 _SPARSE_MIN_ORDER = 1000
-_SPARSE_MIN_SECONDS = 0.02
+# The symbolic analysis the sparse path is weighed by costs 0.26 s on InstEval
+# (qdldl's minimum degree in Python), where a dense evaluation takes 24 ms and
+# the dense path is chosen anyway; below 50 ms per evaluation it is not tried.
+_SPARSE_MIN_SECONDS = 0.05
 # Up to this order the dense product is formed apart and then subtracted (the
 # roundings of a plain product); above, BLAS subtracts it in place.
 _SEPARATE_PRODUCT_ORDER = 512
