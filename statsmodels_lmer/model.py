@@ -55,6 +55,15 @@ InstEval 41 -> 27, Penicillin 43 -> 32, a 2e5-row crossed model with 2e4 x
 1e3 levels 39 -> 25 (REML).
 """
 
+STEP_FLOOR = 0.1
+"""Relative first steps apply to ``max(|theta|, STEP_FLOOR)`` (theta can be 0)."""
+
+
+def first_step(theta: np.ndarray, fraction: float) -> np.ndarray:
+    """The NLopt first step ``fraction * max(|theta|, STEP_FLOOR)`` of each element."""
+    return fraction * np.maximum(np.abs(np.asarray(theta, dtype=float)), STEP_FLOOR)
+
+
 MODEL_KEYWORDS = (
     "weights",
     "offset",
@@ -565,9 +574,10 @@ class Lmer(LikelihoodModel):
         _check_bool_arg("reml", reml)
         options = _fit_options(kwargs, "fit()")
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
-        step = None
-        if start_theta is None and self._moment_theta is not None:
-            step = MOMENT_START_STEP * start  # a start estimated from the data is close
+        fraction = options.initial_step
+        if fraction is None and start_theta is None and self._moment_theta is not None:
+            fraction = MOMENT_START_STEP  # a start estimated from the data is close
+        step = None if fraction is None else first_step(start, fraction)
         objective = self.devfun(reml)
         with objective.blas_threads(options.threads):
             summary = fit_theta(objective, start, self.theta_lower, options, self.nobs, step)

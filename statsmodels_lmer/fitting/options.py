@@ -16,6 +16,7 @@ from .optimizers import available_optimizers
 __all__ = [
     "DERIV_METHODS",
     "NOBS_MAX_DERIVS",
+    "REFIT_STEP",
     "VERIFY_TOL",
     "FitOptions",
     "unknown_keyword_error",
@@ -26,6 +27,9 @@ NOBS_MAX_DERIVS = 10_000
 
 DERIV_METHODS = ("analytic", "deriv12")
 """Values of ``deriv_method``."""
+
+REFIT_STEP = 0.25
+"""``initial_step`` of refits from a fitted theta (new response, REML to ML)."""
 
 VERIFY_TOL = 1e-6
 """A restart from the estimate must not lower the objective by more than this."""
@@ -75,6 +79,12 @@ class FitOptions:
         Kenward-Roger, profiles). None: one thread when the dense block is
         smaller than ``statsmodels_lmer._parallel.SMALL_BLOCK`` rows, BLAS's
         default otherwise.
+    initial_step : float or None
+        First step of the NLopt optimizers (BOBYQA's ``rhobeg``) relative to
+        the start: ``initial_step * max(|theta|, 0.1)`` per element. None:
+        0.25 from lme4's start estimated from group means, NLopt's own
+        choice (about 0.75 theta) otherwise. Refits from a fitted theta
+        (``res.refit``, the parametric bootstrap) use 0.25.
     """
 
     method: str | None = None
@@ -91,6 +101,7 @@ class FitOptions:
     grad_tol: float = GRAD_TOL
     hess_tol: float = HESS_TOL
     threads: int | None = None
+    initial_step: float | None = None
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -124,6 +135,8 @@ class FitOptions:
                 f"got {self.deriv_method!r}"
             )
         check_threads(self.threads)
+        if self.initial_step is not None:
+            _check_positive("initial_step", self.initial_step)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

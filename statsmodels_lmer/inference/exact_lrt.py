@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .._parallel import Progress
 from ..exceptions import warn
+from ..fitting.options import REFIT_STEP
 
 __all__ = [
     "ExactLRTResult",
@@ -254,7 +255,7 @@ def _single_component(res: Any, role: str) -> Any:
 def _refit(res: Any, reml: bool) -> Any:
     if bool(res.reml) == reml:
         return res
-    return res.model.fit(reml=reml, start_theta=np.asarray(res.theta))
+    return res.model.fit(reml=reml, start_theta=np.asarray(res.theta), initial_step=REFIT_STEP)
 
 
 def _run(
