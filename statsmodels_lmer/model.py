@@ -548,10 +548,13 @@ class Lmer(LikelihoodModel):
             gradients for ``k`` theta elements; default), or lme4's
             ``deriv12`` (``2 k^2`` evaluations).
         verify : bool
-            Restart the optimizer from its estimate until a restart lowers
-            the objective by at most ``verify_tol`` (1e-6), at most five
-            times (default on). A fit whose optimum is not verified is not
-            reported converged, boundary and singular fits included.
+            Verify the optimum (default on): by its local quadratic model at
+            an interior estimate with at most three theta or where lme4's
+            derivatives are computed anyway, else by restarting the
+            optimizer from its estimate until a restart lowers the objective
+            by at most ``verify_tol`` (1e-6), at most five times. A fit whose
+            optimum is not verified is not reported converged, boundary and
+            singular fits included (docs/checks.md).
         boundary_tol : float
             Theta elements closer than this to their lower bound are moved
             onto it when that does not increase the objective (lme4's
@@ -562,6 +565,13 @@ class Lmer(LikelihoodModel):
         grad_tol, hess_tol : float
             Tolerances of the gradient check (lme4's ``check.conv.grad``,
             2e-3) and the Hessian checks (``check.conv.hess``, 1e-6).
+        threads : int, optional
+            BLAS threads (see :class:`~statsmodels_lmer.fitting.options.FitOptions`).
+        initial_step : float, optional
+            BOBYQA's first step relative to the start (lme4's ``rhobeg``
+            through ``optCtrl``): ``initial_step * max(|theta|, 0.1)``.
+            Default 0.25 from lme4's start estimated from group means,
+            NLopt's own choice otherwise.
 
         Returns
         -------
