@@ -62,9 +62,11 @@ class FitOptions:
         ``deriv12`` finite differences of the criterion (``2 k^2``
         evaluations; lme4's numbers).
     verify : bool
-        Restart the optimizer from its estimate until a restart lowers the
-        objective by at most ``verify_tol``; a fit whose optimum is not
-        verified this way is not reported converged.
+        Verify the optimum: by its local quadratic model (interior estimate,
+        at most three theta or lme4's derivatives wanted anyway), else by
+        restarting the optimizer from its estimate until a restart lowers
+        the objective by at most ``verify_tol``; a fit whose optimum is not
+        verified is not reported converged.
     verify_tol : float
         See ``verify`` (1e-6 on the deviance scale).
     boundary_tol : float
