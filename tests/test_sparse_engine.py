@@ -386,6 +386,7 @@ TINY_DESIGNS = [
     ("Dyestuff", "Yield ~ 1 + (1 | Batch)", None),
     ("crossed", "y ~ x + (x | b) + (1 | c)", "w"),
     ("crossed", "y ~ x * z + (x || b) + (0 + z | c)", "w"),
+    ("Dyestuff", "Yield ~ 0 + (1 | Batch)", None),  # no fixed effects
 ]
 
 
@@ -396,11 +397,16 @@ def tiny_model(name: str, formula: str, weights: str | None) -> sml.Lmer:
 
 @pytest.mark.parametrize(("name", "formula", "weights"), TINY_DESIGNS)
 @pytest.mark.parametrize("reml", [True, False])
-def test_tiny_system_gives_the_blocked_criterion(name, formula, weights, reml):
+@pytest.mark.parametrize("route", ["products", "lambda"])
+def test_tiny_system_gives_the_blocked_criterion(name, formula, weights, reml, route):
     model = tiny_model(name, formula, weights)
     devfun = model.devfun(reml)
     tiny = tiny_system(devfun.cross, devfun.terms, devfun.theta_slices)
     assert tiny is not None and tiny.order <= TINY_ORDER
+    assert tiny.products is not None  # the tabulated quadratic form by default
+    if route == "lambda":  # Lambda built at each evaluation (large theta counts)
+        tiny.products = None
+        devfun._tiny = tiny
     points = thetas(model) + [np.zeros_like(model.theta_start), -model.theta_start]
     for theta in points:
         blocked = devfun.components(theta)

@@ -8,10 +8,14 @@ at most :data:`TINY_ORDER`, the whole system::
 
 is a small dense matrix: scaling it by theta and one ``dpotrf`` cost fewer
 Python calls than eliminating the first term block by block (half the time
-of an evaluation of sleepstudy). The diagonal of the factor gives
-``log|L_Z|^2``, ``log|R_X|^2`` and the penalized residual sum of squares as
-the blocked path does. Only the criterion is computed here; solutions,
-variances and derivatives stay on the blocked path.
+of an evaluation of sleepstudy). The scaled matrix is a quadratic form in
+``(theta, 1)``; its coefficient matrices are tabulated once
+(:func:`parameter_products`), so an evaluation forms it in one
+matrix-vector product (sleepstudy: 13.7 us an evaluation instead of 16.9).
+The diagonal of the factor gives ``log|L_Z|^2``, ``log|R_X|^2`` and the
+penalized residual sum of squares as the blocked path does. Only the
+criterion is computed here; solutions, variances and derivatives stay on the
+blocked path.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from ..parametrization import tril_colmajor
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 
-__all__ = ["TINY_ORDER", "TinySystem", "tiny_system"]
+__all__ = ["COMBINATION_MAX_BYTES", "TINY_ORDER", "TinySystem", "parameter_products", "tiny_system"]
 
 TINY_ORDER = 64
 """Largest order ``q + p + 1`` evaluated by :class:`TinySystem` (two ``N x N``
 products cost about 15 us at 64 and 140 us at 128, one core)."""
+
+COMBINATION_MAX_BYTES = 2**20
+"""Largest table of :func:`parameter_products` kept (``(K+1)(K+2)/2`` arrays of ``N x N``)."""
 
 
 class TinySystem:
@@ -54,11 +61,26 @@ class TinySystem:
         self.positions, self.theta_index = _lambda_entries(terms, theta_slices, self.order)
         n = self.order
         self.ones = np.arange(self.n_random, n) * (n + 1)  # Lambda's identity for [X y]
+        n_theta = max((part.stop for part in theta_slices), default=0)
+        pairs = (n_theta + 1) * (n_theta + 2) // 2
+        self.products = None
+        if pairs * n * n * 8 <= COMBINATION_MAX_BYTES:
+            self.products, self.first, self.second = parameter_products(
+                self.matrix, self.positions, self.theta_index, self.ones, n_theta
+            )
+            # the identity of Lambda' Z'Z Lambda + I rides on the constant term (c_K^2 = 1)
+            self.products[-1, : self.n_random * (n + 1) : n + 1] += 1.0
+        self.sections = np.array([0, self.n_random])
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float] | None:
         """``log|L_Z|^2``, ``log|R_X|^2`` and the PWRSS at ``theta``; None if not positive."""
         n, q, p = self.order, self.n_random, self.n_fixed
-        if self.scalar:
+        if self.products is not None:
+            coefficients = np.append(theta, 1.0)
+            system = (
+                (coefficients[self.first] * coefficients[self.second]) @ self.products
+            ).reshape(n, n)
+        elif self.scalar:
             scale = np.ones(n)
             scale[:q] = theta[self.theta_index]
             system = scale[:, None] * self.matrix
@@ -70,13 +92,18 @@ class TinySystem:
             flat[self.ones] = 1.0
             system = lam.T @ self.matrix @ lam
         diag = system.reshape(-1)[:: n + 1]  # a view of the diagonal
-        diag[:q] += 1.0
+        if self.products is None:
+            diag[:q] += 1.0
         # The transpose is Fortran-ordered: LAPACK factors it in place.
         _, info = sla.lapack.dpotrf(system.T, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
         logs = np.log(diag[: n - 1])
-        return 2.0 * float(logs[:q].sum()), 2.0 * float(logs[q : q + p].sum()), diag[-1] ** 2
+        pwrss = float(diag[-1]) ** 2
+        if not p:
+            return 2.0 * float(logs.sum()), 0.0, pwrss
+        sums = np.add.reduceat(logs, self.sections)  # the random and the fixed part
+        return 2.0 * float(sums[0]), 2.0 * float(sums[1]), pwrss
 
 
 def tiny_system(
@@ -92,6 +119,46 @@ def tiny_system(
     if order > TINY_ORDER // (2 if one_scalar else 1) or cross.sparse is not None:
         return None
     return TinySystem(cross, terms, theta_slices)
+
+
+def parameter_products(
+    matrix: np.ndarray,
+    positions: np.ndarray,
+    theta_index: np.ndarray,
+    ones: np.ndarray,
+    n_theta: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``Lambda' M Lambda`` as a quadratic form in ``c = (theta, 1)``, tabulated.
+
+    ``Lambda = sum_k theta_k E_k + F`` with ``E_k`` the entries of theta
+    element ``k`` and ``F`` the identity on ``[X y]``, so
+    ``Lambda' M Lambda = sum_{a <= b} c_a c_b G_ab`` with
+    ``G_aa = B_a' M B_a`` and ``G_ab = B_a' M B_b + B_b' M B_a``
+    (``B = E_0, ..., E_{K-1}, F``). One evaluation is then a single
+    matrix-vector product (about 3 us for sleepstudy, against 6 us for
+    building ``Lambda`` and two products).
+
+    Returns
+    -------
+    products : ndarray, shape (P, N * N)
+        The ``G_ab``, ``P = (K + 1)(K + 2) / 2``.
+    first, second : ndarray of int
+        ``a`` and ``b`` of each row.
+    """
+    n = matrix.shape[0]
+    basis = np.zeros((n_theta + 1, n * n))
+    basis[theta_index, positions] = 1.0
+    basis[n_theta, ones] = 1.0
+    basis = basis.reshape(n_theta + 1, n, n)
+    scaled = matrix @ basis  # M B_b for every b
+    first, second = np.triu_indices(n_theta + 1)
+    products = np.empty((first.size, n * n))
+    for row, (a, b) in enumerate(zip(first, second)):
+        product = basis[a].T @ scaled[b]
+        if a != b:
+            product = product + product.T  # B_b' M B_a is the transpose (M symmetric)
+        products[row] = product.reshape(-1)
+    return products, first, second
 
 
 def _full_matrix(cross: CrossProducts) -> np.ndarray:

@@ -93,22 +93,19 @@ def deriv12(
     gradient = np.empty(n)
     hessian = np.empty((n, n))
 
-    def at(steps: dict[int, float]) -> float:
-        point = x.copy()
-        for index, step in steps.items():
-            point[index] += step
+    steps = delta * np.eye(n)  # x + steps[j] moves element j only
+
+    def at(point: np.ndarray) -> float:
         return float(fun(point))
 
     for j in range(n):
-        f_add, f_sub = at({j: delta}), at({j: -delta})
+        up, down = x + steps[j], x - steps[j]
+        f_add, f_sub = at(up), at(down)
         hessian[j, j] = (f_add - 2.0 * f0 + f_sub) / delta**2
         gradient[j] = (f_add - f_sub) / (2.0 * delta)
         for i in range(j):
             value = (
-                at({i: delta, j: delta})
-                - at({i: delta, j: -delta})
-                - at({i: -delta, j: delta})
-                + at({i: -delta, j: -delta})
+                at(up + steps[i]) - at(down + steps[i]) - at(up - steps[i]) + at(down - steps[i])
             ) / (2.0 * delta) ** 2
             hessian[i, j] = hessian[j, i] = value
     return {"gradient": gradient, "Hessian": hessian}

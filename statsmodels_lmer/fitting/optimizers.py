@@ -19,6 +19,7 @@ step. lme4's handling of the boundary around a run lives in
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -292,10 +293,11 @@ class _Counter:
 
     def __call__(self, theta: np.ndarray, *args: Any) -> float:
         self.calls += 1
-        theta = np.array(theta, dtype=float)
+        theta = np.array(theta, dtype=float)  # a copy: NLopt reuses its buffer
         value = float(self.objective(theta))
-        self._keep(theta, value)
-        return value if np.isfinite(value) else 1e300
+        if value < self.best_fun:
+            self.best_fun, self.best_theta = value, theta
+        return value if math.isfinite(value) else 1e300
 
     def _keep(self, theta: np.ndarray, value: float) -> None:
         if value < self.best_fun:
