@@ -355,6 +355,17 @@ def test_local_verification_verifies_and_polishes_a_near_minimum():
     np.testing.assert_allclose(derivs["Hessian"], CURVATURE, rtol=1e-6)
 
 
+def test_local_verification_keeps_an_estimate_within_newton_min_gain():
+    start = CENTER + [1e-6, 0.0]  # 2e-11 above the minimum: less than 1e-4 of an SE away
+    verified, derivs, theta, value, _ = local_verification(
+        bowl, start, bowl(start), -np.inf * np.ones(2), 1e-6
+    )
+    assert verified
+    np.testing.assert_array_equal(theta, start)
+    assert value == bowl(start)
+    np.testing.assert_allclose(derivs["gradient"], CURVATURE @ [1e-6, 0.0], atol=1e-7)
+
+
 def test_local_verification_refuses_what_it_cannot_vouch_for():
     lower = np.array([0.0, -np.inf])
     far = CENTER + [0.05, 0.1]  # the model predicts a decrease of 0.035
@@ -411,7 +422,9 @@ def test_optimize_lmer_verifies_small_fits_locally(scripted_optimizer):
     script.extend([CENTER + [0.3, 0.0], CENTER])
     result = optimize_lmer(tilted, np.ones(2), lower, FitOptions(method="scripted"))
     assert result.verified
-    np.testing.assert_allclose(result.theta, CENTER, atol=1e-6)
+    # within 1e-8 of the minimum (a smaller gain does not move the estimate)
+    assert result.fun == tilted(result.theta) and result.fun - 7.0 <= 1e-8
+    np.testing.assert_allclose(result.theta, CENTER, atol=1e-4)
 
 
 def test_local_verification_hands_over_to_restarts(scripted_optimizer):

@@ -47,6 +47,15 @@ VERIFY_MAX_ROUNDS = 5
 LOCAL_MAX_ROUNDS = 3
 """Local checks at most (each from the Newton point of the one before)."""
 
+NEWTON_MIN_GAIN = 1e-8
+"""A verified estimate moves to its Newton point when that lowers the objective by more.
+
+The deviance is ``-2`` log-likelihood, so a move with ``delta' H delta / 2 = g``
+(``H`` the Hessian of the deviance) is ``sqrt(g)`` standard errors of theta
+(covariance ``2 H^-1``): gains below 1e-8 move the estimate by less than 1e-4
+of its standard error, and keeping it saves the derivatives' re-evaluation.
+"""
+
 DERIV12_STEP = 1e-4
 """lme4's ``deriv12`` step."""
 
@@ -203,7 +212,8 @@ def local_verification(
     ``g' H^-1 g / 2``, is at most ``tol``, the Newton point
     ``theta + s`` (``s = -H^-1 g``) lies within the bounds, and no point of
     the stencil nor the Newton point is lower than ``value`` by more than
-    ``tol``. The Newton point, when lower, becomes the estimate: the
+    ``tol``. The Newton point, when lower by more than :data:`NEWTON_MIN_GAIN`,
+    becomes the estimate: the
     optimizer's stop is within ``tol`` of the minimum in value but can be
     1e-4 away in theta on a flat surface, and the Newton point is much
     closer.
@@ -230,7 +240,7 @@ def local_verification(
     newton_value = lowest(theta + step)
     if predicted > tol or value - lowest.value > tol:
         return False, None, lowest.theta, lowest.value, lowest.calls
-    if newton_value < value:
+    if newton_value < value - NEWTON_MIN_GAIN:
         return True, derivs, theta + step, newton_value, lowest.calls
     return True, derivs, theta, value, lowest.calls
 
