@@ -32,7 +32,7 @@ from .data_checks import (
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
 from .formula import ParsedFormula, deep_parsing, model_desc, quote_formula
-from .numeric_design import numeric_design
+from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
 
 __all__ = [
@@ -391,7 +391,7 @@ _NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
 def _fixed_part(
     parsed: ParsedFormula, frame: pd.DataFrame, used: list[str], eval_env: Any
 ) -> tuple[pd.Series, pd.DataFrame, Any]:
-    lean = numeric_design(parsed.fixed, frame, eval_env)
+    lean = lean_design(parsed.fixed, frame, eval_env)
     if lean is not None:
         endog, exog, design_info = lean
         check_fixed_values(parsed.response, endog.to_numpy(), exog.to_numpy(), design_info)

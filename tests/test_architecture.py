@@ -23,7 +23,7 @@ LAYERS = [
     ["restricted"],
     ["terms"],
     ["data_checks"],
-    ["numeric_design"],
+    ["lean_design"],
     ["frame"],
     ["formula_env"],
     ["distributed.design"],
