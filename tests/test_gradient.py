@@ -293,9 +293,20 @@ def test_optimizer_choice_weighs_predicted_fit_times():
         gradient_module.bobyqa_fit_calls(k) * evaluation
     )
     assert gradient_available(devfun) == chosen
+    close = gradient_module.gradient_fit_calls(k) * gradient < (
+        gradient_module.bobyqa_fit_calls(k, close_start=True) * evaluation
+    )
+    assert gradient_available(devfun, close_start=True) == close
     # BOBYQA's evaluations grow faster with k than L-BFGS-B's gradients
     ratios = [
         gradient_module.bobyqa_fit_calls(k) / gradient_module.gradient_fit_calls(k)
         for k in (1, 3, 10, 72)
     ]
-    assert ratios == sorted(ratios) and ratios[0] < 3 < ratios[-1]
+    assert ratios == sorted(ratios) and ratios[0] < 4 < ratios[-1]
+    # from a close start BOBYQA needs fewer: InstEval's three intercepts, 57 evaluations
+    # against 20 gradients of three times the cost
+    assert gradient_module.bobyqa_fit_calls(3, close_start=True) == 57
+    assert all(
+        gradient_module.bobyqa_fit_calls(k, close_start=True) < gradient_module.bobyqa_fit_calls(k)
+        for k in (1, 2, 3, 6)
+    )

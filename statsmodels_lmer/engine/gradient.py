@@ -95,7 +95,7 @@ def gradient_supported(devfun: ProfiledDeviance) -> bool:
     return devfun.cross.product is not None and gradient_bytes(devfun) <= GRADIENT_MAX_BYTES
 
 
-def gradient_available(devfun: ProfiledDeviance) -> bool:
+def gradient_available(devfun: ProfiledDeviance, close_start: bool = False) -> bool:
     """Whether the analytic gradient is used for this objective's fit.
 
     True when the derivatives are supported (:func:`gradient_supported`) and
@@ -106,10 +106,13 @@ def gradient_available(devfun: ProfiledDeviance) -> bool:
     gradient, so finite differences of the cheap evaluations are used there.
     Otherwise the gradient is used when the predicted time of an L-BFGS-B fit
     (:func:`gradient_fit_calls` gradients of :func:`predicted_seconds`) is
-    below that of a BOBYQA fit (:func:`bobyqa_fit_calls` evaluations): few
-    parameters and a large dense block favour BOBYQA (crossed ``(1|a) + (1|b)``,
-    20,000 x 5,000 levels: 23 s against 42 s), many parameters or an
-    expensive product the gradient (kb07's 72 theta: 2 s against 95 s).
+    below that of a BOBYQA fit (:func:`bobyqa_fit_calls` evaluations, fewer
+    with ``close_start``, a start estimated from the data or a fitted theta):
+    few parameters and a large dense block favour BOBYQA (crossed
+    ``(1|a) + (1|b)``, 20,000 x 5,000 levels: 18 s against 42 s; InstEval's
+    three intercepts 1.5 s against 1.8 s), many parameters or an expensive
+    product the gradient (kb07's 72 theta: 2 s against 95 s; crossed
+    ``(1|a) + (1|b)`` at 1e6 rows, 7.8 s against 12.3 s).
     """
     if devfun.whole_system:  # microsecond evaluations: BOBYQA is cheaper than gradients
         return False
@@ -117,19 +120,28 @@ def gradient_available(devfun: ProfiledDeviance) -> bool:
         return False
     n_theta = sum(part.stop - part.start for part in devfun.theta_slices)
     evaluation, gradient = predicted_seconds(devfun)
-    return gradient_fit_calls(n_theta) * gradient < bobyqa_fit_calls(n_theta) * evaluation
+    bobyqa = bobyqa_fit_calls(n_theta, close_start) * evaluation
+    return gradient_fit_calls(n_theta) * gradient < bobyqa
 
 
-def bobyqa_fit_calls(n_theta: int) -> float:
-    """Evaluations of a BOBYQA fit with its verification, ``30 + 12 k^1.5`` (measured:
-    k = 2: 40-58, InstEval k = 3: 105, k = 6: 252, kb07 k = 20: 1451, k = 72: 5108)."""
+def bobyqa_fit_calls(n_theta: int, close_start: bool = False) -> float:
+    """Evaluations of a BOBYQA fit with its verification.
+
+    ``30 + 12 k^1.5`` from lme4's default start (measured: k = 2: 40-58,
+    k = 6: 252, kb07 k = 20: 1451, k = 72: 5108); ``12 + 15 k`` from a close
+    start with a first step of a quarter of theta (measured: k = 2: 33-46,
+    InstEval k = 3: 57).
+    """
+    if close_start:
+        return 12.0 + 15.0 * n_theta
     return 30.0 + 12.0 * n_theta**1.5
 
 
 def gradient_fit_calls(n_theta: int) -> float:
-    """Gradients of an L-BFGS-B fit with its verification, ``15 + 4 k`` (measured:
-    k = 2: 15-23, k = 3: 27, k = 6: 26-40, k = 20: 95, k = 72: 319)."""
-    return 15.0 + 4.0 * n_theta
+    """Gradients of an L-BFGS-B fit, ``8 + 4 k`` (measured: k = 2: 10-16,
+    InstEval k = 3: 20, k = 6: 24-34, k = 20: 95, k = 72: 319; with at most
+    three theta the verification adds ``k (k + 3) / 2 + 1`` evaluations)."""
+    return 8.0 + 4.0 * n_theta
 
 
 def predicted_seconds(devfun: ProfiledDeviance) -> tuple[float, float]:

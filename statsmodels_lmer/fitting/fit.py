@@ -160,7 +160,7 @@ def fit_theta(
     OptSummary
     """
     opts = options.resolved(nobs)
-    objective = with_gradient(objective)
+    objective = with_gradient(objective, close_start=initial_step is not None)
     by_deriv12 = not (opts.deriv_method == "analytic" and isinstance(objective, ProfiledGradient))
     wanted = bool(opts.calc_derivs) and by_deriv12
     run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
@@ -182,14 +182,16 @@ def fit_theta(
     return summary
 
 
-def with_gradient(objective: Objective) -> Objective:
-    """The objective with its analytic gradient where the engine provides one.
+def with_gradient(objective: Objective, close_start: bool = False) -> Objective:
+    """The objective with its analytic gradient where the engine provides one and it pays.
 
     A :class:`ProfiledDeviance` evaluated through the dense Schur complement
     becomes a :class:`ProfiledGradient` (same values, plus
-    ``value_and_gradient``); anything else is returned as it is.
+    ``value_and_gradient``) when :func:`gradient_available` says so
+    (``close_start``: the fit starts close to the optimum, where BOBYQA needs
+    fewer evaluations); anything else is returned as it is.
     """
-    if isinstance(objective, ProfiledDeviance) and gradient_available(objective):
+    if isinstance(objective, ProfiledDeviance) and gradient_available(objective, close_start):
         return ProfiledGradient(objective)
     return objective
 
