@@ -156,7 +156,9 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
         per_factor.append(levels)
     used, codes = compact_codes(combined, np.prod([len(levels) for levels in per_factor]))
     if len(per_factor) == 1:
-        return codes.astype(np.int64), per_factor[0][used]
+        levels = per_factor[0]
+        every = len(used) == len(levels)  # no unused category: the levels as they are
+        return codes.astype(np.int64), levels if every else levels[used]
     labels = [level_keys(pd.Series(levels)) for levels in per_factor]
     remainder = used.copy()
     parts = []
@@ -319,13 +321,16 @@ def _simple_columns(lhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[st
     names = [t for t in tokens if t not in ("0", "1")]
     if "-" in lhs.replace("-1", "") or any(t not in frame.columns for t in names):
         return None
+    values = [frame[t] for t in names]
     if len(set(names)) != len(names) or any(
-        not pd.api.types.is_numeric_dtype(frame[t]) or pd.api.types.is_bool_dtype(frame[t])
-        for t in names
+        not isinstance(v, pd.Series)
+        or not pd.api.types.is_numeric_dtype(v)
+        or pd.api.types.is_bool_dtype(v)
+        for v in values
     ):
         return None
     columns = [np.ones(len(frame))] if intercept else []
-    columns += [frame[t].to_numpy(dtype=float) for t in names]
+    columns += [v.to_numpy(dtype=float) for v in values]
     if not columns:
         return None
     values = np.column_stack(columns)
