@@ -151,14 +151,12 @@ def parameter_products(
     basis[n_theta, ones] = 1.0
     basis = basis.reshape(n_theta + 1, n, n)
     scaled = matrix @ basis  # M B_b for every b
+    every = np.matmul(basis.transpose(0, 2, 1)[:, None], scaled[None, :])  # B_a' M B_b
     first, second = np.triu_indices(n_theta + 1)
-    products = np.empty((first.size, n * n))
-    for row, (a, b) in enumerate(zip(first, second)):
-        product = basis[a].T @ scaled[b]
-        if a != b:
-            product = product + product.T  # B_b' M B_a is the transpose (M symmetric)
-        products[row] = product.reshape(-1)
-    return products, first, second
+    products = every[first, second]
+    apart = first != second  # B_b' M B_a is the transpose of B_a' M B_b (M symmetric)
+    products[apart] += every[second[apart], first[apart]]
+    return products.reshape(first.size, n * n), first, second
 
 
 def _full_matrix(cross: CrossProducts) -> np.ndarray:
