@@ -601,11 +601,13 @@ def _optional_sections(
                 "theta": str(list(DEVFUN_THETA)),
             },
         )
-    limits = [
-        sections[f"limit: {label}"]
+    unmet = [
+        label
         for label, status, _ in [*targets(rows), *(scale or [])]
         if status in ("not met", "not run") and f"limit: {label}" in sections
     ]
+    # a target of two issues is explained once
+    limits = [sections[f"limit: {label}"] for label in dict.fromkeys(unmet)]
     if limits:
         values["limits"] = fill(sections["limits"], {"limits": "\n".join(limits)})
     return values
