@@ -34,6 +34,12 @@ def frame() -> pd.DataFrame:
             "h": rng.choice(["lo", "hi"], n).astype(object),
             "one": ["same"] * n,
             "mixed": [1, "a", 2.0] * (n // 3),
+            "ordered": pd.Categorical(
+                rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi"], ordered=True
+            ),
+            "backwards": pd.Categorical(rng.choice([3, 1, 2], n), categories=[3, 1, 2]),
+            "pystr": pd.array(rng.choice(["b", "a", "c"], n), dtype="string[python]"),
+            "odd name": rng.choice(["p", "q"], n).astype(object),
         },
         index=np.arange(100, 100 + n),
     )
@@ -62,6 +68,10 @@ NUMERIC = [
     "y ~ g * cat * h",
     "y ~ x + temp * h + k",
     "y ~ g + cat + g:cat + x",
+    # ordered and oddly ordered categories, pandas' python strings, a quoted name
+    "y ~ ordered + backwards",
+    "y ~ pystr * ordered",
+    'y ~ Q("odd name") + x',
 ]
 
 
