@@ -31,8 +31,10 @@ import numpy as np
 import scipy.linalg as sla
 
 __all__ = [
+    "DERIV12_STEP",
     "SINGULAR_MESSAGE",
     "ConvergenceCheck",
+    "central_differences",
     "check_conv",
     "check_hessian",
     "deriv12",
@@ -54,11 +56,38 @@ HESS_TOL = 1e-6
 SINGULAR_TOL = 1e-4
 """lme4's ``check.conv.singular`` tolerance (that of ``isSingular``)."""
 
+DERIV12_STEP = 1e-4
+"""lme4's ``deriv12`` step."""
+
+
+def central_differences(
+    fun: Callable[[np.ndarray], float], x: np.ndarray, fx: float, delta: float = DERIV12_STEP
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``f(x + delta e_j)``, the gradient and the Hessian's diagonal by central differences.
+
+    ``g_j = (f(x + d e_j) - f(x - d e_j)) / (2 d)`` and
+    ``H_jj = (f(x + d e_j) - 2 f(x) + f(x - d e_j)) / d^2`` (``2 n``
+    evaluations), as :func:`deriv12` computes them.
+
+    Returns
+    -------
+    plus, gradient, diagonal : ndarray, shape (n,)
+    """
+    n = x.size
+    steps = delta * np.eye(n)  # x + steps[j] moves element j only
+    plus, gradient, diagonal = np.empty(n), np.empty(n), np.empty(n)
+    for j in range(n):
+        plus[j] = float(fun(x + steps[j]))
+        minus = float(fun(x - steps[j]))
+        gradient[j] = (plus[j] - minus) / (2.0 * delta)
+        diagonal[j] = (plus[j] - 2.0 * fx + minus) / delta**2
+    return plus, gradient, diagonal
+
 
 def deriv12(
     fun: Callable[[np.ndarray], float],
     x: Any,
-    delta: float = 1e-4,
+    delta: float = DERIV12_STEP,
     fx: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradient and Hessian by central finite differences, as lme4's ``deriv12``.
@@ -90,22 +119,17 @@ def deriv12(
     x = np.asarray(x, dtype=float)
     n = x.size
     f0 = float(fun(x)) if fx is None else float(fx)
-    gradient = np.empty(n)
-    hessian = np.empty((n, n))
-
-    steps = delta * np.eye(n)  # x + steps[j] moves element j only
-
-    def at(point: np.ndarray) -> float:
-        return float(fun(point))
-
+    _, gradient, diagonal = central_differences(fun, x, f0, delta)
+    hessian = np.diag(diagonal)
+    steps = delta * np.eye(n)
     for j in range(n):
         up, down = x + steps[j], x - steps[j]
-        f_add, f_sub = at(up), at(down)
-        hessian[j, j] = (f_add - 2.0 * f0 + f_sub) / delta**2
-        gradient[j] = (f_add - f_sub) / (2.0 * delta)
         for i in range(j):
             value = (
-                at(up + steps[i]) - at(down + steps[i]) - at(up - steps[i]) + at(down - steps[i])
+                float(fun(up + steps[i]))
+                - float(fun(down + steps[i]))
+                - float(fun(up - steps[i]))
+                + float(fun(down - steps[i]))
             ) / (2.0 * delta) ** 2
             hessian[i, j] = hessian[j, i] = value
     return {"gradient": gradient, "Hessian": hessian}

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import scipy.linalg as sla
 
-from .convergence import SINGULAR_TOL, deriv12
+from .convergence import DERIV12_STEP, SINGULAR_TOL, central_differences, deriv12
 from .optimizers import (
     Objective,
     OptimizerResult,
@@ -55,9 +55,6 @@ The deviance is ``-2`` log-likelihood, so a move with ``delta' H delta / 2 = g``
 (covariance ``2 H^-1``): gains below 1e-8 move the estimate by less than 1e-4
 of its standard error, and keeping it saves the derivatives' re-evaluation.
 """
-
-DERIV12_STEP = 1e-4
-"""lme4's ``deriv12`` step."""
 
 LOCAL_MAX_K = 3
 """Up to this many theta the optimum is verified by its local quadratic model.
@@ -229,7 +226,7 @@ def local_verification(
     """
     lowest = _Lowest(objective, theta, value)
     if lme4_derivs:
-        derivs = deriv12(lowest, theta, delta=DERIV12_STEP, fx=value)
+        derivs = deriv12(lowest, theta, fx=value)
     else:
         derivs = quadratic_model(lowest, theta, value)
     gradient, hessian = derivs["gradient"], derivs["Hessian"]
@@ -255,7 +252,7 @@ def quadratic_model(objective: Objective, theta: np.ndarray, value: float) -> di
     spends four evaluations on each of them).
     """
     k, h = theta.size, DERIV12_STEP
-    plus, gradient, diagonal = _central(objective, theta, value)
+    plus, gradient, diagonal = central_differences(objective, theta, value, h)
     hessian = np.diag(diagonal)
     for j in range(k):
         for i in range(j):
@@ -264,22 +261,6 @@ def quadratic_model(objective: Objective, theta: np.ndarray, value: float) -> di
             both = float(objective(theta + step))
             hessian[i, j] = hessian[j, i] = (both - plus[i] - plus[j] + value) / h**2
     return {"gradient": gradient, "Hessian": hessian}
-
-
-def _central(
-    objective: Objective, theta: np.ndarray, value: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``f(theta + h e_j)``, central-difference gradient and Hessian diagonal (``2 k`` calls)."""
-    k, h = theta.size, DERIV12_STEP
-    plus, gradient, diagonal = np.empty(k), np.empty(k), np.empty(k)
-    for j in range(k):
-        step = np.zeros(k)
-        step[j] = h
-        plus[j] = float(objective(theta + step))
-        minus = float(objective(theta - step))
-        gradient[j] = (plus[j] - minus) / (2.0 * h)
-        diagonal[j] = (plus[j] - 2.0 * value + minus) / h**2
-    return plus, gradient, diagonal
 
 
 def _newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | None:
@@ -327,7 +308,7 @@ def _verify_locally(
             if not derivs_wanted:
                 derivs = None  # not lme4's: kept for the check only
             elif moved:
-                derivs = central_differences(objective, theta, value, derivs["Hessian"])
+                derivs = _derivatives_moved(objective, theta, value, derivs["Hessian"])
                 used += 2 * theta.size
             result.verified, result.derivs = True, derivs
             break
@@ -336,7 +317,7 @@ def _verify_locally(
     return used
 
 
-def central_differences(
+def _derivatives_moved(
     objective: Objective, theta: np.ndarray, value: float, hessian: np.ndarray
 ) -> dict[str, np.ndarray]:
     """``deriv12``'s gradient and Hessian diagonal at ``theta``; off-diagonal from ``hessian``.
@@ -344,7 +325,7 @@ def central_differences(
     ``2 k`` evaluations instead of ``2 k^2``: after a Newton step of about
     1e-4 or less the off-diagonal second differences are unchanged to that order.
     """
-    _, gradient, diagonal = _central(objective, theta, value)
+    _, gradient, diagonal = central_differences(objective, theta, value)
     hessian = np.array(hessian, dtype=float)
     np.fill_diagonal(hessian, diagonal)
     return {"gradient": gradient, "Hessian": hessian}
