@@ -295,8 +295,7 @@ class _Counter:
         self.calls += 1
         theta = np.array(theta, dtype=float)  # a copy: NLopt reuses its buffer
         value = float(self.objective(theta))
-        if value < self.best_fun:
-            self.best_fun, self.best_theta = value, theta
+        self._keep(theta, value)
         return value if math.isfinite(value) else 1e300
 
     def _keep(self, theta: np.ndarray, value: float) -> None:
