@@ -8,6 +8,7 @@ and ``(1 | a/b)`` into ``(1 | b:a) + (1 | a)``.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 import sys
@@ -24,6 +25,7 @@ from .exceptions import FormulaError
 __all__ = [
     "BarTerm",
     "ParsedFormula",
+    "bare_name",
     "deep_parsing",
     "model_desc",
     "parse_formula",
@@ -40,6 +42,31 @@ def model_desc(text: str) -> patsy.ModelDesc:
     (checks, the used columns); a parse costs 30-50 us.
     """
     return patsy.ModelDesc.from_formula(text)
+
+
+def bare_name(code: str) -> str | None:
+    """The column a patsy factor's code names on its own (``x`` or ``Q("x")``), else None.
+
+    ``x + 1``, ``C(x)``, ``np.log(x)``, constants (``True``) and ``Q`` of a
+    non-string give None.
+    """
+    try:
+        node = ast.parse(code.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Name):
+        return node.id
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Q"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        return node.args[0].value
+    return None
 
 
 # a column name: letters (any script), digits, "_" and R's "."; not starting with a digit

@@ -31,7 +31,7 @@ from .data_checks import (
     select_rows,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
-from .formula import ParsedFormula, deep_parsing, model_desc, quote_formula
+from .formula import ParsedFormula, bare_name, deep_parsing, model_desc, quote_formula
 from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
 
@@ -222,7 +222,7 @@ def bare_columns(parsed: ParsedFormula, used: list[str], bare: set[str]) -> tupl
     """
     grouping = {name for bar in parsed.bars for name in bar.factors}
     predictors = [c for c in used if str(c) in bare and c not in grouping]
-    response = [c for c in used if str(c) == _bare_name(parsed.response)]
+    response = [c for c in used if str(c) == bare_name(parsed.response)]
     return predictors, response
 
 
@@ -334,7 +334,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
         desc = model_desc(text)
         for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
-    bare = {_bare_name(code) for code in codes} - {None}
+    bare = {bare_name(code) for code in codes} - {None}
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
@@ -356,25 +356,6 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
     names |= response_names
     used = [column for column in data.columns if str(column) in names]
     return used, bare, (parsed.response, *codes)
-
-
-def _bare_name(code: str) -> str | None:
-    """The column a factor's code names on its own (``x`` or ``Q("x")``), else None."""
-    try:
-        node = ast.parse(code, mode="eval").body
-    except SyntaxError:
-        return None
-    if isinstance(node, ast.Name):
-        return node.id
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "Q"
-        and len(node.args) == 1
-        and isinstance(node.args[0], ast.Constant)
-    ):
-        return str(node.args[0].value)
-    return None
 
 
 def _suggest(name: str, data: Any) -> str:

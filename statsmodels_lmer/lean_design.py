@@ -38,7 +38,7 @@ import patsy
 from patsy.contrasts import Treatment
 from patsy.design_info import FactorInfo, SubtermInfo
 
-from .formula import model_desc
+from .formula import bare_name, model_desc
 
 __all__ = ["lean_design"]
 
@@ -177,7 +177,7 @@ def _bare_factors(
 
 
 def _bare_factor(factor: Any, frame: pd.DataFrame, eval_env: Any) -> _Factor | None:
-    name = _column_name(getattr(factor, "code", ""))
+    name = bare_name(getattr(factor, "code", ""))
     if name is None or name not in frame.columns:
         return None
     values = frame[name]
@@ -238,17 +238,3 @@ def _column_names(factors: list[_Factor], contrasts: list[Any]) -> list[str]:
     ]
     combos = itertools.product(*reversed(parts))  # the last factor slowest
     return [":".join(reversed(combo)) for combo in combos]
-
-
-def _column_name(code: str) -> str | None:
-    """The column a factor's code names: ``x`` or ``Q("x")``/``Q('x')``; else None."""
-    code = code.strip()
-    if code.isidentifier():
-        return code
-    for quote in ('"', "'"):
-        start, end = f"Q({quote}", f"{quote})"
-        if code.startswith(start) and code.endswith(end):
-            inner = code[len(start) : -len(end)]
-            if quote not in inner and "\\" not in inner:
-                return inner
-    return None

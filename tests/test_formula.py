@@ -101,3 +101,14 @@ def test_double_bar_orders_terms_as_r_terms():
         ("0 + x", "b:a"),
         ("0 + x", "a"),
     ]
+
+
+def test_bare_name_reads_a_column_or_a_quoted_one_only():
+    from statsmodels_lmer.formula import bare_name
+
+    assert bare_name("Days") == "Days"
+    assert bare_name('Q("x.1")') == "x.1"
+    assert bare_name("Q('odd name')") == "odd name"
+    assert bare_name('Q("a\\"b")') == 'a"b'
+    for code in ("np.log(x)", "C(g)", "x + 1", "True", "Q(3)", "Q(x)", "x:z", ""):
+        assert bare_name(code) is None, code
