@@ -29,7 +29,7 @@ from .engine.blocks import (
 from .engine.objective import ProfiledDeviance
 from .exceptions import warn
 from .fitting.fit import OptSummary, check_estimates, fit_theta
-from .fitting.options import FitOptions, unknown_keyword_error
+from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
 from .frame import build_model_frame, checked_drop_cols
@@ -45,15 +45,6 @@ MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
 
 FIT_ARGUMENTS = ("start_theta", "cov_type", "cov_kwds")
 """Keywords of :meth:`Lmer.fit` besides ``reml`` and the optimizer options (FitOptions)."""
-
-MOMENT_START_STEP = 0.25
-"""First BOBYQA step, relative to theta, from lme4's start estimated from group means.
-
-NLopt's default first step is about 0.75 theta. From a start estimated from
-the data a quarter of theta reached the same optimum in fewer evaluations:
-InstEval 41 -> 27, Penicillin 43 -> 32, a 2e5-row crossed model with 2e4 x
-1e3 levels 39 -> 25 (REML).
-"""
 
 STEP_FLOOR = 0.1
 """Relative first steps apply to ``max(|theta|, STEP_FLOOR)`` (theta can be 0)."""
@@ -586,7 +577,7 @@ class Lmer(LikelihoodModel):
         start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
         fraction = options.initial_step
         if fraction is None and start_theta is None and self._moment_theta is not None:
-            fraction = MOMENT_START_STEP  # a start estimated from the data is close
+            fraction = CLOSE_START_STEP  # a start estimated from the data is close
         step = None if fraction is None else first_step(start, fraction)
         objective = self.devfun(reml)
         with objective.blas_threads(options.threads):

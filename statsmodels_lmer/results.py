@@ -21,7 +21,7 @@ from statsmodels.stats.contrast import ContrastResults
 
 from .engine.objective import Solution
 from .fitting.fit import OptSummary
-from .fitting.options import REFIT_STEP, FitOptions, unknown_keyword_error
+from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .inference.contrast_results import LmerContrastResults
 from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
 from .inference.hypotheses import (
@@ -404,7 +404,7 @@ class LmerResults(LikelihoodModelResults):
         """
         if not self.reml:
             return self
-        return self.model.fit(reml=False, start_theta=self.theta, initial_step=REFIT_STEP)
+        return self.model.fit(reml=False, start_theta=self.theta, initial_step=CLOSE_START_STEP)
 
     # -- variance components -------------------------------------------
     def term_covariance(self, index: int) -> np.ndarray:

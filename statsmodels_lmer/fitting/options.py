@@ -14,9 +14,9 @@ from .convergence import GRAD_TOL, HESS_TOL
 from .optimizers import available_optimizers
 
 __all__ = [
+    "CLOSE_START_STEP",
     "DERIV_METHODS",
     "NOBS_MAX_DERIVS",
-    "REFIT_STEP",
     "VERIFY_TOL",
     "FitOptions",
     "unknown_keyword_error",
@@ -28,8 +28,15 @@ NOBS_MAX_DERIVS = 10_000
 DERIV_METHODS = ("analytic", "deriv12")
 """Values of ``deriv_method``."""
 
-REFIT_STEP = 0.25
-"""``initial_step`` of refits from a fitted theta (new response, REML to ML)."""
+CLOSE_START_STEP = 0.25
+"""``initial_step`` from a start close to the optimum: lme4's start estimated from
+group means, or a fitted theta in a refit (new response, REML to ML).
+
+NLopt's default first step is about 0.75 theta. From a start estimated from
+the data a quarter of theta reached the same optimum in fewer evaluations:
+InstEval 41 -> 27, Penicillin 43 -> 32, a 2e5-row crossed model with 2e4 x
+1e3 levels 39 -> 25 (REML); sleepstudy's bootstrap refits 67 -> 45.
+"""
 
 VERIFY_TOL = 1e-6
 """A restart from the estimate must not lower the objective by more than this."""

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from .._parallel import Progress
 from ..exceptions import warn
-from ..fitting.options import REFIT_STEP
+from ..fitting.options import CLOSE_START_STEP
 
 __all__ = [
     "ExactLRTResult",
@@ -255,7 +255,8 @@ def _single_component(res: Any, role: str) -> Any:
 def _refit(res: Any, reml: bool) -> Any:
     if bool(res.reml) == reml:
         return res
-    return res.model.fit(reml=reml, start_theta=np.asarray(res.theta), initial_step=REFIT_STEP)
+    theta = np.asarray(res.theta)
+    return res.model.fit(reml=reml, start_theta=theta, initial_step=CLOSE_START_STEP)
 
 
 def _run(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ..fitting.options import REFIT_STEP
+from ..fitting.options import CLOSE_START_STEP
 from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
 from .predict import selected_terms
@@ -94,7 +94,7 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     new = res.model.with_response(endog)  # reuses the cross-products but the response's
     fit_kwargs.setdefault("reml", res.reml)
     fit_kwargs.setdefault("start_theta", res.theta)
-    fit_kwargs.setdefault("initial_step", REFIT_STEP)
+    fit_kwargs.setdefault("initial_step", CLOSE_START_STEP)
     return new.fit(**fit_kwargs)
 
 
