@@ -161,8 +161,7 @@ def fit_theta(
     """
     opts = options.resolved(nobs)
     objective = with_gradient(objective, close_start=initial_step is not None)
-    by_deriv12 = not (opts.deriv_method == "analytic" and isinstance(objective, ProfiledGradient))
-    wanted = bool(opts.calc_derivs) and by_deriv12
+    wanted = bool(opts.calc_derivs) and _by_deriv12(objective, opts.deriv_method)
     run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
     summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
     lower = np.asarray(lower, dtype=float)
@@ -206,7 +205,7 @@ def convergence_derivatives(
     gradients, steps of :meth:`ProfiledGradient.difference_steps`).
     Otherwise lme4's ``deriv12`` (``2 k^2`` evaluations, step 1e-4).
     """
-    if method == "analytic" and isinstance(objective, ProfiledGradient):
+    if not _by_deriv12(objective, method):
 
         def gradient(point: np.ndarray) -> np.ndarray:
             return objective.value_and_gradient(point)[1]
@@ -217,6 +216,11 @@ def convergence_derivatives(
             "Hessian": jacobian_of_gradient(gradient, theta, steps),
         }
     return deriv12(objective, theta, fx=value)
+
+
+def _by_deriv12(objective: Objective, method: str) -> bool:
+    """Whether :func:`convergence_derivatives` takes lme4's ``deriv12`` differences."""
+    return not (method == "analytic" and isinstance(objective, ProfiledGradient))
 
 
 def _unverified(summary: OptSummary) -> str:
