@@ -26,7 +26,7 @@ from .optimizers import (
 )
 from .options import FitOptions
 
-__all__ = ["optimize_lmer"]
+__all__ = ["local_verification", "optimize_lmer", "quadratic_model"]
 
 Settings = tuple[int | None, float, float]
 """``(maxiter, xtol, ftol)`` of each optimizer run."""
