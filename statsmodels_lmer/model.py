@@ -28,8 +28,9 @@ from .engine.blocks import (
 )
 from .engine.objective import ProfiledDeviance
 from .exceptions import warn
-from .fitting.fit import OptSummary, check_estimates, fit_theta
+from .fitting.fit import OptSummary, check_estimates, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
+from .fitting.start import level_regression_theta
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
 from .frame import build_model_frame, checked_drop_cols
@@ -479,6 +480,42 @@ class Lmer(LikelihoodModel):
             return None
         return np.sqrt(ratios)
 
+    def _default_start(self, objective: Any, options: FitOptions) -> np.ndarray:
+        """:attr:`initial_theta`, or for a gradient fit of vector-valued terms the
+        estimate from regressions within each level (:mod:`~.fitting.start`)."""
+        if self._moment_theta is None and options.method is None and uses_gradient(objective):
+            regression = self._regression_theta
+            if regression is not None:
+                return regression
+        return self.initial_theta
+
+    @cached_property
+    def _regression_theta(self) -> np.ndarray | None:
+        """:func:`~.fitting.start.level_regression_theta` for this model, or None.
+
+        Only for in-memory, unweighted data with a vector-valued term and a
+        grouping factor of its own for every term.
+        """
+        terms = self.random_terms
+        groups = [t.group for t in terms]
+        if (
+            self.partitions is not None
+            or self.weights is not None
+            or len(set(groups)) != len(groups)
+            or all(t.n_cols == 1 for t in terms)
+        ):
+            return None
+        response = np.asarray(self.endog, dtype=float)
+        if self.offset is not None:
+            response = response - self.offset
+        return level_regression_theta(
+            response,
+            np.asarray(self.exog, dtype=float),
+            [t.codes for t in terms],
+            [t.Z for t in terms],
+            [t.n_levels for t in terms],
+        )
+
     @property
     def theta_names(self) -> list[str]:
         """Names of the theta elements."""
@@ -574,12 +611,15 @@ class Lmer(LikelihoodModel):
         """
         _check_bool_arg("reml", reml)
         options = _fit_options(kwargs, "fit()")
-        start = self.initial_theta if start_theta is None else _check_theta(start_theta, self)
+        objective = self.devfun(reml)
+        if start_theta is None:
+            start = self._default_start(objective, options)
+        else:
+            start = _check_theta(start_theta, self)
         fraction = options.initial_step
         if fraction is None and start_theta is None and self._moment_theta is not None:
             fraction = CLOSE_START_STEP  # a start estimated from the data is close
         step = None if fraction is None else first_step(start, fraction)
-        objective = self.devfun(reml)
         with objective.blas_threads(options.threads):
             summary = fit_theta(objective, start, self.theta_lower, options, self.nobs, step)
             solution = objective.solve(summary.theta)

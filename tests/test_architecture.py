@@ -34,7 +34,7 @@ LAYERS = [
     ["engine.objective"],
     ["engine.gradient"],
     ["engine"],
-    ["fitting.lbfgsb"],
+    ["fitting.lbfgsb", "fitting.start"],
     ["fitting.convergence", "fitting.optimizers"],
     ["fitting.options"],
     ["fitting.run"],

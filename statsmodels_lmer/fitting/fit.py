@@ -190,9 +190,14 @@ def with_gradient(objective: Objective, close_start: bool = False) -> Objective:
     (``close_start``: the fit starts close to the optimum, where BOBYQA needs
     fewer evaluations); anything else is returned as it is.
     """
-    if isinstance(objective, ProfiledDeviance) and gradient_available(objective, close_start):
+    if uses_gradient(objective, close_start):
         return ProfiledGradient(objective)
     return objective
+
+
+def uses_gradient(objective: Objective, close_start: bool = False) -> bool:
+    """Whether :func:`with_gradient` gives ``objective`` its analytic gradient."""
+    return isinstance(objective, ProfiledDeviance) and gradient_available(objective, close_start)
 
 
 def convergence_derivatives(

@@ -88,6 +88,10 @@ class OptimizerResult:
     derivs : dict or None
         lme4's ``deriv12`` gradient and Hessian at ``theta`` when the local
         verification computed them there.
+    gradient : tuple or None
+        ``(point, analytic gradient)`` at the best point the optimizer
+        evaluated with its gradient (the verification reuses it while
+        ``theta`` is that point).
     """
 
     theta: np.ndarray
@@ -106,6 +110,13 @@ class OptimizerResult:
     n_gradients: int = 0
     verify_method: str | None = None
     derivs: dict[str, np.ndarray] | None = None
+    gradient: tuple[np.ndarray, np.ndarray] | None = None
+
+    def gradient_at_theta(self) -> np.ndarray | None:
+        """The analytic gradient at :attr:`theta` when the optimizer evaluated it there."""
+        if self.gradient is None or not np.array_equal(self.gradient[0], self.theta):
+            return None
+        return self.gradient[1]
 
 
 _NLOPT_METHODS = ("bobyqa", "nlopt-nelder-mead")
@@ -173,6 +184,7 @@ def minimize_theta(
     initial_step: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     xtol_rel: float | None = None,
+    polished: Callable[[np.ndarray], bool] | None = None,
 ) -> OptimizerResult:
     """Minimize ``objective`` over theta subject to ``lower <= theta <= upper``.
 
@@ -204,6 +216,10 @@ def minimize_theta(
         Upper bounds; default none (``inf``).
     xtol_rel : float, optional
         Relative tolerance on theta (NLopt optimizers only).
+    polished : callable, optional
+        ``theta -> bool``: where a local check will verify and polish the
+        estimate, L-BFGS-B may stop earlier (see
+        :func:`~statsmodels_lmer.fitting.lbfgsb.minimize_with_gradient`).
 
     Returns
     -------
@@ -225,7 +241,7 @@ def minimize_theta(
     counter = _Counter(objective)
     began = time.perf_counter()
     limit = maxiter or 100_000
-    bounds = _Bounds(lower, upper, initial_step, xtol_rel)
+    bounds = _Bounds(lower, upper, initial_step, xtol_rel, polished)
     if name in _USER_OPTIMIZERS:
         run = _USER_OPTIMIZERS[name]
         theta, fun, message, success = run(counter, start, lower, upper, limit, xtol, ftol)
@@ -246,6 +262,7 @@ def minimize_theta(
         seconds,
         options,
         n_gradients=counter.gradients,
+        gradient=counter.best_gradient,
     )
 
 
@@ -273,12 +290,13 @@ def restart_from_estimate(
 
 @dataclass(frozen=True)
 class _Bounds:
-    """Bounds and NLopt-only settings of one minimization."""
+    """Bounds and per-optimizer settings of one minimization (NLopt steps, L-BFGS-B polish)."""
 
     lower: np.ndarray
     upper: np.ndarray
     initial_step: np.ndarray | None = None
     xtol_rel: float | None = None
+    polished: Callable[[np.ndarray], bool] | None = None
 
 
 class _Counter:
@@ -290,6 +308,7 @@ class _Counter:
         self.gradients = 0
         self.best_fun = np.inf
         self.best_theta: np.ndarray | None = None
+        self.best_gradient: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, theta: np.ndarray, *args: Any) -> float:
         self.calls += 1
@@ -312,8 +331,11 @@ class _Counter:
         self.gradients += 1
         theta = np.array(theta, dtype=float)
         value, gradient = self.objective.value_and_gradient(theta)
+        gradient = np.asarray(gradient, dtype=float)
         self._keep(theta, float(value))
-        return float(value), np.asarray(gradient, dtype=float)
+        if self.best_theta is theta:
+            self.best_gradient = (theta, gradient.copy())
+        return float(value), gradient
 
     @property
     def flip(self) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -393,7 +415,7 @@ def _lbfgsb(fun, start, bounds, maxiter, xtol, ftol):
     theta_bounds = np.all(np.isin(bounds.lower, (0.0, -np.inf))) and np.all(np.isinf(bounds.upper))
     flip = fun.flip if theta_bounds else None
     return minimize_with_gradient(
-        fun.value_and_gradient, start, bounds.lower, bounds.upper, maxiter, flip
+        fun.value_and_gradient, start, bounds.lower, bounds.upper, maxiter, flip, bounds.polished
     )
 
 

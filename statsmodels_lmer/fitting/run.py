@@ -5,13 +5,15 @@ sits on its bound while the objective decreases into the interior
 (``restart_edge``) and snapping parameters within ``boundary_tol`` of their
 bound onto it when that does not make the objective worse
 (``check.boundary``); here also a verification of the optimum: by the local
-quadratic model of lme4's ``deriv12`` derivatives where that is cheap, else by
-restarts from the estimate.
+quadratic model (finite differences of values, lme4's ``deriv12``
+derivatives, or differences of the analytic gradient) where that is cheap,
+else by restarts from the estimate.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg as sla
@@ -26,7 +28,7 @@ from .optimizers import (
 )
 from .options import FitOptions
 
-__all__ = ["local_verification", "optimize_lmer", "quadratic_model"]
+__all__ = ["gradient_model", "local_verification", "optimize_lmer", "quadratic_model"]
 
 Settings = tuple[int | None, float, float]
 """``(maxiter, xtol, ftol)`` of each optimizer run."""
@@ -67,6 +69,17 @@ only when lme4's ``deriv12`` derivatives are wanted anyway.
 """
 
 
+LOCAL_GRADIENT_MAX_K = 10
+"""Up to this many theta, a fit on the analytic gradient is verified by its local model.
+
+The Hessian comes from forward differences of the gradient (``k`` gradients,
+one more value for the Newton point), against 5-6 gradients for a restart
+from the estimate; its Newton step is also what lets L-BFGS-B stop early
+(:func:`~statsmodels_lmer.fitting.lbfgsb.minimize_with_gradient`'s
+``polished``).
+"""
+
+
 def optimize_lmer(
     objective: Objective,
     start: np.ndarray,
@@ -93,7 +106,9 @@ def optimize_lmer(
       anyway (``derivs_wanted``), by the local quadratic model
       (:func:`local_verification`: ``k (k + 3) / 2 + 1`` evaluations, or
       ``2 k^2 + 1`` with ``deriv12``, whose derivatives are then kept in
-      ``result.derivs``). Otherwise, or when that check
+      ``result.derivs``); with up to :data:`LOCAL_GRADIENT_MAX_K` theta and
+      L-BFGS-B on the analytic gradient, by the model from differences of
+      that gradient (:func:`gradient_model`). Otherwise, or when that check
       fails, the optimizer is restarted from its estimate (NLopt ones with a
       small first step: 1e-3 of each element, at least 1e-4) until a
       restart lowers the objective by at most ``verify_tol``, at most five
@@ -113,17 +128,24 @@ def optimize_lmer(
     began = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
     settings = (options.maxiter, options.xtol, options.ftol)
+    polished = _gradient_polish(objective, lower, options)
     result = minimize_theta(
-        objective, start, lower, options.method, *settings, initial_step=initial_step
+        objective,
+        start,
+        lower,
+        options.method,
+        *settings,
+        initial_step=initial_step,
+        polished=polished,
     )
     extra = 0
     if options.restart_edge:
         extra += _restart_from_edge(objective, result, lower, settings)
     if options.verify:
         tol = options.verify_tol
-        k = result.theta.size
-        if k and _interior(result.theta, lower) and (derivs_wanted or k <= LOCAL_MAX_K):
-            extra += _verify_locally(objective, result, lower, tol, derivs_wanted)
+        model = _local_model(objective, result, lower, derivs_wanted)
+        if model is not None:
+            extra += _verify_locally(objective, result, lower, tol, model)
         if result.verified is not True:
             extra += _verify(objective, result, lower, settings, tol)
     if options.boundary_tol > 0:
@@ -170,6 +192,42 @@ def _restart_from_edge(
     return used
 
 
+def _gradient_polish(
+    objective: Objective, lower: np.ndarray, options: FitOptions
+) -> Callable[[np.ndarray], bool] | None:
+    """Where the gradient's local model will verify and polish an L-BFGS-B estimate.
+
+    With verification on and at most :data:`LOCAL_GRADIENT_MAX_K` theta: at
+    interior points (diagonals, of either sign in the unconstrained phase, at
+    least lme4's singular tolerance). None otherwise.
+    """
+    if not (options.verify and has_gradient(objective)) or lower.size > LOCAL_GRADIENT_MAX_K:
+        return None
+    diagonal = lower == 0
+
+    def polished(theta: np.ndarray) -> bool:
+        return bool(np.all(np.abs(theta[diagonal]) >= SINGULAR_TOL))
+
+    return polished
+
+
+def _local_model(
+    objective: Objective, result: OptimizerResult, lower: np.ndarray, derivs_wanted: bool
+) -> str | None:
+    """The local model that verifies ``result`` (see :func:`local_verification`), or None."""
+    k = result.theta.size
+    if not (k and _interior(result.theta, lower)):
+        return None
+    if derivs_wanted:
+        return "deriv12"
+    if k <= LOCAL_MAX_K:
+        return "values"
+    on_gradient = result.method == "lbfgsb" and has_gradient(objective)
+    if on_gradient and k <= LOCAL_GRADIENT_MAX_K:
+        return "gradient"
+    return None
+
+
 def _interior(theta: np.ndarray, lower: np.ndarray) -> bool:
     """No element bounded at 0 below lme4's singular tolerance (no snapping can follow)."""
     return bool(np.all(theta[lower == 0] >= SINGULAR_TOL))
@@ -182,10 +240,24 @@ class _Lowest:
         self.objective = objective
         self.theta, self.value = theta, value
         self.calls = 0
+        self.gradients = 0
 
     def __call__(self, theta: np.ndarray) -> float:
         self.calls += 1
-        value = float(self.objective(theta))
+        return self._keep(theta, float(self.objective(theta)))
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective's value (kept when lowest) and analytic gradient."""
+        self.calls += 1
+        self.gradients += 1
+        value, gradient = self.objective.value_and_gradient(theta)
+        return self._keep(theta, float(value)), np.asarray(gradient, dtype=float)
+
+    def difference_steps(self, theta: np.ndarray) -> np.ndarray:
+        """The objective's steps for differences of its gradient."""
+        return self.objective.difference_steps(theta)
+
+    def _keep(self, theta: np.ndarray, value: float) -> float:
         if value < self.value:
             self.theta, self.value = np.array(theta, dtype=float), value
         return value
@@ -198,13 +270,17 @@ def local_verification(
     lower: np.ndarray,
     tol: float,
     lme4_derivs: bool = True,
+    by_gradient: bool = False,
+    gradient: np.ndarray | None = None,
 ) -> tuple[bool, dict[str, np.ndarray] | None, np.ndarray, float, int]:
     """Verify a minimum by its local quadratic model, and polish it.
 
     With ``g`` and ``H`` the gradient and Hessian at ``theta`` by finite
     differences of step 1e-4 (lme4's ``deriv12`` with ``lme4_derivs``,
-    ``2 k^2`` evaluations; else :func:`quadratic_model`, ``k (k + 3) / 2``
-    evaluations), the estimate is verified
+    ``2 k^2`` evaluations; :func:`gradient_model` with ``by_gradient``, ``k``
+    analytic gradients, or ``k + 1`` without ``gradient`` at ``theta``; else
+    :func:`quadratic_model`, ``k (k + 3) / 2`` evaluations), the estimate is
+    verified
     when ``H`` is positive definite, the decrease the model predicts,
     ``g' H^-1 g / 2``, is at most ``tol``, the Newton point
     ``theta + s`` (``s = -H^-1 g``) lies within the bounds, and no point of
@@ -225,7 +301,9 @@ def local_verification(
     evaluations : int
     """
     lowest = _Lowest(objective, theta, value)
-    if lme4_derivs:
+    if by_gradient:
+        derivs = gradient_model(lowest, theta, gradient)
+    elif lme4_derivs:
         derivs = deriv12(lowest, theta, fx=value)
     else:
         derivs = quadratic_model(lowest, theta, value)
@@ -263,6 +341,28 @@ def quadratic_model(objective: Objective, theta: np.ndarray, value: float) -> di
     return {"gradient": gradient, "Hessian": hessian}
 
 
+def gradient_model(
+    objective: Objective, theta: np.ndarray, gradient: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Gradient and Hessian from ``k`` analytic gradients: forward differences.
+
+    ``H[:, j] = (g(theta + h_j e_j) - g(theta)) / h_j``, symmetrized, with
+    the objective's :meth:`difference_steps` (1e-4 relative): accurate to
+    ``O(h)``, enough to judge a Newton step. ``gradient`` is ``g(theta)``
+    when known (else one more gradient).
+    """
+    theta = np.asarray(theta, dtype=float)
+    if gradient is None:
+        gradient = objective.value_and_gradient(theta)[1]
+    steps = objective.difference_steps(theta)
+    hessian = np.empty((theta.size, theta.size))
+    for j, step in enumerate(steps):
+        moved = theta.copy()
+        moved[j] += step
+        hessian[:, j] = (objective.value_and_gradient(moved)[1] - gradient) / step
+    return {"gradient": np.asarray(gradient, dtype=float), "Hessian": (hessian + hessian.T) / 2}
+
+
 def _newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | None:
     """``-H^-1 g``; None when ``H`` is not positive definite or not finite."""
     if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
@@ -279,25 +379,38 @@ def _verify_locally(
     result: OptimizerResult,
     lower: np.ndarray,
     tol: float,
-    derivs_wanted: bool,
+    model: str,
 ) -> int:
     """:func:`local_verification` of ``result``, repeated from a Newton point that helped.
 
     Up to :data:`LOCAL_MAX_ROUNDS` checks: a check that fails but whose
     Newton point lowered the objective by more than ``tol`` is repeated from
-    there (Newton's method on the finite-difference model). With
-    ``derivs_wanted`` the model is lme4's ``deriv12``, kept in
+    there (Newton's method on the finite-difference model). With ``model``
+    ``"deriv12"`` the model is lme4's ``deriv12``, kept in
     ``result.derivs``; when the estimate moved to a Newton point, the gradient
     and the Hessian's diagonal are evaluated there (``2 k`` evaluations).
-    Without, the cheaper :func:`quadratic_model` is used and no derivatives
-    are kept. Updates ``result``; returns the evaluations used.
+    Otherwise the cheaper :func:`quadratic_model` (``"values"``) or
+    :func:`gradient_model` (``"gradient"``) is used and no derivatives are
+    kept. Updates ``result``; returns the evaluations used.
     """
     result.verify_method = "local"
+    derivs_wanted = model == "deriv12"
     used = 0
     for _ in range(LOCAL_MAX_ROUNDS):
+        by_gradient = model == "gradient"
+        gradient = result.gradient_at_theta() if by_gradient else None
+        counted = _Lowest(objective, result.theta, result.fun)
         verified, derivs, theta, value, calls = local_verification(
-            objective, result.theta, result.fun, lower, tol, lme4_derivs=derivs_wanted
+            counted,
+            result.theta,
+            result.fun,
+            lower,
+            tol,
+            lme4_derivs=derivs_wanted,
+            by_gradient=by_gradient,
+            gradient=gradient,
         )
+        result.n_gradients += counted.gradients
         used += calls
         improvement = float(result.fun - value)
         result.verify_improvement = improvement
