@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,10 +89,10 @@ class OptimizerResult:
     derivs : dict or None
         lme4's ``deriv12`` gradient and Hessian at ``theta`` when the local
         verification computed them there.
-    gradient : tuple or None
-        ``(point, analytic gradient)`` at the best point the optimizer
-        evaluated with its gradient (the verification reuses it while
-        ``theta`` is that point).
+    gradients : tuple
+        ``(point, analytic gradient)`` of the last :data:`RECENT_GRADIENTS`
+        gradient evaluations, newest first (the local verification reuses
+        the one at ``theta`` and the nearby ones as secants).
     """
 
     theta: np.ndarray
@@ -110,13 +111,18 @@ class OptimizerResult:
     n_gradients: int = 0
     verify_method: str | None = None
     derivs: dict[str, np.ndarray] | None = None
-    gradient: tuple[np.ndarray, np.ndarray] | None = None
+    gradients: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     def gradient_at_theta(self) -> np.ndarray | None:
         """The analytic gradient at :attr:`theta` when the optimizer evaluated it there."""
-        if self.gradient is None or not np.array_equal(self.gradient[0], self.theta):
-            return None
-        return self.gradient[1]
+        for point, gradient in self.gradients:
+            if np.array_equal(point, self.theta):
+                return gradient
+        return None
+
+
+RECENT_GRADIENTS = 12
+"""Gradient evaluations an :class:`OptimizerResult` keeps (:attr:`~OptimizerResult.gradients`)."""
 
 
 _NLOPT_METHODS = ("bobyqa", "nlopt-nelder-mead")
@@ -262,7 +268,7 @@ def minimize_theta(
         seconds,
         options,
         n_gradients=counter.gradients,
-        gradient=counter.best_gradient,
+        gradients=tuple(reversed(counter.recent)),
     )
 
 
@@ -308,7 +314,7 @@ class _Counter:
         self.gradients = 0
         self.best_fun = np.inf
         self.best_theta: np.ndarray | None = None
-        self.best_gradient: tuple[np.ndarray, np.ndarray] | None = None
+        self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=RECENT_GRADIENTS)
 
     def __call__(self, theta: np.ndarray, *args: Any) -> float:
         self.calls += 1
@@ -333,8 +339,7 @@ class _Counter:
         value, gradient = self.objective.value_and_gradient(theta)
         gradient = np.asarray(gradient, dtype=float)
         self._keep(theta, float(value))
-        if self.best_theta is theta:
-            self.best_gradient = (theta, gradient.copy())
+        self.recent.append((theta, gradient.copy()))
         return float(value), gradient
 
     @property

@@ -13,7 +13,7 @@ else by restarts from the estimate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
@@ -220,11 +220,11 @@ def _local_model(
         return None
     if derivs_wanted:
         return "deriv12"
-    if k <= LOCAL_MAX_K:
-        return "values"
     on_gradient = result.method == "lbfgsb" and has_gradient(objective)
     if on_gradient and k <= LOCAL_GRADIENT_MAX_K:
         return "gradient"
+    if k <= LOCAL_MAX_K:
+        return "values"
     return None
 
 
@@ -272,13 +272,15 @@ def local_verification(
     lme4_derivs: bool = True,
     by_gradient: bool = False,
     gradient: np.ndarray | None = None,
+    nearby: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> tuple[bool, dict[str, np.ndarray] | None, np.ndarray, float, int]:
     """Verify a minimum by its local quadratic model, and polish it.
 
     With ``g`` and ``H`` the gradient and Hessian at ``theta`` by finite
     differences of step 1e-4 (lme4's ``deriv12`` with ``lme4_derivs``,
-    ``2 k^2`` evaluations; :func:`gradient_model` with ``by_gradient``, ``k``
-    analytic gradients, or ``k + 1`` without ``gradient`` at ``theta``; else
+    ``2 k^2`` evaluations; :func:`gradient_model` with ``by_gradient``, at
+    most ``k`` analytic gradients (fewer with secants to ``nearby`` points
+    and their gradients), one more without ``gradient`` at ``theta``; else
     :func:`quadratic_model`, ``k (k + 3) / 2`` evaluations), the estimate is
     verified
     when ``H`` is positive definite, the decrease the model predicts,
@@ -302,7 +304,7 @@ def local_verification(
     """
     lowest = _Lowest(objective, theta, value)
     if by_gradient:
-        derivs = gradient_model(lowest, theta, gradient)
+        derivs = gradient_model(lowest, theta, gradient, nearby)
     elif lme4_derivs:
         derivs = deriv12(lowest, theta, fx=value)
     else:
@@ -341,26 +343,80 @@ def quadratic_model(objective: Objective, theta: np.ndarray, value: float) -> di
     return {"gradient": gradient, "Hessian": hessian}
 
 
-def gradient_model(
-    objective: Objective, theta: np.ndarray, gradient: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """Gradient and Hessian from ``k`` analytic gradients: forward differences.
+SECANT_MAX_STEP = 1e-2
+"""Largest step of a secant in :func:`gradient_model`, relative to theta's scale."""
 
-    ``H[:, j] = (g(theta + h_j e_j) - g(theta)) / h_j``, symmetrized, with
-    the objective's :meth:`difference_steps` (1e-4 relative): accurate to
-    ``O(h)``, enough to judge a Newton step. ``gradient`` is ``g(theta)``
-    when known (else one more gradient).
+SECANT_MIN_NEW = 0.5
+"""A secant is used when at least this part of its step is new to the steps already used."""
+
+
+def gradient_model(
+    objective: Objective,
+    theta: np.ndarray,
+    gradient: np.ndarray | None = None,
+    nearby: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+) -> dict[str, np.ndarray]:
+    """Gradient and Hessian from at most ``k`` analytic gradients: forward differences.
+
+    ``H S = Y`` for ``k`` independent steps ``S`` from ``theta`` and the
+    changes ``Y`` of the gradient, symmetrized. The steps are the secants to
+    ``nearby`` points with their gradients (an optimizer's last evaluations;
+    used when within :data:`SECANT_MAX_STEP` of ``theta`` in the scale of
+    the objective's :meth:`difference_steps`, and at least
+    :data:`SECANT_MIN_NEW` of their length new to the steps taken before),
+    completed by steps of that scale's 1e-4 (``difference_steps`` itself
+    when no secant is used). Accurate to ``O(step)``: enough to judge a
+    Newton step. ``gradient`` is ``g(theta)`` when known (else one more
+    gradient).
     """
     theta = np.asarray(theta, dtype=float)
     if gradient is None:
         gradient = objective.value_and_gradient(theta)[1]
+    gradient = np.asarray(gradient, dtype=float)
     steps = objective.difference_steps(theta)
-    hessian = np.empty((theta.size, theta.size))
-    for j, step in enumerate(steps):
-        moved = theta.copy()
-        moved[j] += step
-        hessian[:, j] = (objective.value_and_gradient(moved)[1] - gradient) / step
-    return {"gradient": np.asarray(gradient, dtype=float), "Hessian": (hessian + hessian.T) / 2}
+    scale = steps / DERIV12_STEP
+    basis, moves, changes = _secants(theta, gradient, scale, nearby)
+    for direction in _completion(basis, theta.size):
+        move = steps * direction
+        moves.append(move)
+        changes.append(objective.value_and_gradient(theta + move)[1] - gradient)
+    hessian = np.linalg.solve(np.array(moves), np.array(changes)).T  # H moves' = changes'
+    return {"gradient": gradient, "Hessian": (hessian + hessian.T) / 2}
+
+
+def _secants(
+    theta: np.ndarray,
+    gradient: np.ndarray,
+    scale: np.ndarray,
+    nearby: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Orthonormal basis (scaled), steps and gradient changes of the usable secants."""
+    basis: list[np.ndarray] = []
+    moves: list[np.ndarray] = []
+    changes: list[np.ndarray] = []
+    for point, other in nearby:
+        move = np.asarray(point, dtype=float) - theta
+        relative = move / scale
+        length = float(np.linalg.norm(relative))
+        if not (0 < length <= SECANT_MAX_STEP and np.all(np.isfinite(other))):
+            continue
+        new = relative - sum((q @ relative) * q for q in basis)
+        if np.linalg.norm(new) < SECANT_MIN_NEW * length:
+            continue
+        basis.append(new / np.linalg.norm(new))
+        moves.append(move)
+        changes.append(np.asarray(other, dtype=float) - gradient)
+        if len(basis) == theta.size:
+            break
+    return basis, moves, changes
+
+
+def _completion(basis: list[np.ndarray], k: int) -> list[np.ndarray]:
+    """Unit vectors completing an orthonormal ``basis`` of ``R^k`` (the unit ones if empty)."""
+    if not basis:
+        return list(np.eye(k))
+    q, _ = np.linalg.qr(np.column_stack(basis), mode="complete")
+    return list(q[:, len(basis) :].T)
 
 
 def _newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | None:
@@ -409,6 +465,7 @@ def _verify_locally(
             lme4_derivs=derivs_wanted,
             by_gradient=by_gradient,
             gradient=gradient,
+            nearby=result.gradients if by_gradient else (),
         )
         result.n_gradients += counted.gradients
         used += calls
