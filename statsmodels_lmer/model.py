@@ -540,7 +540,11 @@ class Lmer(LikelihoodModel):
         start_theta : array_like, optional
             Starting theta (lme4's ``start``); default :attr:`initial_theta`,
             lme4's choice (from the variances of group means when every term
-            is a random intercept, else 1 on diagonals and 0 off).
+            is a random intercept, else 1 on diagonals and 0 off), except in
+            fits on the analytic gradient with a vector-valued term (and no
+            ``method``): the estimate from regressions within each level
+            (:func:`~statsmodels_lmer.fitting.start.level_regression_theta`)
+            where it exists. ``res.optinfo["start"]`` holds the start used.
         cov_type : {"nonrobust", "cluster", "CR2", "CR1S", "CR1", "CR0"}
             Covariance of the fixed effects used by ``bse``, tests and the
             summary: lme4's model-based one (default) or cluster-robust, as
