@@ -137,10 +137,22 @@ def bobyqa_fit_calls(n_theta: int, close_start: bool = False) -> float:
     return 30.0 + 12.0 * n_theta**1.5
 
 
+POLISHED_MAX_THETA = 10
+"""Fits with at most this many theta are verified by the gradient's local model
+(``fitting.run.LOCAL_GRADIENT_MAX_K``), which lets L-BFGS-B stop early."""
+
+
 def gradient_fit_calls(n_theta: int) -> float:
-    """Gradients of an L-BFGS-B fit, ``8 + 4 k`` (measured: k = 2: 10-16,
-    InstEval k = 3: 20, k = 6: 24-34, k = 20: 95, k = 72: 319; with at most
-    three theta the verification adds ``k (k + 3) / 2 + 1`` evaluations)."""
+    """Gradients of an L-BFGS-B fit with its verification.
+
+    ``4 + 3 k`` with at most :data:`POLISHED_MAX_THETA` theta, whose local
+    check reuses the optimizer's last gradients and lets it stop early
+    (measured, interior optima: k = 2: 8-11, InstEval k = 3: 16, ``(x|A) +
+    (x|B)`` k = 6: 15 from the level-regression start); ``8 + 4 k`` above
+    (k = 20: 95, k = 72: 319, each ending with a restart).
+    """
+    if n_theta <= POLISHED_MAX_THETA:
+        return 4.0 + 3.0 * n_theta
     return 8.0 + 4.0 * n_theta
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.linalg as sla
 
+from ..engine.gradient import POLISHED_MAX_THETA
 from .convergence import DERIV12_STEP, SINGULAR_TOL, central_differences, deriv12
 from .optimizers import (
     Objective,
@@ -69,7 +70,7 @@ only when lme4's ``deriv12`` derivatives are wanted anyway.
 """
 
 
-LOCAL_GRADIENT_MAX_K = 10
+LOCAL_GRADIENT_MAX_K = POLISHED_MAX_THETA
 """Up to this many theta, a fit on the analytic gradient is verified by its local model.
 
 The Hessian comes from forward differences of the gradient (``k`` gradients,
