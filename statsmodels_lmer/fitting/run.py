@@ -73,11 +73,13 @@ only when lme4's ``deriv12`` derivatives are wanted anyway.
 LOCAL_GRADIENT_MAX_K = POLISHED_MAX_THETA
 """Up to this many theta, a fit on the analytic gradient is verified by its local model.
 
-The Hessian comes from forward differences of the gradient (``k`` gradients,
-one more value for the Newton point), against 5-6 gradients for a restart
-from the estimate; its Newton step is also what lets L-BFGS-B stop early
-(:func:`~statsmodels_lmer.fitting.lbfgsb.minimize_with_gradient`'s
-``polished``).
+The Hessian comes from changes of the gradient (:func:`gradient_model`: at
+most ``k`` gradients, fewer where the optimizer's last steps serve as
+secants, and one value for the Newton point), against 5-6 gradients for a
+restart from the estimate; its Newton step is also what lets L-BFGS-B stop
+early (:func:`~statsmodels_lmer.fitting.lbfgsb.minimize_with_gradient`'s
+``polished``). Such fits use it with any number of theta up to this one
+(:data:`LOCAL_MAX_K` applies to fits without the gradient).
 """
 
 
