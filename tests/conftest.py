@@ -105,3 +105,40 @@ def crossed_frame(
     frame["y"] = frame["x"] + rng.normal(size=n) + frame["a"].astype(int) * slope
     frame["w"] = rng.uniform(0.5, 2.0, n)
     return frame
+
+
+SLOPES_COVARIANCES = (
+    np.array([[1.0, 0.3], [0.3, 0.5]]),
+    np.array([[0.6, -0.2], [-0.2, 0.4]]),
+)
+"""True covariances of :func:`crossed_slopes_frame`'s ``(x | g1)`` and ``(x | g2)`` (sigma = 1)."""
+
+
+def crossed_slopes_frame(
+    seed: int = 0,
+    n: int = 3000,
+    levels: tuple[int, int] = (100, 60),
+    covariances: tuple[np.ndarray, np.ndarray] = SLOPES_COVARIANCES,
+) -> pd.DataFrame:
+    """Data of ``y ~ x + (x | g1) + (x | g2)``: two crossed factors with random slopes.
+
+    ``y = 1 + x / 2 + b1[g1] . (1, x) + b2[g2] . (1, x) + e`` with ``b_t ~ N(0, covariances[t])``
+    and ``e ~ N(0, 1)``; also weights ``w`` and an offset ``off`` that varies between levels.
+    """
+    rng = np.random.default_rng(seed)
+    g1, g2 = rng.integers(0, levels[0], n), rng.integers(0, levels[1], n)
+    x = rng.normal(size=n)
+    b1 = rng.multivariate_normal(np.zeros(2), covariances[0], levels[0])
+    b2 = rng.multivariate_normal(np.zeros(2), covariances[1], levels[1])
+    noise = rng.normal(size=n)
+    y = 1 + 0.5 * x + b1[g1, 0] + b1[g1, 1] * x + b2[g2, 0] + b2[g2, 1] * x + noise
+    return pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            "g1": g1.astype(str),
+            "g2": g2.astype(str),
+            "w": rng.uniform(0.5, 2.0, n),
+            "off": 0.3 * (g1 % 7) + 0.1 * x,
+        }
+    )
