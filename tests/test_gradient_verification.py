@@ -28,7 +28,7 @@ from statsmodels_lmer.fitting.lbfgsb import (
     STALL_CALLS,
     minimize_with_gradient,
 )
-from statsmodels_lmer.fitting.optimizers import minimize_theta
+from statsmodels_lmer.fitting.optimizers import RECENT_GRADIENTS, minimize_theta
 from statsmodels_lmer.fitting.options import FitOptions
 from statsmodels_lmer.fitting.run import (
     LOCAL_GRADIENT_MAX_K,
@@ -116,6 +116,49 @@ def test_gradient_model_is_forward_differences_of_the_gradient(given):
     moved = [theta for kind, theta in recorded.calls if kind == "gradient"][-k:]
     for j, theta in enumerate(moved):  # one coordinate at a time, by its step
         np.testing.assert_array_equal(theta - x, np.eye(k)[j] * ((x[j] + h[j]) - x[j]))
+
+
+def secant_case(cubic_scale: float) -> tuple:
+    """A cubic in 5 variables, a point near its minimum and its analytic Hessian there."""
+    k = 5
+    rng = np.random.default_rng(4)
+    cubic = Cubic(spd_matrix(k, 50.0), rng.normal(size=k), cubic=cubic_scale * rng.normal(size=k))
+    x = cubic.center + 1e-3 * rng.normal(size=k)
+    exact = cubic.A + np.diag(6 * cubic.cubic * (x - cubic.center))
+    return cubic, x, exact
+
+
+def test_gradient_model_uses_nearby_secants_and_completes_them():
+    cubic, x, exact = secant_case(cubic_scale=0.0)  # a quadratic: secants are exact
+    rng = np.random.default_rng(5)
+    scale = cubic.difference_steps(x) / 1e-4
+    near = [x + 1e-3 * scale * rng.normal(size=x.size) / 3 for _ in range(3)]
+    nearby = [(p, cubic.value_and_gradient(p)[1]) for p in near]
+    recorded = Recorded(cubic)
+    model = gradient_model(recorded, x, cubic.value_and_gradient(x)[1], nearby)
+    assert recorded.count("gradient") == x.size - 3  # two completion steps only
+    np.testing.assert_allclose(model["Hessian"], exact, rtol=0, atol=1e-7)
+    for point in [theta for _, theta in recorded.calls]:  # completions: steps of 1e-4 of the scale
+        assert np.linalg.norm((point - x) / scale) == pytest.approx(1e-4, rel=1e-9)
+
+
+def test_gradient_model_skips_far_parallel_and_failed_secants():
+    cubic, x, exact = secant_case(cubic_scale=1.0)
+    scale = cubic.difference_steps(x) / 1e-4
+    direction = np.linspace(1.0, 2.0, x.size)
+    direction /= np.linalg.norm(direction)
+    usable = x + 1e-3 * scale * direction
+    parallel = x + 2e-3 * scale * direction  # nothing new beyond the first
+    far = x + 0.1 * scale * direction[::-1]  # beyond SECANT_MAX_STEP
+    failed = x + 1e-3 * scale * direction[::-1]
+    nearby = [(p, cubic.value_and_gradient(p)[1]) for p in (usable, parallel, far)]
+    nearby.append((failed, np.full(x.size, np.nan)))
+    recorded = Recorded(cubic)
+    model = gradient_model(recorded, x, cubic.value_and_gradient(x)[1], nearby)
+    assert recorded.count("gradient") == x.size - 1
+    # the secant of length 1e-3 carries an O(1e-3) error of the cubic terms
+    largest = np.abs(exact).max()
+    np.testing.assert_allclose(model["Hessian"], exact, rtol=0, atol=1e-2 * largest)
 
 
 # -- the model on the gradient path -----------------------------------------------
@@ -218,20 +261,19 @@ def test_optimize_lmer_counts_and_places_the_verification_gradients():
     assert result.n_gradients == recorded.count("gradient")
     assert result.n_evaluations == len(recorded.calls)
     assert result.fun == pytest.approx(fit(method="bobyqa").objective, rel=1e-7)
-    # the local model: k gradients in a row, each at one earlier point moved in one coordinate
-    k = start.size
-    points = [theta for kind, theta in recorded.calls if kind == "gradient"]
-    for first in range(1, len(points) - k + 1):
-        base = points[first + 1].copy()
-        base[1] = points[first][1]
-        moves = [points[first + j] - base for j in range(k)]
-        if all(np.count_nonzero(m) == 1 and m[j] > 0 for j, m in enumerate(moves)):
-            break
-    else:
-        pytest.fail("no k gradients of forward differences among the calls")
-    assert any(np.array_equal(base, point) for point in points[:first])
-    steps = np.array([moves[j][j] for j in range(k)])
-    np.testing.assert_allclose(steps, objective.difference_steps(base), rtol=1e-10)
+    # the optimizer alone, with the same stops: the check added at most k gradients
+    # (fewer where its last steps served as secants) and the Newton point's value
+    alone = Recorded(objective)
+    polished = minimize_theta(
+        alone, start, lower, "lbfgsb", polished=lambda t: bool(np.all(np.abs(t[lower == 0]) > 1e-4))
+    )
+    added = result.n_gradients - polished.n_gradients
+    assert 0 <= added <= start.size
+    assert all(  # the fit's calls begin with the optimizer's
+        a[0] == b[0] and np.array_equal(a[1], b[1])
+        for a, b in zip(recorded.calls, alone.calls, strict=False)
+    )
+    assert recorded.count("value") - alone.count("value") <= 1
 
 
 def test_singular_gradient_fit_is_verified_by_restarts():
@@ -262,7 +304,11 @@ def test_gradient_at_theta_is_the_gradient_there():
     )
     moved = dataclasses.replace(result, theta=result.theta + 1e-8)
     assert moved.gradient_at_theta() is None
-    assert dataclasses.replace(result, gradient=None).gradient_at_theta() is None
+    assert dataclasses.replace(result, gradients=()).gradient_at_theta() is None
+    # the last gradients evaluated, newest first
+    assert 0 < len(result.gradients) <= RECENT_GRADIENTS
+    for point, gradient in result.gradients[:3]:
+        np.testing.assert_allclose(gradient, objective.value_and_gradient(point)[1], rtol=1e-10)
 
 
 # -- optimize_lmer on functions with known minima ---------------------------------

@@ -181,11 +181,6 @@ def test_integer_response_and_float32_fixed_effects_are_read_as_float64():
     np.testing.assert_array_equal(theta, same)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fitting.start._level_moments keeps float32 term columns: their cross-products "
-    "are rounded to float32 (theta off by 3.5e-8 relative), unlike response and fixed",
-)
 def test_float32_term_columns_are_read_as_float64():
     y, X, codes, columns, n_levels = small_case()
     columns32 = [c.astype(np.float32) for c in columns]

@@ -19,9 +19,10 @@ evaluations; this module estimates one by the method of moments:
 5. ``theta_t``: the Cholesky factor of ``Sigma_t / sigma^2`` (eigenvalues
    below :data:`EIGEN_FLOOR` of the largest raised to it), in lme4's order.
 
-It returns None (the caller keeps lme4's start) when the terms share a
-grouping factor, when too few levels or rows can be used, or when an estimate
-is not positive.
+It returns None (the caller keeps lme4's start) when too few levels or rows
+can be used, or when an estimate is not positive. Terms sharing a grouping
+factor are the caller's to exclude (``Lmer`` does: the step 4 argument needs a
+factor of its own for every term).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def level_regression_theta(
     total = float(y @ y) / max(len(y) - rank, 1)
     pieces, within = [], []
     for term_codes, term_columns, levels in zip(codes, columns, n_levels):
-        found = _level_moments(y, np.asarray(term_codes), np.asarray(term_columns), int(levels))
+        found = _level_moments(
+            y, np.asarray(term_codes), np.asarray(term_columns, dtype=float), int(levels)
+        )
         if found is None:
             return None
         pieces.append(found[0])
