@@ -40,6 +40,7 @@ __all__ = [
     "SMALL_BLOCK",
     "THREADED_BLOCK",
     "Progress",
+    "active_threads",
     "blas_threads",
     "check_threads",
     "effective_jobs",
@@ -131,7 +132,7 @@ THREADED_BLOCK = 64
 
 _CONTROLLER: list[ThreadpoolController] = []
 _LIMIT_LOCK = threading.Lock()
-_ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None}
+_ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None, "limit": None}
 
 
 def check_threads(threads: Any) -> int | None:
@@ -196,6 +197,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         if _ACTIVE["depth"] == 0:
             _release_control()
             _ACTIVE["limiter"] = _controller().limit(limits=limit, user_api="blas")
+            _ACTIVE["limit"] = limit
         _ACTIVE["depth"] += 1
     try:
         yield
@@ -205,8 +207,16 @@ def blas_threads(limit: int | None) -> Iterator[None]:
             if _ACTIVE["depth"] == 0:
                 _release_control()  # the last block to end may run in another thread
                 _ACTIVE["limiter"].restore_original_limits()
-                _ACTIVE["limiter"] = None
+                _ACTIVE["limiter"] = _ACTIVE["limit"] = None
                 _release_control()
+
+
+def active_threads() -> int:
+    """Threads the work in progress may use: the active :func:`blas_threads` limit,
+    else the number of CPUs (BLAS's own default)."""
+    cpus = os.cpu_count() or 1
+    limit = _ACTIVE.get("limit") if _ACTIVE["depth"] else None
+    return max(1, min(cpus, int(limit))) if limit else cpus
 
 
 def _release_control() -> None:

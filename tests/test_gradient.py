@@ -7,6 +7,8 @@ in complex arithmetic, with transposes but no conjugates, so that
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,8 @@ import scipy.sparse as sp
 from conftest import crossed_frame
 
 import statsmodels_lmer as sml
+from statsmodels_lmer._parallel import active_threads, blas_threads
+from statsmodels_lmer.engine import blocks
 from statsmodels_lmer.engine import gradient as gradient_module
 from statsmodels_lmer.engine.gradient import (
     ProfiledGradient,
@@ -313,3 +317,39 @@ def test_optimizer_choice_weighs_predicted_fit_times():
         gradient_module.bobyqa_fit_calls(k, close_start=True) < gradient_module.bobyqa_fit_calls(k)
         for k in (1, 2, 3, 6)
     )
+
+
+@pytest.mark.parametrize(
+    ("formula", "by_factor"),
+    [("y ~ x + (1 | a) + (1 | b)", False), ("y ~ x + (x | a) + (z | b)", True)],
+)
+def test_pair_chunks_in_threads_give_the_serial_numbers(monkeypatch, formula, by_factor):
+    # small chunks, so that the tables have several; then the same model in one
+    # thread and in two: the chunks' places are disjoint and the adjoint's parts
+    # are summed in chunk order, so the numbers are the same to the last bit
+    monkeypatch.setattr(blocks, "PAIR_CHUNK", 64)
+    model = sml.Lmer.from_formula(formula, frame(seed=6), weights="w")
+    theta = points(model)[1]
+    results = []
+    for threaded_from in (np.inf, 0):
+        monkeypatch.setattr(blocks, "THREADED_PAIRS", threaded_from)
+        devfun = model.devfun(True, strategy="pairs")
+        product = devfun.cross.product
+        assert product.needs_roots == by_factor and len(product.chunks) > 2
+        with blas_threads(2):
+            assert active_threads() == min(2, os.cpu_count() or 1)
+            value, gradient = ProfiledGradient(devfun).value_and_gradient(theta)
+        results.append((devfun(theta), value, gradient))
+    (serial, serial_value, serial_gradient), (threaded, value, gradient) = results
+    assert threaded == serial and value == serial_value
+    np.testing.assert_array_equal(gradient, serial_gradient)
+
+
+def test_active_threads_follow_the_blas_limit():
+    cpus = os.cpu_count() or 1
+    assert active_threads() == cpus
+    with blas_threads(1):
+        assert active_threads() == 1
+        with blas_threads(2):  # nested blocks share the first one's limit
+            assert active_threads() == 1
+    assert active_threads() == cpus

@@ -25,6 +25,8 @@ import copy
 import dataclasses
 import itertools
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
+from .._parallel import active_threads
 from ..terms import RandomTerm, compact_codes
 from .cost import (
     EXPECTED_EVALUATIONS,
@@ -46,7 +49,9 @@ from .cost import (
 from .sparse import BACKEND_VARIABLE, SparseSystem, sparse_backend
 
 __all__ = [
+    "PAIR_CHUNK",
     "STRATEGY_NAMES",
+    "THREADED_PAIRS",
     "ClassesProduct",
     "CrossProducts",
     "DenseProduct",
@@ -165,10 +170,16 @@ class PairsProduct:
     def subtract_from(
         self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
     ) -> None:
-        """``work -= A_R1 Wt A_1R`` on the lower triangle, for class weights ``(c, p1, p1)``."""
+        """``work -= A_R1 Wt A_1R`` on the lower triangle, for class weights ``(c, p1, p1)``.
+
+        Chunks of places are disjoint, so large tables are worked in threads
+        (:func:`_in_threads`).
+        """
         flat = work.reshape(-1)
         scaled = None if self.columns is None else self.columns.scaled(roots)
-        for first_run, last_run in self.chunks:
+
+        def subtract(chunk: tuple[int, int]) -> None:
+            first_run, last_run = chunk
             begin = self.starts[first_run]
             end = self.starts[last_run] if last_run < len(self.starts) else len(self.flat)
             if scaled is None:
@@ -178,6 +189,8 @@ class PairsProduct:
                 values *= np.take(scaled, self.second[begin:end])
             runs = self.starts[first_run:last_run] - begin
             flat[self.targets[first_run:last_run]] -= np.add.reduceat(values, runs)
+
+        _in_threads(subtract, self.chunks, len(self.flat))
 
     @property
     def diagonal(self) -> np.ndarray:
@@ -214,11 +227,12 @@ class PairsProduct:
         """
         columns = self.columns
         n_classes, p1 = int(columns.n_classes), self.shape[0]
-        out = np.zeros((n_classes, p1, p1))
         flat_q = q.reshape(-1)
         upper = [(a, b) for a in range(p1) for b in range(a, p1)]
-        for chunk in self._first_column_pairs():
+
+        def adjoint(chunk: tuple[np.ndarray, ...]) -> np.ndarray:
             e1, e2, place, classes = chunk
+            part = np.zeros((n_classes, p1, p1))
             weight = flat_q[place]
             weight[e1 == e2] *= 0.5  # the diagonal appears once, not mirrored
             at_first = [columns.data[partner[e1]] for partner in columns.partners]
@@ -227,7 +241,12 @@ class PairsProduct:
                 mixed = at_first[a] * at_second[b]
                 mixed += at_second[a] * at_first[b]
                 mixed *= weight
-                out[:, a, b] += np.bincount(classes, mixed, minlength=n_classes)
+                part[:, a, b] = np.bincount(classes, mixed, minlength=n_classes)
+            return part
+
+        chunks = self._first_column_pairs()
+        out = sum(_in_threads(adjoint, chunks, sum(len(c[0]) for c in chunks)))
+        out = np.asarray(out) if len(chunks) else np.zeros((n_classes, p1, p1))
         rows, cols = np.triu_indices(p1, 1)
         out[:, cols, rows] = out[:, rows, cols]
         return out
@@ -239,23 +258,42 @@ class PairsProduct:
             columns = self.columns
             in_first = np.flatnonzero(columns.within[self.first] == 0)
             found = []
-            for start in range(0, len(in_first), _PAIR_CHUNK):
-                index = in_first[start : start + _PAIR_CHUNK]
+            for start in range(0, len(in_first), PAIR_CHUNK):
+                index = in_first[start : start + PAIR_CHUNK]
                 e1 = self.first[index]
                 found.append((e1, self.second[index], self.flat[index], columns.class_of_entry[e1]))
             self.__dict__["_first_pairs"] = found
         return found
 
 
-_PAIR_CHUNK = 1 << 20
+PAIR_CHUNK = 1 << 20
 """Pair products formed at once in an evaluation (8 MiB per temporary)."""
+
+THREADED_PAIRS = 1 << 21
+"""From this many pairs, the chunks of a product or its adjoint are worked in threads.
+
+Their random gathers wait on memory and release the GIL: on two cores the
+adjoint of ``(x|A) + (x|B)`` (1e5 rows, 5e3 x 2e3 levels) took 0.16 s
+instead of 0.33 s.
+"""
+
+
+def _in_threads(task: Callable[[Any], Any], chunks: Sequence[Any], n_pairs: int) -> list[Any]:
+    """``[task(chunk) for chunk in chunks]``, in as many threads as the work may use
+    (:func:`~statsmodels_lmer._parallel.active_threads`) for at least
+    :data:`THREADED_PAIRS` pairs."""
+    workers = min(active_threads(), len(chunks)) if n_pairs >= THREADED_PAIRS else 1
+    if workers < 2:
+        return [task(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(task, chunks))
 
 
 def _pair_chunks(starts: np.ndarray, n_pairs: int) -> list[tuple[int, int]]:
-    """Ranges of runs (places) holding about :data:`_PAIR_CHUNK` pairs each."""
+    """Ranges of runs (places) holding about :data:`PAIR_CHUNK` pairs each."""
     bounds = [0]
     while bounds[-1] < len(starts):
-        limit = starts[bounds[-1]] + _PAIR_CHUNK
+        limit = starts[bounds[-1]] + PAIR_CHUNK
         bounds.append(max(bounds[-1] + 1, int(np.searchsorted(starts, limit, side="left"))))
     bounds[-1] = min(bounds[-1], len(starts))
     return list(itertools.pairwise(bounds)) if n_pairs else []
