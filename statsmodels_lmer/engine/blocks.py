@@ -1048,8 +1048,13 @@ def _weighted_columns(term: RandomTerm, root_w: np.ndarray) -> np.ndarray:
     return term.Z * root_w[:, None]
 
 
-def _crossed_block(a: RandomTerm, za: np.ndarray, b: RandomTerm, zb: np.ndarray) -> sp.csr_matrix:
-    """``Z_a' W Z_b`` for two terms, summed over the observed level pairs.
+Triplets = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(data, rows, cols)`` of a sparse block, every observed entry stored (zeros too)."""
+
+
+def _crossed_block(a: RandomTerm, za: np.ndarray, b: RandomTerm, zb: np.ndarray) -> Triplets:
+    """``Z_a' W Z_b`` for two terms, summed over the observed level pairs, as triplets
+    (shape ``(a.n_levels p_a, b.n_levels p_b)``, each entry once).
 
     Linear in n (bincounts over the distinct (level a, level b) pairs), where
     a sparse matrix product would sort n entries.
@@ -1067,10 +1072,13 @@ def _crossed_block(a: RandomTerm, za: np.ndarray, b: RandomTerm, zb: np.ndarray)
             data.append(np.bincount(index, za[:, i] * zb[:, j], minlength=len(keys)))
             rows.append(level_a * pa + i)
             cols.append(level_b * pb + j)
-    return sp.csr_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(a.n_levels * pa, b.n_levels * pb),
-    )
+    return np.concatenate(data), np.concatenate(rows), np.concatenate(cols)
+
+
+def _dense_triplets(block: np.ndarray) -> Triplets:
+    """Every entry of a dense block as triplets."""
+    grid_rows, grid_cols = np.indices(block.shape)
+    return block.ravel(), grid_rows.ravel(), grid_cols.ravel()
 
 
 def _by_columns(term: RandomTerm, z: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -1081,6 +1089,16 @@ def _by_columns(term: RandomTerm, z: np.ndarray, xy: np.ndarray) -> np.ndarray:
         for j in range(xy.shape[1]):
             out[a::p, j] = np.bincount(term.codes, z[:, a] * xy[:, j], minlength=term.n_levels)
     return out
+
+
+def _assemble(pieces: list[tuple[Triplets, int, int]], shape: tuple[int, int]) -> sp.coo_matrix:
+    """One sparse matrix from triplet blocks placed at ``(row0, col0)`` (entries kept)."""
+    if not pieces:
+        return sp.coo_matrix(shape)
+    data = np.concatenate([t[0] for t, _, _ in pieces])
+    rows = np.concatenate([t[1] + row0 for t, row0, _ in pieces])
+    cols = np.concatenate([t[2] + col0 for t, _, col0 in pieces])
+    return sp.coo_matrix((data, (rows, cols)), shape=shape)
 
 
 def _rest_by_first(
@@ -1094,9 +1112,12 @@ def _rest_by_first(
     by_fixed = _by_columns(first, z1, xy).T
     if not rest:  # one term: [X y]' W Z_1 is all there is
         return sp.csc_matrix(by_fixed)
-    blocks = [_crossed_block(t, zt, first, z1) for t, zt in zip(rest, z_rest)]
-    blocks.append(sp.csr_matrix(by_fixed))
-    stacked = sp.vstack(blocks, format="csc")
+    pieces, row0 = [], 0
+    for term, zt in zip(rest, z_rest):
+        pieces.append((_crossed_block(term, zt, first, z1), row0, 0))
+        row0 += term.n_random
+    pieces.append((_dense_triplets(by_fixed), row0, 0))
+    stacked = _assemble(pieces, (row0 + xy.shape[1], first.n_random)).tocsc()
     stacked.sum_duplicates()
     stacked.sort_indices()
     return stacked
@@ -1110,35 +1131,18 @@ def _rest_by_rest(
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     r = int(starts[-1])
     m = r + xy.shape[1]
-    rows, cols, data = [], [], []
-
-    def place(block: sp.spmatrix | np.ndarray, row0: int, col0: int) -> None:
-        if sp.issparse(block):
-            block = block.tocoo()
-            rows.append(block.row + row0)
-            cols.append(block.col + col0)
-            data.append(block.data)
-            return
-        grid_rows, grid_cols = np.indices(block.shape)
-        rows.append(grid_rows.ravel() + row0)
-        cols.append(grid_cols.ravel() + col0)
-        data.append(block.ravel())
-
+    pieces: list[tuple[Triplets, int, int]] = []
     for i, (ti, zi) in enumerate(zip(rest, z_rest)):
         for j in range(i + 1):
-            block = _crossed_block(ti, zi, rest[j], z_rest[j])
-            place(block, starts[i], starts[j])
+            data, rows, cols = _crossed_block(ti, zi, rest[j], z_rest[j])
+            pieces.append(((data, rows, cols), starts[i], starts[j]))
             if j != i:
-                place(block.T, starts[j], starts[i])
-        cross = _by_columns(ti, zi, xy)
-        place(cross, starts[i], r)
-        place(cross.T, r, starts[i])
-    place(xy.T @ xy, r, r)
-    if not rows:
-        return sp.csr_matrix((m, m))
-    out = sp.coo_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m)
-    ).tocsr()
+                pieces.append(((data, cols, rows), starts[j], starts[i]))
+        data, rows, cols = _dense_triplets(_by_columns(ti, zi, xy))
+        pieces.append(((data, rows, cols), starts[i], r))
+        pieces.append(((data, cols, rows), r, starts[i]))
+    pieces.append((_dense_triplets(xy.T @ xy), r, r))
+    out = _assemble(pieces, (m, m)).tocsr()
     out.sort_indices()
     return out
 
