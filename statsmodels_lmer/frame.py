@@ -477,11 +477,15 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
 
 def scales_differ(sd: np.ndarray, tol: float = 1e3) -> bool:
     """The test of :func:`check_scale_x` on the standard deviations of the continuous columns."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_sd = np.log(sd)
-        ratios = np.abs(log_sd[:, None] - log_sd[None, :])
-        values = np.concatenate([np.abs(log_sd), ratios[np.tril_indices(len(sd), -1)]])
-    return bool(np.any(values[~np.isnan(values)] > np.log(tol)))
+    sd = np.asarray(sd, dtype=float)
+    with np.errstate(divide="ignore"):
+        log_sd = np.log(sd[~np.isnan(sd)])
+    if not log_sd.size:
+        return False
+    limit = np.log(tol)
+    if np.any(np.abs(log_sd) > limit):  # a 0 or infinite sd included
+        return True
+    return bool(log_sd.max() - log_sd.min() > limit)  # the largest ratio of two
 
 
 def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFrame, list[str]]:

@@ -76,7 +76,7 @@ class TinySystem:
         """``log|L_Z|^2``, ``log|R_X|^2`` and the PWRSS at ``theta``; None if not positive."""
         n, q, p = self.order, self.n_random, self.n_fixed
         if self.products is not None:
-            coefficients = np.append(theta, 1.0)
+            coefficients = np.concatenate((theta, _ONE))
             system = (
                 (coefficients[self.first] * coefficients[self.second]) @ self.products
             ).reshape(n, n)
@@ -104,6 +104,10 @@ class TinySystem:
             return 2.0 * float(logs.sum()), 0.0, pwrss
         sums = np.add.reduceat(logs, self.sections)  # the random and the fixed part
         return 2.0 * float(sums[0]), 2.0 * float(sums[1]), pwrss
+
+
+_ONE = np.ones(1)
+"""The constant term's coefficient in :meth:`TinySystem.pieces`."""
 
 
 def tiny_system(
