@@ -30,6 +30,7 @@ only when a diagonal is below :data:`BOUNDED_FINISH` (a singular fit).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
@@ -168,16 +169,20 @@ def _rerun_limit(first_gradient: np.ndarray | None) -> float:
     return max(RERUN_GRADIENT, 1e-6 * float(np.max(np.abs(first), initial=0.0)))
 
 
-def _one_run(
-    fg: ValueAndGradient,
-    start: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    budget: list[int],
-    polished: Polished,
-) -> tuple[_Run, str, bool]:
-    run = _Run(fg, budget, lower, polished)
-    limit = budget[0] + 1  # our own counter stops first
+@dataclass(frozen=True)
+class _Phase:
+    """What the runs of one phase share: the bounds, the calls left and the polish test."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    budget: list[int]  # calls left, shared by every run of the minimization
+    polished: Polished
+
+
+def _one_run(fg: ValueAndGradient, start: np.ndarray, phase: _Phase) -> tuple[_Run, str, bool]:
+    lower, upper = phase.lower, phase.upper
+    run = _Run(fg, phase.budget, lower, phase.polished)
+    limit = phase.budget[0] + 1  # our own counter stops first
     options = {"maxfun": limit, "maxiter": limit, "ftol": 0.0, "gtol": 1e-6, "maxcor": 20}
     try:
         result = optimize.minimize(
@@ -203,23 +208,19 @@ def _one_run(
 
 
 def _runs(
-    fg: ValueAndGradient,
-    start: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    budget: list[int],
-    polished: Polished,
+    fg: ValueAndGradient, start: np.ndarray, phase: _Phase
 ) -> tuple[np.ndarray, float, str, bool]:
     """L-BFGS-B, rerun from its best point while the projected gradient stays large
     (not after a settled stop)."""
-    run, message, success = _one_run(fg, start, lower, upper, budget, polished)
+    lower = phase.lower
+    run, message, success = _one_run(fg, start, phase)
     theta, value = run.best_theta, run.best_value
     limit = _rerun_limit(run.first_gradient)
     gradient = run.best_gradient
     for _ in range(MAX_RUNS - 1):
         if not success or run.settled or _projected_gradient(theta, gradient, lower) <= limit:
             break
-        run, message, success = _one_run(fg, theta, lower, upper, budget, polished)
+        run, message, success = _one_run(fg, theta, phase)
         improved = value - run.best_value > max(STALL_ABS, STALL_REL * abs(value))
         if run.best_value < value:
             theta, value, gradient = run.best_theta, run.best_value, run.best_gradient
@@ -262,7 +263,8 @@ def minimize_with_gradient(
     budget = [int(maxfun)]
     if flip is not None:
         unbounded = np.full(start.size, np.inf)
-        theta, value, message, success = _runs(fg, start, -unbounded, unbounded, budget, polished)
+        free = _Phase(-unbounded, unbounded, budget, polished)
+        theta, value, message, success = _runs(fg, start, free)
         if not success:
             return np.clip(flip(theta), lower, upper), value, message, success
         if np.isfinite(value):
@@ -270,4 +272,4 @@ def minimize_with_gradient(
             if np.all(theta[lower == 0] >= BOUNDED_FINISH):
                 return theta, value, message, success
             start = theta
-    return _runs(fg, start, lower, upper, budget, polished)
+    return _runs(fg, start, _Phase(lower, upper, budget, polished))
