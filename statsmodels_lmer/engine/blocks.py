@@ -245,8 +245,9 @@ class PairsProduct:
             return part
 
         chunks = self._first_column_pairs()
-        out = sum(_in_threads(adjoint, chunks, sum(len(c[0]) for c in chunks)))
-        out = np.asarray(out) if len(chunks) else np.zeros((n_classes, p1, p1))
+        out = np.zeros((n_classes, p1, p1))
+        for part in _in_threads(adjoint, chunks, sum(len(c[0]) for c in chunks)):
+            out += part  # in chunk order, whatever the threads
         rows, cols = np.triu_indices(p1, 1)
         out[:, cols, rows] = out[:, rows, cols]
         return out
@@ -1093,8 +1094,6 @@ def _by_columns(term: RandomTerm, z: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def _assemble(pieces: list[tuple[Triplets, int, int]], shape: tuple[int, int]) -> sp.coo_matrix:
     """One sparse matrix from triplet blocks placed at ``(row0, col0)`` (entries kept)."""
-    if not pieces:
-        return sp.coo_matrix(shape)
     data = np.concatenate([t[0] for t, _, _ in pieces])
     rows = np.concatenate([t[1] + row0 for t, row0, _ in pieces])
     cols = np.concatenate([t[2] + col0 for t, _, col0 in pieces])

@@ -206,10 +206,9 @@ def _gradient_polish(
     """
     if not (options.verify and has_gradient(objective)) or lower.size > LOCAL_GRADIENT_MAX_K:
         return None
-    diagonal = lower == 0
 
     def polished(theta: np.ndarray) -> bool:
-        return bool(np.all(np.abs(theta[diagonal]) >= SINGULAR_TOL))
+        return _interior(np.abs(theta), lower)
 
     return polished
 

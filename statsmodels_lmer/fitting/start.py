@@ -74,10 +74,10 @@ def level_regression_theta(
     """
     y = np.asarray(response, dtype=float)
     X = np.asarray(fixed, dtype=float)
+    rank = 0
     if X.shape[1]:
-        coefs = np.linalg.lstsq(X, y, rcond=None)[0]
+        coefs, _, rank, _ = np.linalg.lstsq(X, y, rcond=None)
         y = y - X @ coefs
-    rank = np.linalg.matrix_rank(X) if X.shape[1] else 0
     total = float(y @ y) / max(len(y) - rank, 1)
     pieces, within = [], []
     for term_codes, term_columns, levels in zip(codes, columns, n_levels):
