@@ -368,8 +368,24 @@ def gradient_model(
     :data:`SECANT_MIN_NEW` of their length new to the steps taken before),
     completed by steps of that scale's 1e-4 (``difference_steps`` itself
     when no secant is used). Accurate to ``O(step)``: enough to judge a
-    Newton step. ``gradient`` is ``g(theta)`` when known (else one more
-    gradient).
+    Newton step.
+
+    Parameters
+    ----------
+    objective : callable
+        With ``value_and_gradient`` and ``difference_steps`` (a
+        :class:`~statsmodels_lmer.engine.gradient.ProfiledGradient`).
+    theta : ndarray
+        Where the model is taken.
+    gradient : ndarray, optional
+        ``g(theta)`` when known (else one more gradient).
+    nearby : sequence of (ndarray, ndarray)
+        Points and their gradients to use as secants.
+
+    Returns
+    -------
+    dict
+        ``{"gradient", "Hessian"}`` at ``theta``.
     """
     theta = np.asarray(theta, dtype=float)
     if gradient is None:
