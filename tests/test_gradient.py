@@ -345,6 +345,35 @@ def test_pair_chunks_in_threads_give_the_serial_numbers(monkeypatch, formula, by
     np.testing.assert_array_equal(gradient, serial_gradient)
 
 
+@pytest.mark.parametrize(
+    "formula",
+    ["y ~ x + (1 | a) + (1 | b)", "y ~ x + (x | a) + (z | b)", "y ~ x + (x | a:b) + (x | a)"],
+)
+def test_pair_tables_indexed_by_int64_give_the_int32_numbers(monkeypatch, formula):
+    # tables of more than 2**31 places or pairs index them with int64: force that
+    # layout on a small model (by class, by factor, and nested), same bits
+    model = sml.Lmer.from_formula(formula, frame(seed=7), weights="w")
+    theta = points(model)[1]
+    results = []
+    for limit in (blocks.INT32_INDICES, 0):
+        monkeypatch.setattr(blocks, "INT32_INDICES", limit)
+        devfun = model.devfun(True, strategy="pairs")
+        product = devfun.cross.product
+        assert product.starts.dtype == (np.int32 if limit else np.int64)
+        assert product.targets.dtype == product.starts.dtype
+        value = devfun(theta)
+        gradient = None
+        if devfun.cross.nested is None:
+            gradient = ProfiledGradient(devfun).value_and_gradient(theta)[1]
+        results.append((value, gradient, devfun.cross.nested is None))
+    (value32, gradient32, crossed), (value64, gradient64, _) = results
+    assert value64 == value32
+    np.testing.assert_allclose(value32, model.devfun(True, strategy="dense")(theta), rtol=1e-12)
+    if crossed:
+        np.testing.assert_array_equal(gradient64, gradient32)
+    assert crossed == ("a:b" not in formula)
+
+
 def test_active_threads_follow_the_blas_limit():
     cpus = os.cpu_count() or 1
     assert active_threads() == cpus

@@ -49,6 +49,7 @@ from .cost import (
 from .sparse import BACKEND_VARIABLE, SparseSystem, sparse_backend
 
 __all__ = [
+    "INT32_INDICES",
     "PAIR_CHUNK",
     "STRATEGY_NAMES",
     "THREADED_PAIRS",
@@ -112,19 +113,21 @@ class PairsProduct:
             flat, value, weight = _pair_products(cross)
             order = np.argsort(flat, kind="stable")
             self.flat, self.value, self.weight = flat[order], value[order], weight[order]
+            self._index_places(self.flat)
         else:
-            self.flat, self.first, self.second = _factor_pairs(cross.a_r1)
+            flat, self.first, self.second = _factor_pairs(cross.a_r1)
+            self._index_places(flat)  # the places are kept per run only
         self.shape = (cross.first_cols, cross.first_cols)
         self.n_weights = len(cross.class_counts) * cross.first_cols**2
-        self._index_places()
 
-    def _index_places(self) -> None:
+    def _index_places(self, flat: np.ndarray) -> None:
         """The runs of equal places in the sorted pairs, and chunks of them."""
-        new_place = np.ones(len(self.flat), dtype=bool)
-        new_place[1:] = self.flat[1:] != self.flat[:-1]
-        self.starts = np.flatnonzero(new_place)
-        self.targets = self.flat[self.starts]
-        self.chunks = _pair_chunks(self.starts, len(self.flat))
+        self.n_pairs = len(flat)
+        new_place = np.ones(self.n_pairs, dtype=bool)
+        new_place[1:] = flat[1:] != flat[:-1]
+        self.starts = np.flatnonzero(new_place).astype(_index_dtype(self.n_pairs))
+        self.targets = flat[self.starts]
+        self.chunks = _pair_chunks(self.starts, self.n_pairs)
 
     def with_response(self, cross: CrossProducts) -> PairsProduct:
         """The products for cross-products that differ in the response only.
@@ -144,8 +147,14 @@ class PairsProduct:
         out.flat = np.concatenate([self.flat[:tail], flat[order]])
         out.value = np.concatenate([self.value[:tail], value[order]])
         out.weight = np.concatenate([self.weight[:tail], weight[order]])
-        out._index_places()
+        out._index_places(out.flat)
         return out
+
+    def places(self) -> np.ndarray:
+        """The flat place in the ``m x m`` result of each pair (in the pairs' order)."""
+        if self.columns is None:
+            return self.flat
+        return np.repeat(self.targets, np.diff(self.starts, append=self.n_pairs))
 
     @property
     def needs_roots(self) -> bool:
@@ -181,7 +190,7 @@ class PairsProduct:
         def subtract(chunk: tuple[int, int]) -> None:
             first_run, last_run = chunk
             begin = self.starts[first_run]
-            end = self.starts[last_run] if last_run < len(self.starts) else len(self.flat)
+            end = self.starts[last_run] if last_run < len(self.starts) else self.n_pairs
             if scaled is None:
                 values = self.value[begin:end] * weights.reshape(-1)[self.weight[begin:end]]
             else:
@@ -190,7 +199,7 @@ class PairsProduct:
             runs = self.starts[first_run:last_run] - begin
             flat[self.targets[first_run:last_run]] -= np.add.reduceat(values, runs)
 
-        _in_threads(subtract, self.chunks, len(self.flat))
+        _in_threads(subtract, self.chunks, self.n_pairs)
 
     @property
     def diagonal(self) -> np.ndarray:
@@ -258,14 +267,22 @@ class PairsProduct:
         if found is None:
             columns = self.columns
             in_first = np.flatnonzero(columns.within[self.first] == 0)
+            class_dtype = _index_dtype(int(columns.n_classes))
             found = []
             for start in range(0, len(in_first), PAIR_CHUNK):
                 index = in_first[start : start + PAIR_CHUNK]
                 e1 = self.first[index]
-                found.append((e1, self.second[index], self.flat[index], columns.class_of_entry[e1]))
+                place = self.targets[np.searchsorted(self.starts, index, side="right") - 1]
+                classes = columns.class_of_entry[e1].astype(class_dtype)
+                found.append((e1, self.second[index], place, classes))
             self.__dict__["_first_pairs"] = found
         return found
 
+
+INT32_INDICES = np.iinfo(np.int32).max
+"""Pair tables index places and pairs with int32 up to this count: half the bytes
+of int64 to keep and to sort (the ``(x|A) + (x|B)`` table of 13M pairs kept 150
+MiB instead of 250 and peaked at 300 MiB instead of 510 while it was built)."""
 
 PAIR_CHUNK = 1 << 20
 """Pair products formed at once in an evaluation (8 MiB per temporary)."""
@@ -294,7 +311,7 @@ def _pair_chunks(starts: np.ndarray, n_pairs: int) -> list[tuple[int, int]]:
     """Ranges of runs (places) holding about :data:`PAIR_CHUNK` pairs each."""
     bounds = [0]
     while bounds[-1] < len(starts):
-        limit = starts[bounds[-1]] + PAIR_CHUNK
+        limit = int(starts[bounds[-1]]) + PAIR_CHUNK
         bounds.append(max(bounds[-1] + 1, int(np.searchsorted(starts, limit, side="left"))))
     bounds[-1] = min(bounds[-1], len(starts))
     return list(itertools.pairwise(bounds)) if n_pairs else []
@@ -362,13 +379,22 @@ def _factor_pairs(a_r1: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarr
     column = np.repeat(np.arange(a_r1.shape[1]), counts)
     place = np.arange(a_r1.nnz) - indptr[column]
     repeats = place + 1  # entry e pairs with the entries above it and itself
+    pair_dtype = _index_dtype(int(np.sum(repeats)))
     first = np.repeat(np.arange(a_r1.nnz, dtype=np.int32), repeats)
-    offsets = np.arange(len(first)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    second = (np.repeat(indptr[column], repeats) + offsets).astype(np.int32)
-    del offsets
-    flat = indices[first].astype(np.int64) * m + indices[second]
+    # second = the column's first entry + the pair's offset within its run
+    second = np.arange(len(first), dtype=pair_dtype)
+    second -= np.repeat((np.cumsum(repeats) - repeats - indptr[column]).astype(pair_dtype), repeats)
+    second = second.astype(np.int32, copy=False)
+    flat = indices[first].astype(_index_dtype(m * m)) * m + indices[second]
     order = np.argsort(flat, kind="stable")
-    return flat[order], first[order], second[order]
+    flat = flat[order]  # one array at a time: each unsorted one is freed
+    first = first[order]
+    return flat, first, second[order]
+
+
+def _index_dtype(count: int) -> type[np.signedinteger]:
+    """int32 for indices below ``count`` up to :data:`INT32_INDICES`, else int64."""
+    return np.int32 if count <= INT32_INDICES else np.int64
 
 
 class ClassesProduct:
@@ -719,7 +745,7 @@ def _nested_layout(
     r, m = cross.n_random_rest, cross.size_rest
     if not _is_nested(cross):
         return None  # a first-term level meets several rest levels: crossed
-    rows, cols = np.divmod(pairs.flat, m)
+    rows, cols = np.divmod(pairs.places().astype(np.int64), m)
     index = _compact_index(rows, cols, r, p2, m)
     if np.any(index < 0):
         return None
@@ -1317,7 +1343,7 @@ def _pair_products(
     class_a, r = np.divmod(g.row, m)
     b_index, s = np.divmod(g.col, m)
     keep = r >= s
-    flat = r[keep].astype(np.int64) * m + s[keep]
+    flat = r[keep].astype(_index_dtype(m * m)) * m + s[keep]
     weight = class_a[keep].astype(np.int64) * p1 + b_index[keep]
     return flat, g.data[keep], weight
 
