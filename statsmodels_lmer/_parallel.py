@@ -23,6 +23,7 @@ several threads pay off on a quiet machine; ``threads=`` sets the number.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
@@ -39,6 +41,7 @@ __all__ = [
     "PROGRESS_VARIABLE",
     "SMALL_BLOCK",
     "THREADED_BLOCK",
+    "EvaluationProgress",
     "Progress",
     "active_threads",
     "blas_threads",
@@ -250,13 +253,21 @@ def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:
     return max(1, min(jobs, n_tasks)) if n_tasks is not None else jobs
 
 
+_IN_JOB: ContextVar[bool] = ContextVar("statsmodels_lmer_in_job", default=False)
+"""True inside a ``with Progress(...)`` block: the fits it runs draw no bars of their own."""
+
+
 class Progress:
     """A progress bar (tqdm when installed, else a line per step on stderr), or nothing.
 
+    Used as a context manager, it also marks its block as one job: the fits
+    run inside (bootstrap refits, allfit's optimizers) draw no bars of their
+    own by default (:class:`EvaluationProgress`).
+
     Parameters
     ----------
-    total : int
-        Number of steps.
+    total : int or None
+        Number of steps (None: not known).
     desc : str
         What is being done (shown before the bar).
     unit : str
@@ -268,7 +279,7 @@ class Progress:
     """
 
     def __init__(
-        self, total: int, desc: str, unit: str = "it", enabled: bool | None = None
+        self, total: int | None, desc: str, unit: str = "it", enabled: bool | None = None
     ) -> None:
         if enabled is None:
             self.enabled, self.delay = bool(_SETTINGS["enabled"]), float(_SETTINGS["delay"])
@@ -280,6 +291,7 @@ class Progress:
         self._started = time.monotonic()
         self._noted = self._started
         self._bar = None
+        self._job: Token[bool] | None = None
         if self.enabled:
             try:
                 from tqdm.auto import tqdm
@@ -300,7 +312,7 @@ class Progress:
                 self._bar.set_postfix_str(note, refresh=False)
             self._bar.update(steps)
         elif time.monotonic() - self._started >= self.delay:
-            text = f"{self.desc} {self.done}/{self.total}"
+            text = f"{self.desc} {self.done}" + ("" if self.total is None else f"/{self.total}")
             print(text + (f" {note}" if note else ""), file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
@@ -323,6 +335,86 @@ class Progress:
             self._bar = None
 
     def __enter__(self) -> Progress:
+        self._job = _IN_JOB.set(True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._job is not None:
+            _IN_JOB.reset(self._job)
+            self._job = None
+        self.close()
+
+
+class EvaluationProgress:
+    """A fit's progress: evaluations counted, the lowest value shown, the bar drawn late.
+
+    Called with each objective value. Nothing is drawn until the fit has run
+    for the package's delay (:func:`set_progress`, 2 s), so quick fits cost a
+    clock reading per evaluation and stay silent; then a bar of unknown
+    length counts the evaluations and shows the lowest value so far and the
+    stage. ``enabled=None`` follows the package setting, except inside a
+    job's bar (:class:`Progress` as a context manager), whose fits are quiet.
+
+    Parameters
+    ----------
+    desc : str
+        What is being done (shown before the bar).
+    enabled : bool or None
+        True: drawn from the first evaluation; False: nothing; None: see above.
+    unit : str
+        What is counted, as tqdm shows it after the count (hence the space).
+    """
+
+    REDRAW = 0.2
+    """Seconds between two updates of a drawn bar."""
+
+    def __init__(self, desc: str, enabled: bool | None = None, unit: str = " evaluations") -> None:
+        if enabled is None:
+            self.enabled = bool(_SETTINGS["enabled"]) and not _IN_JOB.get()
+            self.delay = float(_SETTINGS["delay"])
+        else:
+            self.enabled, self.delay = bool(enabled), 0.0
+        self.desc, self.unit = desc, unit
+        self.count = 0
+        self.lowest = math.inf
+        self.stage = ""
+        self._started = time.monotonic()
+        self._drawn = -math.inf
+        self._bar: Progress | None = None
+
+    def __call__(self, value: float) -> None:
+        """Count one evaluation of the objective, whose value is ``value``."""
+        self.count += 1
+        if value < self.lowest:
+            self.lowest = value
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._drawn < self.REDRAW or now - self._started < self.delay:
+            return
+        self._drawn = now
+        self._draw()
+
+    def set_stage(self, stage: str) -> None:
+        """Say what the fit does now (shown from the next evaluation on)."""
+        self.stage = stage
+
+    def _draw(self) -> None:
+        if self._bar is None:
+            self._bar = Progress(None, self.desc, self.unit, enabled=True)
+        parts = [self.stage] if self.stage else []
+        if math.isfinite(self.lowest):
+            parts.append(f"lowest {self.lowest:.10g}")
+        self._bar.update(self.count - self._bar.done, note=", ".join(parts))
+
+    def close(self) -> None:
+        """Bring a drawn bar up to date and finish it."""
+        if self._bar is not None:
+            self._draw()
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> EvaluationProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -331,6 +423,7 @@ class Progress:
 
 def _limit_blas_threads(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     threadpool_limits(1)
+    _SETTINGS["enabled"] = False  # a worker's fits draw no bars; the parent's job has one
     if initializer is not None:
         initializer(*initargs)
 

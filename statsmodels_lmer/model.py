@@ -604,6 +604,13 @@ class Lmer(LikelihoodModel):
             through ``optCtrl``): ``initial_step * max(|theta|, 0.1)``.
             Default 0.25 from lme4's start estimated from group means,
             NLopt's own choice otherwise.
+        progress : bool, optional
+            A bar counting the objective's evaluations, with the lowest
+            value so far and the stage (as MixedModels.jl's fit shows).
+            Default: the package setting (:func:`set_progress`), drawn
+            only once the fit has run for two seconds, and not for the
+            fits inside a job with its own bar (bootstrap, allfit);
+            True: at once; False: never.
 
         Returns
         -------
@@ -739,9 +746,11 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
         REML (default) or maximum likelihood.
     **kwargs
         Model keywords (``weights``, ``offset``, ``subset``, ``missing``,
-        ``eval_env``, ``drop_cols``, ``progress``) and fit keywords (``method``,
+        ``eval_env``, ``drop_cols``) and fit keywords (``method``,
         ``maxiter``, ``start_theta``, ``xtol``, ``ftol``, ``check_conv``,
-        ...; see :meth:`Lmer.fit`). Any other keyword is a TypeError.
+        ...; see :meth:`Lmer.fit`). ``progress`` goes to both: the fit's
+        bar, and Dask's for the passes over a Dask DataFrame. Any other
+        keyword is a TypeError.
 
     Returns
     -------
@@ -754,6 +763,8 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     if unknown:
         raise unknown_keyword_error("lmer()", unknown, known)
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_names}
+    if "progress" in fit_kwargs:  # the fit's bar, and Dask's for the passes over the data
+        kwargs["progress"] = fit_kwargs["progress"]
     if not kwargs.get("restricted", False):
         kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from conftest import fitted_case
 
 import statsmodels_lmer as sml
-from statsmodels_lmer._parallel import PROGRESS_VARIABLE, Progress, progress_from_environment
+from statsmodels_lmer._parallel import (
+    PROGRESS_VARIABLE,
+    EvaluationProgress,
+    Progress,
+    progress_from_environment,
+)
+from statsmodels_lmer.fitting.fit import fit_theta
+from statsmodels_lmer.fitting.options import FitOptions
 from statsmodels_lmer.inference.derivatives import (
     hessian,
     hessian_evaluations,
@@ -114,3 +123,90 @@ def test_bootstrap_allfit_and_exact_test_follow_the_switch(capsys):
         dye.bootstrap(3, seed=1)
         dye.confint(method="boot", nsim=3, seed=1)
     assert capsys.readouterr().err == ""
+
+
+# --- a fit's own bar (fit(progress=...), EvaluationProgress)
+
+
+def test_evaluation_progress_counts_and_keeps_the_lowest_value(capsys):
+    quiet = EvaluationProgress("fit", enabled=False)
+    for value in (3.0, 1.5, np.inf, 2.0):
+        quiet(value)
+    quiet.close()
+    assert quiet.count == 4 and quiet.lowest == 1.5
+    assert capsys.readouterr().err == ""
+    shown = EvaluationProgress("fit (ML)", enabled=True)
+    shown.set_stage("convergence derivatives")
+    for value in (10.0, 7.25, 8.0):
+        shown(value)
+    shown.close()
+    err = capsys.readouterr().err
+    assert "fit (ML)" in err and "3 evaluations" in err
+    assert "convergence derivatives, lowest 7.25" in err
+    with sml.set_progress(True, delay=60):  # the default waits for the delay
+        late = EvaluationProgress("fit")
+        late(1.0)
+        late.close()
+    assert late.enabled and late.count == 1 and capsys.readouterr().err == ""
+
+
+def lowest_shown(err: str) -> float:
+    return float(err.rsplit("lowest ", 1)[1].split("]")[0])
+
+
+@pytest.mark.parametrize("name", ["sleepstudy_reml", "penicillin_reml"])
+def test_fit_bar_counts_the_evaluations_and_shows_the_optimum(capsys, name):
+    res = fitted_case(name)[2]
+    model = res.model
+    refit = model.fit(reml=res.reml, progress=True)
+    err = capsys.readouterr().err
+    assert f"fit ({'REML' if res.reml else 'ML'})" in err
+    count = int(err.rsplit(" evaluations [", 1)[0].rsplit(" ", 1)[1])
+    assert count >= refit.optinfo["feval"]  # the checks' evaluations as well
+    # the lowest value seen is the optimum (to the 10 digits shown)
+    assert lowest_shown(err) == pytest.approx(refit.objective, rel=1e-9)
+    assert refit.optinfo["control"]["progress"] is True
+    devfun = model.devfun(res.reml)
+    options = FitOptions(progress=True)
+    fit_theta(devfun, model.theta_start, model.theta_lower, options, model.nobs)
+    assert devfun.n_evaluations > 0 and devfun.monitor is None  # reset after the fit
+    assert "fit (" in capsys.readouterr().err
+    model.fit(reml=res.reml, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_fit_bar_on_the_gradient_path_counts_gradients(capsys):
+    data = sml.datasets.load("sleepstudy")
+    model = sml.Lmer.from_formula("Reaction ~ Days + (Days | Subject)", data)
+    res = model.fit(method="lbfgsb", progress=True)
+    err = capsys.readouterr().err
+    assert "fit (REML)" in err and res.optinfo["optimizer"] == "lbfgsb"
+    assert lowest_shown(err) == pytest.approx(res.objective, rel=1e-9)
+
+
+def test_fit_bar_follows_the_switch_and_is_quiet_inside_a_job(capsys):
+    res = fitted_case("dyestuff_reml")[2]
+    res.model.fit()  # default: drawn only after two seconds
+    assert capsys.readouterr().err == ""
+    with sml.set_progress(True, delay=0):
+        res.model.fit()
+        assert "fit (REML)" in capsys.readouterr().err
+        with Progress(1, "job"):
+            res.model.fit()  # a job's fits draw no bar of their own
+            assert not EvaluationProgress("fit").enabled
+            assert EvaluationProgress("fit", enabled=True).enabled  # unless asked
+        err = capsys.readouterr().err
+        assert "job" in err and "fit (REML)" not in err
+        assert EvaluationProgress("fit").enabled  # the job is over
+    with sml.set_progress(False):
+        res.model.fit()
+    assert capsys.readouterr().err == ""
+
+
+def test_fit_progress_keyword_is_checked_and_lmer_passes_it_on(capsys):
+    data = sml.datasets.load("Dyestuff")
+    with pytest.raises(TypeError, match="progress"):
+        sml.lmer("Yield ~ 1 + (1 | Batch)", data, progress="yes")
+    res = sml.lmer("Yield ~ 1 + (1 | Batch)", data, progress=True)
+    assert "fit (REML)" in capsys.readouterr().err
+    assert pickle.loads(pickle.dumps(res.model.devfun(True))).monitor is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
@@ -322,6 +323,12 @@ class ProfiledDeviance:
         Indices of ``terms`` in the engine's order (first = eliminated).
     reml : bool
         REML criterion if True, else the ML deviance.
+
+    Attributes
+    ----------
+    monitor : callable or None
+        Called with each value and each :meth:`factorization`'s value (a fit
+        sets its progress display here); not pickled.
     """
 
     def __init__(
@@ -339,16 +346,19 @@ class ProfiledDeviance:
         self.theta_slices = [theta_slices[i] for i in engine_order]
         self.reml = bool(reml)
         self.n_evaluations = 0
+        self.monitor: Callable[[float], None] | None = None
         self._work = _WorkArrays(cross.size_rest)
         self._tiny = tiny_system(cross, self.terms, self.theta_slices)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_work"]
+        state["monitor"] = None  # a fit's progress display stays with the fit
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_tiny", None)  # pickles of earlier versions: the blocked path
+        state.setdefault("monitor", None)
         self.__dict__.update(state)
         self._work = _WorkArrays(self.cross.size_rest)
 
@@ -379,9 +389,18 @@ class ProfiledDeviance:
         return blas_threads(threads_for_block(self.cross.size_rest, threads))
 
     def __call__(self, theta: np.ndarray) -> float:
-        """The objective at ``theta`` (``inf`` where the factor fails)."""
+        """The objective at ``theta`` (``inf`` where the factor fails).
+
+        Each value is passed to :attr:`monitor` when one is set (a fit's
+        progress display).
+        """
         self.n_evaluations += 1
-        theta = np.asarray(theta, dtype=float)
+        value = self._criterion_at(np.asarray(theta, dtype=float))
+        if self.monitor is not None:
+            self.monitor(value)
+        return value
+
+    def _criterion_at(self, theta: np.ndarray) -> float:
         if self._tiny is not None:
             pieces = self._tiny.pieces(theta)
             return np.inf if pieces is None else self.criterion(*pieces, self.reml)
@@ -524,8 +543,11 @@ class ProfiledDeviance:
             return None
         # the work array stays with the result (not given back for the next evaluation)
         _symmetrize_lower(factor.schur)
+        log_dets = self._log_dets(factor)
+        if self.monitor is not None:
+            self.monitor(self.criterion(*log_dets, self.reml))
         return Factorization(
-            factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *self._log_dets(factor)
+            factor.T1, factor.m_inv, factor.rest, factor.chol, factor.schur, *log_dets
         )
 
     def give_back(self, factorization: Factorization) -> None:

@@ -12,11 +12,14 @@ does, so that the warnings point at the caller's line.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .._parallel import EvaluationProgress
 from ..engine.gradient import ProfiledGradient, gradient_available, jacobian_of_gradient
 from ..engine.objective import ProfiledDeviance, Solution
 from ..exceptions import DataError, LmerConvergenceWarning, SingularFitWarning
@@ -162,23 +165,41 @@ def fit_theta(
     opts = options.resolved(nobs)
     objective = with_gradient(objective, close_start=initial_step is not None)
     wanted = bool(opts.calc_derivs) and _by_deriv12(objective, opts.deriv_method)
-    run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
-    summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
-    lower = np.asarray(lower, dtype=float)
-    singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
-    if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
-        if wanted and run.derivs is not None:  # deriv12 at the estimate, from the verification
-            summary.derivs = run.derivs
-        else:
-            summary.derivs = convergence_derivatives(
-                objective, run.theta, run.fun, opts.deriv_method
-            )
+    with _watched(objective, opts.progress) as progress:
+        run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
+        summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
+        lower = np.asarray(lower, dtype=float)
+        singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
+        if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
+            if wanted and run.derivs is not None:  # deriv12 at the estimate, from verification
+                summary.derivs = run.derivs
+            else:
+                progress.set_stage("convergence derivatives")
+                summary.derivs = convergence_derivatives(
+                    objective, run.theta, run.fun, opts.deriv_method
+                )
     if opts.check_conv:
         summary.conv = check_conv(
             summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol
         )
     summary.messages = _messages(summary)
     return summary
+
+
+@contextmanager
+def _watched(objective: Objective, enabled: bool | None) -> Iterator[EvaluationProgress]:
+    """A fit's progress display, fed by the engine's evaluations while the block runs."""
+    devfun = objective.devfun if isinstance(objective, ProfiledGradient) else objective
+    if not isinstance(devfun, ProfiledDeviance):
+        yield EvaluationProgress("fit", False)
+        return
+    progress = EvaluationProgress(f"fit ({'REML' if devfun.reml else 'ML'})", enabled)
+    devfun.monitor = progress
+    try:
+        yield progress
+    finally:
+        devfun.monitor = None
+        progress.close()
 
 
 def with_gradient(objective: Objective, close_start: bool = False) -> Objective:

@@ -94,6 +94,13 @@ class FitOptions:
         0.25 from lme4's start estimated from group means, NLopt's own
         choice (about 0.75 theta) otherwise. Refits from a fitted theta
         (``res.refit``, the parametric bootstrap) use 0.25.
+    progress : bool or None
+        A bar counting the fit's evaluations, with the lowest objective so
+        far (:class:`~statsmodels_lmer._parallel.EvaluationProgress`). None:
+        the package setting (:func:`~statsmodels_lmer.set_progress`), drawn
+        only once the fit has run two seconds, and never for the fits inside
+        a job with its own bar (bootstrap, allfit, ...); True: from the
+        first evaluation; False: never.
     """
 
     method: str | None = None
@@ -111,6 +118,7 @@ class FitOptions:
     hess_tol: float = HESS_TOL
     threads: int | None = None
     initial_step: float | None = None
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -146,6 +154,8 @@ class FitOptions:
         check_threads(self.threads)
         if self.initial_step is not None:
             _check_positive("initial_step", self.initial_step)
+        if self.progress is not None:
+            _check_bool("progress", self.progress)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
