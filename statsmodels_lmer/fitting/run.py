@@ -168,7 +168,15 @@ def _adopt(result: OptimizerResult, other: OptimizerResult) -> None:
 def _restart_from_edge(
     objective: Objective, result: OptimizerResult, lower: np.ndarray, settings: Settings
 ) -> int:
-    """lme4's ``restart_edge``; updates ``result`` and returns the evaluations used."""
+    """lme4's ``restart_edge``, and its mirror; updates ``result`` and returns the evaluations.
+
+    A diagonal element at 0 whose column of ``T`` has nonzero elements below
+    it sits on a mirror plane: the criterion is even in each column, so
+    moving the element below 0 is moving it above 0 with the rest of its
+    column negated. The one-sided difference is taken on that side too
+    (:func:`_mirror_slopes`); where only it falls, the optimizer restarts
+    from the mirrored estimate, whose value is the same.
+    """
     on_edge = np.flatnonzero(result.theta == lower)
     if not on_edge.size:
         return 0
@@ -180,19 +188,61 @@ def _restart_from_edge(
         moved[index] = lower[index] + EDGE_STEP
         slopes.append((float(objective(moved)) - base) / EDGE_STEP)
         used += 1
-    if any(slope < 0 for slope in slopes):
-        start = result.theta.copy()
-        nudged = has_gradient(objective) and result.method == "lbfgsb"
-        if nudged:
-            moved = on_edge[np.asarray(slopes) < 0]
-            start[moved] = lower[moved] + EDGE_NUDGE
-        again = minimize_theta(objective, start, lower, result.method, *settings)
-        used += again.n_evaluations
-        result.n_gradients += again.n_gradients
-        if not nudged or again.fun < result.fun:
-            _adopt(result, again)
-        result.restarted = True
+    falling = on_edge[np.asarray(slopes) < 0]
+    start = result.theta.copy()
+    mirrored = not falling.size
+    if mirrored:
+        falling, mirror_used = _mirror_slopes(objective, result.theta, lower, on_edge, base)
+        used += mirror_used
+        if not falling.size:
+            return used
+        for index in falling:
+            start[_column_below(lower, index)] *= -1.0
+    nudged = has_gradient(objective) and result.method == "lbfgsb"
+    if nudged:
+        start[falling] = lower[falling] + EDGE_NUDGE
+    again = minimize_theta(objective, start, lower, result.method, *settings)
+    used += again.n_evaluations
+    result.n_gradients += again.n_gradients
+    if not (nudged or mirrored) or again.fun < result.fun:
+        _adopt(result, again)
+    result.restarted = True
     return used
+
+
+def _column_below(lower: np.ndarray, index: int) -> np.ndarray:
+    """Indices of the elements below the diagonal element ``index`` in its column of ``T``.
+
+    In lme4's order (each term's lower triangle column by column) they are the
+    unbounded elements that follow it.
+    """
+    end = index + 1
+    while end < lower.size and lower[end] == -np.inf:
+        end += 1
+    return np.arange(index + 1, end)
+
+
+def _mirror_slopes(
+    objective: Objective, theta: np.ndarray, lower: np.ndarray, on_edge: np.ndarray, base: float
+) -> tuple[np.ndarray, int]:
+    """Diagonal elements at 0 into whose mirror side the objective falls, and the evaluations.
+
+    For each such element with a nonzero column below it, the one-sided
+    difference ``(f(theta') - f(theta)) / EDGE_STEP`` at ``theta'``: the
+    element at ``EDGE_STEP`` and the rest of its column negated.
+    """
+    falling, used = [], 0
+    for index in on_edge:
+        below = _column_below(lower, index)
+        if lower[index] != 0 or not np.any(theta[below] != 0):
+            continue
+        moved = theta.copy()
+        moved[below] *= -1.0
+        moved[index] = EDGE_STEP
+        used += 1
+        if float(objective(moved)) < base:
+            falling.append(index)
+    return np.asarray(falling, dtype=int), used
 
 
 def _gradient_polish(
