@@ -16,15 +16,18 @@ tested first, unadjusted for Homesize, as lmerTest does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import patsy
 
 from ..formula import parse_formula, quote_formula
+from ..frame import aliased_columns
 
 __all__ = [
     "FixedTerm",
+    "contrast_coded",
     "fixed_terms",
     "marginal_contrasts",
     "marginal_terms",
@@ -48,26 +51,39 @@ class FixedTerm:
         The numeric variables among them.
     columns : tuple of int
         Indices of the term's columns in the model's ``exog``.
+    coded : frozenset of str
+        The variables R codes by contrasts in this term (entry 1 of the
+        ``factors`` attribute of R's ``terms``; see :func:`contrast_coded`).
     """
 
     name: str
     variables: frozenset[str]
     numeric: frozenset[str]
     columns: tuple[int, ...]
+    coded: frozenset[str] = frozenset()
 
     def contained_in(self, other: FixedTerm) -> bool:
-        """SAS containment: other has all our variables, more, and the same covariates."""
+        """lmerTest's containment: other has all our variables, more, and the same covariates.
+
+        As lmerTest's ``term_contain``, only the variables coded by contrasts
+        count: in ``x + f:x`` the term ``x`` is not contained in ``f:x``,
+        whose ``x`` R codes by dummy variables (entry 2), as ``f`` is absent.
+        """
+        mine, theirs = self.coded, other.coded
         return (
-            self.variables <= other.variables
-            and len(other.variables - self.variables) > 0
-            and self.numeric == other.numeric
+            mine <= theirs
+            and len(theirs - mine) > 0
+            and mine & self.numeric == theirs & other.numeric
         )
 
 
 def fixed_terms(model) -> tuple[list[FixedTerm], bool]:
     """The non-intercept terms of the fixed part (R's order) and whether there is an intercept."""
-    info = model.data.model_spec
-    names = list(model.exog_names)
+    return _terms_of(model.data.model_spec, list(model.exog_names), _formula_positions(model))
+
+
+def _terms_of(info, names: list[str], position: dict[str, int]) -> tuple[list[FixedTerm], bool]:
+    """The terms of a patsy design whose kept columns are ``names``, in R's order."""
     kinds = {f.name(): i.type for f, i in info.factor_infos.items()}
     terms, has_intercept = [], False
     for term in info.terms:
@@ -79,7 +95,25 @@ def fixed_terms(model) -> tuple[list[FixedTerm], bool]:
         variables = frozenset(f.name() for f in term.factors)
         numeric = frozenset(v for v in variables if kinds[v] == "numerical")
         terms.append(FixedTerm(term.name(), variables, numeric, indices))
-    return r_term_order(model, terms), has_intercept
+    ordered = _sorted_as_r(terms, position)
+    return [
+        replace(term, coded=contrast_coded(term.variables, [t.variables for t in ordered[:i]]))
+        for i, term in enumerate(ordered)
+    ], has_intercept
+
+
+def contrast_coded(variables: frozenset[str], earlier: list[frozenset[str]]) -> frozenset[str]:
+    """The variables of a term that R codes by contrasts (R's ``TermCode``).
+
+    A variable is coded by contrasts when the term without it is empty or is
+    contained in an earlier term (R's order); otherwise by dummy variables
+    for all its levels (entry 2 of the ``factors`` attribute).
+    """
+    return frozenset(
+        v
+        for v in variables
+        if len(variables) == 1 or any(variables - {v} <= other for other in earlier)
+    )
 
 
 def r_term_order(model, terms: list[FixedTerm]) -> list[FixedTerm]:
@@ -88,7 +122,10 @@ def r_term_order(model, terms: list[FixedTerm]) -> list[FixedTerm]:
     Terms the formula text does not name (or a model without the text) keep
     patsy's order after those it names.
     """
-    position = _formula_positions(model)
+    return _sorted_as_r(terms, _formula_positions(model))
+
+
+def _sorted_as_r(terms: list[FixedTerm], position: dict[str, int]) -> list[FixedTerm]:
     return sorted(terms, key=lambda t: (len(t.variables), position.get(t.name, len(position))))
 
 
@@ -156,15 +193,56 @@ def marginal_terms(model) -> list[str]:
 
 
 def type3_contrasts(model) -> dict[str, np.ndarray]:
-    """lmerTest's type III contrasts (treatment-coded coefficients)."""
+    """lmerTest's type III contrasts.
+
+    With treatment-coded factors (patsy's default) they are computed on the
+    model's own columns. With other codings (``C(f, Sum)``, Helmert, ...)
+    they are computed, as lmerTest does, on the design re-coded with
+    treatment contrasts and mapped to the model's columns by
+    ``pinv(X_treatment) X``: the F statistics do not depend on the coding,
+    but the Satterthwaite and Kenward-Roger df of a multi-row test depend on
+    the rows, and these are lmerTest's.
+    """
     terms, has_intercept = fixed_terms(model)
     if len(model.exog_names) <= 1 or len(terms) <= 1:
         return type1_contrasts(model)
     if getattr(model, "partitions", None) is not None:  # rows on a Dask cluster: from X'X and X'F
         coefficients, full_names = _partitioned_full_coefficients(model, has_intercept)
-    else:
-        full, full_names = _full_dummy_design(model, terms, has_intercept)
-        coefficients = np.linalg.pinv(np.asarray(model.exog, dtype=float)) @ full
+        return _type3(coefficients, full_names, list(model.exog_names), terms)
+    exog = np.asarray(model.exog, dtype=float)
+    recoded = _treatment_recoded(model, exog)
+    if recoded is None:
+        full, full_names = _full_dummy_design(model.data.frame, terms, has_intercept)
+        coefficients = np.linalg.pinv(exog) @ full
+        return _type3(coefficients, full_names, list(model.exog_names), terms)
+    exog_t, names_t, terms_t = recoded
+    full, full_names = _full_dummy_design(model.data.frame, terms_t, has_intercept)
+    contrasts_t = _type3(np.linalg.pinv(exog_t) @ full, full_names, names_t, terms_t)
+    to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
+    out = {}
+    for term, term_t in zip(terms, terms_t):
+        block = contrasts_t[term_t.name] @ to_model
+        out[term.name] = block[np.abs(block).sum(axis=1) > 1e-8]
+    return out
+
+
+def _treatment_coded(info) -> bool:
+    """Whether every factor of a patsy design is coded by treatment contrasts (first level)."""
+    for subterms in info.term_codings.values():
+        for subterm in subterms:
+            for factor, matrix in subterm.contrast_matrices.items():
+                levels = info.factor_infos[factor].categories
+                reduced = [f"[T.{level}]" for level in levels[1:]]
+                full = [f"[{level}]" for level in levels]
+                if list(matrix.column_suffixes) not in (reduced, full):
+                    return False
+    return True
+
+
+def _type3(
+    coefficients: np.ndarray, full_names: list[str], names: list[str], terms: list[FixedTerm]
+) -> dict[str, np.ndarray]:
+    """Type III contrasts from ``pinv(X) F`` (F: the full dummy design) for treatment coding."""
     L = zapsmall(coefficients.T)  # (full params) x p
     by_order = sorted(terms, key=lambda t: len(t.variables), reverse=True)
     for term in by_order:
@@ -175,13 +253,44 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         target = L[:, list(term.columns)]
         coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
         L[:, list(term.columns)] = zapsmall(target - basis @ coef)
-    rows = [_row_of(name, full_names) for name in model.exog_names]
-    L = L[rows]
+    L = L[[_row_of(name, full_names) for name in names]]
     out = {}
     for term in terms:
         block = L[:, list(term.columns)].T
         out[term.name] = block[np.abs(block).sum(axis=1) > 1e-8]
     return out
+
+
+def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], list] | None:
+    """The fixed part with every factor re-coded by treatment contrasts (lmerTest's remade X).
+
+    None when that is the model's own design (treatment coding already).
+    Returns the design without aliased columns, their names and the terms in
+    the order of :func:`fixed_terms`.
+    """
+    info = model.data.model_spec
+    if _treatment_coded(info):
+        return None
+    recode = {
+        f: patsy.EvalFactor(f"C({f.code}, Treatment)")
+        for f, i in info.factor_infos.items()
+        if i.type == "categorical"
+    }
+    terms = [patsy.Term([recode.get(f, f) for f in term.factors]) for term in info.terms]
+    env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
+    design = patsy.dmatrix(patsy.ModelDesc([], terms), model.data.frame, eval_env=env)
+    matrix = np.asarray(design, dtype=float)
+    if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
+        return None
+    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    names = [design.design_info.column_names[j] for j in kept]
+    old_names = {new.name(): old.name() for new, old in zip(terms, info.terms)}
+    position = {new: _formula_positions(model).get(old, -1) for new, old in old_names.items()}
+    position = {k: v for k, v in position.items() if v >= 0}
+    terms_t, _ = _terms_of(design.design_info, names, position)
+    order = {t.name: i for i, t in enumerate(fixed_terms(model)[0])}
+    terms_t.sort(key=lambda t: order[old_names[t.name]])
+    return matrix[:, kept], names, terms_t
 
 
 def _gram(model) -> np.ndarray:
@@ -203,9 +312,8 @@ def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarr
 
 
 def _full_dummy_design(
-    model, terms: list[FixedTerm], has_intercept: bool
+    frame: pd.DataFrame, terms: list[FixedTerm], has_intercept: bool
 ) -> tuple[np.ndarray, list[str]]:
-    frame = model.data.frame
     blocks, names = [], []
     if has_intercept:
         blocks.append(np.ones((len(frame), 1)))
