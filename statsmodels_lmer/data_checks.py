@@ -29,6 +29,7 @@ __all__ = [
     "check_observations",
     "check_response_type",
     "copy_on_write",
+    "drop_unused_categories",
     "numeric_objects",
     "owned_frame",
     "random_columns",
@@ -98,6 +99,26 @@ def numeric_objects(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         if len(present) and all(_is_number(v) for v in present):
             converted[name] = pd.to_numeric(values).astype(float)
     return frame.assign(**converted) if converted else frame
+
+
+def drop_unused_categories(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame`` with the categories no row uses removed from its categorical columns.
+
+    R's model frame drops unused factor levels (``drop.unused.levels``), so
+    lme4 codes only the levels present in the rows fitted. patsy codes every
+    category: an unused one gives an all-zero column (dropped as aliased),
+    which with sum contrasts leaves the last used level coded 0 instead of
+    -1, and with an unused first category moves the reference level.
+    """
+    shrunk = {}
+    for name in names:
+        values = frame[name]
+        if not isinstance(values, pd.Series) or not isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        present = np.unique(values.cat.codes.to_numpy())
+        if np.count_nonzero(present >= 0) < len(values.cat.categories):
+            shrunk[name] = values.cat.remove_unused_categories()
+    return frame.assign(**shrunk) if shrunk else frame
 
 
 _TIME_KINDS = "mM"  # numpy kinds of datetime64 and timedelta64

@@ -24,6 +24,7 @@ from .data_checks import (
     check_magnitudes,
     check_observations,
     check_response_type,
+    drop_unused_categories,
     numeric_objects,
     owned_frame,
     random_columns,
@@ -159,6 +160,7 @@ def build_model_frame(
     frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
     predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
+    frame = drop_unused_categories(frame, used)
     refuse_datetimes(frame, predictors)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]

@@ -75,13 +75,10 @@ def test_anova_matches_lmertest(name: str, table: str, type_: int, ddf: str) -> 
         np.testing.assert_allclose(ours.loc[term, "DenDF"], row["DenDF"], rtol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unused categories of a pandas Categorical are not dropped before coding (lme4 drops "
-    "them): with C(f, Sum) the last used level gets 0 instead of -1 once the aliased column "
-    "is dropped, so the coefficients are treatment contrasts against it, labelled as sum ones",
-)
 def test_unused_category_sum_coding_as_lme4() -> None:
+    # unused categories of a pandas Categorical are dropped before coding, as R's model
+    # frame drops unused levels; before, with C(f, Sum) the last used level got 0 instead
+    # of -1 once the aliased column was dropped (REML criterion 267.18 against 269.95)
     case = fixture()["unused_sum"]
     data = fuzz_data(case)
     data["f1"] = pd.Categorical(data["f1"], categories=case["levels"])
@@ -92,13 +89,6 @@ def test_unused_category_sum_coding_as_lme4() -> None:
     np.testing.assert_allclose(res.reml_criterion, case["REMLcrit"], rtol=1e-7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default fit (BOBYQA for this small model, as lme4's nloptwrap) stops at the "
-    "boundary point with the intercept column of T at 0, REML criterion 228.1533; lme4's "
-    "bobyqa, nlminb and Nelder-Mead reach 228.0082 (T's second diagonal at 0). The fit is "
-    "reported converged; method='lbfgsb' finds the lower optimum",
-)
 def test_boundary_fit_reaches_best_lme4_optimum() -> None:
     case = fixture()["boundary"]
     res = sml.lmer("y ~ x * z + (x | g) + (1 | h)", fuzz_data(case))

@@ -284,8 +284,31 @@ def evaluate_designs(designs: list[Any], data: dict[str, Any], n_rows: int) -> l
     """Model matrices of ``n_rows`` rows for learned ``DesignInfo`` objects (float arrays)."""
     if not any(info.factor_infos for info in designs):  # intercepts only: patsy needs a factor
         return [np.ones((n_rows, len(info.column_names))) for info in designs]
+    # the designs fix the levels (the used categories, :meth:`DesignLearner.designs`); a
+    # partition's Categorical keeps every category, which patsy would refuse as a mismatch
+    data = {name: _plain_categories(values) for name, values in data.items()}
     matrices = patsy.build_design_matrices(designs, data, NA_action=NO_NA, return_type="matrix")
     return [np.asarray(m, dtype=float) for m in matrices]
+
+
+def _plain_categories(values: Any) -> Any:
+    """A categorical column's values as objects; anything else as it is."""
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        return np.asarray(values, dtype=object)
+    return values
+
+
+def _used_categories(values: Any) -> Any:
+    """Distinct values of a categorical without the categories no row holds.
+
+    R's model frame drops unused factor levels, and so does the in-memory
+    model frame (:func:`~statsmodels_lmer.data_checks.drop_unused_categories`).
+    """
+    if isinstance(values, pd.Categorical):
+        return values.remove_unused_categories()
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        return values.cat.remove_unused_categories()
+    return values
 
 
 # -- learning in stages -------------------------------------------------------------
@@ -533,9 +556,9 @@ class DesignLearner:
     def _value(self, code: str, empty: dict[str, Any]) -> Any:
         value = self.values[code]
         if not isinstance(value, _BoxValues):
-            return value
+            return _used_categories(value)
         box = _guarded(code, self.factors[code].eval, self.states[code], empty)
-        return patsy.builtins.C(value.values, box.contrast, box.levels)
+        return patsy.builtins.C(_used_categories(value.values), box.contrast, box.levels)
 
     def _unswap(self, info: Any) -> Any:
         """The same ``DesignInfo`` with the original factors back in place."""

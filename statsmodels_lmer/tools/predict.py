@@ -25,6 +25,7 @@ from ..terms import RandomTerm, match_levels
 
 __all__ = [
     "complete_rows",
+    "fitted_categories",
     "fixed_matrix",
     "predict",
     "row_values",
@@ -111,6 +112,7 @@ def predict(
     newdata = model.data.frame if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    newdata = fitted_categories(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")
@@ -124,6 +126,41 @@ def predict(
         values = values + _random_part(res, rows, index, cols, allow_new_levels)
     out = np.full(len(newdata), np.nan)
     out[complete] = values
+    return out
+
+
+def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
+    """``newdata`` with its categorical columns on the categories of the fitted rows.
+
+    The fit drops the categories no fitted row uses (as R's model frame drops
+    unused levels), and patsy refuses a ``Categorical`` whose categories differ
+    from the fitted ones: new rows holding only fitted values are recoded to
+    the fitted categories. A column with values the fit never saw is left as
+    it is (a new level of a grouping factor, or patsy's error for a fixed factor).
+    """
+    fitted = model.data.frame
+    recoded = {}
+    for name in newdata.columns:
+        values = newdata[name]
+        if not isinstance(values, pd.Series) or name not in fitted.columns:
+            continue
+        known = fitted[name]
+        if not (
+            isinstance(values.dtype, pd.CategoricalDtype)
+            and isinstance(known.dtype, pd.CategoricalDtype)
+        ):
+            continue
+        levels = known.cat.categories
+        if values.cat.categories.equals(levels):
+            continue
+        present = values.cat.categories[np.unique(values.cat.codes[values.cat.codes >= 0])]
+        if present.isin(levels).all():
+            recoded[name] = values.cat.set_categories(levels)
+    if not recoded:
+        return newdata
+    out = newdata.copy(deep=False)
+    for name, values in recoded.items():
+        out[name] = values
     return out
 
 
