@@ -30,6 +30,7 @@ from .engine.objective import ProfiledDeviance
 from .exceptions import warn
 from .fitting.fit import OptSummary, check_estimates, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
+from .fitting.rescale import optimizer_scale, theta_scales
 from .fitting.start import level_regression_theta
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
@@ -482,12 +483,26 @@ class Lmer(LikelihoodModel):
 
     def _default_start(self, objective: Any, options: FitOptions) -> np.ndarray:
         """:attr:`initial_theta`, or for a gradient fit of vector-valued terms the
-        estimate from regressions within each level (:mod:`~.fitting.start`)."""
+        estimate from regressions within each level (:mod:`~.fitting.start`).
+
+        lme4's start (1 on diagonals) is taken in the columns' units when the
+        optimizer works in them (:mod:`~.fitting.rescale`): ``1 / scale``.
+        """
         if self._moment_theta is None and options.method is None and uses_gradient(objective):
             regression = self._regression_theta
             if regression is not None:
                 return regression
+        scale = optimizer_scale(self._theta_scale)
+        if self._moment_theta is None and scale is not None:
+            return self.theta_start / scale
         return self.initial_theta
+
+    @cached_property
+    def _theta_scale(self) -> np.ndarray | None:
+        """Each theta element's column scale (:func:`~.fitting.rescale.theta_scales`)."""
+        if self.partitions is not None:
+            return None
+        return theta_scales([t.Z for t in self.random_terms])
 
     @cached_property
     def _regression_theta(self) -> np.ndarray | None:
@@ -632,7 +647,9 @@ class Lmer(LikelihoodModel):
             fraction = CLOSE_START_STEP  # a start estimated from the data is close
         step = None if fraction is None else first_step(start, fraction)
         with objective.blas_threads(options.threads):
-            summary = fit_theta(objective, start, self.theta_lower, options, self.nobs, step)
+            summary = fit_theta(
+                objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
+            )
             solution = objective.solve(summary.theta)
         check_estimates(solution)
         res = LmerResults(self, solution, summary, reml)

@@ -36,7 +36,7 @@ LAYERS = [
     ["engine"],
     ["fitting.lbfgsb", "fitting.start"],
     ["fitting.convergence", "fitting.optimizers"],
-    ["fitting.options"],
+    ["fitting.options", "fitting.rescale"],
     ["fitting.run"],
     ["fitting.fit"],
     ["fitting"],

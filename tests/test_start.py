@@ -226,13 +226,29 @@ def test_small_eigenvalues_are_raised_to_the_floor():
     y = b[codes] * (1 + 2 * x) + 0.5 * rng.normal(size=codes.size)
     X = np.column_stack([np.ones(codes.size), x])
     covariances, sigma2 = reference_moments(y, X, [codes], [X])
-    values, vectors = np.linalg.eigh(covariances[0] / sigma2)
+    # the floor applies to the covariance of the columns in units of their root mean squares
+    scale = np.sqrt(np.mean(X * X, axis=0))
+    values, vectors = np.linalg.eigh(covariances[0] / sigma2 * np.outer(scale, scale))
     assert values[0] < EIGEN_FLOOR * values[-1]  # the floor is in play
     theta = level_regression_theta(y, X, [codes], [X], [40])
-    T = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+    T = np.array([[theta[0], 0.0], [theta[1], theta[2]]]) * scale[:, None]
     got_values, got_vectors = np.linalg.eigh(T @ T.T)
     np.testing.assert_allclose(got_values, [EIGEN_FLOOR * values[-1], values[-1]], rtol=1e-9)
     assert abs(got_vectors[:, 1] @ vectors[:, 1]) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("factor", [1e-6, 1e3])
+def test_start_does_not_depend_on_the_columns_units(factor):
+    # a slope on x * factor: the same start, its slope row divided by factor
+    rng = np.random.default_rng(4)
+    codes = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=codes.size)
+    y = rng.normal(size=30)[codes] * (1 + 0.5 * x) + rng.normal(size=codes.size)
+    X = np.column_stack([np.ones(codes.size), x])
+    base = level_regression_theta(y, X, [codes], [X], [30])
+    scaled = X * [1.0, factor]
+    theta = level_regression_theta(y, scaled, [codes], [scaled], [30])
+    np.testing.assert_allclose(theta, base / [1.0, factor, factor], rtol=1e-9)
 
 
 @pytest.mark.parametrize("levels", [MIN_LEVELS - 1, MIN_LEVELS])

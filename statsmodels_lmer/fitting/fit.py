@@ -32,6 +32,7 @@ from .convergence import (
 )
 from .optimizers import Objective, OptimizerResult
 from .options import FitOptions
+from .rescale import Rescaled, optimizer_scale, theta_in_units
 from .run import optimize_lmer
 
 __all__ = [
@@ -64,6 +65,9 @@ class OptSummary:
         lme4's ``checkConv`` outcome.
     messages : list of (str, type)
         Warnings to emit, with their categories.
+    scale : ndarray or None
+        The column scales the optimizer worked in (``phi = theta * scale``,
+        :mod:`~statsmodels_lmer.fitting.rescale`), or None (theta itself).
     """
 
     run: OptimizerResult
@@ -72,6 +76,7 @@ class OptSummary:
     derivs: dict[str, np.ndarray] | None = None
     conv: ConvergenceCheck | None = None
     messages: list[tuple[str, type[Warning]]] = field(default_factory=list)
+    scale: np.ndarray | None = None
 
     @property
     def theta(self) -> np.ndarray:
@@ -130,6 +135,7 @@ class OptSummary:
             "verify_method": run.verify_method,
             "verify_improvement": run.verify_improvement,
             "verified": run.verified,
+            "theta_scale": None if self.scale is None else self.scale.copy(),
             "derivs": self.derivs,
             "conv": None if self.conv is None else self.conv.as_dict(),
             "warnings": self.warnings,
@@ -143,6 +149,7 @@ def fit_theta(
     options: FitOptions,
     nobs: float,
     initial_step: np.ndarray | None = None,
+    theta_scale: np.ndarray | None = None,
 ) -> OptSummary:
     """Optimize, verify and check one fit of theta.
 
@@ -157,6 +164,10 @@ def fit_theta(
         Number of observations (decides ``calc_derivs`` by default).
     initial_step : ndarray, optional
         First step of NLopt optimizers (default NLopt's own choice).
+    theta_scale : ndarray, optional
+        The column scale of each theta element
+        (:func:`~statsmodels_lmer.fitting.rescale.theta_scales`): when some
+        is extreme, the optimizer works on ``theta * scale``.
 
     Returns
     -------
@@ -165,9 +176,17 @@ def fit_theta(
     opts = options.resolved(nobs)
     objective = with_gradient(objective, close_start=initial_step is not None)
     wanted = bool(opts.calc_derivs) and _by_deriv12(objective, opts.deriv_method)
+    scale = optimizer_scale(theta_scale)
     with _watched(objective, opts.progress) as progress:
-        run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
-        summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts)
+        if scale is None:
+            run = optimize_lmer(objective, start, lower, opts, initial_step, derivs_wanted=wanted)
+        else:
+            step = None if initial_step is None else initial_step * scale
+            # lme4's derivatives are differences in theta: taken after the run, not from it
+            wanted = False
+            scaled = Rescaled(objective, scale)
+            run = theta_in_units(optimize_lmer(scaled, start * scale, lower, opts, step), scale)
+        summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts, scale=scale)
         lower = np.asarray(lower, dtype=float)
         singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
         if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit

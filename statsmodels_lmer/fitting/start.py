@@ -19,6 +19,10 @@ evaluations; this module estimates one by the method of moments:
 5. ``theta_t``: the Cholesky factor of ``Sigma_t / sigma^2`` (eigenvalues
    below :data:`EIGEN_FLOOR` of the largest raised to it), in lme4's order.
 
+Steps 2-5 work on the term's columns divided by their root mean squares
+(the estimate is then mapped back), so the start does not depend on the
+columns' units.
+
 It returns None (the caller keeps lme4's start) when too few levels or rows
 can be used, or when an estimate is not positive. Terms sharing a grouping
 factor are the caller's to exclude (``Lmer`` does: the step 4 argument needs a
@@ -79,22 +83,34 @@ def level_regression_theta(
         coefs, _, rank, _ = np.linalg.lstsq(X, y, rcond=None)
         y = y - X @ coefs
     total = float(y @ y) / max(len(y) - rank, 1)
-    pieces, within = [], []
+    pieces, within, scales = [], [], []
     for term_codes, term_columns, levels in zip(codes, columns, n_levels):
-        found = _level_moments(
-            y, np.asarray(term_codes), np.asarray(term_columns, dtype=float), int(levels)
-        )
+        Z, scale = _unit_columns(np.asarray(term_columns, dtype=float))
+        found = _level_moments(y, np.asarray(term_codes), Z, int(levels))
         if found is None:
             return None
         pieces.append(found[0])
         within.append(found[1])
+        scales.append(scale)
     sigma2 = sum(within) - (len(within) - 1) * total
     if not (np.isfinite(sigma2) and sigma2 > 1e-10 * max(total, 1e-300)):
         return None
-    thetas = [_theta_of(cov / sigma2) for cov in pieces]
+    thetas = [_theta_of(cov / sigma2, scale) for cov, scale in zip(pieces, scales)]
     if any(theta is None for theta in thetas):
         return None
     return np.concatenate(thetas)
+
+
+def _unit_columns(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The term's columns divided by their root mean squares, and those.
+
+    The regressions, their condition limit and the eigenvalue floor then do not
+    depend on the columns' units: a slope on ``x * 1e-6`` gets the start of a
+    slope on ``x``, scaled (its theta is 1e6 times larger).
+    """
+    scale = np.sqrt(np.mean(Z * Z, axis=0))
+    scale[~(np.isfinite(scale) & (scale > 0))] = 1.0
+    return Z / scale, scale
 
 
 def _level_moments(
@@ -125,11 +141,12 @@ def _level_moments(
     return spread - s2 * inverse.mean(axis=0), s2
 
 
-def _theta_of(relative: np.ndarray) -> np.ndarray | None:
-    """lme4's theta of a relative covariance, its small eigenvalues raised; None if not positive."""
+def _theta_of(relative: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """lme4's theta of a relative covariance of unit columns (:func:`_unit_columns`),
+    its small eigenvalues raised, in the columns' own units; None if not positive."""
     values, vectors = np.linalg.eigh((relative + relative.T) / 2)
     if not (np.all(np.isfinite(values)) and values[-1] > 0):
         return None
     values = np.maximum(values, EIGEN_FLOOR * values[-1])
     factor = np.linalg.cholesky((vectors * values) @ vectors.T)
-    return theta_from_factor(factor)
+    return theta_from_factor(factor / scale[:, None])
