@@ -786,20 +786,58 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
         try:
             limits = back_spline(x, z)(zeta)
         except (ValueError, np.linalg.LinAlgError):
-            if np.any(np.diff(z) < -1e-2) or z.size < 2:
-                warn(f"non-monotonic profile for {name}", RuntimeWarning)
+            limits = _limits_of_broken_profile(name, x, z, zeta)
+            if limits is None:
                 continue
-            warn(
-                f"bad spline fit for {name}: falling back to linear interpolation",
-                RuntimeWarning,
-            )
-            limits = np.interp(zeta, z, x, left=np.nan, right=np.nan)
         if np.isnan(limits[0]):
             limits[0] = _bound(lower.get(name, np.nan))
         if np.isnan(limits[1]):
             limits[1] = _bound(upper.get(name, np.nan))
         out[row] = limits
     return pd.DataFrame(out, index=names, columns=percent_labels(probs))
+
+
+def _limits_of_broken_profile(
+    name: str, x: np.ndarray, z: np.ndarray, zeta: np.ndarray
+) -> np.ndarray | None:
+    """Limits where R's back-spline fails: on the increasing part around the estimate.
+
+    A profile whose inner fits jump to another mode far out (zeta decreasing
+    beyond the limits asked for) still gives the limits from the points
+    around the estimate over which zeta increases, when they reach the
+    quantiles; else linear interpolation where zeta is nearly monotone (as
+    lme4), else None (NaN limits), each with a warning.
+    """
+    low, high = _increasing_core(z)
+    core_x, core_z = x[low : high + 1], z[low : high + 1]
+    if (low > 0 or high < z.size - 1) and core_z[0] <= zeta[0] and core_z[-1] >= zeta[-1]:
+        try:
+            limits = back_spline(core_x, core_z)(zeta)
+        except (ValueError, np.linalg.LinAlgError):
+            pass
+        else:
+            warn(
+                f"non-monotonic profile for {name} beyond zeta {core_z[0]:.3g} and "
+                f"{core_z[-1]:.3g}: the limits come from the part within",
+                RuntimeWarning,
+            )
+            return limits
+    if np.any(np.diff(z) < -1e-2) or z.size < 2:
+        warn(f"non-monotonic profile for {name}", RuntimeWarning)
+        return None
+    warn(f"bad spline fit for {name}: falling back to linear interpolation", RuntimeWarning)
+    return np.interp(zeta, z, x, left=np.nan, right=np.nan)
+
+
+def _increasing_core(z: np.ndarray) -> tuple[int, int]:
+    """First and last index of the run around ``zeta = 0`` over which zeta increases."""
+    centre = int(np.argmin(np.abs(z)))
+    low = high = centre
+    while low > 0 and z[low - 1] < z[low]:
+        low -= 1
+    while high < z.size - 1 and z[high + 1] > z[high]:
+        high += 1
+    return low, high
 
 
 @dataclass(eq=False)
