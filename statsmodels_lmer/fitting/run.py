@@ -12,6 +12,7 @@ else by restarts from the estimate.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,16 @@ Settings = tuple[int | None, float, float]
 
 EDGE_STEP = 1e-5
 """Step of lme4's one-sided derivative test for ``restart_edge``."""
+
+RELEASE_STEP = 1e-3
+"""Length of the first column of ``T`` with which a collapsed vector term is probed.
+
+A term whose theta are all 0 is a stationary point of the criterion in those
+theta (it depends on them through ``T T'``), and the one-sided differences of
+``restart_edge`` look along single elements only, that is along ``e_i e_i'``
+in the term's covariance. The criterion may fall along a correlated direction
+``v v'`` all the same (:func:`_release_direction`).
+"""
 
 EDGE_NUDGE = 1e-3
 """A gradient method restarts from the edge with the element moved this far off its bound.
@@ -168,14 +179,18 @@ def _adopt(result: OptimizerResult, other: OptimizerResult) -> None:
 def _restart_from_edge(
     objective: Objective, result: OptimizerResult, lower: np.ndarray, settings: Settings
 ) -> int:
-    """lme4's ``restart_edge``, and its mirror; updates ``result`` and returns the evaluations.
+    """lme4's ``restart_edge``, its mirror and collapsed vector terms; updates ``result``
+    and returns the evaluations.
 
     A diagonal element at 0 whose column of ``T`` has nonzero elements below
     it sits on a mirror plane: the criterion is even in each column, so
     moving the element below 0 is moving it above 0 with the rest of its
     column negated. The one-sided difference is taken on that side too
     (:func:`_mirror_slopes`); where only it falls, the optimizer restarts
-    from the mirrored estimate, whose value is the same.
+    from the mirrored estimate, whose value is the same. Where neither
+    falls, a vector term whose theta are all 0 is probed along correlated
+    directions (:func:`_release_collapsed`), and the optimizer restarts from
+    a lower point found there, its result kept when lower.
     """
     on_edge = np.flatnonzero(result.theta == lower)
     if not on_edge.size:
@@ -195,7 +210,7 @@ def _restart_from_edge(
         falling, mirror_used = _mirror_slopes(objective, result.theta, lower, on_edge, base)
         used += mirror_used
         if not falling.size:
-            return used
+            return used + _restart_released(objective, result, lower, base, settings)
         for index in falling:
             start[_column_below(lower, index)] *= -1.0
     nudged = has_gradient(objective) and result.method == "lbfgsb"
@@ -204,10 +219,107 @@ def _restart_from_edge(
     again = minimize_theta(objective, start, lower, result.method, *settings)
     used += again.n_evaluations
     result.n_gradients += again.n_gradients
-    if not (nudged or mirrored) or again.fun < result.fun:
+    improved = again.fun < result.fun
+    if not (nudged or mirrored) or improved:
         _adopt(result, again)
     result.restarted = True
+    if mirrored and not improved:  # back at the estimate: a collapsed term may still fall
+        used += _restart_released(objective, result, lower, base, settings)
     return used
+
+
+def _restart_released(
+    objective: Objective,
+    result: OptimizerResult,
+    lower: np.ndarray,
+    base: float,
+    settings: Settings,
+) -> int:
+    """The optimizer from a released collapsed term (:func:`_release_collapsed`), adopted
+    when lower; the evaluations. ``base``: the objective at ``result.theta``."""
+    start, used = _release_collapsed(objective, result.theta, lower, base)
+    if start is None:
+        return used
+    again = minimize_theta(objective, start, lower, result.method, *settings)
+    result.n_gradients += again.n_gradients
+    result.restarted = True
+    if again.fun < result.fun:
+        _adopt(result, again)
+    return used + again.n_evaluations
+
+
+def _term_blocks(lower: np.ndarray) -> list[tuple[int, int]]:
+    """``(first index, p)`` of each term in theta, read from the bounds.
+
+    A term's theta are its ``T`` column by column, each column a diagonal
+    element (bound 0) and the ``p - 1``, ``p - 2``, ... elements below it.
+    """
+    blocks, index = [], 0
+    while index < lower.size:
+        p = _column_below(lower, index).size + 1
+        blocks.append((index, p))
+        index += p * (p + 1) // 2
+    return blocks
+
+
+def _release_collapsed(
+    objective: Objective, theta: np.ndarray, lower: np.ndarray, base: float
+) -> tuple[np.ndarray | None, int]:
+    """A point off a collapsed vector term where the objective falls, and the evaluations.
+
+    For each vector term whose theta are all within lme4's singular tolerance
+    (1e-4) of 0,
+    the curvature ``G`` of the objective in the term's covariance is probed
+    with ``T``'s first column at :data:`RELEASE_STEP` times ``u``, ``u`` the
+    unit vectors and their pairwise sums (``p (p + 1) / 2`` evaluations):
+    ``f = f_0 + d^2 u' G u``. Where ``G`` has a negative eigenvalue, the
+    point along its eigenvector is evaluated and returned when it is lower.
+    """
+    used = 0
+    for first, p in _term_blocks(lower):
+        part = slice(first, first + p * (p + 1) // 2)
+        if p < 2 or np.any(np.abs(theta[part]) >= SINGULAR_TOL):
+            continue
+        direction, probes = _release_direction(objective, theta, first, p, base)
+        used += probes
+        if direction is None:
+            continue
+        moved = _with_first_column(theta, first, p, RELEASE_STEP * direction)
+        used += 1
+        if float(objective(moved)) < base:
+            return moved, used
+    return None, used
+
+
+def _release_direction(
+    objective: Objective, theta: np.ndarray, first: int, p: int, base: float
+) -> tuple[np.ndarray | None, int]:
+    """The eigenvector of the probed curvature ``G`` with a negative eigenvalue, or None."""
+    step = RELEASE_STEP
+
+    def curvature(u: np.ndarray) -> float:
+        moved = _with_first_column(theta, first, p, step * u)
+        return (float(objective(moved)) - base) / step**2
+
+    eye = np.eye(p)
+    G = np.diag([curvature(e) for e in eye])
+    for i, j in itertools.combinations(range(p), 2):
+        both = curvature((eye[i] + eye[j]) / np.sqrt(2.0))
+        G[i, j] = G[j, i] = both - (G[i, i] + G[j, j]) / 2.0
+    values, vectors = np.linalg.eigh(G)
+    probes = p * (p + 1) // 2
+    if not (np.isfinite(values[0]) and values[0] < 0):
+        return None, probes
+    direction = vectors[:, 0]
+    return (direction if direction[0] >= 0 else -direction), probes
+
+
+def _with_first_column(theta: np.ndarray, first: int, p: int, column: np.ndarray) -> np.ndarray:
+    """theta with a term's ``T`` set to ``column`` in its first column and 0 elsewhere."""
+    out = theta.copy()
+    out[first : first + p * (p + 1) // 2] = 0.0
+    out[first : first + p] = column
+    return out
 
 
 def _column_below(lower: np.ndarray, index: int) -> np.ndarray:
