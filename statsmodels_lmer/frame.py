@@ -24,11 +24,14 @@ from .data_checks import (
     check_magnitudes,
     check_observations,
     check_response_type,
+    check_unique_columns,
     drop_unused_categories,
     numeric_objects,
     owned_frame,
+    plain_booleans,
     random_columns,
     refuse_datetimes,
+    refuse_non_real,
     select_rows,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
@@ -141,6 +144,7 @@ def build_model_frame(
     offset = column_or_array(offset, data, "offset")
     with deep_parsing(parsed.fixed):
         used, bare, codes = used_columns(parsed, data)
+    check_unique_columns(data, used)
     incomplete = missing_rows(data, used)
     for extra in (weights, offset):
         if extra is not None:
@@ -161,7 +165,9 @@ def build_model_frame(
     predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
     frame = drop_unused_categories(frame, used)
+    frame = plain_booleans(frame, used)
     refuse_datetimes(frame, predictors)
+    refuse_non_real(frame, predictors, response)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
