@@ -402,6 +402,11 @@ def _fixed_part(
 def fixed_part_error(fixed: str, err: Exception) -> Exception:
     """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
     message = getattr(err, "message", None) or str(err)
+    if "name 'offset' is not defined" in message:  # lme4's y ~ x + offset(o)
+        return FormulaError(
+            f"offset(...) in the formula {fixed!r} is not supported; pass the offset as the "
+            "offset= keyword instead (a column name or one value per row)"
+        )
     if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
         return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
     return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")

@@ -108,14 +108,12 @@ def test_a_time_response_is_a_response_type_error(data, values):
         sml.lmer("y ~ x + (1 | g)", data.assign(y=values))
 
 
-@pytest.mark.xfail(strict=True, reason="patsy's NA error passed on as a FormulaError")
 def test_nan_from_a_transform_in_a_random_term_is_a_data_error(data):
     # the fixed part says DataError; the random part said FormulaError with patsy's text
     with pytest.raises(DataError, match=r"random-effects term \(np.log\(z - 2\) \| g\)"):
         sml.lmer("y ~ x + (np.log(z - 2) | g)", data)
 
 
-@pytest.mark.xfail(strict=True, reason="reported as an unknown column 'offset'")
 def test_offset_in_the_formula_points_to_the_offset_keyword(data):
     # was UnknownColumnError: name 'offset' is not defined
     with pytest.raises(FormulaError, match="offset="):
