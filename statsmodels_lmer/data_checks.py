@@ -38,6 +38,7 @@ __all__ = [
     "refuse_datetimes",
     "refuse_non_real",
     "select_rows",
+    "subset_positions",
 ]
 
 MAX_LOG10_MAGNITUDE = 150.0
@@ -80,6 +81,14 @@ def select_rows(data: pd.DataFrame, subset: Any) -> pd.DataFrame:
     if len(rows) == 0:
         raise DataError(f"subset selects none of the {len(data)} rows of the data")
     return rows
+
+
+def subset_positions(data: pd.DataFrame, subset: Any) -> np.ndarray:
+    """The positions in ``data`` of the rows ``data.loc[subset]`` selects, in its order.
+
+    Call after :func:`select_rows` accepted ``subset``.
+    """
+    return pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
 
 
 def _is_number(value: Any) -> bool:

@@ -33,6 +33,7 @@ from .data_checks import (
     refuse_datetimes,
     refuse_non_real,
     select_rows,
+    subset_positions,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
 from .formula import ParsedFormula, bare_name, deep_parsing, model_desc, quote_formula
@@ -57,6 +58,7 @@ __all__ = [
     "patsy_columns",
     "qr_diagonal",
     "scales_differ",
+    "subset_values",
     "used_columns",
     "warn_aliased",
 ]
@@ -136,7 +138,10 @@ def build_model_frame(
     """
     data = _as_frame(data)
     if subset is not None:
-        data = select_rows(data, subset)
+        full, data = data, select_rows(data, subset)
+        positions = subset_positions(full, subset)
+        weights = subset_values(weights, len(full), positions, "weights")
+        offset = subset_values(offset, len(full), positions, "offset")
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     parsed = quote_formula(parsed, data.columns)
@@ -284,6 +289,31 @@ def column_or_array(
     if np.any(np.isinf(array)):
         raise DataError(f"{what} has infinite values")
     return array
+
+
+def subset_values(value: Any, n_rows: int, positions: np.ndarray, what: str) -> Any:
+    """Weights or an offset as given with ``subset=``: for the selected rows.
+
+    As in R, values for every one of the ``n_rows`` rows of the data are
+    subset with them (the rows at ``positions``); values for the selected rows
+    only, and column names, are returned as they are.
+
+    Raises
+    ------
+    DataError
+        An array whose length is neither.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    array = np.asarray(value)
+    if array.ndim == 1 and len(array) == n_rows:
+        return array[positions]
+    if array.ndim != 1 or len(array) != len(positions):
+        raise DataError(
+            f"{what} must have one value per row of the data ({n_rows}) or of the "
+            f"{len(positions)} rows subset selects, got shape {array.shape}"
+        )
+    return value
 
 
 def _check_weights(weights: np.ndarray | None) -> None:

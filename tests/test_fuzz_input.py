@@ -120,7 +120,6 @@ def test_offset_in_the_formula_points_to_the_offset_keyword(data):
         sml.lmer("y ~ x + offset(z) + (1 | g)", data)
 
 
-@pytest.mark.xfail(strict=True, reason="weights and offset must have the subset's length")
 @pytest.mark.parametrize("what", ["weights", "offset"])
 @pytest.mark.parametrize("kind", ["array", "series"])
 def test_full_length_weights_and_offset_follow_subset(data, what, kind):
@@ -134,6 +133,8 @@ def test_full_length_weights_and_offset_follow_subset(data, what, kind):
     # values for the selected rows only keep working
     again = sml.lmer("y ~ x + (1 | g)", data, subset=mask, **{what: values[mask].to_numpy()})
     assert again.reml_criterion == pytest.approx(expected.reml_criterion, rel=1e-10)
+    with pytest.raises(DataError, match=f"{what} must have one value per row of the data"):
+        sml.lmer("y ~ x + (1 | g)", data, subset=mask, **{what: values.to_numpy()[:7]})
 
 
 @pytest.mark.xfail(strict=True, reason="grouping factors must be plain names: no Q() quoting")
@@ -153,3 +154,13 @@ def test_grouping_levels_match_by_value_across_types_when_fitting(data):
     mixed.iloc[::2] = mixed.iloc[::2].map(str)
     res = sml.lmer("y ~ x + (1 | g)", data.assign(g=mixed))
     assert res.model.random_terms[0].n_levels == 6
+
+
+def test_update_with_subset_keeps_the_weights_array(data):
+    # update() passes the fitted rows and their weights: subset used to refuse them
+    weights = np.linspace(0.5, 2.0, len(data))
+    res = sml.lmer("y ~ x + (1 | g)", data, weights=weights)
+    mask = data.x > 0
+    updated = res.update(subset=mask.to_numpy())
+    expected = reml("y ~ x + (1 | g)", data[mask], weights=weights[mask.to_numpy()])
+    assert updated.reml_criterion == pytest.approx(expected, rel=1e-10)
