@@ -164,3 +164,14 @@ def test_update_with_subset_keeps_the_weights_array(data):
     updated = res.update(subset=mask.to_numpy())
     expected = reml("y ~ x + (1 | g)", data[mask], weights=weights[mask.to_numpy()])
     assert updated.reml_criterion == pytest.approx(expected, rel=1e-10)
+
+
+def test_nullable_boolean_column_from_dask(data):
+    dd = pytest.importorskip("dask.dataframe")
+    nullable = data.assign(b=data.b.astype("boolean"))
+    res = sml.lmer("y ~ x + b + (1 | g)", dd.from_pandas(nullable, npartitions=2))
+    expected = sml.lmer("y ~ x + b + (1 | g)", data)
+    assert res.reml_criterion == pytest.approx(expected.reml_criterion, rel=1e-10)
+    predicted = res.predict(dd.from_pandas(nullable.iloc[:5], npartitions=1)).compute()
+    # the two fits' estimates agree to about 1e-8 (optimizer tolerance), not to rounding
+    np.testing.assert_allclose(predicted, expected.predict(data.iloc[:5]), rtol=1e-6)
