@@ -39,6 +39,7 @@ __all__ = [
     "refuse_non_real",
     "select_rows",
     "subset_positions",
+    "with_columns",
 ]
 
 MAX_LOG10_MAGNITUDE = 150.0
@@ -166,10 +167,18 @@ def plain_booleans(frame: pd.DataFrame, names: list[Any]) -> pd.DataFrame:
             and not values.isna().any()
         ):
             converted[name] = values.to_numpy(dtype=bool)
-    if not converted:
+    return with_columns(frame, converted)
+
+
+def with_columns(frame: pd.DataFrame, replaced: dict[Any, Any]) -> pd.DataFrame:
+    """``frame`` with the columns in ``replaced`` swapped for new values (a new frame).
+
+    Unlike ``assign`` it takes any column name, not only strings.
+    """
+    if not replaced:
         return frame
     out = frame.copy(deep=False)
-    for name, values in converted.items():
+    for name, values in replaced.items():
         out[name] = values
     return out
 

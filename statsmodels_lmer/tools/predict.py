@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from ..data_checks import plain_booleans
+from ..data_checks import plain_booleans, with_columns
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
@@ -157,12 +157,7 @@ def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
         present = values.cat.categories[np.unique(values.cat.codes[values.cat.codes >= 0])]
         if present.isin(levels).all():
             recoded[name] = values.cat.set_categories(levels)
-    if not recoded:
-        return newdata
-    out = newdata.copy(deep=False)
-    for name, values in recoded.items():
-        out[name] = values
-    return out
+    return with_columns(newdata, recoded)
 
 
 def _predict_partitioned(
