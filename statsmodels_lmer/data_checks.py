@@ -28,13 +28,18 @@ __all__ = [
     "check_observation_counts",
     "check_observations",
     "check_response_type",
+    "check_unique_columns",
     "copy_on_write",
     "drop_unused_categories",
     "numeric_objects",
     "owned_frame",
+    "plain_booleans",
     "random_columns",
     "refuse_datetimes",
+    "refuse_non_real",
     "select_rows",
+    "subset_positions",
+    "with_columns",
 ]
 
 MAX_LOG10_MAGNITUDE = 150.0
@@ -79,6 +84,14 @@ def select_rows(data: pd.DataFrame, subset: Any) -> pd.DataFrame:
     return rows
 
 
+def subset_positions(data: pd.DataFrame, subset: Any) -> np.ndarray:
+    """The positions in ``data`` of the rows ``data.loc[subset]`` selects, in its order.
+
+    Call after :func:`select_rows` accepted ``subset``.
+    """
+    return pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
@@ -121,7 +134,86 @@ def drop_unused_categories(frame: pd.DataFrame, names: list[str]) -> pd.DataFram
     return frame.assign(**shrunk) if shrunk else frame
 
 
+def check_unique_columns(data: pd.DataFrame, names: list[Any]) -> None:
+    """Refuse a column the model uses whose name the data holds more than once.
+
+    Raises
+    ------
+    DataError
+    """
+    counts = pd.Index(data.columns).value_counts()
+    for name in dict.fromkeys(names):
+        if counts.get(name, 0) > 1:
+            raise DataError(
+                f"column {name!r} appears {counts[name]} times in the data; the model "
+                "cannot tell which to use: drop or rename the copies"
+            )
+
+
+def plain_booleans(frame: pd.DataFrame, names: list[Any]) -> pd.DataFrame:
+    """``frame`` with pandas' nullable and Arrow boolean columns as numpy booleans.
+
+    patsy codes numpy booleans as a factor (as R codes logicals) but fails on
+    the ``boolean`` and ``bool[pyarrow]`` dtypes. Columns still holding a
+    missing value are left as they are (rows with one are dropped before).
+    """
+    converted = {}
+    for name in names:
+        values = frame[name]
+        if (
+            isinstance(values, pd.Series)
+            and not isinstance(values.dtype, np.dtype)
+            and pd.api.types.is_bool_dtype(values.dtype)
+            and not values.isna().any()
+        ):
+            converted[name] = values.to_numpy(dtype=bool)
+    return with_columns(frame, converted)
+
+
+def with_columns(frame: pd.DataFrame, replaced: dict[Any, Any]) -> pd.DataFrame:
+    """``frame`` with the columns in ``replaced`` swapped for new values (a new frame).
+
+    Unlike ``assign`` it takes any column name, not only strings.
+    """
+    if not replaced:
+        return frame
+    out = frame.copy(deep=False)
+    for name, values in replaced.items():
+        out[name] = values
+    return out
+
+
 _TIME_KINDS = "mM"  # numpy kinds of datetime64 and timedelta64
+
+
+def refuse_non_real(frame: pd.DataFrame, predictors: list[Any], response: list[Any]) -> None:
+    """Refuse complex numbers used as a column and dates or times as the response.
+
+    ``predictors`` and ``response`` are the bare columns
+    (:func:`~statsmodels_lmer.frame.bare_columns`).
+
+    Raises
+    ------
+    ResponseTypeError
+        The response holds complex numbers, dates or times.
+    DataError
+        A predictor holds complex numbers.
+    """
+    for name in [*response, *predictors]:
+        kind = getattr(frame[name].dtype, "kind", "")
+        error = ResponseTypeError if name in response else DataError
+        if kind == "c":
+            raise error(
+                f"column {name!r} holds complex numbers; a linear mixed model needs real "
+                f"numbers: use np.real(df[{name!r}]) or np.abs(df[{name!r}]) as you mean it"
+            )
+        if name in response and (
+            kind in _TIME_KINDS or isinstance(frame[name].dtype, pd.DatetimeTZDtype)
+        ):
+            raise ResponseTypeError(
+                f"response {name!r} holds dates or times ({frame[name].dtype}); convert it "
+                f"to a number first, e.g. df[{name!r}].dt.total_seconds() for durations"
+            )
 
 
 def refuse_datetimes(frame: pd.DataFrame, bare_names: list[str]) -> None:

@@ -24,12 +24,16 @@ from .data_checks import (
     check_magnitudes,
     check_observations,
     check_response_type,
+    check_unique_columns,
     drop_unused_categories,
     numeric_objects,
     owned_frame,
+    plain_booleans,
     random_columns,
     refuse_datetimes,
+    refuse_non_real,
     select_rows,
+    subset_positions,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
 from .formula import ParsedFormula, bare_name, deep_parsing, model_desc, quote_formula
@@ -54,6 +58,7 @@ __all__ = [
     "patsy_columns",
     "qr_diagonal",
     "scales_differ",
+    "subset_values",
     "used_columns",
     "warn_aliased",
 ]
@@ -133,7 +138,10 @@ def build_model_frame(
     """
     data = _as_frame(data)
     if subset is not None:
-        data = select_rows(data, subset)
+        full, data = data, select_rows(data, subset)
+        positions = subset_positions(full, subset)
+        weights = subset_values(weights, len(full), positions, "weights")
+        offset = subset_values(offset, len(full), positions, "offset")
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     parsed = quote_formula(parsed, data.columns)
@@ -141,6 +149,7 @@ def build_model_frame(
     offset = column_or_array(offset, data, "offset")
     with deep_parsing(parsed.fixed):
         used, bare, codes = used_columns(parsed, data)
+    check_unique_columns(data, used)
     incomplete = missing_rows(data, used)
     for extra in (weights, offset):
         if extra is not None:
@@ -161,7 +170,9 @@ def build_model_frame(
     predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
     frame = drop_unused_categories(frame, used)
+    frame = plain_booleans(frame, used)
     refuse_datetimes(frame, predictors)
+    refuse_non_real(frame, predictors, response)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
@@ -280,6 +291,31 @@ def column_or_array(
     return array
 
 
+def subset_values(value: Any, n_rows: int, positions: np.ndarray, what: str) -> Any:
+    """Weights or an offset as given with ``subset=``: for the selected rows.
+
+    As in R, values for every one of the ``n_rows`` rows of the data are
+    subset with them (the rows at ``positions``); values for the selected rows
+    only, and column names, are returned as they are.
+
+    Raises
+    ------
+    DataError
+        An array whose length is neither.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    array = np.asarray(value)
+    if array.ndim == 1 and len(array) == n_rows:
+        return array[positions]
+    if array.ndim != 1 or len(array) != len(positions):
+        raise DataError(
+            f"{what} must have one value per row of the data ({n_rows}) or of the "
+            f"{len(positions)} rows subset selects, got shape {array.shape}"
+        )
+    return value
+
+
 def _check_weights(weights: np.ndarray | None) -> None:
     if weights is not None:
         check_weight_counts(int(np.sum(weights < 0)), int(np.sum(weights == 0)))
@@ -396,6 +432,11 @@ def _fixed_part(
 def fixed_part_error(fixed: str, err: Exception) -> Exception:
     """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
     message = getattr(err, "message", None) or str(err)
+    if "name 'offset' is not defined" in message:  # lme4's y ~ x + offset(o)
+        return FormulaError(
+            f"offset(...) in the formula {fixed!r} is not supported; pass the offset as the "
+            "offset= keyword instead (a column name or one value per row)"
+        )
     if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
         return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
     return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")

@@ -347,6 +347,11 @@ def _term_columns(
             bar.lhs, frame, eval_env=eval_env, NA_action="raise", return_type="dataframe"
         )
     except patsy.PatsyError as err:
+        if "missing values" in err.message:  # NaN made by a transform, e.g. np.log(-1)
+            raise DataError(
+                f"random-effects term {bar} has non-finite values in its columns (its "
+                "transform gives NaN on some rows)"
+            ) from None
         raise FormulaError(
             f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: {err.message}"
         ) from None

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from ..data_checks import plain_booleans, with_columns
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
@@ -156,12 +157,7 @@ def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
         present = values.cat.categories[np.unique(values.cat.codes[values.cat.codes >= 0])]
         if present.isin(levels).all():
             recoded[name] = values.cat.set_categories(levels)
-    if not recoded:
-        return newdata
-    out = newdata.copy(deep=False)
-    for name, values in recoded.items():
-        out[name] = values
-    return out
+    return with_columns(newdata, recoded)
 
 
 def _predict_partitioned(
@@ -249,6 +245,7 @@ def _design_spec(model: Any) -> Any:
 def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
     """The fixed-effects model matrix of new rows (the model's own coding)."""
     spec = _design_spec(model)
+    rows = plain_booleans(rows, list(rows.columns))
     try:
         (design,) = patsy.build_design_matrices(
             [spec], rows, return_type="dataframe", NA_action="raise"
@@ -296,6 +293,7 @@ def term_rows(
 def _term_columns(model: Any, term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
     if term.lhs.strip() == "1":
         return np.ones((len(rows), 1))
+    rows = plain_booleans(rows, list(rows.columns))
     (design,) = patsy.build_design_matrices(
         [term_design(model, term.lhs)], rows, return_type="dataframe", NA_action="raise"
     )
