@@ -259,6 +259,10 @@ def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
         codes, levels = pd.factorize(values, sort=True)
     except TypeError:  # mixed types that do not sort
         codes, levels = pd.factorize(values.astype(str), sort=True)
+    if values.dtype == object and len({type(level) for level in levels}) > 1:
+        # 3, 3.0 and "3" are one level, as R's as.character and predict() see them
+        key_codes, keys = pd.factorize(pd.Series(level_keys(pd.Series(levels))), sort=True)
+        return key_codes[codes].astype(np.int64), pd.Index(keys, dtype=object)
     return codes.astype(np.int64), pd.Index(levels)
 
 
