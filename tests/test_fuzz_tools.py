@@ -111,33 +111,51 @@ def test_predict_interval_with_unused_categories() -> None:
     pd.testing.assert_frame_equal(ours, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refit (and so the bootstrap) starts at the fitted theta; from a singular fit's "
-    "boundary point it stays in a boundary local optimum 11.6 log-likelihood units below "
-    "the optimum that a fresh fit (ours and lme4's) finds",
-)
-def test_refit_from_singular_fit_reaches_optimum() -> None:
-    case = fixture()["refit_singular_start"]
+def refit_from_singular_fit(case: dict):
+    """Refit (as the bootstrap does) of a singular fit to a simulated response."""
     data = fuzz_data(case["data"])
     res = quiet_fit(case["formula"], data, REML=case["REML"], weights="w")
     assert res.is_singular()
     y_sim = data.loc[res.model.data.row_labels, "y_sim"].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        refitted = res.refit(y_sim)
-    assert refitted.nobs == case["nobs"]
-    assert refitted.llf == pytest.approx(case["llf"], rel=1e-7)
+        return res.refit(y_sim)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default fit (BOBYQA from the group-means start) stops at a boundary local "
-    "optimum (theta[2] = 0) 1.31 log-likelihood units below lme4's; L-BFGS-B and a start "
-    "at lme4's theta reach lme4's optimum",
+def default_fit(case: dict):
+    return quiet_fit(case["formula"], fuzz_data(case["data"]), REML=case["REML"])
+
+
+REFIT_REASON = (
+    "refit (and so the bootstrap) starts at the fitted theta; from a singular fit's "
+    "boundary point it stays in a boundary local optimum 11.6 log-likelihood units below "
+    "the optimum that a fresh fit (ours and lme4's) finds"
 )
-def test_fit_reaches_lme4_optimum_on_bootstrap_response() -> None:
-    case = fixture()["fit_local_optimum"]
-    res = quiet_fit(case["formula"], fuzz_data(case["data"]), REML=case["REML"])
+FIT_REASON = (
+    "the default fit (BOBYQA from the group-means start) stops at a boundary local "
+    "optimum (theta[2] = 0) 1.31 log-likelihood units below lme4's; L-BFGS-B and a start "
+    "at lme4's theta reach lme4's optimum"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "fit_case"),
+    [
+        pytest.param(
+            "refit_singular_start",
+            refit_from_singular_fit,
+            marks=pytest.mark.xfail(strict=True, reason=REFIT_REASON),
+        ),
+        pytest.param(
+            "fit_local_optimum",
+            default_fit,
+            marks=pytest.mark.xfail(strict=True, reason=FIT_REASON),
+        ),
+    ],
+)
+def test_reaches_lme4_optimum(name: str, fit_case) -> None:
+    """Same rows as lme4's fit and its log-likelihood (lme4 with rhoend 1e-10)."""
+    case = fixture()[name]
+    res = fit_case(case)
     assert res.nobs == case["nobs"]
     assert res.llf == pytest.approx(case["llf"], rel=1e-7)
