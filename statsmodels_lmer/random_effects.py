@@ -91,6 +91,21 @@ def term_contribution(Z: np.ndarray, codes: np.ndarray, effects: np.ndarray) -> 
     return np.einsum("np,...np->...n", Z, picked)
 
 
+def _square_roots(covariances: np.ndarray) -> np.ndarray:
+    """Factors ``R`` with ``R R' = C`` of a stack of covariance matrices.
+
+    Cholesky factors; where one is only semi-definite (a singular fit, e.g. a
+    correlation of +-1 gives a conditional covariance of rank one), the
+    symmetric eigen-factor ``V sqrt(max(l, 0))`` of every matrix instead.
+    """
+    cols = covariances.shape[-1]
+    try:
+        return np.linalg.cholesky(covariances + 1e-300 * np.eye(cols)[None])
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(covariances)
+        return vectors * np.sqrt(np.clip(values, 0.0, None))[..., None, :]
+
+
 def conditional_draws(
     modes: np.ndarray, covariances: np.ndarray, n_draws: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -101,7 +116,7 @@ def conditional_draws(
     ndarray, shape (n_draws, levels, p)
     """
     levels, cols = modes.shape
-    root = np.linalg.cholesky(covariances + 1e-300 * np.eye(cols)[None]) if cols else covariances
+    root = _square_roots(covariances) if cols else covariances
     normal = rng.standard_normal((n_draws, levels, cols))
     return modes[None] + np.einsum("kab,skb->ska", root, normal)
 

@@ -62,6 +62,9 @@ def anova(
     pandas.DataFrame
         Ordered by number of parameters, with columns ``formula, npar, AIC,
         BIC, llf, deviance, chisq, df, pvalue``; printed as lme4 prints it.
+        As in lme4, ``deviance`` is ``-2 llf`` (the REML criterion for REML
+        fits compared with ``refit=False``) and ``chisq`` is
+        ``2 max(0, llf - llf_previous)``: never negative.
 
     Raises
     ------
@@ -82,12 +85,12 @@ def anova(
     rows = []
     for name, res in zip(names, fits):
         formula = getattr(res.model, "lmer_formula", None) or ""
-        rows.append((name, formula, res.n_params, res.aic, res.bic, res.llf, res.deviance))
+        rows.append((name, formula, res.n_params, res.aic, res.bic, res.llf, -2.0 * res.llf))
     table = pd.DataFrame(
         rows, columns=["model", "formula", "npar", "AIC", "BIC", "llf", "deviance"]
     ).set_index("model")
     table = table.iloc[np.argsort(table["npar"].to_numpy(), kind="stable")]
-    chisq = 2 * np.diff(table["llf"].to_numpy())
+    chisq = 2 * np.maximum(0.0, np.diff(table["llf"].to_numpy()))  # lme4: pmax(0, .)
     dfs = np.diff(table["npar"].to_numpy())
     table["chisq"] = np.concatenate([[np.nan], chisq])
     table["df"] = np.concatenate([[np.nan], dfs])

@@ -21,7 +21,14 @@ import pandas as pd
 from ..distributed.dask_fit import is_dask_frame
 from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
-from .predict import complete_rows, fixed_matrix, row_values, selected_terms, term_rows
+from .predict import (
+    complete_rows,
+    fitted_categories,
+    fixed_matrix,
+    row_values,
+    selected_terms,
+    term_rows,
+)
 
 __all__ = ["predict_interval", "resim"]
 
@@ -121,6 +128,7 @@ def predict_interval(
             "predict_interval() simulates on rows in memory; pass a pandas DataFrame "
             "(for a Dask DataFrame, compute() the rows wanted, e.g. ddf.head(1000))"
         )
+    newdata = fitted_categories(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")
