@@ -126,36 +126,37 @@ def default_fit(case: dict):
     return quiet_fit(case["formula"], fuzz_data(case["data"]), REML=case["REML"])
 
 
-REFIT_REASON = (
-    "refit (and so the bootstrap) starts at the fitted theta; from a singular fit's "
-    "boundary point it stays in a boundary local optimum 11.6 log-likelihood units below "
-    "the optimum that a fresh fit (ours and lme4's) finds"
-)
-FIT_REASON = (
-    "the default fit (BOBYQA from the group-means start) stops at a boundary local "
-    "optimum (theta[2] = 0) 1.31 log-likelihood units below lme4's; L-BFGS-B and a start "
-    "at lme4's theta reach lme4's optimum"
-)
-
-
 @pytest.mark.parametrize(
     ("name", "fit_case"),
-    [
-        pytest.param(
-            "refit_singular_start",
-            refit_from_singular_fit,
-            marks=pytest.mark.xfail(strict=True, reason=REFIT_REASON),
-        ),
-        pytest.param(
-            "fit_local_optimum",
-            default_fit,
-            marks=pytest.mark.xfail(strict=True, reason=FIT_REASON),
-        ),
-    ],
+    [("refit_singular_start", refit_from_singular_fit), ("fit_local_optimum", default_fit)],
 )
 def test_reaches_lme4_optimum(name: str, fit_case) -> None:
-    """Same rows as lme4's fit and its log-likelihood (lme4 with rhoend 1e-10)."""
+    """Same rows as lme4's fit and its log-likelihood (lme4 with rhoend 1e-10).
+
+    Both stopped at a boundary local optimum before the second start of singular
+    fits: the refit (as the bootstrap's) from the fitted boundary theta 11.6
+    log-likelihood units below a fresh fit, and the default fit (BOBYQA from the
+    group-means start) at theta[2] = 0, 1.31 units below lme4's. L-BFGS-B from
+    lme4's start reaches lme4's optimum, and the lower fit is kept.
+    """
     case = fixture()[name]
     res = fit_case(case)
     assert res.nobs == case["nobs"]
     assert res.llf == pytest.approx(case["llf"], rel=1e-7)
+    second = res.optinfo["second_start"]
+    assert second["method"] == "lbfgsb" and second["adopted"]
+    assert second["objective"] == pytest.approx(res.objective, rel=1e-12)
+
+
+def test_second_start_only_for_singular_default_fits_of_cheap_models() -> None:
+    case = fixture()["fit_local_optimum"]
+    data = fuzz_data(case["data"])
+    chosen = quiet_fit(case["formula"], data, REML=case["REML"], method="bobyqa")
+    assert chosen.optinfo["second_start"] is None  # an explicit optimizer is honoured
+    assert chosen.llf < case["llf"] - 1.0  # and stays where BOBYQA stops
+    regular = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    assert regular.optinfo["second_start"] is None  # not singular
+    singular = quiet_fit("Yield ~ 1 + (1 | Batch)", sml.datasets.load("Dyestuff2"))
+    second = singular.optinfo["second_start"]
+    assert second["method"] == "lbfgsb" and not second["adopted"]
+    assert second["objective"] >= singular.objective
