@@ -25,6 +25,7 @@ from .data_checks import (
     check_observations,
     check_response_type,
     check_unique_columns,
+    column_dtypes,
     drop_unused_categories,
     numeric_objects,
     owned_frame,
@@ -169,10 +170,11 @@ def build_model_frame(
     frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
     predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
-    frame = drop_unused_categories(frame, used)
-    frame = plain_booleans(frame, used)
+    dtypes = column_dtypes(frame)  # categories and booleans are other columns: one mapping
     refuse_datetimes(frame, predictors)
-    refuse_non_real(frame, predictors, response)
+    refuse_non_real(frame, predictors, response, dtypes)
+    frame = drop_unused_categories(frame, used, dtypes)
+    frame = plain_booleans(frame, used, dtypes)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
