@@ -246,8 +246,8 @@ def _second_start_wanted(
         return False
     if not np.any(run.theta[lower == 0] < SINGULAR_TOL):
         return False
-    devfun = objective.devfun if isinstance(objective, ProfiledGradient) else objective
-    if not isinstance(devfun, ProfiledDeviance) or devfun.cross.product is None:
+    devfun = _deviance_of(objective)
+    if devfun is None or devfun.cross.product is None:
         return False
     evaluation, _ = predicted_seconds(devfun)
     return evaluation * bobyqa_fit_calls(lower.size) <= SECOND_START_SECONDS
@@ -284,11 +284,17 @@ def _second_start(
     return best, {"method": method, "objective": float(other.fun), "adopted": bool(adopted)}
 
 
+def _deviance_of(objective: Objective) -> ProfiledDeviance | None:
+    """The engine's criterion behind ``objective`` (itself or its gradient's), or None."""
+    devfun = objective.devfun if isinstance(objective, ProfiledGradient) else objective
+    return devfun if isinstance(devfun, ProfiledDeviance) else None
+
+
 @contextmanager
 def _watched(objective: Objective, enabled: bool | None) -> Iterator[EvaluationProgress]:
     """A fit's progress display, fed by the engine's evaluations while the block runs."""
-    devfun = objective.devfun if isinstance(objective, ProfiledGradient) else objective
-    if not isinstance(devfun, ProfiledDeviance):
+    devfun = _deviance_of(objective)
+    if devfun is None:
         yield EvaluationProgress("fit", False)
         return
     progress = EvaluationProgress(f"fit ({'REML' if devfun.reml else 'ML'})", enabled)

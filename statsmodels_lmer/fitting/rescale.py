@@ -25,6 +25,7 @@ import numpy as np
 
 from ..parametrization import tril_colmajor
 from .optimizers import Objective, OptimizerResult, has_gradient
+from .start import column_rms
 
 __all__ = ["SCALE_LIMIT", "Rescaled", "optimizer_scale", "theta_in_units", "theta_scales"]
 
@@ -42,10 +43,8 @@ def theta_scales(columns: Sequence[np.ndarray | None]) -> np.ndarray | None:
     for Z in columns:
         if Z is None:
             return None
-        Z = np.asarray(Z, dtype=float)
-        rms = np.sqrt(np.mean(Z * Z, axis=0)) if len(Z) else np.ones(Z.shape[1])
-        rms[~(np.isfinite(rms) & (rms > 0))] = 1.0
-        rows, _ = tril_colmajor(Z.shape[1])
+        rms = column_rms(Z)
+        rows, _ = tril_colmajor(rms.size)
         scales.append(rms[rows])
     return np.concatenate(scales) if scales else np.ones(0)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..parametrization import theta_from_factor
 
-__all__ = ["EIGEN_FLOOR", "MIN_LEVELS", "level_regression_theta"]
+__all__ = ["EIGEN_FLOOR", "MIN_LEVELS", "column_rms", "level_regression_theta"]
 
 MIN_LEVELS = 10
 """Levels with a usable regression needed for each term."""
@@ -101,6 +101,20 @@ def level_regression_theta(
     return np.concatenate(thetas)
 
 
+def column_rms(Z: np.ndarray) -> np.ndarray:
+    """Each column's root mean square, 1 where it is 0, not finite or has no rows.
+
+    The unit of a random-effects column: this module's regressions and
+    :mod:`~statsmodels_lmer.fitting.rescale` work in it.
+    """
+    Z = np.asarray(Z, dtype=float)
+    if not len(Z):
+        return np.ones(Z.shape[1])
+    rms = np.sqrt(np.mean(Z * Z, axis=0))
+    rms[~(np.isfinite(rms) & (rms > 0))] = 1.0
+    return rms
+
+
 def _unit_columns(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The term's columns divided by their root mean squares, and those.
 
@@ -108,8 +122,7 @@ def _unit_columns(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     depend on the columns' units: a slope on ``x * 1e-6`` gets the start of a
     slope on ``x``, scaled (its theta is 1e6 times larger).
     """
-    scale = np.sqrt(np.mean(Z * Z, axis=0))
-    scale[~(np.isfinite(scale) & (scale > 0))] = 1.0
+    scale = column_rms(Z)
     return Z / scale, scale
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from ..data_checks import plain_booleans, with_columns
+from ..data_checks import column_dtypes, plain_booleans, with_columns
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
@@ -140,17 +140,17 @@ def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
     it is (a new level of a grouping factor, or patsy's error for a fixed factor).
     """
     fitted = model.data.frame
+    fitted_dtypes = column_dtypes(fitted)
     recoded = {}
-    for name in newdata.columns:
-        values = newdata[name]
-        if not isinstance(values, pd.Series) or name not in fitted.columns:
-            continue
-        known = fitted[name]
+    for name, dtype in column_dtypes(newdata).items():
         if not (
-            isinstance(values.dtype, pd.CategoricalDtype)
-            and isinstance(known.dtype, pd.CategoricalDtype)
+            isinstance(dtype, pd.CategoricalDtype)
+            and isinstance(fitted_dtypes.get(name), pd.CategoricalDtype)
         ):
             continue
+        values, known = newdata[name], fitted[name]
+        if not (isinstance(values, pd.Series) and isinstance(known, pd.Series)):
+            continue  # a duplicated column name
         levels = known.cat.categories
         if values.cat.categories.equals(levels):
             continue
