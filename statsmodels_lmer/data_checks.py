@@ -140,6 +140,36 @@ def drop_unused_categories(
     return with_columns(frame, shrunk)
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+
+
+def refuse_containers(frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, Any]) -> None:
+    """Refuse a used object column with a list, tuple, dict, set or array in a cell.
+
+    patsy would fail deep inside (``unhashable type: 'list'``) or, for a grouping
+    factor, make a level of each container. Only object columns that pandas
+    infers as mixed are scanned (one C pass otherwise). ``dtypes``:
+    :func:`column_dtypes` of the frame.
+
+    Raises
+    ------
+    DataError
+    """
+    for name in dict.fromkeys(names):
+        if getattr(dtypes.get(name), "kind", "") != "O":
+            continue
+        values = frame[name]
+        if not pd.api.types.infer_dtype(values, skipna=True).startswith("mixed"):
+            continue
+        for label, value in values.items():
+            if isinstance(value, _CONTAINERS):
+                raise DataError(
+                    f"column {name!r} holds a {type(value).__name__} ({value!r:.40}) in row "
+                    f"{label!r}; each cell of a column the model uses must hold one value "
+                    "(a number, a string or a category): unpack or drop such cells first"
+                )
+
+
 def column_dtypes(frame: pd.DataFrame) -> dict[Any, Any]:
     """Each column's dtype by name (a duplicated name: its last column's).
 

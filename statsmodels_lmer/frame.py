@@ -31,6 +31,7 @@ from .data_checks import (
     owned_frame,
     plain_booleans,
     random_columns,
+    refuse_containers,
     refuse_datetimes,
     refuse_non_real,
     select_rows,
@@ -171,6 +172,7 @@ def build_model_frame(
     predictors, response = bare_columns(parsed, used, bare)
     frame = numeric_objects(frame, predictors + response)
     dtypes = column_dtypes(frame)  # categories and booleans are other columns: one mapping
+    refuse_containers(frame, used, dtypes)
     refuse_datetimes(frame, predictors)
     refuse_non_real(frame, predictors, response, dtypes)
     frame = drop_unused_categories(frame, used, dtypes)

@@ -183,3 +183,33 @@ def test_missing_rows_agrees_with_pandas_on_every_kind_of_column():
     # a duplicated column name selects both columns
     twice = pd.concat([frame[["i"]], frame[["f"]].rename(columns={"f": "i"})], axis=1)
     np.testing.assert_array_equal(missing_rows(twice, ["i"]), [False, True, False, False, False])
+
+
+@pytest.mark.parametrize(
+    ("column", "cell"),
+    [
+        ("Days", [1, 2]),
+        ("Reaction", {"a": 1.0}),
+        ("Subject", (308, 309)),
+        ("Subject", np.arange(3)),
+        ("Subject", {308}),
+    ],
+)
+def test_container_in_a_cell_is_refused_by_column_and_row(sleep, column, cell):
+    # patsy failed with "unhashable type: 'list'", and a grouping factor made a
+    # level of a tuple or array; R refuses list columns in a model frame
+    data = sleep.astype({column: object})
+    data.at[data.index[3], column] = cell
+    before = data.copy()
+    with pytest.raises(DataError, match=rf"column '{column}' holds a .* in row 3;"):
+        sml.Lmer.from_formula("Reaction ~ Days + (Days | Subject)", data)
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_mixed_scalars_in_an_object_column_still_fit(sleep):
+    # a scan for containers must not refuse mixed scalars: numbers and strings as
+    # grouping levels are one factor, as in R
+    data = sleep.astype({"Subject": object})
+    data["Subject"] = [int(s) if i % 2 else str(s) for i, s in enumerate(sleep["Subject"])]
+    res = sml.Lmer.from_formula("Reaction ~ Days + (1 | Subject)", data).fit()
+    assert res.ngroups == {"Subject": 18}
