@@ -271,20 +271,25 @@ def refuse_non_real(
             )
 
 
-def refuse_datetimes(frame: pd.DataFrame, bare_names: list[str]) -> None:
+def refuse_datetimes(
+    frame: pd.DataFrame, bare_names: list[str], dtypes: dict[Any, Any] | None = None
+) -> None:
     """Refuse dates and times used directly as predictors (patsy would make factors of them).
 
     Parameters
     ----------
     bare_names : list of str
         Columns used as a whole term or random-effect column (``t``, not ``C(t)``).
+    dtypes : dict, optional
+        :func:`column_dtypes` of the frame, when already known.
 
     Raises
     ------
     DataError
     """
+    dtypes = column_dtypes(frame) if dtypes is None else dtypes
     for name in bare_names:
-        dtype = frame[name].dtype
+        dtype = dtypes.get(name)
         if getattr(dtype, "kind", "") in _TIME_KINDS or isinstance(
             dtype, pd.DatetimeTZDtype | pd.PeriodDtype
         ):

@@ -173,7 +173,7 @@ def build_model_frame(
     frame = numeric_objects(frame, predictors + response)
     dtypes = column_dtypes(frame)  # categories and booleans are other columns: one mapping
     refuse_containers(frame, used, dtypes)
-    refuse_datetimes(frame, predictors)
+    refuse_datetimes(frame, predictors, dtypes)
     refuse_non_real(frame, predictors, response, dtypes)
     frame = drop_unused_categories(frame, used, dtypes)
     frame = plain_booleans(frame, used, dtypes)
