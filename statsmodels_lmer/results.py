@@ -988,7 +988,20 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
     }
     _wrap_attrs = wrap.union_dicts(LikelihoodResultsWrapper._wrap_attrs, _attrs)
     _methods: dict[str, str] = {}
-    _wrap_methods = wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods)
+    _wrap_methods = {
+        name: how
+        for name, how in wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods).items()
+        if name != "conf_int"  # wrapped below: statsmodels' wrapper cannot label ``cols``
+    }
+
+    def conf_int(self, alpha: float = 0.05, cols: Any = None) -> pd.DataFrame:
+        """:meth:`LmerResults.conf_int` as a DataFrame labelled by coefficient.
+
+        ``cols`` (positions) selects rows, labelled by their names.
+        """
+        names = self._results.model.data.param_names
+        table = pd.DataFrame(self._results.conf_int(alpha), index=names)
+        return table if cols is None else table.iloc[np.atleast_1d(cols)]
 
     def __repr__(self) -> str:
         return repr(self._results)

@@ -75,6 +75,15 @@ def test_conf_int_uses_satterthwaite_t_quantiles(res):
     assert list(ci.index) == ["Intercept", "Days"]
 
 
+def test_conf_int_cols_selects_labelled_rows(res):
+    # statsmodels' wrapper labelled any result with every name and failed on ``cols``
+    full = res.conf_int(0.1)
+    picked = res.conf_int(0.1, cols=[1])
+    assert list(picked.index) == [full.index[1]]
+    np.testing.assert_array_equal(picked.to_numpy(), full.iloc[[1]].to_numpy())
+    np.testing.assert_array_equal(res._results.conf_int(0.1, cols=[1]), picked.to_numpy())
+
+
 def test_fixed_effect_covariance_is_sigma2_rx_inverse(res):
     case = core_cases()["sleepstudy_reml"]["tight"]
     assert res.cov_params().loc["Days", "Days"] == pytest.approx(case["se"]["Days"] ** 2, rel=2e-5)
