@@ -991,7 +991,8 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
     _wrap_methods = {
         name: how
         for name, how in wrap.union_dicts(LikelihoodResultsWrapper._wrap_methods, _methods).items()
-        if name != "conf_int"  # wrapped below: statsmodels' wrapper cannot label ``cols``
+        if name not in ("conf_int", "cov_params")  # below: statsmodels' wrapper labels
+        # every result with all names and fails on ``cols``, ``column`` and ``r_matrix``
     }
 
     def conf_int(self, alpha: float = 0.05, cols: Any = None) -> pd.DataFrame:
@@ -1002,6 +1003,30 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
         names = self._results.model.data.param_names
         table = pd.DataFrame(self._results.conf_int(alpha), index=names)
         return table if cols is None else table.iloc[np.atleast_1d(cols)]
+
+    def cov_params(
+        self,
+        r_matrix: Any = None,
+        column: Any = None,
+        scale: float | None = None,
+        cov_p: Any = None,
+        other: Any = None,
+    ) -> Any:
+        """statsmodels' ``cov_params``, labelled by coefficient where rows are coefficients.
+
+        The whole matrix and a ``column`` selection come as DataFrames with the
+        coefficients' names; one ``column`` as a number; ``r_matrix`` (or
+        ``other``) products as arrays, whose rows are contrasts.
+        """
+        values = self._results.cov_params(
+            r_matrix=r_matrix, column=column, scale=scale, cov_p=cov_p, other=other
+        )
+        names = list(self._results.model.data.param_names)
+        if r_matrix is not None or np.ndim(values) != 2:
+            return values
+        if column is not None:
+            names = [names[i] for i in np.atleast_1d(column)]
+        return pd.DataFrame(values, index=names, columns=names)
 
     def __repr__(self) -> str:
         return repr(self._results)

@@ -84,6 +84,20 @@ def test_conf_int_cols_selects_labelled_rows(res):
     np.testing.assert_array_equal(res._results.conf_int(0.1, cols=[1]), picked.to_numpy())
 
 
+def test_cov_params_selections_on_the_wrapped_results(res):
+    # statsmodels' wrapper labelled any result with every name and failed here
+    full = res.cov_params()
+    assert list(full.index) == list(full.columns) == ["Intercept", "Days"]
+    picked = res.cov_params(column=[1])
+    assert list(picked.index) == ["Days"]
+    assert picked.iloc[0, 0] == full.loc["Days", "Days"]
+    assert res.cov_params(column=1) == full.loc["Days", "Days"]
+    contrast = np.array([[1.0, 10.0]])
+    np.testing.assert_allclose(
+        res.cov_params(r_matrix=contrast), contrast @ full.to_numpy() @ contrast.T, rtol=1e-12
+    )
+
+
 def test_fixed_effect_covariance_is_sigma2_rx_inverse(res):
     case = core_cases()["sleepstudy_reml"]["tight"]
     assert res.cov_params().loc["Days", "Days"] == pytest.approx(case["se"]["Days"] ** 2, rel=2e-5)
