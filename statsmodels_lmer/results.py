@@ -936,24 +936,32 @@ class LmerResults(LikelihoodModelResults):
         return panel.hausman(self, method=method, cov_type=cov_type, entity=entity)
 
     # -- presentation ---------------------------------------------------
-    def summary(self, alpha: float = 0.05) -> Any:
+    def summary(self, alpha: float = 0.05, ddf: str = "satterthwaite") -> Any:
         """A statsmodels Summary laid out like lme4's print of a fit.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage of the fixed effects' intervals.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            df of the fixed-effects table, as lmerTest's ``summary(m, ddf=)``;
+            Kenward-Roger also adjusts the standard errors (REML fits only).
 
         Returns
         -------
         statsmodels.iolib.summary2.Summary
             With ``as_text``, ``as_html`` and ``as_latex``.
         """
-        return lmer_summary(self, alpha=alpha)
+        return lmer_summary(self, alpha=alpha, ddf=ddf)
 
-    def summary2(self, alpha: float = 0.05) -> Any:
+    def summary2(self, alpha: float = 0.05, ddf: str = "satterthwaite") -> Any:
         """statsmodels' ``summary2`` layout, with numeric DataFrames in ``.tables``.
 
         ``tables[0]`` model information, ``tables[1]`` the fixed effects
-        (Estimate, Std. Error, df, t value, Pr(>|t|), interval), ``tables[2]``
-        the variance components (as ``varcorr``).
+        (Estimate, Std. Error, df, t value, Pr(>|t|), interval; ``ddf`` as in
+        :meth:`summary`), ``tables[2]`` the variance components (as ``varcorr``).
         """
-        return lmer_summary2(self, alpha=alpha)
+        return lmer_summary2(self, alpha=alpha, ddf=ddf)
 
     def __repr__(self) -> str:
         return lmer_repr(self)

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.iolib.summary2 import Summary, _df_to_simpletable
 
 from .fitting.convergence import SINGULAR_MESSAGE
+from .inference.hypotheses import check_ddf
 from .tables import format_pvalue
 
 __all__ = [
@@ -95,12 +97,13 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def lmer_summary(res: Any, alpha: float = 0.05) -> LmerSummary:
+def lmer_summary(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> LmerSummary:
     """Build the summary of a fitted :class:`~statsmodels_lmer.LmerResults`.
 
     Sections in lme4's order: header, fit criteria, scaled residuals,
-    random effects, group counts, fixed effects (with df and p-values),
-    correlation of fixed effects (up to 12 coefficients), messages.
+    random effects, group counts, fixed effects (with ``ddf``'s df and
+    p-values, as lmerTest's ``summary(m, ddf=)``), correlation of fixed
+    effects (up to 12 coefficients), messages.
     """
     smry = LmerSummary()
     smry.add_title(_title(res))
@@ -113,7 +116,7 @@ def lmer_summary(res: Any, alpha: float = 0.05) -> LmerSummary:
     smry.add_section(
         "Random effects:", random_effects_table(res), index=False, text=[_group_counts(res)]
     )
-    fixed = fixed_effects_table(res, alpha)
+    fixed = fixed_effects_table(res, alpha, ddf)
     pvalues = fixed.pop("Pr(>|t|)")
     fixed = fixed.map(_number)
     fixed.insert(4, "Pr(>|t|)", [format_pvalue(p) for p in pvalues])
@@ -121,7 +124,7 @@ def lmer_summary(res: Any, alpha: float = 0.05) -> LmerSummary:
     if 1 < res.k_fixed <= 12:
         corr = _fixed_correlation(res).map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
         smry.add_section("Correlation of fixed effects:", corr)
-    smry.add_section("", text=_messages(res))
+    smry.add_section("", text=_messages(res, ddf))
     return smry
 
 
@@ -216,20 +219,30 @@ def _group_counts(res: Any) -> str:
     return f"Number of obs: {res.nobs}, groups: {counts}"
 
 
-def fixed_effects_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
-    """Estimate, Std. Error, df, t value, Pr(>|t|) and the confidence interval."""
-    ci = np.asarray(res.conf_int(alpha))
-    df = np.asarray(res.ddf, dtype=float)
+def fixed_effects_table(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """Estimate, Std. Error, df, t value, Pr(>|t|) and the confidence interval.
+
+    ``ddf`` as in :meth:`~statsmodels_lmer.LmerResults.coef_table`; Kenward-Roger
+    also adjusts the standard errors, and the interval uses them with its df.
+    """
+    if check_ddf(ddf) == "satterthwaite":  # the results' own (robust ones included)
+        table = pd.DataFrame(
+            {"coef": res.params, "std_err": res.bse, "df": res.ddf, "t": res.tvalues}
+        ).assign(pvalue=np.asarray(res.pvalues))
+    else:
+        table = res.coef_table(ddf)
+    df = table["df"].to_numpy(dtype=float)
+    half = stats.t.ppf(1 - alpha / 2, df) * table["std_err"].to_numpy(dtype=float)
     lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
     return pd.DataFrame(
         {
-            "Estimate": np.asarray(res.params),
-            "Std. Error": np.asarray(res.bse),
+            "Estimate": table["coef"].to_numpy(dtype=float),
+            "Std. Error": table["std_err"].to_numpy(dtype=float),
             "df": df,
-            "t value": np.asarray(res.tvalues),
-            "Pr(>|t|)": np.asarray(res.pvalues),
-            lo: ci[:, 0],
-            hi: ci[:, 1],
+            "t value": table["t"].to_numpy(dtype=float),
+            "Pr(>|t|)": table["pvalue"].to_numpy(dtype=float),
+            lo: table["coef"].to_numpy(dtype=float) - half,
+            hi: table["coef"].to_numpy(dtype=float) + half,
         },
         index=res.model.exog_names,
     )
@@ -244,8 +257,18 @@ def _fixed_correlation(res: Any) -> pd.DataFrame:
     return table.iloc[1:, :-1].where(np.tril(np.ones((len(names) - 1,) * 2, bool)), np.nan)
 
 
-def _messages(res: Any) -> list[str]:
-    if getattr(res, "robust", None) is not None:
+_DDF_LINES = {
+    "kenward-roger": "df, standard errors, t tests and confidence intervals use Kenward-Roger's "
+    "method (as pbkrtest and lmerTest's ddf='Kenward-Roger').",
+    "residual": "df, t tests and confidence intervals use the residual df n - p.",
+}
+
+
+def _messages(res: Any, ddf: str = "satterthwaite") -> list[str]:
+    method = check_ddf(ddf)
+    if method in _DDF_LINES:
+        first = _DDF_LINES[method]
+    elif getattr(res, "robust", None) is not None:
         first = (
             f"Std. errors, t tests and intervals use the {res.robust.description} "
             "covariance with clubSandwich's Satterthwaite df; F tests use its HTZ test."
@@ -318,7 +341,7 @@ def _variance_frame(res: Any) -> pd.DataFrame:
     return pd.DataFrame(values, index=labels, columns=["Var/Cov", "SD/Corr"])
 
 
-def lmer_summary2(res: Any, alpha: float = 0.05) -> Summary:
+def lmer_summary2(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> Summary:
     """statsmodels' ``summary2`` layout: an information block and numeric tables.
 
     The tables (``.tables``) are DataFrames of numbers: model information,
@@ -342,8 +365,8 @@ def lmer_summary2(res: Any, alpha: float = 0.05) -> Summary:
         "Covariance:": getattr(res, "cov_kwds", {}).get("description", "model-based"),
     }
     smry.add_dict(info)
-    smry.add_df(fixed_effects_table(res, alpha), float_format="%.4f")
+    smry.add_df(fixed_effects_table(res, alpha, ddf), float_format="%.4f")
     smry.add_df(_variance_frame(res), float_format="%.4f")
-    for line in _messages(res):
+    for line in _messages(res, ddf):
         smry.add_text(line)
     return smry

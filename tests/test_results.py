@@ -221,3 +221,23 @@ def test_marginal_fitted_values_and_residuals(res):
     np.testing.assert_allclose(res.predict(re_formula="0"), res.fittedvalues_marginal)
     # conditional residuals are smaller: the random effects absorb subject differences
     assert np.std(res.resid) < np.std(marginal)
+
+
+def test_summary_ddf_kenward_roger_as_lmertest(res):
+    # lmerTest's summary(m, ddf = "Kenward-Roger"): KR's df and adjusted SEs
+    # (coef_table is checked against pbkrtest in test_kenward_roger.py)
+    kr = res.coef_table("kenward-roger")
+    table = res.summary2(alpha=0.1, ddf="Kenward-Roger").tables[1]
+    np.testing.assert_allclose(table["Std. Error"], kr["std_err"], rtol=1e-12)
+    np.testing.assert_allclose(table["df"], kr["df"], rtol=1e-12)
+    np.testing.assert_allclose(table["Pr(>|t|)"], kr["pvalue"], rtol=1e-12)
+    half = stats.t.ppf(0.95, kr["df"]) * kr["std_err"]
+    np.testing.assert_allclose(table["[0.05"], kr["coef"] - half, rtol=1e-12)
+    assert "Kenward-Roger" in res.summary(ddf="kr").as_text()
+    default = res.summary2().tables[1]
+    np.testing.assert_allclose(default["df"], res.ddf, rtol=1e-12)
+    np.testing.assert_allclose(default[["[0.025", "0.975]"]], res.conf_int(), rtol=1e-12)
+    with pytest.raises(ValueError, match="ddf must be one of"):
+        res.summary(ddf="lmerTest")
+    with pytest.raises(ValueError, match="only available for REML"):
+        res.refit_ml().summary(ddf="kenward-roger")
