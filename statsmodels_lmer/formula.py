@@ -31,6 +31,7 @@ __all__ = [
     "parse_formula",
     "quote_formula",
     "quote_names",
+    "update_formula",
 ]
 
 
@@ -142,6 +143,83 @@ def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
     with deep_parsing(formula):
         return _parse(formula, require_random)
+
+
+_DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
+"""A ``.`` standing alone (not in ``np.log``, ``x.2`` or ``.5``)."""
+
+
+def update_formula(old: str, new: str) -> str:
+    """The formula of ``update(m, new)`` as R's ``update.formula`` builds it.
+
+    ``.`` on the left of ``new`` stands for the old response (``np.log(.)``
+    too), ``.`` on the right for the old terms, to which ``+ term`` adds and
+    from which ``- term`` removes: ``". ~ . - Days"``, ``". ~ . + (1 | g)"``,
+    ``"~ . - (Days | Subject)"`` (an empty left side keeps the response).
+    A ``new`` without a standalone ``.`` is returned as given. The fixed part
+    is simplified by patsy's term algebra (``a*b - a:b``), random-effects
+    terms are matched by their text without spaces.
+
+    Raises
+    ------
+    FormulaError
+        ``new`` is malformed, or removes a random-effects term the old
+        formula does not have.
+    """
+    if not isinstance(new, str):
+        raise FormulaError(f"formula must be a string, got {type(new).__name__}")
+    if not _DOT.search(new):
+        return new
+    old_lhs, old_rhs = _split_tilde(old)
+    if new.count("~") != 1:
+        raise FormulaError(f"formula {new!r} must have exactly one '~'")
+    new_lhs, new_rhs = new.split("~")
+    lhs = _DOT.sub(lambda _: old_lhs, new_lhs.strip()) if new_lhs.strip() else old_lhs
+    _check_balanced(new_rhs, new)
+    fixed: list[tuple[str, str]] = []
+    bars: list[str] = []
+    for sign, segment in _updated_segments(old_rhs, old, new_rhs, new):
+        if _bar_interior(segment) is None:
+            fixed.append((sign, segment.strip()))
+        elif sign == "+":
+            bars.append(segment.strip())
+        else:
+            _remove_bar(bars, segment.strip(), old)
+    terms = model_desc(_join_fixed(fixed, new)).rhs_termlist
+    names = [term.name() for term in terms if term.factors]
+    if not any(not term.factors for term in terms):
+        names.insert(0, "0")
+    return f"{lhs} ~ {' + '.join([' + '.join(names) or '1', *bars])}"
+
+
+def _updated_segments(old_rhs: str, old: str, new_rhs: str, new: str) -> list[tuple[str, str]]:
+    """The signed terms of ``new_rhs`` with a ``.`` replaced by the old ones."""
+    segments: list[tuple[str, str]] = []
+    for sign, segment in _split_top_level(new_rhs, new):
+        if segment.strip() != "." and _DOT.search(segment):
+            raise FormulaError(
+                f"'.' in {segment.strip()!r} of {new!r}: in an update '.' stands for the old "
+                "terms only as a whole term; write them out, e.g. '. ~ . + x + Days:x'"
+            )
+        if segment.strip() != ".":
+            segments.append((sign, segment))
+        elif sign == "-":
+            raise FormulaError(f"'- .' in {new!r} would remove every term; write the new terms")
+        else:
+            segments.extend(_split_top_level(old_rhs, old))
+    return segments
+
+
+def _remove_bar(bars: list[str], segment: str, old: str) -> None:
+    """Remove the random-effects term ``segment`` (compared without spaces)."""
+    key = "".join(segment.split())
+    keys = ["".join(bar.split()) for bar in bars]
+    if key not in keys:
+        raise FormulaError(
+            f"cannot remove {segment!r}: the formula {old!r} has the random-effects "
+            f"terms {', '.join(bars) or 'none'}"
+        )
+    del bars[keys.index(key)]
 
 
 def _parse(formula: str, require_random: bool) -> ParsedFormula:

@@ -22,6 +22,7 @@ from statsmodels.stats.contrast import ContrastResults
 from .engine.objective import Solution
 from .fitting.fit import OptSummary
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
+from .formula import update_formula
 from .inference.contrast_results import LmerContrastResults
 from .inference.exact_lrt import ExactLRTResult, exact_lrt, exact_rlrt
 from .inference.hypotheses import (
@@ -756,22 +757,32 @@ class LmerResults(LikelihoodModelResults):
         Parameters
         ----------
         formula : str, optional
-            Full lme4 formula; default the current one.
+            A full lme4 formula, or one with R's ``update`` dots: ``.`` for
+            the old response and terms (``". ~ . - Days"``,
+            ``". ~ . + (1 | g)"``, ``"np.log(.) ~ ."``; see
+            :func:`~statsmodels_lmer.formula.update_formula`); default the
+            current one.
         data : pandas.DataFrame, optional
             Default the fitted rows (with their weights and offset).
         **kwargs
             Model keywords (``weights``, ``offset``, ``subset``, ``missing``)
-            and fit keywords (``reml``, ``method``, ...); by default the fit
-            keeps REML or ML as this one.
+            and fit keywords (``reml`` or lme4's ``REML``, ``method``, ...);
+            by default the fit keeps REML or ML as this one.
         """
         model = self.model
         fit_kwargs, model_kwargs = FitOptions.split(kwargs)
+        if "REML" in model_kwargs:
+            fit_kwargs["reml"] = model_kwargs.pop("REML")
         for name in ("reml", "start_theta", "cov_type", "cov_kwds"):
             if name in model_kwargs:
                 fit_kwargs[name] = model_kwargs.pop(name)
         fit_kwargs.setdefault("reml", self.reml)
         data, model_kwargs = simulate.update_arguments(model, data, model_kwargs)
-        new = type(model).from_formula(formula or model.lmer_formula, data, **model_kwargs)
+        if formula is None:
+            formula = model.lmer_formula
+        elif model.lmer_formula is not None:
+            formula = update_formula(model.lmer_formula, formula)
+        new = type(model).from_formula(formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 
     def allfit(self, **kwargs: Any) -> Any:

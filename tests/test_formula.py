@@ -7,7 +7,7 @@ import re
 import pytest
 
 from statsmodels_lmer.exceptions import FormulaError
-from statsmodels_lmer.formula import BarTerm, parse_formula
+from statsmodels_lmer.formula import BarTerm, parse_formula, update_formula
 
 
 def test_random_slope_term():
@@ -112,3 +112,43 @@ def test_bare_name_reads_a_column_or_a_quoted_one_only():
     assert bare_name('Q("a\\"b")') == 'a"b'
     for code in ("np.log(x)", "C(g)", "x + 1", "True", "Q(3)", "Q(x)", "x:z", ""):
         assert bare_name(code) is None, code
+
+
+OLD = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [
+        (". ~ . - Days", "Reaction ~ 1 + (Days | Subject)"),
+        (". ~ . + (1 | g)", "Reaction ~ Days + (Days | Subject) + (1 | g)"),
+        ("~ . - (Days|Subject) + (1|Subject)", "Reaction ~ Days + (1|Subject)"),
+        ("np.log(.) ~ .", "np.log(Reaction) ~ Days + (Days | Subject)"),
+        (". ~ . - 1", "Reaction ~ 0 + Days + (Days | Subject)"),
+        (". ~ . + x:Days", "Reaction ~ Days + x:Days + (Days | Subject)"),
+        ("y ~ x.2 + (1 | g)", "y ~ x.2 + (1 | g)"),  # no standalone dot: as given
+    ],
+)
+def test_update_formula_dots_as_r(new, expected):
+    # R: update(Reaction ~ Days + (Days | Subject), new), with lme4's bar terms kept
+    assert update_formula(OLD, new) == expected
+
+
+def test_update_formula_term_algebra_and_intercept():
+    old = "y ~ 0 + a*b + (1 | g) + (0 + x | g)"
+    assert update_formula(old, ". ~ . - a:b - (0 + x|g)") == "y ~ 0 + a + b + (1 | g)"
+    assert update_formula("y ~ 0 + a + (1 | g)", ". ~ . - a") == "y ~ 0 + (1 | g)"
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        (". ~ . - (1 | Subject)", "cannot remove '\\(1 \\| Subject\\)'"),
+        (". ~ .*x", "stands for the old terms only as a whole term"),
+        (". ~ . - .", "would remove every term"),
+        (". ~ . ~ x", "exactly one '~'"),
+    ],
+)
+def test_update_formula_errors(new, message):
+    with pytest.raises(FormulaError, match=message):
+        update_formula(OLD, new)

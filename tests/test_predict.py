@@ -99,5 +99,10 @@ def test_refit_and_update(sleep_fit):
     assert intercept_only.llf == pytest.approx(-893.2325426974605, rel=1e-8)  # lmerTest ranova
     ml = sleep_fit.update(reml=False)
     assert ml.objective == pytest.approx(1751.9393444632096, rel=1e-9)
+    assert sleep_fit.update(REML=False).objective == ml.objective  # lme4's spelling
+    # R's update dots: '.' is the old formula's side (update(m, . ~ . - (Days | Subject) + ...))
+    dotted = sleep_fit.update(". ~ . - (Days | Subject) + (1 | Subject)")
+    assert dotted.model.lmer_formula == "Reaction ~ Days + (1 | Subject)"
+    assert dotted.llf == intercept_only.llf
     with pytest.raises(ValueError, match="180 values"):
         sleep_fit.refit(np.ones(3))
