@@ -106,3 +106,16 @@ def test_refit_and_update(sleep_fit):
     assert dotted.llf == intercept_only.llf
     with pytest.raises(ValueError, match="180 values"):
         sleep_fit.refit(np.ones(3))
+
+
+def test_re_form_na_and_missing_newdata_columns(sleep_fit):
+    rows = sleep_fit.model.data.frame.head(4)
+    population = sleep_fit.predict(rows, re_formula="0")
+    # lme4's re.form = NA: no random effects
+    np.testing.assert_array_equal(sleep_fit.predict(rows, re_formula=np.nan), population)
+    np.testing.assert_array_equal(sleep_fit.predict(rows, re_formula=pd.NA), population)
+    expected = sleep_fit.params["Intercept"] + sleep_fit.params["Days"] * rows["Days"]
+    np.testing.assert_allclose(population, expected, rtol=1e-12)
+    # patsy said "Error evaluating factor: NameError: name 'Days' is not defined"
+    with pytest.raises(KeyError, match="newdata lacks column 'Days', which the model uses"):
+        sleep_fit.predict(rows.drop(columns="Days"))

@@ -9,6 +9,7 @@ in a known batch keeps the batch effect); rows with a missing value give NaN.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,8 @@ def selected_terms(model: Any, re_formula: Any) -> list[tuple[int, list[int]]]:
     terms = model.random_terms
     if re_formula is None:
         return [(i, list(range(t.n_cols))) for i, t in enumerate(terms)]
+    if re_formula is pd.NA or (isinstance(re_formula, float) and np.isnan(re_formula)):
+        return []  # lme4's re.form = NA
     text = str(re_formula).strip()
     if text.lower() in _NO_RANDOM:
         return []
@@ -233,6 +236,10 @@ def _fixed_part(res: Any, rows: pd.DataFrame) -> np.ndarray:
     return fixed_matrix(res.model, rows) @ np.asarray(res.params, dtype=float)
 
 
+_UNDEFINED_NAME = re.compile(r"NameError: name '([^']+)' is not defined")
+"""How patsy reports a column the rows do not have."""
+
+
 def _design_spec(model: Any) -> Any:
     """The model's patsy design of the fixed part (its ``model_spec``)."""
     spec = getattr(model.data, "model_spec", None)
@@ -251,6 +258,11 @@ def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
             [spec], rows, return_type="dataframe", NA_action="raise"
         )
     except patsy.PatsyError as err:
+        missing = _UNDEFINED_NAME.search(err.message)
+        if missing and missing.group(1) in model.data.frame.columns:
+            raise UnknownColumnError(
+                f"newdata lacks column {missing.group(1)!r}, which the model uses"
+            ) from None
         raise DataError(f"cannot build the fixed effects for newdata: {err.message}") from None
     except (NameError, KeyError) as err:
         raise UnknownColumnError(f"newdata lacks a column the model uses: {err}") from None
