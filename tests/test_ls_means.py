@@ -160,6 +160,21 @@ def test_contrast_rows_average_the_grid() -> None:
     np.testing.assert_allclose(block.matrix["Intercept"], 1.0)
 
 
+def test_no_intercept_gives_the_same_means() -> None:
+    case = fixture()["models"]["penicillin"]
+    data = load_data("Penicillin")
+    model = sml.Lmer.from_formula("diameter ~ 0 + sample + (1 | plate)", data)
+    res = model.results_at(case["theta"], reml=True)
+    # not the p-values: ~1e-53, they move by 5e-8 relative with the df's last digits
+    np.testing.assert_allclose(
+        res.ls_means().to_numpy()[:, :6],
+        results("penicillin").ls_means().to_numpy()[:, :6],
+        rtol=1e-7,
+    )
+    table = pickle.loads(pickle.dumps(res.difflsmeans()))
+    assert table.index[0] == ("sample", "A - B")
+
+
 def test_which_accepts_either_order_and_level() -> None:
     res = results("cake_interaction")
     one = res.ls_means("temperature:recipe", level=0.9)

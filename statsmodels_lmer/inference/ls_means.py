@@ -348,7 +348,7 @@ def _pairs(labels: list[str], means: pd.DataFrame) -> tuple[list[str], pd.DataFr
     """Differences of all pairs of rows (first minus second, R's ``combn`` order)."""
     pairs = list(combinations(range(len(labels)), 2))
     values = means.to_numpy()
-    rows = np.array([values[i] - values[j] for i, j in pairs]).reshape(len(pairs), -1)
+    rows = np.array([values[i] - values[j] for i, j in pairs]).reshape(len(pairs), values.shape[1])
     names = [f"{labels[i]} - {labels[j]}" for i, j in pairs]
     return names, pd.DataFrame(rows, names, means.columns)
 
