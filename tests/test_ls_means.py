@@ -204,6 +204,21 @@ def test_bad_input() -> None:
         res.ls_means(ddf="wald")
 
 
+def test_transformed_covariate_at_the_transform_of_its_mean() -> None:
+    data = load_data("ls_means_unbalanced")
+    res = sml.lmer("y ~ A + np.log(x) + (1 | g)", data)
+    (block,) = ls_means_contrasts(res, "A")
+    np.testing.assert_allclose(block.matrix["np.log(x)"], np.log(data["x"].mean()))
+
+
+def test_a_column_both_factor_and_covariate_is_refused() -> None:
+    data = load_data("sleepstudy")
+    with pytest.warns(ValueWarning, match="rank deficient"):
+        res = sml.lmer("Reaction ~ Days + C(Days) + (1 | Subject)", data)
+    with pytest.raises(ValueError, match="'Days'"):
+        res.ls_means()
+
+
 def test_no_factor_terms_gives_an_empty_table() -> None:
     data = sml.datasets.load("sleepstudy")
     res = sml.lmer("Reaction ~ Days + (1 | Subject)", data)
