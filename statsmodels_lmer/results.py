@@ -33,6 +33,7 @@ from .inference.hypotheses import (
     t_tests,
 )
 from .inference.kenward_roger import KenwardRoger
+from .inference.ls_means import ls_means_table
 from .inference.robust import ClusterRobust, robust_from_options
 from .inference.satterthwaite import Satterthwaite
 from .intervals.bootstrap import BootstrapResult, bootstrap
@@ -382,6 +383,47 @@ class LmerResults(LikelihoodModelResults):
             Columns ``SumSq, MeanSq, NumDF, DenDF, F, pvalue`` by term.
         """
         return anova_table(self, type, ddf)
+
+    def ls_means(
+        self,
+        which: Any = None,
+        level: float = 0.95,
+        ddf: str = "satterthwaite",
+        pairwise: bool = False,
+    ) -> pd.DataFrame:
+        """Least-squares means of the factor terms, as lmerTest's ``ls_means(m)``.
+
+        Means over a reference grid: other factors averaged with equal
+        weights, numeric covariates at their means; each row a t test with
+        its own df. See :mod:`statsmodels_lmer.inference.ls_means`.
+
+        Parameters
+        ----------
+        which : str, list of str or None
+            Factor terms (``"recipe"``, ``"recipe:temperature"``); None: all
+            terms without numeric variables.
+        level : float
+            Confidence level of ``lower`` and ``upper``.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+        pairwise : bool
+            Differences of all pairs of means of each term (``"a - b"``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``Estimate, Std. Error, df, t value, lower, upper,
+            Pr(>|t|)`` indexed by (term, level); NaN rows are not estimable.
+        """
+        return ls_means_table(self, which, level, ddf, pairwise)
+
+    def difflsmeans(
+        self, which: Any = None, level: float = 0.95, ddf: str = "satterthwaite"
+    ) -> pd.DataFrame:
+        """Differences of all pairs of least-squares means, as lmerTest's ``difflsmeans(m)``.
+
+        ``ls_means(which, level, ddf, pairwise=True)``; see :meth:`ls_means`.
+        """
+        return ls_means_table(self, which, level, ddf, pairwise=True)
 
     def drop1(self, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
         """Tests of dropping each marginal fixed-effect term (lmerTest / lme4).

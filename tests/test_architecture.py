@@ -51,6 +51,7 @@ LAYERS = [
     ["inference.satterthwaite", "inference.kenward_roger"],
     ["inference.robust"],
     ["inference.hypotheses"],
+    ["inference.ls_means"],
     ["inference.exact_lrt"],
     ["inference"],
     ["intervals.parameters"],
