@@ -53,7 +53,9 @@ from .tools import (
     prediction,
     simulate,
 )
+from .tools import step as step_tool
 from .tools.influence import InfluenceResult, influence
+from .tools.step import StepResult
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
 
@@ -431,6 +433,24 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.tools.compare.drop1`.
         """
         return compare.drop1(self, test=test, ddf=ddf)
+
+    def step(
+        self,
+        ddf: str = "satterthwaite",
+        alpha_random: float = 0.1,
+        alpha_fixed: float = 0.05,
+        reduce_fixed: bool = True,
+        reduce_random: bool = True,
+        keep: list[str] | None = None,
+    ) -> StepResult:
+        """Backward elimination of random, then fixed terms, as lmerTest's ``step``.
+
+        See :func:`statsmodels_lmer.tools.step.step`; ``.random``, ``.fixed``
+        and the final ``.model``.
+        """
+        return step_tool.step(
+            self, ddf, alpha_random, alpha_fixed, reduce_fixed, reduce_random, keep
+        )
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.

@@ -67,6 +67,7 @@ LAYERS = [
         "tools.prediction",
         "tools.influence",
     ],
+    ["tools.step"],
     ["tools"],
     ["summary"],
     ["results"],

@@ -27,7 +27,7 @@ from ..inference.hypotheses import drop1_f_table
 from ..tables import LmerTable
 from ..terms import term_level_keys
 
-__all__ = ["REFIT_NOTE", "anova", "drop1", "ranova", "refit_formula"]
+__all__ = ["REFIT_NOTE", "anova", "drop1", "random_reductions", "ranova", "refit_formula"]
 
 
 def anova(
@@ -270,6 +270,22 @@ def _reduced_bars(bar: BarTerm) -> list[tuple[str, BarTerm | None]]:
     return out
 
 
+def random_reductions(res: Any) -> dict[str, str | None]:
+    """lmerTest's reductions of the random part: ``ranova``'s row label -> formula.
+
+    Each term ``(1 | g)`` is removed, a term with slopes loses each droppable
+    column term; the formula is None when no random-effects term is left.
+    """
+    parsed = parse_formula(res.model.lmer_formula)
+    reductions: dict[str, str | None] = {}
+    for index, bar in enumerate(parsed.bars):
+        others = [b for j, b in enumerate(parsed.bars) if j != index]
+        for label, replacement in _reduced_bars(bar):
+            bars = others[:index] + ([replacement] if replacement else []) + others[index:]
+            reductions[label] = _formula_text(parsed, bars) if bars else None
+    return reductions
+
+
 def ranova(res: Any) -> pd.DataFrame:
     """Likelihood-ratio tests for the random-effects terms, as lmerTest's ``ranova``.
 
@@ -285,17 +301,13 @@ def ranova(res: Any) -> pd.DataFrame:
         Rows ``<none>`` and one per reduction; columns ``npar, llf, AIC, LRT,
         df, pvalue``.
     """
-    parsed = parse_formula(res.model.lmer_formula)
     rows = {"<none>": (res.n_params, res.llf)}
-    for index, bar in enumerate(parsed.bars):
-        others = [b for j, b in enumerate(parsed.bars) if j != index]
-        for label, replacement in _reduced_bars(bar):
-            bars = others[:index] + ([replacement] if replacement else []) + others[index:]
-            if bars:
-                reduced = refit_formula(res, _formula_text(parsed, bars))
-                rows[label] = (reduced.n_params, reduced.llf)
-            else:
-                rows[label] = _least_squares_loglik(res)
+    for label, formula in random_reductions(res).items():
+        if formula is not None:
+            reduced = refit_formula(res, formula)
+            rows[label] = (reduced.n_params, reduced.llf)
+        else:
+            rows[label] = _least_squares_loglik(res)
     table = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "llf"])
     table["AIC"] = -2 * table["llf"] + 2 * table["npar"]
     full_npar, full_llf = rows["<none>"]
