@@ -20,6 +20,7 @@ import patsy
 
 from .exceptions import UnsafeFormulaError
 from .formula import BarTerm, ParsedFormula, deep_parsing
+from .transforms import FORMULA_TRANSFORMS
 
 __all__ = [
     "MAX_FORMULA_LENGTH",
@@ -57,7 +58,7 @@ _TAKES_STRINGS = {"Q", "C"} | _CONTRASTS
 
 def restricted_env() -> patsy.EvalEnvironment:
     """The only namespace a restricted formula sees besides the data: numpy as ``np``."""
-    return patsy.EvalEnvironment([{"np": np, "numpy": np}])
+    return patsy.EvalEnvironment([{"np": np, "numpy": np}, FORMULA_TRANSFORMS])
 
 
 def check_restricted(parsed: ParsedFormula, columns: Iterable[Any]) -> None:
