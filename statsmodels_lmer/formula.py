@@ -475,8 +475,6 @@ def r_powers(formula: str) -> str:
 _R_FUNCTIONS = {
     "poly": "poly() is not available: write raw polynomials as 'x + I(x**2)' "
     "(R's poly(x, 2, raw = TRUE)), or use patsy's C(f, Poly) for an ordered factor",
-    "ns": "ns() is not available: use patsy's natural cubic regression splines cr(x, df=...), "
-    "a different basis from R's splines::ns (bs(x, df=...) is R's splines::bs)",
     "factor": "use C(x) for R's factor(x)",
     "as.factor": "use C(x) for R's as.factor(x)",
     "offset": "pass the offset as the offset= keyword",

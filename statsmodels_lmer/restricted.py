@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 SAFE_FUNCTIONS = frozenset(
-    {"I", "C", "Q", "center", "standardize", "scale", "bs", "cr", "cc"}
+    {"I", "C", "Q", "center", "standardize", "scale", "bs", "ns", "cr", "cc"}
     | {"Treatment", "Sum", "Diff", "Helmert", "Poly"}
 )
 """patsy's transforms and contrasts allowed by name: ``I(x**2)``, ``C(f, Sum)``."""

@@ -1,9 +1,10 @@
-"""Formula transforms that keep R's meaning where patsy's differ.
+"""Formula transforms that keep R's meaning where patsy's differ or are missing.
 
 patsy's ``scale(x)`` divides by the standard deviation with ``ddof=0``; R's
 ``scale(x)`` divides by ``sd(x)`` (``n - 1``). An lme4 formula with
 ``scale(x)`` would silently give coefficients ``sqrt(n / (n - 1))`` times
 R's (and a different REML criterion), so formulas here see R's version.
+patsy has no natural splines: ``ns(x, df=3)`` is R's ``splines::ns``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMULA_TRANSFORMS", "RScale", "scale"]
+from .splines import natural_spline_basis
+
+__all__ = ["FORMULA_TRANSFORMS", "NaturalSpline", "RScale", "ns", "scale"]
 
 
 class RScale:
@@ -91,5 +94,80 @@ def scale(x: Any, center: bool = True, scale: bool = True, **options: Any) -> np
 
 scale.__patsy_stateful_transform__ = RScale  # type: ignore[attr-defined]
 
-FORMULA_TRANSFORMS = {"scale": scale}
+
+class NaturalSpline:
+    """R's ``splines::ns`` as a patsy stateful transform (see :func:`ns`).
+
+    The knots are learned on the data the model is fitted to: the interior
+    knots at equally spaced quantiles of ``x`` (R's ``quantile``, type 7),
+    the boundary knots at its range.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.knots: np.ndarray | None = None
+        self.boundary: tuple[float, float] | None = None
+
+    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep one chunk of ``x`` (the quantiles need all of it)."""
+        self.chunks.append(np.asarray(x, dtype=float).ravel())
+
+    def memorize_finish(self) -> None:
+        """Nothing here: the knots follow from the arguments of :meth:`transform`."""
+
+    def transform(
+        self,
+        x: Any,
+        df: int | None = None,
+        knots: Any = None,
+        intercept: bool = False,
+        boundary_knots: Any = None,
+    ) -> np.ndarray:
+        """The basis of ``x`` on the knots of the fitted data."""
+        if self.knots is None:
+            self.knots, self.boundary = _ns_knots(
+                np.concatenate(self.chunks), df, knots, intercept, boundary_knots
+            )
+        values = np.asarray(x, dtype=float).ravel()
+        return natural_spline_basis(values, self.knots, self.boundary, bool(intercept))
+
+
+def _ns_knots(
+    x: np.ndarray, df: int | None, knots: Any, intercept: bool, boundary_knots: Any
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """R's ``ns``: boundary knots at the range, ``df - 1 - intercept`` interior quantiles."""
+    if boundary_knots is None:
+        boundary = (float(np.min(x)), float(np.max(x)))
+    else:
+        boundary = (float(np.min(boundary_knots)), float(np.max(boundary_knots)))
+    if knots is not None:
+        return np.sort(np.asarray(knots, dtype=float).ravel()), boundary
+    n_interior = max(int(df) - 1 - int(bool(intercept)), 0) if df is not None else 0
+    inside = x[(x >= boundary[0]) & (x <= boundary[1])]
+    probabilities = np.linspace(0.0, 1.0, n_interior + 2)[1:-1]
+    return np.quantile(inside, probabilities), boundary
+
+
+def ns(
+    x: Any,
+    df: int | None = None,
+    knots: Any = None,
+    intercept: bool = False,
+    boundary_knots: Any = None,
+) -> np.ndarray:
+    """R's natural cubic spline basis ``splines::ns(x, df, knots, intercept, Boundary.knots)``.
+
+    In a formula: ``ns(x, df=3)`` or ``ns(x, 3)``, ``ns(x, knots=[...])``;
+    ``boundary_knots=`` is R's ``Boundary.knots``. The same basis as R's, so the
+    same coefficients; columns ``ns(x, df=3)[0]``.. for R's ``1``..
+    """
+    transform = NaturalSpline()
+    transform.memorize_chunk(x)
+    transform.memorize_finish()
+    return transform.transform(x, df, knots, intercept, boundary_knots)
+
+
+ns.__patsy_stateful_transform__ = NaturalSpline  # type: ignore[attr-defined]
+
+FORMULA_TRANSFORMS = {"scale": scale, "ns": ns}
 """Names every formula sees ahead of patsy's built-ins (a name of the caller's wins)."""
