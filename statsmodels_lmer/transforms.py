@@ -37,19 +37,33 @@ class RScale:
     def memorize_chunk(self, x: Any, center: bool = True, scale: bool = True, **options: Any):
         """Accumulate the count, mean and sums of squares of one chunk of rows."""
         x = _as_columns(x)
-        n = x.shape[0]
-        mean = x.mean(axis=0)
-        squares = ((x - mean) ** 2).sum(axis=0)
-        raw = (x**2).sum(axis=0)
-        if self.mean is None:
-            self.count, self.mean, self.sum_squares, self.raw_squares = n, mean, squares, raw
+        chunk = RScale()
+        chunk.count, chunk.mean = x.shape[0], x.mean(axis=0)
+        chunk.sum_squares = ((x - chunk.mean) ** 2).sum(axis=0)
+        chunk.raw_squares = (x**2).sum(axis=0)
+        self.merge(chunk)
+
+    def merge(self, other: RScale) -> None:
+        """Add the rows summarized by ``other`` (Chan et al.'s pairwise update)."""
+        if other.mean is None:
             return
-        total = self.count + n
-        delta = mean - self.mean
-        self.sum_squares = self.sum_squares + squares + delta**2 * self.count * n / total
-        self.mean = self.mean + delta * n / total
-        self.raw_squares = self.raw_squares + raw
+        if self.mean is None:
+            self.count, self.mean = other.count, other.mean
+            self.sum_squares, self.raw_squares = other.sum_squares, other.raw_squares
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.sum_squares = (
+            self.sum_squares + other.sum_squares + delta**2 * self.count * other.count / total
+        )
+        self.mean = self.mean + delta * other.count / total
+        self.raw_squares = self.raw_squares + other.raw_squares
         self.count = total
+
+    def restore(self, transform: RScale) -> None:
+        """Give ``transform`` these statistics (learned from partitions of the rows)."""
+        transform.count, transform.mean = self.count, self.mean
+        transform.sum_squares, transform.raw_squares = self.sum_squares, self.raw_squares
 
     def memorize_finish(self) -> None:
         """Nothing to finish: the sums are complete."""

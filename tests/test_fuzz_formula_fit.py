@@ -24,6 +24,7 @@ from conftest import FIXTURES
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import FormulaError
+from statsmodels_lmer.splines import natural_spline_basis
 
 # cases whose coefficient names are patsy's own (contrast or spline names): by position
 PATSY_NAMES = {
@@ -100,7 +101,7 @@ def matched_fixef(key: str) -> list[int]:
     return [names.index(lme4_name(n)) for n in ours]
 
 
-KEYS = list(references())
+KEYS = [key for key in references() if key != "ns_basis"]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -207,6 +208,28 @@ def test_nested_names_parse_back_and_predict():
 def test_r_functions_get_a_pointer_to_the_python_spelling(formula, message):
     with pytest.raises(FormulaError, match=message):
         sml.lmer(formula, data())
+
+
+@pytest.mark.parametrize("intercept", [False, True])
+def test_natural_spline_basis_is_rs(intercept):
+    ref = references()["ns_basis"]
+    basis = natural_spline_basis(
+        np.asarray(ref["x"]), np.asarray(ref["knots"]), tuple(ref["boundary"]), intercept
+    )
+    expected = ref["basis_intercept" if intercept else "basis"]
+    np.testing.assert_allclose(basis, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_r_scale_is_learned_from_dask_partitions():
+    dd = pytest.importorskip("dask.dataframe")
+    formula = "y ~ scale(x) + scale(z, center=False) + (1 | g)"
+    frame = data()[["y", "x", "z", "g"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = sml.lmer(formula, frame)
+        parts = sml.lmer(formula, dd.from_pandas(frame, npartitions=3))
+    np.testing.assert_allclose(parts.params, whole.params, rtol=1e-10)
+    assert parts.reml_criterion == pytest.approx(whole.reml_criterion, rel=1e-12)
 
 
 def test_anova_evaluates_the_callers_functions():
