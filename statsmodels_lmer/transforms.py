@@ -129,21 +129,21 @@ class NaturalSpline:
     def memorize_finish(self) -> None:
         """Nothing here: the knots follow from the arguments of :meth:`transform`."""
 
-    def transform(
-        self,
-        x: Any,
-        df: int | None = None,
-        knots: Any = None,
-        intercept: bool = False,
-        boundary_knots: Any = None,
-    ) -> np.ndarray:
-        """The basis of ``x`` on the knots of the fitted data."""
+    def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The basis of ``x`` on the knots of the fitted data (arguments as :func:`ns`'s)."""
+        df, knots, intercept, boundary_knots = _ns_arguments(*args, **kwargs)
         if self.knots is None:
             self.knots, self.boundary = _ns_knots(
                 np.concatenate(self.chunks), df, knots, intercept, boundary_knots
             )
         values = np.asarray(x, dtype=float).ravel()
         return natural_spline_basis(values, self.knots, self.boundary, bool(intercept))
+
+
+def _ns_arguments(
+    df: int | None = None, knots: Any = None, intercept: bool = False, boundary_knots: Any = None
+) -> tuple[int | None, Any, bool, Any]:
+    return df, knots, intercept, boundary_knots
 
 
 def _ns_knots(
@@ -162,23 +162,18 @@ def _ns_knots(
     return np.quantile(inside, probabilities), boundary
 
 
-def ns(
-    x: Any,
-    df: int | None = None,
-    knots: Any = None,
-    intercept: bool = False,
-    boundary_knots: Any = None,
-) -> np.ndarray:
+def ns(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
     """R's natural cubic spline basis ``splines::ns(x, df, knots, intercept, Boundary.knots)``.
 
-    In a formula: ``ns(x, df=3)`` or ``ns(x, 3)``, ``ns(x, knots=[...])``;
-    ``boundary_knots=`` is R's ``Boundary.knots``. The same basis as R's, so the
-    same coefficients; columns ``ns(x, df=3)[0]``.. for R's ``1``..
+    In a formula: ``ns(x, df=3)`` or ``ns(x, 3)``, ``ns(x, knots=[...])``,
+    ``intercept=True``, and ``boundary_knots=[low, high]`` for R's
+    ``Boundary.knots``. The same basis as R's, so the same coefficients;
+    columns ``ns(x, df=3)[0]``.. for R's ``1``..
     """
     transform = NaturalSpline()
     transform.memorize_chunk(x)
     transform.memorize_finish()
-    return transform.transform(x, df, knots, intercept, boundary_knots)
+    return transform.transform(x, *args, **kwargs)
 
 
 ns.__patsy_stateful_transform__ = NaturalSpline  # type: ignore[attr-defined]
