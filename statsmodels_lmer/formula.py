@@ -31,6 +31,8 @@ __all__ = [
     "parse_formula",
     "quote_formula",
     "quote_names",
+    "r_function_hint",
+    "r_powers",
     "update_formula",
 ]
 
@@ -88,18 +90,30 @@ class BarTerm:
     factors : tuple of str
         Names of the data columns whose interaction is the grouping factor,
         e.g. ``("cask", "batch")`` for ``cask:batch``.
+    name : str or None
+        The grouping factor's name when it is not the factors joined by ``":"``:
+        lme4 names the innermost term of ``a/b/c`` ``"c:(b:a)"``.
     """
 
     lhs: str
     factors: tuple[str, ...]
+    name: str | None = None
 
     @property
     def group(self) -> str:
-        """The grouping factor's name as lme4 prints it (``"cask:batch"``)."""
-        return ":".join(self.factors)
+        """The grouping factor's name as lme4 prints it (``"cask:batch"``, ``"c:(b:a)"``).
+
+        ``name`` when given (the nested terms of ``a/b/c``), else the factors
+        joined by ``":"``.
+        """
+        return self.name or ":".join(self.factors)
 
     def __str__(self) -> str:
-        return f"({self.lhs} | {self.group})"
+        """The term as formula text that parses back to it."""
+        if all(_NAME.match(name) for name in self.factors):
+            return f"({self.lhs} | {self.group})"
+        group = ":".join(name if _NAME.match(name) else f"Q({name!r})" for name in self.factors)
+        return f"({self.lhs} | {group})"
 
 
 @dataclass(frozen=True)
@@ -223,6 +237,7 @@ def _remove_bar(bars: list[str], segment: str, old: str) -> None:
 
 
 def _parse(formula: str, require_random: bool) -> ParsedFormula:
+    formula = r_powers(formula)
     response, rhs = _split_tilde(formula)
     _check_balanced(rhs, formula)
     fixed_parts: list[tuple[str, str]] = []
@@ -359,7 +374,11 @@ def _expand_bar(inner: str, original: str) -> list[BarTerm]:
     groups = _expand_nesting(group_text, original)
     lhs_parts = _uncorrelated_parts(lhs, original) if double else [lhs]
     # lme4 splits "||" first, then "/": (x || a/b) -> (1|b:a) (1|a) (0+x|b:a) (0+x|a)
-    return [BarTerm(part, factors) for part in lhs_parts for factors in groups]
+    return [
+        BarTerm(part, factors, None if name == ":".join(factors) else name)
+        for part in lhs_parts
+        for factors, name in groups
+    ]
 
 
 def _check_lhs(lhs: str, original: str) -> None:
@@ -370,32 +389,85 @@ def _check_lhs(lhs: str, original: str) -> None:
             f"cannot read the left side {lhs!r} of random-effects term {original!r}: "
             f"{_message(err)}"
         ) from None
+    _check_codes(lhs, f"random-effects term {original!r}")
 
 
-def _expand_nesting(group_text: str, original: str) -> list[tuple[str, ...]]:
-    """``a/b/c`` -> [(c, b, a), (b, a), (a,)]; ``a:b`` -> [(a, b)]."""
-    text = group_text.strip()
-    if text.startswith("(") and text.endswith(")"):
-        text = text[1:-1]
-    nested = [part.strip() for part in text.split("/")]
-    levels: list[tuple[str, ...]] = []
+def _check_codes(text: str, where: str) -> None:
+    """Refuse R's ``%in%`` (and other ``%op%``) in a term before patsy runs its code.
+
+    Other code is checked when evaluated: names such as ``class`` or ``x.1`` are
+    quoted first, once the data's columns are known.
+    """
+    desc = model_desc(text)
+    for term in desc.lhs_termlist + desc.rhs_termlist:
+        for factor in term.factors:
+            if re.search(r"%\s*\w+\s*%", factor.code):
+                raise FormulaError(
+                    f"term {factor.code!r} of the {where} uses an R operator: R's %in% is "
+                    "not supported, write 'f:x' or 'f/x'"
+                )
+
+
+def _expand_nesting(group_text: str, original: str) -> list[tuple[tuple[str, ...], str]]:
+    """The (factors, name) of each term of a grouping expression, innermost first.
+
+    ``a/b/c`` -> ``[((c, b, a), "c:(b:a)"), ((b, a), "b:a"), ((a,), "a")]``;
+    ``a:b`` -> ``[((a, b), "a:b")]``.
+
+    Each part may be parenthesised (``a/(b)``) and each name quoted as
+    ``Q("my g")``. The names are lme4's: an inner level joined to the
+    interaction of the outer ones, in parentheses when that has several factors.
+    """
+    nested = [_strip_parentheses(part) for part in _strip_parentheses(group_text).split("/")]
+    levels: list[tuple[tuple[str, ...], str]] = []
     for part in nested:
-        names = tuple(name.strip() for name in part.split(":"))
-        bad = [name for name in names if not _NAME.match(name)]
+        plain = part if "Q(" in part else part.replace("(", "").replace(")", "")
+        names = tuple(_column_name(name) for name in plain.split(":"))
+        bad = [shown for shown, name in zip(plain.split(":"), names) if name is None]
         if bad or not part:
-            shown = bad[0] if bad else part
+            shown = bad[0].strip() if bad else part
             raise FormulaError(
                 f"grouping factor {shown!r} in random-effects term {original!r} "
-                "is not a column name; use plain names joined by ':' or '/'"
+                "is not a column name; use plain names joined by ':' or '/' "
+                "(a name with spaces or symbols as Q('my group'))"
             )
-        levels.append(names)
+        written = "".join(part.split()) if plain != part else ":".join(names)
+        levels.append((names, written))
     expanded = []
-    for depth in range(len(levels)):
-        combined: tuple[str, ...] = ()
-        for names in reversed(levels[: depth + 1]):
-            combined += names
-        expanded.append(combined)
+    combined: tuple[str, ...] = ()
+    name = ""
+    for names, inner in levels:
+        outer = f"({name})" if len(combined) > 1 else name
+        name = f"{inner}:{outer}" if combined else inner
+        combined = names + combined
+        expanded.append((combined, name))
     return expanded[::-1]  # innermost first, as lme4's findbars lists them
+
+
+def _strip_parentheses(text: str) -> str:
+    """``text`` without whitespace and redundant enclosing parentheses: ``((a))`` -> ``a``."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")") and _bar_interior_closes(text):
+        text = text[1:-1].strip()
+    return text
+
+
+def _bar_interior_closes(text: str) -> bool:
+    """True when the opening parenthesis of ``text`` closes at its last character."""
+    for pos, _, depth in _depths(text):
+        if depth == 0:
+            return pos == len(text) - 1
+    return False
+
+
+def _column_name(text: str) -> str | None:
+    """The column a grouping factor's text names (``g``, ``Q("my g")``), else None."""
+    text = text.strip()
+    if _NAME.match(text):
+        return text
+    if text.startswith("Q("):
+        return bare_name(text)
+    return None
 
 
 def _uncorrelated_parts(lhs: str, original: str) -> list[str]:
@@ -423,6 +495,7 @@ def _join_fixed(parts: list[tuple[str, str]], formula: str) -> str:
         raise FormulaError(
             f"cannot read the fixed-effects part {text!r} of {formula!r}: {_message(err)}"
         ) from None
+    _check_codes(text, f"fixed-effects part of {formula!r}")
     return text
 
 
@@ -454,6 +527,59 @@ def deep_parsing(text: str) -> Iterator[None]:
     finally:
         if needed > old:
             sys.setrecursionlimit(old)
+
+
+def r_powers(formula: str) -> str:
+    """``formula`` with R's ``^`` written as ``**`` (outside string literals).
+
+    In an lme4 formula ``^`` is a power both inside ``I()`` (``I(x^2)``) and
+    between terms (``(a + b)^2``, all interactions up to order 2); patsy
+    writes both as ``**``, and Python's ``^`` (bitwise xor) would silently
+    give ``x xor 2`` for an integer column.
+    """
+    if "^" not in formula:
+        return formula
+    out: list[str] = []
+    pos = 0
+    while pos < len(formula):
+        ch = formula[pos]
+        end = _literal_end(formula, pos) if ch in "'\"" else pos + 1
+        out.append("**" if ch == "^" else formula[pos:end])
+        pos = end
+    return "".join(out)
+
+
+# R functions users write in lme4 formulas, and what to write here instead
+_R_FUNCTIONS = {
+    "poly": "poly() is not available: write raw polynomials as 'x + I(x**2)' "
+    "(R's poly(x, 2, raw = TRUE)), or use patsy's C(f, Poly) for an ordered factor",
+    "factor": "use C(x) for R's factor(x)",
+    "as.factor": "use C(x) for R's as.factor(x)",
+    "offset": "pass the offset as the offset= keyword",
+}
+
+
+def r_function_hint(message: str) -> str:
+    """Advice for a formula that calls an R function (``log(x)``) that Python does not know.
+
+    ``message`` is the error patsy reported ("name 'log' is not defined");
+    the hint is empty for other errors.
+    """
+    match = re.search(r"name '([\w.]+)' is not defined", message)
+    if match is None:
+        return ""
+    name = match.group(1)
+    if name in _R_FUNCTIONS:
+        return f"; {_R_FUNCTIONS[name]}"
+    if name in _NUMPY_NAMES:
+        return f"; for R's {name}() write np.{name}(...)"
+    return ""
+
+
+_NUMPY_NAMES = frozenset(
+    {"log", "log2", "log10", "log1p", "exp", "expm1", "sqrt", "abs", "sin", "cos", "tan"}
+    | {"floor", "ceil", "round", "sign", "tanh", "sinh", "cosh", "arcsin", "arccos", "arctan"}
+)
 
 
 def _needs_quoting(name: str) -> bool:

@@ -20,10 +20,11 @@ import patsy
 
 from .exceptions import FormulaError
 from .frame import names_in_code
+from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["FormulaNamespace"]
 
-_ALWAYS = {"np": np, "numpy": np}
+_ALWAYS = {"np": np, "numpy": np, **FORMULA_TRANSFORMS}
 
 
 class FormulaNamespace:

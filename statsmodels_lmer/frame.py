@@ -38,7 +38,14 @@ from .data_checks import (
     subset_positions,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
-from .formula import ParsedFormula, bare_name, deep_parsing, model_desc, quote_formula
+from .formula import (
+    ParsedFormula,
+    bare_name,
+    deep_parsing,
+    model_desc,
+    quote_formula,
+    r_function_hint,
+)
 from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
 
@@ -424,7 +431,7 @@ def _fixed_part(
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
-    except (patsy.PatsyError, NameError) as err:
+    except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(parsed.fixed, err) from None
     check_response_type(parsed.response, y.design_info)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
@@ -441,6 +448,9 @@ def fixed_part_error(fixed: str, err: Exception) -> Exception:
             f"offset(...) in the formula {fixed!r} is not supported; pass the offset as the "
             "offset= keyword instead (a column name or one value per row)"
         )
+    hint = r_function_hint(message)
+    if hint:
+        return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}{hint}")
     if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
         return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
     return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")

@@ -38,7 +38,8 @@ from .frame import build_model_frame, checked_drop_cols
 from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
-from .terms import RandomTerm
+from .terms import RandomTerm, unique_names
+from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
 
@@ -533,8 +534,8 @@ class Lmer(LikelihoodModel):
 
     @property
     def theta_names(self) -> list[str]:
-        """Names of the theta elements."""
-        return [name for t in self.random_terms for name in t.theta_names()]
+        """Names of the theta elements, unique as lme4's (``g.x``, then ``g.x.1``)."""
+        return unique_names([name for t in self.random_terms for name in t.theta_names()])
 
     def fit(
         self,
@@ -743,11 +744,14 @@ def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndar
 
 
 def _capture_env(eval_env: Any, depth: int = 2) -> Any:
+    """The caller's namespace, with R's transforms (``scale``) ahead of patsy's built-ins."""
     if eval_env is None:
-        return patsy.EvalEnvironment.capture(depth)
-    if isinstance(eval_env, int):
-        return patsy.EvalEnvironment.capture(eval_env + depth)
-    return eval_env
+        eval_env = patsy.EvalEnvironment.capture(depth)
+    elif isinstance(eval_env, int):
+        eval_env = patsy.EvalEnvironment.capture(eval_env + depth)
+    if not isinstance(eval_env, patsy.EvalEnvironment):
+        return eval_env
+    return eval_env.with_outer_namespace(FORMULA_TRANSFORMS)
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> Any:

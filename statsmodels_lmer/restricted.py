@@ -20,6 +20,7 @@ import patsy
 
 from .exceptions import UnsafeFormulaError
 from .formula import BarTerm, ParsedFormula, deep_parsing
+from .transforms import FORMULA_TRANSFORMS
 
 __all__ = [
     "MAX_FORMULA_LENGTH",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 SAFE_FUNCTIONS = frozenset(
-    {"I", "C", "Q", "center", "standardize", "scale", "bs", "cr", "cc"}
+    {"I", "C", "Q", "center", "standardize", "scale", "bs", "ns", "cr", "cc"}
     | {"Treatment", "Sum", "Diff", "Helmert", "Poly"}
 )
 """patsy's transforms and contrasts allowed by name: ``I(x**2)``, ``C(f, Sum)``."""
@@ -57,7 +58,7 @@ _TAKES_STRINGS = {"Q", "C"} | _CONTRASTS
 
 def restricted_env() -> patsy.EvalEnvironment:
     """The only namespace a restricted formula sees besides the data: numpy as ``np``."""
-    return patsy.EvalEnvironment([{"np": np, "numpy": np}])
+    return patsy.EvalEnvironment([{"np": np, "numpy": np}, FORMULA_TRANSFORMS])
 
 
 def check_restricted(parsed: ParsedFormula, columns: Iterable[Any]) -> None:

@@ -1,4 +1,5 @@
-"""R's interpolating and back splines, as lme4's profile intervals use them."""
+"""R's splines: the interpolating and back splines of lme4's profile intervals, and
+the natural cubic spline basis of ``splines::ns`` for formulas."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import interpolate
 
-__all__ = ["back_spline"]
+__all__ = ["back_spline", "natural_spline_basis"]
 
 
 def back_spline(par: np.ndarray, zeta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -61,3 +62,39 @@ def back_spline(par: np.ndarray, zeta: np.ndarray) -> Callable[[np.ndarray], np.
         return out
 
     return predict
+
+
+def natural_spline_basis(
+    x: np.ndarray, knots: np.ndarray, boundary: tuple[float, float], intercept: bool = False
+) -> np.ndarray:
+    """The basis of R's ``splines::ns(x, knots =, Boundary.knots =, intercept =)``.
+
+    Cubic B-splines on the boundary knots (each four times) and the interior
+    ``knots``, projected on the null space of their second derivatives at the
+    two boundary knots (the orthogonal complement of ``Q``'s first two columns
+    in the QR decomposition of those derivatives, as R's ``qr.qty``); outside the
+    boundary knots each basis function continues linearly. Without
+    ``intercept`` the first B-spline is dropped first, as R does.
+
+    Returns
+    -------
+    ndarray, shape (len(x), len(knots) + 1 + intercept)
+    """
+    x = np.asarray(x, dtype=float)
+    low, high = boundary
+    all_knots = np.sort(np.concatenate([[low] * 4, np.asarray(knots, dtype=float), [high] * 4]))
+    n_basis = len(all_knots) - 4
+    splines = interpolate.BSpline(all_knots, np.eye(n_basis), 3, extrapolate=False)
+    basis = np.zeros((x.size, n_basis))
+    inside = (x >= low) & (x <= high)
+    basis[inside] = splines(x[inside])
+    slopes = splines.derivative(1)
+    for pivot, rows in ((low, x < low), (high, x > high)):
+        if rows.any():
+            value, slope = splines(np.array([pivot]))[0], slopes(np.array([pivot]))[0]
+            basis[rows] = value + np.outer(x[rows] - pivot, slope)
+    curvature = splines.derivative(2)(np.array([low, high]))
+    if not intercept:
+        basis, curvature = basis[:, 1:], curvature[:, 1:]
+    q, _ = np.linalg.qr(curvature.T, mode="complete")
+    return basis @ q[:, 2:]

@@ -19,7 +19,7 @@ import patsy
 import scipy.sparse as sp
 
 from .exceptions import DataError, FormulaError, UnknownColumnError
-from .formula import BarTerm
+from .formula import BarTerm, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "order_terms",
     "row_level_keys",
     "term_level_keys",
+    "unique_names",
 ]
 
 
@@ -127,6 +128,31 @@ class RandomTerm:
         return sp.csr_matrix((self.Z.ravel(), (rows, cols)), shape=(n, self.n_random))
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with repeats suffixed ``.1``, ``.2``, ... as R's ``make.unique``.
+
+    Two terms on one factor can share a column (``(1 + x | g) + (1 | g)``, or
+    ``(x || g)`` next to ``(x | g)``); lme4 names their theta ``g.(Intercept)``
+    and ``g.(Intercept).1``.
+    """
+    taken = set(names)
+    counts: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name not in counts:
+            counts[name] = 0
+            out.append(name)
+            continue
+        while True:
+            counts[name] += 1
+            candidate = f"{name}.{counts[name]}"
+            if candidate not in taken:
+                break
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def lme4_term_order(n_levels: list[int]) -> list[int]:
     """lme4's term order: by decreasing number of levels, only if needed.
 
@@ -174,10 +200,11 @@ def level_key(value: Any) -> str:
     """The text a level is matched by: equal values give equal text whatever their type.
 
     ``3``, ``3.0``, ``np.int32(3)`` and ``"3"`` all give ``"3"`` (as R's
-    ``as.character``); ``2.5`` gives ``"2.5"``; booleans ``"True"``/``"False"``.
+    ``as.character``); ``2.5`` gives ``"2.5"``; booleans ``"TRUE"``/``"FALSE"``
+    (R's labels of a logical in an interaction such as ``lg:g``).
     """
     if isinstance(value, bool | np.bool_):
-        return str(bool(value))
+        return "TRUE" if value else "FALSE"
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
@@ -357,7 +384,8 @@ def _term_columns(
                 "transform gives NaN on some rows)"
             ) from None
         raise FormulaError(
-            f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: {err.message}"
+            f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: "
+            f"{err.message}{r_function_hint(err.message)}"
         ) from None
     values = np.asarray(design, dtype=float)
     if values.shape[1] == 0:

@@ -18,6 +18,7 @@ PACKAGE = ROOT / "statsmodels_lmer"
 
 LAYERS = [
     ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*", "tables"],
+    ["transforms"],
     ["formula"],
     ["mixedlm_formula"],
     ["restricted"],

@@ -26,7 +26,10 @@ def test_nested_slash_expands_as_lme4():
     parsed = parse_formula("strength ~ 1 + (1 | batch/cask)")
     assert [bar.group for bar in parsed.bars] == ["cask:batch", "batch"]
     three = parse_formula("y ~ (1 | a/b/c)")
-    assert [bar.group for bar in three.bars] == ["c:b:a", "b:a", "a"]
+    # lme4's findbars names the innermost term c:(b:a)
+    assert [bar.group for bar in three.bars] == ["c:(b:a)", "b:a", "a"]
+    assert [bar.factors for bar in three.bars] == [("c", "b", "a"), ("b", "a"), ("a",)]
+    assert parse_formula(f"y ~ {three.bars[0]}").bars == three.bars[:1]
 
 
 def test_explicit_interaction_group():

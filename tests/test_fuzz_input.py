@@ -137,7 +137,6 @@ def test_full_length_weights_and_offset_follow_subset(data, what, kind):
         sml.lmer("y ~ x + (1 | g)", data, subset=mask, **{what: values.to_numpy()[:7]})
 
 
-@pytest.mark.xfail(strict=True, reason="grouping factors must be plain names: no Q() quoting")
 def test_grouping_column_with_a_space_can_be_quoted(data):
     renamed = data.rename(columns={"g": "my g"})
     res = sml.lmer("y ~ x + (1 | Q('my g'))", renamed)

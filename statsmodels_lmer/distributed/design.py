@@ -43,6 +43,7 @@ from patsy.state import Center, Standardize
 
 from ..exceptions import FormulaError
 from ..frame import fixed_part_error, names_in_code
+from ..transforms import RScale
 
 __all__ = [
     "DesignLearner",
@@ -137,7 +138,7 @@ class Moments:
         transform.current_M2 = self.m2
 
 
-_STATISTICS = {Center: _CenterSums, Standardize: Moments}
+_STATISTICS = {Center: _CenterSums, Standardize: Moments, RScale: RScale}
 """patsy's stateful transforms that can be learned in partitions, and their statistics."""
 
 

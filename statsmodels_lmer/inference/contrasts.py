@@ -212,11 +212,15 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
     exog = np.asarray(model.exog, dtype=float)
     recoded = _treatment_recoded(model, exog)
     if recoded is None:
-        full, full_names = _full_dummy_design(model.data.frame, terms, has_intercept)
+        full, full_names = _full_dummy_design(
+            model.data.frame, terms, has_intercept, model.formula_env()
+        )
         coefficients = np.linalg.pinv(exog) @ full
         return _type3(coefficients, full_names, list(model.exog_names), terms)
     exog_t, names_t, terms_t = recoded
-    full, full_names = _full_dummy_design(model.data.frame, terms_t, has_intercept)
+    full, full_names = _full_dummy_design(
+        model.data.frame, terms_t, has_intercept, model.formula_env()
+    )
     contrasts_t = _type3(np.linalg.pinv(exog_t) @ full, full_names, names_t, terms_t)
     to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
     out = {}
@@ -277,8 +281,9 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
         if i.type == "categorical"
     }
     terms = [patsy.Term([recode.get(f, f) for f in term.factors]) for term in info.terms]
-    env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
-    design = patsy.dmatrix(patsy.ModelDesc([], terms), model.data.frame, eval_env=env)
+    design = patsy.dmatrix(
+        patsy.ModelDesc([], terms), model.data.frame, eval_env=model.formula_env()
+    )
     matrix = np.asarray(design, dtype=float)
     if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
         return None
@@ -312,13 +317,14 @@ def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarr
 
 
 def _full_dummy_design(
-    frame: pd.DataFrame, terms: list[FixedTerm], has_intercept: bool
+    frame: pd.DataFrame, terms: list[FixedTerm], has_intercept: bool, env: patsy.EvalEnvironment
 ) -> tuple[np.ndarray, list[str]]:
+    """The terms' columns with every factor coded by indicators, evaluated in ``env``
+    (the model's formula namespace: ``np``, R's transforms and the caller's functions)."""
     blocks, names = [], []
     if has_intercept:
         blocks.append(np.ones((len(frame), 1)))
         names.append("Intercept")
-    env = patsy.EvalEnvironment([{"np": np, "numpy": np}])
     for term in terms:
         design = patsy.dmatrix(f"0 + {term.name}", frame, eval_env=env, return_type="dataframe")
         blocks.append(design.to_numpy(dtype=float))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -266,7 +267,7 @@ def _reduced_bars(bar: BarTerm) -> list[tuple[str, BarTerm | None]]:
         rest = [t.name() for t in terms if t != term]
         prefix = ["1"] if has_intercept else ["0"]
         lhs = " + ".join(prefix + rest) if rest else "1"
-        out.append((f"{term.name()} in {label}", BarTerm(lhs, bar.factors)))
+        out.append((f"{term.name()} in {label}", replace(bar, lhs=lhs)))
     return out
 
 
