@@ -37,6 +37,7 @@ _HOMES: dict[str, str] = {
     "center": ".tools.multilevel",
     "variance_explained": ".tools.multilevel",
     "mundlak": ".tools.panel",
+    "pbmodcomp": ".tools.pbmodcomp",
 }
 _SUBPACKAGES = ("datasets", "graphics")
 
@@ -60,6 +61,7 @@ __all__ = [
     "lmer",
     "mixedlm",
     "mundlak",
+    "pbmodcomp",
     "progress_settings",
     "set_progress",
     "variance_explained",

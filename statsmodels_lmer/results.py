@@ -53,8 +53,10 @@ from .tools import (
     prediction,
     simulate,
 )
+from .tools import pbmodcomp as pbmodcomp_tool
 from .tools import step as step_tool
 from .tools.influence import InfluenceResult, influence
+from .tools.pbmodcomp import PBModComp
 from .tools.step import StepResult
 
 __all__ = ["LmerResults", "LmerResultsWrapper"]
@@ -451,6 +453,21 @@ class LmerResults(LikelihoodModelResults):
         return step_tool.step(
             self, ddf, alpha_random, alpha_fixed, reduce_fixed, reduce_random, keep
         )
+
+    def pbmodcomp(
+        self,
+        small: Any,
+        nsim: int = 1000,
+        seed: Any = None,
+        n_jobs: int | None = 1,
+        progress: bool | None = None,
+    ) -> PBModComp:
+        """Parametric bootstrap test against a nested model (pbkrtest's ``PBmodcomp``).
+
+        See :func:`statsmodels_lmer.tools.pbmodcomp.pbmodcomp`; ``small`` is a
+        fit or a formula (``". ~ . - x"``).
+        """
+        return pbmodcomp_tool.pbmodcomp(self, small, nsim, seed, n_jobs, progress)
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.

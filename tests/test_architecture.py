@@ -68,7 +68,7 @@ LAYERS = [
         "tools.prediction",
         "tools.influence",
     ],
-    ["tools.step"],
+    ["tools.step", "tools.pbmodcomp"],
     ["tools"],
     ["summary"],
     ["results"],

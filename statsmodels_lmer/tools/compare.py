@@ -28,7 +28,15 @@ from ..inference.hypotheses import drop1_f_table
 from ..tables import LmerTable
 from ..terms import term_level_keys
 
-__all__ = ["REFIT_NOTE", "anova", "drop1", "random_reductions", "ranova", "refit_formula"]
+__all__ = [
+    "REFIT_NOTE",
+    "anova",
+    "check_comparable",
+    "drop1",
+    "random_reductions",
+    "ranova",
+    "refit_formula",
+]
 
 
 def anova(
@@ -132,6 +140,20 @@ def _comparable_fits(results: tuple[Any, ...], refit: bool) -> list[Any]:
             ValueWarning,
         )
     return list(results)
+
+
+def check_comparable(*results: Any) -> None:
+    """Refuse anything but Lmer fits of one data set (as :func:`anova` does).
+
+    Raises
+    ------
+    TypeError
+        An argument is not a fitted Lmer model.
+    DataError
+        The fits used different rows, responses, weights, offsets or shared columns.
+    """
+    _check_results(results)
+    _check_same_data(results)
 
 
 def _check_results(results: tuple[Any, ...]) -> None:
