@@ -111,7 +111,7 @@ class Lmer(LikelihoodModel):
         offset: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.random_terms = list(random_terms)
+        self.random_terms = _checked_random_terms(random_terms)
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
@@ -786,6 +786,19 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
         kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
+
+
+def _checked_random_terms(random_terms: Any) -> list[RandomTerm]:
+    """The model's random terms, or a TypeError for MixedLM's array call."""
+    terms = list(random_terms) if isinstance(random_terms, list | tuple) else None
+    if terms is None or not all(isinstance(term, RandomTerm) for term in terms):
+        raise TypeError(
+            "Lmer(endog, exog, random_terms) takes a list of RandomTerm; for "
+            "MixedLM's array call MixedLM(endog, exog, groups, exog_re) put the "
+            "arrays in a DataFrame and use sml.mixedlm('y ~ 0 + x1 + x2', df, "
+            "groups='g', re_formula='0 + z1 + z2') (docs/migration_mixedlm.md)"
+        )
+    return terms
 
 
 def mixedlm(
