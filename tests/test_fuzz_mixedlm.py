@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REF = json.loads((FIXTURES / "fuzz_mixedlm.json").read_text())
@@ -111,3 +112,15 @@ def test_mixedlm_array_call_names_the_formula_way():
     X = np.column_stack([np.ones(len(data)), data["x"]])
     with pytest.raises(TypeError, match=r"sml\.mixedlm"):
         sml.Lmer(data["y"].to_numpy(), X, data["g"].to_numpy(), X)
+
+
+def test_unfactorable_theta_is_a_data_error():
+    """The ML fit of this model ran theta to 3e6 and crashed with numpy's LinAlgError."""
+    data = pd.DataFrame(REF["unbounded"]["data"])
+    model = sml.mixedlm(
+        "y ~ x", data, groups="g", re_formula="~C(c)", vc_formula={"fz": "0 + C(f):z"}
+    )
+    assert model.lmer_formula == "y ~ x + (C(c) | g) + (0 + z | g:f)"
+    theta = 1e12 * np.array([1.6, 3.1, -2.55, -3.42, 0.0, 0.13, 0.0])
+    with pytest.raises(DataError, match="simplify the random-effects terms"):
+        model.results_at(theta, reml=False)
