@@ -59,9 +59,11 @@ class VarianceComponent:
         The categorical columns of the entry (``("Pig",)``), empty for a
         numeric random slope.
     column_label : str
-        patsy's name of the entry's column within a group without its level,
-        e.g. ``"C(Pig)"`` (MixedLM's random-effect names are
-        ``"name[C(Pig)[4601]]"``), or the numeric column's name.
+        patsy's name of the entry's columns within a group, with a ``{}``
+        slot for the level of each categorical factor in ``factors``' order:
+        ``"C(Pig)[{}]"`` (MixedLM's random-effect names are
+        ``"name[C(Pig)[4601]]"``), ``"C(f)[{}]:x"`` for a slope per level,
+        or the numeric column's name.
     lhs : str
         The term's left side (``"1"`` or ``"0 + x"``).
     """
@@ -256,17 +258,22 @@ def _component_term(name: str, term: Any, data: pd.DataFrame) -> tuple[str, tupl
     """(lhs, categorical factors, column label) of one variance-component term."""
     categorical: list[str] = []
     numeric: list[str] = []
+    label_parts: list[str] = []
     for factor in term.factors:
         code = factor.code.strip()
         call = _CATEGORICAL_CALL.match(code)
+        escaped = code.replace("{", "{{").replace("}", "}}")
         if call:
             categorical.append(_checked_column(call.group(1), name, data))
         elif code in data.columns and not _is_numeric(data[code]):
             categorical.append(_checked_column(code, name, data))
         else:
             numeric.append(code)
+            label_parts.append(escaped)
+            continue
+        label_parts.append(escaped + "[{}]")
     lhs = "1" if not numeric else f"0 + {':'.join(numeric)}"
-    return lhs, tuple(categorical), term.name()
+    return lhs, tuple(categorical), ":".join(label_parts)
 
 
 def _checked_column(column: str, name: str, data: pd.DataFrame) -> str:

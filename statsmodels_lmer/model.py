@@ -27,7 +27,7 @@ from .engine.blocks import (
     response_sums,
 )
 from .engine.objective import ProfiledDeviance
-from .exceptions import warn
+from .exceptions import DataError, warn
 from .fitting.fit import OptSummary, check_estimates, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .fitting.rescale import optimizer_scale, theta_scales
@@ -112,7 +112,7 @@ class Lmer(LikelihoodModel):
         offset: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.random_terms = list(random_terms)
+        self.random_terms = _checked_random_terms(random_terms)
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
@@ -651,7 +651,7 @@ class Lmer(LikelihoodModel):
             summary = fit_theta(
                 objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
             )
-            solution = objective.solve(summary.theta)
+            solution = _solved(objective, summary.theta)
         check_estimates(solution)
         res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
@@ -678,7 +678,7 @@ class Lmer(LikelihoodModel):
         theta = _check_theta(theta, self, "theta")
         objective = self.devfun(reml)
         with objective.blas_threads():
-            solution = objective.solve(theta)
+            solution = _solved(objective, theta)
         summary = OptSummary.fixed(theta, solution.objective_value)
         return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
@@ -790,6 +790,32 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
         kwargs["eval_env"] = _capture_env(kwargs.get("eval_env"))
     model = Lmer.from_formula(formula, data, **kwargs)
     return model.fit(reml=REML, **fit_kwargs)
+
+
+def _solved(objective: ProfiledDeviance, theta: np.ndarray) -> Any:
+    """The solution at theta, or a DataError when the model cannot be evaluated there."""
+    try:
+        return objective.solve(theta)
+    except np.linalg.LinAlgError:
+        raise DataError(
+            "the penalized system cannot be factored at theta (largest |theta| "
+            f"{np.max(np.abs(theta)):.3g}): the criterion probably decreases without "
+            "bound, as when the random effects cannot be told apart from each other or "
+            "from the residual; simplify the random-effects terms"
+        ) from None
+
+
+def _checked_random_terms(random_terms: Any) -> list[RandomTerm]:
+    """The model's random terms, or a TypeError for MixedLM's array call."""
+    terms = list(random_terms) if isinstance(random_terms, list | tuple) else None
+    if terms is None or not all(isinstance(term, RandomTerm) for term in terms):
+        raise TypeError(
+            "Lmer(endog, exog, random_terms) takes a list of RandomTerm; for "
+            "MixedLM's array call MixedLM(endog, exog, groups, exog_re) put the "
+            "arrays in a DataFrame and use sml.mixedlm('y ~ 0 + x1 + x2', df, "
+            "groups='g', re_formula='0 + z1 + z2') (docs/migration_mixedlm.md)"
+        )
+    return terms
 
 
 def mixedlm(

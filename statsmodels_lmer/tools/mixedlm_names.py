@@ -29,7 +29,7 @@ import pandas as pd
 from ..distributed.dask_fit import refuse_on_cluster
 from ..inference.derivatives import jacobian
 from ..mixedlm_formula import VarianceComponent
-from ..parametrization import factor_from_theta, tril_colmajor
+from ..parametrization import factor_from_theta
 from ..random_effects import scaled_z
 from ..terms import grouping_codes
 
@@ -161,7 +161,7 @@ def variance_parameter_names(model: Any) -> list[str]:
     """MixedLM's names of the variance parameters: ``"G Var"``, ``"G x Time Cov"``, ..."""
     view = mixedlm_view(model)
     names = _re_names(model, view)
-    rows, cols = tril_colmajor(len(names))
+    rows, cols = np.tril_indices(len(names))  # MixedLM's order: row by row
     out = [
         f"{names[c]} Var" if r == c else f"{names[c]} x {names[r]} Cov" for r, c in zip(rows, cols)
     ]
@@ -169,14 +169,14 @@ def variance_parameter_names(model: Any) -> list[str]:
 
 
 def _variance_parameters(model: Any, view: MixedLMView, varpar: np.ndarray) -> np.ndarray:
-    """cov_re's lower triangle (column-major) and vcomp at ``(theta, sigma)``."""
+    """cov_re's lower triangle (row by row, as MixedLM) and vcomp at ``(theta, sigma)``."""
     theta, sigma = varpar[:-1], varpar[-1]
     blocks = []
     for index in view.re_terms:
         T = factor_from_theta(theta[model.theta_slices[index]], model.random_terms[index].n_cols)
         blocks.append(sigma**2 * (T @ T.T))
     matrix = _block_diagonal(blocks)
-    rows, cols = tril_colmajor(matrix.shape[0])
+    rows, cols = np.tril_indices(matrix.shape[0])
     components = [sigma**2 * theta[model.theta_slices[i]][0] ** 2 for i in view.vc_terms]
     return np.concatenate([matrix[rows, cols], np.asarray(components, dtype=float)])
 
@@ -337,7 +337,5 @@ def _component_label(
     if component is None:
         level = ":".join(str(frame[f].iloc[row]) for f in term.factors if f != groups)
         return f"{name}[{level}]"
-    if not component.factors:
-        return f"{name}[{component.column_label}]"
-    level = ":".join(str(frame[f].iloc[row]) for f in component.factors)
-    return f"{name}[{component.column_label}[{level}]]"
+    levels = [str(frame[f].iloc[row]) for f in component.factors]
+    return f"{name}[{component.column_label.format(*levels)}]"

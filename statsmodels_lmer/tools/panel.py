@@ -15,7 +15,9 @@ below are ``linearmodels``' (7.1):
 * The within (fixed effects) estimator: OLS of ``y_it - ybar_i + ybar`` on
   ``x_it - xbar_i + xbar`` (the constant kept, time-invariant columns
   dropped), ``s2 = RSS / (n - k - (N - 1))``; its entity-clustered
-  covariance scales ``sum_g s_g s_g'`` by ``n / (n - k)``.
+  covariance scales ``sum_g s_g s_g'`` by ``n / (n - k)``. A constant implied
+  by the dummies of a time-varying factor counts as one. Without a constant:
+  OLS of ``y_it - ybar_i`` on ``x_it - xbar_i``, ``s2 = RSS / (n - k - N)``.
 * The classic Hausman statistic ``(b_FE - b_RE)' (V_FE - V_RE)^-1 (b_FE - b_RE)``
   over the time-varying coefficients, chi-square with as many df.
 * Mundlak's version: add the entity means of the time-varying regressors
@@ -151,13 +153,22 @@ def _constant_column(X: np.ndarray) -> int | None:
     return None
 
 
+def _spans_constant(X: np.ndarray) -> bool:
+    """Whether a constant is a column of ``X`` or a combination of them (dummies of a factor)."""
+    if _constant_column(X) is not None:
+        return True
+    ones = np.ones(X.shape[0])
+    coef, *_ = np.linalg.lstsq(X, ones, rcond=None)
+    return bool(np.linalg.norm(X @ coef - ones) < 1e-8 * np.sqrt(X.shape[0]))
+
+
 def panel_rsquared(res: Any, entity: str | None = None) -> pd.Series:
     """The R^2 measures of a fit's fixed effects (see :func:`rsquared_measures`)."""
     model = res.model
     _, codes = panel_entity(model, entity)
     y, X = _regression_arrays(model)
     beta = np.asarray(res.params, dtype=float)
-    return rsquared_measures(y, X, codes, beta, _constant_column(X) is not None)
+    return rsquared_measures(y, X, codes, beta, _spans_constant(X))
 
 
 @dataclass
@@ -174,7 +185,7 @@ class WithinEstimate:
     cov_clustered : pandas.DataFrame
         Clustered by entity, scaled by ``n / (n - k)``.
     s2 : float
-        ``RSS / (n - k - (N - 1))``.
+        ``RSS / (n - k - (N - 1))`` (``RSS / (n - k - N)`` without a constant).
     nobs, n_entities, df_resid : int
     entity : str
     dropped : list of str
@@ -231,14 +242,21 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
     if not np.any(varying):
         raise ValueError("the model has no time-varying regressor: the within estimator is empty")
     Xk = X[:, keep]
-    y_star = y - _entity_means(y, codes, n_entities)[codes] + y.mean()
-    X_star = Xk - _entity_means(Xk, codes, n_entities)[codes] + Xk.mean(axis=0)
+    y_star = y - _entity_means(y, codes, n_entities)[codes]
+    X_star = Xk - _entity_means(Xk, codes, n_entities)[codes]
+    has_constant = _spans_constant(Xk)
+    if has_constant:
+        # the grand means put back give the constant (explicit, or implied by
+        # the dummies of a time-varying factor) its meaning, as linearmodels
+        y_star += y.mean()
+        X_star += Xk.mean(axis=0)
     if constant is not None:
         X_star[:, keep.index(constant)] = 1.0
     beta, *_ = np.linalg.lstsq(X_star, y_star, rcond=None)
     resid = y_star - X_star @ beta
     n, k = X_star.shape
-    df_resid = n - k - (n_entities - 1)
+    # every entity has its own effect: N of them, one taken by the constant
+    df_resid = n - k - n_entities + has_constant
     s2 = float(resid @ resid) / df_resid
     xtx_inv = np.linalg.inv(X_star.T @ X_star)
     scores = np.column_stack(
@@ -258,7 +276,7 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
         df_resid=df_resid,
         entity=name,
         dropped=[names[j] for j in range(X.shape[1]) if j not in keep],
-        rsquared=rsquared_measures(y, X, codes, full_beta, constant is not None),
+        rsquared=rsquared_measures(y, X, codes, full_beta, _spans_constant(X)),
     )
 
 
