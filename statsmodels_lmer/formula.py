@@ -31,6 +31,7 @@ __all__ = [
     "parse_formula",
     "quote_formula",
     "quote_names",
+    "r_power_in_identity",
 ]
 
 
@@ -147,6 +148,7 @@ def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
 def _parse(formula: str, require_random: bool) -> ParsedFormula:
     response, rhs = _split_tilde(formula)
     _check_balanced(rhs, formula)
+    response, rhs = r_power_in_identity(response), r_power_in_identity(rhs)
     fixed_parts: list[tuple[str, str]] = []
     bars: list[BarTerm] = []
     for sign, segment in _split_top_level(rhs, formula):
@@ -173,6 +175,39 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
             "use statsmodels' OLS for a model without random effects"
         )
     return ParsedFormula(response, _join_fixed(fixed_parts, formula), tuple(bars))
+
+
+_IDENTITY_CALL = re.compile(r"(?<![\w.])I\s*\(")
+
+
+def r_power_in_identity(text: str) -> str:
+    """R's power ``^`` inside ``I(...)`` written as Python's ``**``.
+
+    R users write ``I(age^2)``; patsy evaluates ``I()`` as Python, where ``^``
+    is the bitwise XOR: an error for float columns and silently ``Days XOR 2``
+    for integer ones. ``I(age^2)`` becomes ``I(age**2)`` (patsy names the
+    column ``I(age ** 2)``).
+    """
+    pieces, done = [], 0
+    for match in _IDENTITY_CALL.finditer(text):
+        if match.start() < done:
+            continue  # an I() inside one already rewritten
+        end = _closing_paren(text, match.end() - 1)
+        pieces.append(text[done : match.start()])
+        pieces.append(text[match.start() : end].replace("^", "**"))
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _closing_paren(text: str, open_pos: int) -> int:
+    """The position just after the bracket closing the one at ``open_pos`` (or the end)."""
+    depth = 0
+    for pos in range(open_pos, len(text)):
+        depth += (text[pos] in _OPEN) - (text[pos] in _CLOSE)
+        if depth == 0:
+            return pos + 1
+    return len(text)
 
 
 def _split_tilde(formula: str) -> tuple[str, str]:

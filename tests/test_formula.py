@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
+import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import FormulaError
 from statsmodels_lmer.formula import BarTerm, parse_formula
 
@@ -112,3 +114,17 @@ def test_bare_name_reads_a_column_or_a_quoted_one_only():
     assert bare_name('Q("a\\"b")') == 'a"b'
     for code in ("np.log(x)", "C(g)", "x + 1", "True", "Q(3)", "Q(x)", "x:z", ""):
         assert bare_name(code) is None, code
+
+
+def test_r_power_inside_identity_is_a_power():
+    """R's I(x^2) squares; Python's ^ would be XOR (silently, on integer columns)."""
+    parsed = parse_formula("y ~ x + I(x^2) + I((x - 1)^3) + (x + I(x^2) | g)")
+    assert parsed.fixed_rhs == "x + I(x**2) + I((x - 1)**3)"
+    assert parsed.bars == (BarTerm("x + I(x**2)", ("g",)),)
+    assert parse_formula("y ~ np.exp(x) + (1 | g)").fixed_rhs == "np.exp(x)"
+
+
+def test_r_power_gives_the_square_of_an_integer_column():
+    data = sml.datasets.load("sleepstudy")  # Days is int64: Days ^ 2 would be Days XOR 2
+    model = sml.Lmer.from_formula("Reaction ~ Days + I(Days^2) + (1 | Subject)", data)
+    np.testing.assert_array_equal(model.exog[:, 2], data["Days"].to_numpy() ** 2)
