@@ -38,7 +38,14 @@ from .data_checks import (
     subset_positions,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
-from .formula import ParsedFormula, bare_name, deep_parsing, model_desc, quote_formula
+from .formula import (
+    ParsedFormula,
+    bare_name,
+    deep_parsing,
+    model_desc,
+    not_python,
+    quote_formula,
+)
 from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
 
@@ -424,7 +431,7 @@ def _fixed_part(
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
-    except (patsy.PatsyError, NameError) as err:
+    except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(parsed.fixed, err) from None
     check_response_type(parsed.response, y.design_info)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
@@ -435,6 +442,8 @@ def _fixed_part(
 
 def fixed_part_error(fixed: str, err: Exception) -> Exception:
     """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
+    if isinstance(err, SyntaxError):
+        return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {not_python(err)}")
     message = getattr(err, "message", None) or str(err)
     if "name 'offset' is not defined" in message:  # lme4's y ~ x + offset(o)
         return FormulaError(

@@ -128,3 +128,18 @@ def test_r_power_gives_the_square_of_an_integer_column():
     data = sml.datasets.load("sleepstudy")  # Days is int64: Days ^ 2 would be Days XOR 2
     model = sml.Lmer.from_formula("Reaction ~ Days + I(Days^2) + (1 | Subject)", data)
     np.testing.assert_array_equal(model.exog[:, 2], data["Days"].to_numpy() ** 2)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ as.numeric(Days) + (1 | Subject)",
+        "Reaction ~ Days %in% Subject + (1 | Subject)",
+        "Reaction ~ Days + (as.numeric(Days) | Subject)",
+    ],
+)
+def test_r_code_that_is_not_python_is_a_formula_error(formula):
+    """patsy raised a bare SyntaxError (not a ValueError) for R-only code."""
+    data = sml.datasets.load("sleepstudy")
+    with pytest.raises(FormulaError, match="is not a Python expression"):
+        sml.Lmer.from_formula(formula, data)
