@@ -28,6 +28,7 @@ __all__ = [
     "bare_name",
     "deep_parsing",
     "model_desc",
+    "not_python",
     "parse_formula",
     "quote_formula",
     "quote_names",
@@ -266,6 +267,16 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
             "use statsmodels' OLS for a model without random effects"
         )
     return ParsedFormula(response, _join_fixed(fixed_parts, formula), tuple(bars))
+
+
+def not_python(err: SyntaxError) -> str:
+    """The message for a term that is not a Python expression (R's ``as.numeric(x)``)."""
+    code = (err.text or "").strip()
+    return (
+        f"the term {code!r} is not a Python expression (patsy evaluates terms as Python: "
+        "R code such as as.numeric(x) or x %in% g has no meaning here; use e.g. np.log(x), "
+        "C(x) or x:g)"
+    )
 
 
 def _split_tilde(formula: str) -> tuple[str, str]:

@@ -43,6 +43,7 @@ from .formula import (
     bare_name,
     deep_parsing,
     model_desc,
+    not_python,
     quote_formula,
     r_function_hint,
 )
@@ -442,6 +443,8 @@ def _fixed_part(
 
 def fixed_part_error(fixed: str, err: Exception) -> Exception:
     """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
+    if isinstance(err, SyntaxError):
+        return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {not_python(err)}")
     message = getattr(err, "message", None) or str(err)
     if "name 'offset' is not defined" in message:  # lme4's y ~ x + offset(o)
         return FormulaError(

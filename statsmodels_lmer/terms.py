@@ -19,7 +19,7 @@ import patsy
 import scipy.sparse as sp
 
 from .exceptions import DataError, FormulaError, UnknownColumnError
-from .formula import BarTerm, r_function_hint
+from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
 
 __all__ = [
@@ -386,6 +386,10 @@ def _term_columns(
         raise FormulaError(
             f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: "
             f"{err.message}{r_function_hint(err.message)}"
+        ) from None
+    except SyntaxError as err:
+        raise FormulaError(
+            f"cannot evaluate the columns of random-effects term {bar}: {not_python(err)}"
         ) from None
     values = np.asarray(design, dtype=float)
     if values.shape[1] == 0:

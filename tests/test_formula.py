@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
+import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import FormulaError
 from statsmodels_lmer.formula import BarTerm, parse_formula, update_formula
 
@@ -155,3 +157,32 @@ def test_update_formula_term_algebra_and_intercept():
 def test_update_formula_errors(new, message):
     with pytest.raises(FormulaError, match=message):
         update_formula(OLD, new)
+
+
+def test_r_power_inside_identity_is_a_power():
+    """R's I(x^2) squares; Python's ^ would be XOR (silently, on integer columns)."""
+    parsed = parse_formula("y ~ x + I(x^2) + I((x - 1)^3) + (x + I(x^2) | g)")
+    assert parsed.fixed_rhs == "x + I(x**2) + I((x - 1)**3)"
+    assert parsed.bars == (BarTerm("x + I(x**2)", ("g",)),)
+    assert parse_formula("y ~ np.exp(x) + (1 | g)").fixed_rhs == "np.exp(x)"
+
+
+def test_r_power_gives_the_square_of_an_integer_column():
+    data = sml.datasets.load("sleepstudy")  # Days is int64: Days ^ 2 would be Days XOR 2
+    model = sml.Lmer.from_formula("Reaction ~ Days + I(Days^2) + (1 | Subject)", data)
+    np.testing.assert_array_equal(model.exog[:, 2], data["Days"].to_numpy() ** 2)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ as.numeric(Days) + (1 | Subject)",
+        "Reaction ~ Days %in% Subject + (1 | Subject)",
+        "Reaction ~ Days + (as.numeric(Days) | Subject)",
+    ],
+)
+def test_r_code_that_is_not_python_is_a_formula_error(formula):
+    """patsy raised a bare SyntaxError (not a ValueError) for R-only code."""
+    data = sml.datasets.load("sleepstudy")
+    with pytest.raises(FormulaError, match=r"is not a Python expression|uses an R operator"):
+        sml.Lmer.from_formula(formula, data)

@@ -374,7 +374,7 @@ def stage_summary(plan: StagePlan, data: dict[str, Any]) -> StageSummary:
 def _guarded(code: str, function: Any, *args: Any) -> Any:
     try:
         return function(*args)
-    except (patsy.PatsyError, NameError) as err:
+    except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(code, err) from None
 
 
