@@ -29,7 +29,7 @@ from .data_checks import (
     drop_unused_categories,
     numeric_objects,
     owned_frame,
-    plain_booleans,
+    plain_columns,
     random_columns,
     refuse_datetimes,
     refuse_non_real,
@@ -174,7 +174,7 @@ def build_model_frame(
     refuse_datetimes(frame, predictors)
     refuse_non_real(frame, predictors, response, dtypes)
     frame = drop_unused_categories(frame, used, dtypes)
-    frame = plain_booleans(frame, used, dtypes)
+    frame = plain_columns(frame, used, dtypes)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)

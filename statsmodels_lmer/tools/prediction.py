@@ -43,6 +43,7 @@ from .predict import (
     complete_rows,
     fitted_categories,
     fixed_matrix,
+    patsy_rows,
     predict,
     row_values,
     term_design,
@@ -193,6 +194,7 @@ def _random_variance(res: Any, rows: pd.DataFrame) -> np.ndarray:
     """``sum_i z_i' Sigma_i z_i`` for each row: the random effects' marginal variance."""
     model = res.model
     total = np.zeros(len(rows))
+    rows = patsy_rows(model, rows)
     for index, term in enumerate(model.random_terms):
         if term.lhs.strip() == "1":
             Z = np.ones((len(rows), 1))
