@@ -33,6 +33,7 @@ __all__ = [
     "column_dtypes",
     "copy_on_write",
     "drop_unused_categories",
+    "native_byte_order",
     "numeric_objects",
     "owned_frame",
     "plain_columns",
@@ -183,8 +184,6 @@ def plain_columns(
       floats: patsy cannot read the first dtype and makes factors of the
       second's objects; a dictionary-encoded column is coded as its values
       (a text column's levels are sorted, whatever the dictionary's order);
-    * numpy columns in non-native byte order (big-endian arrays, as read from
-      FITS files) get the native order, which pandas' hashing needs.
 
     Columns still holding a missing value keep their dtype (rows with one are
     dropped before). ``dtypes``: :func:`column_dtypes` of the frame, when already known.
@@ -204,7 +203,7 @@ def plain_columns(
 def _plain_values(values: pd.Series, dtype: Any) -> np.ndarray | None:
     """``values`` converted as :func:`plain_columns` says, or None to keep them."""
     if isinstance(dtype, np.dtype):
-        return None if dtype.isnative else values.to_numpy().astype(dtype.newbyteorder("="))
+        return None
     arrow_type = getattr(dtype, "pyarrow_dtype", None)
     boolean = pd.api.types.is_bool_dtype(dtype)
     if not boolean and (arrow_type is None or dtype.kind not in "OU"):
@@ -220,6 +219,21 @@ def _plain_values(values: pd.Series, dtype: Any) -> np.ndarray | None:
     if pd.api.types.is_numeric_dtype(dtype):  # decimals
         return values.to_numpy(dtype=float)
     return values.to_numpy(dtype=object)
+
+
+def native_byte_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its numpy columns in non-native byte order in the native one.
+
+    Big-endian arrays (as read from FITS files) are legal numpy, but pandas'
+    hashing (grouping factors) and, in pandas 2, its row selection refuse
+    them: ``Big-endian buffer not supported on little-endian compiler``.
+    """
+    swapped = {
+        name: frame[name].to_numpy().astype(dtype.newbyteorder("="))
+        for name, dtype in column_dtypes(frame).items()
+        if isinstance(dtype, np.dtype) and not dtype.isnative
+    }
+    return with_columns(frame, swapped)
 
 
 def with_columns(frame: pd.DataFrame, replaced: dict[Any, Any]) -> pd.DataFrame:

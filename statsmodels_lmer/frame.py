@@ -27,6 +27,7 @@ from .data_checks import (
     check_unique_columns,
     column_dtypes,
     drop_unused_categories,
+    native_byte_order,
     numeric_objects,
     owned_frame,
     plain_columns,
@@ -250,7 +251,7 @@ def _as_frame(data: Any) -> pd.DataFrame:
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(frame) == 0:
         raise DataError("data has no rows")
-    return frame
+    return native_byte_order(frame)
 
 
 def column_or_array(

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from ..data_checks import column_dtypes, numeric_objects, plain_columns, with_columns
+from ..data_checks import (
+    column_dtypes,
+    native_byte_order,
+    numeric_objects,
+    plain_columns,
+    with_columns,
+)
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
@@ -26,7 +32,7 @@ from ..terms import RandomTerm, match_levels
 
 __all__ = [
     "complete_rows",
-    "fitted_categories",
+    "fitted_types",
     "fixed_matrix",
     "patsy_rows",
     "predict",
@@ -114,7 +120,7 @@ def predict(
     newdata = model.data.frame if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    newdata = fitted_categories(model, newdata)
+    newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")
@@ -131,8 +137,10 @@ def predict(
     return out
 
 
-def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
-    """``newdata`` with its categorical columns on the categories of the fitted rows.
+def fitted_types(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
+    """``newdata`` with its categorical columns on the categories of the fitted rows
+    and its numpy columns in native byte order
+    (:func:`~statsmodels_lmer.data_checks.native_byte_order`).
 
     The fit drops the categories no fitted row uses (as R's model frame drops
     unused levels), and patsy refuses a ``Categorical`` whose categories differ
@@ -143,6 +151,7 @@ def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
     values, as the fitted column was (patsy refuses categories that differ
     from the fitted levels, even in order).
     """
+    newdata = native_byte_order(newdata)
     fitted = model.data.frame
     fitted_dtypes = column_dtypes(fitted)
     recoded = {}

@@ -41,7 +41,7 @@ from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
 from .predict import (
     complete_rows,
-    fitted_categories,
+    fitted_types,
     fixed_matrix,
     patsy_rows,
     predict,
@@ -143,7 +143,7 @@ def get_prediction(
         newdata = model.data.frame
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    newdata = fitted_categories(model, newdata)
+    newdata = fitted_types(model, newdata)
     terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     mean = predict(res, newdata, None if conditional else "0", allow_new_levels)
     residual_var = _residual_variance(res, newdata, rows_given)
