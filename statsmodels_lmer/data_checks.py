@@ -174,7 +174,7 @@ def check_unique_columns(data: pd.DataFrame, names: list[Any]) -> None:
 def plain_columns(
     frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, Any] | None = None
 ) -> pd.DataFrame:
-    """``frame`` with the columns ``names`` in types that patsy and pandas' hashing read.
+    """``frame`` with the columns ``names`` in types that patsy reads.
 
     * pandas' nullable and Arrow booleans become numpy booleans: patsy codes
       numpy booleans as a factor (as R codes logicals) but fails on the
@@ -183,7 +183,7 @@ def plain_columns(
       ``dtype_backend="pyarrow"``) becomes Python strings and Arrow decimals
       floats: patsy cannot read the first dtype and makes factors of the
       second's objects; a dictionary-encoded column is coded as its values
-      (a text column's levels are sorted, whatever the dictionary's order);
+      (a text column's levels are sorted, whatever the dictionary's order).
 
     Columns still holding a missing value keep their dtype (rows with one are
     dropped before). ``dtypes``: :func:`column_dtypes` of the frame, when already known.
@@ -218,7 +218,7 @@ def _plain_values(values: pd.Series, dtype: Any) -> np.ndarray | None:
         return decoded.to_numpy() if plain is None else plain
     if pd.api.types.is_numeric_dtype(dtype):  # decimals
         return values.to_numpy(dtype=float)
-    return values.to_numpy(dtype=object)
+    return values.to_numpy(dtype=object) if dtype.kind == "U" else None  # not lists, structs
 
 
 def native_byte_order(frame: pd.DataFrame) -> pd.DataFrame:
