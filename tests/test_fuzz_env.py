@@ -130,6 +130,13 @@ def test_big_endian_columns_fit_and_predict() -> None:
         y=data().y.to_numpy().astype(">f8"),
     )
     fit_unchanged(frame)
+    mixed = sml.mixedlm("y ~ x + f", frame, groups="g", re_formula="~x").fit()
+    np.testing.assert_allclose(mixed.llf, baseline().llf, rtol=1e-10)
+    for tool in (sml.center, sml.mundlak):
+        pd.testing.assert_frame_equal(
+            tool(frame, "x", "g").drop(columns=["g", "x", "y"]),
+            tool(data(), "x", "g").drop(columns=["g", "x", "y"]),
+        )
 
 
 @pytest.mark.parametrize(
