@@ -206,3 +206,15 @@ def test_a_column_of_lists_is_a_formula_error_not_a_crash() -> None:
     frame = data().assign(x=[[1, 2]] * len(data()))
     with pytest.raises(sml.FormulaError, match="hashable"):
         quiet_fit(frame)
+
+
+def test_nested_levels_whose_labels_collide_are_refused_by_name() -> None:
+    """Levels ``("1", "a:2")`` and ``("1:a", "2")`` are both labelled ``"1:a:2"``: the
+    fit kept two groups, but ``ranef`` had the label twice and ``predict`` gave both
+    the first group's effect (3.55 from the fitted values)."""
+    outer = np.where(data().g % 2 == 0, "2", "a:2")
+    inner = np.where(outer == "2", "1:a", "1")
+    inner = np.where(np.arange(len(data())) % 3 == 0, "0", inner)
+    frame = data().assign(o=outer, i=inner)
+    with pytest.raises(sml.DataError, match=r"'i:o' has two combinations .* labelled '1:a:2'"):
+        quiet_fit(frame, "y ~ x + (1 | o/i)")
