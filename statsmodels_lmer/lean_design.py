@@ -201,10 +201,7 @@ def _describe(values: pd.Series) -> tuple | None:
         levels = tuple(dtype.categories)
         codes = np.asarray(values.array.codes)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        try:
-            unique = pd.unique(values.to_numpy(dtype=object))
-        except TypeError:  # unhashable values (lists): patsy's error names the column
-            return None
+        unique = pd.unique(values.to_numpy(dtype=object))
         if not all(isinstance(value, str) for value in unique):
             return None
         levels = tuple(sorted(unique))  # patsy's order for strings

@@ -201,13 +201,6 @@ def test_results_unpickled_in_a_new_process_and_deep_copied_give_the_same_number
         np.testing.assert_allclose(theirs, ours, rtol=1e-12)
 
 
-def test_a_column_of_lists_is_a_formula_error_not_a_crash() -> None:
-    """``TypeError: unhashable type: 'list'`` came from the fast design path."""
-    frame = data().assign(x=[[1, 2]] * len(data()))
-    with pytest.raises(sml.FormulaError, match="hashable"):
-        quiet_fit(frame)
-
-
 def test_nested_levels_whose_labels_collide_are_refused_by_name() -> None:
     """Levels ``("1", "a:2")`` and ``("1:a", "2")`` are both labelled ``"1:a:2"``: the
     fit kept two groups, but ``ranef`` had the label twice and ``predict`` gave both
