@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,10 @@ __all__ = [
     "column_dtypes",
     "copy_on_write",
     "drop_unused_categories",
+    "native_byte_order",
     "numeric_objects",
     "owned_frame",
-    "plain_booleans",
+    "plain_columns",
     "random_columns",
     "refuse_datetimes",
     "refuse_non_real",
@@ -94,15 +96,17 @@ def subset_positions(data: pd.DataFrame, subset: Any) -> np.ndarray:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    """A real number (``Decimal`` too, as databases give them), not a boolean."""
+    return isinstance(value, numbers.Real | Decimal) and not isinstance(value, bool | np.bool_)
 
 
 def numeric_objects(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """``frame`` with object columns that hold only numbers converted to float.
 
-    Such columns (numbers read as Python objects) would otherwise become
-    factors with a level per distinct value. Columns holding anything else
-    (strings, mixed values) are left as they are.
+    Such columns (numbers read as Python objects, ``Decimal`` and ``Fraction``
+    values included) would otherwise become factors with a level per distinct
+    value. Columns holding anything else (strings, mixed values) are left as
+    they are.
     """
     converted = {}
     for name in names:
@@ -111,7 +115,7 @@ def numeric_objects(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             continue
         present = values.dropna()
         if len(present) and all(_is_number(v) for v in present):
-            converted[name] = pd.to_numeric(values).astype(float)
+            converted[name] = values.where(values.notna(), np.nan).astype(float)
     return frame.assign(**converted) if converted else frame
 
 
@@ -197,26 +201,69 @@ def check_unique_columns(data: pd.DataFrame, names: list[Any]) -> None:
             )
 
 
-def plain_booleans(
+def plain_columns(
     frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, Any] | None = None
 ) -> pd.DataFrame:
-    """``frame`` with pandas' nullable and Arrow boolean columns as numpy booleans.
+    """``frame`` with the columns ``names`` in types that patsy reads.
 
-    patsy codes numpy booleans as a factor (as R codes logicals) but fails on
-    the ``boolean`` and ``bool[pyarrow]`` dtypes. Columns still holding a
-    missing value are left as they are (rows with one are dropped before).
-    ``dtypes``: :func:`column_dtypes` of the frame, when already known.
+    * pandas' nullable and Arrow booleans become numpy booleans: patsy codes
+      numpy booleans as a factor (as R codes logicals) but fails on the
+      ``boolean`` and ``bool[pyarrow]`` dtypes;
+    * Arrow text (``pd.ArrowDtype`` strings, as from
+      ``dtype_backend="pyarrow"``) becomes Python strings and Arrow decimals
+      floats: patsy cannot read the first dtype and makes factors of the
+      second's objects; a dictionary-encoded column is coded as its values
+      (a text column's levels are sorted, whatever the dictionary's order).
+
+    Columns still holding a missing value keep their dtype (rows with one are
+    dropped before). ``dtypes``: :func:`column_dtypes` of the frame, when already known.
     """
     dtypes = column_dtypes(frame) if dtypes is None else dtypes
     converted = {}
     for name in names:
-        dtype = dtypes.get(name)
-        if dtype is None or isinstance(dtype, np.dtype) or not pd.api.types.is_bool_dtype(dtype):
-            continue
-        values = frame[name]
-        if isinstance(values, pd.Series) and not values.isna().any():
-            converted[name] = values.to_numpy(dtype=bool)
+        dtype, values = dtypes.get(name), frame[name]
+        if dtype is None or not isinstance(values, pd.Series):
+            continue  # not a column, or a duplicated name
+        plain = _plain_values(values, dtype)
+        if plain is not None:
+            converted[name] = plain
     return with_columns(frame, converted)
+
+
+def _plain_values(values: pd.Series, dtype: Any) -> np.ndarray | None:
+    """``values`` converted as :func:`plain_columns` says, or None to keep them."""
+    if isinstance(dtype, np.dtype):
+        return None
+    arrow_type = getattr(dtype, "pyarrow_dtype", None)
+    boolean = pd.api.types.is_bool_dtype(dtype)
+    if not boolean and (arrow_type is None or dtype.kind not in "OU"):
+        return None
+    if values.isna().any():
+        return None
+    if boolean:
+        return values.to_numpy(dtype=bool)
+    if hasattr(arrow_type, "index_type"):  # dictionary-encoded: its values
+        decoded = values.astype(pd.ArrowDtype(arrow_type.value_type))
+        plain = _plain_values(decoded, decoded.dtype)
+        return decoded.to_numpy() if plain is None else plain
+    if pd.api.types.is_numeric_dtype(dtype):  # decimals
+        return values.to_numpy(dtype=float)
+    return values.to_numpy(dtype=object) if dtype.kind == "U" else None  # not lists, structs
+
+
+def native_byte_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its numpy columns in non-native byte order in the native one.
+
+    Big-endian arrays (as read from FITS files) are legal numpy, but pandas'
+    hashing (grouping factors) and, in pandas 2, its row selection refuse
+    them: ``Big-endian buffer not supported on little-endian compiler``.
+    """
+    swapped = {
+        name: frame[name].to_numpy().astype(dtype.newbyteorder("="))
+        for name, dtype in column_dtypes(frame).items()
+        if isinstance(dtype, np.dtype) and not dtype.isnative
+    }
+    return with_columns(frame, swapped)
 
 
 def with_columns(frame: pd.DataFrame, replaced: dict[Any, Any]) -> pd.DataFrame:

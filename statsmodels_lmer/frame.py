@@ -27,9 +27,10 @@ from .data_checks import (
     check_unique_columns,
     column_dtypes,
     drop_unused_categories,
+    native_byte_order,
     numeric_objects,
     owned_frame,
-    plain_booleans,
+    plain_columns,
     random_columns,
     refuse_containers,
     refuse_datetimes,
@@ -184,7 +185,7 @@ def build_model_frame(
     refuse_datetimes(frame, predictors, dtypes)
     refuse_non_real(frame, predictors, response, dtypes)
     frame = drop_unused_categories(frame, used, dtypes)
-    frame = plain_booleans(frame, used, dtypes)
+    frame = plain_columns(frame, used, dtypes)
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
@@ -260,7 +261,7 @@ def _as_frame(data: Any) -> pd.DataFrame:
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(frame) == 0:
         raise DataError("data has no rows")
-    return frame
+    return native_byte_order(frame)
 
 
 def column_or_array(

@@ -11,6 +11,7 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
+from .data_checks import native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
     RowsOnCluster,
@@ -205,6 +206,8 @@ class Lmer(LikelihoodModel):
         spec = None
         if any(value is not None for value in mixedlm_args.values()):
             translate = translate_partitioned if is_dask_frame(data) else translate_mixedlm
+            if isinstance(data, pd.DataFrame):  # the translation counts the groups
+                data = native_byte_order(data)
             formula, data, spec = translate(formula, data, **mixedlm_args)
         parsed = parse_formula(formula)
         if restricted:

@@ -192,8 +192,24 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
         parts.append(level_labels[remainder % len(level_labels)])
         remainder //= len(level_labels)
     parts.reverse()
-    names = [":".join(map(str, combo)) for combo in zip(*parts)]
-    return codes.astype(np.int64), pd.Index(names, dtype=object)
+    names = pd.Index([":".join(map(str, combo)) for combo in zip(*parts)], dtype=object)
+    if not names.is_unique:
+        _refuse_ambiguous_labels(names, factors)
+    return codes.astype(np.int64), names
+
+
+def _refuse_ambiguous_labels(names: pd.Index, factors: tuple[str, ...]) -> None:
+    """Raise: two combinations of levels share the label ``a:b`` (levels holding ``:``).
+
+    Predictions and every table of random effects match levels by that label;
+    lme4 would merge the two groups into one.
+    """
+    twice = names[names.duplicated()][0]
+    raise DataError(
+        f"the grouping factor {':'.join(factors)!r} has two combinations of levels "
+        f"labelled {twice!r} (levels containing ':'); rename those levels, e.g. "
+        "replace ':' by '_'"
+    )
 
 
 def level_key(value: Any) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from ..data_checks import ColumnMagnitudes, numeric_objects, plain_booleans
+from ..data_checks import ColumnMagnitudes, numeric_objects, plain_columns
 from ..engine.blocks import RawSums, raw_sums
 from ..exceptions import DataError
 from ..frame import check_fixed_values, column_or_array, magnitude_columns, patsy_columns
@@ -89,7 +89,7 @@ class RowFilter:
         incomplete = frame.isna().any(axis=1).to_numpy()
         n_dropped = int(incomplete.sum())
         frame = frame.loc[~incomplete] if n_dropped else frame
-        return plain_booleans(numeric_objects(frame, self.numbers), self.used), n_dropped
+        return plain_columns(numeric_objects(frame, self.numbers), self.used), n_dropped
 
 
 # -- pass 1: scan --------------------------------------------------------------------
@@ -540,7 +540,7 @@ def predict_partition(
     if row_offset is not None:
         complete &= ~np.isnan(row_offset)
     rows = numeric_objects(frame.loc[complete], [c for c in plan.rows.numbers if c in needed])
-    rows = plain_booleans(rows, needed)
+    rows = plain_columns(rows, needed)
     designs = plan.built_designs()
     wanted = [designs[1]] + [designs[plan.bars[index].design] for index, _, _ in terms]
     matrices = evaluate_designs(wanted, patsy_columns(rows, needed), len(rows))

@@ -23,7 +23,7 @@ from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import (
     complete_rows,
-    fitted_categories,
+    fitted_types,
     fixed_matrix,
     row_values,
     selected_terms,
@@ -128,7 +128,7 @@ def predict_interval(
             "predict_interval() simulates on rows in memory; pass a pandas DataFrame "
             "(for a Dask DataFrame, compute() the rows wanted, e.g. ddf.head(1000))"
         )
-    newdata = fitted_categories(model, newdata)
+    newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data_checks import native_byte_order
+
 __all__ = ["center", "icc", "r2", "variance_components", "variance_explained"]
 
 
@@ -125,7 +127,7 @@ def center(data: pd.DataFrame, columns: str | list[str], by: str | None = None) 
     pandas.DataFrame
     """
     columns = [columns] if isinstance(columns, str) else list(columns)
-    out = data.copy()
+    out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
     for column in columns:
         if column not in data.columns:
             raise KeyError(f"column {column!r} is not in the data")
@@ -134,7 +136,7 @@ def center(data: pd.DataFrame, columns: str | list[str], by: str | None = None) 
         if by is None:
             out[f"{column}_c"] = values - grand
             continue
-        group_mean = values.groupby(data[by], observed=True).transform("mean")
+        group_mean = values.groupby(out[by], observed=True).transform("mean")
         out[f"{column}_between"] = group_mean - grand
         out[f"{column}_within"] = values - group_mean
     return out

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..data_checks import native_byte_order
 from ..exceptions import warn
 from ..terms import grouping_codes
 
@@ -515,10 +516,10 @@ def mundlak(
     columns = [columns] if isinstance(columns, str) else list(columns)
     if by not in data.columns:
         raise KeyError(f"entity column {by!r} is not in the data")
-    out = data.copy()
+    out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
     for column in columns:
         if column not in data.columns:
             raise KeyError(f"column {column!r} is not in the data")
         values = pd.to_numeric(data[column], errors="raise").astype(float)
-        out[f"{prefix}{column}"] = values.groupby(data[by], observed=True).transform("mean")
+        out[f"{prefix}{column}"] = values.groupby(out[by], observed=True).transform("mean")
     return out

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from ..data_checks import column_dtypes, plain_booleans, with_columns
+from ..data_checks import (
+    column_dtypes,
+    native_byte_order,
+    numeric_objects,
+    plain_columns,
+    with_columns,
+)
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
@@ -27,8 +33,9 @@ from ..terms import RandomTerm, match_levels
 
 __all__ = [
     "complete_rows",
-    "fitted_categories",
+    "fitted_types",
     "fixed_matrix",
+    "patsy_rows",
     "predict",
     "row_values",
     "selected_terms",
@@ -116,7 +123,7 @@ def predict(
     newdata = model.data.frame if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    newdata = fitted_categories(model, newdata)
+    newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
     row_offset = row_values(model, newdata, rows_given, offset, "offset")
@@ -133,27 +140,33 @@ def predict(
     return out
 
 
-def fitted_categories(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
-    """``newdata`` with its categorical columns on the categories of the fitted rows.
+def fitted_types(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
+    """``newdata`` with its categorical columns on the categories of the fitted rows
+    and its numpy columns in native byte order
+    (:func:`~statsmodels_lmer.data_checks.native_byte_order`).
 
     The fit drops the categories no fitted row uses (as R's model frame drops
     unused levels), and patsy refuses a ``Categorical`` whose categories differ
     from the fitted ones: new rows holding only fitted values are recoded to
     the fitted categories. A column with values the fit never saw is left as
     it is (a new level of a grouping factor, or patsy's error for a fixed factor).
+    A categorical column that was not categorical in fitting is read by its
+    values, as the fitted column was (patsy refuses categories that differ
+    from the fitted levels, even in order).
     """
+    newdata = native_byte_order(newdata)
     fitted = model.data.frame
     fitted_dtypes = column_dtypes(fitted)
     recoded = {}
     for name, dtype in column_dtypes(newdata).items():
-        if not (
-            isinstance(dtype, pd.CategoricalDtype)
-            and isinstance(fitted_dtypes.get(name), pd.CategoricalDtype)
-        ):
+        if not (isinstance(dtype, pd.CategoricalDtype) and name in fitted_dtypes):
             continue
         values, known = newdata[name], fitted[name]
         if not (isinstance(values, pd.Series) and isinstance(known, pd.Series)):
             continue  # a duplicated column name
+        if not isinstance(fitted_dtypes[name], pd.CategoricalDtype):
+            recoded[name] = values.astype(object)  # read by value, as the fitted column
+            continue
         levels = known.cat.categories
         if values.cat.categories.equals(levels):
             continue
@@ -252,7 +265,7 @@ def _design_spec(model: Any) -> Any:
 def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
     """The fixed-effects model matrix of new rows (the model's own coding)."""
     spec = _design_spec(model)
-    rows = plain_booleans(rows, list(rows.columns))
+    rows = patsy_rows(model, rows)
     try:
         (design,) = patsy.build_design_matrices(
             [spec], rows, return_type="dataframe", NA_action="raise"
@@ -273,6 +286,24 @@ def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
             + (f"{changed}; convert them back" if changed else f"{type(err).__name__}: {err}")
         ) from None
     return design[list(model.exog_names)].to_numpy(dtype=float)
+
+
+def patsy_rows(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with their columns as the fit read them (the same conversions).
+
+    Numbers stored as objects in a column that was numeric in fitting become
+    floats (:func:`~statsmodels_lmer.data_checks.numeric_objects`), then
+    :func:`~statsmodels_lmer.data_checks.plain_columns`: the data a model was
+    fitted on predict as they are.
+    """
+    fitted = column_dtypes(model.data.frame)
+    numbers = [
+        name
+        for name, dtype in column_dtypes(rows).items()
+        if getattr(dtype, "kind", "") == "O"
+        and pd.api.types.is_numeric_dtype(fitted.get(name, object))
+    ]
+    return plain_columns(numeric_objects(rows, numbers), list(rows.columns))
 
 
 def _type_changes(model: Any, rows: pd.DataFrame) -> str:
@@ -298,6 +329,7 @@ def term_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A term's columns and level codes for new rows (-1 for unseen levels)."""
     term: RandomTerm = model.random_terms[index]
+    rows = patsy_rows(model, rows)
     codes = match_levels(term, rows, allow_new_levels)
     return _term_columns(model, term, rows), codes
 
@@ -305,7 +337,6 @@ def term_rows(
 def _term_columns(model: Any, term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
     if term.lhs.strip() == "1":
         return np.ones((len(rows), 1))
-    rows = plain_booleans(rows, list(rows.columns))
     (design,) = patsy.build_design_matrices(
         [term_design(model, term.lhs)], rows, return_type="dataframe", NA_action="raise"
     )

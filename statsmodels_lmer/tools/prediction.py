@@ -41,8 +41,9 @@ from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
 from .predict import (
     complete_rows,
-    fitted_categories,
+    fitted_types,
     fixed_matrix,
+    patsy_rows,
     predict,
     row_values,
     term_design,
@@ -142,7 +143,7 @@ def get_prediction(
         newdata = model.data.frame
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    newdata = fitted_categories(model, newdata)
+    newdata = fitted_types(model, newdata)
     terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     mean = predict(res, newdata, None if conditional else "0", allow_new_levels)
     residual_var = _residual_variance(res, newdata, rows_given)
@@ -193,6 +194,7 @@ def _random_variance(res: Any, rows: pd.DataFrame) -> np.ndarray:
     """``sum_i z_i' Sigma_i z_i`` for each row: the random effects' marginal variance."""
     model = res.model
     total = np.zeros(len(rows))
+    rows = patsy_rows(model, rows)
     for index, term in enumerate(model.random_terms):
         if term.lhs.strip() == "1":
             Z = np.ones((len(rows), 1))
