@@ -535,6 +535,20 @@ class Lmer(LikelihoodModel):
             [t.n_levels for t in terms],
         )
 
+    def require_data(self, needed_for: str) -> None:
+        """Refuse, by name, a computation that needs the rows after ``remove_data()``.
+
+        Raises
+        ------
+        DataError
+            The results' ``remove_data()`` dropped the model's arrays.
+        """
+        if self.exog is None and self.partitions is None:
+            raise DataError(
+                f"{needed_for} need the model's rows, which remove_data() dropped; keep "
+                "a copy of the results from before remove_data(), or refit"
+            )
+
     @property
     def theta_names(self) -> list[str]:
         """Names of the theta elements, unique as lme4's (``g.x``, then ``g.x.1``)."""

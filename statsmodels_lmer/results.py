@@ -680,6 +680,7 @@ class LmerResults(LikelihoodModelResults):
         """
         if self.model.partitions is not None:
             return self.model.partitions.values(self, "fitted")
+        self.model.require_data("fitted values and residuals")
         fitted = np.asarray(self.model.exog) @ self.params + self._random_part()
         if self.model.offset is not None:
             fitted = fitted + self.model.offset

@@ -112,7 +112,12 @@ def lmer_summary(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> L
         smry.add_section("", text=[_reml_line(res)])
     else:
         smry.add_section("", _criteria(res), index=False)
-    smry.add_section("Scaled residuals:", _residual_quantiles(res), index=False)
+    if res.model.exog is None and res.model.partitions is None:  # after remove_data()
+        smry.add_section(
+            "Scaled residuals:", text=["(not available: remove_data() dropped the rows)"]
+        )
+    else:
+        smry.add_section("Scaled residuals:", _residual_quantiles(res), index=False)
     smry.add_section(
         "Random effects:", random_effects_table(res), index=False, text=[_group_counts(res)]
     )

@@ -12,6 +12,7 @@ from scipy import stats
 from statsmodels.base.model import LikelihoodModel, LikelihoodModelResults
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import DataError
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +242,19 @@ def test_summary_ddf_kenward_roger_as_lmertest(res):
         res.summary(ddf="lmerTest")
     with pytest.raises(ValueError, match="only available for REML"):
         res.refit_ml().summary(ddf="kenward-roger")
+
+
+def test_remove_data_keeps_the_summary_and_names_what_needs_rows():
+    # statsmodels' remove_data(): the summary failed with numpy's matmul error
+    fit = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    params, table = fit.params.copy(), fit.coef_table()
+    fit.remove_data()
+    text = fit.summary().as_text()
+    assert "remove_data() dropped the rows" in text
+    assert "Days        10.4673" in text
+    pd.testing.assert_frame_equal(fit.coef_table(), table)
+    pd.testing.assert_series_equal(fit.params, params)
+    with pytest.raises(DataError, match="ANOVA tables need the model's rows"):
+        fit.anova()
+    with pytest.raises(DataError, match="fitted values and residuals need the model's rows"):
+        fit.resid  # noqa: B018

@@ -302,6 +302,7 @@ def _gram(model) -> np.ndarray:
     """``X'X`` (unweighted)."""
     if getattr(model, "partitions", None) is not None:
         return model.partitions.fixed_gram
+    model.require_data("ANOVA tables")
     X = np.asarray(model.exog, dtype=float)
     return X.T @ X
 
