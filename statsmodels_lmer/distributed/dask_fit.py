@@ -58,14 +58,17 @@ from ..frame import (
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
+from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (
     BarPlan,
     PartitionSums,
+    ProductPlan,
     RowFilter,
     RowPlan,
     ScanPlan,
     ScanSummary,
+    design_products,
     fitted_partition,
     partition_sums,
     predict_partition,
@@ -318,8 +321,13 @@ def build_partitioned(
     frame = ddf[rows.columns]
     fixed_terms = _fixed_term_formulas(parsed.fixed)
     formulas = [parsed.fixed] + [bar.lhs for bar in parsed.bars] + fixed_terms
+    contexts = (
+        [("fixed", parsed.fixed)]
+        + [("term", bar.lhs, str(bar)) for bar in parsed.bars]
+        + [("fixed", parsed.fixed)] * len(fixed_terms)
+    )
     with deep_parsing(parsed.fixed):
-        learner = DesignLearner(formulas, eval_env, ddf.columns)
+        learner = DesignLearner(formulas, eval_env, ddf.columns, contexts)
     groups = list(dict.fromkeys(bar.factors for bar in parsed.bars))
     scan = reduce_partitions(
         frame, scan_partition, ScanPlan(rows, groups, learner.plan()), progress
@@ -421,12 +429,15 @@ def _check_scan(scan: ScanSummary, missing: str, rows: RowFilter) -> None:
     if scan.n_dropped and missing != "drop":
         raise DataError(
             f"{scan.n_dropped} of {total} rows have missing values in the columns "
-            f"the model uses ({', '.join(rows.columns)}); pass missing='drop' to drop them"
+            f"the model uses ({', '.join(rows.used)}); pass missing='drop' to drop them"
         )
     if total == 0:
         raise DataError("data has no rows")
-    if scan.nobs == 0:
-        raise DataError("no rows left to fit: every row has a missing value")
+    if scan.nobs == 0:  # the in-memory message
+        raise DataError(
+            f"no rows left to fit: every row has a missing value in a column the model "
+            f"uses ({', '.join(rows.used)}; {total} rows)"
+        )
     for what in ("weights", "offset"):
         if scan.problems.get((what, "infinite"), 0):
             raise DataError(f"{what} has infinite values")
@@ -599,6 +610,42 @@ class DaskRows:
             means = sums[seen] / counts[seen]
             out.append(float(np.sum(counts[seen] * (means - mean) ** 2) / (n - 1)))
         return out, float(self.response.variance[0])
+
+    def design_products(self, formulas: list[str]) -> tuple[list[Any], np.ndarray]:
+        """Designs of one-sided formulas learned from the model's rows, with their products.
+
+        Returns the patsy ``DesignInfo`` of each formula (learned in passes
+        over the complete rows, as the model's own designs) and the R factor
+        of ``[D_1 ... D_k 1 X]`` (``X``: the model's kept fixed columns),
+        padded to a square: ``R'R`` holds every cross-product. Computed once
+        per list of formulas (lmerTest's treatment-recoded type III designs).
+        """
+        key = tuple(formulas)
+        cache = self.__dict__.setdefault("_products", {})
+        if key not in cache:
+            cache[key] = self._learn_products(formulas)
+        specs, r_factor = cache[key]
+        return [spec.build() for spec in specs], r_factor
+
+    def _learn_products(self, formulas: list[str]) -> tuple[list[DesignSpec], np.ndarray]:
+        rows = self.plan.rows
+        namespace: dict[str, Any] = {"np": np, "numpy": np}
+        for factor, *_ in self.plan.designs[1].factors.values():
+            namespace.update(factor.namespace)
+        env = patsy.EvalEnvironment([namespace]).with_outer_namespace(FORMULA_TRANSFORMS)
+        learner = DesignLearner(formulas, env, self.frame.columns)
+        while not learner.done:
+            learner.absorb(
+                reduce_partitions(
+                    self.frame, _stage_of_partition, (rows, learner.plan()), self.progress
+                )
+            )
+        empty = {str(c): self.frame._meta[c] for c in rows.used}
+        specs = learner.specs(learner.designs(empty))
+        products = reduce_partitions(
+            self.frame, design_products, ProductPlan(self.plan, specs), self.progress
+        )
+        return specs, _square_r(products.r_factor)
 
     def full_design_names(self) -> list[str]:
         """Column names of lmerTest's full dummy design (type III contrasts)."""
