@@ -174,3 +174,18 @@ def test_bad_input_gives_the_in_memory_error(formula, change, kwargs):
     got = _raised(formula, partitioned(data), **kwargs)
     assert type(got) is type(expected)
     assert str(got) == str(expected)
+
+
+def test_coef_with_a_column_two_terms_share():
+    # (x | g) + (1 | g): two intercept columns for g; coef() raised
+    # "cannot reindex on an axis with duplicate labels" in memory and from Dask
+    formula = "y ~ x + (x | g) + (1 | g)"
+    memory = sml.lmer(formula, frame())
+    same = sml.Lmer.from_formula(formula, partitioned(frame())).results_at(memory.theta)
+    ranef = memory.ranef["g"]
+    expected = ranef.iloc[:, [0, 2]].sum(axis=1) + memory.fixef["Intercept"]
+    for res in (memory, same):
+        table = res.coef()["g"]
+        assert list(table.columns) == ["Intercept", "x"]
+        np.testing.assert_allclose(table["Intercept"], expected, rtol=1e-7)
+        np.testing.assert_allclose(table["x"], ranef["x"] + memory.fixef["x"], rtol=1e-7)
