@@ -189,3 +189,18 @@ def test_coef_with_a_column_two_terms_share():
         assert list(table.columns) == ["Intercept", "x"]
         np.testing.assert_allclose(table["Intercept"], expected, rtol=1e-7)
         np.testing.assert_allclose(table["x"], ranef["x"] + memory.fixef["x"], rtol=1e-7)
+
+
+def test_partial_re_formula_of_a_dask_model_learns_the_terms_columns():
+    # the columns of re_formula's terms were evaluated by patsy on the Dask
+    # frame: a nullable boolean column raised TypeError (numeric ones were
+    # pulled to the client); they are learned in a pass now
+    data = frame().assign(b=pd.array(frame()["x2"] > 2, dtype="boolean"))
+    formula = "y ~ x + (b || g)"
+    memory = sml.lmer(formula, data)
+    ddf = partitioned(data)
+    same = sml.Lmer.from_formula(formula, ddf).results_at(memory.theta)
+    for re_formula in ("~(0 + b | g)", "~(1 | g)"):
+        expected = memory.predict(data, re_formula=re_formula)
+        got = same.predict(ddf, re_formula=re_formula).compute()
+        np.testing.assert_allclose(got.to_numpy(), np.asarray(expected), rtol=1e-10)

@@ -611,29 +611,43 @@ class DaskRows:
             out.append(float(np.sum(counts[seen] * (means - mean) ** 2) / (n - 1)))
         return out, float(self.response.variance[0])
 
+    def learned_designs(self, formulas: list[str]) -> list[Any]:
+        """patsy ``DesignInfo`` of one-sided formulas, learned in passes over the model's rows.
+
+        As the model's own designs (levels, ``center``/``scale`` statistics of
+        the complete rows); computed once per list of formulas.
+        """
+        return [spec.build() for spec in self._learned_specs(tuple(formulas))]
+
     def design_products(self, formulas: list[str]) -> tuple[list[Any], np.ndarray]:
         """Designs of one-sided formulas learned from the model's rows, with their products.
 
-        Returns the patsy ``DesignInfo`` of each formula (learned in passes
-        over the complete rows, as the model's own designs) and the R factor
+        Returns the :meth:`learned_designs` of the formulas and the R factor
         of ``[D_1 ... D_k 1 X]`` (``X``: the model's kept fixed columns),
         padded to a square: ``R'R`` holds every cross-product. Computed once
         per list of formulas (lmerTest's treatment-recoded type III designs).
         """
         key = tuple(formulas)
+        specs = self._learned_specs(key)
         cache = self.__dict__.setdefault("_products", {})
         if key not in cache:
-            cache[key] = self._learn_products(formulas)
-        specs, r_factor = cache[key]
-        return [spec.build() for spec in specs], r_factor
+            products = reduce_partitions(
+                self.frame, design_products, ProductPlan(self.plan, specs), self.progress
+            )
+            cache[key] = _square_r(products.r_factor)
+        return [spec.build() for spec in specs], cache[key]
 
-    def _learn_products(self, formulas: list[str]) -> tuple[list[DesignSpec], np.ndarray]:
+    def _learned_specs(self, formulas: tuple[str, ...]) -> list[DesignSpec]:
+        cache = self.__dict__.setdefault("_designs", {})
+        if formulas in cache:
+            return cache[formulas]
         rows = self.plan.rows
         namespace: dict[str, Any] = {"np": np, "numpy": np}
-        for factor, *_ in self.plan.designs[1].factors.values():
-            namespace.update(factor.namespace)
+        for design in self.plan.designs[1:]:
+            for factor, *_ in design.factors.values():
+                namespace.update(factor.namespace)
         env = patsy.EvalEnvironment([namespace]).with_outer_namespace(FORMULA_TRANSFORMS)
-        learner = DesignLearner(formulas, env, self.frame.columns)
+        learner = DesignLearner(list(formulas), env, self.frame.columns)
         while not learner.done:
             learner.absorb(
                 reduce_partitions(
@@ -641,11 +655,8 @@ class DaskRows:
                 )
             )
         empty = {str(c): self.frame._meta[c] for c in rows.used}
-        specs = learner.specs(learner.designs(empty))
-        products = reduce_partitions(
-            self.frame, design_products, ProductPlan(self.plan, specs), self.progress
-        )
-        return specs, _square_r(products.r_factor)
+        cache[formulas] = learner.specs(learner.designs(empty))
+        return cache[formulas]
 
     def full_design_names(self) -> list[str]:
         """Column names of lmerTest's full dummy design (type III contrasts)."""
