@@ -62,7 +62,8 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
-# R's scale(): patsy's scale() is standardize() (ddof = 0), lme4's divides by sd(x)
+# R's scale() (lme4 divides by sd(x); patsy's scale() is standardize(), ddof = 0), in the
+# fixed part and in a random term, centered or not, with weights and offset, from both paths
 SCALE_CASES = {
     "scale_fixed": (
         "y ~ scale(x) + f + (1 | g)",
@@ -137,7 +138,7 @@ def twice(values):
 
 
 def test_type3_with_a_function_of_the_callers_namespace():
-    # the in-memory type III design was evaluated with numpy only: NameError on twice
+    # the Dask path's re-coded type III designs are learned in the model's namespace
     formula = "y ~ C(f, Sum) * twice(x) + (1 | g)"
     memory = sml.lmer(formula, frame())
     same = sml.Lmer.from_formula(formula, partitioned(frame())).results_at(memory.theta)
