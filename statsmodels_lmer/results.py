@@ -648,7 +648,11 @@ class LmerResults(LikelihoodModelResults):
         )
 
     def coef(self) -> dict[str, pd.DataFrame]:
-        """Per-level coefficients: fixed effects plus matching random effects."""
+        """Per-level coefficients: fixed effects plus matching random effects.
+
+        A column several terms share (``(x | g) + (1 | g)``: two intercepts)
+        gets each term's effect once (lme4's ``coef`` adds the first twice).
+        """
         fixef = self.fixef
         out = {}
         for group, frame in self.ranef.items():
@@ -657,11 +661,11 @@ class LmerResults(LikelihoodModelResults):
                 index=frame.index,
                 columns=fixef.index,
             )
-            for column in frame.columns:
+            for position, column in enumerate(frame.columns):
+                values = frame.iloc[:, position].to_numpy()
                 if column in table.columns:
-                    table[column] = table[column] + frame[column]
-                else:
-                    table[column] = frame[column]
+                    values = table[column].to_numpy() + values
+                table[column] = values
             out[group] = table
         return out
 

@@ -58,14 +58,17 @@ from ..frame import (
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
+from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (
     BarPlan,
     PartitionSums,
+    ProductPlan,
     RowFilter,
     RowPlan,
     ScanPlan,
     ScanSummary,
+    design_products,
     fitted_partition,
     partition_sums,
     predict_partition,
@@ -318,8 +321,13 @@ def build_partitioned(
     frame = ddf[rows.columns]
     fixed_terms = _fixed_term_formulas(parsed.fixed)
     formulas = [parsed.fixed] + [bar.lhs for bar in parsed.bars] + fixed_terms
+    contexts = (
+        [("fixed", parsed.fixed)]
+        + [("term", bar.lhs, str(bar)) for bar in parsed.bars]
+        + [("fixed", parsed.fixed)] * len(fixed_terms)
+    )
     with deep_parsing(parsed.fixed):
-        learner = DesignLearner(formulas, eval_env, ddf.columns)
+        learner = DesignLearner(formulas, eval_env, ddf.columns, contexts)
     groups = list(dict.fromkeys(bar.factors for bar in parsed.bars))
     scan = reduce_partitions(
         frame, scan_partition, ScanPlan(rows, groups, learner.plan()), progress
@@ -421,12 +429,15 @@ def _check_scan(scan: ScanSummary, missing: str, rows: RowFilter) -> None:
     if scan.n_dropped and missing != "drop":
         raise DataError(
             f"{scan.n_dropped} of {total} rows have missing values in the columns "
-            f"the model uses ({', '.join(rows.columns)}); pass missing='drop' to drop them"
+            f"the model uses ({', '.join(rows.used)}); pass missing='drop' to drop them"
         )
     if total == 0:
         raise DataError("data has no rows")
-    if scan.nobs == 0:
-        raise DataError("no rows left to fit: every row has a missing value")
+    if scan.nobs == 0:  # the in-memory message
+        raise DataError(
+            f"no rows left to fit: every row has a missing value in a column the model "
+            f"uses ({', '.join(rows.used)}; {total} rows)"
+        )
     for what in ("weights", "offset"):
         if scan.problems.get((what, "infinite"), 0):
             raise DataError(f"{what} has infinite values")
@@ -599,6 +610,53 @@ class DaskRows:
             means = sums[seen] / counts[seen]
             out.append(float(np.sum(counts[seen] * (means - mean) ** 2) / (n - 1)))
         return out, float(self.response.variance[0])
+
+    def learned_designs(self, formulas: list[str]) -> list[Any]:
+        """patsy ``DesignInfo`` of one-sided formulas, learned in passes over the model's rows.
+
+        As the model's own designs (levels, ``center``/``scale`` statistics of
+        the complete rows); computed once per list of formulas.
+        """
+        return [spec.build() for spec in self._learned_specs(tuple(formulas))]
+
+    def design_products(self, formulas: list[str]) -> tuple[list[Any], np.ndarray]:
+        """Designs of one-sided formulas learned from the model's rows, with their products.
+
+        Returns the :meth:`learned_designs` of the formulas and the R factor
+        of ``[D_1 ... D_k 1 X]`` (``X``: the model's kept fixed columns),
+        padded to a square: ``R'R`` holds every cross-product. Computed once
+        per list of formulas (lmerTest's treatment-recoded type III designs).
+        """
+        key = tuple(formulas)
+        specs = self._learned_specs(key)
+        cache = self.__dict__.setdefault("_products", {})
+        if key not in cache:
+            products = reduce_partitions(
+                self.frame, design_products, ProductPlan(self.plan, specs), self.progress
+            )
+            cache[key] = _square_r(products.r_factor)
+        return [spec.build() for spec in specs], cache[key]
+
+    def _learned_specs(self, formulas: tuple[str, ...]) -> list[DesignSpec]:
+        cache = self.__dict__.setdefault("_designs", {})
+        if formulas in cache:
+            return cache[formulas]
+        rows = self.plan.rows
+        namespace: dict[str, Any] = {"np": np, "numpy": np}
+        for design in self.plan.designs[1:]:
+            for factor, *_ in design.factors.values():
+                namespace.update(factor.namespace)
+        env = patsy.EvalEnvironment([namespace]).with_outer_namespace(FORMULA_TRANSFORMS)
+        learner = DesignLearner(list(formulas), env, self.frame.columns)
+        while not learner.done:
+            learner.absorb(
+                reduce_partitions(
+                    self.frame, _stage_of_partition, (rows, learner.plan()), self.progress
+                )
+            )
+        empty = {str(c): self.frame._meta[c] for c in rows.used}
+        cache[formulas] = learner.specs(learner.designs(empty))
+        return cache[formulas]
 
     def full_design_names(self) -> list[str]:
         """Column names of lmerTest's full dummy design (type III contrasts)."""

@@ -42,6 +42,7 @@ from patsy.categorical import guess_categorical
 from patsy.state import Center, Standardize
 
 from ..exceptions import FormulaError
+from ..formula import not_python
 from ..frame import fixed_part_error, names_in_code
 from ..transforms import RScale
 
@@ -52,6 +53,7 @@ __all__ = [
     "Moments",
     "StageSummary",
     "evaluate_designs",
+    "evaluation_error",
     "stage_summary",
 ]
 
@@ -345,11 +347,16 @@ class StageSummary:
 
 @dataclass
 class StagePlan:
-    """What each factor does in one stage: memorize a pass, or be examined."""
+    """What each factor does in one stage: memorize a pass, or be examined.
+
+    ``contexts`` tells, by factor code, what an error evaluating the factor
+    names (see :func:`evaluation_error`).
+    """
 
     factors: dict[str, FactorSpec]
     memorize: dict[str, int]
     examine: list[str]
+    contexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def stage_summary(plan: StagePlan, data: dict[str, Any]) -> StageSummary:
@@ -362,20 +369,40 @@ def stage_summary(plan: StagePlan, data: dict[str, Any]) -> StageSummary:
             for name in state["pass_bins"][which_pass]
         }
         state["transforms"].update(recorders)
-        _guarded(code, factor.memorize_chunk, state, which_pass, data)
+        _guarded(plan.contexts.get(code, ()), code, factor.memorize_chunk, state, which_pass, data)
         out.statistics[code] = recorders
     for code in plan.examine:
         factor, state = plan.factors[code].build()
-        value = _guarded(code, factor.eval, state, data)
+        value = _guarded(plan.contexts.get(code, ()), code, factor.eval, state, data)
         out.values[code] = _value_summary(value)
     return out
 
 
-def _guarded(code: str, function: Any, *args: Any) -> Any:
+def _guarded(context: tuple[str, ...], code: str, function: Any, *args: Any) -> Any:
     try:
         return function(*args)
     except (patsy.PatsyError, NameError, SyntaxError) as err:
-        raise fixed_part_error(code, err) from None
+        raise evaluation_error(context, code, err) from None
+
+
+def evaluation_error(context: tuple[str, ...], code: str, err: Exception) -> Exception:
+    """The in-memory path's error for a factor patsy cannot evaluate.
+
+    ``context`` is ``("fixed", fixed part)`` or ``("term", lhs, term)`` for
+    the formula the factor first appears in; empty: the factor's own code.
+    """
+    if context and context[0] == "term":
+        if isinstance(err, SyntaxError):
+            return FormulaError(
+                f"cannot evaluate the columns of random-effects term {context[2]}: "
+                f"{not_python(err)}"
+            )
+        message = getattr(err, "message", None) or str(err)
+        return FormulaError(
+            f"cannot evaluate the columns {context[1]!r} of random-effects term "
+            f"{context[2]}: {message}"
+        )
+    return fixed_part_error(context[1] if context else code, err)
 
 
 def _value_summary(value: Any) -> tuple[str, Any]:
@@ -466,6 +493,10 @@ class DesignLearner:
         Where names that are not columns are looked up.
     columns : iterable of str
         The data's column names (excluded from the factors' namespaces).
+    contexts : list of tuple, optional
+        Per formula, what an error evaluating one of its factors names
+        (:func:`evaluation_error`); a factor belongs to the first formula
+        that uses it.
 
     Notes
     -----
@@ -475,18 +506,25 @@ class DesignLearner:
     picklable :class:`DesignSpec`.
     """
 
-    def __init__(self, formulas: list[str], eval_env: Any, columns: Any) -> None:
+    def __init__(
+        self,
+        formulas: list[str],
+        eval_env: Any,
+        columns: Any,
+        contexts: list[tuple[str, ...]] | None = None,
+    ) -> None:
         self.termlists = []
-        for text in formulas:
-            desc = patsy.ModelDesc.from_formula(text)
-            if desc.lhs_termlist:
-                self.termlists.append(desc.lhs_termlist)
-            self.termlists.append(desc.rhs_termlist)
+        self.contexts: dict[str, tuple[str, ...]] = {}
         self.factors: dict[str, Any] = {}
-        for termlist in self.termlists:
-            for term in termlist:
-                for factor in term.factors:
-                    self.factors.setdefault(factor.code, factor)
+        for index, text in enumerate(formulas):
+            desc = patsy.ModelDesc.from_formula(text)
+            termlists = [desc.lhs_termlist] if desc.lhs_termlist else []
+            termlists.append(desc.rhs_termlist)
+            self.termlists.extend(termlists)
+            for factor in (f for termlist in termlists for t in termlist for f in t.factors):
+                self.factors.setdefault(factor.code, factor)
+                if contexts is not None:
+                    self.contexts.setdefault(factor.code, contexts[index])
         columns = set(map(str, columns))
         self.states: dict[str, dict] = {}
         self.passes: dict[str, int] = {}
@@ -519,7 +557,7 @@ class DesignLearner:
             code: FactorSpec(spec.code, spec.namespace, dict(spec.statistics))
             for code, spec in self.factor_specs.items()
         }
-        return StagePlan(specs, memorize, examine)
+        return StagePlan(specs, memorize, examine, self.contexts)
 
     def absorb(self, summary: StageSummary) -> None:
         """Take the combined summary of the current stage and move to the next."""
@@ -558,7 +596,9 @@ class DesignLearner:
         value = self.values[code]
         if not isinstance(value, _BoxValues):
             return _used_categories(value)
-        box = _guarded(code, self.factors[code].eval, self.states[code], empty)
+        box = _guarded(
+            self.contexts.get(code, ()), code, self.factors[code].eval, self.states[code], empty
+        )
         return patsy.builtins.C(_used_categories(value.values), box.contrast, box.levels)
 
     def _unswap(self, info: Any) -> Any:

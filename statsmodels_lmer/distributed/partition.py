@@ -36,16 +36,20 @@ from .design import DesignSpec, Moments, StagePlan, StageSummary, evaluate_desig
 
 __all__ = [
     "BarPlan",
+    "ColumnProducts",
     "FixedSums",
     "ModelRows",
     "PartitionSums",
+    "ProductPlan",
     "RowPlan",
     "ScanPlan",
     "ScanSummary",
+    "design_products",
     "fitted_partition",
     "model_rows",
     "partition_sums",
     "predict_partition",
+    "r_factor_of",
     "scan_partition",
 ]
 
@@ -337,9 +341,11 @@ def _column(frame: pd.DataFrame, name: str | None) -> np.ndarray | None:
 def _check_term_values(terms: list[RandomTerm]) -> None:
     for term in terms:
         if not np.all(np.isfinite(term.Z)):
+            # NaN can only come from a transform (rows missing a value are dropped)
+            made = " (its transform gives NaN on some rows)" if np.isnan(term.Z).any() else ""
             raise DataError(
                 f"random-effects term ({term.lhs} | {term.group}) has non-finite values "
-                "in its columns"
+                f"in its columns{made}"
             )
 
 
@@ -382,9 +388,8 @@ class FixedSums:
         augmented[:, :p] = columns
         augmented[:, p] = y
         augmented[:, p + 1] = 1.0
-        (raw, _), *_ = sla.qr(augmented, mode="raw", overwrite_a=True, check_finite=False)
         return cls(
-            np.triu(raw[: p + 2]),
+            r_factor_of(augmented),
             np.array([y.min(initial=np.inf), y.max(initial=-np.inf)]),
             Moments.of(columns),
             columns.min(axis=0, initial=np.inf),
@@ -408,6 +413,59 @@ class FixedSums:
             self.binary & other.binary,
             None if self.x_full is None else self.x_full + other.x_full,
         )
+
+
+def r_factor_of(columns: np.ndarray) -> np.ndarray:
+    """The R factor of the QR decomposition of ``columns`` (at most as many rows as columns).
+
+    ``columns`` is overwritten (pass a Fortran-ordered copy).
+    """
+    k = columns.shape[1]
+    (raw, _), *_ = sla.qr(columns, mode="raw", overwrite_a=True, check_finite=False)
+    return np.triu(raw[:k])
+
+
+@dataclass
+class ColumnProducts:
+    """The R factor of some rows' columns (``A'A = R'R``); partitions add by a QR of both.
+
+    What :func:`design_products` sums: lmerTest's treatment-recoded designs
+    for the type III contrasts of a model with other codings.
+    """
+
+    r_factor: np.ndarray
+
+    def __add__(self, other: ColumnProducts) -> ColumnProducts:
+        return ColumnProducts(np.linalg.qr(np.vstack([self.r_factor, other.r_factor]), mode="r"))
+
+
+@dataclass
+class ProductPlan:
+    """What :func:`design_products` evaluates: learned designs and the model's rows.
+
+    Attributes
+    ----------
+    model : RowPlan
+        The model's plan (its complete rows and its fixed part ``X``).
+    designs : list of DesignSpec
+        The designs ``D_1, ..., D_k`` whose columns are multiplied.
+    """
+
+    model: RowPlan
+    designs: list[DesignSpec]
+
+
+def design_products(part: pd.DataFrame, plan: ProductPlan) -> ColumnProducts:
+    """The R factor of ``[D_1 ... D_k 1 X]`` over a partition's complete rows.
+
+    ``X`` is the model's fixed part without its dropped columns.
+    """
+    frame, _ = plan.model.rows.complete(part)
+    designs = [spec.build() for spec in plan.designs] + [plan.model.built_designs()[1]]
+    matrices = evaluate_designs(designs, patsy_columns(frame, plan.model.rows.used), len(frame))
+    X = matrices[-1] if plan.model.fixed_keep is None else matrices[-1][:, plan.model.fixed_keep]
+    columns = np.column_stack(matrices[:-1] + [np.ones(len(frame)), X])
+    return ColumnProducts(r_factor_of(np.asfortranarray(columns)))
 
 
 @dataclass

@@ -207,22 +207,27 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
     if len(model.exog_names) <= 1 or len(terms) <= 1:
         return type1_contrasts(model)
     if getattr(model, "partitions", None) is not None:  # rows on a Dask cluster: from X'X and X'F
-        coefficients, full_names = _partitioned_full_coefficients(model, has_intercept)
-        return _type3(coefficients, full_names, list(model.exog_names), terms)
-    exog = np.asarray(model.exog, dtype=float)
-    recoded = _treatment_recoded(model, exog)
-    if recoded is None:
+        recoded = _partitioned_recoded(model, has_intercept)
+        if recoded is None:
+            coefficients, full_names = _partitioned_full_coefficients(model, has_intercept)
+            return _type3(coefficients, full_names, list(model.exog_names), terms)
+        coefficients_t, full_names, names_t, terms_t, to_model = recoded
+    else:
+        exog = np.asarray(model.exog, dtype=float)
+        recoded = _treatment_recoded(model, exog)
+        if recoded is None:
+            full, full_names = _full_dummy_design(
+                model.data.frame, terms, has_intercept, model.formula_env()
+            )
+            coefficients = np.linalg.pinv(exog) @ full
+            return _type3(coefficients, full_names, list(model.exog_names), terms)
+        exog_t, names_t, terms_t = recoded
         full, full_names = _full_dummy_design(
-            model.data.frame, terms, has_intercept, model.formula_env()
+            model.data.frame, terms_t, has_intercept, model.formula_env()
         )
-        coefficients = np.linalg.pinv(exog) @ full
-        return _type3(coefficients, full_names, list(model.exog_names), terms)
-    exog_t, names_t, terms_t = recoded
-    full, full_names = _full_dummy_design(
-        model.data.frame, terms_t, has_intercept, model.formula_env()
-    )
-    contrasts_t = _type3(np.linalg.pinv(exog_t) @ full, full_names, names_t, terms_t)
-    to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
+        coefficients_t = np.linalg.pinv(exog_t) @ full
+        to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
+    contrasts_t = _type3(coefficients_t, full_names, names_t, terms_t)
     out = {}
     for term, term_t in zip(terms, terms_t):
         block = contrasts_t[term_t.name] @ to_model
@@ -272,7 +277,24 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
     Returns the design without aliased columns, their names and the terms in
     the order of :func:`fixed_terms`.
     """
-    info = model.data.model_spec
+    terms = _treatment_terms(model.data.model_spec)
+    if terms is None:
+        return None
+    env = model.formula_env()
+    design = patsy.dmatrix(patsy.ModelDesc([], terms), model.data.frame, eval_env=env)
+    matrix = np.asarray(design, dtype=float)
+    if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
+        return None
+    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    names = [design.design_info.column_names[j] for j in kept]
+    return matrix[:, kept], names, _recoded_terms(model, terms, design.design_info, names)
+
+
+def _treatment_terms(info) -> list | None:
+    """The terms of a patsy design with every factor re-coded by treatment contrasts.
+
+    None when every factor is treatment-coded already.
+    """
     if _treatment_coded(info):
         return None
     recode = {
@@ -280,22 +302,57 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
         for f, i in info.factor_infos.items()
         if i.type == "categorical"
     }
-    terms = [patsy.Term([recode.get(f, f) for f in term.factors]) for term in info.terms]
-    design = patsy.dmatrix(
-        patsy.ModelDesc([], terms), model.data.frame, eval_env=model.formula_env()
-    )
-    matrix = np.asarray(design, dtype=float)
-    if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
-        return None
-    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
-    names = [design.design_info.column_names[j] for j in kept]
-    old_names = {new.name(): old.name() for new, old in zip(terms, info.terms)}
+    return [patsy.Term([recode.get(f, f) for f in term.factors]) for term in info.terms]
+
+
+def _recoded_terms(model, terms: list, info_t, names: list[str]) -> list[FixedTerm]:
+    """The :class:`FixedTerm` of the re-coded design (kept columns ``names``), in the
+    order of :func:`fixed_terms`."""
+    old_names = {new.name(): old.name() for new, old in zip(terms, model.data.model_spec.terms)}
     position = {new: _formula_positions(model).get(old, -1) for new, old in old_names.items()}
     position = {k: v for k, v in position.items() if v >= 0}
-    terms_t, _ = _terms_of(design.design_info, names, position)
+    terms_t, _ = _terms_of(info_t, names, position)
     order = {t.name: i for i, t in enumerate(fixed_terms(model)[0])}
     terms_t.sort(key=lambda t: order[old_names[t.name]])
-    return matrix[:, kept], names, terms_t
+    return terms_t
+
+
+def _partitioned_recoded(model, has_intercept: bool) -> tuple | None:
+    """:func:`_treatment_recoded`'s products for a model on a Dask cluster.
+
+    The re-coded design ``X_t`` and lmerTest's full dummy design ``F`` of its
+    terms are learned and multiplied in passes over the rows
+    (``model.partitions.design_products``). Returns ``pinv(X_t) F``, the
+    names of ``F``'s columns, the kept columns of ``X_t`` and their terms,
+    and ``pinv(X_t) X``; None when every factor is treatment-coded.
+    """
+    terms = _treatment_terms(model.data.model_spec)
+    if terms is None:
+        return None
+    with_factors = [t for t in terms if t.factors]
+    formulas = [patsy.ModelDesc([], terms).describe().lstrip("~ ")]
+    formulas += [f"0 + {t.name()}" for t in with_factors]
+    designs, r_factor = model.partitions.design_products(formulas)
+    gram = r_factor.T @ r_factor  # [X_t F_1 ... F_k 1 X]' [...]
+    p_t = len(designs[0].column_names)
+    diagonal = np.abs(np.diagonal(r_factor))[:p_t]
+    aliased = set(aliased_columns(r_factor[:p_t, :p_t], diagonal=diagonal))
+    kept = [j for j in range(p_t) if j not in aliased]
+    names = [designs[0].column_names[j] for j in kept]
+    terms_t = _recoded_terms(model, terms, designs[0], names)
+    starts = np.cumsum([0] + [len(d.column_names) for d in designs])
+    block = {t.name(): range(starts[i + 1], starts[i + 2]) for i, t in enumerate(with_factors)}
+    ones = int(starts[-1])
+    full = ([ones] if has_intercept else []) + [c for t in terms_t for c in block[t.name]]
+    order = {t.name(): i for i, t in enumerate(with_factors)}
+    full_names = (["Intercept"] if has_intercept else []) + [
+        name for t in terms_t for name in designs[order[t.name] + 1].column_names
+    ]
+    x_columns = list(range(ones + 1, gram.shape[0]))
+    gram_t = gram[np.ix_(kept, kept)]
+    coefficients = np.linalg.lstsq(gram_t, gram[np.ix_(kept, full)], rcond=None)[0]
+    to_model = zapsmall(np.linalg.lstsq(gram_t, gram[np.ix_(kept, x_columns)], rcond=None)[0])
+    return coefficients, full_names, names, terms_t, to_model
 
 
 def _gram(model) -> np.ndarray:

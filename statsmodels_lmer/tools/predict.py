@@ -81,6 +81,8 @@ def _match_bar(model: Any, bar: BarTerm) -> tuple[int, list[int]]:
 def _lhs_names(model: Any, lhs: str) -> list[str]:
     if lhs.strip() == "1":
         return ["Intercept"]
+    if model.partitions is not None:  # rows on a Dask cluster: the design learned in passes
+        return list(model.partitions.learned_designs([lhs])[0].column_names)
     return list(term_design(model, lhs).column_names)
 
 
