@@ -63,7 +63,9 @@ SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping
 SECONDS_PER_SPARSE_ENTRY = 6.0e-8  # per stored entry of the sparse matrix (refill)
 SECONDS_PER_SOLVE_ENTRY = 2.0e-9  # per nonzero of L per right-hand side
 QDLDL_SECONDS_PER_FLOP = 5.0e-10  # qdldl (simplicial, no BLAS), per flop
-QDLDL_SECONDS_PER_ENTRY = 1.5e-8  # qdldl, per nonzero of L (and per solve)
+QDLDL_SECONDS_PER_ENTRY = 6.0e-9  # qdldl, per nonzero of L (and per solve)
+QDLDL_SECONDS_PER_CALL = 3.0e-4  # qdldl, an evaluation's fixed work
+QDLDL_SECONDS_PER_STORED = 1.0e-8  # qdldl, per stored entry of the sparse matrix (refill)
 SMALL_SECONDS = 5e-5  # below this an evaluation is "tiny": the plain dense product
 
 # -- bytes -------------------------------------------------------------------
@@ -232,11 +234,12 @@ class SparseCounts:
 
 def sparse_seconds(counts: SparseCounts) -> float:
     """Seconds of one evaluation through the sparse factorization."""
+    if counts.backend == "qdldl":  # measured on mlmRev's star and site-clustered crossings
+        per_entry = QDLDL_SECONDS_PER_ENTRY * (1 + counts.n_rhs)
+        fixed = QDLDL_SECONDS_PER_CALL + counts.entries * QDLDL_SECONDS_PER_STORED
+        return fixed + counts.flops * QDLDL_SECONDS_PER_FLOP + counts.factor_entries * per_entry
     fixed = SECONDS_PER_SPARSE_CALL + counts.order * SECONDS_PER_SPARSE_COLUMN
     fixed += counts.entries * SECONDS_PER_SPARSE_ENTRY
-    if counts.backend == "qdldl":
-        per_entry = QDLDL_SECONDS_PER_ENTRY * (1 + counts.n_rhs)
-        return fixed + counts.flops * QDLDL_SECONDS_PER_FLOP + counts.factor_entries * per_entry
     solves = counts.n_rhs * counts.factor_entries * SECONDS_PER_SOLVE_ENTRY
     per_flop = REFERENCE_BLAS_SECONDS_PER_FLOP if counts.reference_blas else SECONDS_PER_SPARSE_FLOP
     return fixed + counts.flops * per_flop + solves
