@@ -46,7 +46,13 @@ from .cost import (
     sparse_bytes,
     sparse_seconds,
 )
-from .sparse import BACKEND_VARIABLE, SparseSystem, sparse_backend
+from .sparse import (
+    BACKEND_VARIABLE,
+    MINIMUM_DEGREE_WORK,
+    SECONDS_PER_DEGREE_UPDATE,
+    SparseSystem,
+    sparse_backend,
+)
 
 __all__ = [
     "INT32_INDICES",
@@ -85,6 +91,10 @@ _SPARSE_MIN_SECONDS = 0.05
 # the sparse factor is small and the analysis pays for itself (mlmRev's star,
 # 1454 teachers and schools: 35 ms a dense evaluation, 6 ms a sparse one).
 _SPARSE_MAX_DENSITY = 0.25
+# Weighed on a thin Schur complement alone, qdldl's minimum-degree count may spend
+# this share of the dense fit's predicted seconds before it gives up (a uniform
+# crossing can look thin and still fill in: 20,000 x 5,000 levels, bound 0.13).
+_THIN_ANALYSIS_SHARE = 0.05
 # Up to this order the dense product is formed apart and then subtracted (the
 # roundings of a plain product); above, BLAS subtracts it in place.
 _SEPARATE_PRODUCT_ORDER = 512
@@ -1207,10 +1217,14 @@ def _choose_strategy(
     system = None
     limit = available_memory()
     dense_fits = any(limit is None or need <= limit for _, need in options.values())
-    slow = min(per_eval.values()) > _SPARSE_MIN_SECONDS
-    thin = schur_density(cross) <= _SPARSE_MAX_DENSITY
-    if sparse_backend() is not None and m >= _SPARSE_MIN_ORDER and (slow or thin or not dense_fits):
-        system = _sparse_system(cross)
+    needed = min(per_eval.values()) > _SPARSE_MIN_SECONDS or not dense_fits
+    thin = not needed and schur_density(cross) <= _SPARSE_MAX_DENSITY
+    if sparse_backend() is not None and m >= _SPARSE_MIN_ORDER and (needed or thin):
+        work = MINIMUM_DEGREE_WORK
+        if thin:  # weighed on the chance: its analysis may cost 5 % of the dense fit
+            dense_fit = min(seconds for seconds, _ in options.values())
+            work = min(work, _THIN_ANALYSIS_SHARE * dense_fit / SECONDS_PER_DEGREE_UPDATE)
+        system = _sparse_system(cross, work)
         options["sparse"] = (
             EXPECTED_EVALUATIONS * sparse_seconds(system.counts),
             sparse_bytes(system.counts, sizes),
@@ -1245,7 +1259,7 @@ def schur_density(cross: CrossProducts) -> float:
     return (pairs + rest) / (r * (r + 1.0) / 2.0)
 
 
-def _sparse_system(cross: CrossProducts) -> SparseSystem:
+def _sparse_system(cross: CrossProducts, work: float = MINIMUM_DEGREE_WORK) -> SparseSystem:
     backend = sparse_backend()
     if backend is None:
         raise ImportError(
@@ -1254,7 +1268,9 @@ def _sparse_system(cross: CrossProducts) -> SparseSystem:
             f"or 'statsmodels_lmer[sparse]' (qdldl); {BACKEND_VARIABLE} must not be 'off'"
         )
     per_level = cross.a11_classes[cross.class_of_level]
-    return SparseSystem(per_level, cross.a_r1, cross.a_rr, cross.rest_sizes, cross.n_fixed, backend)
+    return SparseSystem(
+        per_level, cross.a_r1, cross.a_rr, cross.rest_sizes, cross.n_fixed, backend, work
+    )
 
 
 def _strategy_bytes(name: str, sizes: DesignSizes, system: SparseSystem | None) -> float:

@@ -43,6 +43,8 @@ from .cost import SparseCounts
 
 __all__ = [
     "BACKEND_VARIABLE",
+    "MINIMUM_DEGREE_WORK",
+    "SECONDS_PER_DEGREE_UPDATE",
     "SparseFactorPieces",
     "SparseSystem",
     "column_counts",
@@ -195,6 +197,9 @@ def _counts(indptr: list[int], indices: list[int], parent: list[int], post: list
             delta[parent[j]] += delta[j]
     return delta
 
+
+SECONDS_PER_DEGREE_UPDATE = 1e-7
+"""One set update of the minimum-degree count (mlmRev's star: 1e6 in 0.1 s)."""
 
 MINIMUM_DEGREE_WORK = 3e6
 """Set updates the minimum-degree count may spend before it gives up (about 0.3 s in
@@ -468,6 +473,8 @@ class SparseSystem:
     n_fixed : int
         ``p``.
     backend : {"cholmod", "qdldl"}
+    work : float
+        Budget of qdldl's minimum-degree count (:data:`MINIMUM_DEGREE_WORK`).
 
     The ordering (CHOLMOD's, or qdldl's own AMD) is computed once; the counts
     (:attr:`counts`) come from a symbolic analysis before any numeric work.
@@ -481,6 +488,7 @@ class SparseSystem:
         rest_sizes: list[tuple[int, int]],
         n_fixed: int,
         backend: str,
+        work: float = MINIMUM_DEGREE_WORK,
     ) -> None:
         l1, p1 = a11.shape[0], a11.shape[1]
         self.sizes = [(l1, p1)] + list(rest_sizes)
@@ -496,7 +504,7 @@ class SparseSystem:
         self.order = q1 + r
         self._lock = threading.Lock()
         self._backend: _CholmodFactor | _QdldlFactor | None = None
-        self.counts = self._analyze()
+        self.counts = self._analyze(work)
 
     def with_response(self, a_r1: sp.spmatrix, a_rr: sp.spmatrix) -> SparseSystem:
         """The system for cross-products that differ in the response only.
@@ -521,9 +529,10 @@ class SparseSystem:
         """The system at ``Lambda = I`` (positive definite: ``Z'WZ + I``)."""
         return self.pattern.matrix([np.eye(p) for _, p in self.sizes])
 
-    def _analyze(self) -> SparseCounts:
+    def _analyze(self, work: float) -> SparseCounts:
         """Column counts of the factor under CHOLMOD's ordering, or under a greedy
-        minimum degree for qdldl (whose own AMD ordering is known only once it factors)."""
+        minimum degree for qdldl (whose own AMD ordering is known only once it factors;
+        ``work`` bounds that count, see :func:`minimum_degree_counts`)."""
         lower = self.pattern.pattern()
         if self.backend_name == "cholmod":
             self._backend = _CholmodFactor(self._initial_matrix())
@@ -531,7 +540,7 @@ class SparseSystem:
             full = (lower + sp.triu(lower.T, 1)).tocsr()
             counts = column_counts(sp.tril(full[perm][:, perm]).tocsc())
         else:
-            counts = minimum_degree_counts(lower)
+            counts = minimum_degree_counts(lower, work)
             if counts is None:  # too much fill to count: as dense
                 counts = np.arange(self.order, 0, -1, dtype=float)
         return SparseCounts(
