@@ -276,10 +276,18 @@ class Progress:
         True: shown at once; False: every method is a no-op; None: the
         package setting (:func:`set_progress`), shown once the job has run
         for its ``delay``.
+    elapsed : float
+        Seconds the work has already run (a bar drawn late): its rate and
+        clock count from then.
     """
 
     def __init__(
-        self, total: int | None, desc: str, unit: str = "it", enabled: bool | None = None
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        enabled: bool | None = None,
+        elapsed: float = 0.0,
     ) -> None:
         if enabled is None:
             self.enabled, self.delay = bool(_SETTINGS["enabled"]), float(_SETTINGS["delay"])
@@ -301,6 +309,8 @@ class Progress:
                 self._bar = tqdm(
                     total=total, desc=desc, unit=unit, file=sys.stderr, delay=self.delay
                 )
+                self._bar.start_t -= elapsed  # tqdm's clock (time.time) and its
+                self._bar.last_print_t -= elapsed  # rate's, from when the work began
 
     def update(self, steps: int = 1, note: str | None = None) -> None:
         """Advance by ``steps``; ``note`` is shown next to the bar (or printed)."""
@@ -401,7 +411,8 @@ class EvaluationProgress:
 
     def _draw(self) -> None:
         if self._bar is None:
-            self._bar = Progress(None, self.desc, self.unit, enabled=True)
+            elapsed = time.monotonic() - self._started
+            self._bar = Progress(None, self.desc, self.unit, enabled=True, elapsed=elapsed)
         parts = [self.stage] if self.stage else []
         if math.isfinite(self.lowest):
             parts.append(f"lowest {self.lowest:.10g}")
