@@ -377,8 +377,10 @@ class LmerResults(LikelihoodModelResults):
 
         Parameters
         ----------
-        type : {3, 1}
-            Type III (marginal, lmerTest's contrasts) or type I (sequential).
+        type : {3, 2, 1}
+            Type III (marginal, lmerTest's contrasts), type II (each term
+            adjusted for the terms that do not contain it, lmerTest's
+            ``type = 2``) or type I (sequential).
         ddf : {"satterthwaite", "kenward-roger", "residual"}
 
         Returns

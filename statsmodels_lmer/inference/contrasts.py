@@ -33,6 +33,7 @@ __all__ = [
     "marginal_terms",
     "r_term_order",
     "type1_contrasts",
+    "type2_contrasts",
     "type3_contrasts",
 ]
 
@@ -166,13 +167,47 @@ def type1_contrasts(model) -> dict[str, np.ndarray]:
         return {}
     in_terms = [c for t in terms for c in t.columns]
     order = [c for c in range(p) if c not in set(in_terms)] + in_terms
-    gram = _gram(model)[np.ix_(order, order)]
-    chol = np.linalg.cholesky(gram)
-    upper = np.empty((p, p))
-    upper[:, order] = (chol / np.diag(chol)).T  # rows: R's order; columns: the model's
+    gram = _gram(model)
+    return {t.name: _doolittle_rows(gram, order, t.columns) for t in terms}
+
+
+def _doolittle_rows(gram: np.ndarray, order: list[int], columns: tuple[int, ...]) -> np.ndarray:
+    """Rows ``columns`` of the unit upper Doolittle factor of ``X'X`` with its columns
+    in ``order`` (each adjusted for those before it), in the model's column order."""
+    chol = np.linalg.cholesky(gram[np.ix_(order, order)])
+    upper = np.empty((len(order), len(order)))
+    upper[:, order] = (chol / np.diag(chol)).T  # rows: ``order``; columns: the model's
     upper[np.abs(upper) < 1e-6] = 0.0
     row_of = {column: row for row, column in enumerate(order)}
-    return {t.name: upper[[row_of[c] for c in t.columns]] for t in terms}
+    return upper[[row_of[c] for c in columns]]
+
+
+def type2_contrasts(model) -> dict[str, np.ndarray]:
+    """lmerTest's type II contrasts (``anova(m, type = 2)``).
+
+    A term contained in no other term (lmerTest's containment,
+    :meth:`FixedTerm.contained_in`) is tested by its own coefficients. Any
+    other term is adjusted for every term that does not contain it: the
+    other columns first, then the term's and those of the terms containing
+    it, and the term's rows of the unit upper Doolittle factor of ``X'X`` in
+    that order.
+    """
+    terms, _ = fixed_terms(model)
+    p = len(model.exog_names)
+    if p <= 1 or len(terms) <= 1:
+        return type1_contrasts(model)
+    gram = _gram(model)
+    identity = np.eye(p)
+    contrasts = {}
+    for term in terms:
+        containing = [o for o in terms if term.contained_in(o)]
+        if not containing:
+            contrasts[term.name] = identity[list(term.columns)]
+            continue
+        last = list(term.columns) + [c for o in containing for c in o.columns]
+        order = [c for c in range(p) if c not in set(last)] + last
+        contrasts[term.name] = _doolittle_rows(gram, order, term.columns)
+    return contrasts
 
 
 def marginal_contrasts(model) -> dict[str, np.ndarray]:

@@ -19,7 +19,13 @@ from statsmodels.formula._manager import FormulaManager
 from ..exceptions import FormulaError
 from ..tables import LmerTable
 from .contrast_results import LmerContrastResults
-from .contrasts import marginal_contrasts, marginal_terms, type1_contrasts, type3_contrasts
+from .contrasts import (
+    marginal_contrasts,
+    marginal_terms,
+    type1_contrasts,
+    type2_contrasts,
+    type3_contrasts,
+)
 from .satterthwaite import ContrastTest
 
 __all__ = [
@@ -202,10 +208,10 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
     Printed as lmerTest prints it: "Type III Analysis of Variance Table with
     Satterthwaite's method" above the table, p-values as ``< 2e-16``.
     """
-    kind = {"3": 3, "III": 3, "1": 1, "I": 1}.get(str(type).upper())
+    kind = {"3": 3, "III": 3, "2": 2, "II": 2, "1": 1, "I": 1}.get(str(type).upper())
     if kind is None:
-        raise ValueError(f"type must be 1 or 3 (or 'I', 'III'); got {type!r}")
-    contrasts = type3_contrasts(res.model) if kind == 3 else type1_contrasts(res.model)
+        raise ValueError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'); got {type!r}")
+    contrasts = {1: type1_contrasts, 2: type2_contrasts, 3: type3_contrasts}[kind](res.model)
     rows = {
         term: _f_row(contrast_test(res, L, 0.0, ddf))
         for term, L in contrasts.items()
@@ -215,7 +221,11 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
     return LmerTable.from_frame(table, [f"{_TYPE_NAMES[kind]} with {_method_name(res, ddf)}"])
 
 
-_TYPE_NAMES = {1: "Type I Analysis of Variance Table", 3: "Type III Analysis of Variance Table"}
+_TYPE_NAMES = {
+    1: "Type I Analysis of Variance Table",
+    2: "Type II Analysis of Variance Table",
+    3: "Type III Analysis of Variance Table",
+}
 
 
 def _method_name(res: Any, ddf: str) -> str:
