@@ -100,18 +100,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real | Decimal) and not isinstance(value, bool | np.bool_)
 
 
-def numeric_objects(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def numeric_objects(
+    frame: pd.DataFrame, names: list[str], dtypes: dict[Any, Any] | None = None
+) -> pd.DataFrame:
     """``frame`` with object columns that hold only numbers converted to float.
 
     Such columns (numbers read as Python objects, ``Decimal`` and ``Fraction``
     values included) would otherwise become factors with a level per distinct
     value. Columns holding anything else (strings, mixed values) are left as
-    they are.
+    they are. ``dtypes``: :func:`column_dtypes` of the frame, when already known.
     """
+    dtypes = column_dtypes(frame) if dtypes is None else dtypes
     converted = {}
     for name in names:
+        if getattr(dtypes.get(name), "kind", "") != "O":
+            continue
         values = frame[name]
-        if values.dtype != object:
+        if not isinstance(values, pd.Series) or values.dtype != object:
             continue
         present = values.dropna()
         if len(present) and all(_is_number(v) for v in present):
@@ -221,13 +226,21 @@ def plain_columns(
     dtypes = column_dtypes(frame) if dtypes is None else dtypes
     converted = {}
     for name in names:
-        dtype, values = dtypes.get(name), frame[name]
-        if dtype is None or not isinstance(values, pd.Series):
-            continue  # not a column, or a duplicated name
+        dtype = dtypes.get(name)
+        if dtype is None or isinstance(dtype, np.dtype) or _plain_categories(dtype):
+            continue  # not a column, or one patsy reads (looked up only when needed)
+        values = frame[name]
+        if not isinstance(values, pd.Series):
+            continue  # a duplicated name
         plain = _plain_values(values, dtype)
         if plain is not None:
             converted[name] = plain
     return with_columns(frame, converted)
+
+
+def _plain_categories(dtype: Any) -> bool:
+    """A categorical dtype patsy reads as it is (categories not booleans)."""
+    return isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
 def _plain_values(values: pd.Series, dtype: Any) -> np.ndarray | None:
