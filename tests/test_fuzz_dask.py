@@ -25,6 +25,7 @@ import pytest
 from conftest import FIXTURES
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import DataError
 
 dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")
@@ -205,3 +206,17 @@ def test_partial_re_formula_of_a_dask_model_learns_the_terms_columns():
         expected = memory.predict(data, re_formula=re_formula)
         got = same.predict(ddf, re_formula=re_formula).compute()
         np.testing.assert_allclose(got.to_numpy(), np.asarray(expected), rtol=1e-10)
+
+
+def test_a_list_in_a_cell_is_refused_by_column_and_row_as_in_memory():
+    # each partition's rows get the in-memory frame's check; before, the object
+    # column became a factor and the fit failed on an unrelated count. (Dask's
+    # own convert-string option, on by default, turns such cells into text
+    # before any partition is read: a Dask setting, turned off here.)
+    data = frame().astype({"x2": object})
+    data.at[data.index[70], "x2"] = [1.0, 2.0]
+    with (
+        dask.config.set({"dataframe.convert-string": False}),
+        pytest.raises(DataError, match=r"column 'x2' holds a list \(\[1.0, 2.0\]\) in row 70"),
+    ):
+        sml.Lmer.from_formula("y ~ x2 + (1 | g)", partitioned(data))

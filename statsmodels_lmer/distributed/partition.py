@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from ..data_checks import ColumnMagnitudes, numeric_objects, plain_columns
+from ..data_checks import (
+    ColumnMagnitudes,
+    column_dtypes,
+    numeric_objects,
+    plain_columns,
+    refuse_containers,
+)
 from ..engine.blocks import RawSums, raw_sums
 from ..exceptions import DataError
 from ..frame import check_fixed_values, column_or_array, magnitude_columns, patsy_columns
@@ -93,6 +99,7 @@ class RowFilter:
         incomplete = frame.isna().any(axis=1).to_numpy()
         n_dropped = int(incomplete.sum())
         frame = frame.loc[~incomplete] if n_dropped else frame
+        refuse_containers(frame, self.used, column_dtypes(frame))  # as the in-memory frame
         return plain_columns(numeric_objects(frame, self.numbers), self.used), n_dropped
 
 
