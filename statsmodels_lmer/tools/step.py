@@ -24,6 +24,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..exceptions import warn
 from ..formula import update_formula
+from ..inference.contrasts import fixed_terms
 from ..inference.hypotheses import check_ddf
 from ..tables import LmerTable
 from .compare import drop1, random_reductions, ranova, refit_formula
@@ -115,7 +116,7 @@ def _checked_keep(res: Any, keep: list[str] | None) -> list[str]:
     if keep is None:
         return []
     keep = [keep] if isinstance(keep, str) else list(keep)
-    terms = list(res.anova(type=1).index)
+    terms = [term.name for term in fixed_terms(res.model)[0]]  # no anova needed for names
     unknown = [name for name in keep if name not in terms]
     if unknown:
         warn(
