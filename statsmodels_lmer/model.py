@@ -535,6 +535,11 @@ class Lmer(LikelihoodModel):
             [t.n_levels for t in terms],
         )
 
+    @property
+    def data_removed(self) -> bool:
+        """Whether the results' ``remove_data()`` dropped the model's rows."""
+        return self.exog is None and self.partitions is None
+
     def require_data(self, needed_for: str) -> None:
         """Refuse, by name, a computation that needs the rows after ``remove_data()``.
 
@@ -543,7 +548,7 @@ class Lmer(LikelihoodModel):
         DataError
             The results' ``remove_data()`` dropped the model's arrays.
         """
-        if self.exog is None and self.partitions is None:
+        if self.data_removed:
             raise DataError(
                 f"{needed_for} need the model's rows, which remove_data() dropped; keep "
                 "a copy of the results from before remove_data(), or refit"

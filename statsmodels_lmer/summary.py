@@ -112,7 +112,7 @@ def lmer_summary(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> L
         smry.add_section("", text=[_reml_line(res)])
     else:
         smry.add_section("", _criteria(res), index=False)
-    if res.model.exog is None and res.model.partitions is None:  # after remove_data()
+    if res.model.data_removed:
         smry.add_section(
             "Scaled residuals:", text=["(not available: remove_data() dropped the rows)"]
         )
