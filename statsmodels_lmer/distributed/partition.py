@@ -217,7 +217,11 @@ class BarPlan:
         factors = list(self.term.factors)
         stacked = pd.concat([self.combos, frame[factors]], ignore_index=True)
         codes, labels = grouping_codes(stacked, self.term.factors)
-        position = self.term.levels.get_indexer(labels)
+        # a copy of the levels for this call: pandas < 3 builds an index's hash
+        # table lazily and not thread-safely (pandas issue 21150), and workers'
+        # threads share the plan; a race made the levels look duplicated
+        levels = self.term.levels.copy(deep=True)
+        position = levels.get_indexer(labels)
         return position[codes[len(self.combos) :]]
 
 
