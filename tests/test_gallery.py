@@ -256,3 +256,19 @@ def test_warnings_are_lme4s(name, kind):
         kind_of_check = warning_kinds([str(caught_warning.message)]).pop()
         convergence = kind_of_check in ("convergence", "unidentifiable")
         assert issubclass(caught_warning.category, ConvergenceWarning) == convergence
+
+
+def test_refit_ml_reaches_the_fresh_ml_fit_on_a_badly_scaled_model():
+    # Spruce's days are unscaled (eigenvalues of the Hessian 4e7 to 50). refit_ml()
+    # ran BOBYQA from the REML theta and stopped with max|grad| 0.012, not converged
+    # (objective 3.7e-9 above); it now uses the optimizer a fresh ML fit uses.
+    _, _, reml_fit, _ = fitted("spruce_growth", "REML")
+    _, _, ml_fit, _ = fitted("spruce_growth", "ML")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        refit = reml_fit.refit_ml()
+    assert refit.converged
+    assert not [w for w in caught if "failed to converge" in str(w.message)]
+    assert refit.objective == pytest.approx(ml_fit.objective, rel=OBJECTIVE_RTOL)
+    lme4_ml = gallery()["models"]["spruce_growth"]["ML"]["objective"]
+    assert refit.objective < lme4_ml  # lme4 stops 0.52 above (max|grad| 7.7)
