@@ -9,7 +9,6 @@ modified.
 
 from __future__ import annotations
 
-import ast
 import difflib
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +49,8 @@ from .formula import (
 )
 from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
+from .transform_rows import names_in_code, relearn_transforms
+from .transforms import FORMULA_TRANSFORMS
 
 __all__ = [
     "ModelFrame",
@@ -104,6 +105,11 @@ class ModelFrame:
         The formula as evaluated (column names patsy cannot read quoted).
     codes : tuple of str
         The Python code of the response and of every term (patsy's factor codes).
+    transform_data : pandas.DataFrame or None
+        The columns the stateful transforms read, for every row of the data
+        (before ``subset`` and the dropping of incomplete rows), where their
+        statistics are learned as in R (:mod:`~statsmodels_lmer.transform_rows`);
+        None when no row was left out or no stateful transform is used.
     """
 
     endog: pd.Series
@@ -117,6 +123,7 @@ class ModelFrame:
     dropped_columns: list[str]
     formula: ParsedFormula | None = None
     codes: tuple[str, ...] = ()
+    transform_data: pd.DataFrame | None = None
 
 
 def build_model_frame(
@@ -127,6 +134,7 @@ def build_model_frame(
     subset: Any = None,
     missing: str = "drop",
     eval_env: Any = 0,
+    transform_data: pd.DataFrame | None = None,
 ) -> ModelFrame:
     """Build and check the model arrays; see :class:`ModelFrame`.
 
@@ -148,6 +156,7 @@ def build_model_frame(
         patsy cannot evaluate the fixed part.
     """
     data = _as_frame(data)
+    source = data  # where stateful transforms learn (R: every row, before subset)
     if subset is not None:
         full, data = data, select_rows(data, subset)
         positions = subset_positions(full, subset)
@@ -191,9 +200,14 @@ def build_model_frame(
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
+    rows_left_out = None if len(source) == len(frame) else source
+    if transform_data is not None:  # given (update() of a model): those rows
+        rows_left_out = _as_frame(transform_data)
     with deep_parsing(parsed.fixed):
-        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env)
-    terms = build_random_terms(parsed.bars, frame, eval_env)
+        endog, exog, design_info, transform_data = _fixed_part(
+            parsed, frame, used, eval_env, rows_left_out
+        )
+    terms = build_random_terms(parsed.bars, frame, eval_env, transform_data)
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
     X = exog.to_numpy(dtype=float)
     check_magnitudes(magnitude_columns(parsed.response, y, list(exog.columns), X, terms), weights)
@@ -205,7 +219,18 @@ def build_model_frame(
         warn(SCALE_MESSAGE, ValueWarning)
     check_groups(terms, len(frame))
     return ModelFrame(
-        endog, exog, design_info, terms, weights, offset, frame, n_dropped, dropped, parsed, codes
+        endog,
+        exog,
+        design_info,
+        terms,
+        weights,
+        offset,
+        frame,
+        n_dropped,
+        dropped,
+        parsed,
+        codes,
+        transform_data,
     )
 
 
@@ -351,27 +376,6 @@ def check_weight_counts(n_negative: int, n_zero: int) -> None:
         raise DataError(f"{n_zero} weights are zero; drop those rows instead")
 
 
-def names_in_code(code: str) -> set[str]:
-    """Variable names (and ``Q("...")`` strings) in a patsy factor's code."""
-    try:
-        tree = ast.parse(code, mode="eval")
-    except SyntaxError:
-        return set()
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "Q"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            names.add(str(node.args[0].value))
-    return names
-
-
 def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str], tuple[str, ...]]:
     """The columns the model uses, those used bare (a whole term: ``x``, not ``C(x)``),
     and the code of the response and of every term.
@@ -425,25 +429,87 @@ _NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
 
 
 def _fixed_part(
-    parsed: ParsedFormula, frame: pd.DataFrame, used: list[str], eval_env: Any
-) -> tuple[pd.Series, pd.DataFrame, Any]:
+    parsed: ParsedFormula,
+    frame: pd.DataFrame,
+    used: list[str],
+    eval_env: Any,
+    source: pd.DataFrame | None = None,
+) -> tuple[pd.Series, pd.DataFrame, Any, pd.DataFrame | None]:
+    """Response, fixed-effects matrix, its design and the rows its transforms learned on.
+
+    ``source``: all rows of the data when some are not in ``frame``; the
+    stateful transforms (of the random terms too) learn on its columns
+    (:func:`transform_source`).
+    """
     lean = lean_design(parsed.fixed, frame, eval_env)
     if lean is not None:
         endog, exog, design_info = lean
         check_fixed_values(parsed.response, endog.to_numpy(), exog.to_numpy(), design_info)
-        return lean
+        return endog, exog, design_info, transform_source(parsed, source, eval_env)
     columns = patsy_columns(frame, used)
+    transform_data = transform_source(parsed, source, eval_env)
     try:
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
         )
+        infos = [y.design_info, X.design_info]
+        if any([relearn_transforms(info, transform_data, used) for info in infos]):
+            y, X = patsy.build_design_matrices(
+                infos, columns, NA_action=_NO_NA, return_type="matrix"
+            )
     except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(parsed.fixed, err) from None
     check_response_type(parsed.response, y.design_info)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
-    return endog, exog, X.design_info
+    return endog, exog, X.design_info, transform_data
+
+
+def transform_source(
+    parsed: ParsedFormula, source: pd.DataFrame | None, eval_env: Any
+) -> pd.DataFrame | None:
+    """The columns of ``source`` read by the formula's stateful transforms (fixed and
+    random parts), or None when there are none or ``source`` is None.
+
+    The transforms are found by patsy's factors of the whole formula's terms;
+    the columns are converted as the model frame's are
+    (:func:`~statsmodels_lmer.data_checks.plain_columns`).
+    """
+    if source is None or not _may_hold_transforms(parsed):
+        return None
+    sides = [parsed.fixed] + [f"0 + {bar.lhs}" for bar in parsed.bars]
+    codes = set()
+    for side in sides:
+        desc = patsy.ModelDesc.from_formula(side)
+        for term in desc.lhs_termlist + desc.rhs_termlist:
+            codes |= {factor.code for factor in term.factors}
+    read = set()
+    for code in codes:
+        factor = patsy.EvalFactor(code)
+        state: dict[str, Any] = {}
+        try:
+            factor.memorize_passes_needed(state, _transform_env(eval_env))
+        except Exception:  # reported when the design is built
+            continue
+        if state.get("transforms"):
+            read |= names_in_code(code)
+    columns = [c for c in source.columns if str(c) in read]
+    if not columns:
+        return None
+    return plain_columns(source[columns], columns)  # a new frame: never the caller's
+
+
+def _may_hold_transforms(parsed: ParsedFormula) -> bool:
+    """Whether any part of the formula calls a function (bare columns hold no transform)."""
+    return "(" in parsed.fixed or any("(" in bar.lhs for bar in parsed.bars)
+
+
+def _transform_env(eval_env: Any) -> patsy.EvalEnvironment:
+    """The environment patsy finds the formula's transforms in (R's ones by default)."""
+    if isinstance(eval_env, patsy.EvalEnvironment):
+        return eval_env
+    return patsy.EvalEnvironment([dict(FORMULA_TRANSFORMS)])
 
 
 def fixed_part_error(fixed: str, err: Exception) -> Exception:

@@ -40,6 +40,7 @@ from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm, unique_names
+from .transform_rows import design_matrix
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
@@ -69,6 +70,7 @@ MODEL_KEYWORDS = (
     "restricted",
     *MIXEDLM_KEYWORDS,
     "progress",
+    "transform_data",
 )
 """The keywords of :meth:`Lmer.from_formula` besides the formula and the data."""
 
@@ -189,6 +191,12 @@ class Lmer(LikelihoodModel):
             With a Dask DataFrame, ``groups`` is a column name.
         progress : bool
             Dask DataFrames only: show Dask's progress bar for each pass.
+        transform_data : pandas.DataFrame, optional
+            The rows stateful transforms (``scale(x)``, ``ns(x, df=3)``) learn
+            their statistics on; default every row of ``data`` where their
+            input is present, before ``subset`` and the dropping of incomplete
+            rows, as R's model frame (:mod:`~statsmodels_lmer.transform_rows`).
+            ``update()`` without new data passes the model's own.
 
         Returns
         -------
@@ -219,7 +227,10 @@ class Lmer(LikelihoodModel):
             eval_env = _capture_env(kwargs.pop("eval_env", None))
         weights, offset = kwargs.pop("weights", None), kwargs.pop("offset", None)
         progress = kwargs.pop("progress", False)
+        transform_data = kwargs.pop("transform_data", None)
         if is_dask_frame(data):
+            if transform_data is not None:
+                raise TypeError("transform_data is not supported for a Dask DataFrame")
             built = build_partitioned(
                 parsed,
                 data,
@@ -243,6 +254,7 @@ class Lmer(LikelihoodModel):
             subset=subset,
             missing=kwargs.pop("missing", "drop"),
             eval_env=eval_env,
+            transform_data=transform_data,
         )
         model = cls(
             mf.endog,
@@ -264,6 +276,7 @@ class Lmer(LikelihoodModel):
         )
         model.formula = formula
         model.data.frame = mf.frame
+        model.data.transform_data = mf.transform_data
         return model
 
     @classmethod
@@ -316,7 +329,9 @@ class Lmer(LikelihoodModel):
             rhs = fixed.split("~", 1)[1]
             try:
                 with deep_parsing(rhs):
-                    design = patsy.dmatrix(rhs, frame, eval_env=self.formula_env())
+                    design = design_matrix(
+                        rhs, frame, self.formula_env(), getattr(self.data, "transform_data", None)
+                    )
                 self.data.model_spec = design.design_info
             except Exception:  # reported by formula_env() or design_info when needed
                 self.data.model_spec = None
@@ -393,6 +408,7 @@ class Lmer(LikelihoodModel):
         if hasattr(self, "formula"):
             new.formula = self.formula
         new.data.frame = self.data.frame
+        new.data.transform_data = getattr(self.data, "transform_data", None)
         new.data.model_spec = getattr(self.data, "model_spec", None)
         if self.partitions is None:  # after unpickling (bootstrap workers) built once here
             built = self.cross_products

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
+from .transform_rows import design_matrix
 
 __all__ = [
     "RandomTerm",
@@ -314,7 +315,10 @@ def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def build_random_terms(
-    bars: tuple[BarTerm, ...], frame: pd.DataFrame, eval_env: Any = 0
+    bars: tuple[BarTerm, ...],
+    frame: pd.DataFrame,
+    eval_env: Any = 0,
+    transform_data: pd.DataFrame | None = None,
 ) -> list[RandomTerm]:
     """Evaluate the bar terms on complete-case data, in lme4's term order.
 
@@ -326,12 +330,15 @@ def build_random_terms(
         The data with incomplete rows already removed.
     eval_env : patsy.EvalEnvironment or int
         Where patsy looks up names that are not columns.
+    transform_data : pandas.DataFrame, optional
+        All rows of the columns stateful transforms read (their statistics are
+        learned there, as in R; :mod:`~statsmodels_lmer.transform_rows`).
 
     Returns
     -------
     list of RandomTerm
     """
-    return order_terms([_evaluate_bar(bar, frame, eval_env) for bar in bars])
+    return order_terms([_evaluate_bar(bar, frame, eval_env, transform_data) for bar in bars])
 
 
 def order_terms(terms: list[RandomTerm]) -> list[RandomTerm]:
@@ -347,7 +354,9 @@ def order_terms(terms: list[RandomTerm]) -> list[RandomTerm]:
     return terms
 
 
-def _evaluate_bar(bar: BarTerm, frame: pd.DataFrame, eval_env: Any) -> RandomTerm:
+def _evaluate_bar(
+    bar: BarTerm, frame: pd.DataFrame, eval_env: Any, transform_data: pd.DataFrame | None
+) -> RandomTerm:
     for name in bar.factors:
         if name not in frame.columns:
             raise UnknownColumnError(
@@ -356,7 +365,7 @@ def _evaluate_bar(bar: BarTerm, frame: pd.DataFrame, eval_env: Any) -> RandomTer
             )
     codes, levels = grouping_codes(frame, bar.factors)
     simple = _simple_columns(bar.lhs, frame)
-    Z, names = simple if simple is not None else _term_columns(bar, frame, eval_env)
+    Z, names = simple if simple is not None else _term_columns(bar, frame, eval_env, transform_data)
     return RandomTerm(bar.group, bar.group, names, codes, levels, Z, bar.lhs, bar.factors)
 
 
@@ -391,11 +400,16 @@ def _simple_columns(lhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[st
 
 
 def _term_columns(
-    bar: BarTerm, frame: pd.DataFrame, eval_env: Any
+    bar: BarTerm, frame: pd.DataFrame, eval_env: Any, transform_data: pd.DataFrame | None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     try:
-        design = patsy.dmatrix(
-            bar.lhs, frame, eval_env=eval_env, NA_action="raise", return_type="dataframe"
+        design = design_matrix(
+            bar.lhs,
+            frame,
+            eval_env,
+            transform_data,
+            NA_action="raise",
+            return_type="dataframe",
         )
     except patsy.PatsyError as err:
         if "missing values" in err.message:  # NaN made by a transform, e.g. np.log(-1)

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "statsmodels_lmer"
 LAYERS = [
     ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*", "tables"],
     ["transforms"],
+    ["transform_rows"],
     ["formula"],
     ["mixedlm_formula"],
     ["restricted"],

@@ -43,7 +43,8 @@ from patsy.state import Center, Standardize
 
 from ..exceptions import FormulaError
 from ..formula import not_python
-from ..frame import fixed_part_error, names_in_code
+from ..frame import fixed_part_error
+from ..transform_rows import names_in_code
 from ..transforms import RScale
 
 __all__ = [
@@ -359,18 +360,33 @@ class StagePlan:
     contexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def stage_summary(plan: StagePlan, data: dict[str, Any]) -> StageSummary:
-    """The :class:`StageSummary` of one partition's complete rows (run on a worker)."""
+def stage_summary(
+    plan: StagePlan,
+    data: dict[str, Any] | None,
+    memorize_data: dict[str, dict[str, Any]] | None = None,
+) -> StageSummary:
+    """The :class:`StageSummary` of one partition (run on a worker).
+
+    ``data``: the partition's complete rows (None: it has none), which the
+    factors are examined on; ``memorize_data``: by factor code, the rows a
+    memorizing factor learns on (default ``data``; a factor missing from it
+    has no rows there).
+    """
     out = StageSummary()
     for code, which_pass in plan.memorize.items():
+        rows = data if memorize_data is None else memorize_data.get(code)
+        if rows is None:
+            continue
         factor, state = plan.factors[code].build()
         recorders = {
             name: _transform_statistics(state["transforms"][name], code)
             for name in state["pass_bins"][which_pass]
         }
         state["transforms"].update(recorders)
-        _guarded(plan.contexts.get(code, ()), code, factor.memorize_chunk, state, which_pass, data)
+        _guarded(plan.contexts.get(code, ()), code, factor.memorize_chunk, state, which_pass, rows)
         out.statistics[code] = recorders
+    if data is None:
+        return out
     for code in plan.examine:
         factor, state = plan.factors[code].build()
         value = _guarded(plan.contexts.get(code, ()), code, factor.eval, state, data)

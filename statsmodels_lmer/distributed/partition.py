@@ -38,6 +38,7 @@ from ..exceptions import DataError
 from ..frame import check_fixed_values, column_or_array, magnitude_columns, patsy_columns
 from ..random_effects import term_contribution
 from ..terms import RandomTerm, grouping_codes, match_levels
+from ..transform_rows import names_in_code
 from .design import DesignSpec, Moments, StagePlan, StageSummary, evaluate_designs, stage_summary
 
 __all__ = [
@@ -93,14 +94,25 @@ class RowFilter:
 
     def complete(self, part: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         """The partition's rows with no missing value, and how many were dropped."""
-        frame = part[self.columns]
-        if self.as_object:
-            frame = frame.assign(**{c: frame[c].astype(object) for c in self.as_object})
+        return self._complete(part, self.columns)
+
+    def complete_in(self, part: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+        """The partition's rows with no missing value in ``names``, read as :meth:`complete`
+        reads them (the rows a stateful transform of those columns learns on, as in R)."""
+        return self._complete(part, names)[0]
+
+    def _complete(self, part: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
+        frame = part[columns]
+        as_object = [c for c in self.as_object if c in columns]
+        if as_object:
+            frame = frame.assign(**{c: frame[c].astype(object) for c in as_object})
         incomplete = frame.isna().any(axis=1).to_numpy()
         n_dropped = int(incomplete.sum())
         frame = frame.loc[~incomplete] if n_dropped else frame
-        refuse_containers(frame, self.used, column_dtypes(frame))  # as the in-memory frame
-        return plain_columns(numeric_objects(frame, self.numbers), self.used), n_dropped
+        used = [c for c in self.used if c in columns]
+        refuse_containers(frame, used, column_dtypes(frame))  # as the in-memory frame
+        numbers = [c for c in self.numbers if c in columns]
+        return plain_columns(numeric_objects(frame, numbers), used), n_dropped
 
 
 # -- pass 1: scan --------------------------------------------------------------------
@@ -179,12 +191,30 @@ def scan_partition(part: pd.DataFrame, plan: ScanPlan) -> ScanSummary:
         factors: frame[list(factors)].drop_duplicates().reset_index(drop=True)
         for factors in plan.groups
     }
-    stage = (
-        stage_summary(plan.stage, patsy_columns(frame, plan.rows.used))
-        if len(frame)
-        else StageSummary()
-    )
+    data = patsy_columns(frame, plan.rows.used) if len(frame) else None
+    stage = stage_summary(plan.stage, data, _memorize_rows(part, plan, n_dropped, data))
     return ScanSummary(len(frame), n_dropped, problems, combos, stage)
+
+
+def _memorize_rows(
+    part: pd.DataFrame, plan: ScanPlan, n_dropped: int, data: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The rows each memorizing factor learns on: those complete in its own columns.
+
+    As R's model frame (and the in-memory path, :mod:`statsmodels_lmer.transform_rows`),
+    stateful transforms learn on every row where their input is present, also
+    rows dropped for a missing value elsewhere.
+    """
+    out = {}
+    for code in plan.stage.memorize:
+        names = [c for c in plan.rows.used if str(c) in names_in_code(code)]
+        if not n_dropped and data is not None:
+            out[code] = data
+            continue
+        rows = plan.rows.complete_in(part, names)
+        if len(rows):
+            out[code] = patsy_columns(rows, names)
+    return out
 
 
 # -- pass 2: model arrays and sums ------------------------------------------------

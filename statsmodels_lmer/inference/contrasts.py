@@ -24,6 +24,7 @@ import patsy
 
 from ..formula import parse_formula, quote_formula
 from ..frame import aliased_columns
+from ..transform_rows import design_matrix
 
 __all__ = [
     "FixedTerm",
@@ -249,16 +250,17 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         coefficients_t, full_names, names_t, terms_t, to_model = recoded
     else:
         exog = np.asarray(model.exog, dtype=float)
+        source = getattr(model.data, "transform_data", None)
         recoded = _treatment_recoded(model, exog)
         if recoded is None:
             full, full_names = _full_dummy_design(
-                model.data.frame, terms, has_intercept, model.formula_env()
+                model.data.frame, terms, has_intercept, model.formula_env(), source
             )
             coefficients = np.linalg.pinv(exog) @ full
             return _type3(coefficients, full_names, list(model.exog_names), terms)
         exog_t, names_t, terms_t = recoded
         full, full_names = _full_dummy_design(
-            model.data.frame, terms_t, has_intercept, model.formula_env()
+            model.data.frame, terms_t, has_intercept, model.formula_env(), source
         )
         coefficients_t = np.linalg.pinv(exog_t) @ full
         to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
@@ -316,7 +318,8 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
     if terms is None:
         return None
     env = model.formula_env()
-    design = patsy.dmatrix(patsy.ModelDesc([], terms), model.data.frame, eval_env=env)
+    source = getattr(model.data, "transform_data", None)
+    design = design_matrix(patsy.ModelDesc([], terms), model.data.frame, env, source)
     matrix = np.asarray(design, dtype=float)
     if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
         return None
@@ -410,16 +413,21 @@ def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarr
 
 
 def _full_dummy_design(
-    frame: pd.DataFrame, terms: list[FixedTerm], has_intercept: bool, env: patsy.EvalEnvironment
+    frame: pd.DataFrame,
+    terms: list[FixedTerm],
+    has_intercept: bool,
+    env: patsy.EvalEnvironment,
+    source: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """The terms' columns with every factor coded by indicators, evaluated in ``env``
-    (the model's formula namespace: ``np``, R's transforms and the caller's functions)."""
+    (the model's formula namespace: ``np``, R's transforms and the caller's functions),
+    stateful transforms learned on ``source`` as in fitting."""
     blocks, names = [], []
     if has_intercept:
         blocks.append(np.ones((len(frame), 1)))
         names.append("Intercept")
     for term in terms:
-        design = patsy.dmatrix(f"0 + {term.name}", frame, eval_env=env, return_type="dataframe")
+        design = design_matrix(f"0 + {term.name}", frame, env, source, return_type="dataframe")
         blocks.append(design.to_numpy(dtype=float))
         names.extend(design.columns)
     return np.column_stack(blocks), names

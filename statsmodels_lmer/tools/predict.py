@@ -30,6 +30,7 @@ from ..frame import column_or_array, names_in_code
 from ..random_effects import term_contribution
 from ..restricted import check_bars
 from ..terms import RandomTerm, match_levels
+from ..transform_rows import design_matrix
 
 __all__ = [
     "complete_rows",
@@ -87,8 +88,10 @@ def _lhs_names(model: Any, lhs: str) -> list[str]:
 
 
 def term_design(model: Any, lhs: str) -> Any:
-    """patsy design of a random term's columns, built on the training rows."""
-    return patsy.dmatrix(lhs, model.data.frame, eval_env=model.formula_env()).design_info
+    """patsy design of a random term's columns, built on the training rows
+    (stateful transforms learned on all rows of the data, as in fitting)."""
+    source = getattr(model.data, "transform_data", None)
+    return design_matrix(lhs, model.data.frame, model.formula_env(), source).design_info
 
 
 def _columns_needed(model: Any, terms: list[tuple[int, list[int]]]) -> set[str]:

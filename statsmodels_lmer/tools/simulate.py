@@ -128,6 +128,9 @@ def update_arguments(
                 f"the model was fitted with {what} given as an array: pass {what}= for the "
                 "new data (or None to fit without)"
             )
+    own = getattr(model.data, "transform_data", None)
+    if data is None and own is not None:  # the statistics of the model's transforms
+        kwargs.setdefault("transform_data", own)
     if model.restricted:
         kwargs.setdefault("restricted", True)
     else:

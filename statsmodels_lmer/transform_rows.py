@@ -1,0 +1,127 @@
+"""Stateful transforms learn their statistics from all rows of the data, as in R.
+
+R's ``model.frame`` evaluates ``scale(x)``, ``ns(x, df = 3)`` or ``poly(x, 2)``
+on every row of the data, before rows with a missing value in another column
+are dropped and before ``subset`` is applied (lme4 keeps the learned
+statistics in the terms' ``predvars``); each transform ignores the rows where
+its own input is missing. patsy, given the complete rows only, would learn
+them from those: with missing values elsewhere or a subset, ``scale(x)`` was
+centred and scaled by other numbers than lme4's (a coefficient of 1.20 where
+lme4 gives 1.68).
+
+A model keeps the columns its stateful transforms read, for all rows of the
+data (:func:`stateful_columns`); :func:`design_matrix` builds a patsy design on
+the complete rows with the statistics learned on those rows
+(:func:`relearn_transforms`), for the fit, predictions and the type III
+contrasts alike.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import pandas as pd
+import patsy
+
+__all__ = [
+    "design_matrix",
+    "names_in_code",
+    "relearn_transforms",
+    "stateful_factors",
+]
+
+
+def stateful_factors(design_info: Any) -> list[tuple[Any, dict]]:
+    """The factors of a patsy design that hold a stateful transform, with their states."""
+    return [
+        (factor, info.state)
+        for factor, info in design_info.factor_infos.items()
+        if isinstance(getattr(info, "state", None), dict) and info.state.get("transforms")
+    ]
+
+
+def relearn_transforms(design_info: Any, source: pd.DataFrame | None, columns: Any = ()) -> bool:
+    """Memorize the design's stateful transforms again on ``source`` (in place).
+
+    Each factor with a stateful transform sees the rows of ``source`` where
+    every column it reads is present (R's transforms drop their own missing
+    values). A factor reading one of ``columns`` (the data's) that ``source``
+    lacks keeps what it learned. Returns whether a factor was relearned;
+    ``source`` None (no rows were dropped) leaves the design as it is.
+    """
+    if source is None:
+        return False
+    relearned = False
+    held = {str(c) for c in source.columns}
+    for factor, state in stateful_factors(design_info):
+        read = _names_in(factor)
+        if any(str(c) in read and str(c) not in held for c in columns):
+            continue
+        names = [c for c in source.columns if str(c) in read]
+        rows = source[names]
+        rows = rows.loc[~rows.isna().any(axis=1).to_numpy()]
+        data = {str(c): _plain(rows[c]) for c in names}
+        fresh: dict[str, Any] = {}
+        passes = factor.memorize_passes_needed(fresh, state["eval_env"])
+        for which in range(passes):
+            factor.memorize_chunk(fresh, which, data)
+            factor.memorize_finish(fresh, which)
+        state.clear()
+        state.update(fresh)
+        relearned = True
+    return relearned
+
+
+def design_matrix(
+    formula_like: Any,
+    frame: Any,
+    eval_env: Any,
+    source: pd.DataFrame | None = None,
+    **options: Any,
+) -> Any:
+    """``patsy.dmatrix(formula_like, frame, ...)`` with the transforms learned on ``source``.
+
+    An integer ``eval_env`` counts frames from the caller, as patsy's does.
+    """
+    if isinstance(eval_env, int):
+        eval_env = patsy.EvalEnvironment.capture(eval_env, reference=1)
+    design = patsy.dmatrix(formula_like, frame, eval_env=eval_env, **options)
+    info = design.design_info
+    if not relearn_transforms(info, source, getattr(frame, "columns", ())):
+        return design
+    (design,) = patsy.build_design_matrices([info], frame, **options)
+    return design
+
+
+def _names_in(factor: Any) -> set[str]:
+    """Names a patsy factor's code reads (``Q("...")`` strings too)."""
+    return names_in_code(getattr(factor, "code", ""))
+
+
+def names_in_code(code: str) -> set[str]:
+    """Variable names (and ``Q("...")`` strings) in a patsy factor's code."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "Q"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def _plain(values: pd.Series) -> Any:
+    """A complete column as patsy reads it: numbers as a float array."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=float)
+    return values

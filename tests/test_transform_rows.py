@@ -1,0 +1,149 @@
+"""Stateful transforms learn on every row where their input is present, as in R.
+
+R's model frame evaluates ``scale(x)`` or ``ns(x, df = 3)`` on all rows of the
+data, before rows with a missing value in another column are dropped and
+before ``subset``; lme4's coefficients, predictions and lmerTest's type III
+table follow from those statistics (tests/fixtures/transform_rows.json from
+tests/fixtures/make_transform_rows_fixtures.R). The in-memory and Dask paths
+learn the same statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FIXTURES
+
+import statsmodels_lmer as sml
+
+RTOL = 1e-7  # objectives and estimates at separate optima (BOBYQA/L-BFGS-B and lme4)
+
+
+@cache
+def reference() -> dict:
+    return json.loads((FIXTURES / "transform_rows.json").read_text())
+
+
+@cache
+def data() -> pd.DataFrame:
+    return pd.read_csv(FIXTURES / "data" / "transform_rows.csv")
+
+
+def new_rows() -> pd.DataFrame:
+    return data().iloc[[0, 1, 10, 39, 76, 149]]
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+
+
+def r_name(name: str) -> str:
+    """Our name of an lme4 coefficient of these formulas."""
+    name = name.replace("(Intercept)", "Intercept").replace("scale(x, scale = FALSE)", "center(x)")
+    name = name.replace("ns(x, df = 3)", "ns(x, df=3)")
+    for level in "abc":
+        name = name.replace(f"f{level}", f"f[T.{level}]")
+    if name.startswith("ns(x, df=3)"):
+        name = f"ns(x, df=3)[{int(name[-1]) - 1}]"
+    return name
+
+
+CASES = {
+    "fixed": ("y ~ scale(x) + z + (1 | g)", {}),
+    "subset": ("y ~ scale(x) + (1 | g)", {"subset": "x > 4"}),
+    "spline": ("y ~ ns(x, df=3) + z + (1 | g)", {}),
+    "random": ("y ~ z + (scale(x) | g)", {}),
+    "type3": ("y ~ center(x) * f + z + (1 | g)", {}),
+}
+
+
+@cache
+def fitted(name: str):
+    formula, kwargs = CASES[name]
+    kwargs = dict(kwargs)
+    if "subset" in kwargs:
+        kwargs["subset"] = data().eval(kwargs["subset"]).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fits in some cases, as lme4's
+        return sml.lmer(formula, data(), **kwargs)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fit_as_lme4(name):
+    case, res = reference()[name], fitted(name)
+    expected = pd.Series(case["fixef"], index=[r_name(n) for n in case["fixef_names"]])
+    assert res.nobs == case["nobs"]
+    assert res.objective <= case["objective"] * (1 + RTOL)
+    assert rel(res.objective, case["objective"]) < RTOL
+    assert rel(res.fe_params[expected.index], expected) < 1e-5  # the optimizers' tolerance
+    at_lme4 = res.model.results_at(case["theta"])
+    assert rel(at_lme4.fe_params[expected.index], expected) < 1e-9
+    assert rel(at_lme4.objective, case["objective"]) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["fixed", "spline", "random"])
+def test_predictions_as_lme4(name):
+    case, res = reference()[name], fitted(name)
+    at_lme4 = res.model.results_at(case["theta"])
+    got = at_lme4.predict(new_rows())
+    expected = np.array([np.nan if v is None else v for v in case["predict"]], dtype=float)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    keep = ~np.isnan(expected)
+    assert rel(np.asarray(got)[keep], expected[keep]) < 1e-9
+    if "predict_population" in case:
+        population = at_lme4.predict(new_rows(), re_formula=np.nan)
+        expected = np.array(case["predict_population"], dtype=float)
+        assert rel(np.asarray(population)[keep], expected[keep]) < 1e-9
+
+
+def test_type3_table_as_lmertest():
+    case, res = reference()["type3"], fitted("type3")
+    table = res.model.results_at(case["theta"]).anova(type=3)
+    names = {"center(x)": "scale(x, scale = FALSE)", "center(x):f": "scale(x, scale = FALSE):f"}
+    order = [case["terms"].index(names.get(term, term)) for term in table.index]
+    assert rel(table["F"], np.array(case["F"])[order]) < 1e-8
+    assert (
+        rel(table["DenDF"], np.array(case["DenDF"])[order]) < 1e-4
+    )  # lmerTest's numerical Hessian
+
+
+def test_statistics_survive_pickling_and_refits():
+    res = fitted("fixed")
+    loaded = pickle.loads(pickle.dumps(res))
+    np.testing.assert_allclose(loaded.predict(new_rows()), res.predict(new_rows()), rtol=1e-12)
+    updated = res.update(". ~ . - z")  # the fitted rows, with the model's statistics of x
+    x = data()["x"]
+    spec = updated.model.data.model_spec
+    (state,) = [i.state for f, i in spec.factor_infos.items() if f.code == "scale(x)"]
+    (transform,) = state["transforms"].values()
+    assert transform.count == x.notna().sum()
+    assert transform.mean[0] == pytest.approx(x.mean(), rel=1e-14)
+
+
+def test_complete_data_unchanged():
+    # no row left out: the design is patsy's own (nothing learned again)
+    complete = data().dropna().reset_index(drop=True)
+    res = sml.lmer("y ~ scale(x) + (1 | g)", complete)
+    assert res.model.data.transform_data is None
+    x = complete["x"]
+    scaled = res.model.exog[:, 1] if isinstance(res.model.exog, np.ndarray) else None
+    assert scaled is not None
+    np.testing.assert_allclose(scaled, (x - x.mean()) / x.std(), rtol=1e-12)
+
+
+def test_dask_learns_the_same_statistics():
+    dd = pytest.importorskip("dask.dataframe")
+    dask = pytest.importorskip("dask")
+    formula, _ = CASES["random"]
+    with dask.config.set(scheduler="synchronous"):
+        partitioned = sml.Lmer.from_formula(formula, dd.from_pandas(data(), npartitions=4))
+        theta = reference()["random"]["theta"]
+        memory = fitted("random").model.results_at(theta)
+        assert rel(partitioned.results_at(theta).objective, memory.objective) < 1e-12
