@@ -1,14 +1,15 @@
 """R's splines: the interpolating and back splines of lme4's profile intervals, and
-the natural cubic spline basis of ``splines::ns`` for formulas."""
+the bases of ``splines::ns`` and ``splines::bs`` for formulas."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 from scipy import interpolate
 
-__all__ = ["back_spline", "natural_spline_basis"]
+__all__ = ["b_spline_basis", "back_spline", "natural_spline_basis"]
 
 
 def back_spline(par: np.ndarray, zeta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -97,4 +98,62 @@ def natural_spline_basis(
     if not intercept:
         basis, curvature = basis[:, 1:], curvature[:, 1:]
     q, _ = np.linalg.qr(curvature.T, mode="complete")
-    return basis @ q[:, 2:]
+    out = basis @ q[:, 2:]
+    out[np.isnan(x)] = np.nan
+    return out
+
+
+TAYLOR_PIVOT_SHARE = 0.25
+"""R's ``bs``: outside the boundary knots, the Taylor expansion about a point this far
+from the boundary knot towards the next knot (R >= 3.2.3's ``e <- 1/4``)."""
+
+
+def b_spline_basis(
+    x: np.ndarray,
+    knots: np.ndarray,
+    boundary: tuple[float, float],
+    degree: int = 3,
+    intercept: bool = False,
+) -> np.ndarray:
+    """The basis of R's ``splines::bs(x, knots =, Boundary.knots =, degree =, intercept =)``.
+
+    B-splines of order ``degree + 1`` on the boundary knots (each ``degree + 1``
+    times) and the interior ``knots``. Outside the boundary knots each basis
+    function continues as its Taylor polynomial of degree ``degree`` about a
+    pivot a quarter of the way to the nearest knot inside (R's extrapolation,
+    where patsy's ``bs`` refuses). Without ``intercept`` the first B-spline is
+    dropped, as R does; missing ``x`` gives missing rows.
+
+    Returns
+    -------
+    ndarray, shape (len(x), len(knots) + degree + intercept)
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    order = degree + 1
+    low, high = boundary
+    inner = np.sort(np.asarray(knots, dtype=float).ravel())
+    all_knots = np.concatenate([[low] * order, inner, [high] * order])
+    n_basis = len(all_knots) - order
+    splines = interpolate.BSpline(all_knots, np.eye(n_basis), degree, extrapolate=False)
+    basis = np.full((x.size, n_basis), np.nan)
+    inside = (x >= low) & (x <= high)
+    basis[inside] = splines(x[inside])
+    share = TAYLOR_PIVOT_SHARE
+    pivots = (
+        ((1 - share) * low + share * all_knots[order], x < low),
+        ((1 - share) * high + share * all_knots[-order - 1], x > high),
+    )
+    for pivot, rows in pivots:
+        if rows.any():
+            basis[rows] = _taylor(splines, pivot, degree, x[rows])
+    return basis if intercept else basis[:, 1:]
+
+
+def _taylor(splines: interpolate.BSpline, pivot: float, degree: int, x: np.ndarray) -> np.ndarray:
+    """Each basis function's Taylor polynomial of degree ``degree`` about ``pivot`` at ``x``."""
+    at = np.array([pivot])
+    out = np.tile(splines(at)[0], (x.size, 1))
+    for power in range(1, degree + 1):
+        derivative = splines.derivative(power)(at)[0] / math.factorial(power)
+        out += np.outer((x - pivot) ** power, derivative)
+    return out

@@ -4,7 +4,8 @@ patsy's ``scale(x)`` divides by the standard deviation with ``ddof=0``; R's
 ``scale(x)`` divides by ``sd(x)`` (``n - 1``). An lme4 formula with
 ``scale(x)`` would silently give coefficients ``sqrt(n / (n - 1))`` times
 R's (and a different REML criterion), so formulas here see R's version.
-patsy has no natural splines: ``ns(x, df=3)`` is R's ``splines::ns``.
+patsy has no natural splines: ``ns(x, df=3)`` is R's ``splines::ns``; ``bs(x, df=4)``
+is R's ``splines::bs`` (patsy's inside the boundary knots, R's extrapolation outside).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .splines import natural_spline_basis
+from .splines import b_spline_basis, natural_spline_basis
 
-__all__ = ["FORMULA_TRANSFORMS", "NaturalSpline", "RScale", "ns", "scale"]
+__all__ = ["FORMULA_TRANSFORMS", "BSpline", "NaturalSpline", "RScale", "bs", "ns", "scale"]
 
 
 class RScale:
@@ -150,13 +151,25 @@ def _ns_knots(
     x: np.ndarray, df: int | None, knots: Any, intercept: bool, boundary_knots: Any
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """R's ``ns``: boundary knots at the range, ``df - 1 - intercept`` interior quantiles."""
-    if boundary_knots is None:
-        boundary = (float(np.min(x)), float(np.max(x)))
-    else:
-        boundary = (float(np.min(boundary_knots)), float(np.max(boundary_knots)))
+    n_interior = None if df is None else int(df) - 1 - int(bool(intercept))
+    return _spline_knots(x, n_interior, knots, boundary_knots)
+
+
+def _spline_knots(
+    x: np.ndarray, n_interior: int | None, knots: Any, boundary_knots: Any
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Interior and boundary knots as R's ``ns`` and ``bs``: the boundary at the range
+    of ``x`` (or given; a missing end at the range), the interior at equally spaced
+    quantiles (R's type 7) of the values between them, unless given."""
+    low, high = (None, None) if boundary_knots is None else boundary_knots
+    boundary = (
+        float(np.min(x)) if low is None else float(low),
+        float(np.max(x)) if high is None else float(high),
+    )
+    boundary = (min(boundary), max(boundary))
     if knots is not None:
         return np.sort(np.asarray(knots, dtype=float).ravel()), boundary
-    n_interior = max(int(df) - 1 - int(bool(intercept)), 0) if df is not None else 0
+    n_interior = max(n_interior, 0) if n_interior is not None else 0
     inside = x[(x >= boundary[0]) & (x <= boundary[1])]
     probabilities = np.linspace(0.0, 1.0, n_interior + 2)[1:-1]
     return np.quantile(inside, probabilities), boundary
@@ -178,5 +191,73 @@ def ns(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
 
 ns.__patsy_stateful_transform__ = NaturalSpline  # type: ignore[attr-defined]
 
-FORMULA_TRANSFORMS = {"scale": scale, "ns": ns}
+
+class BSpline:
+    """R's ``splines::bs`` as a patsy stateful transform (see :func:`bs`).
+
+    Knots as R's: the boundary knots at the range of ``x`` (or given), the
+    interior ones at equally spaced quantiles of the values between them.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.knots: np.ndarray | None = None
+        self.boundary: tuple[float, float] | None = None
+
+    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep one chunk of ``x`` (the quantiles need all of it)."""
+        self.chunks.append(np.asarray(x, dtype=float).ravel())
+
+    def memorize_finish(self) -> None:
+        """Nothing here: the knots follow from the arguments of :meth:`transform`."""
+
+    def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The basis of ``x`` on the knots of the fitted data (arguments as :func:`bs`'s)."""
+        df, knots, degree, intercept, boundary_knots = _bs_arguments(*args, **kwargs)
+        if self.knots is None:
+            n_interior = None if df is None else int(df) - int(degree) - 1 + (not intercept)
+            self.knots, self.boundary = _spline_knots(
+                np.concatenate(self.chunks), n_interior, knots, boundary_knots
+            )
+        return b_spline_basis(x, self.knots, self.boundary, int(degree), intercept)
+
+
+def _bs_arguments(
+    df: int | None = None,
+    knots: Any = None,
+    degree: int = 3,
+    intercept: bool | None = None,
+    boundary_knots: Any = None,
+    include_intercept: bool = False,
+    lower_bound: float | None = None,
+    upper_bound: float | None = None,
+) -> tuple[int | None, Any, int, bool, Any]:
+    """R's arguments, or patsy's names for them (``include_intercept``, ``lower_bound``,
+    ``upper_bound``)."""
+    if intercept is None:
+        intercept = include_intercept
+    if boundary_knots is None and (lower_bound is not None or upper_bound is not None):
+        boundary_knots = (lower_bound, upper_bound)
+    return df, knots, degree, bool(intercept), boundary_knots
+
+
+def bs(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """R's B-spline basis ``splines::bs(x, df, knots, degree, intercept, Boundary.knots)``.
+
+    In a formula: ``bs(x, df=4)``, ``bs(x, knots=[...], degree=2)``,
+    ``intercept=True``, ``boundary_knots=[low, high]``; patsy's
+    ``include_intercept``, ``lower_bound`` and ``upper_bound`` work too. The
+    same basis as R's (and patsy's, inside the boundary knots); outside them
+    each column continues as R's does (a Taylor polynomial), where patsy's
+    ``bs`` refuses to predict. Columns ``bs(x, df=4)[0]``.. for R's ``1``..
+    """
+    transform = BSpline()
+    transform.memorize_chunk(x)
+    transform.memorize_finish()
+    return transform.transform(x, *args, **kwargs)
+
+
+bs.__patsy_stateful_transform__ = BSpline  # type: ignore[attr-defined]
+
+FORMULA_TRANSFORMS = {"scale": scale, "ns": ns, "bs": bs}
 """Names every formula sees ahead of patsy's built-ins (a name of the caller's wins)."""

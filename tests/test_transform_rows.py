@@ -21,6 +21,7 @@ import pytest
 from conftest import FIXTURES
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.transforms import BSpline
 
 RTOL = 1e-7  # objectives and estimates at separate optima (BOBYQA/L-BFGS-B and lme4)
 
@@ -147,3 +148,37 @@ def test_dask_learns_the_same_statistics():
         theta = reference()["random"]["theta"]
         memory = fitted("random").model.results_at(theta)
         assert rel(partitioned.results_at(theta).objective, memory.objective) < 1e-12
+
+
+BASES = {
+    "df4": {"df": 4},
+    "knots_degree2": {"knots": [3.0, 7.0], "degree": 2},
+    "df5_intercept": {"df": 5, "intercept": True},
+}
+
+
+@pytest.mark.parametrize("name", list(BASES))
+def test_bs_basis_is_rs_also_beyond_the_boundary_knots(name):
+    # patsy's bs refused points outside the boundary knots; R continues each
+    # column as its Taylor polynomial about a point inside
+    case = reference()["bs_basis"]
+    grid, at = np.linspace(0, 10, 50), np.array(case["at"])
+    transform = BSpline()
+    transform.memorize_chunk(grid)
+    transform.memorize_finish()
+    transform.transform(grid, **BASES[name])
+    got = transform.transform(at, **BASES[name])
+    expected = np.array(case[name]["values"]).reshape(len(at), case[name]["columns"])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert np.isnan(transform.transform(np.array([np.nan, 1.0]), **BASES[name])[0]).all()
+
+
+def test_bs_model_predicts_beyond_the_data_as_lme4():
+    case = reference()["bs_model"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ bs(x, df=4) + z + (1 | g)", data())
+    assert rel(res.objective, case["objective"]) < RTOL
+    far = pd.DataFrame({"x": [-3, 0.5, 12, 15], "z": 0.0, "g": ["g01", "g02", "g03", "g04"]})
+    got = res.model.results_at(case["theta"]).predict(far)
+    assert rel(got, case["predict"]) < 1e-9
