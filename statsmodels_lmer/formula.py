@@ -562,8 +562,6 @@ def r_powers(formula: str) -> str:
 
 # R functions users write in lme4 formulas, and what to write here instead
 _R_FUNCTIONS = {
-    "poly": "poly() is not available: write raw polynomials as 'x + I(x**2)' "
-    "(R's poly(x, 2, raw = TRUE)), or use patsy's C(f, Poly) for an ordered factor",
     "factor": "use C(x) for R's factor(x)",
     "as.factor": "use C(x) for R's as.factor(x)",
     "offset": "pass the offset as the offset= keyword",

@@ -16,7 +16,17 @@ import numpy as np
 
 from .splines import b_spline_basis, natural_spline_basis
 
-__all__ = ["FORMULA_TRANSFORMS", "BSpline", "NaturalSpline", "RScale", "bs", "ns", "scale"]
+__all__ = [
+    "FORMULA_TRANSFORMS",
+    "BSpline",
+    "NaturalSpline",
+    "OrthogonalPolynomial",
+    "RScale",
+    "bs",
+    "ns",
+    "poly",
+    "scale",
+]
 
 
 class RScale:
@@ -259,5 +269,93 @@ def bs(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
 
 bs.__patsy_stateful_transform__ = BSpline  # type: ignore[attr-defined]
 
-FORMULA_TRANSFORMS = {"scale": scale, "ns": ns, "bs": bs}
+
+class OrthogonalPolynomial:
+    """R's ``poly(x, degree)`` as a patsy stateful transform (see :func:`poly`).
+
+    The coefficients of the three-term recurrence (R's ``coefs``: ``alpha``
+    and ``norm2``) are learned on the data the model is fitted to and give the
+    same polynomials for new data, as R's ``predict`` of a ``poly`` basis.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.alpha: np.ndarray | None = None
+        self.norm2: np.ndarray | None = None
+
+    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep one chunk of ``x`` (the coefficients need all of it)."""
+        self.chunks.append(np.asarray(x, dtype=float).ravel())
+
+    def memorize_finish(self) -> None:
+        """Nothing here: the coefficients follow from the degree given to :meth:`transform`."""
+
+    def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The polynomials of ``x`` (arguments as :func:`poly`'s)."""
+        degree, raw = _poly_arguments(*args, **kwargs)
+        values = np.asarray(x, dtype=float).ravel()
+        if raw:
+            return np.column_stack([values**power for power in range(1, degree + 1)])
+        if self.alpha is None:
+            self.alpha, self.norm2 = _recurrence_coefficients(np.concatenate(self.chunks), degree)
+        return _orthogonal_polynomials(values, self.alpha, self.norm2)
+
+
+def _poly_arguments(*args: Any, degree: int = 1, raw: bool = False) -> tuple[int, bool]:
+    if args:
+        if len(args) > 1 or isinstance(args[0], bool) or not float(args[0]).is_integer():
+            raise TypeError(
+                "poly() takes one variable and its degree here (poly(x, 2)); for R's "
+                "poly(x, z, degree = 2) write the products, e.g. poly(x, 2) + z + x:z"
+            )
+        degree = int(args[0])
+    if int(degree) < 1:
+        raise ValueError(f"poly(): degree must be at least 1, got {degree}")
+    return int(degree), bool(raw)
+
+
+def _recurrence_coefficients(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``poly`` coefficients: ``alpha`` (degree) and ``norm2`` (degree + 2, from 1)."""
+    if degree >= len(np.unique(x)):
+        raise ValueError(
+            f"poly(): degree {degree} must be less than the number of distinct values "
+            f"({len(np.unique(x))})"
+        )
+    mean = x.mean()
+    centred = x - mean
+    q, r = np.linalg.qr(np.vander(centred, degree + 1, increasing=True))
+    monic = q * np.diagonal(r)  # x^k minus its projection on the lower powers
+    squares = monic**2
+    norm2 = squares.sum(axis=0)
+    alpha = (centred @ squares / norm2 + mean)[:degree]
+    return alpha, np.concatenate([[1.0], norm2])
+
+
+def _orthogonal_polynomials(x: np.ndarray, alpha: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+    """The normalized polynomials of degree 1.. at ``x`` by the three-term recurrence."""
+    degree = len(alpha)
+    basis = np.ones((x.size, degree + 1))
+    basis[:, 1] = x - alpha[0]
+    for k in range(1, degree):
+        basis[:, k + 1] = (x - alpha[k]) * basis[:, k] - norm2[k + 1] / norm2[k] * basis[:, k - 1]
+    return (basis / np.sqrt(norm2[1:]))[:, 1:]
+
+
+def poly(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """R's orthogonal polynomials ``poly(x, degree)`` (and ``raw=True``: the powers).
+
+    In a formula: ``poly(x, 2)`` or ``poly(x, degree=2)``, ``raw=True`` for R's
+    ``raw = TRUE``. The same columns as R's, so the same coefficients; the
+    recurrence learned on the fitted data is used for new data, as R's
+    ``predict``. Columns ``poly(x, 2)[0]``.. for R's ``1``..
+    """
+    transform = OrthogonalPolynomial()
+    transform.memorize_chunk(x)
+    transform.memorize_finish()
+    return transform.transform(x, *args, **kwargs)
+
+
+poly.__patsy_stateful_transform__ = OrthogonalPolynomial  # type: ignore[attr-defined]
+
+FORMULA_TRANSFORMS = {"scale": scale, "ns": ns, "bs": bs, "poly": poly}
 """Names every formula sees ahead of patsy's built-ins (a name of the caller's wins)."""

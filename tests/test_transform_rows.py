@@ -21,7 +21,8 @@ import pytest
 from conftest import FIXTURES
 
 import statsmodels_lmer as sml
-from statsmodels_lmer.transforms import BSpline
+from statsmodels_lmer.exceptions import FormulaError
+from statsmodels_lmer.transforms import BSpline, OrthogonalPolynomial
 
 RTOL = 1e-7  # objectives and estimates at separate optima (BOBYQA/L-BFGS-B and lme4)
 
@@ -182,3 +183,46 @@ def test_bs_model_predicts_beyond_the_data_as_lme4():
     far = pd.DataFrame({"x": [-3, 0.5, 12, 15], "z": 0.0, "g": ["g01", "g02", "g03", "g04"]})
     got = res.model.results_at(case["theta"]).predict(far)
     assert rel(got, case["predict"]) < 1e-9
+
+
+def test_poly_is_rs_orthogonal_polynomials():
+    case = reference()["poly_basis"]
+    grid, at = np.linspace(0, 10, 50), np.array(case["at"])
+    transform = OrthogonalPolynomial()
+    transform.memorize_chunk(grid)
+    np.testing.assert_allclose(
+        transform.transform(grid, 3), np.reshape(case["fitted"], (50, 3)), atol=1e-13
+    )
+    np.testing.assert_allclose(
+        transform.transform(at, 3), np.reshape(case["new"], (-1, 3)), rtol=1e-11
+    )
+    raw = OrthogonalPolynomial().transform(at, degree=2, raw=True)
+    np.testing.assert_array_equal(raw, np.column_stack([at, at**2]))
+
+
+def test_poly_growth_model_as_lme4():
+    case = reference()["poly_model"]
+    rows = data()[data()["x"].notna()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ poly(x, 2) + z + (poly(x, 1) | g)", rows)
+    assert res.nobs == case["nobs"]
+    assert res.objective <= case["objective"] * (1 + RTOL)
+    at_lme4 = res.model.results_at(case["theta"])
+    assert rel(at_lme4.fe_params, case["fixef"]) < 1e-9
+    far = pd.DataFrame({"x": [-3, 0.5, 12, 15], "z": 0.0, "g": ["g01", "g02", "g03", "g04"]})
+    assert rel(at_lme4.predict(far), case["predict"]) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("formula", "match"),
+    [
+        ("y ~ poly(x, z, 2) + (1 | g)", "one variable"),
+        ("y ~ poly(x, 0) + (1 | g)", "at least 1"),
+        ("y ~ poly(g2, 3) + (1 | g)", "distinct values"),
+    ],
+)
+def test_poly_refuses_what_it_cannot_do(formula, match):
+    rows = data().assign(g2=np.repeat([1.0, 2.0], 80))
+    with pytest.raises(FormulaError, match=match):
+        sml.lmer(formula, rows)
