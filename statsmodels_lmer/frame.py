@@ -481,7 +481,10 @@ def transform_source(
     sides = [parsed.fixed] + [f"0 + {bar.lhs}" for bar in parsed.bars]
     codes = set()
     for side in sides:
-        desc = patsy.ModelDesc.from_formula(side)
+        try:
+            desc = patsy.ModelDesc.from_formula(side)
+        except patsy.PatsyError:  # reported when the design is built
+            continue
         for term in desc.lhs_termlist + desc.rhs_termlist:
             codes |= {factor.code for factor in term.factors}
     read = set()
