@@ -10,7 +10,8 @@ centred and scaled by other numbers than lme4's (a coefficient of 1.20 where
 lme4 gives 1.68).
 
 A model keeps the columns its stateful transforms read, for all rows of the
-data (:func:`stateful_columns`); :func:`design_matrix` builds a patsy design on
+data (``model.data.transform_data``, from
+:func:`statsmodels_lmer.frame.transform_source`); :func:`design_matrix` builds a patsy design on
 the complete rows with the statistics learned on those rows
 (:func:`relearn_transforms`), for the fit, predictions and the type III
 contrasts alike.
