@@ -193,6 +193,25 @@ def test_ranef_coef(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_conditional_covariances_and_random_design(name: str) -> None:
+    """lme4's postVar arrays, ngrps, and rows of Z Lambda Lambda' Z' (getME pieces)."""
+    _, ref, _, res = fitted(name)
+    terms = res.model.random_terms
+    for group, post in (ref["postvar"] or {}).items():  # [] when every factor has two terms
+        (index,) = [i for i, t in enumerate(terms) if t.group == group]
+        q, _, n_levels = post["dim"]
+        theirs = np.asarray(post["values"]).reshape((n_levels, q, q))  # R's column-major
+        position = pd.Index(terms[index].levels.astype(str)).get_indexer(post["levels"])
+        assert (position >= 0).all()
+        assert_close(res.conditional_covariances[index][position], theirs)
+    assert res.ngroups == ref["ngrps"]
+    zl = sml.random_effects.scaled_z(terms, np.asarray(res.theta), res.model.theta_slices)
+    marginal = (zl @ zl.T).toarray() if hasattr(zl, "toarray") else zl @ zl.T
+    assert_close(np.diag(marginal), ref["zl_rows"]["diag"])
+    assert_close(marginal.sum(axis=1), ref["zl_rows"]["row_sums"])
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_predict_newdata(name: str) -> None:
     """New levels, re_formula "0" / NA / one term, offsets from newdata, NA rows.
 
