@@ -40,6 +40,7 @@ CASES = [
     "slope_crossed_off",
     "singular_w_ml",
     "factor_x_ml",
+    "large_mean_w",
 ]
 
 
@@ -385,3 +386,31 @@ def test_bad_predict_arguments_name_the_problem() -> None:
         fit.predict(new, offset=np.zeros(3), allow_new_levels=True)
     with pytest.raises(FormulaError, match=r"\(1 \| zz\)"):
         fit.predict(new, re_formula="~ (1 | zz)")
+
+
+def test_large_mean_response_keeps_its_digits() -> None:
+    """A response of mean 1e5 and spread 1 fits as the same response shifted to 0.
+
+    The engine read the pwrss off the Cholesky factor of the cross-products of
+    ``[Z X y]``, ``y'Wy`` minus the fitted part: with y around 1e5 it kept only
+    ~10 of 16 digits. At lme4's theta sigma was 1.0525248 (lme4 1.0525283,
+    3.3e-6 relative) and the fitted log-likelihood -60.015344 (lme4 -60.015236);
+    now the sums are of ``y - X beta_ols``, and both agree to 1e-12.
+    """
+    data, ref, fit, res = fitted("large_mean_w")
+    centred = data.assign(y=data["y"] - 1e5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shifted = sml.lmer(ref["formula"], centred, REML=ref["REML"], weights="w")
+    at_theta = shifted.model.results_at(res.theta, reml=ref["REML"])
+    assert res.sigma == pytest.approx(at_theta.sigma, rel=1e-10)
+    assert res.llf == pytest.approx(at_theta.llf, rel=1e-10)
+    expected = at_theta.params.copy()
+    expected["Intercept"] += 1e5
+    # y near 1e5 is stored to about 1e-11 (and so is y - 1e5): slopes agree to that
+    np.testing.assert_allclose(res.params, expected, rtol=1e-12, atol=1e-9)
+    assert fit.llf == pytest.approx(shifted.llf, rel=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refit = fit.refit(np.asarray(fit.model.endog) + 1.0)  # the refit path's sums too
+    assert refit.llf == pytest.approx(shifted.llf, rel=1e-9)
