@@ -29,6 +29,7 @@ from conftest import FIXTURES
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import DataError, FormulaError, UnknownColumnError
+from statsmodels_lmer.tools.predict import selected_terms
 
 RTOL = 1e-6
 CASES = [
@@ -320,9 +321,16 @@ def test_refit_update_refit_ml(name: str) -> None:
     assert ml.llf == pytest.approx(ref["refit_ml"]["logLik"], rel=1e-8)
 
 
+def first_term_variance(res, re_formula: str) -> np.ndarray:
+    """``z' Sigma z`` per fitted row of the term ``re_formula`` selects."""
+    ((index, _),) = selected_terms(res.model, re_formula)
+    Z = res.model.random_terms[index].Z
+    return np.einsum("ij,jk,ik->i", Z, res.term_covariance(index), Z)
+
+
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("use_u", [False, True])
-def test_simulate_moments(name: str, use_u: bool) -> None:
+@pytest.mark.parametrize("use_u", [False, True, "first"])
+def test_simulate_moments(name: str, use_u) -> None:
     """Means and variances of 4000 simulations per row against lme4's 4000.
 
     Each difference is divided by its simulation SE (variance of a mean
@@ -331,12 +339,27 @@ def test_simulate_moments(name: str, use_u: bool) -> None:
     simulate draws the residual as ``sigma e`` whatever the prior weights; ours
     is ``sigma e / sqrt(w)``, the fitted model's: lme4's variances are shifted by
     ``sigma^2 (1 / w - 1)`` before the comparison.
+
+    ``"first"``: conditional on the first random term only (lme4's ``re.form``),
+    for models with several. The means are lme4's; the variances are those of
+    lme4's unconditional simulation less the first term's ``z' Sigma z``:
+    lme4 1.1-31 draws the other terms with the first term's covariance factor
+    (on crossed_w_off without weights, ``re.form = ~(1 | g)`` gave variances of
+    1.653, ``sigma^2 + sigma_g^2``, instead of ``sigma^2 + sigma_h^2`` = 1.786).
     """
     _, ref, _, res = fitted(name)
-    sims = res.simulate(4000, seed=7, use_u=use_u).to_numpy()
+    if use_u == "first":
+        if "sim_first" not in ref:
+            pytest.skip("one random term")
+        re_formula = f"~ ({ref['first_bar']})"
+        sims = res.simulate(4000, seed=7, re_formula=re_formula).to_numpy()
+        mean = np.asarray(ref["sim_first"]["mean"])
+        lme4_var = np.asarray(ref["sim"]["var"]) - first_term_variance(res, re_formula)
+    else:
+        sims = res.simulate(4000, seed=7, use_u=use_u).to_numpy()
+        theirs = ref["sim_u" if use_u else "sim"]
+        mean, lme4_var = np.asarray(theirs["mean"]), np.asarray(theirs["var"])
     n = sims.shape[1]
-    theirs = ref["sim_u" if use_u else "sim"]
-    mean, lme4_var = np.asarray(theirs["mean"]), np.asarray(theirs["var"])
     var = lme4_var
     if res.model.weights is not None:
         var = lme4_var + res.sigma**2 * (1 / res.model.weights - 1)
