@@ -745,6 +745,13 @@ class LmerResults(LikelihoodModelResults):
             values = values * np.sqrt(self.model.weights)
         return values / self.sigma if scaled else values
 
+    def hatvalues(self) -> np.ndarray:
+        """Leverages of the conditional fit, as lme4's ``hatvalues``.
+
+        See :func:`statsmodels_lmer.tools.prediction.hatvalues`.
+        """
+        return prediction.hatvalues(self)
+
     # -- prediction, simulation, refits ----------------------------------
     def predict(
         self,

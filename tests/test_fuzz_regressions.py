@@ -99,6 +99,27 @@ def test_collapsed_term_is_released_along_a_correlated_direction(method):
     assert res.optinfo["restarted"] or res.optinfo["optimizer"] == "lbfgsb"
 
 
+@pytest.mark.skipif(not HAS_NLOPT, reason="nlopt")
+def test_collapsed_term_is_released_after_an_edge_restart():
+    # From this start, with the response changed at round-off level (as the engine's
+    # sums change when they are formed otherwise), BOBYQA's edge restart (a theta
+    # element on its bound with a falling slope) ended on the collapsed (x | h) term,
+    # 6.7e-3 above the optimum: the release along correlated directions was tried only
+    # after a mirror restart. It is now tried after any restart.
+    case = reference("saddle_ml")
+    data = pd.read_csv(FIXTURES / "data" / f"{case['data']}.csv.gz")
+    model = sml.Lmer.from_formula(case["formula"], data)
+    nudged = model.with_response(np.asarray(model.endog) * (1 + 1e-12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = nudged.fit(
+            reml=case["REML"], method="bobyqa", start_theta=[0.39, 0.73, 1.36, 1.27, 0.41, 0.5]
+        )
+    best = case["best"]["objective"]
+    assert res.objective <= best * (1 + 1e-9)
+    np.testing.assert_allclose(res.theta, case["best"]["theta"], atol=5e-4)
+
+
 @pytest.mark.parametrize("factor", [1e-6, 1e-3, 1e3, 1e6])
 @pytest.mark.parametrize("method", MIRROR_METHODS)
 def test_extreme_column_scales_reach_the_optimum(factor, method):

@@ -57,6 +57,7 @@ from .sparse import (
 __all__ = [
     "INT32_INDICES",
     "PAIR_CHUNK",
+    "SHIFT_RATIO",
     "STRATEGY_NAMES",
     "THREADED_PAIRS",
     "ClassesProduct",
@@ -71,11 +72,17 @@ __all__ = [
     "design_sizes",
     "engine_order",
     "finalize_cross_products",
+    "least_squares_shift",
     "level_blocks",
     "model_blocks",
     "raw_sums",
     "response_sums",
+    "shifted_response",
 ]
+
+SHIFT_RATIO = 1e4
+"""``y'Wy`` over the least-squares residual sum of squares above which the response's
+sums are those of its least-squares residual (:func:`least_squares_shift`)."""
 
 # Class products are kept only up to this many bytes.
 _MAX_CLASS_PRODUCT_BYTES = 2 * 1024**3
@@ -575,6 +582,9 @@ class CrossProducts:
     fill_positions, fill_values : ndarray
         The lower triangle of ``A_RR``: flat positions in the ``m x m`` work
         array (sorted) and values.
+    beta_shift : ndarray, shape (p,), optional
+        The sums are those of ``y - X beta_shift`` (see :func:`least_squares_shift`):
+        the engine's fixed effects are ``beta - beta_shift``.
     """
 
     first_levels: int
@@ -594,6 +604,7 @@ class CrossProducts:
     sparse: SparseSystem | None = None
     fill_positions: np.ndarray | None = None
     fill_values: np.ndarray | None = None
+    beta_shift: np.ndarray | None = None
 
     @property
     def size_rest(self) -> int:
@@ -636,7 +647,9 @@ class CrossProducts:
         row = np.repeat(np.arange(m), np.diff(a_rr.indptr))
         a_rr.data[a_rr.indices == m - 1] = response[row[a_rr.indices == m - 1]]
         a_rr.data[row == m - 1] = response[a_rr.indices[row == m - 1]]
-        out = dataclasses.replace(self, a_r1=a_r1, a_rr=a_rr, product=None, nested=None)
+        out = dataclasses.replace(
+            self, a_r1=a_r1, a_rr=a_rr, product=None, nested=None, beta_shift=sums.beta_shift
+        )
         out.fill_positions, out.fill_values = _lower_entries(a_rr)
         if self.sparse is not None:
             out.sparse = self.sparse.with_response(a_r1, a_rr)
@@ -821,8 +834,45 @@ def build_cross_products(
     Returns
     -------
     CrossProducts
+        Of ``y - X beta_shift`` (:func:`least_squares_shift`), with ``beta_shift``.
     """
-    return finalize_cross_products(raw_sums(terms, X, y, weights), strategy)
+    shift = least_squares_shift(X, y, weights)
+    cross = finalize_cross_products(
+        raw_sums(terms, X, shifted_response(X, y, shift), weights), strategy
+    )
+    cross.beta_shift = shift
+    return cross
+
+
+def least_squares_shift(
+    X: np.ndarray, y: np.ndarray, weights: np.ndarray | None
+) -> np.ndarray | None:
+    """Weighted least-squares coefficients of ``y`` on ``X``, to subtract before the sums.
+
+    The profiled deviance reads the penalized residual sum of squares off the
+    Cholesky factor of the cross-products of ``[Z X y]``: ``y'Wy`` minus the
+    fitted part, which cancels to round-off of ``y'Wy``. A response whose
+    mean is large against its spread (``1e5 + N(0, 1)``) lost 5 digits of
+    sigma and the log-likelihood that way. The same model for
+    ``y - X beta_shift`` has the same theta, pwrss and deviance, and fixed
+    effects ``beta - beta_shift``. None (no shift) where ``y'Wy`` is within
+    :data:`SHIFT_RATIO` of the least-squares residual sum of squares: less
+    than 4 digits are at stake, and the sums stay those of ``y`` itself.
+    """
+    if X.shape[1] == 0:
+        return None
+    root_w = np.ones(len(y)) if weights is None else np.sqrt(weights)
+    wy = y * root_w
+    shift, *_ = np.linalg.lstsq(X * root_w[:, None], wy, rcond=None)
+    residual = wy - (X * root_w[:, None]) @ shift
+    if float(wy @ wy) <= SHIFT_RATIO * float(residual @ residual):
+        return None
+    return shift
+
+
+def shifted_response(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """``y - X shift`` (``y`` itself without a shift)."""
+    return y if shift is None else y - X @ shift
 
 
 @dataclass(eq=False)
@@ -960,12 +1010,15 @@ class ResponseSums:
         ``X' W y``.
     total : float
         ``y' W y``.
+    beta_shift : ndarray, optional
+        The sums are those of ``y - X beta_shift``, as in :class:`CrossProducts`.
     """
 
     first: np.ndarray
     rest: np.ndarray
     fixed: np.ndarray
     total: float
+    beta_shift: np.ndarray | None = None
 
 
 def response_sums(
@@ -975,8 +1028,9 @@ def response_sums(
 
     Parameters are those of :func:`build_cross_products`.
     """
+    shift = least_squares_shift(X, y, weights)
     root_w = np.ones(len(y)) if weights is None else np.sqrt(weights)
-    xy = np.column_stack([X, y]) * root_w[:, None]
+    xy = np.column_stack([X, shifted_response(X, y, shift)]) * root_w[:, None]
     wy = xy[:, -1:]
     first = _by_columns(terms[0], _weighted_columns(terms[0], root_w), wy)
     rest = [_by_columns(t, _weighted_columns(t, root_w), wy)[:, 0] for t in terms[1:]]
@@ -986,6 +1040,7 @@ def response_sums(
         rest=np.concatenate(rest) if rest else np.zeros(0),
         fixed=gram[:-1, -1].copy(),
         total=float(gram[-1, -1]),
+        beta_shift=shift,
     )
 
 

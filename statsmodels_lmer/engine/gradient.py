@@ -586,7 +586,10 @@ class ProfiledGradient:
         cross = self.devfun.cross
         r, p = cross.n_random_rest, cross.n_fixed
         d_beta, d_vcov = self._by_theta(blocks)
-        return point.z[r : r + p].copy(), d_beta, d_vcov
+        beta = point.z[r : r + p].copy()
+        if cross.beta_shift is not None:  # the sums are of y - X beta_shift
+            beta += cross.beta_shift
+        return beta, d_beta, d_vcov
 
     def _by_theta(self, blocks: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         """``d beta / d theta`` (p, k) and ``d C_u / d theta`` (k, p, p) from the blocks."""

@@ -681,6 +681,8 @@ class Solution:
             )
             u_rest, self.beta = coefs[:r], coefs[r : r + p]
             u = [self._first_u(u_rest)] + self._split(u_rest, [])
+        if cross.beta_shift is not None:  # the sums are of y - X beta_shift
+            self.beta = self.beta + cross.beta_shift
         b = [values @ T.T for values, T in zip(u, objective.term_factors(theta))]
         self.u = self._model_order(u)
         self.b = self._model_order(b)

@@ -188,9 +188,10 @@ def _restart_from_edge(
     column negated. The one-sided difference is taken on that side too
     (:func:`_mirror_slopes`); where only it falls, the optimizer restarts
     from the mirrored estimate, whose value is the same. Where neither
-    falls, a vector term whose theta are all 0 is probed along correlated
-    directions (:func:`_release_collapsed`), and the optimizer restarts from
-    a lower point found there, its result kept when lower.
+    falls, and after any restart, a vector term whose theta are all 0 is
+    probed along correlated directions (:func:`_release_collapsed`), and the
+    optimizer restarts from a lower point found there, its result kept when
+    lower (a restart from a falling edge could end on such a term).
     """
     on_edge = np.flatnonzero(result.theta == lower)
     if not on_edge.size:
@@ -223,8 +224,8 @@ def _restart_from_edge(
     if not (nudged or mirrored) or improved:
         _adopt(result, again)
     result.restarted = True
-    if mirrored and not improved:  # back at the estimate: a collapsed term may still fall
-        used += _restart_released(objective, result, lower, base, settings)
+    # wherever the restart ended, a collapsed term may still fall
+    used += _restart_released(objective, result, lower, float(result.fun), settings)
     return used
 
 

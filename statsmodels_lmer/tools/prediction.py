@@ -50,7 +50,7 @@ from .predict import (
     term_rows,
 )
 
-__all__ = ["PredictionResults", "get_prediction"]
+__all__ = ["PredictionResults", "get_prediction", "hatvalues"]
 
 
 @dataclass
@@ -165,6 +165,33 @@ def get_prediction(
         df[complete] = _row_df(res, X)
         se_obs[complete] = np.sqrt(var_mean + _random_variance(res, rows) + sigma2)
     return PredictionResults(mean, se, df, se_obs, newdata.index, bool(conditional))
+
+
+def hatvalues(res: Any) -> np.ndarray:
+    """Diagonal of the hat matrix of the conditional fitted values (lme4's ``hatvalues``).
+
+    ``h_i = d fitted_i / d y_i`` at the estimated theta: ``w_i a_i' C^-1 a_i``,
+    where ``a_i = (x_i, Lambda' z_i)`` and ``C`` is the matrix of the weighted
+    mixed-model equations, i.e. the conditional prediction's error variance
+    (module notes) times ``w_i / sigma^2``. The values sum to the effective
+    number of parameters of the conditional fit.
+
+    Parameters
+    ----------
+    res : LmerResults
+
+    Returns
+    -------
+    ndarray
+        One value in ``[0, 1]`` per fitted row.
+    """
+    model = res.model
+    refuse_on_cluster(model, "hatvalues()")
+    model.require_data("hatvalues()")
+    exog = np.asarray(model.exog, dtype=float)
+    variance = _conditional_variance(res, model.data.frame, exog, allow_new_levels=False)
+    weights = np.ones(len(exog)) if model.weights is None else np.asarray(model.weights)
+    return weights * variance / res.scale
 
 
 def _residual_variance(res: Any, newdata: pd.DataFrame, rows_given: bool) -> np.ndarray:
