@@ -38,6 +38,7 @@ from .._parallel import active_threads
 from ..terms import RandomTerm, compact_codes
 from .cost import (
     EXPECTED_EVALUATIONS,
+    SEPARATE_PRODUCT_ORDER,
     SMALL_SECONDS,
     DesignSizes,
     available_memory,
@@ -97,7 +98,7 @@ _SPARSE_MAX_DENSITY = 0.25
 _THIN_ANALYSIS_SHARE = 0.05
 # Up to this order the dense product is formed apart and then subtracted (the
 # roundings of a plain product); above, BLAS subtracts it in place.
-_SEPARATE_PRODUCT_ORDER = 512
+_SEPARATE_PRODUCT_ORDER = SEPARATE_PRODUCT_ORDER
 
 
 class PairsProduct:
@@ -458,7 +459,12 @@ class DenseProduct:
     name = "dense"
 
     def __init__(self, cross: CrossProducts) -> None:
-        self.a_r1 = cross.a_r1.toarray()
+        # C order: the scaled buffer (``empty_like``) is then C-ordered too, its
+        # transpose is the Fortran array ``dsyrk`` reads without a copy, and the
+        # per-level reshape is a view. ``toarray()`` of the CSC matrix is
+        # Fortran-ordered: each evaluation copied an m x q1 array (a third more
+        # than the memory model's peak).
+        self.a_r1 = cross.a_r1.toarray(order="C")
         self.class_of_level = cross.class_of_level
         self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
         self.n_classes = len(cross.class_counts)
@@ -511,7 +517,8 @@ class DenseProduct:
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = sum over levels k of class c of A_(k a)' Q A_(k b)``, (c, p1, p1)."""
         m, p1 = self.a_r1.shape[0], self.first_cols
-        qa = blas.dgemm(1.0, q, self.a_r1)  # Q A, (m, l1 p1)
+        # Q A (m, l1 p1) from Fortran views (Q is symmetric): no copies of the operands
+        qa = blas.dgemm(1.0, q.T, self.a_r1.T, trans_b=1)
         shape = (m, self.first_levels, p1)
         per_level = np.einsum("sja,sjb->jab", self.a_r1.reshape(shape), qa.reshape(shape))
         n_classes = self.n_classes
@@ -1343,8 +1350,12 @@ def check_design_memory(terms: list[RandomTerm], n_fixed: int) -> None:
 
 
 def _class_products(cross: CrossProducts) -> np.ndarray:
-    """``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'``."""
-    dense = cross.a_r1.toarray()
+    """``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'``.
+
+    Holds ``A`` dense and one class's columns of it while it runs (the
+    memory model's ``2 m q1`` setup doubles, :meth:`DesignSizes.dense_bytes`).
+    """
+    dense = cross.a_r1.toarray(order="C")  # the per-level reshape is then a view
     m = dense.shape[0]
     p1 = cross.first_cols
     levels = dense.reshape(m, cross.first_levels, p1)

@@ -29,6 +29,8 @@ from ..exceptions import DataError
 __all__ = [
     "EXPECTED_EVALUATIONS",
     "MEMORY_VARIABLE",
+    "SCALING_SLAB_ELEMENTS",
+    "SEPARATE_PRODUCT_ORDER",
     "DesignSizes",
     "SparseCounts",
     "available_memory",
@@ -73,6 +75,12 @@ BYTES_PER_PAIR = 40  # flat position, value, weight index (kept) and the product
 BYTES_PER_PAIR_SETUP = 120  # transient while the pair products are formed
 BYTES_PER_ENTRY = 40  # a stored entry of the sparse cross-products (with copies)
 SPARSE_WORKSPACE = 32 * 2**20  # CHOLMOD's and scipy's workspaces
+SEPARATE_PRODUCT_ORDER = 512
+"""Up to this order ``m`` the dense strategy forms its product in an ``m x m`` array of its
+own, then subtracts it (``engine.blocks.DenseProduct``); above, in place."""
+SCALING_SLAB_ELEMENTS = 1 << 22
+"""Elements of one temporary array of the dense path's scaling by a vector rest term
+(32 MiB); an evaluation holds two at once (``engine.objective.RestScaling``)."""
 
 
 def blas_rate(m: int) -> float:
@@ -190,11 +198,15 @@ class DesignSizes:
         """
         m, q1, p1 = self.size_rest, self.n_first, self.first_cols
         total = self.base_bytes() + 8.0 * m * m * buffers
+        if self.vector_rest and buffers:  # the scaling's slabs (a copy and a product)
+            total += 2 * 8.0 * min(m * m, SCALING_SLAB_ELEMENTS)
         if strategy == "pairs":
             return total + self.n_pairs * max(BYTES_PER_PAIR, BYTES_PER_PAIR_SETUP)
-        if strategy == "classes":
-            return total + 8.0 * m * m * (self.n_classes * p1 * p1 + 1)
-        return total + 2 * 8.0 * m * q1  # A_R1 dense and its scaled copy
+        if strategy == "classes":  # the products, and while they are formed A_R1 dense twice
+            products = 8.0 * m * m * (self.n_classes * p1 * p1 + 1)
+            return total + products + 2 * 8.0 * m * q1
+        separate = 8.0 * m * m if m <= SEPARATE_PRODUCT_ORDER else 0.0  # the product apart
+        return total + 2 * 8.0 * m * q1 + separate  # A_R1 dense and its scaled copy
 
 
 @dataclass
