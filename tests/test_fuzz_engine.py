@@ -228,3 +228,19 @@ def test_memory_estimate_is_not_below_the_peak(formula, strategy, sites):
     peak = traced_peak(build_and_evaluate)
     estimate = holder["devfun"].cross.sizes().dense_bytes(strategy)
     assert peak <= estimate
+
+
+# -- the chooser ---------------------------------------------------------------
+@pytest.mark.skipif("cholmod" not in BACKENDS, reason="needs CHOLMOD")
+def test_thin_site_crossing_of_order_1000_is_factored_sparse(monkeypatch):
+    """A crossing within 110 sites (Schur density 0.012, order 1078) goes to CHOLMOD.
+
+    Its fixed cost per evaluation was taken as 10 ms (measured: under 1 ms), so
+    pairs were chosen: that fit took 4.0-6.5 s against 0.2-0.5 s on the sparse
+    path (a loaded 2-core machine); the chooser's designs of order 1000-1100
+    (tests/fixtures/fuzz_engine_chooser.py) gave fits 5-9 times slower.
+    """
+    monkeypatch.setenv(BACKEND_VARIABLE, "cholmod")
+    data = clustered_crossing(3, 4000, 2000, 110)
+    model = sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b)", data)
+    assert model.devfun(True).cross.strategy == "sparse"

@@ -58,7 +58,10 @@ SECONDS_PER_PAIR = 6.0e-9  # gather, multiply, reduceat, scatter of one pair pro
 SECONDS_PER_PAIR_SETUP = 1.5e-7  # forming, merging and sorting one pair product
 SECONDS_PER_ELEMENT = 1.0e-9  # a memory-bound pass over one element
 SECONDS_PER_CLASS_ELEMENT = 0.6e-9  # one element of a class product in dgemv
-SECONDS_PER_SPARSE_CALL = 1.0e-2  # an evaluation's fixed work on the sparse path
+# An evaluation's fixed work on the sparse path (CHOLMOD): 0.4-0.7 ms measured at orders
+# 150-2300; 1e-2 overstated thin site crossings of order 2000-7000 (predicted 14-21 ms an
+# evaluation, measured 1.8-6 ms), so pairs were chosen for fits 5-9 times slower.
+SECONDS_PER_SPARSE_CALL = 1.0e-3
 SECONDS_PER_SPARSE_FLOP = 3.0e-11  # CHOLMOD supernodal, per flop (sum of c_j^2)
 REFERENCE_BLAS_SECONDS_PER_FLOP = 3.0e-10  # the same on the reference (netlib) BLAS
 SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping)
