@@ -485,34 +485,38 @@ class DenseProduct:
             buffer = self._local.scaled = np.empty_like(self.a_r1)
         return buffer
 
-    needs_roots = False
+    @property
+    def needs_roots(self) -> bool:
+        """Whether :meth:`subtract_from` reads the roots (a vector first term)."""
+        return self.first_cols > 1
 
     def subtract_from(
         self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
     ) -> None:
-        """``work -= A_R1 Wt A_1R`` (lower triangle at least), for class weights."""
+        """``work -= A_R1 Wt A_1R`` (lower triangle), for class weights and their roots.
+
+        ``Wt = F F'`` per class, so the product is the ``syrk`` of ``A_R1 F``.
+        Through the roots (Cholesky solves) rather than ``Wt`` (an explicit
+        inverse) a vector first term keeps the pair products' accuracy: with
+        weights spread over 1e8 the criterion erred by 1e-9 relative.
+        """
         # Products use scipy's BLAS, as the Cholesky factorization that follows
         # does: alternating numpy's and scipy's OpenBLAS thread pools costs
         # more than the product itself (measured: 100 ms -> 230 ms). The
         # Fortran-ordered transpose of ``work`` is updated in place.
-        per_level = weights[self.class_of_level]  # (l1, p1, p1)
         m = self.a_r1.shape[0]
-        in_place = m > _SEPARATE_PRODUCT_ORDER
         if self.first_cols == 1:
-            # upper triangle of the Fortran view = lower triangle here
             scaled = self._buffer()
-            np.multiply(self.a_r1, np.sqrt(per_level[:, 0, 0]), out=scaled)
-            if in_place:
-                blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
-            else:
-                work -= blas.dsyrk(1.0, scaled.T, trans=1).T
-            return
-        dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
-        scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
-        if in_place:
-            blas.dgemm(-1.0, scaled.T, self.a_r1.T, beta=1.0, c=work.T, trans_a=1, overwrite_c=1)
+            np.multiply(self.a_r1, np.sqrt(weights[self.class_of_level, 0, 0]), out=scaled)
         else:
-            work -= blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
+            dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
+            per_level = roots[self.class_of_level]  # F per level, (l1, p1, p1)
+            scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
+        # upper triangle of the Fortran view = lower triangle here
+        if m > _SEPARATE_PRODUCT_ORDER:
+            blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
+        else:
+            work -= blas.dsyrk(1.0, scaled.T, trans=1).T
 
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = sum over levels k of class c of A_(k a)' Q A_(k b)``, (c, p1, p1)."""
