@@ -38,6 +38,7 @@ from .._parallel import active_threads
 from ..terms import RandomTerm, compact_codes
 from .cost import (
     EXPECTED_EVALUATIONS,
+    SEPARATE_PRODUCT_ORDER,
     SMALL_SECONDS,
     DesignSizes,
     available_memory,
@@ -105,7 +106,7 @@ _SPARSE_MAX_DENSITY = 0.25
 _THIN_ANALYSIS_SHARE = 0.05
 # Up to this order the dense product is formed apart and then subtracted (the
 # roundings of a plain product); above, BLAS subtracts it in place.
-_SEPARATE_PRODUCT_ORDER = 512
+_SEPARATE_PRODUCT_ORDER = SEPARATE_PRODUCT_ORDER
 
 
 class PairsProduct:
@@ -466,7 +467,12 @@ class DenseProduct:
     name = "dense"
 
     def __init__(self, cross: CrossProducts) -> None:
-        self.a_r1 = cross.a_r1.toarray()
+        # C order: the scaled buffer (``empty_like``) is then C-ordered too, its
+        # transpose is the Fortran array ``dsyrk`` reads without a copy, and the
+        # per-level reshape is a view. ``toarray()`` of the CSC matrix is
+        # Fortran-ordered: each evaluation copied an m x q1 array (a third more
+        # than the memory model's peak).
+        self.a_r1 = cross.a_r1.toarray(order="C")
         self.class_of_level = cross.class_of_level
         self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
         self.n_classes = len(cross.class_counts)
@@ -487,39 +493,44 @@ class DenseProduct:
             buffer = self._local.scaled = np.empty_like(self.a_r1)
         return buffer
 
-    needs_roots = False
+    @property
+    def needs_roots(self) -> bool:
+        """Whether :meth:`subtract_from` reads the roots (a vector first term)."""
+        return self.first_cols > 1
 
     def subtract_from(
         self, work: np.ndarray, weights: np.ndarray, roots: np.ndarray | None = None
     ) -> None:
-        """``work -= A_R1 Wt A_1R`` (lower triangle at least), for class weights."""
+        """``work -= A_R1 Wt A_1R`` (lower triangle), for class weights and their roots.
+
+        ``Wt = F F'`` per class, so the product is the ``syrk`` of ``A_R1 F``.
+        Through the roots (Cholesky solves) rather than ``Wt`` (an explicit
+        inverse) a vector first term keeps the pair products' accuracy: with
+        weights spread over 1e8 the criterion erred by 1e-9 relative.
+        """
         # Products use scipy's BLAS, as the Cholesky factorization that follows
         # does: alternating numpy's and scipy's OpenBLAS thread pools costs
         # more than the product itself (measured: 100 ms -> 230 ms). The
         # Fortran-ordered transpose of ``work`` is updated in place.
-        per_level = weights[self.class_of_level]  # (l1, p1, p1)
         m = self.a_r1.shape[0]
-        in_place = m > _SEPARATE_PRODUCT_ORDER
         if self.first_cols == 1:
-            # upper triangle of the Fortran view = lower triangle here
             scaled = self._buffer()
-            np.multiply(self.a_r1, np.sqrt(per_level[:, 0, 0]), out=scaled)
-            if in_place:
-                blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
-            else:
-                work -= blas.dsyrk(1.0, scaled.T, trans=1).T
-            return
-        dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
-        scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
-        if in_place:
-            blas.dgemm(-1.0, scaled.T, self.a_r1.T, beta=1.0, c=work.T, trans_a=1, overwrite_c=1)
+            np.multiply(self.a_r1, np.sqrt(weights[self.class_of_level, 0, 0]), out=scaled)
         else:
-            work -= blas.dgemm(1.0, scaled.T, self.a_r1.T, trans_a=1)
+            dense = self.a_r1.reshape(m, self.first_levels, self.first_cols)
+            per_level = roots[self.class_of_level]  # F per level, (l1, p1, p1)
+            scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
+        # upper triangle of the Fortran view = lower triangle here
+        if m > _SEPARATE_PRODUCT_ORDER:
+            blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
+        else:
+            work -= blas.dsyrk(1.0, scaled.T, trans=1).T
 
     def schur_adjoint(self, q: np.ndarray) -> np.ndarray:
         """``H[c, a, b] = sum over levels k of class c of A_(k a)' Q A_(k b)``, (c, p1, p1)."""
         m, p1 = self.a_r1.shape[0], self.first_cols
-        qa = blas.dgemm(1.0, q, self.a_r1)  # Q A, (m, l1 p1)
+        # Q A (m, l1 p1) from Fortran views (Q is symmetric): no copies of the operands
+        qa = blas.dgemm(1.0, q.T, self.a_r1.T, trans_b=1)
         shape = (m, self.first_levels, p1)
         per_level = np.einsum("sja,sjb->jab", self.a_r1.reshape(shape), qa.reshape(shape))
         n_classes = self.n_classes
@@ -1443,8 +1454,12 @@ def check_design_memory(terms: list[RandomTerm], n_fixed: int) -> None:
 
 
 def _class_products(cross: CrossProducts) -> np.ndarray:
-    """``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'``."""
-    dense = cross.a_r1.toarray()
+    """``G[c, a, b] = sum over levels k of class c of A[:, k a] A[:, k b]'``.
+
+    Holds ``A`` dense and one class's columns of it while it runs (the
+    memory model's ``2 m q1`` setup doubles, :meth:`DesignSizes.dense_bytes`).
+    """
+    dense = cross.a_r1.toarray(order="C")  # the per-level reshape is then a view
     m = dense.shape[0]
     p1 = cross.first_cols
     levels = dense.reshape(m, cross.first_levels, p1)

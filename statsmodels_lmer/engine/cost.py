@@ -29,6 +29,8 @@ from ..exceptions import DataError
 __all__ = [
     "EXPECTED_EVALUATIONS",
     "MEMORY_VARIABLE",
+    "SCALING_SLAB_ELEMENTS",
+    "SEPARATE_PRODUCT_ORDER",
     "DesignSizes",
     "SparseCounts",
     "available_memory",
@@ -56,7 +58,10 @@ SECONDS_PER_PAIR = 6.0e-9  # gather, multiply, reduceat, scatter of one pair pro
 SECONDS_PER_PAIR_SETUP = 1.5e-7  # forming, merging and sorting one pair product
 SECONDS_PER_ELEMENT = 1.0e-9  # a memory-bound pass over one element
 SECONDS_PER_CLASS_ELEMENT = 0.6e-9  # one element of a class product in dgemv
-SECONDS_PER_SPARSE_CALL = 1.0e-2  # an evaluation's fixed work on the sparse path
+# An evaluation's fixed work on the sparse path (CHOLMOD): 0.4-0.7 ms measured at orders
+# 150-2300; 1e-2 overstated thin site crossings of order 2000-7000 (predicted 14-21 ms an
+# evaluation, measured 1.8-6 ms), so pairs were chosen for fits 5-9 times slower.
+SECONDS_PER_SPARSE_CALL = 1.0e-3
 SECONDS_PER_SPARSE_FLOP = 3.0e-11  # CHOLMOD supernodal, per flop (sum of c_j^2)
 REFERENCE_BLAS_SECONDS_PER_FLOP = 3.0e-10  # the same on the reference (netlib) BLAS
 SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping)
@@ -73,6 +78,12 @@ BYTES_PER_PAIR = 40  # flat position, value, weight index (kept) and the product
 BYTES_PER_PAIR_SETUP = 120  # transient while the pair products are formed
 BYTES_PER_ENTRY = 40  # a stored entry of the sparse cross-products (with copies)
 SPARSE_WORKSPACE = 32 * 2**20  # CHOLMOD's and scipy's workspaces
+SEPARATE_PRODUCT_ORDER = 512
+"""Up to this order ``m`` the dense strategy forms its product in an ``m x m`` array of its
+own, then subtracts it (``engine.blocks.DenseProduct``); above, in place."""
+SCALING_SLAB_ELEMENTS = 1 << 22
+"""Elements of one temporary array of the dense path's scaling by a vector rest term
+(32 MiB); an evaluation holds two at once (``engine.objective.RestScaling``)."""
 
 
 def blas_rate(m: int) -> float:
@@ -190,11 +201,15 @@ class DesignSizes:
         """
         m, q1, p1 = self.size_rest, self.n_first, self.first_cols
         total = self.base_bytes() + 8.0 * m * m * buffers
+        if self.vector_rest and buffers:  # the scaling's slabs (a copy and a product)
+            total += 2 * 8.0 * min(m * m, SCALING_SLAB_ELEMENTS)
         if strategy == "pairs":
             return total + self.n_pairs * max(BYTES_PER_PAIR, BYTES_PER_PAIR_SETUP)
-        if strategy == "classes":
-            return total + 8.0 * m * m * (self.n_classes * p1 * p1 + 1)
-        return total + 2 * 8.0 * m * q1  # A_R1 dense and its scaled copy
+        if strategy == "classes":  # the products, and while they are formed A_R1 dense twice
+            products = 8.0 * m * m * (self.n_classes * p1 * p1 + 1)
+            return total + products + 2 * 8.0 * m * q1
+        separate = 8.0 * m * m if m <= SEPARATE_PRODUCT_ORDER else 0.0  # the product apart
+        return total + 2 * 8.0 * m * q1 + separate  # A_R1 dense and its scaled copy
 
 
 @dataclass

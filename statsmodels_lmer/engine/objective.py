@@ -36,6 +36,7 @@ import scipy.linalg as sla
 from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_block
 from ..terms import RandomTerm
 from .blocks import CrossProducts
+from .cost import SCALING_SLAB_ELEMENTS
 from .sparse import SparseFactorPieces
 from .tiny import tiny_system
 
@@ -103,8 +104,8 @@ class Components:
     vcov_unscaled: np.ndarray
 
 
-_SLAB_ELEMENTS = 1 << 22
-"""Elements of the temporary arrays of the block scaling (32 MiB)."""
+_SLAB_ELEMENTS = SCALING_SLAB_ELEMENTS
+"""Elements of the temporary arrays of the block scaling (32 MiB; in the memory model)."""
 
 _SMALL_ORDER = 256
 """Up to this order scalar terms scale the whole work array (two passes, fewer calls)."""
