@@ -211,10 +211,40 @@ def type2_contrasts(model) -> dict[str, np.ndarray]:
 
 
 def marginal_contrasts(model) -> dict[str, np.ndarray]:
-    """Identity rows for each term's coefficients."""
+    """Each term's test of dropping it: identity rows for its coefficients.
+
+    When aliased columns were dropped, lmerTest's ``drop1`` contrasts instead:
+    the directions of the model's columns that the design without the term
+    does not span (no rows when dropping the term leaves the model the same,
+    e.g. ``x`` next to an aliased ``x2 = 2 x - 1``).
+    """
     terms, _ = fixed_terms(model)
     identity = np.eye(len(model.exog_names))
-    return {t.name: identity[list(t.columns)] for t in terms}
+    if not model.dropped_columns or getattr(model, "partitions", None) is not None:
+        return {t.name: identity[list(t.columns)] for t in terms}
+    model.require_data("drop1 of a rank-deficient model")
+    info = model.data.model_spec
+    full = np.asarray(patsy.dmatrix(info, model.data.frame), dtype=float)
+    exog = np.asarray(model.exog, dtype=float)
+    out = {}
+    for term in terms:
+        others = np.ones(full.shape[1], dtype=bool)
+        others[info.term_name_slices[term.name]] = False
+        out[term.name] = _difference_contrasts(full[:, others], exog)
+    return out
+
+
+def _difference_contrasts(reduced: np.ndarray, exog: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning ``X' R``, ``R`` the residuals of ``X`` on the
+    reduced design (lmerTest's ``get_Ldiffmat2``)."""
+    fitted = reduced @ np.linalg.lstsq(reduced, exog, rcond=None)[0]
+    resid = exog - fitted
+    resid = resid[:, np.abs(resid).sum(axis=0) > 1e-8]
+    if resid.shape[1] == 0:
+        return np.zeros((0, exog.shape[1]))
+    left, values, _ = np.linalg.svd(exog.T @ resid, full_matrices=False)
+    rank = int(np.sum(values > values[0] * 1e-10))
+    return zapsmall(left[:, :rank].T)
 
 
 def marginal_terms(model) -> list[str]:
