@@ -279,17 +279,17 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         coefficients_t, full_names, names_t, terms_t, to_model = recoded
     else:
         exog = np.asarray(model.exog, dtype=float)
+        frame, env = model.data.frame, model.formula_env()
         recoded = _treatment_recoded(model, exog)
-        if recoded is None:
-            full, full_names = _full_dummy_design(
-                model.data.frame, terms, has_intercept, model.formula_env()
-            )
+        exog_t, names_t, terms_t = recoded or (exog, list(model.exog_names), terms)
+        full, full_names = _full_dummy_design(frame, terms_t, has_intercept, env)
+        if not all(name.replace("[T.", "[") in full_names for name in names_t):
+            # patsy's columns are not R's (f1:f2 without its margins: patsy codes
+            # f2[T.q], f1[T.b]:f2[p], ...; R every cell, one aliased)
+            exog_t, names_t, terms_t = _r_design(frame, terms_t, has_intercept, env)
+        elif recoded is None:
             coefficients = np.linalg.pinv(exog) @ full
             return _type3(coefficients, full_names, list(model.exog_names), terms)
-        exog_t, names_t, terms_t = recoded
-        full, full_names = _full_dummy_design(
-            model.data.frame, terms_t, has_intercept, model.formula_env()
-        )
         coefficients_t = np.linalg.pinv(exog_t) @ full
         to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
     contrasts_t = _type3(coefficients_t, full_names, names_t, terms_t)
@@ -453,6 +453,41 @@ def _full_dummy_design(
         blocks.append(design.to_numpy(dtype=float))
         names.extend(design.columns)
     return np.column_stack(blocks), names
+
+
+def _r_design(
+    frame: pd.DataFrame, terms: list[FixedTerm], has_intercept: bool, env: patsy.EvalEnvironment
+) -> tuple[np.ndarray, list[str], list[FixedTerm]]:
+    """R's treatment-coded model matrix (lmerTest's X) from the terms' indicator columns.
+
+    A factor R codes by contrasts in a term (:attr:`FixedTerm.coded`) loses its
+    first level, the others keep every level; aliased columns are then dropped
+    as lme4 drops them. Returns the matrix, its column names (those of
+    :func:`_full_dummy_design`) and the terms with their columns in it.
+    """
+    blocks, names, owner = [], [], []
+    if has_intercept:
+        blocks.append(np.ones((len(frame), 1)))
+        names.append("Intercept")
+        owner.append(-1)
+    for index, term in enumerate(terms):
+        design = patsy.dmatrix(f"0 + {term.name}", frame, eval_env=env, return_type="dataframe")
+        first = {
+            f"{factor.name()}[{info.categories[0]}]"
+            for factor, info in design.design_info.factor_infos.items()
+            if info.type == "categorical" and factor.name() in term.coded
+        }
+        keep = [j for j, c in enumerate(design.columns) if not first & set(str(c).split(":"))]
+        blocks.append(design.to_numpy(dtype=float)[:, keep])
+        names.extend(str(design.columns[j]) for j in keep)
+        owner.extend([index] * len(keep))
+    matrix = np.column_stack(blocks)
+    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    terms_r = [
+        replace(term, columns=tuple(i for i, j in enumerate(kept) if owner[j] == index))
+        for index, term in enumerate(terms)
+    ]
+    return matrix[:, kept], [names[j] for j in kept], terms_r
 
 
 def _row_of(coef_name: str, full_names: list[str]) -> int:
