@@ -212,10 +212,40 @@ def type2_contrasts(model) -> dict[str, np.ndarray]:
 
 
 def marginal_contrasts(model) -> dict[str, np.ndarray]:
-    """Identity rows for each term's coefficients."""
+    """Each term's test of dropping it: identity rows for its coefficients.
+
+    When aliased columns were dropped, lmerTest's ``drop1`` contrasts instead:
+    the directions of the model's columns that the design without the term
+    does not span (no rows when dropping the term leaves the model the same,
+    e.g. ``x`` next to an aliased ``x2 = 2 x - 1``).
+    """
     terms, _ = fixed_terms(model)
     identity = np.eye(len(model.exog_names))
-    return {t.name: identity[list(t.columns)] for t in terms}
+    if not model.dropped_columns or getattr(model, "partitions", None) is not None:
+        return {t.name: identity[list(t.columns)] for t in terms}
+    model.require_data("drop1 of a rank-deficient model")
+    info = model.data.model_spec
+    full = np.asarray(patsy.dmatrix(info, model.data.frame), dtype=float)
+    exog = np.asarray(model.exog, dtype=float)
+    out = {}
+    for term in terms:
+        others = np.ones(full.shape[1], dtype=bool)
+        others[info.term_name_slices[term.name]] = False
+        out[term.name] = _difference_contrasts(full[:, others], exog)
+    return out
+
+
+def _difference_contrasts(reduced: np.ndarray, exog: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning ``X' R``, ``R`` the residuals of ``X`` on the
+    reduced design (lmerTest's ``get_Ldiffmat2``)."""
+    fitted = reduced @ np.linalg.lstsq(reduced, exog, rcond=None)[0]
+    resid = exog - fitted
+    resid = resid[:, np.abs(resid).sum(axis=0) > 1e-8]
+    if resid.shape[1] == 0:
+        return np.zeros((0, exog.shape[1]))
+    left, values, _ = np.linalg.svd(exog.T @ resid, full_matrices=False)
+    rank = int(np.sum(values > values[0] * 1e-10))
+    return zapsmall(left[:, :rank].T)
 
 
 def marginal_terms(model) -> list[str]:
@@ -250,18 +280,18 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         coefficients_t, full_names, names_t, terms_t, to_model = recoded
     else:
         exog = np.asarray(model.exog, dtype=float)
+        frame, env = model.data.frame, model.formula_env()
         source = getattr(model.data, "transform_data", None)
         recoded = _treatment_recoded(model, exog)
-        if recoded is None:
-            full, full_names = _full_dummy_design(
-                model.data.frame, terms, has_intercept, model.formula_env(), source
-            )
+        exog_t, names_t, terms_t = recoded or (exog, list(model.exog_names), terms)
+        full, full_names = _full_dummy_design(frame, terms_t, has_intercept, env, source)
+        if not all(name.replace("[T.", "[") in full_names for name in names_t):
+            # patsy's columns are not R's (f1:f2 without its margins: patsy codes
+            # f2[T.q], f1[T.b]:f2[p], ...; R every cell, one aliased)
+            exog_t, names_t, terms_t = _r_design(frame, terms_t, has_intercept, env, source)
+        elif recoded is None:
             coefficients = np.linalg.pinv(exog) @ full
             return _type3(coefficients, full_names, list(model.exog_names), terms)
-        exog_t, names_t, terms_t = recoded
-        full, full_names = _full_dummy_design(
-            model.data.frame, terms_t, has_intercept, model.formula_env(), source
-        )
         coefficients_t = np.linalg.pinv(exog_t) @ full
         to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
     contrasts_t = _type3(coefficients_t, full_names, names_t, terms_t)
@@ -431,6 +461,46 @@ def _full_dummy_design(
         blocks.append(design.to_numpy(dtype=float))
         names.extend(design.columns)
     return np.column_stack(blocks), names
+
+
+def _r_design(
+    frame: pd.DataFrame,
+    terms: list[FixedTerm],
+    has_intercept: bool,
+    env: patsy.EvalEnvironment,
+    source: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, list[str], list[FixedTerm]]:
+    """R's treatment-coded model matrix (lmerTest's X) from the terms' indicator columns.
+
+    A factor R codes by contrasts in a term (:attr:`FixedTerm.coded`) loses its
+    first level, the others keep every level; aliased columns are then dropped
+    as lme4 drops them. Returns the matrix, its column names (those of
+    :func:`_full_dummy_design`) and the terms with their columns in it.
+    Stateful transforms learn on ``source`` as in fitting.
+    """
+    blocks, names, owner = [], [], []
+    if has_intercept:
+        blocks.append(np.ones((len(frame), 1)))
+        names.append("Intercept")
+        owner.append(-1)
+    for index, term in enumerate(terms):
+        design = design_matrix(f"0 + {term.name}", frame, env, source, return_type="dataframe")
+        first = {
+            f"{factor.name()}[{info.categories[0]}]"
+            for factor, info in design.design_info.factor_infos.items()
+            if info.type == "categorical" and factor.name() in term.coded
+        }
+        keep = [j for j, c in enumerate(design.columns) if not first & set(str(c).split(":"))]
+        blocks.append(design.to_numpy(dtype=float)[:, keep])
+        names.extend(str(design.columns[j]) for j in keep)
+        owner.extend([index] * len(keep))
+    matrix = np.column_stack(blocks)
+    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    terms_r = [
+        replace(term, columns=tuple(i for i, j in enumerate(kept) if owner[j] == index))
+        for index, term in enumerate(terms)
+    ]
+    return matrix[:, kept], [names[j] for j in kept], terms_r
 
 
 def _row_of(coef_name: str, full_names: list[str]) -> int:

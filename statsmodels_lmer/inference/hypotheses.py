@@ -194,6 +194,7 @@ def coef_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
 
 
 _TABLE_COLUMNS = ["SumSq", "MeanSq", "NumDF", "DenDF", "F", "pvalue"]
+_ALIASED_ROW = [np.nan] * len(_TABLE_COLUMNS)
 
 
 def _f_row(test: ContrastTest) -> list[float]:
@@ -241,8 +242,12 @@ def _method_name(res: Any, ddf: str) -> str:
 def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
     """lmerTest's ``drop1``: F tests of the marginal terms (those droppable)."""
     contrasts = marginal_contrasts(res.model)
+    # dropping a term that leaves the model the same (its columns aliased):
+    # an all-NaN row, lmerTest's NA row, which step() never eliminates
     rows = {
         term: _f_row(contrast_test(res, contrasts[term], 0.0, ddf))
+        if contrasts[term].shape[0] > 0
+        else _ALIASED_ROW
         for term in marginal_terms(res.model)
     }
     return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)

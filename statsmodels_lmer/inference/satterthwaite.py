@@ -41,7 +41,12 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress
-from ..engine.gradient import ProfiledGradient, gradient_supported, jacobian_of_gradient
+from ..engine.gradient import (
+    STEP_FLOOR,
+    ProfiledGradient,
+    gradient_supported,
+    jacobian_of_gradient,
+)
 from ..exceptions import warn
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
@@ -176,7 +181,10 @@ class Satterthwaite:
 
             bar.note("Hessian of the deviance in (theta, sigma)")
             hess = np.empty((k, k))
-            steps = grad.difference_steps(theta)
+            # a theta element at 0 in a row of zeros (a singular fit's zero
+            # intercept sd next to a slope) gets the engine's floor squared, 1e-12,
+            # where round-off swamps the difference (H off by 7e-4): at least 1e-6
+            steps = np.maximum(grad.difference_steps(theta), STEP_FLOOR)
             hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta, steps)
             hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
             n_eff = grad.effective_n

@@ -293,6 +293,19 @@ def _reduced_bars(bar: BarTerm) -> list[tuple[str, BarTerm | None]]:
     return out
 
 
+def _distinct_bars(bars: list[BarTerm]) -> list[BarTerm]:
+    """The bars without repeats, as R's formula terms (``(x || g)`` reduced to
+    ``(1 | g) + (1 | g)`` is lmerTest's ``(1 | g)``)."""
+    seen: set[str] = set()
+    distinct = []
+    for bar in bars:
+        text = "".join(str(bar).split())
+        if text not in seen:
+            seen.add(text)
+            distinct.append(bar)
+    return distinct
+
+
 def random_reductions(res: Any) -> dict[str, str | None]:
     """lmerTest's reductions of the random part: ``ranova``'s row label -> formula.
 
@@ -305,6 +318,7 @@ def random_reductions(res: Any) -> dict[str, str | None]:
         others = [b for j, b in enumerate(parsed.bars) if j != index]
         for label, replacement in _reduced_bars(bar):
             bars = others[:index] + ([replacement] if replacement else []) + others[index:]
+            bars = _distinct_bars(bars)
             reductions[label] = _formula_text(parsed, bars) if bars else None
     return reductions
 
@@ -335,11 +349,19 @@ def ranova(res: Any) -> pd.DataFrame:
     table["AIC"] = -2 * table["llf"] + 2 * table["npar"]
     full_npar, full_llf = rows["<none>"]
     lrt = 2 * (full_llf - table["llf"])
+    # a reduction that changes nothing (a term with no variance) differs by
+    # round-off only: 0, as lme4's identical fits give, so that ties stay ties
+    # (step() then eliminates the first of them, as lmerTest)
+    lrt = lrt.where(lrt.abs() > _LRT_ROUNDOFF * max(1.0, abs(full_llf)), 0.0)
     dfs = full_npar - table["npar"]
     table["LRT"] = lrt.where(table.index != "<none>")
     table["df"] = dfs.where(table.index != "<none>")
     table["pvalue"] = stats.chi2.sf(table["LRT"], table["df"])
     return table
+
+
+_LRT_ROUNDOFF = 1e-10
+"""Likelihood ratios below this (relative to the log-likelihood) are round-off."""
 
 
 def _least_squares_loglik(res: Any) -> tuple[int, float]:
