@@ -146,3 +146,24 @@ def test_extreme_column_scales_reach_the_optimum(factor, method):
 def test_ordinary_scales_keep_lme4s_parametrization():
     res, _ = fitted("mirror_ml")
     assert res.optinfo["theta_scale"] is None
+
+
+# lmerTest's ranova refit of y ~ x * z + (1 | g) (weights w, offset o; 13 rows of
+# the fuzz-winfer exploration batch, case 23): a variance with a local minimum
+# inside (theta 1.82, REML criterion 44.5565, where both our optimizers
+# stopped) and a lower one at 0, lme4's (-2 logLik of lmerTest's ranova row)
+BOUNDARY_MINIMUM_REML = 44.3566188019142
+
+
+def test_interior_fit_is_probed_against_the_boundary():
+    data = pd.read_csv(FIXTURES / "data" / "boundary_probe.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit is singular, as lme4's
+        res = sml.lmer("y ~ x * z + (1 | g)", data, weights="w", offset="o")
+    assert res.objective == pytest.approx(BOUNDARY_MINIMUM_REML, rel=1e-9)
+    assert res.optinfo["boundary_probe"] == {
+        "probed": 1,
+        "lowest": pytest.approx(BOUNDARY_MINIMUM_REML, rel=1e-9),
+        "adopted": True,
+    }
+    assert res.converged
