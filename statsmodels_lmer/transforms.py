@@ -120,7 +120,26 @@ def scale(x: Any, center: bool = True, scale: bool = True, **options: Any) -> np
 scale.__patsy_stateful_transform__ = RScale  # type: ignore[attr-defined]
 
 
-class NaturalSpline:
+class _AllValues:
+    """A stateful transform that keeps every value of ``x`` it is shown (its statistics,
+    learned at the first :meth:`transform`, depend on the transform's arguments)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep one chunk of ``x``."""
+        self.chunks.append(np.asarray(x, dtype=float).ravel())
+
+    def memorize_finish(self) -> None:
+        """Nothing here: what is learned follows from the arguments of ``transform``."""
+
+    def values(self) -> np.ndarray:
+        """Every value memorized."""
+        return np.concatenate(self.chunks)
+
+
+class NaturalSpline(_AllValues):
     """R's ``splines::ns`` as a patsy stateful transform (see :func:`ns`).
 
     The knots are learned on the data the model is fitted to: the interior
@@ -129,23 +148,16 @@ class NaturalSpline:
     """
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
+        super().__init__()
         self.knots: np.ndarray | None = None
         self.boundary: tuple[float, float] | None = None
-
-    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
-        """Keep one chunk of ``x`` (the quantiles need all of it)."""
-        self.chunks.append(np.asarray(x, dtype=float).ravel())
-
-    def memorize_finish(self) -> None:
-        """Nothing here: the knots follow from the arguments of :meth:`transform`."""
 
     def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """The basis of ``x`` on the knots of the fitted data (arguments as :func:`ns`'s)."""
         df, knots, intercept, boundary_knots = _ns_arguments(*args, **kwargs)
         if self.knots is None:
             self.knots, self.boundary = _ns_knots(
-                np.concatenate(self.chunks), df, knots, intercept, boundary_knots
+                self.values(), df, knots, intercept, boundary_knots
             )
         values = np.asarray(x, dtype=float).ravel()
         return natural_spline_basis(values, self.knots, self.boundary, bool(intercept))
@@ -202,7 +214,7 @@ def ns(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
 ns.__patsy_stateful_transform__ = NaturalSpline  # type: ignore[attr-defined]
 
 
-class BSpline:
+class BSpline(_AllValues):
     """R's ``splines::bs`` as a patsy stateful transform (see :func:`bs`).
 
     Knots as R's: the boundary knots at the range of ``x`` (or given), the
@@ -210,16 +222,9 @@ class BSpline:
     """
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
+        super().__init__()
         self.knots: np.ndarray | None = None
         self.boundary: tuple[float, float] | None = None
-
-    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
-        """Keep one chunk of ``x`` (the quantiles need all of it)."""
-        self.chunks.append(np.asarray(x, dtype=float).ravel())
-
-    def memorize_finish(self) -> None:
-        """Nothing here: the knots follow from the arguments of :meth:`transform`."""
 
     def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """The basis of ``x`` on the knots of the fitted data (arguments as :func:`bs`'s)."""
@@ -227,7 +232,7 @@ class BSpline:
         if self.knots is None:
             n_interior = None if df is None else int(df) - int(degree) - 1 + (not intercept)
             self.knots, self.boundary = _spline_knots(
-                np.concatenate(self.chunks), n_interior, knots, boundary_knots
+                self.values(), n_interior, knots, boundary_knots
             )
         return b_spline_basis(x, self.knots, self.boundary, int(degree), intercept)
 
@@ -270,7 +275,7 @@ def bs(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
 bs.__patsy_stateful_transform__ = BSpline  # type: ignore[attr-defined]
 
 
-class OrthogonalPolynomial:
+class OrthogonalPolynomial(_AllValues):
     """R's ``poly(x, degree)`` as a patsy stateful transform (see :func:`poly`).
 
     The coefficients of the three-term recurrence (R's ``coefs``: ``alpha``
@@ -279,16 +284,9 @@ class OrthogonalPolynomial:
     """
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
+        super().__init__()
         self.alpha: np.ndarray | None = None
         self.norm2: np.ndarray | None = None
-
-    def memorize_chunk(self, x: Any, *args: Any, **kwargs: Any) -> None:
-        """Keep one chunk of ``x`` (the coefficients need all of it)."""
-        self.chunks.append(np.asarray(x, dtype=float).ravel())
-
-    def memorize_finish(self) -> None:
-        """Nothing here: the coefficients follow from the degree given to :meth:`transform`."""
 
     def transform(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """The polynomials of ``x`` (arguments as :func:`poly`'s)."""
@@ -297,7 +295,7 @@ class OrthogonalPolynomial:
         if raw:
             return np.column_stack([values**power for power in range(1, degree + 1)])
         if self.alpha is None:
-            self.alpha, self.norm2 = _recurrence_coefficients(np.concatenate(self.chunks), degree)
+            self.alpha, self.norm2 = _recurrence_coefficients(self.values(), degree)
         return _orthogonal_polynomials(values, self.alpha, self.norm2)
 
 

@@ -300,13 +300,18 @@ def _boundary_probe(
     if not values[lowest] < run.fun - opts.verify_tol:
         return run, info
     other = _run_in_units(objective, points[lowest], lower, opts, None, False, scale)
-    adopted = other.fun < run.fun
-    best = other if adopted else run
+    best = _lower_of(run, other)
+    info["adopted"] = best is other
+    return best, info
+
+
+def _lower_of(run: OptimizerResult, other: OptimizerResult) -> OptimizerResult:
+    """The run with the lower objective (``run`` on a tie), charged with both runs' work."""
+    best = other if other.fun < run.fun else run
     best.n_evaluations = run.n_evaluations + other.n_evaluations
     best.n_gradients = run.n_gradients + other.n_gradients
     best.seconds = run.seconds + other.seconds
-    info["adopted"] = bool(adopted)
-    return best, info
+    return best
 
 
 def _value_or_inf(objective: Objective, theta: np.ndarray) -> float:
@@ -350,12 +355,8 @@ def _second_start(
     if scale is not None:
         start = start / scale
     other = _run_in_units(objective, start, lower, replace(opts, method=method), None, False, scale)
-    adopted = other.fun < run.fun
-    best = other if adopted else run
-    best.n_evaluations = run.n_evaluations + other.n_evaluations
-    best.n_gradients = run.n_gradients + other.n_gradients
-    best.seconds = run.seconds + other.seconds
-    return best, {"method": method, "objective": float(other.fun), "adopted": bool(adopted)}
+    best = _lower_of(run, other)
+    return best, {"method": method, "objective": float(other.fun), "adopted": best is other}
 
 
 def _deviance_of(objective: Objective) -> ProfiledDeviance | None:
