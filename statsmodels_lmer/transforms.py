@@ -111,10 +111,7 @@ def scale(x: Any, center: bool = True, scale: bool = True, **options: Any) -> np
     also ``center(x)``) and ``scale(x, center=False)``; patsy's ``rescale=``
     and ``ddof=`` keywords are accepted too (``ddof=0`` for patsy's scaling).
     """
-    transform = RScale()
-    transform.memorize_chunk(x, center=center, scale=scale, **options)
-    transform.memorize_finish()
-    return transform.transform(x, center=center, scale=scale, **options)
+    return _learn_and_apply(RScale(), x, center=center, scale=scale, **options)
 
 
 scale.__patsy_stateful_transform__ = RScale  # type: ignore[attr-defined]
@@ -205,10 +202,7 @@ def ns(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
     ``Boundary.knots``. The same basis as R's, so the same coefficients;
     columns ``ns(x, df=3)[0]``.. for R's ``1``..
     """
-    transform = NaturalSpline()
-    transform.memorize_chunk(x)
-    transform.memorize_finish()
-    return transform.transform(x, *args, **kwargs)
+    return _learn_and_apply(NaturalSpline(), x, *args, **kwargs)
 
 
 ns.__patsy_stateful_transform__ = NaturalSpline  # type: ignore[attr-defined]
@@ -266,10 +260,7 @@ def bs(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
     each column continues as R's does (a Taylor polynomial), where patsy's
     ``bs`` refuses to predict. Columns ``bs(x, df=4)[0]``.. for R's ``1``..
     """
-    transform = BSpline()
-    transform.memorize_chunk(x)
-    transform.memorize_finish()
-    return transform.transform(x, *args, **kwargs)
+    return _learn_and_apply(BSpline(), x, *args, **kwargs)
 
 
 bs.__patsy_stateful_transform__ = BSpline  # type: ignore[attr-defined]
@@ -347,13 +338,18 @@ def poly(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
     recurrence learned on the fitted data is used for new data, as R's
     ``predict``. Columns ``poly(x, 2)[0]``.. for R's ``1``..
     """
-    transform = OrthogonalPolynomial()
-    transform.memorize_chunk(x)
-    transform.memorize_finish()
-    return transform.transform(x, *args, **kwargs)
+    return _learn_and_apply(OrthogonalPolynomial(), x, *args, **kwargs)
 
 
 poly.__patsy_stateful_transform__ = OrthogonalPolynomial  # type: ignore[attr-defined]
+
+
+def _learn_and_apply(transform: Any, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """A stateful transform learned on ``x`` and applied to it (called outside a formula)."""
+    transform.memorize_chunk(x, *args, **kwargs)
+    transform.memorize_finish()
+    return transform.transform(x, *args, **kwargs)
+
 
 FORMULA_TRANSFORMS = {"scale": scale, "ns": ns, "bs": bs, "poly": poly}
 """Names every formula sees ahead of patsy's built-ins (a name of the caller's wins)."""
