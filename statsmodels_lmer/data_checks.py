@@ -30,6 +30,7 @@ __all__ = [
     "check_observations",
     "check_response_type",
     "check_unique_columns",
+    "column_array",
     "column_dtypes",
     "copy_on_write",
     "drop_unused_categories",
@@ -113,7 +114,8 @@ def numeric_objects(
     dtypes = column_dtypes(frame) if dtypes is None else dtypes
     converted = {}
     for name in names:
-        if getattr(dtypes.get(name), "kind", "") != "O":
+        dtype = dtypes.get(name)
+        if getattr(dtype, "kind", "") != "O" or isinstance(dtype, pd.CategoricalDtype):
             continue
         values = frame[name]
         if not isinstance(values, pd.Series) or values.dtype != object:
@@ -141,15 +143,32 @@ def drop_unused_categories(
     for name in names:
         if not isinstance(dtypes.get(name), pd.CategoricalDtype):
             continue
-        values = frame[name]
-        codes = values.array.codes
-        used = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
+        values = column_array(frame, name)
+        if values is None:  # a duplicated name: refused elsewhere
+            continue
+        codes = values.codes
+        used = np.bincount(codes[codes >= 0], minlength=len(values.categories))
         if not used.all():
-            shrunk[name] = values.cat.remove_unused_categories()
+            shrunk[name] = frame[name].cat.remove_unused_categories()
     return with_columns(frame, shrunk)
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+
+
+def column_array(frame: pd.DataFrame, name: Any) -> Any:
+    """One column's values (a numpy or pandas extension array), or None for a duplicated name.
+
+    Without building a Series where pandas allows (0.4 us against 10-20 us for
+    ``frame[name]``, which the model frame's checks did a dozen times per fit).
+    """
+    loc = frame.columns.get_loc(name)
+    if not isinstance(loc, int):
+        return None
+    getter = getattr(frame, "_get_column_array", None)  # pandas' own, no Series
+    if getter is None:
+        return frame.iloc[:, loc].array
+    return getter(loc)
 
 
 def refuse_containers(frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, Any]) -> None:
@@ -165,10 +184,13 @@ def refuse_containers(frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, A
     DataError
     """
     for name in dict.fromkeys(names):
-        if getattr(dtypes.get(name), "kind", "") != "O":
+        dtype = dtypes.get(name)
+        if getattr(dtype, "kind", "") != "O":
             continue
+        if isinstance(dtype, pd.CategoricalDtype) and not _mixed(dtype.categories):
+            continue  # a container can only be a value through the categories
         values = frame[name]
-        if not pd.api.types.infer_dtype(values, skipna=True).startswith("mixed"):
+        if not _mixed(values):
             continue
         for label, value in values.items():
             if isinstance(value, _CONTAINERS):
@@ -177,6 +199,11 @@ def refuse_containers(frame: pd.DataFrame, names: list[Any], dtypes: dict[Any, A
                     f"{label!r}; each cell of a column the model uses must hold one value "
                     "(a number, a string or a category): unpack or drop such cells first"
                 )
+
+
+def _mixed(values: Any) -> bool:
+    """Whether pandas infers the values as mixed (a container can only hide there)."""
+    return pd.api.types.infer_dtype(values, skipna=True).startswith("mixed")
 
 
 def column_dtypes(frame: pd.DataFrame) -> dict[Any, Any]:
