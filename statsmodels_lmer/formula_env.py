@@ -19,7 +19,7 @@ import numpy as np
 import patsy
 
 from .exceptions import FormulaError
-from .frame import names_in_code
+from .transform_rows import names_in_code
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["FormulaNamespace"]

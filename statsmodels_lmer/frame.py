@@ -50,7 +50,7 @@ from .formula import (
 )
 from .lean_design import lean_design
 from .terms import RandomTerm, build_random_terms
-from .transform_rows import names_in_code, relearn_transforms
+from .transform_rows import names_in_code, patsy_columns, relearn_transforms
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = [
@@ -67,8 +67,6 @@ __all__ = [
     "fixed_part_error",
     "magnitude_columns",
     "missing_rows",
-    "names_in_code",
-    "patsy_columns",
     "qr_diagonal",
     "scales_differ",
     "subset_values",
@@ -548,15 +546,6 @@ def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info:
     if not finite.all():
         bad = [name for name, ok in zip(design_info.column_names, finite) if not ok]
         raise DataError(f"fixed-effects columns {bad} have non-finite values")
-
-
-def patsy_columns(frame: pd.DataFrame, used: list[str]) -> dict[str, Any]:
-    """The used columns for patsy, plain numeric ones as arrays (several times faster)."""
-    return {str(c): frame[c].to_numpy() if _is_plain_numeric(frame[c]) else frame[c] for c in used}
-
-
-def _is_plain_numeric(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
 def qr_diagonal(X: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import patsy
 __all__ = [
     "design_matrix",
     "names_in_code",
+    "patsy_columns",
     "relearn_transforms",
     "stateful_factors",
 ]
@@ -62,7 +63,7 @@ def relearn_transforms(design_info: Any, source: pd.DataFrame | None, columns: A
         names = [c for c in source.columns if str(c) in read]
         rows = source[names]
         rows = rows.loc[~rows.isna().any(axis=1).to_numpy()]
-        data = {str(c): _plain(rows[c]) for c in names}
+        data = patsy_columns(rows, names)  # as the fit reads them
         fresh: dict[str, Any] = {}
         passes = factor.memorize_passes_needed(fresh, state["eval_env"])
         for which in range(passes):
@@ -121,8 +122,14 @@ def names_in_code(code: str) -> set[str]:
     return names
 
 
-def _plain(values: pd.Series) -> Any:
-    """A complete column as patsy reads it: numbers as a float array."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=float)
-    return values
+def patsy_columns(frame: pd.DataFrame, used: list[Any]) -> dict[str, Any]:
+    """The used columns for patsy, plain numeric ones as arrays (several times faster)."""
+    out = {}
+    for name in used:
+        values = frame[name]  # once: a column lookup builds a Series (10-20 us)
+        out[str(name)] = values.to_numpy() if _is_plain_numeric(values) else values
+    return out
+
+
+def _is_plain_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)

@@ -51,13 +51,13 @@ from ..frame import (
     check_groups,
     check_weight_counts,
     checked_drop_cols,
-    names_in_code,
     scales_differ,
     used_columns,
     warn_aliased,
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
+from ..transform_rows import names_in_code
 from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (

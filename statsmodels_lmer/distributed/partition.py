@@ -35,10 +35,10 @@ from ..data_checks import (
 )
 from ..engine.blocks import RawSums, raw_sums
 from ..exceptions import DataError
-from ..frame import check_fixed_values, column_or_array, magnitude_columns, patsy_columns
+from ..frame import check_fixed_values, column_or_array, magnitude_columns
 from ..random_effects import term_contribution
 from ..terms import RandomTerm, grouping_codes, match_levels
-from ..transform_rows import names_in_code
+from ..transform_rows import names_in_code, patsy_columns
 from .design import DesignSpec, Moments, StagePlan, StageSummary, evaluate_designs, stage_summary
 
 __all__ = [

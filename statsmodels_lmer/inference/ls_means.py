@@ -39,8 +39,8 @@ from scipy import stats
 
 from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import FormulaError
-from ..frame import names_in_code
 from ..tables import LmerTable
+from ..transform_rows import names_in_code
 from .contrasts import FixedTerm, fixed_terms
 from .hypotheses import check_ddf, contrast_test
 

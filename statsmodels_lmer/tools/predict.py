@@ -26,11 +26,11 @@ from ..data_checks import (
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
-from ..frame import column_or_array, names_in_code
+from ..frame import column_or_array
 from ..random_effects import term_contribution
 from ..restricted import check_bars
 from ..terms import RandomTerm, match_levels
-from ..transform_rows import design_matrix
+from ..transform_rows import design_matrix, names_in_code
 
 __all__ = [
     "complete_rows",
