@@ -199,13 +199,13 @@ def build_model_frame(
     weights = None if weights is None else weights[~incomplete]
     offset = None if offset is None else offset[~incomplete]
     _check_weights(weights)
-    rows_left_out = None if len(source) == len(frame) else source
     if transform_data is not None:  # given (update() of a model): those rows
-        rows_left_out = _as_frame(transform_data)
+        source = _as_frame(transform_data)
+    elif len(source) == len(frame):  # no row left out: patsy learns on the frame
+        source = None
     with deep_parsing(parsed.fixed):
-        endog, exog, design_info, transform_data = _fixed_part(
-            parsed, frame, used, eval_env, rows_left_out
-        )
+        transform_data = transform_source(parsed, source, eval_env)
+        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env, transform_data)
     terms = build_random_terms(parsed.bars, frame, eval_env, transform_data)
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
     X = exog.to_numpy(dtype=float)
@@ -432,21 +432,16 @@ def _fixed_part(
     frame: pd.DataFrame,
     used: list[str],
     eval_env: Any,
-    source: pd.DataFrame | None = None,
-) -> tuple[pd.Series, pd.DataFrame, Any, pd.DataFrame | None]:
-    """Response, fixed-effects matrix, its design and the rows its transforms learned on.
-
-    ``source``: all rows of the data when some are not in ``frame``; the
-    stateful transforms (of the random terms too) learn on its columns
-    (:func:`transform_source`).
-    """
+    transform_data: pd.DataFrame | None = None,
+) -> tuple[pd.Series, pd.DataFrame, Any]:
+    """Response, fixed-effects matrix and its design; stateful transforms learn on
+    ``transform_data`` when given (:func:`transform_source`)."""
     lean = lean_design(parsed.fixed, frame, eval_env)
-    if lean is not None:
+    if lean is not None:  # bare columns: no transform
         endog, exog, design_info = lean
         check_fixed_values(parsed.response, endog.to_numpy(), exog.to_numpy(), design_info)
-        return endog, exog, design_info, transform_source(parsed, source, eval_env)
+        return lean
     columns = patsy_columns(frame, used)
-    transform_data = transform_source(parsed, source, eval_env)
     try:
         y, X = patsy.dmatrices(
             parsed.fixed, columns, eval_env=eval_env, NA_action=_NO_NA, return_type="matrix"
@@ -462,7 +457,7 @@ def _fixed_part(
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
-    return endog, exog, X.design_info, transform_data
+    return endog, exog, X.design_info
 
 
 def transform_source(

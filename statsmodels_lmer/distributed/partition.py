@@ -207,10 +207,11 @@ def _memorize_rows(
     """
     out = {}
     for code in plan.stage.memorize:
-        names = [c for c in plan.rows.used if str(c) in names_in_code(code)]
         if not n_dropped and data is not None:
             out[code] = data
             continue
+        read = names_in_code(code)  # parsed once, not once per column
+        names = [c for c in plan.rows.used if str(c) in read]
         rows = plan.rows.complete_in(part, names)
         if len(rows):
             out[code] = patsy_columns(rows, names)
