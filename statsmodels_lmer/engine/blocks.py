@@ -104,9 +104,6 @@ _SPARSE_MAX_DENSITY = 0.25
 # this share of the dense fit's predicted seconds before it gives up (a uniform
 # crossing can look thin and still fill in: 20,000 x 5,000 levels, bound 0.13).
 _THIN_ANALYSIS_SHARE = 0.05
-# Up to this order the dense product is formed apart and then subtracted (the
-# roundings of a plain product); above, BLAS subtracts it in place.
-_SEPARATE_PRODUCT_ORDER = SEPARATE_PRODUCT_ORDER
 
 
 class PairsProduct:
@@ -521,7 +518,7 @@ class DenseProduct:
             per_level = roots[self.class_of_level]  # F per level, (l1, p1, p1)
             scaled = np.einsum("mka,kab->mkb", dense, per_level).reshape(m, -1)
         # upper triangle of the Fortran view = lower triangle here
-        if m > _SEPARATE_PRODUCT_ORDER:
+        if m > SEPARATE_PRODUCT_ORDER:  # BLAS subtracts in place; below, formed apart
             blas.dsyrk(-1.0, scaled.T, beta=1.0, c=work.T, trans=1, overwrite_c=1)
         else:
             work -= blas.dsyrk(1.0, scaled.T, trans=1).T

@@ -284,11 +284,12 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
         source = getattr(model.data, "transform_data", None)
         recoded = _treatment_recoded(model, exog)
         exog_t, names_t, terms_t = recoded or (exog, list(model.exog_names), terms)
-        full, full_names = _full_dummy_design(frame, terms_t, has_intercept, env, source)
+        designs = _indicator_designs(frame, terms_t, env, source)
+        full, full_names = _full_dummy_design(designs, has_intercept, len(frame))
         if not all(name.replace("[T.", "[") in full_names for name in names_t):
             # patsy's columns are not R's (f1:f2 without its margins: patsy codes
             # f2[T.q], f1[T.b]:f2[p], ...; R every cell, one aliased)
-            exog_t, names_t, terms_t = _r_design(frame, terms_t, has_intercept, env, source)
+            exog_t, names_t, terms_t = _r_design(designs, terms_t, has_intercept, len(frame))
         elif recoded is None:
             coefficients = np.linalg.pinv(exog) @ full
             return _type3(coefficients, full_names, list(model.exog_names), terms)
@@ -442,33 +443,37 @@ def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarr
     return coefficients, (["Intercept"] if has_intercept else []) + names
 
 
-def _full_dummy_design(
+def _indicator_designs(
     frame: pd.DataFrame,
     terms: list[FixedTerm],
-    has_intercept: bool,
     env: patsy.EvalEnvironment,
     source: pd.DataFrame | None = None,
+) -> list[pd.DataFrame]:
+    """Each term's columns with every factor coded by indicators (``0 + term``), evaluated
+    in ``env`` (the model's formula namespace: ``np``, R's transforms and the caller's
+    functions), stateful transforms learned on ``source`` as in fitting."""
+    return [
+        design_matrix(f"0 + {term.name}", frame, env, source, return_type="dataframe")
+        for term in terms
+    ]
+
+
+def _full_dummy_design(
+    designs: list[pd.DataFrame], has_intercept: bool, n_rows: int
 ) -> tuple[np.ndarray, list[str]]:
-    """The terms' columns with every factor coded by indicators, evaluated in ``env``
-    (the model's formula namespace: ``np``, R's transforms and the caller's functions),
-    stateful transforms learned on ``source`` as in fitting."""
+    """The terms' indicator columns (:func:`_indicator_designs`) side by side."""
     blocks, names = [], []
     if has_intercept:
-        blocks.append(np.ones((len(frame), 1)))
+        blocks.append(np.ones((n_rows, 1)))
         names.append("Intercept")
-    for term in terms:
-        design = design_matrix(f"0 + {term.name}", frame, env, source, return_type="dataframe")
+    for design in designs:
         blocks.append(design.to_numpy(dtype=float))
         names.extend(design.columns)
     return np.column_stack(blocks), names
 
 
 def _r_design(
-    frame: pd.DataFrame,
-    terms: list[FixedTerm],
-    has_intercept: bool,
-    env: patsy.EvalEnvironment,
-    source: pd.DataFrame | None = None,
+    designs: list[pd.DataFrame], terms: list[FixedTerm], has_intercept: bool, n_rows: int
 ) -> tuple[np.ndarray, list[str], list[FixedTerm]]:
     """R's treatment-coded model matrix (lmerTest's X) from the terms' indicator columns.
 
@@ -476,15 +481,14 @@ def _r_design(
     first level, the others keep every level; aliased columns are then dropped
     as lme4 drops them. Returns the matrix, its column names (those of
     :func:`_full_dummy_design`) and the terms with their columns in it.
-    Stateful transforms learn on ``source`` as in fitting.
+    ``designs`` are the terms' indicator columns (:func:`_indicator_designs`).
     """
     blocks, names, owner = [], [], []
     if has_intercept:
-        blocks.append(np.ones((len(frame), 1)))
+        blocks.append(np.ones((n_rows, 1)))
         names.append("Intercept")
         owner.append(-1)
-    for index, term in enumerate(terms):
-        design = design_matrix(f"0 + {term.name}", frame, env, source, return_type="dataframe")
+    for index, (term, design) in enumerate(zip(terms, designs)):
         first = {
             f"{factor.name()}[{info.categories[0]}]"
             for factor, info in design.design_info.factor_infos.items()
