@@ -89,11 +89,9 @@ def natural_spline_basis(
     basis = np.zeros((x.size, n_basis))
     inside = (x >= low) & (x <= high)
     basis[inside] = splines(x[inside])
-    slopes = splines.derivative(1)
     for pivot, rows in ((low, x < low), (high, x > high)):
-        if rows.any():
-            value, slope = splines(np.array([pivot]))[0], slopes(np.array([pivot]))[0]
-            basis[rows] = value + np.outer(x[rows] - pivot, slope)
+        if rows.any():  # linear beyond the boundary knots
+            basis[rows] = _taylor(splines, pivot, 1, x[rows])
     curvature = splines.derivative(2)(np.array([low, high]))
     if not intercept:
         basis, curvature = basis[:, 1:], curvature[:, 1:]
