@@ -24,7 +24,7 @@ import pandas as pd
 import patsy
 import patsy.builtins
 
-from .exceptions import DataError, ResponseTypeError, UnknownColumnError
+from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["add_offsets", "formula_offset", "offset_env"]
@@ -72,6 +72,8 @@ def formula_offset(
         A term uses a name that is neither a column nor in the environment.
     ResponseTypeError
         A term's values are not numbers.
+    FormulaError
+        A term's expression fails otherwise (``t.foo``, ``1 / 0``).
     DataError
         A term does not give one value per row, or gives infinite values.
     """
@@ -106,6 +108,10 @@ def _term_values(code: str, data: pd.DataFrame, env: Any, where: str) -> np.ndar
     except (TypeError, ValueError) as err:
         raise ResponseTypeError(
             f"cannot evaluate {term} on {where} as numbers: {type(err).__name__}: {err}"
+        ) from None
+    except Exception as err:  # any error of the user's expression, named
+        raise FormulaError(
+            f"cannot evaluate {term} on {where}: {type(err).__name__}: {err}"
         ) from None
     array = _as_floats(value, term)
     if array.ndim == 0 or array.shape != (len(data),):

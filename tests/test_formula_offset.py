@@ -196,6 +196,27 @@ def test_pickle_round_trip():
     )
 
 
+@pytest.mark.parametrize(
+    ("formula", "rename", "dtype"),
+    [
+        ("y ~ x + offset(np.log(t.1)) + (1 | g)", "t.1", None),  # quoted as Q("t.1")
+        ("y ~ x + offset(np.log(Q('my t'))) + (1 | g)", "my t", None),
+        ("y ~ x + offset(np.log(t)) + (1 | g)", "t", "Float64"),
+    ],
+)
+def test_offset_columns_read_as_the_formula_reads_them(formula, rename, dtype):
+    frame = data().dropna().query("t > 0")
+    base = sml.lmer("y ~ x + offset(np.log(t)) + (1 | g)", frame)
+    other = frame.rename(columns={"t": rename})
+    if dtype is not None:
+        other = other.astype({rename: dtype})
+    res = sml.lmer(formula, other)
+    assert res.objective == pytest.approx(base.objective, rel=1e-14)
+    assert np.asarray(res.predict(other.head(3))) == pytest.approx(
+        np.asarray(base.predict(frame.head(3))), rel=1e-12
+    )
+
+
 def test_predict_missing_offset_values_give_nan():
     res = fitted("exposure_reml")
     rows = NEWDATA.assign(t=[1.0, np.nan, 4.0, -1.0, 3.0, 1.5])
@@ -244,6 +265,7 @@ def test_restricted_mode_checks_offsets():
         ("y ~ x + x:offset(t) + (1 | g)", FormulaError, "must be a term of its own"),
         ("y ~ x + offset(np.log(t - 1.5)) + (1 | g)", DataError, "infinite"),
         ("y ~ x + offset(1.0) + (1 | g)", DataError, "one value per row"),
+        ("y ~ x + offset(t.real.foo) + (1 | g)", FormulaError, "AttributeError"),
     ],
 )
 def test_bad_offsets(formula, error, match):
