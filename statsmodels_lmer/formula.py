@@ -166,8 +166,8 @@ def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
     -------
     ParsedFormula
         The response, the fixed-effects right-hand side (``"1"`` when only
-        random terms were given) and the random terms, with ``||`` and ``/``
-        expanded as lme4 does.
+        random terms were given), the random terms, with ``||`` and ``/``
+        expanded as lme4 does, and the code of each ``offset(...)`` term.
 
     Raises
     ------

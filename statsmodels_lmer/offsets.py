@@ -11,7 +11,10 @@ lme4's ``model.offset`` (``lmer(y ~ x + offset(o1), offset = o2)`` fits with
 ``na.omit`` does, and gives a NaN prediction.
 
 Predictions for new data evaluate the terms on the new rows, as lme4's
-``predict.merMod`` does.
+``predict.merMod`` does. The terms are plain expressions, not patsy designs: a
+stateful transform inside one (``offset(scale(z))``) is computed on the rows it
+is given, the fitted rows complete in the model's columns and then each new
+data set (lme4's ``predict`` too evaluates it on the new data).
 """
 
 from __future__ import annotations
