@@ -26,6 +26,7 @@ LAYERS = [
     ["terms"],
     ["data_checks"],
     ["lean_design"],
+    ["offsets"],
     ["frame"],
     ["formula_env"],
     ["distributed.design"],
