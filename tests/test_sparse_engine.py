@@ -24,6 +24,7 @@ from conftest import crossed_frame
 import statsmodels_lmer as sml
 from statsmodels_lmer import model as model_module
 from statsmodels_lmer.engine import blocks
+from statsmodels_lmer.engine import sparse as sparse_module
 from statsmodels_lmer.engine.cost import MEMORY_VARIABLE
 from statsmodels_lmer.engine.sparse import (
     BACKEND_VARIABLE,
@@ -475,4 +476,63 @@ def test_thin_schur_complement_takes_the_sparse_path(backend):
     chosen = model.devfun(True)
     assert chosen.cross.strategy == "sparse"
     theta = np.array([0.8, 0.6])
+    assert chosen(theta) == pytest.approx(dense(theta), rel=1e-10)
+
+
+# -- partially crossed terms: a sparse elimination that ends in a dense tail ---------
+def partially_crossed_data(seed: int = 26, n: int = 12000) -> pd.DataFrame:
+    """g (1,400 levels) mostly inside h (260 levels, 20 % of rows cross), g:h, 8 sites."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 1400, n)
+    h = g % 260
+    leak = rng.random(n) < 0.2
+    h[leak] = rng.integers(0, 260, leak.sum())
+    x, z = rng.normal(size=n), rng.normal(2.0, 1.0, n)
+    f = rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])
+    y = x + rng.normal(size=1400)[g] + rng.normal(size=260)[h] + z * rng.normal(size=260)[h] * 0.3
+    y += rng.normal(size=n)
+    return pd.DataFrame(
+        {"g": g, "h": h, "site": rng.integers(0, 8, n), "x": x, "z": z, "f": f, "y": y}
+    )
+
+
+PARTIAL_FORMULA = "y ~ x + z + (z | h) + (0 + f | g) + (1 | site) + (1 | g:h)"
+
+
+@cache
+def partially_crossed_lower() -> sp.csc_matrix:
+    model = sml.Lmer.from_formula(PARTIAL_FORMULA, partially_crossed_data())
+    return model.devfun(True, strategy="sparse").cross.sparse.pattern.pattern()
+
+
+@pytest.mark.parametrize("case", ["partial", "random"])
+def test_dense_tail_of_the_minimum_degree_count_bounds_the_node_by_node_count(case, monkeypatch):
+    """Counted at once as dense, the tail's fill is an upper bound of the node-by-node
+    count's, and a close one; the node-by-node count spends 10 times more work."""
+    partial = case == "partial"
+    lower = partially_crossed_lower() if partial else random_lower_pattern(300, 0.02, 5)
+    with_tail = sparse_module.minimum_degree_counts(lower, 1e12)
+    monkeypatch.setattr(sparse_module, "DENSE_TAIL_SHARE", 2.0)  # never a tail
+    by_node = sparse_module.minimum_degree_counts(lower, 1e12)
+    assert with_tail.size == by_node.size == lower.shape[0]
+    flops, flops_by_node = np.sum(with_tail**2), np.sum(by_node**2)
+    assert flops_by_node <= flops <= 1.5 * flops_by_node
+    assert with_tail.sum() >= by_node.sum()
+    if partial:  # the tail is where the node-by-node count spends its work
+        assert sparse_module.minimum_degree_counts(lower) is None
+        monkeypatch.setattr(sparse_module, "DENSE_TAIL_SHARE", 0.5)
+        assert sparse_module.minimum_degree_counts(lower) is not None
+
+
+def test_partially_crossed_terms_take_the_sparse_path(backend):
+    """Five terms on g (1,400 levels) mostly within h: a dense evaluation factors the
+    Schur complement of order 4,700, the sparse factor has 3 % of its entries."""
+    model = sml.Lmer.from_formula(PARTIAL_FORMULA, partially_crossed_data())
+    chosen = model.devfun(True)
+    assert chosen.cross.strategy == "sparse"
+    counts = chosen.cross.sparse.counts
+    assert counts.factor_entries < 0.05 * counts.order * (counts.order + 1) / 2
+    dense = model.devfun(True, strategy="dense")
+    assert dense.cross.n_random_rest > 4000  # the order of the dense path's block
+    theta = thetas(model, 1)[0]
     assert chosen(theta) == pytest.approx(dense(theta), rel=1e-10)

@@ -201,12 +201,22 @@ def _counts(indptr: list[int], indices: list[int], parent: list[int], post: list
 SECONDS_PER_DEGREE_UPDATE = 1e-7
 """One set update of the minimum-degree count (mlmRev's star: 1e6 in 0.1 s)."""
 
-MINIMUM_DEGREE_WORK = 3e6
-"""Set updates the minimum-degree count may spend before it gives up (about 0.3 s in
-Python). qdldl factors without BLAS at about 1e9 flop/s, so a factor needing more
-than a few million flops per evaluation is better left to the dense path or to
-CHOLMOD; 3e7 spent 3.5 s of a 25 s fit (200,000 rows, 20,000 x 5,000 crossed levels)
-only to find that."""
+MINIMUM_DEGREE_WORK = 1e7
+"""Set updates the minimum-degree count may spend before it gives up. qdldl factors
+without BLAS at about 1e9 flop/s, so a factor needing many more flops per evaluation
+is better left to the dense path or to CHOLMOD. On the uniform crossing of 200,000
+rows, 20,000 x 5,000 levels (a 13 s fit on the dense path), the count gives up after
+0.6 s with 3e6, 1.4 s with 1e7 and 3.1 s with 3e7; partially crossed designs of
+10,000 rows with four terms (order 9,000 to 12,000) need up to 1e7 (0.3 s) and then
+factor in 0.02 to 0.15 s an evaluation against 0.3 to 4 s on the dense path."""
+
+
+DENSE_TAIL_SHARE = 0.5
+"""Once the least degree left is this share of the nodes left, the count takes the rest
+as a dense block (an upper bound on its fill): counting a dense tail node by node is
+cubic in its size. Partially crossed terms eliminate to such a tail: 12,578 rows, (1 |
+g:h) 5,399 levels, (0 + f | g) 1,384, (z | h) 264, (1 | site) 8 (order 10,087) leave
+472 nodes of degree 366, whose count would spend 3.5e7 of the 3.8e7 set updates."""
 
 
 def minimum_degree_counts(
@@ -217,7 +227,8 @@ def minimum_degree_counts(
     An estimate of the fill of qdldl's AMD ordering (whose permutation is not
     known before it factors). Eliminating a node joins its neighbours into a
     clique, ``O(degree^2)`` set updates; None when that exceeds ``work``
-    (the factor is then too full for a simplicial factorization to pay).
+    (the factor is then too full for a simplicial factorization to pay). A
+    dense tail (:data:`DENSE_TAIL_SHARE`) is counted as dense at once.
     """
     n = lower.shape[0]
     full = sp.csr_matrix(lower + lower.T)
@@ -232,6 +243,10 @@ def minimum_degree_counts(
         degree, v = heapq.heappop(heap)
         if done[v] or degree != len(adjacent[v]):
             continue  # eliminated, or an outdated degree
+        remaining = n - len(counts)
+        if degree >= DENSE_TAIL_SHARE * (remaining - 1):  # the rest as dense: a bound
+            counts.extend(range(remaining, 0, -1))
+            break
         done[v] = 1
         neighbours = adjacent[v]
         counts.append(len(neighbours) + 1)
