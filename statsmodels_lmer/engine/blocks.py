@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -629,8 +630,7 @@ class CrossProducts:
 
     def fixed_block(self) -> np.ndarray:
         """``[X y]' W [X y]`` (dense, ``(p + 1) x (p + 1)``)."""
-        r = self.n_random_rest
-        return self.a_rr[r:, r:].toarray()
+        return trailing_block(self.a_rr, self.n_fixed + 1)
 
     def fill_lower(self, work: np.ndarray) -> None:
         """Set ``work`` (C-ordered ``m x m``) to ``A_RR`` on its lower triangle, 0 elsewhere."""
@@ -679,8 +679,9 @@ class CrossProducts:
         """
         return self.product.schur_adjoint(q)
 
+    @cached_property
     def sizes(self) -> DesignSizes:
-        """The sizes the cost and memory models read (see :func:`design_sizes`)."""
+        """The sizes the cost and memory models read (see :func:`design_sizes`), found once."""
         return design_sizes(
             self.a11_classes.shape[1],
             self.first_levels,
@@ -702,11 +703,11 @@ def design_sizes(
     n_classes: int | None = None,
 ) -> DesignSizes:
     """:class:`~statsmodels_lmer.engine.cost.DesignSizes` of summed cross-products."""
-    a = sp.csc_matrix(a_r1)
+    a = a_r1.tocsc()  # no copy of a CSC matrix
     per_column = np.diff(a.indptr)
     rows = per_column.reshape(first_levels, first_cols).max(axis=1) if first_levels else per_column
     r = sum(levels * cols for levels, cols in rest_sizes)
-    a_rr = sp.csr_matrix(a_rr)
+    a_rr = a_rr.tocsr()
     rest_entries = int(np.sum(a_rr.indices[: a_rr.indptr[r]] < r)) if r else 0
     return DesignSizes(
         first_levels=first_levels,
@@ -884,8 +885,23 @@ def least_squares_shift(gram: np.ndarray) -> np.ndarray | None:
 
 def fixed_gram(raw: RawSums) -> np.ndarray:
     """``[X y]' W [X y]`` from raw sums (the last ``p + 1`` rows and columns of ``A_RR``)."""
-    k = raw.n_fixed + 1
-    return raw.a_rr[-k:, -k:].toarray()
+    return trailing_block(raw.a_rr, raw.n_fixed + 1)
+
+
+def trailing_block(matrix: sp.spmatrix, k: int) -> np.ndarray:
+    """The last ``k`` rows and columns of a sparse matrix without duplicate entries, dense.
+
+    Read off the CSR arrays: scipy's slicing and ``toarray`` cost 15 us.
+    """
+    a = matrix.tocsr()
+    m = a.shape[0]
+    start = a.indptr[m - k]
+    rows = np.repeat(np.arange(k), np.diff(a.indptr[m - k :]))
+    cols = a.indices[start:] - (m - k)
+    inside = cols >= 0
+    out = np.zeros((k, k))
+    out[rows[inside], cols[inside]] = a.data[start:][inside]
+    return out
 
 
 def shifted_response(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
@@ -1100,7 +1116,7 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         sum_log_weights=raw.sum_log_weights,
     )
     cross.fill_positions, cross.fill_values = _lower_entries(cross.a_rr)
-    sizes = cross.sizes()
+    sizes = cross.sizes
     if strategy in (None, "pairs") and _is_nested(cross):
         tiny = sizes.dense_seconds("dense")[1] < SMALL_SECONDS
         if strategy == "pairs" or not tiny:
@@ -1120,12 +1136,12 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
 
 def _lower_entries(a_rr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Flat positions (sorted) and values of the lower triangle of ``A_RR``."""
-    coo = a_rr.tocoo()
-    lower = coo.row >= coo.col
     m = a_rr.shape[0]
-    positions = coo.row[lower].astype(np.int64) * m + coo.col[lower]
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(a_rr.indptr))  # no COO copy
+    lower = rows >= a_rr.indices
+    positions = rows[lower] * m + a_rr.indices[lower]
     order = np.argsort(positions, kind="stable")
-    return positions[order], coo.data[lower][order]
+    return positions[order], a_rr.data[lower][order]
 
 
 def _is_nested(cross: CrossProducts) -> bool:

@@ -20,6 +20,8 @@ blocked path.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -142,6 +144,12 @@ def parameter_products(
     matrix-vector product (about 3 us for sleepstudy, against 6 us for
     building ``Lambda`` and two products).
 
+    Each ``B_a`` has at most one entry per column (a theta element sits once
+    in each level's block, the levels' blocks in columns of their own), so
+    ``(B_a' M B_b)[i, j] = M[s_a(i), s_b(j)]`` with ``s_a(i)`` the row of
+    column ``i``'s entry (0 where there is none): the tables are read off
+    ``M`` by indexing, as the products of ones and zeros gave them exactly.
+
     Returns
     -------
     products : ndarray, shape (P, N * N)
@@ -150,16 +158,16 @@ def parameter_products(
         ``a`` and ``b`` of each row.
     """
     n = matrix.shape[0]
-    basis = np.zeros((n_theta + 1, n * n))
-    basis[theta_index, positions] = 1.0
-    basis[n_theta, ones] = 1.0
-    basis = basis.reshape(n_theta + 1, n, n)
-    scaled = matrix @ basis  # M B_b for every b
-    every = np.matmul(basis.transpose(0, 2, 1)[:, None], scaled[None, :])  # B_a' M B_b
-    first, second = np.triu_indices(n_theta + 1)
-    products = every[first, second]
+    padded = np.zeros((n + 1, n + 1))  # row and column n: the zeros of a column without entry
+    padded[:n, :n] = matrix
+    source = np.full((n_theta + 1, n), n)  # s_a(i)
+    rows, cols = np.divmod(positions, n)
+    source[theta_index, cols] = rows
+    source[n_theta, ones % n] = ones // n
+    first, second = np.array(list(itertools.combinations_with_replacement(range(n_theta + 1), 2))).T
+    products = padded[source[first][:, :, None], source[second][:, None, :]]
     apart = first != second  # B_b' M B_a is the transpose of B_a' M B_b (M symmetric)
-    products[apart] += every[second[apart], first[apart]]
+    products[apart] += products[apart].transpose(0, 2, 1)
     return products.reshape(first.size, n * n), first, second
 
 
