@@ -38,6 +38,7 @@ import patsy
 from patsy.contrasts import Treatment
 from patsy.design_info import FactorInfo, SubtermInfo
 
+from .columns import column_array
 from .formula import bare_name, model_desc
 
 __all__ = ["lean_design"]
@@ -180,8 +181,8 @@ def _bare_factor(factor: Any, frame: pd.DataFrame, eval_env: Any) -> _Factor | N
     name = bare_name(getattr(factor, "code", ""))
     if name is None or name not in frame.columns:
         return None
-    values = frame[name]
-    if not isinstance(values, pd.Series):  # a duplicated column name
+    values = column_array(frame, name)
+    if values is None:  # a duplicated column name
         return None
     described = _describe(values)
     if described is None:
@@ -192,16 +193,19 @@ def _bare_factor(factor: Any, frame: pd.DataFrame, eval_env: Any) -> _Factor | N
     return _Factor(factor, state, *described)
 
 
-def _describe(values: pd.Series) -> tuple | None:
-    """``(values, None, None)`` of a numeric column, ``(None, codes, levels)`` of a categorical."""
+def _describe(values: Any) -> tuple | None:
+    """``(values, None, None)`` of a numeric column, ``(None, codes, levels)`` of a categorical.
+
+    ``values`` is the column's array (:func:`~statsmodels_lmer.columns.column_array`).
+    """
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiu":
-        return values.to_numpy(dtype=float), None, None
+        return np.asarray(values, dtype=float), None, None
     if isinstance(dtype, pd.CategoricalDtype):
         levels = tuple(dtype.categories)
-        codes = np.asarray(values.array.codes)
+        codes = np.asarray(values.codes)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        unique = pd.unique(values.to_numpy(dtype=object))
+        unique = pd.unique(np.asarray(values, dtype=object))
         if not all(isinstance(value, str) for value in unique):
             return None
         levels = tuple(sorted(unique))  # patsy's order for strings
