@@ -26,6 +26,7 @@ LAYERS = [
         "datasets.*",
         "tables",
         "columns",
+        "linalg",
     ],
     ["transforms"],
     ["transform_rows"],

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_block
+from ..linalg import cho_solve, solve_triangular
 from ..terms import RandomTerm
 from .blocks import CrossProducts
 from .cost import SCALING_SLAB_ELEMENTS
@@ -680,8 +681,8 @@ class Solution:
         else:
             r, p, m = cross.n_random_rest, cross.n_fixed, cross.size_rest
             chol = factor.chol
-            coefs = sla.solve_triangular(
-                chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans="T"
+            coefs = solve_triangular(
+                chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans=True
             )
             self._u_rest, self.beta = coefs[:r], coefs[r : r + p]
         self._engine_beta = self.beta  # before any shift: what the factor solved for
@@ -797,7 +798,7 @@ def _unscaled_vcov(chol: np.ndarray, cross: CrossProducts) -> np.ndarray:
     r, p = cross.n_random_rest, cross.n_fixed
     if not p:
         return np.zeros((0, 0))
-    return sla.cho_solve((chol[r : r + p, r : r + p], True), np.eye(p))
+    return cho_solve(chol[r : r + p, r : r + p], np.eye(p), lower=True)
 
 
 def _symmetric(lower: np.ndarray) -> np.ndarray:
