@@ -542,6 +542,8 @@ class ColumnMagnitudes:
     def check(self) -> None:
         """Refuse columns outside double precision's reach (see :func:`check_magnitudes`)."""
         sizes = self.log10_rms(self.weight_sum is not None)
+        if not np.any(np.abs(sizes) > MAX_LOG10_MAGNITUDE):  # NaN (all zeros) passes
+            return
         plain = self.log10_rms(False)
         for label, size, unweighted in zip(self.labels, sizes, plain):
             if np.isnan(size) or abs(size) <= MAX_LOG10_MAGNITUDE:

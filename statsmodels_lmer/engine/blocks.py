@@ -470,7 +470,7 @@ class DenseProduct:
         # per-level reshape is a view. ``toarray()`` of the CSC matrix is
         # Fortran-ordered: each evaluation copied an m x q1 array (a third more
         # than the memory model's peak).
-        self.a_r1 = cross.a_r1.toarray(order="C")
+        self.a_r1 = dense_c_order(cross.a_r1)
         self.class_of_level = cross.class_of_level
         self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
         self.n_classes = len(cross.class_counts)
@@ -886,6 +886,21 @@ def least_squares_shift(gram: np.ndarray) -> np.ndarray | None:
 def fixed_gram(raw: RawSums) -> np.ndarray:
     """``[X y]' W [X y]`` from raw sums (the last ``p + 1`` rows and columns of ``A_RR``)."""
     return trailing_block(raw.a_rr, raw.n_fixed + 1)
+
+
+def dense_c_order(a: sp.csc_matrix) -> np.ndarray:
+    """A CSC matrix dense in C order, scattered from its arrays.
+
+    scipy's ``toarray(order="C")`` converts to CSR first (18 us on small
+    models, a copy of the entries on large ones); a matrix with duplicate
+    entries (none here: they are summed when built) goes through it.
+    """
+    if not a.has_canonical_format:
+        return a.toarray(order="C")
+    out = np.zeros(a.shape)
+    columns = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    out[a.indices, columns] = a.data
+    return out
 
 
 def trailing_block(matrix: sp.spmatrix, k: int) -> np.ndarray:
@@ -1472,7 +1487,7 @@ def _class_products(cross: CrossProducts) -> np.ndarray:
     Holds ``A`` dense and one class's columns of it while it runs (the
     memory model's ``2 m q1`` setup doubles, :meth:`DesignSizes.dense_bytes`).
     """
-    dense = cross.a_r1.toarray(order="C")  # the per-level reshape is then a view
+    dense = dense_c_order(cross.a_r1)  # the per-level reshape is then a view
     m = dense.shape[0]
     p1 = cross.first_cols
     levels = dense.reshape(m, cross.first_levels, p1)

@@ -176,20 +176,25 @@ def parameter_products(
 
 
 def _full_matrix(cross: CrossProducts) -> np.ndarray:
-    """``[Z_1 R]' W [Z_1 R]`` as a dense symmetric array (first term's levels first)."""
+    """``[Z_1 R]' W [Z_1 R]`` as a dense symmetric array (first term's levels first).
+
+    Its lower triangle is filled, then mirrored (adding the zeros above it).
+    """
     l1, p1, m = cross.first_levels, cross.first_cols, cross.size_rest
     q1 = l1 * p1
     n = q1 + m
     lower = np.zeros((n, n))
-    base = np.arange(l1)[:, None, None] * p1
-    within = np.arange(p1)
-    first = (base + within[:, None]) * n + base + within[None, :]  # (l1, p1, p1)
-    lower.flat[first.ravel()] = cross.a11_classes[cross.class_of_level].ravel()
+    flat = lower.reshape(-1)  # a view
+    rows, cols = tril_colmajor(p1)  # each level's block, lower triangle
+    base = np.arange(l1)[:, None] * p1
+    blocks = cross.a11_classes[cross.class_of_level]
+    flat[((base + rows) * n + base + cols).ravel()] = blocks[:, rows, cols].ravel()
     lower[q1:, :q1] = cross.a_r1.toarray()
     rows, cols = np.divmod(cross.fill_positions, m)
-    lower.flat[(q1 + rows) * n + q1 + cols] = cross.fill_values
-    lower = np.tril(lower)
-    return lower + np.tril(lower, -1).T
+    flat[(q1 + rows) * n + q1 + cols] = cross.fill_values
+    full = lower + lower.T
+    full.reshape(-1)[:: n + 1] = flat[:: n + 1]  # the diagonal once
+    return full
 
 
 def _lambda_entries(
