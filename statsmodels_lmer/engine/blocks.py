@@ -1123,7 +1123,7 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         class_of_level=class_of_level,
         class_counts=counts,
         a_r1=raw.a_r1,
-        a_rr=sp.csr_matrix(raw.a_rr),
+        a_rr=raw.a_rr.tocsr(),  # no new matrix when it is CSR already
         rest_sizes=list(raw.rest_sizes),
         n_random_rest=raw.n_random_rest,
         n_fixed=raw.n_fixed,
@@ -1342,6 +1342,9 @@ def _choose_strategy(
         need = _strategy_bytes(strategy, sizes, system)
         check_memory(need, _describe(strategy, sizes, system), _remedy(sizes))
         return strategy, system
+    if sizes.dense_seconds("dense")[1] < SMALL_SECONDS:  # tiny: the plain product, fewest roundings
+        check_memory(sizes.dense_bytes("dense"), _describe("dense", sizes, None), _remedy(sizes))
+        return "dense", None
     options: dict[str, tuple[float, float]] = {}  # name -> (seconds of a fit, bytes)
     per_eval = {}
     m, p1 = sizes.size_rest, sizes.first_cols
@@ -1350,9 +1353,6 @@ def _choose_strategy(
             continue
         setup, per_eval[name] = sizes.dense_seconds(name)
         options[name] = (setup + EXPECTED_EVALUATIONS * per_eval[name], sizes.dense_bytes(name))
-    if per_eval["dense"] < SMALL_SECONDS:  # tiny problems: the plain product, fewest roundings
-        check_memory(options["dense"][1], _describe("dense", sizes, None), _remedy(sizes))
-        return "dense", None
     system = None
     limit = available_memory()
     dense_fits = any(limit is None or need <= limit for _, need in options.values())
