@@ -397,7 +397,8 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
     for code in codes:
         names |= names_in_code(code)
     response_names = names_in_code(parsed.response)
-    columns = set(map(str, data.columns))
+    in_order = list(data.columns)  # one pass over the (pandas 3: Arrow-backed) Index
+    columns = set(map(str, in_order))
     if not response_names & columns and parsed.response not in columns:
         raise UnknownColumnError(
             f"response {parsed.response!r} is not a column of the data"
@@ -412,7 +413,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
                 )
             names.add(name)
     names |= response_names
-    used = [column for column in data.columns if str(column) in names]
+    used = [column for column in in_order if str(column) in names]
     return used, bare, (parsed.response, *codes)
 
 
