@@ -290,6 +290,9 @@ def native_byte_order(frame: pd.DataFrame) -> pd.DataFrame:
     hashing (grouping factors) and, in pandas 2, its row selection refuse
     them: ``Big-endian buffer not supported on little-endian compiler``.
     """
+    dtypes = frame.dtypes.to_numpy()  # no pass over the column names when none is swapped
+    if all(not isinstance(dtype, np.dtype) or dtype.isnative for dtype in dtypes):
+        return frame
     swapped = {
         name: frame[name].to_numpy().astype(dtype.newbyteorder("="))
         for name, dtype in column_dtypes(frame).items()

@@ -628,7 +628,16 @@ def quote_names(text: str, columns: Iterable[Any]) -> str:
     named ``Intercept`` (which would clash with the intercept's name) are
     quoted; string literals, numbers and everything else are left alone.
     """
-    wanted = {c for c in columns if isinstance(c, str) and _needs_quoting(c)}
+    return _quoted(text, _names_to_quote(columns))
+
+
+def _names_to_quote(columns: Iterable[Any]) -> set[str]:
+    """The column names :func:`quote_names` wraps in ``Q("...")``."""
+    return {c for c in columns if isinstance(c, str) and _needs_quoting(c)}
+
+
+def _quoted(text: str, wanted: set[str]) -> str:
+    """``text`` with the names in ``wanted`` wrapped in ``Q("...")`` (see :func:`quote_names`)."""
     if not wanted:
         return text
     out: list[str] = []
@@ -654,9 +663,12 @@ def quote_names(text: str, columns: Iterable[Any]) -> str:
 
 
 def quote_formula(parsed: ParsedFormula, columns: Iterable[Any]) -> ParsedFormula:
-    """The formula with :func:`quote_names` applied to the response, fixed part and bar columns."""
-    columns = list(columns)
-    bars = tuple(replace(bar, lhs=quote_names(bar.lhs, columns)) for bar in parsed.bars)
-    return ParsedFormula(
-        quote_names(parsed.response, columns), quote_names(parsed.fixed_rhs, columns), bars
-    )
+    """The formula with :func:`quote_names` applied to the response, fixed part and bar columns.
+
+    The formula itself when no column needs quoting (the names to quote are found once).
+    """
+    wanted = _names_to_quote(columns)
+    if not wanted:
+        return parsed
+    bars = tuple(replace(bar, lhs=_quoted(bar.lhs, wanted)) for bar in parsed.bars)
+    return ParsedFormula(_quoted(parsed.response, wanted), _quoted(parsed.fixed_rhs, wanted), bars)
