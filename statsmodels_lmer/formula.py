@@ -3,7 +3,9 @@
 The fixed part is left as text for statsmodels' formula machinery (patsy);
 each ``(lhs | group)`` term becomes a :class:`BarTerm`. The lme4 shorthands are
 expanded here: ``(x || g)`` into uncorrelated terms ``(1 | g) + (0 + x | g)``
-and ``(1 | a/b)`` into ``(1 | b:a) + (1 | a)``.
+and ``(1 | a/b)`` into ``(1 | b:a) + (1 | a)``. lme4's ``offset(...)`` terms of
+the fixed part are taken out of it here (``ParsedFormula.offsets``; evaluated
+by :mod:`statsmodels_lmer.offsets`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "deep_parsing",
     "model_desc",
     "not_python",
+    "offset_code",
     "parse_formula",
     "quote_formula",
     "quote_names",
@@ -119,16 +122,33 @@ class BarTerm:
 
 @dataclass(frozen=True)
 class ParsedFormula:
-    """A formula split into response, fixed-effects part and bar terms."""
+    """A formula split into response, fixed-effects part, bar terms and offsets.
+
+    ``offsets`` holds the code inside each ``offset(...)`` term of the fixed
+    part (lme4's offsets, summed with the ``offset=`` keyword); they are not
+    part of ``fixed_rhs``.
+    """
 
     response: str
     fixed_rhs: str
     bars: tuple[BarTerm, ...]
+    offsets: tuple[str, ...] = ()
 
     @property
     def fixed(self) -> str:
-        """The fixed-effects formula ``response ~ rhs`` for patsy."""
+        """The fixed-effects formula ``response ~ rhs`` for patsy (without the offsets)."""
         return f"{self.response} ~ {self.fixed_rhs}"
+
+    def text(self, fixed_rhs: str | None = None, bars: Iterable[BarTerm] | None = None) -> str:
+        """The lme4 formula, optionally with another fixed part or other bar terms.
+
+        The offsets are kept: the reduced models of ``ranova`` and ``drop1``
+        have them, as lmerTest's.
+        """
+        rhs = self.fixed_rhs if fixed_rhs is None else fixed_rhs
+        parts = [rhs, *(f"offset({code})" for code in self.offsets)]
+        parts += [str(bar) for bar in (self.bars if bars is None else bars)]
+        return f"{self.response} ~ {' + '.join(parts)}"
 
 
 def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
@@ -148,8 +168,8 @@ def parse_formula(formula: str, require_random: bool = True) -> ParsedFormula:
     -------
     ParsedFormula
         The response, the fixed-effects right-hand side (``"1"`` when only
-        random terms were given) and the random terms, with ``||`` and ``/``
-        expanded as lme4 does.
+        random terms were given), the random terms, with ``||`` and ``/``
+        expanded as lme4 does, and the code of each ``offset(...)`` term.
 
     Raises
     ------
@@ -250,8 +270,17 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
     _check_balanced(rhs, formula)
     fixed_parts: list[tuple[str, str]] = []
     bars: list[BarTerm] = []
+    offsets: list[str] = []
     for sign, segment in _split_top_level(rhs, formula):
         inner = _bar_interior(segment)
+        code = offset_code(segment)
+        if code is not None:
+            if sign == "-":
+                raise FormulaError(f"offset term {segment.strip()!r} cannot be subtracted")
+            if not code.strip():
+                raise FormulaError(f"offset term {segment.strip()!r} in {formula!r} is empty")
+            offsets.append(code.strip())
+            continue
         if inner is None:
             if _find_top_level(segment, "|") >= 0:
                 raise FormulaError(
@@ -273,7 +302,23 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
             f"formula {formula!r} has no random-effects term such as '(1 | group)'; "
             "use statsmodels' OLS for a model without random effects"
         )
-    return ParsedFormula(response, _join_fixed(fixed_parts, formula), tuple(bars))
+    return ParsedFormula(response, _join_fixed(fixed_parts, formula), tuple(bars), tuple(offsets))
+
+
+_OFFSET = re.compile(r"^offset\s*\(")
+
+
+def offset_code(segment: str) -> str | None:
+    """The code inside ``offset(...)`` when the term ``segment`` is one, else None.
+
+    This is the one place where lme4's offset terms are recognized: a whole
+    term of the fixed part (``offset(np.log(t))``), not a factor inside one.
+    """
+    text = segment.strip()
+    match = _OFFSET.match(text)
+    if match is None or not _bar_interior_closes(text[match.end() - 1 :]):
+        return None
+    return text[match.end() : -1]
 
 
 def not_python(err: SyntaxError) -> str:
@@ -571,7 +616,9 @@ def r_powers(formula: str) -> str:
 _R_FUNCTIONS = {
     "factor": "use C(x) for R's factor(x)",
     "as.factor": "use C(x) for R's as.factor(x)",
-    "offset": "pass the offset as the offset= keyword",
+    "offset": (
+        "offset(...) must be a term of its own, as in 'y ~ x + offset(np.log(t)) + (1 | g)'"
+    ),
 }
 
 
@@ -663,7 +710,8 @@ def _quoted(text: str, wanted: set[str]) -> str:
 
 
 def quote_formula(parsed: ParsedFormula, columns: Iterable[Any]) -> ParsedFormula:
-    """The formula with :func:`quote_names` applied to the response, fixed part and bar columns.
+    """The formula with :func:`quote_names` applied to the response, fixed part, bar columns
+    and offsets.
 
     The formula itself when no column needs quoting (the names to quote are found once).
     """
@@ -671,4 +719,9 @@ def quote_formula(parsed: ParsedFormula, columns: Iterable[Any]) -> ParsedFormul
     if not wanted:
         return parsed
     bars = tuple(replace(bar, lhs=_quoted(bar.lhs, wanted)) for bar in parsed.bars)
-    return ParsedFormula(_quoted(parsed.response, wanted), _quoted(parsed.fixed_rhs, wanted), bars)
+    return ParsedFormula(
+        _quoted(parsed.response, wanted),
+        _quoted(parsed.fixed_rhs, wanted),
+        bars,
+        tuple(_quoted(code, wanted) for code in parsed.offsets),
+    )

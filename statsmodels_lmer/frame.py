@@ -49,6 +49,7 @@ from .formula import (
     r_function_hint,
 )
 from .lean_design import lean_design
+from .offsets import add_offsets, formula_offset
 from .terms import RandomTerm, build_random_terms
 from .transform_rows import names_in_code, patsy_columns, relearn_transforms
 from .transforms import FORMULA_TRANSFORMS
@@ -93,7 +94,8 @@ class ModelFrame:
     terms : list of RandomTerm
         Random terms, in lme4's order.
     weights, offset : ndarray or None
-        Prior weights and offset for the complete rows.
+        Prior weights and offset for the complete rows; ``offset`` is the
+        total, the formula's ``offset(...)`` terms plus the ``offset=`` keyword.
     frame : pandas.DataFrame
         The complete rows of the data (a new frame).
     n_dropped : int
@@ -109,6 +111,11 @@ class ModelFrame:
         (before ``subset`` and the dropping of incomplete rows), where their
         statistics are learned as in R (:mod:`~statsmodels_lmer.transform_rows`);
         None when no row was left out or no stateful transform is used.
+    offset_terms : tuple of str
+        The code inside each ``offset(...)`` term of the formula (as evaluated,
+        column names quoted).
+    offset_argument : ndarray or None
+        The ``offset=`` keyword's part of ``offset`` (lme4's ``offset`` argument).
     """
 
     endog: pd.Series
@@ -123,6 +130,8 @@ class ModelFrame:
     formula: ParsedFormula | None = None
     codes: tuple[str, ...] = ()
     transform_data: pd.DataFrame | None = None
+    offset_terms: tuple[str, ...] = ()
+    offset_argument: np.ndarray | None = None
 
 
 def build_model_frame(
@@ -140,17 +149,23 @@ def build_model_frame(
     Column names patsy cannot read as Python (``x.1``, ``class``, a column
     named ``Intercept``) are quoted as ``Q("x.1")`` first.
 
+    The formula's ``offset(...)`` terms are evaluated on the rows complete in
+    the columns the model uses, and added to ``offset``
+    (:mod:`~statsmodels_lmer.offsets`); a row where an offset is missing (NaN)
+    is dropped as incomplete.
+
     Raises
     ------
     UnknownColumnError
-        A grouping factor, weights or offset column is not in the data.
+        A grouping factor, weights or offset column is not in the data, or an
+        offset term uses a name that is neither a column nor in ``eval_env``.
     DataError
         No usable rows, missing values with ``missing="raise"``, non-finite
         values, invalid weights, grouping factors lme4 would refuse, a
         constant response, fewer observations than coefficients, dates used
         as predictors or values too large or small for double precision.
     ResponseTypeError
-        The response, weights or offset are not numeric.
+        The response, weights or offsets are not numeric.
     FormulaError
         patsy cannot evaluate the fixed part.
     """
@@ -173,6 +188,9 @@ def build_model_frame(
     for extra in (weights, offset):
         if extra is not None:
             incomplete |= np.isnan(extra)
+    offset_terms = _terms_offset(parsed, data, incomplete, eval_env)
+    if offset_terms is not None:
+        incomplete |= np.isnan(offset_terms)
     n_dropped = int(incomplete.sum())
     if n_dropped and missing != "drop":
         raise DataError(
@@ -197,7 +215,8 @@ def build_model_frame(
     frame = drop_unused_categories(frame, used, dtypes)
     frame = plain_columns(frame, used, dtypes)
     weights = None if weights is None else weights[~incomplete]
-    offset = None if offset is None else offset[~incomplete]
+    argument = None if offset is None else offset[~incomplete]
+    offset = add_offsets(None if offset_terms is None else offset_terms[~incomplete], argument)
     _check_weights(weights)
     if transform_data is not None:  # given (update() of a model): those rows
         source = _as_frame(transform_data)
@@ -230,7 +249,26 @@ def build_model_frame(
         parsed,
         codes,
         transform_data,
+        parsed.offsets,
+        argument,
     )
+
+
+def _terms_offset(
+    parsed: ParsedFormula, data: pd.DataFrame, incomplete: np.ndarray, eval_env: Any
+) -> np.ndarray | None:
+    """The formula's offset terms on every row of ``data`` (NaN on ``incomplete`` rows).
+
+    They are evaluated on the rows complete in the model's columns only (a
+    term such as ``np.log(t)`` may not accept what a missing value is stored as).
+    """
+    if not parsed.offsets:
+        return None
+    if not incomplete.any():
+        return formula_offset(parsed.offsets, data, eval_env)
+    values = np.full(len(data), np.nan)
+    values[~incomplete] = formula_offset(parsed.offsets, data.loc[~incomplete], eval_env)
+    return values
 
 
 def missing_rows(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -392,6 +430,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
         desc = model_desc(text)
         for term in desc.rhs_termlist:
             codes.extend(factor.code for factor in term.factors)
+    codes.extend(parsed.offsets)  # their columns are the model's too
     bare = {bare_name(code) for code in codes} - {None}
     names: set[str] = set()
     for code in codes:
@@ -515,11 +554,6 @@ def fixed_part_error(fixed: str, err: Exception) -> Exception:
     if isinstance(err, SyntaxError):
         return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {not_python(err)}")
     message = getattr(err, "message", None) or str(err)
-    if "name 'offset' is not defined" in message:  # lme4's y ~ x + offset(o)
-        return FormulaError(
-            f"offset(...) in the formula {fixed!r} is not supported; pass the offset as the "
-            "offset= keyword instead (a column name or one value per row)"
-        )
     hint = r_function_hint(message)
     if hint:
         return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}{hint}")

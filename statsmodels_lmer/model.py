@@ -93,12 +93,20 @@ class Lmer(LikelihoodModel):
     weights : array_like, optional
         Positive prior weights.
     offset : array_like, optional
-        Known offset added to the linear predictor.
+        Known offset added to the linear predictor: the total of the
+        formula's ``offset(...)`` terms and the ``offset=`` keyword.
     **kwargs
         Passed to statsmodels' ``Model`` (``missing``, ``formula``, ...).
 
     Attributes
     ----------
+    offset : ndarray or None
+        The offset of each fitted row (formula terms plus keyword).
+    offset_terms : tuple of str
+        The code inside each ``offset(...)`` term of the formula.
+    offset_argument : ndarray or None
+        The ``offset=`` keyword's part of :attr:`offset` (lme4's ``offset``
+        argument), for ``update()`` and predictions.
     partitions : DaskRows or None
         For a model built from a Dask DataFrame, its rows on the cluster (see
         :mod:`statsmodels_lmer.distributed`); None for in-memory data.
@@ -121,6 +129,8 @@ class Lmer(LikelihoodModel):
         self.lmer_formula = kwargs.pop("lmer_formula", None)
         self.weights_column = kwargs.pop("weights_column", None)
         self.offset_column = kwargs.pop("offset_column", None)
+        self.offset_terms: tuple[str, ...] = tuple(kwargs.pop("offset_terms", ()))
+        argument = kwargs.pop("offset_argument", None if self.offset_terms else offset)
         self.restricted = bool(kwargs.pop("restricted", False))
         self.formula_namespace = kwargs.pop("formula_namespace", None) or FormulaNamespace()
         self.mixedlm_spec: MixedLMSpec | None = kwargs.pop("mixedlm_spec", None)
@@ -129,6 +139,7 @@ class Lmer(LikelihoodModel):
         n = len(self.endog)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.offset = None if offset is None else np.asarray(offset, dtype=float)
+        self.offset_argument = None if argument is None else np.asarray(argument, dtype=float)
         for term in self.random_terms:
             if len(term.codes) != n:
                 raise ValueError(
@@ -171,7 +182,9 @@ class Lmer(LikelihoodModel):
         drop_cols : list of str, optional
             Fixed-effects columns to drop from the model matrix.
         weights, offset : array_like or str, optional
-            Prior weights / offset, as arrays or column names.
+            Prior weights / offset, as arrays or column names. The offset is
+            added to the formula's ``offset(...)`` terms, as lme4's
+            ``offset`` argument (see :mod:`~statsmodels_lmer.offsets`).
         missing : {"drop", "raise"}
             Rows with a missing value in a used column are dropped (and
             counted) or refused.
@@ -269,6 +282,8 @@ class Lmer(LikelihoodModel):
             lmer_formula=formula,
             weights_column=weights if isinstance(weights, str) else None,
             offset_column=offset if isinstance(offset, str) else None,
+            offset_terms=mf.offset_terms,
+            offset_argument=mf.offset_argument,
             restricted=restricted,
             formula_namespace=FormulaNamespace.capture(mf.codes, mf.frame.columns, eval_env),
             mixedlm_spec=spec,
@@ -298,6 +313,7 @@ class Lmer(LikelihoodModel):
             None if columns.offset is None else RowsOnCluster("offset", n, columns.offset)
         )
         model.weights_column, model.offset_column = columns.weights, columns.offset
+        model.offset_terms, model.offset_argument = (), model.offset
         model.restricted, model.formula_namespace = False, FormulaNamespace()
         model.mixedlm_spec, model.data_name = None, None
         model._data_attr, model._init_keys = [], []
@@ -322,6 +338,8 @@ class Lmer(LikelihoodModel):
             state.setdefault(name, default)  # pickles of earlier versions
         state.setdefault("restricted", False)
         state.setdefault("formula_namespace", FormulaNamespace())
+        state.setdefault("offset_terms", ())
+        state.setdefault("offset_argument", state.get("offset"))
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         fixed = getattr(self.data, "formula", None)
@@ -396,6 +414,8 @@ class Lmer(LikelihoodModel):
             offset=self.offset,
             weights_column=self.weights_column,
             offset_column=self.offset_column,
+            offset_terms=self.offset_terms,
+            offset_argument=self.offset_argument,
             restricted=self.restricted,
             formula_namespace=self.formula_namespace,
             n_dropped=self.n_dropped,

@@ -77,7 +77,7 @@ def check_restricted(parsed: ParsedFormula, columns: Iterable[Any]) -> None:
         Naming the offending code and what is allowed.
     """
     names = {str(c) for c in columns}
-    text = f"{parsed.fixed} {' '.join(str(b) for b in parsed.bars)}"
+    text = parsed.text()
     if len(text) > MAX_FORMULA_LENGTH:
         raise UnsafeFormulaError(
             f"formula of {len(text)} characters: restricted mode accepts at most "
@@ -89,6 +89,8 @@ def check_restricted(parsed: ParsedFormula, columns: Iterable[Any]) -> None:
     for term in desc.rhs_termlist:
         for factor in term.factors:
             _check_code(factor.code, names)
+    for code in parsed.offsets:
+        _check_code(code, names)
     check_bars(parsed.bars, names)
 
 

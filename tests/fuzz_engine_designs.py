@@ -149,5 +149,5 @@ def random_design(seed: int) -> Design:
     )
 
 
-LME4_SEEDS = tuple(range(240))
+LME4_SEEDS = tuple(range(840))
 """The seeds fitted with lme4 (``tests/fixtures/fuzz_engine.json``)."""

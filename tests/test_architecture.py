@@ -36,6 +36,7 @@ LAYERS = [
     ["terms"],
     ["data_checks"],
     ["lean_design"],
+    ["offsets"],
     ["frame"],
     ["formula_env"],
     ["distributed.design"],

@@ -114,10 +114,10 @@ def test_nan_from_a_transform_in_a_random_term_is_a_data_error(data):
         sml.lmer("y ~ x + (np.log(z - 2) | g)", data)
 
 
-def test_offset_in_the_formula_points_to_the_offset_keyword(data):
-    # was UnknownColumnError: name 'offset' is not defined
-    with pytest.raises(FormulaError, match="offset="):
-        sml.lmer("y ~ x + offset(z) + (1 | g)", data)
+def test_offset_inside_a_term_says_it_must_be_a_term_of_its_own(data):
+    # was UnknownColumnError: name 'offset' is not defined (offset(z) as a term is lme4's offset)
+    with pytest.raises(FormulaError, match="must be a term of its own"):
+        sml.lmer("y ~ x + x:offset(z) + (1 | g)", data)
 
 
 @pytest.mark.parametrize("what", ["weights", "offset"])

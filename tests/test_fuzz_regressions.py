@@ -173,7 +173,12 @@ def test_interior_fit_is_probed_against_the_boundary():
 # 65 rows, REML, z of scale 0.002 (11 theta). lme4's default fit (interior, with
 # "Hessian is numerically singular"): REML criterion -227.15163 (tests/fixtures/
 # fuzz_engine.json). L-BFGS-B and BOBYQA in the columns' units stopped at singular
-# points -225.5594 and -224.7338 and the fit was reported converged.
+# points -225.5594 and -224.7338 and the fit was reported converged. BOBYQA in theta
+# (lme4's fit) stops at -227.1518; L-BFGS-B from there at a verified singular point,
+# -227.2169 (NLopt's Nelder-Mead from lme4's start stops at -227.2169 as well).
+LOWEST_SEED_160 = -227.2168947
+
+
 @pytest.mark.skipif(not HAS_NLOPT, reason="lme4's own fit is BOBYQA (nlopt)")
 def test_singular_fit_in_column_units_is_checked_by_lme4s_own_fit():
     from fuzz_engine_designs import random_design
@@ -184,14 +189,14 @@ def test_singular_fit_in_column_units_is_checked_by_lme4s_own_fit():
         for case in json.loads((FIXTURES / "fuzz_engine.json").read_text())
         if case["seed"] == 160
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular, as the lowest point is
         res = sml.Lmer.from_formula(design.formula, design.frame).fit(reml=True)
-    assert res.objective <= lme4["objective"] + 1e-7 * abs(lme4["objective"])
+    assert res.objective < lme4["objective"] - 0.06
+    assert res.objective == pytest.approx(LOWEST_SEED_160, abs=1e-6)
     second = res.optinfo["second_start"]
     assert second["objective"] > lme4["objective"] + 1.0  # BOBYQA in column units
     assert second["unscaled"]["adopted"] and not second["adopted"]
-    assert second["unscaled"]["objective"] == pytest.approx(res.objective, abs=1e-6)
-    # the surface keeps falling along a ridge (restarts gain 5e-5): not verified
-    assert not res.converged
-    assert any(issubclass(w.category, LmerConvergenceWarning) for w in caught)
+    unscaled = second["unscaled"]["objective"]
+    assert unscaled == pytest.approx(lme4["objective"], abs=1e-3)  # lme4's own fit
+    assert res.converged and res.is_singular()

@@ -299,6 +299,12 @@ def build_partitioned(
     """
     if subset is not None:
         raise TypeError("subset= is not supported for a Dask DataFrame; filter it first")
+    if parsed.offsets:
+        terms = " + ".join(f"offset({code})" for code in parsed.offsets)
+        raise FormulaError(
+            f"{terms} in the formula is not supported for a Dask DataFrame: add the offset "
+            "as a column (ddf = ddf.assign(off=...)) and pass offset='off' instead"
+        )
     if missing not in ("drop", "raise", "none"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     eval_env = patsy.EvalEnvironment([{"np": np, "numpy": np}]) if eval_env is None else eval_env

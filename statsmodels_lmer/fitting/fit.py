@@ -307,11 +307,17 @@ def _boundary_probe(
 
 def _lower_of(run: OptimizerResult, other: OptimizerResult) -> OptimizerResult:
     """The run with the lower objective (``run`` on a tie), charged with both runs' work."""
-    best = other if other.fun < run.fun else run
-    best.n_evaluations = run.n_evaluations + other.n_evaluations
-    best.n_gradients = run.n_gradients + other.n_gradients
-    best.seconds = run.seconds + other.seconds
-    return best
+    if other.fun < run.fun:
+        return _charged(other, run)
+    return _charged(run, other)
+
+
+def _charged(kept: OptimizerResult, other: OptimizerResult) -> OptimizerResult:
+    """``kept``, charged with ``other``'s evaluations, gradients and seconds too."""
+    kept.n_evaluations += other.n_evaluations
+    kept.n_gradients += other.n_gradients
+    kept.seconds += other.seconds
+    return kept
 
 
 def _value_or_inf(objective: Objective, theta: np.ndarray) -> float:
@@ -330,6 +336,13 @@ def _cheap(objective: Objective, lower: np.ndarray) -> bool:
         return False
     evaluation, _ = predicted_seconds(devfun)
     return evaluation * bobyqa_fit_calls(lower.size) <= SECOND_START_SECONDS
+
+
+UNSCALED_MIN_EVALUATIONS = 1000
+"""lme4's own fit as a third start (:func:`_lme4_own_start`) may take as many evaluations
+as the two runs before it, and at least this many: BOBYQA in theta flounders where a
+column's scale is extreme (up to 50,000 evaluations, 12 s, with its restarts, on 40-row
+designs whose two runs took 400)."""
 
 
 def _second_start(
@@ -365,11 +378,37 @@ def _second_start(
     info = {"method": method, "objective": float(other.fun), "adopted": best is other}
     info["unscaled"] = None
     if scale is not None and HAVE_NLOPT:
-        lme4_fit = replace(opts, method="bobyqa")
-        own = _run_in_units(objective, lme4_start, lower, lme4_fit, None, False, None)
-        best = _lower_of(best, own)
-        info["unscaled"] = {"objective": float(own.fun), "adopted": best is own}
-        info["adopted"] = info["adopted"] and best is not own
+        best, info["unscaled"] = _lme4_own_start(objective, best, lower, opts, scale)
+        info["adopted"] = info["adopted"] and not info["unscaled"]["adopted"]
+    return best, info
+
+
+def _lme4_own_start(
+    objective: Objective,
+    run: OptimizerResult,
+    lower: np.ndarray,
+    opts: FitOptions,
+    scale: np.ndarray,
+) -> tuple[OptimizerResult, dict[str, Any]]:
+    """``run``, or the fit from where lme4's own fit stops when that is lower.
+
+    lme4's fit is BOBYQA in theta from 1 on the diagonals, unverified and
+    limited to :data:`UNSCALED_MIN_EVALUATIONS` or as many evaluations as
+    ``run`` took; where it ends lower than ``run`` by more than
+    ``verify_tol``, the default optimizer in the columns' units continues from
+    there and is verified as any fit.
+    """
+    budget = max(UNSCALED_MIN_EVALUATIONS, run.n_evaluations)
+    budget = min(budget, opts.maxiter or budget)
+    lme4_fit = replace(opts, method="bobyqa", maxiter=budget, verify=False)
+    start = np.where(lower == 0, 1.0, 0.0)
+    own = _run_in_units(objective, start, lower, lme4_fit, None, False, None)
+    info = {"objective": float(own.fun), "adopted": False}
+    if not own.fun < run.fun - opts.verify_tol:
+        return _charged(run, own), info
+    continued = _charged(_run_in_units(objective, own.theta, lower, opts, None, False, scale), own)
+    best = _lower_of(run, continued)
+    info["adopted"] = best is continued
     return best, info
 
 

@@ -22,7 +22,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..engine.objective import profiled_criterion
 from ..exceptions import DataError, warn
-from ..formula import BarTerm, ParsedFormula, parse_formula
+from ..formula import BarTerm, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
 from ..tables import LmerTable
@@ -267,12 +267,6 @@ def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
         return res.update(formula, reml=res.reml if reml is None else reml)
 
 
-def _formula_text(parsed: ParsedFormula, bars: list[BarTerm], fixed_rhs: str | None = None) -> str:
-    rhs = fixed_rhs if fixed_rhs is not None else parsed.fixed_rhs
-    random = " + ".join(str(bar) for bar in bars)
-    return f"{parsed.response} ~ {rhs}" + (f" + {random}" if random else "")
-
-
 def _reduced_bars(bar: BarTerm) -> list[tuple[str, BarTerm | None]]:
     """lmerTest's reductions of one bar term: (label, replacement or None)."""
     label = f"({bar.lhs} | {bar.group})"
@@ -319,7 +313,7 @@ def random_reductions(res: Any) -> dict[str, str | None]:
         for label, replacement in _reduced_bars(bar):
             bars = others[:index] + ([replacement] if replacement else []) + others[index:]
             bars = _distinct_bars(bars)
-            reductions[label] = _formula_text(parsed, bars) if bars else None
+            reductions[label] = parsed.text(bars=bars) if bars else None
     return reductions
 
 
@@ -426,7 +420,7 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
     for name in marginal_terms(res.model):
         kept = [t.name for t in terms if t.name != name]
         rhs = " + ".join((["1"] if has_intercept else ["0"]) + kept)
-        reduced = refit_formula(res, _formula_text(parsed, list(parsed.bars), rhs), reml=False)
+        reduced = refit_formula(res, parsed.text(fixed_rhs=rhs), reml=False)
         lrt = 2 * (full.llf - reduced.llf)
         df = full.n_params - reduced.n_params
         rows[name] = (reduced.n_params, reduced.aic, lrt, df, stats.chi2.sf(lrt, df))

@@ -25,6 +25,7 @@ from .predict import (
     complete_rows,
     fitted_types,
     fixed_matrix,
+    row_offsets,
     row_values,
     selected_terms,
     term_rows,
@@ -131,7 +132,7 @@ def predict_interval(
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
-    row_offset = row_values(model, newdata, rows_given, offset, "offset")
+    row_offset = row_offsets(model, newdata, rows_given, offset)
     row_weights = (
         row_values(model, newdata, rows_given, weights, "weights") if include_residual else None
     )

@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from .._parallel import Progress
 from ..graphics.influence import plot_influence
 from ..random_effects import term_for_group, varcorr_labels
+from .predict import fitted_keyword
 
 __all__ = ["InfluenceResult", "influence"]
 
@@ -214,7 +215,7 @@ def _full_refits(
             keep[rows] = False
             kwargs = {"reml": res.reml, "start_theta": np.asarray(res.theta)}
             for name in ("weights", "offset"):
-                values = getattr(model, name)
+                values = fitted_keyword(model, name)  # offset() terms: from the formula
                 if values is not None:
                     kwargs[name] = values[keep]
             with warnings.catch_warnings():

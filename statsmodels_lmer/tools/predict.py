@@ -27,6 +27,7 @@ from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError, FormulaError, UnknownColumnError
 from ..formula import BarTerm, parse_formula
 from ..frame import column_or_array
+from ..offsets import add_offsets, formula_offset
 from ..random_effects import term_contribution
 from ..restricted import check_bars
 from ..terms import RandomTerm, match_levels
@@ -34,10 +35,12 @@ from ..transform_rows import design_matrix, names_in_code
 
 __all__ = [
     "complete_rows",
+    "fitted_keyword",
     "fitted_types",
     "fixed_matrix",
     "patsy_rows",
     "predict",
+    "row_offsets",
     "row_values",
     "selected_terms",
     "term_design",
@@ -131,7 +134,7 @@ def predict(
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms)
-    row_offset = row_values(model, newdata, rows_given, offset, "offset")
+    row_offset = row_offsets(model, newdata, rows_given, offset)
     if row_offset is not None:
         complete &= ~np.isnan(row_offset)
     rows = newdata.loc[complete]
@@ -202,10 +205,44 @@ def _predict_partitioned(
     return rows.predict(res, newdata, terms, allow_new_levels, offset_column)
 
 
+def row_offsets(
+    model: Any, newdata: pd.DataFrame, rows_given: bool, given: Any
+) -> np.ndarray | None:
+    """The offset of each row of ``newdata`` (None when the model has none).
+
+    For the fitted rows (``rows_given`` False, no ``given``) the fitted
+    offset. Otherwise the formula's ``offset(...)`` terms evaluated on the
+    rows, as lme4's ``predict.merMod``, plus the ``offset=`` keyword's part
+    (:func:`row_values`): ``given`` when given, else the column the model
+    took it from.
+
+    Raises
+    ------
+    UnknownColumnError
+        newdata lacks a column an offset term or the offset column needs.
+    DataError
+        The model's ``offset=`` was an array and newdata has other rows.
+    """
+    if given is None and not rows_given:
+        return None if model.offset is None else np.asarray(model.offset, dtype=float)
+    terms = formula_offset(model.offset_terms, newdata, model.formula_env(), "newdata")
+    return add_offsets(terms, row_values(model, newdata, rows_given, given, "offset"))
+
+
+def fitted_keyword(model: Any, what: str) -> np.ndarray | None:
+    """The model's values of the ``weights=`` or ``offset=`` keyword for its rows.
+
+    For the offset, the keyword's part only (without the formula's
+    ``offset(...)`` terms).
+    """
+    return getattr(model, "offset_argument" if what == "offset" else what)
+
+
 def row_values(
     model: Any, newdata: pd.DataFrame, rows_given: bool, given: Any, what: str
 ) -> np.ndarray | None:
-    """The offset or weights of each row of ``newdata`` (None when the model has none).
+    """The weights, or the ``offset=`` keyword's offset, of each row of ``newdata``
+    (None when the model has none).
 
     ``given`` (an array or a column name) wins; otherwise the fitted values
     for the fitted rows, or the column the model took them from.
@@ -221,7 +258,7 @@ def row_values(
     UnknownColumnError
         newdata lacks the column.
     """
-    fitted = getattr(model, what)
+    fitted = fitted_keyword(model, what)
     column = getattr(model, f"{what}_column", None)
     if given is None and not rows_given:
         return None if fitted is None else np.asarray(fitted, dtype=float)

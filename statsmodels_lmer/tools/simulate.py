@@ -17,7 +17,7 @@ from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
 from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
-from .predict import selected_terms
+from .predict import fitted_keyword, selected_terms
 
 __all__ = ["refit", "simulate", "update_arguments"]
 
@@ -103,8 +103,10 @@ def update_arguments(
 ) -> tuple[Any, dict[str, Any]]:
     """The data and model keywords of ``update``: the model's own unless given.
 
-    Without new data, the fitted rows with their weights and offset. With new
-    data, the weights and offset come from the same columns; a model whose
+    Without new data, the fitted rows with their weights and offset (the
+    ``offset=`` keyword's; the formula's ``offset(...)`` terms are evaluated
+    again from the formula). With new data, the weights and offset come from
+    the same columns; a model whose
     weights or offset were arrays cannot know them for other data, so they
     must be given. The formula is evaluated as the model's was (restricted,
     or with the names its formula used).
@@ -120,10 +122,10 @@ def update_arguments(
         if what in kwargs:
             continue
         if data is None:
-            kwargs[what] = column if column is not None else getattr(model, what)
+            kwargs[what] = column if column is not None else fitted_keyword(model, what)
         elif column is not None:
             kwargs[what] = column
-        elif getattr(model, what) is not None:
+        elif fitted_keyword(model, what) is not None:
             raise DataError(
                 f"the model was fitted with {what} given as an array: pass {what}= for the "
                 "new data (or None to fit without)"
