@@ -101,7 +101,7 @@ def rows_of(name: str, formula: str, data: pd.DataFrame, repeat: int) -> list[di
             out.append({"design": name, "strategy": strategy, "error": str(err)[:60]})
             continue
         cross = devfun.cross
-        sizes = cross.sizes()
+        sizes = cross.sizes
         if strategy == "sparse":
             predicted = sparse_seconds(cross.sparse.counts)
         else:

@@ -18,13 +18,13 @@ import pandas as pd
 import patsy
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from .columns import column_array
 from .data_checks import (
     check_exact_fit,
     check_magnitudes,
     check_observations,
     check_response_type,
     check_unique_columns,
-    column_array,
     column_dtypes,
     drop_unused_categories,
     native_byte_order,
@@ -205,10 +205,10 @@ def build_model_frame(
         )
     frame = data.loc[~incomplete] if n_dropped else owned_frame(data)
     predictors, response = bare_columns(parsed, used, bare)
-    dtypes = column_dtypes(frame)  # one mapping for the checks (again if a column changed)
+    dtypes = column_dtypes(frame, used)  # one mapping for the checks (again if one changed)
     converted = numeric_objects(frame, predictors + response, dtypes)
     if converted is not frame:
-        frame, dtypes = converted, column_dtypes(converted)
+        frame, dtypes = converted, column_dtypes(converted, used)
     refuse_containers(frame, used, dtypes)
     refuse_datetimes(frame, predictors, dtypes)
     refuse_non_real(frame, predictors, response, dtypes)
@@ -436,7 +436,8 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
     for code in codes:
         names |= names_in_code(code)
     response_names = names_in_code(parsed.response)
-    columns = set(map(str, data.columns))
+    in_order = list(data.columns)  # one pass over the (pandas 3: Arrow-backed) Index
+    columns = set(map(str, in_order))
     if not response_names & columns and parsed.response not in columns:
         raise UnknownColumnError(
             f"response {parsed.response!r} is not a column of the data"
@@ -451,7 +452,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
                 )
             names.add(name)
     names |= response_names
-    used = [column for column in data.columns if str(column) in names]
+    used = [column for column in in_order if str(column) in names]
     return used, bare, (parsed.response, *codes)
 
 

@@ -38,6 +38,7 @@ import patsy
 from patsy.contrasts import Treatment
 from patsy.design_info import FactorInfo, SubtermInfo
 
+from .columns import column_array
 from .formula import bare_name, model_desc
 
 __all__ = ["lean_design"]
@@ -80,10 +81,11 @@ def lean_design(
     desc = model_desc(fixed)
     if len(desc.lhs_termlist) != 1 or not isinstance(eval_env, patsy.EvalEnvironment):
         return None
-    seen: dict[Any, _Factor | None] = {}  # each factor described once
-    response = _bare_factors(desc.lhs_termlist[0], frame, eval_env, seen)
-    if response is None or response[0].categorical:
+    lhs = desc.lhs_termlist[0].factors
+    response = _bare_column(lhs[0], frame) if len(lhs) == 1 else None
+    if response is None or response[0] is None:  # not one numeric column
         return None
+    seen: dict[Any, _Factor | None] = {}  # each factor described once
     terms = _ordered_terms(desc.rhs_termlist, frame, eval_env, seen)
     if terms is None:
         return None
@@ -117,8 +119,7 @@ def lean_design(
                 )
     X = np.hstack(blocks) if blocks else np.empty((n, 0))
     design_info = patsy.DesignInfo(names, factor_infos, term_codings)
-    (y,) = response
-    endog = pd.Series(y.values, index=frame.index, name=y.factor.name())
+    endog = pd.Series(response[0], index=frame.index, name=lhs[0].name())
     exog = pd.DataFrame(X, index=frame.index, columns=names)
     return endog, exog, design_info
 
@@ -177,13 +178,8 @@ def _bare_factors(
 
 
 def _bare_factor(factor: Any, frame: pd.DataFrame, eval_env: Any) -> _Factor | None:
-    name = bare_name(getattr(factor, "code", ""))
-    if name is None or name not in frame.columns:
-        return None
-    values = frame[name]
-    if not isinstance(values, pd.Series):  # a duplicated column name
-        return None
-    described = _describe(values)
+    """A right-hand side factor with patsy's state (the design's predictions evaluate it)."""
+    described = _bare_column(factor, frame)
     if described is None:
         return None
     state: dict[str, Any] = {}
@@ -192,16 +188,34 @@ def _bare_factor(factor: Any, frame: pd.DataFrame, eval_env: Any) -> _Factor | N
     return _Factor(factor, state, *described)
 
 
-def _describe(values: pd.Series) -> tuple | None:
-    """``(values, None, None)`` of a numeric column, ``(None, codes, levels)`` of a categorical."""
+def _bare_column(factor: Any, frame: pd.DataFrame) -> tuple | None:
+    """:func:`_describe` of the column a factor names on its own, or None.
+
+    The response needs no more: patsy's state (20-50 us a factor) serves only
+    the right-hand side's design.
+    """
+    name = bare_name(getattr(factor, "code", ""))
+    if name is None or name not in frame.columns:
+        return None
+    values = column_array(frame, name)
+    if values is None:  # a duplicated column name
+        return None
+    return _describe(values)
+
+
+def _describe(values: Any) -> tuple | None:
+    """``(values, None, None)`` of a numeric column, ``(None, codes, levels)`` of a categorical.
+
+    ``values`` is the column's array (:func:`~statsmodels_lmer.columns.column_array`).
+    """
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiu":
-        return values.to_numpy(dtype=float), None, None
+        return np.asarray(values, dtype=float), None, None
     if isinstance(dtype, pd.CategoricalDtype):
         levels = tuple(dtype.categories)
-        codes = np.asarray(values.array.codes)
+        codes = np.asarray(values.codes)
     elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        unique = pd.unique(values.to_numpy(dtype=object))
+        unique = pd.unique(np.asarray(values, dtype=object))
         if not all(isinstance(value, str) for value in unique):
             return None
         levels = tuple(sorted(unique))  # patsy's order for strings

@@ -779,6 +779,8 @@ def _columns_of(data: Any) -> list[Any]:
 
 def _drop_columns(exog: pd.DataFrame, drop_cols: Any) -> pd.DataFrame:
     """``exog`` without the ``drop_cols`` columns; unknown names are refused."""
+    if drop_cols is None:
+        return exog
     names = checked_drop_cols(list(exog.columns), drop_cols)
     return exog.drop(columns=names) if names else exog
 

@@ -18,6 +18,7 @@ import pandas as pd
 import patsy
 import scipy.sparse as sp
 
+from .columns import column_array
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
@@ -178,7 +179,8 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
     combined = np.zeros(len(frame), dtype=np.int64)
     per_factor: list[pd.Index] = []
     for name in factors:
-        codes, levels = _factor_codes(frame[name])
+        values = column_array(frame, name)
+        codes, levels = _factor_codes(frame[name] if values is None else values)
         combined = combined * len(levels) + codes
         per_factor.append(levels)
     used, codes = compact_codes(combined, np.prod([len(levels) for levels in per_factor]))
@@ -300,13 +302,15 @@ def compact_codes(combined: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarr
     return used, number[combined]
 
 
-def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def _factor_codes(values: Any) -> tuple[np.ndarray, pd.Index]:
+    """Codes and levels of one column's values (its array, or a Series)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.codes.to_numpy(np.int64), values.cat.categories
+        categorical = values.array if isinstance(values, pd.Series) else values
+        return categorical.codes.astype(np.int64), categorical.categories
     try:
         codes, levels = pd.factorize(values, sort=True)
     except TypeError:  # mixed types that do not sort
-        codes, levels = pd.factorize(values.astype(str), sort=True)
+        codes, levels = pd.factorize(pd.Series(values).astype(str), sort=True)
     if values.dtype == object and len({type(level) for level in levels}) > 1:
         # 3, 3.0 and "3" are one level, as R's as.character and predict() see them
         key_codes, keys = pd.factorize(pd.Series(level_keys(pd.Series(levels))), sort=True)
@@ -381,16 +385,16 @@ def _simple_columns(lhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[st
     names = [t for t in tokens if t not in ("0", "1")]
     if "-" in lhs.replace("-1", "") or any(t not in frame.columns for t in names):
         return None
-    values = [frame[t] for t in names]
+    values = [column_array(frame, t) for t in names]  # None: a duplicated name
     if len(set(names)) != len(names) or any(
-        not isinstance(v, pd.Series)
-        or not pd.api.types.is_numeric_dtype(v)
-        or pd.api.types.is_bool_dtype(v)
+        v is None
+        or not pd.api.types.is_numeric_dtype(v.dtype)
+        or pd.api.types.is_bool_dtype(v.dtype)
         for v in values
     ):
         return None
     columns = [np.ones(len(frame))] if intercept else []
-    columns += [v.to_numpy(dtype=float) for v in values]
+    columns += [np.asarray(v, dtype=float) for v in values]
     if not columns:
         return None
     values = np.column_stack(columns)

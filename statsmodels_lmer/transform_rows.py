@@ -20,6 +20,7 @@ contrasts alike.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -96,17 +97,22 @@ def design_matrix(
     return design
 
 
-def _names_in(factor: Any) -> set[str]:
+def _names_in(factor: Any) -> frozenset[str]:
     """Names a patsy factor's code reads (``Q("...")`` strings too)."""
     return names_in_code(getattr(factor, "code", ""))
 
 
-def names_in_code(code: str) -> set[str]:
-    """Variable names (and ``Q("...")`` strings) in a patsy factor's code."""
+@lru_cache(maxsize=1024)
+def names_in_code(code: str) -> frozenset[str]:
+    """Variable names (and ``Q("...")`` strings) in a patsy factor's code.
+
+    Parsed once per code (a fit reads the response's and each term's a few
+    times: 5-10 us a parse).
+    """
     try:
         tree = ast.parse(code, mode="eval")
     except SyntaxError:
-        return set()
+        return frozenset()
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -119,7 +125,7 @@ def names_in_code(code: str) -> set[str]:
             and isinstance(node.args[0], ast.Constant)
         ):
             names.add(str(node.args[0].value))
-    return names
+    return frozenset(names)
 
 
 def patsy_columns(frame: pd.DataFrame, used: list[Any]) -> dict[str, Any]:

@@ -17,7 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "statsmodels_lmer"
 
 LAYERS = [
-    ["exceptions", "parametrization", "splines", "_parallel", "datasets", "datasets.*", "tables"],
+    [
+        "exceptions",
+        "parametrization",
+        "splines",
+        "_parallel",
+        "datasets",
+        "datasets.*",
+        "tables",
+        "columns",
+        "linalg",
+    ],
     ["transforms"],
     ["transform_rows"],
     ["formula"],

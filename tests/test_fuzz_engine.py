@@ -249,7 +249,7 @@ def test_memory_estimate_is_not_below_the_peak(formula, strategy, sites):
         devfun(model.theta_start * 1.1)
 
     peak = traced_peak(build_and_evaluate)
-    estimate = holder["devfun"].cross.sizes().dense_bytes(strategy)
+    estimate = holder["devfun"].cross.sizes.dense_bytes(strategy)
     assert peak <= estimate
 
 

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -469,7 +470,7 @@ class DenseProduct:
         # per-level reshape is a view. ``toarray()`` of the CSC matrix is
         # Fortran-ordered: each evaluation copied an m x q1 array (a third more
         # than the memory model's peak).
-        self.a_r1 = cross.a_r1.toarray(order="C")
+        self.a_r1 = dense_c_order(cross.a_r1)
         self.class_of_level = cross.class_of_level
         self.first_levels, self.first_cols = cross.first_levels, cross.first_cols
         self.n_classes = len(cross.class_counts)
@@ -629,8 +630,7 @@ class CrossProducts:
 
     def fixed_block(self) -> np.ndarray:
         """``[X y]' W [X y]`` (dense, ``(p + 1) x (p + 1)``)."""
-        r = self.n_random_rest
-        return self.a_rr[r:, r:].toarray()
+        return trailing_block(self.a_rr, self.n_fixed + 1)
 
     def fill_lower(self, work: np.ndarray) -> None:
         """Set ``work`` (C-ordered ``m x m``) to ``A_RR`` on its lower triangle, 0 elsewhere."""
@@ -679,8 +679,9 @@ class CrossProducts:
         """
         return self.product.schur_adjoint(q)
 
+    @cached_property
     def sizes(self) -> DesignSizes:
-        """The sizes the cost and memory models read (see :func:`design_sizes`)."""
+        """The sizes the cost and memory models read (see :func:`design_sizes`), found once."""
         return design_sizes(
             self.a11_classes.shape[1],
             self.first_levels,
@@ -702,11 +703,11 @@ def design_sizes(
     n_classes: int | None = None,
 ) -> DesignSizes:
     """:class:`~statsmodels_lmer.engine.cost.DesignSizes` of summed cross-products."""
-    a = sp.csc_matrix(a_r1)
+    a = a_r1.tocsc()  # no copy of a CSC matrix
     per_column = np.diff(a.indptr)
     rows = per_column.reshape(first_levels, first_cols).max(axis=1) if first_levels else per_column
     r = sum(levels * cols for levels, cols in rest_sizes)
-    a_rr = sp.csr_matrix(a_rr)
+    a_rr = a_rr.tocsr()
     rest_entries = int(np.sum(a_rr.indices[: a_rr.indptr[r]] < r)) if r else 0
     return DesignSizes(
         first_levels=first_levels,
@@ -884,8 +885,38 @@ def least_squares_shift(gram: np.ndarray) -> np.ndarray | None:
 
 def fixed_gram(raw: RawSums) -> np.ndarray:
     """``[X y]' W [X y]`` from raw sums (the last ``p + 1`` rows and columns of ``A_RR``)."""
-    k = raw.n_fixed + 1
-    return raw.a_rr[-k:, -k:].toarray()
+    return trailing_block(raw.a_rr, raw.n_fixed + 1)
+
+
+def dense_c_order(a: sp.csc_matrix) -> np.ndarray:
+    """A CSC matrix dense in C order, scattered from its arrays.
+
+    scipy's ``toarray(order="C")`` converts to CSR first (18 us on small
+    models, a copy of the entries on large ones); a matrix with duplicate
+    entries (none here: they are summed when built) goes through it.
+    """
+    if not a.has_canonical_format:
+        return a.toarray(order="C")
+    out = np.zeros(a.shape)
+    columns = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    out[a.indices, columns] = a.data
+    return out
+
+
+def trailing_block(matrix: sp.spmatrix, k: int) -> np.ndarray:
+    """The last ``k`` rows and columns of a sparse matrix without duplicate entries, dense.
+
+    Read off the CSR arrays: scipy's slicing and ``toarray`` cost 15 us.
+    """
+    a = matrix.tocsr()
+    m = a.shape[0]
+    start = a.indptr[m - k]
+    rows = np.repeat(np.arange(k), np.diff(a.indptr[m - k :]))
+    cols = a.indices[start:] - (m - k)
+    inside = cols >= 0
+    out = np.zeros((k, k))
+    out[rows[inside], cols[inside]] = a.data[start:][inside]
+    return out
 
 
 def shifted_response(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
@@ -1092,7 +1123,7 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         class_of_level=class_of_level,
         class_counts=counts,
         a_r1=raw.a_r1,
-        a_rr=sp.csr_matrix(raw.a_rr),
+        a_rr=raw.a_rr.tocsr(),  # no new matrix when it is CSR already
         rest_sizes=list(raw.rest_sizes),
         n_random_rest=raw.n_random_rest,
         n_fixed=raw.n_fixed,
@@ -1100,7 +1131,7 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
         sum_log_weights=raw.sum_log_weights,
     )
     cross.fill_positions, cross.fill_values = _lower_entries(cross.a_rr)
-    sizes = cross.sizes()
+    sizes = cross.sizes
     if strategy in (None, "pairs") and _is_nested(cross):
         tiny = sizes.dense_seconds("dense")[1] < SMALL_SECONDS
         if strategy == "pairs" or not tiny:
@@ -1120,12 +1151,12 @@ def finalize_cross_products(raw: RawSums, strategy: str | None = None) -> CrossP
 
 def _lower_entries(a_rr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Flat positions (sorted) and values of the lower triangle of ``A_RR``."""
-    coo = a_rr.tocoo()
-    lower = coo.row >= coo.col
     m = a_rr.shape[0]
-    positions = coo.row[lower].astype(np.int64) * m + coo.col[lower]
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(a_rr.indptr))  # no COO copy
+    lower = rows >= a_rr.indices
+    positions = rows[lower] * m + a_rr.indices[lower]
     order = np.argsort(positions, kind="stable")
-    return positions[order], coo.data[lower][order]
+    return positions[order], a_rr.data[lower][order]
 
 
 def _is_nested(cross: CrossProducts) -> bool:
@@ -1239,12 +1270,33 @@ def _nonzero_csc(block: np.ndarray) -> sp.csc_matrix:
     return out
 
 
-def _assemble(pieces: list[tuple[Triplets, int, int]], shape: tuple[int, int]) -> sp.coo_matrix:
-    """One sparse matrix from triplet blocks placed at ``(row0, col0)`` (entries kept)."""
+def _assemble(
+    pieces: list[tuple[Triplets, int, int]], shape: tuple[int, int], by_columns: bool
+) -> sp.csc_matrix | sp.csr_matrix:
+    """One matrix from triplet blocks placed at ``(row0, col0)``: CSC when ``by_columns``,
+    else CSR; every entry kept (zeros too), indices sorted.
+
+    The blocks do not overlap, so the entries are ordered and counted here
+    (scipy's COO matrix and its conversion cost 80 us for two small terms);
+    overlapping entries would go through scipy, which sums them.
+    """
     data = np.concatenate([t[0] for t, _, _ in pieces])
     rows = np.concatenate([t[1] + row0 for t, row0, _ in pieces])
     cols = np.concatenate([t[2] + col0 for t, _, col0 in pieces])
-    return sp.coo_matrix((data, (rows, cols)), shape=shape)
+    major, minor = (cols, rows) if by_columns else (rows, cols)
+    order = np.lexsort((minor, major))
+    major, minor = major[order], minor[order]
+    if np.any((major[1:] == major[:-1]) & (minor[1:] == minor[:-1])):
+        coo = sp.coo_matrix((data, (rows, cols)), shape=shape)
+        out = coo.tocsc() if by_columns else coo.tocsr()
+        out.sum_duplicates()
+        return out
+    counts = np.bincount(major, minlength=shape[1] if by_columns else shape[0])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    matrix = sp.csc_matrix if by_columns else sp.csr_matrix
+    out = matrix((data[order], minor, indptr), shape=shape)
+    out.has_sorted_indices = True
+    return out
 
 
 def _rest_by_first(
@@ -1263,10 +1315,7 @@ def _rest_by_first(
         pieces.append((_crossed_block(term, zt, first, z1), row0, 0))
         row0 += term.n_random
     pieces.append((_dense_triplets(by_fixed), row0, 0))
-    stacked = _assemble(pieces, (row0 + xy.shape[1], first.n_random)).tocsc()
-    stacked.sum_duplicates()
-    stacked.sort_indices()
-    return stacked
+    return _assemble(pieces, (row0 + xy.shape[1], first.n_random), by_columns=True)
 
 
 def _rest_by_rest(
@@ -1290,9 +1339,7 @@ def _rest_by_rest(
         pieces.append(((data, rows, cols), starts[i], r))
         pieces.append(((data, cols, rows), r, starts[i]))
     pieces.append((_dense_triplets(xy.T @ xy), r, r))
-    out = _assemble(pieces, (m, m)).tocsr()
-    out.sort_indices()
-    return out
+    return _assemble(pieces, (m, m), by_columns=False)
 
 
 def _choose_strategy(
@@ -1311,6 +1358,9 @@ def _choose_strategy(
         need = _strategy_bytes(strategy, sizes, system)
         check_memory(need, _describe(strategy, sizes, system), _remedy(sizes))
         return strategy, system
+    if sizes.dense_seconds("dense")[1] < SMALL_SECONDS:  # tiny: the plain product, fewest roundings
+        check_memory(sizes.dense_bytes("dense"), _describe("dense", sizes, None), _remedy(sizes))
+        return "dense", None
     options: dict[str, tuple[float, float]] = {}  # name -> (seconds of a fit, bytes)
     per_eval = {}
     m, p1 = sizes.size_rest, sizes.first_cols
@@ -1319,9 +1369,6 @@ def _choose_strategy(
             continue
         setup, per_eval[name] = sizes.dense_seconds(name)
         options[name] = (setup + EXPECTED_EVALUATIONS * per_eval[name], sizes.dense_bytes(name))
-    if per_eval["dense"] < SMALL_SECONDS:  # tiny problems: the plain product, fewest roundings
-        check_memory(options["dense"][1], _describe("dense", sizes, None), _remedy(sizes))
-        return "dense", None
     system = None
     limit = available_memory()
     dense_fits = any(limit is None or need <= limit for _, need in options.values())
@@ -1456,7 +1503,7 @@ def _class_products(cross: CrossProducts) -> np.ndarray:
     Holds ``A`` dense and one class's columns of it while it runs (the
     memory model's ``2 m q1`` setup doubles, :meth:`DesignSizes.dense_bytes`).
     """
-    dense = cross.a_r1.toarray(order="C")  # the per-level reshape is then a view
+    dense = dense_c_order(cross.a_r1)  # the per-level reshape is then a view
     m = dense.shape[0]
     p1 = cross.first_cols
     levels = dense.reshape(m, cross.first_levels, p1)

@@ -167,7 +167,7 @@ def predicted_seconds(devfun: ProfiledDeviance) -> tuple[float, float]:
     Python cost (:data:`EVALUATION_OVERHEAD`, :data:`GRADIENT_OVERHEAD`).
     """
     cross = devfun.cross
-    sizes = cross.sizes()
+    sizes = cross.sizes
     m = sizes.size_rest
     _, evaluation = sizes.dense_seconds(cross.product.name)
     product = max(evaluation - dense_factor_seconds(m), 0.0)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
+
+from ..linalg import solve_triangular
 
 __all__ = [
     "DERIV12_STEP",
@@ -149,7 +150,7 @@ def scaled_gradient(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | N
         lower = np.linalg.cholesky(hessian)
     except np.linalg.LinAlgError:
         return None
-    result = sla.solve_triangular(lower.T, gradient, lower=False)
+    result = solve_triangular(lower.T, gradient, lower=False)
     return None if np.any(np.isnan(result)) else result
 
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.linalg as sla
 
 from ..engine.gradient import POLISHED_MAX_THETA
+from ..linalg import cho_factor, cho_solve
 from .convergence import DERIV12_STEP, SINGULAR_TOL, central_differences, deriv12
 from .optimizers import (
     Objective,
@@ -605,10 +605,10 @@ def _newton_step(gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray | None
     if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
         return None
     try:
-        factor = sla.cho_factor(hessian)
+        factor = cho_factor(hessian)
     except np.linalg.LinAlgError:
         return None
-    return -sla.cho_solve(factor, gradient)
+    return -cho_solve(factor, gradient)
 
 
 def _verify_locally(
