@@ -217,7 +217,8 @@ def _restart_from_edge(
     nudged = has_gradient(objective) and result.method == "lbfgsb"
     if nudged:
         start[falling] = lower[falling] + EDGE_NUDGE
-    again = minimize_theta(objective, start, lower, result.method, *settings)
+    step = _edge_restart_step(start)
+    again = minimize_theta(objective, start, lower, result.method, *settings, initial_step=step)
     used += again.n_evaluations
     result.n_gradients += again.n_gradients
     improved = again.fun < result.fun
@@ -227,6 +228,22 @@ def _restart_from_edge(
     # wherever the restart ended, a collapsed term may still fall
     used += _restart_released(objective, result, lower, float(result.fun), settings)
     return used
+
+
+EDGE_RESTART_STEP = 0.1
+"""First step of an NLopt optimizer's restart from the edge, relative to each element
+(at least :data:`EDGE_RESTART_MIN_STEP`). With NLopt's own choice BOBYQA crawled: on
+``y ~ x + (1 | h) + (0 + f | g) + (1 | site) + (1 | g:h)`` (16,756 rows, the sparse
+path) the restart took 4,326 evaluations (35 s) to fall 1.8 units below where the fit
+stopped, and with this step 257 to the same optimum."""
+
+EDGE_RESTART_MIN_STEP = 0.05
+"""The least first step of a restart from the edge (an element at 0 among them)."""
+
+
+def _edge_restart_step(start: np.ndarray) -> np.ndarray:
+    """First step of an NLopt restart from the edge at ``start`` (ignored by L-BFGS-B)."""
+    return np.maximum(EDGE_RESTART_STEP * np.abs(start), EDGE_RESTART_MIN_STEP)
 
 
 def _restart_released(
