@@ -12,6 +12,11 @@ response ``y``, a covariate ``x`` and categorical grouping columns:
   model ``y ~ x + (1|school/classroom)``.
 - ``"slope"``: ``g`` with ``n_levels[0]`` levels and a correlated random intercept
   and slope in ``x``; model ``y ~ x + (x|g)``.
+- ``"partial"``: ``g`` with ``n_levels[0]`` levels mostly inside ``h`` (``n_levels[1]``
+  levels: 80 % of rows in ``h = g mod L2``, the rest anywhere), 8 ``site`` levels
+  crossed with both, and a three-level factor ``f`` whose effect varies over ``g``;
+  model ``y ~ x + (1|h) + (0 + f|g) + (1|site) + (1|g:h)``, the medium random designs of
+  docs/engine.md, where lme4 is less than 3 times slower.
 
 Group sizes are unbalanced (level probabilities drawn from a gamma distribution
 with shape 2), as in real data, and every level occurs at least once, so the
@@ -26,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-DESIGNS = ("crossed", "crossed-slopes", "nested", "slope")
+DESIGNS = ("crossed", "crossed-slopes", "nested", "slope", "partial")
 
 SLOPE_COV = np.array([[1.0, 0.3], [0.3, 0.25]])
 """Covariance of (intercept, slope) of ``g`` (``"slope"``) and ``g1`` (``"crossed-slopes"``)."""
@@ -153,11 +158,35 @@ def _slope(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -
     return {"y": y, "g": _categorical(g, n_levels[0])}
 
 
+def _partial(rng: np.random.Generator, x: np.ndarray, n_levels: tuple[int, ...]) -> dict:
+    if len(n_levels) != 2:
+        raise ValueError("partial needs (levels of g, levels of h)")
+    n, (g_levels, h_levels) = x.size, n_levels
+    g = _assign(rng, n, g_levels).astype(np.int64)
+    h = g % h_levels
+    crossing = rng.random(n) < 0.2
+    h[crossing] = rng.integers(0, h_levels, crossing.sum())
+    site = rng.integers(0, 8, n)
+    f = rng.integers(0, 3, n)
+    b_f = rng.standard_normal((g_levels, 3)) * np.array([1.0, 0.8, 0.6])
+    gh = rng.standard_normal((g_levels, h_levels)) * 0.4  # drawn where met only
+    y = 1.0 + 0.5 * x + b_f[g, f] + 0.5 * rng.standard_normal(h_levels)[h]
+    y = y + 0.3 * rng.standard_normal(8)[site] + gh[g, h] + rng.standard_normal(n)
+    return {
+        "y": y,
+        "f": pd.Categorical.from_codes(f, ["a", "b", "c"]),
+        "g": _categorical(g, g_levels),
+        "h": _categorical(h, h_levels),
+        "site": _categorical(site, 8),
+    }
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator, np.ndarray, tuple[int, ...]], dict]] = {
     "crossed": _crossed,
     "crossed-slopes": _crossed_slopes,
     "nested": _nested,
     "slope": _slope,
+    "partial": _partial,
 }
 """The grouping columns and response of each design, from the generator and ``x``."""
 
