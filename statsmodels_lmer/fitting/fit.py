@@ -378,7 +378,7 @@ def _second_start(
     info = {"method": method, "objective": float(other.fun), "adopted": best is other}
     info["unscaled"] = None
     if scale is not None and HAVE_NLOPT:
-        best, info["unscaled"] = _lme4_own_start(objective, best, lower, opts, scale)
+        best, info["unscaled"] = _lme4_own_start(objective, best, lower, lme4_start, opts, scale)
         info["adopted"] = info["adopted"] and not info["unscaled"]["adopted"]
     return best, info
 
@@ -387,12 +387,13 @@ def _lme4_own_start(
     objective: Objective,
     run: OptimizerResult,
     lower: np.ndarray,
+    lme4_start: np.ndarray,
     opts: FitOptions,
     scale: np.ndarray,
 ) -> tuple[OptimizerResult, dict[str, Any]]:
     """``run``, or the fit from where lme4's own fit stops when that is lower.
 
-    lme4's fit is BOBYQA in theta from 1 on the diagonals, unverified and
+    lme4's fit is BOBYQA in theta from ``lme4_start`` (1 on the diagonals), unverified and
     limited to :data:`UNSCALED_MIN_EVALUATIONS` or as many evaluations as
     ``run`` took; where it ends lower than ``run`` by more than
     ``verify_tol``, the default optimizer in the columns' units continues from
@@ -401,8 +402,7 @@ def _lme4_own_start(
     budget = max(UNSCALED_MIN_EVALUATIONS, run.n_evaluations)
     budget = min(budget, opts.maxiter or budget)
     lme4_fit = replace(opts, method="bobyqa", maxiter=budget, verify=False)
-    start = np.where(lower == 0, 1.0, 0.0)
-    own = _run_in_units(objective, start, lower, lme4_fit, None, False, None)
+    own = _run_in_units(objective, lme4_start, lower, lme4_fit, None, False, None)
     info = {"objective": float(own.fun), "adopted": False}
     if not own.fun < run.fun - opts.verify_tol:
         return _charged(run, own), info

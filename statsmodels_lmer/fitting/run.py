@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..engine.gradient import POLISHED_MAX_THETA
+from ..engine.gradient import POLISHED_MAX_THETA, relative_steps
 from ..linalg import cho_factor, cho_solve
 from .convergence import DERIV12_STEP, SINGULAR_TOL, central_differences, deriv12
 from .optimizers import (
@@ -217,7 +217,7 @@ def _restart_from_edge(
     nudged = has_gradient(objective) and result.method == "lbfgsb"
     if nudged:
         start[falling] = lower[falling] + EDGE_NUDGE
-    step = _edge_restart_step(start)
+    step = relative_steps(start, EDGE_RESTART_STEP, EDGE_RESTART_MIN_STEP)  # NLopt's only
     again = minimize_theta(objective, start, lower, result.method, *settings, initial_step=step)
     used += again.n_evaluations
     result.n_gradients += again.n_gradients
@@ -239,11 +239,6 @@ stopped, and with this step 257 to the same optimum."""
 
 EDGE_RESTART_MIN_STEP = 0.05
 """The least first step of a restart from the edge (an element at 0 among them)."""
-
-
-def _edge_restart_step(start: np.ndarray) -> np.ndarray:
-    """First step of an NLopt restart from the edge at ``start`` (ignored by L-BFGS-B)."""
-    return np.maximum(EDGE_RESTART_STEP * np.abs(start), EDGE_RESTART_MIN_STEP)
 
 
 def _restart_released(
