@@ -24,6 +24,7 @@ from conftest import crossed_frame
 import statsmodels_lmer as sml
 from statsmodels_lmer import model as model_module
 from statsmodels_lmer.engine import blocks
+from statsmodels_lmer.engine import cost as cost_module
 from statsmodels_lmer.engine import sparse as sparse_module
 from statsmodels_lmer.engine.cost import MEMORY_VARIABLE
 from statsmodels_lmer.engine.sparse import (
@@ -31,6 +32,8 @@ from statsmodels_lmer.engine.sparse import (
     SparseSystem,
     column_counts,
     sparse_backend,
+    supernode_sizes,
+    symbolic_factor,
 )
 from statsmodels_lmer.engine.tiny import TINY_ORDER, tiny_system
 from statsmodels_lmer.exceptions import DataError
@@ -130,6 +133,48 @@ def test_sparse_solution_equals_dense(backend, formula, data, weighted):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.skipif("cholmod" not in BACKENDS, reason="needs CHOLMOD")
+@pytest.mark.parametrize("mode", ["supernodal", "simplicial"])
+@pytest.mark.parametrize(("formula", "data", "weighted"), DESIGNS[2:4] + DESIGNS[7:8])
+def test_both_cholmod_factorizations_give_the_dense_criterion_and_solution(
+    monkeypatch, mode, formula, data, weighted
+):
+    """CHOLMOD's simplicial ``L D L'`` (unit ``L``: the half solves scale by ``D^-1``)
+    and its supernodal ``L L'``, whichever the cost model would pick."""
+    monkeypatch.setenv(BACKEND_VARIABLE, "cholmod")
+    monkeypatch.setattr(cost_module.SparseCounts, "cholmod_mode", property(lambda self: mode))
+    model = sml.Lmer.from_formula(
+        formula,
+        crossed_data() if data == "crossed" else clustered_data(),
+        weights="w" if weighted else None,
+    )
+    sparse = model.devfun(True, strategy="sparse")
+    assert sparse.cross.sparse._backend.mode == mode
+    dense = model.devfun(True, strategy="pairs")
+    theta = thetas(model, 1)[0]
+    assert sparse(theta) == pytest.approx(dense(theta), rel=1e-10)
+    mine, theirs = sparse.solve(theta), dense.solve(theta)
+    np.testing.assert_allclose(mine.beta, theirs.beta, rtol=1e-10)
+    for a, b in zip(mine.conditional_variances, theirs.conditional_variances):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_cholmod_factorization_is_chosen_by_its_thin_supernodes():
+    """One-column supernodes feeding a dense tail make the supernodal factorization slow.
+
+    The 10,000 x 1,000 uniform crossing at 1e6 rows: 10,004 one-column supernodes
+    with 7.2e7 update entries; measured 410 ms supernodal, 215 ms simplicial
+    (predicted 370 and 160). At 1e5 rows (8.8e6 entries): 40 ms against 85.
+    """
+    base = dict(order=11000, entries=910963, factor_entries=1.44e6, flops=4.75e8, n_rhs=3)
+    base.update(backend="cholmod", supernodes=10008)
+    assert cost_module.SparseCounts(**base, thin_updates=7.2e7).cholmod_mode == "simplicial"
+    base.update(entries=109947, factor_entries=5.54e5, flops=2.69e8, supernodes=10092)
+    assert cost_module.SparseCounts(**base, thin_updates=8.75e6).cholmod_mode == "supernodal"
+    reference = cost_module.SparseCounts(**base, thin_updates=8.75e6, reference_blas=True)
+    assert reference.cholmod_mode == "simplicial"  # netlib BLAS: ten times slower per flop
+
+
 def test_fit_on_the_sparse_path_equals_the_dense_fit(backend):
     model = design_model("y ~ x + (1 | a) + (1 | b)", "clustered", False)
     dense = model.fit(reml=False)
@@ -190,6 +235,25 @@ def test_column_counts_are_those_of_the_cholesky_factor(n, density, seed):
     factor = np.linalg.cholesky(full)
     expected = np.count_nonzero(np.abs(factor) > 1e-300, axis=0)
     np.testing.assert_array_equal(column_counts(lower), expected)
+
+
+@pytest.mark.parametrize(("n", "density", "seed"), [(40, 0.05, 1), (120, 0.02, 2), (80, 0.1, 3)])
+def test_supernodes_are_the_columns_that_repeat_the_pattern_below(n, density, seed):
+    """Independent count from a dense factor: ``j + 1`` joins ``j`` when column ``j``'s
+    rows below ``j`` are exactly column ``j + 1``'s rows from ``j + 1`` on."""
+    lower = random_lower_pattern(n, density, seed)
+    full = (lower + lower.T).toarray()
+    full = np.abs(full) * np.random.default_rng(seed).uniform(0.1, 1.0, full.shape)
+    full = (full + full.T) / 2 + n * np.eye(n)
+    rows = np.abs(np.linalg.cholesky(full)) > 1e-300
+    starts = [0] + [
+        j + 1 for j in range(n - 1) if not np.array_equal(rows[j + 1 :, j], rows[j + 1 :, j + 1])
+    ]
+    widths = np.diff(starts + [n])
+    below = np.array([rows[j + 1 :, j].sum() for j, w in zip(starts, widths) if w == 1], float)
+    parent, counts = symbolic_factor(lower)
+    assert supernode_sizes(parent, counts) == (len(starts), float(np.sum(below * (below + 1) / 2)))
+    assert len(starts) < n  # some columns do join
 
 
 def test_sparse_system_counts_match_the_factor(backend):

@@ -44,6 +44,7 @@ from .cost import (
     DesignSizes,
     available_memory,
     check_memory,
+    dense_fit_seconds,
     format_bytes,
     sparse_bytes,
     sparse_seconds,
@@ -1348,8 +1349,10 @@ def _choose_strategy(
     """The strategy asked for, or the cheapest that fits in memory; the sparse system if sparse.
 
     Each dense strategy's seconds (setup plus :data:`EXPECTED_EVALUATIONS`
-    evaluations) and bytes come from :class:`DesignSizes`; the sparse
-    factorization is weighed when a backend is installed, the dense block has
+    evaluations, or the gradients of an L-BFGS-B fit where those are cheaper:
+    :func:`~.cost.dense_fit_seconds`) and bytes come from :class:`DesignSizes`;
+    the sparse factorization (no gradient: :data:`EXPECTED_EVALUATIONS`
+    evaluations) is weighed when a backend is installed, the dense block has
     at least ``_SPARSE_MIN_ORDER`` rows and a dense evaluation would be slow
     or would not fit, from the counts of its symbolic analysis.
     """
@@ -1368,7 +1371,8 @@ def _choose_strategy(
         if name == "classes" and sizes.n_classes * p1 * p1 * m * m * 8 > _MAX_CLASS_PRODUCT_BYTES:
             continue
         setup, per_eval[name] = sizes.dense_seconds(name)
-        options[name] = (setup + EXPECTED_EVALUATIONS * per_eval[name], sizes.dense_bytes(name))
+        seconds = setup + dense_fit_seconds(sizes, name, sizes.n_theta)
+        options[name] = (seconds, sizes.dense_bytes(name))
     system = None
     limit = available_memory()
     dense_fits = any(limit is None or need <= limit for _, need in options.values())

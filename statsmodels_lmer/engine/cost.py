@@ -27,17 +27,28 @@ import numpy as np
 from ..exceptions import DataError
 
 __all__ = [
+    "EVALUATION_OVERHEAD",
     "EXPECTED_EVALUATIONS",
+    "GRADIENT_MAX_BYTES",
+    "GRADIENT_OVERHEAD",
+    "GRADIENT_WORK_ARRAYS",
     "MEMORY_VARIABLE",
+    "POLISHED_MAX_THETA",
     "SCALING_SLAB_ELEMENTS",
     "SEPARATE_PRODUCT_ORDER",
     "DesignSizes",
     "SparseCounts",
     "available_memory",
     "blas_rate",
+    "bobyqa_fit_calls",
     "check_memory",
+    "cholmod_factor_seconds",
+    "dense_call_seconds",
     "dense_factor_seconds",
+    "dense_fit_seconds",
+    "dense_gradient_bytes",
     "format_bytes",
+    "gradient_fit_calls",
     "sparse_bytes",
     "sparse_seconds",
 ]
@@ -62,9 +73,14 @@ SECONDS_PER_CLASS_ELEMENT = 0.6e-9  # one element of a class product in dgemv
 # 150-2300; 1e-2 overstated thin site crossings of order 2000-7000 (predicted 14-21 ms an
 # evaluation, measured 1.8-6 ms), so pairs were chosen for fits 5-9 times slower.
 SECONDS_PER_SPARSE_CALL = 1.0e-3
-SECONDS_PER_SPARSE_FLOP = 3.0e-11  # CHOLMOD supernodal, per flop (sum of c_j^2)
+# CHOLMOD's two factorizations (docs/engine.md, "CHOLMOD: supernodal or simplicial"),
+# fitted on 24 designs (uniform crossings 1e5-2e6 rows, site crossings, medium designs):
+SECONDS_PER_SPARSE_FLOP = 3.0e-11  # supernodal, per flop (sum of c_j^2) in BLAS
 REFERENCE_BLAS_SECONDS_PER_FLOP = 3.0e-10  # the same on the reference (netlib) BLAS
-SECONDS_PER_SPARSE_COLUMN = 1.5e-6  # CHOLMOD, per column (supernode bookkeeping)
+SECONDS_PER_SUPERNODE = 5.0e-7  # supernodal, per supernode (0.25-0.8 us measured)
+SECONDS_PER_THIN_UPDATE = 5.0e-9  # supernodal, per update entry of a one-column supernode
+SIMPLICIAL_SECONDS_PER_FLOP = 3.1e-10  # simplicial (no BLAS), per flop
+SIMPLICIAL_SECONDS_PER_ENTRY = 8.6e-9  # simplicial, per nonzero of L
 SECONDS_PER_SPARSE_ENTRY = 6.0e-8  # per stored entry of the sparse matrix (refill)
 SECONDS_PER_SOLVE_ENTRY = 2.0e-9  # per nonzero of L per right-hand side
 QDLDL_SECONDS_PER_FLOP = 5.0e-10  # qdldl (simplicial, no BLAS), per flop
@@ -151,6 +167,12 @@ class DesignSizes:
         return self.n_first + self.n_random_rest
 
     @property
+    def n_theta(self) -> int:
+        """Covariance parameters of unstructured terms of these sizes (an upper bound)."""
+        cols = [self.first_cols] + [p for _, p in self.rest_sizes]
+        return sum(p * (p + 1) // 2 for p in cols)
+
+    @property
     def pairs_by_factor(self) -> bool:
         """Whether the pair products are formed by factor (vector first term, many classes)."""
         p1 = self.first_cols
@@ -235,6 +257,10 @@ class SparseCounts:
         rather than an estimate (qdldl, counted under a greedy minimum degree).
     reference_blas : bool
         Whether CHOLMOD runs on the reference (netlib) BLAS.
+    supernodes : int
+        Supernodes of the factor (CHOLMOD; :func:`~.sparse.supernode_sizes`).
+    thin_updates : float
+        Update entries of its one-column supernodes (CHOLMOD).
     """
 
     order: int
@@ -245,6 +271,125 @@ class SparseCounts:
     backend: str
     exact: bool = True
     reference_blas: bool = False
+    supernodes: int = 0
+    thin_updates: float = 0.0
+
+    @property
+    def cholmod_mode(self) -> str:
+        """CHOLMOD's factorization predicted faster: ``"supernodal"`` or ``"simplicial"``."""
+        supernodal, simplicial = cholmod_factor_seconds(self)
+        return "supernodal" if supernodal <= simplicial else "simplicial"
+
+
+GRADIENT_MAX_BYTES = 2 * 2**30
+"""Largest working memory of one gradient (above it, derivative-free fits)."""
+
+GRADIENT_WORK_ARRAYS = 4
+"""``m x m`` arrays alive during a gradient, at most: the factor, the unscaled
+Schur complement, the inverse of the factor's leading block (in the factor's own
+array during a fit, a copy for Satterthwaite) and ``V Lambda_R'``."""
+
+
+def dense_gradient_bytes(sizes: DesignSizes, strategy: str) -> float:
+    """Estimated bytes of the arrays one gradient holds on a dense strategy."""
+    m = sizes.size_rest
+    needed = GRADIENT_WORK_ARRAYS * 8.0 * m * m
+    if strategy == "dense":
+        needed += 8.0 * m * sizes.first_levels * sizes.first_cols  # Q A_R1 in the adjoint
+    return needed
+
+
+def dense_fit_seconds(sizes: DesignSizes, strategy: str, n_theta: int) -> float:
+    """Predicted seconds of a fit's calls on a dense strategy (its setup not included).
+
+    :data:`EXPECTED_EVALUATIONS` evaluations, or :func:`gradient_fit_calls`
+    gradients where those are cheaper and fit in :data:`GRADIENT_MAX_BYTES`
+    (the fit then uses L-BFGS-B, see ``engine.gradient.gradient_available``).
+    """
+    evaluation, gradient = dense_call_seconds(sizes, strategy)
+    seconds = EXPECTED_EVALUATIONS * evaluation
+    if dense_gradient_bytes(sizes, strategy) <= GRADIENT_MAX_BYTES:
+        seconds = min(seconds, gradient_fit_calls(n_theta) * gradient)
+    return seconds
+
+
+def bobyqa_fit_calls(n_theta: int, close_start: bool = False) -> float:
+    """Evaluations of a BOBYQA fit with its verification.
+
+    ``30 + 12 k^1.5`` from lme4's default start (measured: k = 2: 40-58,
+    k = 6: 252, kb07 k = 20: 1451, k = 72: 5108); ``12 + 15 k`` from a close
+    start with a first step of a quarter of theta (measured: k = 2: 33-46,
+    InstEval k = 3: 57).
+    """
+    if close_start:
+        return 12.0 + 15.0 * n_theta
+    return 30.0 + 12.0 * n_theta**1.5
+
+
+POLISHED_MAX_THETA = 10
+"""Fits with at most this many theta are verified by the gradient's local model
+(``fitting.run.LOCAL_GRADIENT_MAX_K``), which lets L-BFGS-B stop early."""
+
+
+def gradient_fit_calls(n_theta: int) -> float:
+    """Gradients of an L-BFGS-B fit with its verification.
+
+    ``4 + 3 k`` with at most :data:`POLISHED_MAX_THETA` theta, whose local
+    check reuses the optimizer's last gradients and lets it stop early
+    (measured, interior optima: k = 2: 8-11, InstEval k = 3: 16, ``(x|A) +
+    (x|B)`` k = 6: 15 from the level-regression start); ``8 + 4 k`` above
+    (k = 20: 95, k = 72: 319, each ending with a restart).
+    """
+    if n_theta <= POLISHED_MAX_THETA:
+        return 4.0 + 3.0 * n_theta
+    return 8.0 + 4.0 * n_theta
+
+
+def dense_call_seconds(sizes: DesignSizes, strategy: str) -> tuple[float, float]:
+    """Predicted seconds of one evaluation and of one gradient on a dense strategy.
+
+    A gradient is an evaluation plus the adjoint of the product (as costly as
+    the product), the inverse of the factor's leading block (``2 m^3 / 3``
+    flops) and 16 passes over ``m x m`` arrays (24 with a vector-valued rest
+    term; calibrated on InstEval, the 20,000 x 5,000 crossed model and
+    ``(x|A) + (x|B)``); each call also has a fixed
+    Python cost (:data:`EVALUATION_OVERHEAD`, :data:`GRADIENT_OVERHEAD`).
+    """
+    m = sizes.size_rest
+    _, evaluation = sizes.dense_seconds(strategy)
+    product = max(evaluation - dense_factor_seconds(m), 0.0)
+    inverse = 2.0 * m**3 / 3.0 / blas_rate(m)
+    passes = (24.0 if sizes.vector_rest else 16.0) * m * m * SECONDS_PER_ELEMENT
+    gradient = evaluation + product + inverse + passes + GRADIENT_OVERHEAD
+    return evaluation + EVALUATION_OVERHEAD, gradient
+
+
+EVALUATION_OVERHEAD = 3e-5
+"""Fixed seconds of one evaluation on the blocked path (Python calls)."""
+
+GRADIENT_OVERHEAD = 3e-4
+"""Fixed seconds of one gradient (Python calls; measured on sleepstudy's blocked path)."""
+
+
+def cholmod_factor_seconds(counts: SparseCounts) -> tuple[float, float]:
+    """Seconds of CHOLMOD's supernodal and of its simplicial numeric factorization.
+
+    The supernodal one runs dense blocks through BLAS but forms and scatters
+    each one-column supernode's update slowly (the 10,000 x 1,000 uniform
+    crossing at 1e6 rows: 410 ms against 215 simplicial, whose flops cost
+    ten times more each); the simplicial one has no per-supernode work.
+    """
+    per_flop = REFERENCE_BLAS_SECONDS_PER_FLOP if counts.reference_blas else SECONDS_PER_SPARSE_FLOP
+    supernodal = (
+        counts.supernodes * SECONDS_PER_SUPERNODE
+        + counts.flops * per_flop
+        + counts.thin_updates * SECONDS_PER_THIN_UPDATE
+    )
+    simplicial = (
+        counts.flops * SIMPLICIAL_SECONDS_PER_FLOP
+        + counts.factor_entries * SIMPLICIAL_SECONDS_PER_ENTRY
+    )
+    return supernodal, simplicial
 
 
 def sparse_seconds(counts: SparseCounts) -> float:
@@ -253,11 +398,9 @@ def sparse_seconds(counts: SparseCounts) -> float:
         per_entry = QDLDL_SECONDS_PER_ENTRY * (1 + counts.n_rhs)
         fixed = QDLDL_SECONDS_PER_CALL + counts.entries * QDLDL_SECONDS_PER_STORED
         return fixed + counts.flops * QDLDL_SECONDS_PER_FLOP + counts.factor_entries * per_entry
-    fixed = SECONDS_PER_SPARSE_CALL + counts.order * SECONDS_PER_SPARSE_COLUMN
-    fixed += counts.entries * SECONDS_PER_SPARSE_ENTRY
+    fixed = SECONDS_PER_SPARSE_CALL + counts.entries * SECONDS_PER_SPARSE_ENTRY
     solves = counts.n_rhs * counts.factor_entries * SECONDS_PER_SOLVE_ENTRY
-    per_flop = REFERENCE_BLAS_SECONDS_PER_FLOP if counts.reference_blas else SECONDS_PER_SPARSE_FLOP
-    return fixed + counts.flops * per_flop + solves
+    return fixed + min(cholmod_factor_seconds(counts)) + solves
 
 
 def sparse_bytes(counts: SparseCounts, sizes: DesignSizes) -> float:

@@ -44,15 +44,29 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..parametrization import tril_colmajor
-from .cost import SECONDS_PER_ELEMENT, blas_rate, dense_factor_seconds
+from .cost import (
+    EVALUATION_OVERHEAD,
+    GRADIENT_MAX_BYTES,
+    GRADIENT_OVERHEAD,
+    GRADIENT_WORK_ARRAYS,
+    POLISHED_MAX_THETA,
+    bobyqa_fit_calls,
+    dense_call_seconds,
+    gradient_fit_calls,
+)
 from .objective import Factorization, ProfiledDeviance, fill_upper
 
 __all__ = [
+    "EVALUATION_OVERHEAD",
     "GRADIENT_MAX_BYTES",
+    "GRADIENT_OVERHEAD",
+    "POLISHED_MAX_THETA",
     "GradientPoint",
     "ProfiledGradient",
+    "bobyqa_fit_calls",
     "gradient_available",
     "gradient_bytes",
+    "gradient_fit_calls",
     "gradient_supported",
     "jacobian_of_gradient",
     "predicted_seconds",
@@ -64,15 +78,6 @@ STEP = 1e-4
 
 STEP_FLOOR = 1e-6
 """Smallest step (for theta elements near 0)."""
-
-
-GRADIENT_MAX_BYTES = 2 * 2**30
-"""Largest working memory of one gradient (above it, derivative-free fits)."""
-
-GRADIENT_WORK_ARRAYS = 4
-"""``m x m`` arrays alive during a gradient, at most: the factor, the unscaled
-Schur complement, the inverse of the factor's leading block (in the factor's own
-array during a fit, a copy for Satterthwaite) and ``V Lambda_R'``."""
 
 
 def gradient_bytes(devfun: ProfiledDeviance) -> float:
@@ -124,64 +129,13 @@ def gradient_available(devfun: ProfiledDeviance, close_start: bool = False) -> b
     return gradient_fit_calls(n_theta) * gradient < bobyqa
 
 
-def bobyqa_fit_calls(n_theta: int, close_start: bool = False) -> float:
-    """Evaluations of a BOBYQA fit with its verification.
-
-    ``30 + 12 k^1.5`` from lme4's default start (measured: k = 2: 40-58,
-    k = 6: 252, kb07 k = 20: 1451, k = 72: 5108); ``12 + 15 k`` from a close
-    start with a first step of a quarter of theta (measured: k = 2: 33-46,
-    InstEval k = 3: 57).
-    """
-    if close_start:
-        return 12.0 + 15.0 * n_theta
-    return 30.0 + 12.0 * n_theta**1.5
-
-
-POLISHED_MAX_THETA = 10
-"""Fits with at most this many theta are verified by the gradient's local model
-(``fitting.run.LOCAL_GRADIENT_MAX_K``), which lets L-BFGS-B stop early."""
-
-
-def gradient_fit_calls(n_theta: int) -> float:
-    """Gradients of an L-BFGS-B fit with its verification.
-
-    ``4 + 3 k`` with at most :data:`POLISHED_MAX_THETA` theta, whose local
-    check reuses the optimizer's last gradients and lets it stop early
-    (measured, interior optima: k = 2: 8-11, InstEval k = 3: 16, ``(x|A) +
-    (x|B)`` k = 6: 15 from the level-regression start); ``8 + 4 k`` above
-    (k = 20: 95, k = 72: 319, each ending with a restart).
-    """
-    if n_theta <= POLISHED_MAX_THETA:
-        return 4.0 + 3.0 * n_theta
-    return 8.0 + 4.0 * n_theta
-
-
 def predicted_seconds(devfun: ProfiledDeviance) -> tuple[float, float]:
     """Predicted seconds of one evaluation and of one gradient, from the design's sizes.
 
-    A gradient is an evaluation plus the adjoint of the product (as costly as
-    the product), the inverse of the factor's leading block (``2 m^3 / 3``
-    flops) and 16 passes over ``m x m`` arrays (24 with a vector-valued rest
-    term; calibrated on InstEval, the 20,000 x 5,000 crossed model and
-    ``(x|A) + (x|B)``); each call also has a fixed
-    Python cost (:data:`EVALUATION_OVERHEAD`, :data:`GRADIENT_OVERHEAD`).
+    See :func:`~statsmodels_lmer.engine.cost.dense_call_seconds`.
     """
     cross = devfun.cross
-    sizes = cross.sizes
-    m = sizes.size_rest
-    _, evaluation = sizes.dense_seconds(cross.product.name)
-    product = max(evaluation - dense_factor_seconds(m), 0.0)
-    inverse = 2.0 * m**3 / 3.0 / blas_rate(m)
-    passes = (24.0 if sizes.vector_rest else 16.0) * m * m * SECONDS_PER_ELEMENT
-    gradient = evaluation + product + inverse + passes + GRADIENT_OVERHEAD
-    return evaluation + EVALUATION_OVERHEAD, gradient
-
-
-EVALUATION_OVERHEAD = 3e-5
-"""Fixed seconds of one evaluation on the blocked path (Python calls)."""
-
-GRADIENT_OVERHEAD = 3e-4
-"""Fixed seconds of one gradient (Python calls; measured on sleepstudy's blocked path)."""
+    return dense_call_seconds(cross.sizes, cross.product.name)
 
 
 def relative_steps(x: np.ndarray, step: float = STEP, floor: float = STEP_FLOOR) -> np.ndarray:

@@ -51,6 +51,8 @@ __all__ = [
     "minimum_degree_counts",
     "reference_blas",
     "sparse_backend",
+    "supernode_sizes",
+    "symbolic_factor",
 ]
 
 _CHUNK_BYTES = 128 * 2**20  # right-hand sides solved at once (conditional variances)
@@ -115,15 +117,49 @@ def column_counts(lower: sp.csc_matrix) -> np.ndarray:
     counts follow Gilbert, Ng and Peyton (1994), in ``O(nnz)`` steps
     (Davis, *Direct Methods for Sparse Linear Systems*, ch. 4).
     """
+    return symbolic_factor(lower)[1]
+
+
+def symbolic_factor(lower: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """The elimination tree (parent of each column, -1 at roots) and the column counts.
+
+    See :func:`column_counts`.
+    """
     n = lower.shape[0]
     lower = sp.csc_matrix(lower)
     lower.sort_indices()
     upper = lower.tocsr()  # row k of the lower triangle = column k of the upper one
     parent = _elimination_tree(upper.indptr.tolist(), upper.indices.tolist(), n)
     post = _postorder(parent)
-    return np.asarray(
-        _counts(lower.indptr.tolist(), lower.indices.tolist(), parent, post), dtype=float
-    )
+    counts = _counts(lower.indptr.tolist(), lower.indices.tolist(), parent, post)
+    return np.asarray(parent, dtype=np.int64), np.asarray(counts, dtype=float)
+
+
+def supernode_sizes(parent: np.ndarray, counts: np.ndarray) -> tuple[int, float]:
+    """Supernodes of the factor and the update entries of its one-column supernodes.
+
+    Column ``j + 1`` continues ``j``'s supernode when it is ``j``'s parent and
+    its count is one less (the same rows below); CHOLMOD's relaxed supernodes
+    are at least this coarse. A one-column supernode with ``b`` rows below
+    sends an update of ``b (b + 1) / 2`` entries, which CHOLMOD's supernodal
+    factorization forms and scatters far more slowly than it does BLAS work.
+
+    Returns
+    -------
+    n_supernodes : int
+    thin_updates : float
+        The sum of ``b (b + 1) / 2`` over the one-column supernodes.
+    """
+    n = len(counts)
+    if n == 0:
+        return 0, 0.0
+    columns = np.arange(n - 1)
+    continues = np.zeros(n, dtype=bool)
+    continues[1:] = (parent[:-1] == columns + 1) & (counts[1:] == counts[:-1] - 1)
+    starts = np.flatnonzero(~continues)
+    widths = np.diff(np.append(starts, n))
+    below = counts[starts[widths == 1]] - 1.0
+    return len(starts), float(np.sum(below * (below + 1.0) / 2.0))
 
 
 def _elimination_tree(indptr: list[int], indices: list[int], n: int) -> list[int]:
@@ -357,14 +393,19 @@ class _BlockPattern:
 
 # -- backends ----------------------------------------------------------------------
 class _CholmodFactor:
-    """CHOLMOD (scikit-sparse): the ordering once, a numeric refactorization per call."""
+    """CHOLMOD (scikit-sparse): the ordering once, a numeric refactorization per call.
+
+    ``mode`` is CHOLMOD's supernodal ``L L'`` or its simplicial ``L D L'``
+    (unit ``L``), whichever :attr:`SparseCounts.cholmod_mode` predicts faster.
+    """
 
     name = "cholmod"
 
-    def __init__(self, lower: sp.csc_matrix) -> None:
+    def __init__(self, lower: sp.csc_matrix, mode: str = "supernodal") -> None:
         from sksparse.cholmod import analyze
 
-        self.factor = analyze(lower, mode="supernodal")
+        self.mode = mode
+        self.factor = analyze(lower, mode=mode)
 
     def permutation(self) -> np.ndarray:
         return np.asarray(self.factor.P())
@@ -376,15 +417,26 @@ class _CholmodFactor:
             self.factor.cholesky_inplace(lower)
         except CholmodNotPositiveDefiniteError:
             return False
+        if self.mode == "simplicial":  # L D L' does not need a positive definite matrix
+            return bool(np.all(self.factor.D() > 0))
         return True
 
     def logdet(self) -> float:
         return float(self.factor.logdet())
 
+    def _half(self, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``H = L^-1 P rhs`` and ``D^-1 H`` (``H`` itself for ``L L'``).
+
+        ``rhs' S^-1 rhs = H' D^-1 H``.
+        """
+        simplicial = self.mode == "simplicial"
+        half = self.factor.solve_L(self.factor.apply_P(rhs), use_LDLt_decomposition=simplicial)
+        return half, self.factor.solve_D(half) if simplicial else half
+
     def gram(self, rhs: np.ndarray) -> np.ndarray:
         """``rhs' S^-1 rhs`` through the half solve ``L^-1 P rhs``."""
-        half = self.factor.solve_L(self.factor.apply_P(rhs), use_LDLt_decomposition=False)
-        return half.T @ half
+        half, scaled = self._half(rhs)
+        return half.T @ scaled
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         return self.factor.solve_A(rhs)
@@ -394,9 +446,9 @@ class _CholmodFactor:
         columns = (starts[:, None] + np.arange(width)).ravel()
         unit = np.zeros((self.factor.P().size, len(columns)))
         unit[columns, np.arange(len(columns))] = 1.0
-        half = self.factor.solve_L(self.factor.apply_P(unit), use_LDLt_decomposition=False)
-        grouped = half.reshape(half.shape[0], len(starts), width)
-        return np.einsum("rka,rkb->kab", grouped, grouped)
+        half, scaled = self._half(unit)
+        shape = (half.shape[0], len(starts), width)
+        return np.einsum("rka,rkb->kab", half.reshape(shape), scaled.reshape(shape))
 
 
 class _QdldlFactor:
@@ -443,8 +495,10 @@ class _QdldlFactor:
         return solved[np.arange(len(starts)), :, np.arange(len(starts)), :]
 
 
-def _make_backend(name: str, lower: sp.csc_matrix) -> _CholmodFactor | _QdldlFactor:
-    return _CholmodFactor(lower) if name == "cholmod" else _QdldlFactor(lower)
+def _make_backend(
+    name: str, lower: sp.csc_matrix, mode: str = "supernodal"
+) -> _CholmodFactor | _QdldlFactor:
+    return _CholmodFactor(lower, mode) if name == "cholmod" else _QdldlFactor(lower)
 
 
 def _fixed_blocks(
@@ -549,16 +603,18 @@ class SparseSystem:
         minimum degree for qdldl (whose own AMD ordering is known only once it factors;
         ``work`` bounds that count, see :func:`minimum_degree_counts`)."""
         lower = self.pattern.pattern()
+        supernodes, thin_updates = 0, 0.0
         if self.backend_name == "cholmod":
             self._backend = _CholmodFactor(self._initial_matrix())
             perm = self._backend.permutation()
             full = (lower + sp.triu(lower.T, 1)).tocsr()
-            counts = column_counts(sp.tril(full[perm][:, perm]).tocsc())
+            parent, counts = symbolic_factor(sp.tril(full[perm][:, perm]).tocsc())
+            supernodes, thin_updates = supernode_sizes(parent, counts)
         else:
             counts = minimum_degree_counts(lower, work)
             if counts is None:  # too much fill to count: as dense
                 counts = np.arange(self.order, 0, -1, dtype=float)
-        return SparseCounts(
+        out = SparseCounts(
             order=self.order,
             entries=len(self.pattern.indices),
             factor_entries=float(counts.sum()),
@@ -567,12 +623,19 @@ class SparseSystem:
             backend=self.backend_name,
             exact=self.backend_name == "cholmod",
             reference_blas=self.backend_name == "cholmod" and reference_blas(),
+            supernodes=supernodes,
+            thin_updates=thin_updates,
         )
+        if self.backend_name == "cholmod" and out.cholmod_mode != "supernodal":
+            self._backend = _CholmodFactor(self._initial_matrix(), out.cholmod_mode)
+        return out
 
     def _refactor(self, factors: list[np.ndarray]) -> bool:
         lower = self.pattern.matrix(factors)
         if self._backend is None:
-            self._backend = _make_backend(self.backend_name, self._initial_matrix())
+            self._backend = _make_backend(
+                self.backend_name, self._initial_matrix(), self.counts.cholmod_mode
+            )
         return self._backend.refactor(lower)
 
     def _scaled_rk(self, factors: list[np.ndarray]) -> np.ndarray:
