@@ -290,8 +290,8 @@ Schur complement, the inverse of the factor's leading block (in the factor's own
 array during a fit, a copy for Satterthwaite) and ``V Lambda_R'``."""
 
 
-def dense_gradient_bytes(sizes: DesignSizes, strategy: str) -> float:
-    """Estimated bytes of the arrays one gradient holds on a dense strategy."""
+def dense_gradient_bytes(sizes: DesignSizes, strategy: str | None) -> float:
+    """Estimated bytes of the arrays one gradient holds on a dense strategy (None: no product)."""
     m = sizes.size_rest
     needed = GRADIENT_WORK_ARRAYS * 8.0 * m * m
     if strategy == "dense":

@@ -48,10 +48,10 @@ from .cost import (
     EVALUATION_OVERHEAD,
     GRADIENT_MAX_BYTES,
     GRADIENT_OVERHEAD,
-    GRADIENT_WORK_ARRAYS,
     POLISHED_MAX_THETA,
     bobyqa_fit_calls,
     dense_call_seconds,
+    dense_gradient_bytes,
     gradient_fit_calls,
 )
 from .objective import Factorization, ProfiledDeviance, fill_upper
@@ -83,11 +83,8 @@ STEP_FLOOR = 1e-6
 def gradient_bytes(devfun: ProfiledDeviance) -> float:
     """Estimated bytes of the arrays one gradient holds (beyond the cross-products)."""
     cross = devfun.cross
-    m = cross.size_rest
-    needed = GRADIENT_WORK_ARRAYS * 8.0 * m * m
-    if cross.product is not None and cross.product.name == "dense":
-        needed += 8.0 * m * cross.first_levels * cross.first_cols  # Q A_R1 in the adjoint
-    return needed
+    strategy = cross.product.name if cross.product is not None else None
+    return dense_gradient_bytes(cross.sizes, strategy)
 
 
 def gradient_supported(devfun: ProfiledDeviance) -> bool:

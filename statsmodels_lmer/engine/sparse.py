@@ -627,7 +627,7 @@ class SparseSystem:
             thin_updates=thin_updates,
         )
         if self.backend_name == "cholmod" and out.cholmod_mode != "supernodal":
-            self._backend = _CholmodFactor(self._initial_matrix(), out.cholmod_mode)
+            self._backend = None  # analysed in that mode on first use: the chooser may go dense
         return out
 
     def _refactor(self, factors: list[np.ndarray]) -> bool:
