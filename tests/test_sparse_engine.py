@@ -159,6 +159,20 @@ def test_both_cholmod_factorizations_give_the_dense_criterion_and_solution(
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.skipif("cholmod" not in BACKENDS, reason="needs CHOLMOD")
+@pytest.mark.parametrize(("formula", "data", "weighted"), DESIGNS)
+def test_cholmod_orders_alike_in_both_modes(monkeypatch, formula, data, weighted):
+    """The counts that choose the mode come from the simplicial analysis; they are
+    those of the supernodal factor only if both analyses order the matrix alike."""
+    monkeypatch.setenv(BACKEND_VARIABLE, "cholmod")
+    system = design_model(formula, data, weighted).devfun(True, strategy="sparse")
+    assert system.cross.sparse.backend_name == "cholmod"
+    matrix = system.cross.sparse._initial_matrix()
+    supernodal = sparse_module._CholmodFactor(matrix, "supernodal").permutation()
+    simplicial = sparse_module._CholmodFactor(matrix, "simplicial").permutation()
+    np.testing.assert_array_equal(supernodal, simplicial)
+
+
 def test_cholmod_factorization_is_chosen_by_its_thin_supernodes():
     """One-column supernodes feeding a dense tail make the supernodal factorization slow.
 

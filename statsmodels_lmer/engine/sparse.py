@@ -605,7 +605,8 @@ class SparseSystem:
         lower = self.pattern.pattern()
         supernodes, thin_updates = 0, 0.0
         if self.backend_name == "cholmod":
-            self._backend = _CholmodFactor(self._initial_matrix())
+            # CHOLMOD orders alike in either mode; simplicial is the more common choice
+            self._backend = _CholmodFactor(self._initial_matrix(), "simplicial")
             perm = self._backend.permutation()
             full = (lower + sp.triu(lower.T, 1)).tocsr()
             parent, counts = symbolic_factor(sp.tril(full[perm][:, perm]).tocsc())
@@ -626,7 +627,7 @@ class SparseSystem:
             supernodes=supernodes,
             thin_updates=thin_updates,
         )
-        if self.backend_name == "cholmod" and out.cholmod_mode != "supernodal":
+        if self.backend_name == "cholmod" and out.cholmod_mode != "simplicial":
             self._backend = None  # analysed in that mode on first use: the chooser may go dense
         return out
 
