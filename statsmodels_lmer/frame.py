@@ -61,6 +61,7 @@ __all__ = [
     "build_model_frame",
     "check_fixed_values",
     "check_groups",
+    "check_response_fit",
     "check_scale_x",
     "check_weight_counts",
     "checked_drop_cols",
@@ -576,6 +577,24 @@ def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info:
     if not finite.all():
         bad = [name for name, ok in zip(design_info.column_names, finite) if not ok]
         raise DataError(f"fixed-effects columns {bad} have non-finite values")
+
+
+def check_response_fit(
+    name: str, y: np.ndarray, X: np.ndarray, weights: np.ndarray | None, offset: bool = False
+) -> None:
+    """Refuse a response (minus any offset) out of double precision's reach, constant, or
+    fitted exactly by ``X``.
+
+    The checks of :func:`build_model_frame` for a new response of the same
+    model (``refit``, ``with_response``): ``X`` has no aliased columns.
+
+    Raises
+    ------
+    DataError
+    """
+    check_magnitudes({f"response {name!r}": y}, weights)
+    check_observations(name, y, X.shape[1], offset)
+    check_exact_fit(name, qr_diagonal(np.column_stack([X, y]))[-1], float(np.linalg.norm(y)))
 
 
 def qr_diagonal(X: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from .fitting.rescale import optimizer_scale, theta_scales
 from .fitting.start import level_regression_theta
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
-from .frame import build_model_frame, checked_drop_cols
+from .frame import build_model_frame, check_response_fit, checked_drop_cols
 from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
@@ -406,6 +406,11 @@ class Lmer(LikelihoodModel):
             raise ValueError(f"endog must have {int(self.nobs)} values, got {y.size}")
         if not np.all(np.isfinite(y)):
             raise ValueError("endog has non-finite values")
+        if self.exog is not None:
+            residual = y if self.offset is None else y - self.offset
+            X = np.asarray(self.exog, dtype=float)
+            offset = self.offset is not None
+            check_response_fit(self.endog_names, residual, X, self.weights, offset)
         new = type(self)(
             pd.Series(y, index=self.data.row_labels, name=self.endog_names),
             self.data.orig_exog,

@@ -95,6 +95,23 @@ def same_params(formula: str = BASE, rtol: float = 1e-8) -> Callable[[Any, pd.Da
     return check
 
 
+def same_theta_shifted(shift: float, scale: float) -> Callable[[Any, pd.DataFrame], None]:
+    """A check for ``y = shift + scale * y0`` (rounded): theta and the scaled fixed
+    effects equal those of the fit of ``(y - shift) / scale``, the same rounded
+    numbers near zero (theta does not change when ``y`` is shifted and scaled; the
+    model has an intercept)."""
+
+    def check(res: Any, data: pd.DataFrame) -> None:
+        y = (shift + scale * data.y.to_numpy() - shift) / scale
+        plain = lmer_quiet(BASE, data.assign(y=y))
+        np.testing.assert_allclose(res.theta, plain.theta, rtol=1e-7)
+        expected = np.asarray(plain.params) * scale + [shift, 0.0]
+        tolerance = 1e-5 * scale * np.asarray(plain.bse)
+        np.testing.assert_array_less(np.abs(np.asarray(res.params) - expected), tolerance)
+
+    return check
+
+
 def assign(**columns: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return lambda d: d.assign(**{k: (v(d) if callable(v) else v) for k, v in columns.items()})
 
@@ -149,6 +166,16 @@ DATA_CASES = [
         fit_on(BASE, assign(y=lambda d: 2 * d.x + 1)),
         DataError,
         "reproduce response 'y' exactly",
+    ),
+    Case(  # noise at 1e-11 of the mean still has 4 digits: a fit, not an exact fit
+        "response-far-from-zero",
+        fit_on(BASE, assign(y=lambda d: 1e9 + 1e-2 * d.y)),
+        check=same_theta_shifted(1e9, 1e-2),
+    ),
+    Case(
+        "response-one-plus-tiny-noise",
+        fit_on(BASE, assign(y=lambda d: 1.0 + 1e-12 * d.y)),
+        check=same_theta_shifted(1.0, 1e-12),
     ),
     Case(
         "object-numbers-predictor",
@@ -633,6 +660,24 @@ POSTFIT_CASES = [
         "refit-length", on_fit(lambda r, d: r.refit(np.ones(3))), ValueError, "endog must have 60"
     ),
     Case("refit-nan", on_fit(lambda r, d: r.refit(np.full(N, np.nan))), ValueError, "non-finite"),
+    Case(  # refit checks the response as a fresh fit does
+        "refit-constant",
+        on_fit(lambda r, d: r.refit(np.full(N, 5.0))),
+        DataError,
+        "response 'y' is constant",
+    ),
+    Case(
+        "refit-exact",
+        on_fit(lambda r, d: r.refit(3.0 - 2.0 * d.x.to_numpy())),
+        DataError,
+        "reproduce response 'y' exactly",
+    ),
+    Case(
+        "refit-overflow",
+        on_fit(lambda r, d: r.refit(1e202 * d.y.to_numpy())),
+        DataError,
+        "response 'y' has values of magnitude about 1e202",
+    ),
     Case(
         "resim-zero",
         on_fit(lambda r, d: r.resim(n_sims=0)),
