@@ -36,6 +36,7 @@ __all__ = [
     "column_dtypes",
     "copy_on_write",
     "drop_unused_categories",
+    "far_random_columns",
     "native_byte_order",
     "numeric_objects",
     "owned_frame",
@@ -594,6 +595,28 @@ def check_magnitudes(columns: dict[str, np.ndarray], weights: np.ndarray | None)
         Naming the column, its magnitude and a power of ten to divide by.
     """
     ColumnMagnitudes.of(columns, weights).check()
+
+
+def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[str]:
+    """Columns of random terms with an intercept whose mean exceeds ``ratio`` standard
+    deviations (``(x | g)`` with ``x = 1e6 + N(0, 1)``), named for messages.
+
+    Such a term is the model of the centred column, but its covariance at the
+    optimum has a correlation within about ``1 / ratio^2`` of -1 or 1 and a huge
+    intercept variance, which optimizers do not reach (lme4 and this package stopped
+    4 to 100 REML units above the optimum of the same model written with the
+    centred column).
+    """
+    out = []
+    for term in terms:
+        if "Intercept" not in term.column_names:
+            continue
+        for j, column in enumerate(term.column_names):
+            values = np.asarray(term.Z[:, j], dtype=float)
+            sd = float(np.std(values))
+            if column != "Intercept" and sd > 0 and abs(float(np.mean(values))) > ratio * sd:
+                out.append(f"{column!r} of ({term.lhs} | {term.group})")
+    return out
 
 
 def random_columns(terms: list[RandomTerm]) -> dict[str, np.ndarray]:

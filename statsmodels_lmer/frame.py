@@ -27,6 +27,7 @@ from .data_checks import (
     check_unique_columns,
     column_dtypes,
     drop_unused_categories,
+    far_random_columns,
     native_byte_order,
     numeric_objects,
     owned_frame,
@@ -236,6 +237,14 @@ def build_model_frame(
     check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)))
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
+    far = far_random_columns(terms)
+    if far:
+        warn(
+            f"random-effects column {', '.join(far)} is far from zero against its spread: "
+            "the fit may stop short of the optimum (a correlation near +-1). Center it, "
+            "e.g. x - x.mean(); the model is the same",
+            ValueWarning,
+        )
     check_groups(terms, len(frame))
     return ModelFrame(
         endog,

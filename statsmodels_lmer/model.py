@@ -440,7 +440,7 @@ class Lmer(LikelihoodModel):
             terms = [self.random_terms[i] for i in self.engine_order]
             response = y if self.offset is None else y - self.offset
             X = np.asarray(self.exog, dtype=float)
-            sums = response_sums(terms, X, response, self.weights)
+            sums = response_sums(terms, X, response, self.weights, built.centering)
             new.cross_products = built.with_response(sums)
         return new
 

@@ -40,7 +40,7 @@ LAYERS = [
     ["frame"],
     ["formula_env"],
     ["distributed.design"],
-    ["engine.cost"],
+    ["engine.cost", "engine.centering"],
     ["engine.sparse"],
     ["engine.blocks"],
     ["engine.tiny"],

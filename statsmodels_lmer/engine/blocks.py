@@ -37,6 +37,7 @@ from scipy.linalg import blas
 
 from .._parallel import active_threads
 from ..terms import RandomTerm, compact_codes
+from .centering import FixedCentering
 from .cost import (
     EXPECTED_EVALUATIONS,
     SEPARATE_PRODUCT_ORDER,
@@ -596,6 +597,10 @@ class CrossProducts:
     beta_shift : ndarray, shape (p,), optional
         The sums are those of ``y - X beta_shift`` (see :func:`least_squares_shift`):
         the engine's fixed effects are ``beta - beta_shift``.
+    centering : FixedCentering, optional
+        The sums are those of ``X T`` (columns far from zero centred at the
+        intercept, :mod:`~.centering`): the engine's fixed effects are
+        ``T^-1 beta`` and their covariance ``T^-1 C T^-T``.
     """
 
     first_levels: int
@@ -616,6 +621,7 @@ class CrossProducts:
     fill_positions: np.ndarray | None = None
     fill_values: np.ndarray | None = None
     beta_shift: np.ndarray | None = None
+    centering: FixedCentering | None = None
 
     @property
     def size_rest(self) -> int:
@@ -845,14 +851,19 @@ def build_cross_products(
     Returns
     -------
     CrossProducts
-        Of ``y - X beta_shift`` (:func:`least_squares_shift`), with ``beta_shift``.
+        Of ``y - X beta_shift`` (:func:`least_squares_shift`), with ``beta_shift``,
+        and of ``X T`` where columns far from zero are centred (``centering``).
     """
+    centering = FixedCentering.of(X)
+    if centering is not None:
+        X = centering.apply(X)
     raw = raw_sums(terms, X, y, weights)
     shift = least_squares_shift(fixed_gram(raw))
     if shift is not None:  # rare: the sums again, of the shifted response
         raw = raw_sums(terms, X, shifted_response(X, y, shift), weights)
     cross = finalize_cross_products(raw, strategy)
     cross.beta_shift = shift
+    cross.centering = centering
     return cross
 
 
@@ -1086,12 +1097,19 @@ class ResponseSums:
 
 
 def response_sums(
-    terms: list[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+    terms: list[RandomTerm],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    centering: FixedCentering | None = None,
 ) -> ResponseSums:
     """:class:`ResponseSums` of ``y``, computed as :func:`raw_sums` computes them.
 
-    Parameters are those of :func:`build_cross_products`.
+    Parameters are those of :func:`build_cross_products`; ``centering`` is the
+    model's cross-products' (``X`` is centred as they were).
     """
+    if centering is not None:
+        X = centering.apply(X)
     root_w = np.ones(len(y)) if weights is None else np.sqrt(weights)
     xy = np.column_stack([X, y]) * root_w[:, None]
     gram = xy.T @ xy
@@ -1570,9 +1588,12 @@ def _pair_products(
 
 
 def model_blocks(
-    cross: CrossProducts, order: list[int]
+    cross: CrossProducts, order: list[int], engine_columns: bool = False
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """``Z' W Z``, ``Z' W X`` and ``X' W X`` with the terms in the model's order.
+
+    With ``engine_columns``, ``X`` is the engine's ``X T`` where ``cross.centering``
+    centres columns far from zero (:mod:`~.centering`).
 
     Parameters
     ----------
@@ -1599,6 +1620,8 @@ def model_blocks(
     ztwz = sp.bmat([[first, rest_first.T], [rest_first, a_rr[:r, :r]]], format="csr")
     ztwx = np.vstack([cross.a_r1[r : r + p].T.toarray(), a_rr[:r, r : r + p].toarray()])
     xtwx = cross.fixed_block()[:p, :p]
+    if cross.centering is not None and not engine_columns:  # the sums are of X T
+        ztwx, xtwx = cross.centering.original_cross(ztwx, xtwx)
     sizes = [l1 * p1] + [levels * k for levels, k in cross.rest_sizes]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     by_term = {term: np.arange(starts[k], starts[k + 1]) for k, term in enumerate(order)}

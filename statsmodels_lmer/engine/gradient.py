@@ -520,13 +520,21 @@ class ProfiledGradient:
             )
         return vcov_unscaled, blocks
 
-    def vcov_jacobian(self, point: GradientPoint) -> tuple[np.ndarray, np.ndarray]:
+    def vcov_jacobian(
+        self, point: GradientPoint, engine_columns: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``C_u = (R_X' R_X)^-1`` and ``d C_u / d theta``, shape ``(n_theta, p, p)``.
 
-        ``d C_u / d theta_k = -(N_k + N_k')`` with ``N_k = (E_k x)' F``.
+        ``d C_u / d theta_k = -(N_k + N_k')`` with ``N_k = (E_k x)' F``. With
+        ``engine_columns``, of the engine's columns ``X T`` where ``cross.centering``
+        centres columns far from zero (:mod:`~.centering`).
         """
         vcov_unscaled, blocks = self._solution_blocks(point)
-        return vcov_unscaled, self._by_theta(blocks)[1]
+        d_vcov = self._by_theta(blocks)[1]
+        centering = self.devfun.cross.centering
+        if centering is None or engine_columns:
+            return vcov_unscaled, d_vcov
+        return centering.covariance(vcov_unscaled), centering.covariance(d_vcov)
 
     def beta_jacobian(self, point: GradientPoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """beta, ``d beta / d theta`` ``(p, n_theta)`` and ``d C_u / d theta``.
@@ -540,7 +548,10 @@ class ProfiledGradient:
         beta = point.z[r : r + p].copy()
         if cross.beta_shift is not None:  # the sums are of y - X beta_shift
             beta += cross.beta_shift
-        return beta, d_beta, d_vcov
+        if cross.centering is None:
+            return beta, d_beta, d_vcov
+        centering = cross.centering  # the sums are of X T
+        return centering.beta(beta), centering.beta(d_beta), centering.covariance(d_vcov)
 
     def _by_theta(self, blocks: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         """``d beta / d theta`` (p, k) and ``d C_u / d theta`` (k, p, p) from the blocks."""

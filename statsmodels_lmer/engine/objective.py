@@ -575,10 +575,26 @@ class ProfiledDeviance:
         pwrss = float(diag[-1]) ** 2
         return ld_l2, ld_rx2, pwrss
 
-    def _vcov_unscaled(self, factor: _Factor | _SparseFactor) -> np.ndarray:
+    def _vcov_unscaled(self, factor: _Factor | _SparseFactor, engine: bool = False) -> np.ndarray:
+        """``(R_X' R_X)^-1`` of ``X``, or of the engine's columns ``X T`` (``engine``)."""
         if isinstance(factor, _SparseFactor):
-            return factor.pieces.vcov_unscaled
-        return _unscaled_vcov(factor.chol, self.cross)
+            vcov = factor.pieces.vcov_unscaled
+        else:
+            vcov = _unscaled_vcov(factor.chol, self.cross)
+        centering = self.cross.centering
+        return vcov if centering is None or engine else centering.covariance(vcov)
+
+    def engine_vcov_unscaled(self, theta: np.ndarray) -> np.ndarray:
+        """``(R_X' R_X)^-1`` of the columns the sums are of: ``X T`` when
+        ``cross.centering`` centres columns far from zero (:mod:`~.centering`), else ``X``.
+
+        Well conditioned where the covariance of ``X``'s coefficients is not; the
+        two are ``C = T C~ T'``.
+        """
+        factor = self._factor_or_raise(theta)
+        vcov = self._vcov_unscaled(factor, engine=True)
+        self._release(factor)
+        return vcov
 
     def criterion(self, ld_l2: float, ld_rx2: float, pwrss: float, reml: bool) -> float:
         """ML deviance or REML criterion (sigma profiled out) from the factor's summaries."""
@@ -688,6 +704,8 @@ class Solution:
         self._engine_beta = self.beta  # before any shift: what the factor solved for
         if cross.beta_shift is not None:  # the sums are of y - X beta_shift
             self.beta = self.beta + cross.beta_shift
+        if cross.centering is not None:  # the sums are of X T
+            self.beta = cross.centering.beta(self.beta)
         self.vcov_unscaled = objective._vcov_unscaled(factor)
 
     @cached_property

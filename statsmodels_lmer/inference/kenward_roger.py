@@ -172,7 +172,15 @@ class KenwardRoger:
         P, Q, K, names = kr_pieces(res, progress=progress)
         self.varpar_names = names
         self._P = P
+        # P and Q are of the engine's columns X T (T = I but for columns far from zero,
+        # engine/centering.py); the algebra runs in that basis, where it is well
+        # conditioned, and the contrasts and the adjusted covariance map (L T, T A T')
+        self._centering = res.model.cross_products.centering
         phi = self.vcov
+        if self._centering is not None:
+            devfun = res.model.devfun(True)
+            phi = res.scale * devfun.engine_vcov_unscaled(np.asarray(res.theta, dtype=float))
+        self._phi = phi
         phi_p = np.einsum("ab,ibc->iac", phi, P)  # Phi P_i
         trace_phi_q = np.einsum("ab,ijba->ij", phi, Q)
         trace_pp = np.einsum("iab,jba->ij", phi_p, phi_p)
@@ -191,7 +199,16 @@ class KenwardRoger:
         U = np.einsum("ij,ijab->ab", W, Q - p_phi_p)
         U = 0.5 * (U + U.T)
         adjusted = phi + 2.0 * phi @ U @ phi
-        self.vcov_adjusted = 0.5 * (adjusted + adjusted.T)
+        self._adjusted = 0.5 * (adjusted + adjusted.T)
+        self.vcov_adjusted = self._adjusted
+        if self._centering is not None:
+            self.vcov_adjusted = self._centering.covariance(self._adjusted)
+
+    def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
+        """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""
+        if self._centering is None:
+            return L
+        return L - np.outer(L[:, self._centering.intercept], self._centering.centers)
 
     # -- degrees of freedom --------------------------------------------
     def ddf(self, L: Any) -> float:
@@ -204,7 +221,7 @@ class KenwardRoger:
 
     def _adjust(self, L: np.ndarray, q: int) -> tuple[float, float]:
         """pbkrtest's ``.KR_adjust``: denominator df and F scaling for ``L``."""
-        phi = self.vcov
+        phi, L = self._phi, self._engine_contrast(L)
         theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
         u = np.einsum("ab,ibc,cd->iad", theta @ phi, self._P, phi)
         traces = np.einsum("iaa->i", u)
@@ -241,7 +258,7 @@ class KenwardRoger:
         rhs_vec = np.zeros(rows) if rhs is None else np.asarray(rhs, dtype=float).ravel()
         rhs_vec = np.broadcast_to(rhs_vec, (rows,)).astype(float)
         estimate = L @ self.beta
-        cov = L @ self.vcov_adjusted @ L.T
+        cov = self._engine_contrast(L) @ self._adjusted @ self._engine_contrast(L).T
         if rows == 1:
             if not np.any(L):
                 raise ValueError("the contrast is zero")
@@ -253,7 +270,8 @@ class KenwardRoger:
         full, q = _full_row_rank(L)
         ddf, scaling = self._adjust(full, q)
         diff = full @ (self.beta - beta_h)
-        wald = float(diff @ np.linalg.solve(full @ self.vcov_adjusted @ full.T, diff))
+        engine = self._engine_contrast(full)
+        wald = float(diff @ np.linalg.solve(engine @ self._adjusted @ engine.T, diff))
         f_unscaled = wald / q
         fvalue = scaling * f_unscaled
         pvalue = float(stats.f.sf(fvalue, q, ddf))
@@ -403,7 +421,7 @@ def kr_pieces(
     bar = Progress(2 * n_params + 2, "Kenward-Roger", "step", progress)
     bar.note("factor of the random-effects system")
     cross = model.cross_products
-    ztwz, ztwx, xtwx = model_blocks(cross, model.engine_order)
+    ztwz, ztwx, xtwx = model_blocks(cross, model.engine_order, engine_columns=True)
     n, p = cross.nobs, cross.n_fixed
     s2 = float(res.scale)
     terms = model.random_terms

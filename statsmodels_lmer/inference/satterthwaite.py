@@ -134,13 +134,36 @@ class Satterthwaite:
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
+        # The contrasts' variances and their derivatives are computed for the
+        # engine's columns X T (T = I but for columns far from zero,
+        # engine/centering.py), where they are well conditioned: l' C l = (l T) C~ (l T)'.
+        self._centering = devfun.cross.centering
+        self._vcov_engine = self.vcov
+        if self._centering is not None:
+            self._vcov_engine = res.scale * devfun.engine_vcov_unscaled(self.varpar[:-1])
         if method == "analytic" and not gradient_supported(devfun):
             self.method = "numderiv"  # the sparse path, or dense arrays too large
         if self.method == "analytic":
-            self.hessian, self.jacobians = self._analytic(devfun, progress)
+            self.hessian, self._engine_jacobians = self._analytic(devfun, progress)
         else:
-            self.hessian, self.jacobians = self._numderiv(devfun, progress)
+            self.hessian, self._engine_jacobians = self._numderiv(devfun, progress)
+        self.jacobians = self._engine_jacobians
+        if self._centering is not None:
+            self.jacobians = [self._centering.covariance(j) for j in self._engine_jacobians]
         self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
+
+    def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
+        """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""
+        if self._centering is None:
+            return L
+        L = np.asarray(L, dtype=float)
+        intercept = L[..., self._centering.intercept, None]
+        return L - intercept * self._centering.centers
+
+    def _contrast_variance(self, L: np.ndarray) -> np.ndarray:
+        """``L C L'`` (one row: a scalar in a 1 x 1 array)."""
+        engine = np.atleast_2d(self._engine_contrast(L))
+        return engine @ self._vcov_engine @ engine.T
 
     def _numderiv(self, devfun, progress: bool | None) -> tuple[np.ndarray, list[np.ndarray]]:
         """lmerTest's numDeriv Hessian of the deviance and Jacobian of vcov(beta)."""
@@ -154,7 +177,7 @@ class Satterthwaite:
 
             def vcov_beta(varpar: np.ndarray) -> np.ndarray:
                 bar.update()
-                return varpar[-1] ** 2 * devfun.components(varpar[:-1]).vcov_unscaled.ravel()
+                return varpar[-1] ** 2 * devfun.engine_vcov_unscaled(varpar[:-1]).ravel()
 
             bar.note("Hessian of the deviance in (theta, sigma)")
             hess = hessian(deviance, self.varpar)
@@ -189,7 +212,7 @@ class Satterthwaite:
             hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
             n_eff = grad.effective_n
             hess[-1, -1] = 6.0 * point.pwrss / sigma**4 - 2.0 * n_eff / sigma**2
-            vcov_unscaled, d_vcov = grad.vcov_jacobian(point)
+            vcov_unscaled, d_vcov = grad.vcov_jacobian(point, engine_columns=True)
         jacobians = [sigma**2 * d for d in d_vcov] + [2.0 * sigma * vcov_unscaled]
         return hess, jacobians
 
@@ -219,7 +242,7 @@ class Satterthwaite:
     def df_1d(self, contrast: np.ndarray) -> float:
         """Satterthwaite df of one contrast vector (lmerTest ``contest1D``)."""
         contrast = np.asarray(contrast, dtype=float)
-        var = float(contrast @ self.vcov @ contrast)
+        var = float(self._contrast_variance(contrast)[0, 0])
         denom = self._gag(contrast)
         return 2.0 * var**2 / denom if denom > 0 else np.inf
 
@@ -237,7 +260,7 @@ class Satterthwaite:
 
     def _test_1d(self, contrast: np.ndarray, rhs: float) -> ContrastTest:
         estimate = float(contrast @ self.beta)
-        var = float(contrast @ self.vcov @ contrast)
+        var = float(self._contrast_variance(contrast)[0, 0])
         t = (estimate - rhs) / np.sqrt(var)
         df = self.df_1d(contrast)
         pvalue = float(2 * stats.t.sf(abs(t), df))
@@ -249,7 +272,7 @@ class Satterthwaite:
         beta = self.beta
         if np.any(rhs != 0):
             beta = beta - np.linalg.pinv(L) @ rhs
-        cov = L @ self.vcov @ L.T
+        cov = self._contrast_variance(L)
         values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
@@ -276,7 +299,8 @@ class Satterthwaite:
 
     def _gag(self, contrast: np.ndarray) -> float:
         """``g' A g`` with ``g_i = l' J_i l``: the variance of ``l' C l``."""
-        grad = np.array([contrast @ J @ contrast for J in self.jacobians])
+        engine = self._engine_contrast(contrast)
+        grad = np.array([engine @ J @ engine for J in self._engine_jacobians])
         return float(grad @ self.vcov_varpar @ grad)
 
 
