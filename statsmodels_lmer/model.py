@@ -29,7 +29,7 @@ from .engine.blocks import (
 )
 from .engine.objective import ProfiledDeviance
 from .exceptions import DataError, warn
-from .fitting.fit import OptSummary, check_estimates, fit_theta, uses_gradient
+from .fitting.fit import OptSummary, check_estimates, check_reproduced, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .fitting.rescale import optimizer_scale, theta_scales
 from .fitting.start import level_regression_theta
@@ -716,6 +716,7 @@ class Lmer(LikelihoodModel):
             )
             solution = _solved(objective, summary.theta)
         check_estimates(solution)
+        check_reproduced(summary, solution)
         res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
             warn(text, category)

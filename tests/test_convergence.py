@@ -17,6 +17,7 @@ import warnings
 from functools import cache
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.optimize
 from conftest import FIXTURES, crossed_frame
@@ -687,3 +688,31 @@ def test_refits_start_close_and_reach_a_fresh_fits_optimum():
         steps.append(again.optinfo["feval"])
         defaults.append(nlopt_default.optinfo["feval"])
     assert np.mean(steps) < np.mean(defaults)
+
+
+def near_exact_group_means(seed: int = 8) -> pd.DataFrame:
+    """A response within 1e-9 of its fixed part plus group effects (optimum theta near 1e9)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    y = 1.0 + x + rng.normal(size=20)[g] + 1e-9 * rng.normal(size=200)
+    return pd.DataFrame({"g": g, "x": x, "y": y})
+
+
+def test_criterion_not_reproducible_at_the_estimate_is_not_converged():
+    """Where the penalized system is numerically singular the optimizer's value and the
+    criterion recomputed at the estimate differ (by 10 on about -5180 here): no optimum
+    can be verified, so the fit is not converged and says why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sml.lmer("y ~ x + (1 | g)", near_exact_group_means())
+    texts = [str(w.message) for w in caught if issubclass(w.category, LmerConvergenceWarning)]
+    assert any("not reproducible at the estimate" in text for text in texts)
+    assert not res.converged
+    assert res.optinfo["reproduced_gap"] > 1e-8 * abs(res.optinfo["objective"])
+
+
+def test_criterion_is_reproduced_at_ordinary_estimates():
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    assert res.converged
+    assert res.optinfo["reproduced_gap"] <= 1e-12 * abs(res.optinfo["objective"])
