@@ -72,6 +72,11 @@ class FixedCentering:
         out[self.intercept] -= self.centers @ out
         return out
 
+    def contrast(self, L: np.ndarray) -> np.ndarray:
+        """``L T``: a contrast of ``X``'s coefficients as one of ``X~``'s (``L beta = L T b``)."""
+        L = np.asarray(L, dtype=float)
+        return L - L[..., self.intercept, None] * self.centers
+
     def covariance(self, cov: np.ndarray) -> np.ndarray:
         """``T C T'``; ``cov`` may be a stack ``(k, p, p)``."""
         left = np.array(cov, dtype=float)

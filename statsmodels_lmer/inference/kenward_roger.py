@@ -206,9 +206,7 @@ class KenwardRoger:
 
     def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""
-        if self._centering is None:
-            return L
-        return L - np.outer(L[:, self._centering.intercept], self._centering.centers)
+        return L if self._centering is None else self._centering.contrast(L)
 
     # -- degrees of freedom --------------------------------------------
     def ddf(self, L: Any) -> float:

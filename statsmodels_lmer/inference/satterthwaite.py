@@ -154,11 +154,7 @@ class Satterthwaite:
 
     def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""
-        if self._centering is None:
-            return L
-        L = np.asarray(L, dtype=float)
-        intercept = L[..., self._centering.intercept, None]
-        return L - intercept * self._centering.centers
+        return L if self._centering is None else self._centering.contrast(L)
 
     def _contrast_variance(self, L: np.ndarray) -> np.ndarray:
         """``L C L'`` (one row: a scalar in a 1 x 1 array)."""
