@@ -127,30 +127,37 @@ def test_ordinary_columns_are_left_alone():
         "Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy")
     )
     assert sleep.cross_products.centering is None
-    no_intercept = np.column_stack([OFFSET + np.arange(5.0), np.arange(5.0) ** 2])
-    assert FixedCentering.of(no_intercept) is None
+    apart = np.column_stack([np.ones(5), np.arange(5.0), np.arange(5.0) ** 2])
+    assert FixedCentering.of(apart) is None
 
 
 def test_transform_arithmetic_against_matrices():
     rng = np.random.default_rng(0)
-    centering = FixedCentering(1, np.array([3.0, 0.0, -2.0, 7.0]))
-    T = np.eye(4)
-    T[1] -= centering.centers  # X~ = X T and beta = T beta~; the intercept is column 1
-    X = rng.normal(size=(10, 4))
-    X[:, 1] = 1.0
-    np.testing.assert_allclose(centering.apply(X), X @ T)
+    X = np.column_stack([rng.normal(size=30), np.ones(30), rng.normal(size=30), np.ones(30)])
+    X[:, 2] += 1e5  # far from zero: centred on the intercept (column 1)
+    X[:, 3] = 3.0 * X[:, 0] + 1e4 * X[:, 2] + rng.normal(size=30)  # near the span of 0 and 2
+    centering = FixedCentering.of(X)
+    np.testing.assert_array_equal(centering.columns, [2, 3])
+    C, T = centering.coefficients, centering.transform
+    np.testing.assert_allclose(np.triu(C), C)
+    np.testing.assert_allclose(np.diagonal(C), 1.0)
+    np.testing.assert_allclose(T @ C, np.eye(4), atol=1e-12)
+    centred = centering.apply(X)
+    np.testing.assert_allclose(centred @ C, X, rtol=1e-12)
+    unit = centred / np.linalg.norm(centred, axis=0)
+    for j in centering.columns:  # orthogonal to the columns before it
+        np.testing.assert_allclose(unit[:, :j].T @ unit[:, j], 0.0, atol=1e-6)  # was 1 - 1e-17
     beta = rng.normal(size=4)
     np.testing.assert_allclose(centering.beta(beta), T @ beta)
     L = rng.normal(size=(2, 4))
     np.testing.assert_allclose(centering.contrast(L), L @ T)
     np.testing.assert_allclose(centering.contrast(L[0]), L[0] @ T)
-    C = rng.normal(size=(3, 4, 4))
-    np.testing.assert_allclose(centering.covariance(C), T @ C @ T.T)
-    Xt = centering.apply(X)
-    Z = rng.normal(size=(10, 5))
-    ztwx, xtwx = centering.original_cross(Z.T @ Xt, Xt.T @ Xt)
-    np.testing.assert_allclose(ztwx, Z.T @ X)
-    np.testing.assert_allclose(xtwx, X.T @ X)
+    V = rng.normal(size=(3, 4, 4))
+    np.testing.assert_allclose(centering.covariance(V), T @ V @ T.T)
+    Z = rng.normal(size=(30, 5))
+    ztwx, xtwx = centering.original_cross(Z.T @ centred, centred.T @ centred)
+    np.testing.assert_allclose(ztwx, Z.T @ X, rtol=1e-9)
+    np.testing.assert_allclose(xtwx, X.T @ X, rtol=1e-9)
 
 
 def test_random_column_far_from_zero_is_named_in_a_warning():
@@ -159,3 +166,28 @@ def test_random_column_far_from_zero_is_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ValueWarning)
         sml.Lmer.from_formula("y ~ xb + (xc | a)", offset_data())
+
+
+def interaction_data(shift: float, seed: int = 1, n: int = 160) -> pd.DataFrame:
+    """``a * x`` with ``x`` moved by ``shift``: the columns ``a:x`` lie near ``shift * a``."""
+    rng = np.random.default_rng(seed)
+    g, h = rng.integers(0, 16, n), rng.integers(0, 8, n)
+    a, x = rng.choice(list("pqr"), n), rng.normal(size=n)
+    y = 1 + 0.5 * (a == "q") + x + 0.8 * rng.normal(size=16)[g] + 0.5 * rng.normal(size=8)[h]
+    y += 0.4 * rng.normal(size=16)[g] * x + rng.normal(size=n)
+    return pd.DataFrame({"y": y + 0.3 * shift, "g": g, "h": h, "a": a, "x": x + shift})
+
+
+def test_interaction_with_a_covariate_far_from_zero():
+    """The type I test of ``a`` (entered before ``x``) does not depend on ``x``'s zero.
+    At a shift of 1e5 its Kenward-Roger df were infinite and its p-value NaN (pbkrtest
+    0.5.2: 136.92 against 137.79 unshifted); the a:x columns are centred on ``a``."""
+    near, far = (
+        sml.lmer("y ~ a * x + (1 | g) + (1 | h)", interaction_data(shift)) for shift in (0.0, 1e5)
+    )
+    assert far.model.cross_products.centering is not None
+    assert far.reml_criterion == pytest.approx(near.reml_criterion, rel=1e-10)
+    for ddf in ("kenward-roger", "satterthwaite"):
+        mine = far.anova(type=1, ddf=ddf).loc["a"].to_numpy(dtype=float)
+        theirs = near.anova(type=1, ddf=ddf).loc["a"].to_numpy(dtype=float)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)

@@ -598,8 +598,8 @@ class CrossProducts:
         The sums are those of ``y - X beta_shift`` (see :func:`least_squares_shift`):
         the engine's fixed effects are ``beta - beta_shift``.
     centering : FixedCentering, optional
-        The sums are those of ``X T`` (columns far from zero centred at the
-        intercept, :mod:`~.centering`): the engine's fixed effects are
+        The sums are those of ``X T`` (columns nearly in the span of earlier ones
+        centred on them, :mod:`~.centering`): the engine's fixed effects are
         ``T^-1 beta`` and their covariance ``T^-1 C T^-T``.
     """
 
@@ -852,7 +852,7 @@ def build_cross_products(
     -------
     CrossProducts
         Of ``y - X beta_shift`` (:func:`least_squares_shift`), with ``beta_shift``,
-        and of ``X T`` where columns far from zero are centred (``centering``).
+        and of ``X T`` where columns near the span of earlier ones are centred (``centering``).
     """
     centering = FixedCentering.of(X)
     if centering is not None:
@@ -1593,7 +1593,7 @@ def model_blocks(
     """``Z' W Z``, ``Z' W X`` and ``X' W X`` with the terms in the model's order.
 
     With ``engine_columns``, ``X`` is the engine's ``X T`` where ``cross.centering``
-    centres columns far from zero (:mod:`~.centering`).
+    centres columns near the span of earlier ones (:mod:`~.centering`).
 
     Parameters
     ----------

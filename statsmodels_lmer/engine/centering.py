@@ -1,21 +1,25 @@
-"""Fixed-effects columns far from zero, centred at the intercept before the sums.
+"""Fixed-effects columns nearly in the span of earlier ones, centred on them before the sums.
 
-A predictor ``x = 1e6 + N(0, 1)`` next to an intercept makes ``X'WX`` nearly
-singular (condition about 1e12 times ``n``): the fixed-effects block of the
-factor, ``X'WX`` minus its random-effects part, then cancels to round-off, and
-on a 200-row model the REML criterion was off by 0.06 (lme4: 6e-4), below the
-true minimum, with theta 2 % away from the optimum.
+A predictor ``x = 1e6 + N(0, 1)`` next to an intercept, or an interaction
+``a:x`` next to ``a`` with such an ``x``, makes ``X'WX`` nearly singular
+(condition about 1e12 times ``n``): the fixed-effects block of the factor,
+``X'WX`` minus its random-effects part, then cancels to round-off. On a 200-row
+``y ~ xb + (1 | g)`` the REML criterion was off by 0.06 (below the true
+minimum; lme4 1.1-31: 6e-4) and the fit stopped at theta 1.0097 instead of
+1.0320; with ``a * x`` and ``x`` near 1e5 a Kenward-Roger F test of ``a`` had
+infinite denominator df.
 
-The engine therefore forms its cross-products from ``X~ = X T``, where ``T``
-subtracts ``c_j`` times the intercept column from each such column ``j``
-(``T = I - e_0 c'``, a unit triangular matrix). ``det T = 1``, so the profiled
-deviance and the REML criterion (through ``log |R_X|^2``) are the same
-function of theta, and the fixed effects and their covariance map back as
-``beta = T beta~`` and ``C = T C~ T'``. The subtraction ``x - c`` is exact where
-``x`` lies within a factor of two of ``c`` (Sterbenz), which is the case it is
-for. Models without an intercept column, or whose columns are not far from zero
-(the mean within :data:`CENTER_RATIO` standard deviations), are left as they
-are.
+The engine therefore forms its cross-products from ``X~ = X T``: each such
+column minus its least-squares fit on the columns before it (already
+transformed), ``X = X~ C`` with ``C`` unit upper triangular and ``T = C^-1``.
+``det T = 1``, so the profiled deviance and the REML criterion (through
+``log |R_X|^2``) are the same function of theta, and the fixed effects, their
+covariance and contrasts map back: ``beta = T beta~``, ``V = T V~ T'``,
+``L beta = (L T) beta~``. For ``x`` after the intercept the fit is ``x`` minus
+its mean, exact where ``x`` lies within a factor of two of the mean
+(Sterbenz). A column counts as nearly in the span when its distance from the
+earlier columns is below ``1 / CENTER_RATIO`` of its norm; models without such
+columns are left as they are.
 """
 
 from __future__ import annotations
@@ -23,73 +27,80 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 __all__ = ["CENTER_RATIO", "FixedCentering"]
 
 CENTER_RATIO = 100.0
-"""A column is centred when its mean exceeds this many standard deviations (4 digits of
-``X'WX`` lost to the intercept)."""
+"""A column whose distance from the earlier columns is below its norm over this is centred
+on them (four digits of ``X'WX`` lost)."""
 
 
 @dataclass(frozen=True)
 class FixedCentering:
-    """``X~ = X T``: the columns ``j`` with ``centers[j] != 0`` minus ``centers[j]``.
+    """``X~ = X T``, ``T = C^-1``: the columns ``j`` in ``columns`` minus ``X~[:, :j] C[:j, j]``.
 
     Attributes
     ----------
-    intercept : int
-        The intercept column (every value 1).
-    centers : ndarray, shape (p,)
-        What is subtracted from each column (0 for the intercept and the
-        columns left alone).
+    coefficients : ndarray, shape (p, p)
+        ``C``: unit upper triangular, ``X = X~ C``; only the ``columns`` have
+        entries above the diagonal.
+    columns : ndarray of int
+        The columns centred, in increasing order.
     """
 
-    intercept: int
-    centers: np.ndarray
+    coefficients: np.ndarray
+    columns: np.ndarray
 
     @classmethod
     def of(cls, X: np.ndarray) -> FixedCentering | None:
-        """The centring ``X`` needs, or None (no intercept column, or none far from zero)."""
-        if X.shape[0] < 2 or X.shape[1] < 2:
+        """The centring ``X`` needs, or None (no column nearly in the span of earlier ones)."""
+        n, p = X.shape
+        if n < p or p < 2:
             return None
-        ones = np.flatnonzero(np.all(X == 1.0, axis=0))
-        if not len(ones):
+        norms = np.linalg.norm(X, axis=0)
+        distances = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))[:p]
+        near = np.flatnonzero((norms > 0) & (distances * CENTER_RATIO < norms))
+        near = near[near > 0]
+        if not len(near):
             return None
-        means, sds = X.mean(axis=0), X.std(axis=0)
-        far = (sds > 0) & (np.abs(means) > CENTER_RATIO * sds)
-        far[ones] = False
-        if not np.any(far):
-            return None
-        return cls(int(ones[0]), np.where(far, means, 0.0))
+        coefficients = np.eye(p)
+        centred = np.array(X, dtype=float)
+        for j in near:
+            earlier = centred[:, :j]
+            fit = np.linalg.lstsq(earlier, centred[:, j], rcond=None)[0]
+            refit = np.linalg.lstsq(earlier, centred[:, j] - earlier @ fit, rcond=None)[0]
+            coefficients[:j, j] = fit + refit  # twice is enough (Kahan, Parlett)
+            centred[:, j] = X[:, j] - earlier @ coefficients[:j, j]
+        return cls(coefficients, near)
+
+    @property
+    def transform(self) -> np.ndarray:
+        """``T = C^-1`` (unit upper triangular)."""
+        p = self.coefficients.shape[0]
+        return solve_triangular(self.coefficients, np.eye(p), unit_diagonal=True)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
-        """``X T`` (a new array)."""
-        return X - self.centers
+        """``X T`` (a new array), column by column as :meth:`of` formed it."""
+        out = np.array(X, dtype=float)
+        for j in self.columns:
+            out[:, j] = X[:, j] - out[:, :j] @ self.coefficients[:j, j]
+        return out
 
     def beta(self, beta: np.ndarray) -> np.ndarray:
         """``T b`` for coefficients ``b`` of ``X~`` (or ``T B`` column by column)."""
-        out = np.array(beta, dtype=float)
-        out[self.intercept] -= self.centers @ out
-        return out
+        return self.transform @ np.asarray(beta, dtype=float)
 
     def contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: a contrast of ``X``'s coefficients as one of ``X~``'s (``L beta = L T b``)."""
-        L = np.asarray(L, dtype=float)
-        return L - L[..., self.intercept, None] * self.centers
+        return np.asarray(L, dtype=float) @ self.transform
 
     def covariance(self, cov: np.ndarray) -> np.ndarray:
-        """``T C T'``; ``cov`` may be a stack ``(k, p, p)``."""
-        left = np.array(cov, dtype=float)
-        left[..., self.intercept, :] -= np.einsum("j,...jk->...k", self.centers, left)
-        left[..., :, self.intercept] -= np.einsum("...kj,j->...k", left, self.centers)
-        return left
+        """``T V T'``; ``cov`` may be a stack ``(k, p, p)``."""
+        T = self.transform
+        return np.matmul(np.matmul(T, np.asarray(cov, dtype=float)), T.T)
 
     def original_cross(self, ztwx: np.ndarray, xtwx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``Z'WX`` and ``X'WX`` from ``Z'WX~`` and ``X~'WX~`` (``X = X~ T^-1``,
-        ``T^-1 = I + e_0 c'``)."""
-        ztwx = np.array(ztwx, dtype=float)
-        ztwx += np.outer(ztwx[:, self.intercept], self.centers)
-        xtwx = np.array(xtwx, dtype=float)
-        xtwx += np.outer(xtwx[:, self.intercept], self.centers)
-        xtwx += np.outer(self.centers, xtwx[self.intercept])
-        return ztwx, xtwx
+        """``Z'WX`` and ``X'WX`` from ``Z'WX~`` and ``X~'WX~`` (``X = X~ C``)."""
+        C = self.coefficients
+        return np.asarray(ztwx) @ C, C.T @ np.asarray(xtwx) @ C

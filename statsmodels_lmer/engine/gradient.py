@@ -527,7 +527,7 @@ class ProfiledGradient:
 
         ``d C_u / d theta_k = -(N_k + N_k')`` with ``N_k = (E_k x)' F``. With
         ``engine_columns``, of the engine's columns ``X T`` where ``cross.centering``
-        centres columns far from zero (:mod:`~.centering`).
+        centres columns near the span of earlier ones (:mod:`~.centering`).
         """
         vcov_unscaled, blocks = self._solution_blocks(point)
         d_vcov = self._by_theta(blocks)[1]

@@ -135,7 +135,7 @@ class Satterthwaite:
         devfun = res.model.devfun(res.reml)
         self.varpar = np.append(np.asarray(res.theta, dtype=float), self.sigma)
         # The contrasts' variances and their derivatives are computed for the
-        # engine's columns X T (T = I but for columns far from zero,
+        # engine's columns X T (T = I but for columns near the span of earlier ones,
         # engine/centering.py), where they are well conditioned: l' C l = (l T) C~ (l T)'.
         self._centering = devfun.cross.centering
         self._vcov_engine = self.vcov
