@@ -586,7 +586,8 @@ class ProfiledDeviance:
 
     def engine_vcov_unscaled(self, theta: np.ndarray) -> np.ndarray:
         """``(R_X' R_X)^-1`` of the columns the sums are of: ``X T`` when
-        ``cross.centering`` centres columns near the span of earlier ones (:mod:`~.centering`), else ``X``.
+        ``cross.centering`` centres columns near the span of earlier ones
+        (:mod:`~.centering`), else ``X``.
 
         Well conditioned where the covariance of ``X``'s coefficients is not; the
         two are ``C = T C~ T'``.

@@ -172,8 +172,8 @@ class KenwardRoger:
         P, Q, K, names = kr_pieces(res, progress=progress)
         self.varpar_names = names
         self._P = P
-        # P and Q are of the engine's columns X T (T = I but for columns near the span of earlier ones,
-        # engine/centering.py); the algebra runs in that basis, where it is well
+        # P and Q are of the engine's columns X T (T = I but for columns near the span
+        # of earlier ones, engine/centering.py); the algebra runs in that basis, where it is well
         # conditioned, and the contrasts and the adjusted covariance map (L T, T A T')
         self._centering = res.model.cross_products.centering
         phi = self.vcov
