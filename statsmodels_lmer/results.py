@@ -31,6 +31,7 @@ from .inference.hypotheses import (
     contrast_test,
     parse_constraints,
     t_tests,
+    warn_rank_deficient,
 )
 from .inference.kenward_roger import KenwardRoger
 from .inference.ls_means import ls_means_table
@@ -291,8 +292,8 @@ class LmerResults(LikelihoodModelResults):
         ----------
         alpha : float
             1 - coverage.
-        cols : array_like of int, optional
-            Coefficients to return.
+        cols : array_like of int or str, optional
+            Coefficients to return, by position or by name (``["Days"]``).
 
         Returns
         -------
@@ -301,7 +302,26 @@ class LmerResults(LikelihoodModelResults):
         quantile = stats.t.ppf(1 - alpha / 2, self.ddf)
         params, bse = np.asarray(self.params), np.asarray(self.bse)
         ci = np.column_stack([params - quantile * bse, params + quantile * bse])
-        return ci if cols is None else ci[cols]
+        return ci if cols is None else ci[self._coefficient_positions(cols)]
+
+    def _coefficient_positions(self, cols: Any) -> np.ndarray:
+        """Positions of coefficients given by position or name; KeyError/IndexError naming them."""
+        names = list(self.model.exog_names)
+        wanted = [cols] if isinstance(cols, str | int | np.integer) else list(cols)
+        positions = []
+        for item in wanted:
+            if isinstance(item, str):
+                if item not in names:
+                    raise KeyError(f"no coefficient {item!r}; the coefficients are {names}")
+                positions.append(names.index(item))
+            elif isinstance(item, int | np.integer) and -len(names) <= item < len(names):
+                positions.append(int(item))
+            else:
+                raise IndexError(
+                    f"cols must hold coefficient names or positions below {len(names)}, "
+                    f"got {item!r}"
+                )
+        return np.asarray(positions, dtype=int)
 
     def t_test(
         self, r_matrix: Any, cov_p: Any = None, use_t: Any = None, ddf: str = "satterthwaite"
@@ -339,6 +359,7 @@ class LmerResults(LikelihoodModelResults):
         """
         _no_override(cov_p, invcov)
         L, q = parse_constraints(self, r_matrix)
+        warn_rank_deficient(L)
         test = contrast_test(self, L, q, ddf)
         return ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
 
@@ -1115,11 +1136,13 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
     def conf_int(self, alpha: float = 0.05, cols: Any = None) -> pd.DataFrame:
         """:meth:`LmerResults.conf_int` as a DataFrame labelled by coefficient.
 
-        ``cols`` (positions) selects rows, labelled by their names.
+        ``cols`` (positions or names) selects rows, labelled by their names.
         """
         names = self._results.model.data.param_names
         table = pd.DataFrame(self._results.conf_int(alpha), index=names)
-        return table if cols is None else table.iloc[np.atleast_1d(cols)]
+        if cols is None:
+            return table
+        return table.iloc[self._results._coefficient_positions(cols)]
 
     def cov_params(
         self,

@@ -797,3 +797,28 @@ def test_adversarial(case: Case):
     else:
         case.check(case.run(data), data)
     pd.testing.assert_frame_equal(data, snapshot)
+
+
+def test_conf_int_takes_coefficient_names():
+    res = base_fit()
+    np.testing.assert_array_equal(res.conf_int(cols=["x"]), res.conf_int(cols=[1]))
+    np.testing.assert_array_equal(res.conf_int(cols="x"), res.conf_int().iloc[[1]])
+    with pytest.raises(KeyError, match="no coefficient 'X'; the coefficients are"):
+        res.conf_int(cols=["X"])
+    with pytest.raises(IndexError, match="positions below 2, got 7"):
+        res.conf_int(cols=[7])
+
+
+def test_rank_deficient_constraints_warn_as_lmertest():
+    """lmerTest's contestMD: 'Contrast is rank deficient and test may be affected'."""
+    res = base_fit()
+    with pytest.warns(ValueWarning, match="Contrast is rank deficient.*2 rows of rank 1"):
+        joint = res.f_test("x = 0, 2 * x = 0")
+    single = res.f_test("x = 0")
+    assert joint.df_num == 1
+    assert joint.fvalue == pytest.approx(single.fvalue, rel=1e-12)
+
+
+def test_kenward_roger_on_an_ml_fit_says_what_to_do():
+    with pytest.raises(ValueError, match="refit with reml=True or use ddf='satterthwaite'"):
+        base_fit(reml=False).t_test("x = 0", ddf="kenward-roger")

@@ -15,8 +15,9 @@ import pandas as pd
 import patsy
 from scipy import stats
 from statsmodels.formula._manager import FormulaManager
+from statsmodels.tools.sm_exceptions import ValueWarning
 
-from ..exceptions import FormulaError
+from ..exceptions import FormulaError, warn
 from ..tables import LmerTable
 from .contrast_results import LmerContrastResults
 from .contrasts import (
@@ -37,6 +38,7 @@ __all__ = [
     "drop1_f_table",
     "parse_constraints",
     "t_tests",
+    "warn_rank_deficient",
 ]
 
 DDF_METHODS = ("satterthwaite", "kenward-roger", "residual")
@@ -147,9 +149,30 @@ def contrast_test(
     return _residual_test(res, L, rhs)
 
 
+def warn_rank_deficient(L: np.ndarray) -> None:
+    """lmerTest's contestMD warning for a contrast matrix whose rows are dependent.
+
+    The test uses the rows' span (its rank as numerator df); with an
+    inconsistent right-hand side that drops a constraint, so say so.
+    """
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    if L.shape[0] < 2:
+        return
+    rank = int(np.linalg.matrix_rank(L))
+    if rank < L.shape[0]:
+        warn(
+            f"Contrast is rank deficient and test may be affected: {L.shape[0]} rows of "
+            f"rank {rank}; the F test is of their span ({rank} numerator df)",
+            ValueWarning,
+        )
+
+
 def _kenward_roger_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
     if not res.reml:
-        raise ValueError("Kenward-Roger's method is only available for REML fits")
+        raise ValueError(
+            "Kenward-Roger's method is only available for REML fits; refit with reml=True "
+            "or use ddf='satterthwaite'"
+        )
     kr = res.kenward_roger.test(L, rhs)
     is_t = np.atleast_2d(L).shape[0] == 1
     return ContrastTest(
