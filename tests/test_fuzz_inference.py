@@ -103,11 +103,29 @@ def test_profile_grid_interval_with_non_monotone_tail() -> None:
     case = fixture()["profile"]
     res = sml.lmer("y ~ x + I(x**2) + (1 | a/b)", fuzz_data(case), REML=False)
     np.testing.assert_allclose(res.deviance, case["deviance"], rtol=1e-7)
+    prof = res.profile(which=["Intercept"])
     with pytest.warns(RuntimeWarning, match="non-monotonic profile for Intercept beyond"):
-        ours = res.confint(parm=["Intercept"], ends="grid").to_numpy()[0]
+        spline = prof.confint().to_numpy()[0]
     # lme4 itself falls back to linear interpolation here ("bad spline fit"), so
     # its limits are good to about 1e-3 only.
-    np.testing.assert_allclose(ours, case["intercept_profile_ci"], rtol=1e-3)
+    np.testing.assert_allclose(spline, case["intercept_profile_ci"], rtol=1e-3)
     # the direct search for zeta = -+1.96 (the exact profile): the spline's 2e-4
     search = res.confint(parm=["Intercept"], ends="search").to_numpy()[0]
-    np.testing.assert_allclose(ours, search, rtol=2e-4)
+    np.testing.assert_allclose(spline, search, rtol=2e-4)
+    # confint on the grid searches the limits of a non-monotone profile
+    with pytest.warns(RuntimeWarning, match="Intercept: its limits were searched"):
+        ours = res.confint(parm=["Intercept"], ends="grid").to_numpy()[0]
+    np.testing.assert_allclose(ours, search, rtol=1e-12)
+
+
+def test_profile_of_a_correlation_flat_at_the_bound_is_searched() -> None:
+    """``(x | g)``: the correlation's profile flattens towards -1, R's back-spline fails.
+    The spline on the monotone part gave -0.4804 / 0.7240 and lme4 1.1-31's linear
+    interpolation -0.485621 / 0.730524; the exact profile's limits are searched."""
+    data = pd.read_csv(FIXTURES / "data" / "profile_correlation.csv")
+    res = sml.lmer("y ~ a + x + (x | g)", data)
+    with pytest.warns(RuntimeWarning, match=r"\.sig02: its limits were searched"):
+        grid = res.confint(parm=[".sig02"], ends="grid").to_numpy()[0]
+    search = res.confint(parm=[".sig02"], ends="search").to_numpy()[0]
+    np.testing.assert_allclose(grid, search, rtol=1e-12)
+    np.testing.assert_allclose(grid, [-0.485621, 0.730524], atol=5e-3)  # lme4's line

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..exceptions import warn
 from .bootstrap import bootstrap, check_level
 from .parameters import (
     default_statistics,
@@ -22,7 +23,7 @@ from .parameters import (
     percent_labels,
     select_parameters,
 )
-from .profile import profile, profile_limits
+from .profile import confint_profile, profile, profile_limits
 
 ENDS_SEARCH_NOBS = 10_000
 """``ends="auto"`` searches the profile limits directly above this many observations."""
@@ -101,12 +102,37 @@ def confint(
             limits = profile_limits(res, chosen, level=level, signames=signames, **kwargs)
             return limits.reindex(chosen)
         prof = profile(res, which=chosen, signames=signames, **kwargs)
-        return prof.confint(level=level).reindex(chosen)
+        return _grid_limits(res, prof, chosen, level, signames, kwargs)
     if kind == "boot":
         func = default_statistics if signames else descriptive_statistics
         boot = bootstrap(res, nsim, seed=seed, func=func, **kwargs)
         return boot.confint(level, boot_type).reindex(chosen)
     raise ValueError(f"method must be 'profile', 'wald' or 'boot', got {method!r}")
+
+
+def _grid_limits(
+    res: Any, prof: Any, chosen: list, level: float, signames: bool, kwargs: dict
+) -> pd.DataFrame:
+    """Limits from the grid profile's spline; those of non-monotone profiles searched.
+
+    Where R's back-spline fails (zeta not increasing), lme4 interpolates
+    linearly; the limits of the exact profile are searched instead
+    (:func:`profile_limits`, 2-5 profile points each). On a ``(x | g)``
+    correlation whose profile flattens at -1 the spline on the monotone part
+    was 0.009 from the exact lower limit and lme4's line 0.004.
+    """
+    broken: list[str] = []
+    table = confint_profile(prof, level=level, broken=broken).reindex(chosen)
+    if broken:
+        options = {k: v for k, v in kwargs.items() if k in ("progress", "n_jobs")}
+        searched = profile_limits(res, broken, level=level, signames=signames, **options)
+        table.loc[broken] = searched.loc[broken].to_numpy()
+        warn(
+            f"non-monotonic profile for {', '.join(broken)}: its limits were searched on the "
+            "exact profile (ends='search') instead of interpolated",
+            RuntimeWarning,
+        )
+    return table
 
 
 def _profile_ends(ends: str, res: Any) -> str:

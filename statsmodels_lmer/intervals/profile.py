@@ -760,14 +760,18 @@ def profile(
     )
 
 
-def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) -> pd.DataFrame:
+def confint_profile(
+    prof: ProfileResult, parm: Any = None, level: float = 0.95, broken: list | None = None
+) -> pd.DataFrame:
     """Profile confidence intervals from a :func:`profile` (lme4's ``confint.thpr``).
 
     The limits solve ``zeta = qnorm((1 -+ level) / 2)`` on R's back-spline of the profile.
     Where the profile stops at a bound before reaching the quantile (a standard deviation
     at 0, a correlation at -1 or 1), the limit is that bound; a fixed effect gets NaN.
     A non-monotone profile falls back to linear interpolation, or NaN (with a warning)
-    when zeta decreases by more than 0.01.
+    when zeta decreases by more than 0.01. When a list is given as ``broken``, the
+    names of the non-monotone profiles are appended to it instead of warning (the
+    caller searches their limits, see :func:`~..confint.confint`).
     """
     frame = prof.frame
     names = list(dict.fromkeys(frame[".par"]))
@@ -786,6 +790,9 @@ def confint_profile(prof: ProfileResult, parm: Any = None, level: float = 0.95) 
         try:
             limits = back_spline(x, z)(zeta)
         except (ValueError, np.linalg.LinAlgError):
+            if broken is not None:
+                broken.append(name)
+                continue
             limits = _limits_of_broken_profile(name, x, z, zeta)
             if limits is None:
                 continue
