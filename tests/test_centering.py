@@ -191,3 +191,24 @@ def test_interaction_with_a_covariate_far_from_zero():
         mine = far.anova(type=1, ddf=ddf).loc["a"].to_numpy(dtype=float)
         theirs = near.anova(type=1, ddf=ddf).loc["a"].to_numpy(dtype=float)
         np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("offset", "centred"), [(10.0, False), (1e3, True), (1e8, True), (1e12, True)]
+)
+def test_columns_are_centred_when_their_distance_is_below_a_hundredth(offset, centred):
+    """x = offset + N(0, 1) next to the intercept: distance / norm about 1 / offset
+    (1e12: the squares of the Gram matrix underflow eps; still flagged)."""
+    rng = np.random.default_rng(4)
+    X = np.column_stack([np.ones(50), offset + rng.normal(size=50), np.zeros(50)])
+    found = FixedCentering.of(X)
+    assert (found is not None) == centred
+    if centred:
+        np.testing.assert_array_equal(found.columns, [1])
+
+
+def test_an_exactly_dependent_column_does_not_break_the_check():
+    X = np.column_stack([np.ones(20), np.arange(20.0), 2.0 * np.arange(20.0) + 1.0])
+    found = FixedCentering.of(X)
+    assert found is not None and 2 in found.columns
+    assert np.all(np.isfinite(found.coefficients))

@@ -58,9 +58,7 @@ class FixedCentering:
         n, p = X.shape
         if n < p or p < 2:
             return None
-        norms = np.linalg.norm(X, axis=0)
-        distances = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))[:p]
-        near = np.flatnonzero((norms > 0) & (distances * CENTER_RATIO < norms))
+        near = np.flatnonzero(_relative_distances(X) * CENTER_RATIO < 1.0)
         near = near[near > 0]
         if not len(near):
             return None
@@ -104,3 +102,22 @@ class FixedCentering:
         """``Z'WX`` and ``X'WX`` from ``Z'WX~`` and ``X~'WX~`` (``X = X~ C``)."""
         C = self.coefficients
         return np.asarray(ztwx) @ C, C.T @ np.asarray(xtwx) @ C
+
+
+def _relative_distances(X: np.ndarray) -> np.ndarray:
+    """Each column's distance from the columns before it over its norm (1 for a zero column).
+
+    From the Cholesky factor of ``X'X`` scaled to a unit diagonal: ``p^2 n`` flops
+    and no copy of ``X`` (a QR took 0.36 s at 1e7 rows, the Gram matrix 0.03 s).
+    The squares lose the digits below ``sqrt(eps)``, which only matter far below the
+    threshold; where the Cholesky factorization fails, from a QR of ``X``.
+    """
+    gram = X.T @ X
+    norms = np.sqrt(np.diagonal(gram))
+    scale = np.where(norms > 0, norms, 1.0)
+    try:
+        factor = np.linalg.cholesky(gram / np.outer(scale, scale))
+        distances = np.abs(np.diagonal(factor))
+    except np.linalg.LinAlgError:
+        distances = np.abs(np.diagonal(np.linalg.qr(X, mode="r"))) / scale
+    return np.where(norms > 0, distances, 1.0)
