@@ -612,9 +612,11 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
         if "Intercept" not in term.column_names:
             continue
         for j, column in enumerate(term.column_names):
+            if column == "Intercept":
+                continue
             values = np.asarray(term.Z[:, j], dtype=float)
             sd = float(np.std(values))
-            if column != "Intercept" and sd > 0 and abs(float(np.mean(values))) > ratio * sd:
+            if sd > 0 and abs(float(np.mean(values))) > ratio * sd:
                 out.append(f"{column!r} of ({term.lhs} | {term.group})")
     return out
 
