@@ -407,10 +407,10 @@ class Lmer(LikelihoodModel):
         if not np.all(np.isfinite(y)):
             raise ValueError("endog has non-finite values")
         if self.exog is not None:
-            residual = y if self.offset is None else y - self.offset
+            response = y if self.offset is None else y - self.offset
             X = np.asarray(self.exog, dtype=float)
             offset = self.offset is not None
-            check_response_fit(self.endog_names, residual, X, self.weights, offset)
+            check_response_fit(self.endog_names, response, X, self.weights, offset)
         new = type(self)(
             pd.Series(y, index=self.data.row_labels, name=self.endog_names),
             self.data.orig_exog,
