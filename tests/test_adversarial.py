@@ -822,3 +822,12 @@ def test_rank_deficient_constraints_warn_as_lmertest():
 def test_kenward_roger_on_an_ml_fit_says_what_to_do():
     with pytest.raises(ValueError, match="refit with reml=True or use ddf='satterthwaite'"):
         base_fit(reml=False).t_test("x = 0", ddf="kenward-roger")
+
+
+def test_zero_contrast_has_no_df_as_in_lmertest():
+    """lmerTest's contest1D of an all-zero row: df NaN (0 / 0), p NaN."""
+    res = base_fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no numpy warning about 0 / 0
+        frame = res.t_test(np.zeros((1, 2))).summary_frame()
+    assert np.isnan(frame["df"].iloc[0]) and np.isnan(frame["P>|t|"].iloc[0])

@@ -126,7 +126,9 @@ def t_tests(res: Any, r_matrix: Any, ddf: str = "satterthwaite") -> LmerContrast
     df = np.array([t.den_df for t in tests])
     method = "clubSandwich Satterthwaite" if getattr(res, "robust", None) else check_ddf(ddf)
     names = constraint_labels(r_matrix, len(L))
-    return LmerContrastResults(effect, sd, (effect - q) / sd, df, names, method)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero row: NaN, as lmerTest
+        statistic = (effect - q) / sd
+    return LmerContrastResults(effect, sd, statistic, df, names, method)
 
 
 def contrast_test(

@@ -239,6 +239,8 @@ class Satterthwaite:
         """Satterthwaite df of one contrast vector (lmerTest ``contest1D``)."""
         contrast = np.asarray(contrast, dtype=float)
         var = float(self._contrast_variance(contrast)[0, 0])
+        if not var > 0:  # a zero contrast: lmerTest's 0 / 0
+            return np.nan
         denom = self._gag(contrast)
         return 2.0 * var**2 / denom if denom > 0 else np.inf
 
@@ -257,7 +259,7 @@ class Satterthwaite:
     def _test_1d(self, contrast: np.ndarray, rhs: float) -> ContrastTest:
         estimate = float(contrast @ self.beta)
         var = float(self._contrast_variance(contrast)[0, 0])
-        t = (estimate - rhs) / np.sqrt(var)
+        t = (estimate - rhs) / np.sqrt(var) if var > 0 else np.nan  # a zero contrast: NaN
         df = self.df_1d(contrast)
         pvalue = float(2 * stats.t.sf(abs(t), df))
         return ContrastTest(
