@@ -406,9 +406,9 @@ class Lmer(LikelihoodModel):
             raise ValueError(f"endog must have {int(self.nobs)} values, got {y.size}")
         if not np.all(np.isfinite(y)):
             raise ValueError("endog has non-finite values")
-        if self.exog is not None:
-            response = y if self.offset is None else y - self.offset
-            X = np.asarray(self.exog, dtype=float)
+        response = y if self.offset is None else y - self.offset
+        X = None if self.exog is None else np.asarray(self.exog, dtype=float)
+        if X is not None:
             offset = self.offset is not None
             check_response_fit(self.endog_names, response, X, self.weights, offset)
         new = type(self)(
@@ -438,8 +438,6 @@ class Lmer(LikelihoodModel):
         if self.partitions is None:  # after unpickling (bootstrap workers) built once here
             built = self.cross_products
             terms = [self.random_terms[i] for i in self.engine_order]
-            response = y if self.offset is None else y - self.offset
-            X = np.asarray(self.exog, dtype=float)
             sums = response_sums(terms, X, response, self.weights, built.centering)
             new.cross_products = built.with_response(sums)
         return new

@@ -635,6 +635,13 @@ class CrossProducts:
             return "sparse"
         return "" if self.product is None else self.product.name
 
+    def model_beta(self, beta: np.ndarray) -> np.ndarray:
+        """``X``'s fixed effects from those of the sums' columns: plus ``beta_shift``,
+        times ``T`` of ``centering`` (``beta`` itself when neither applies)."""
+        if self.beta_shift is not None:  # the sums are of y - X beta_shift
+            beta = beta + self.beta_shift
+        return beta if self.centering is None else self.centering.beta(beta)
+
     def fixed_block(self) -> np.ndarray:
         """``[X y]' W [X y]`` (dense, ``(p + 1) x (p + 1)``)."""
         return trailing_block(self.a_rr, self.n_fixed + 1)

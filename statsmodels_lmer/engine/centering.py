@@ -25,6 +25,7 @@ columns are left as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -69,10 +70,10 @@ class FixedCentering:
             fit = np.linalg.lstsq(earlier, centred[:, j], rcond=None)[0]
             refit = np.linalg.lstsq(earlier, centred[:, j] - earlier @ fit, rcond=None)[0]
             coefficients[:j, j] = fit + refit  # twice is enough (Kahan, Parlett)
-            centred[:, j] = X[:, j] - earlier @ coefficients[:j, j]
+            _centre_column(centred, X, j, coefficients)
         return cls(coefficients, near)
 
-    @property
+    @cached_property
     def transform(self) -> np.ndarray:
         """``T = C^-1`` (unit upper triangular)."""
         p = self.coefficients.shape[0]
@@ -82,7 +83,7 @@ class FixedCentering:
         """``X T`` (a new array), column by column as :meth:`of` formed it."""
         out = np.array(X, dtype=float)
         for j in self.columns:
-            out[:, j] = X[:, j] - out[:, :j] @ self.coefficients[:j, j]
+            _centre_column(out, X, j, self.coefficients)
         return out
 
     def beta(self, beta: np.ndarray) -> np.ndarray:
@@ -102,6 +103,11 @@ class FixedCentering:
         """``Z'WX`` and ``X'WX`` from ``Z'WX~`` and ``X~'WX~`` (``X = X~ C``)."""
         C = self.coefficients
         return np.asarray(ztwx) @ C, C.T @ np.asarray(xtwx) @ C
+
+
+def _centre_column(centred: np.ndarray, X: np.ndarray, j: int, coefficients: np.ndarray) -> None:
+    """Set ``centred[:, j]`` to ``X[:, j]`` minus its fit on the centred columns before it."""
+    centred[:, j] = X[:, j] - centred[:, :j] @ coefficients[:j, j]
 
 
 def _relative_distances(X: np.ndarray) -> np.ndarray:

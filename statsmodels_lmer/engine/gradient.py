@@ -545,13 +545,11 @@ class ProfiledGradient:
         cross = self.devfun.cross
         r, p = cross.n_random_rest, cross.n_fixed
         d_beta, d_vcov = self._by_theta(blocks)
-        beta = point.z[r : r + p].copy()
-        if cross.beta_shift is not None:  # the sums are of y - X beta_shift
-            beta += cross.beta_shift
+        beta = cross.model_beta(point.z[r : r + p].copy())
         if cross.centering is None:
             return beta, d_beta, d_vcov
         centering = cross.centering  # the sums are of X T
-        return centering.beta(beta), centering.beta(d_beta), centering.covariance(d_vcov)
+        return beta, centering.beta(d_beta), centering.covariance(d_vcov)
 
     def _by_theta(self, blocks: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         """``d beta / d theta`` (p, k) and ``d C_u / d theta`` (k, p, p) from the blocks."""

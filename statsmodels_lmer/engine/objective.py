@@ -575,14 +575,16 @@ class ProfiledDeviance:
         pwrss = float(diag[-1]) ** 2
         return ld_l2, ld_rx2, pwrss
 
-    def _vcov_unscaled(self, factor: _Factor | _SparseFactor, engine: bool = False) -> np.ndarray:
-        """``(R_X' R_X)^-1`` of ``X``, or of the engine's columns ``X T`` (``engine``)."""
+    def _vcov_unscaled(
+        self, factor: _Factor | _SparseFactor, engine_columns: bool = False
+    ) -> np.ndarray:
+        """``(R_X' R_X)^-1`` of ``X``, or of the engine's columns ``X T`` (``engine_columns``)."""
         if isinstance(factor, _SparseFactor):
             vcov = factor.pieces.vcov_unscaled
         else:
             vcov = _unscaled_vcov(factor.chol, self.cross)
         centering = self.cross.centering
-        return vcov if centering is None or engine else centering.covariance(vcov)
+        return vcov if centering is None or engine_columns else centering.covariance(vcov)
 
     def engine_vcov_unscaled(self, theta: np.ndarray) -> np.ndarray:
         """``(R_X' R_X)^-1`` of the columns the sums are of: ``X T`` when
@@ -593,7 +595,7 @@ class ProfiledDeviance:
         two are ``C = T C~ T'``.
         """
         factor = self._factor_or_raise(theta)
-        vcov = self._vcov_unscaled(factor, engine=True)
+        vcov = self._vcov_unscaled(factor, engine_columns=True)
         self._release(factor)
         return vcov
 
@@ -702,11 +704,8 @@ class Solution:
                 chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans=True
             )
             self._u_rest, self.beta = coefs[:r], coefs[r : r + p]
-        self._engine_beta = self.beta  # before any shift: what the factor solved for
-        if cross.beta_shift is not None:  # the sums are of y - X beta_shift
-            self.beta = self.beta + cross.beta_shift
-        if cross.centering is not None:  # the sums are of X T
-            self.beta = cross.centering.beta(self.beta)
+        self._engine_beta = self.beta  # what the factor solved for
+        self.beta = cross.model_beta(self.beta)
         self.vcov_unscaled = objective._vcov_unscaled(factor)
 
     @cached_property
