@@ -678,9 +678,11 @@ class Lmer(LikelihoodModel):
             BLAS threads (see :class:`~statsmodels_lmer.fitting.options.FitOptions`).
         initial_step : float, optional
             BOBYQA's first step relative to the start (lme4's ``rhobeg``
-            through ``optCtrl``): ``initial_step * max(|theta|, 0.1)``.
-            Default 0.25 from lme4's start estimated from group means,
-            NLopt's own choice otherwise.
+            through ``optCtrl``): ``initial_step * max(|theta|, 0.1)``; for
+            L-BFGS-B on the analytic gradient, the root mean square of
+            these steps is the length of its first move. Default 0.25 from
+            lme4's start estimated from group means, the optimizer's own
+            choice otherwise (L-BFGS-B: a move of length 1).
         progress : bool, optional
             A bar counting the objective's evaluations, with the lowest
             value so far and the stage (as MixedModels.jl's fit shows).

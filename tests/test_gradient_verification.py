@@ -471,3 +471,45 @@ def test_no_rerun_after_a_settled_stop():
     plain, _, plain_value, _, _ = run(fg, start, None)
     assert plain_value - minimum < 1e-9 < value - minimum
     assert len(counted.points) < len(plain.points)
+
+
+@pytest.mark.parametrize("first_step", [None, 0.05, 0.3])
+def test_first_move_has_the_length_asked_for(first_step):
+    """L-BFGS-B's first trial point is a move of ``first_step`` (default 1) along -gradient;
+    the run still ends at the minimum, within the bounds."""
+    fg, _center, minimum = quadratic()
+    start = np.full(6, 0.5)
+    counted = Counted(fg)
+    lower, upper = np.full(6, -np.inf), np.full(6, np.inf)
+    _, value, _, success = minimize_with_gradient(
+        counted, start, lower, upper, 1000, None, None, first_step
+    )
+    move = counted.points[1] - counted.points[0]
+    gradient = fg(start)[1]
+    np.testing.assert_allclose(np.linalg.norm(move), first_step or 1.0, rtol=1e-12)
+    np.testing.assert_allclose(move, -np.linalg.norm(move) * gradient / np.linalg.norm(gradient))
+    assert success and value - minimum < 1e-9
+
+
+def test_moment_start_takes_a_short_first_move():
+    """The fit from the moment start (InstEval's design on 8,000 rows) moves 0.25 |theta| in
+    root mean square first (initial_step), not 1; it ends where a fit from the same start
+    with a unit first move ends, to 1e-9 of the criterion."""
+    data = sml.datasets.load("InstEval").iloc[:8000]
+    model = sml.Lmer.from_formula("y ~ service + (1|s) + (1|d)", data)
+    points = []
+    value_and_gradient = ProfiledGradient.value_and_gradient
+
+    def record(self, theta):
+        points.append(np.array(theta))
+        return value_and_gradient(self, theta)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ProfiledGradient, "value_and_gradient", record)
+        short = model.fit(reml=False, method="lbfgsb")
+        start = short.optinfo["start"]
+        unit = model.fit(reml=False, method="lbfgsb", start_theta=start)
+    assert short.optinfo["optimizer"] == "lbfgsb" and short.optinfo["n_gradients"] >= 3
+    rms = np.sqrt(np.mean((0.25 * np.maximum(np.abs(start), 0.1)) ** 2))
+    np.testing.assert_allclose(np.linalg.norm(points[1] - points[0]), rms, rtol=1e-9)
+    assert abs(short.deviance - unit.deviance) < 1e-9 * unit.deviance

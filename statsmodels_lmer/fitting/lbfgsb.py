@@ -177,20 +177,27 @@ class _Phase:
     upper: np.ndarray
     budget: list[int]  # calls left, shared by every run of the minimization
     polished: Polished
+    scale: float = 1.0  # L-BFGS-B works on theta / scale: its first move has this length
 
 
 def _one_run(fg: ValueAndGradient, start: np.ndarray, phase: _Phase) -> tuple[_Run, str, bool]:
-    lower, upper = phase.lower, phase.upper
+    lower, upper, scale = phase.lower, phase.upper, phase.scale
     run = _Run(fg, phase.budget, lower, phase.polished)
     limit = phase.budget[0] + 1  # our own counter stops first
-    options = {"maxfun": limit, "maxiter": limit, "ftol": 0.0, "gtol": 1e-6, "maxcor": 20}
+    gtol = 1e-6 * scale  # on the scaled gradient: 1e-6 on theta's
+    options = {"maxfun": limit, "maxiter": limit, "ftol": 0.0, "gtol": gtol, "maxcor": 20}
+
+    def scaled_run(u: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = run(scale * u)
+        return value, scale * gradient
+
     try:
         result = optimize.minimize(
-            run,
-            start,
+            scaled_run,
+            start / scale,
             jac=True,
             method="L-BFGS-B",
-            bounds=optimize.Bounds(lower, upper),
+            bounds=optimize.Bounds(lower / scale, upper / scale),
             options=options,
         )
         message, success = str(result.message), True
@@ -237,6 +244,7 @@ def minimize_with_gradient(
     maxfun: int,
     flip: Callable[[np.ndarray], np.ndarray] | None = None,
     polished: Polished = None,
+    first_step: float | None = None,
 ) -> tuple[np.ndarray, float, str, bool]:
     """Minimize with L-BFGS-B on values and gradients (see the module docstring).
 
@@ -254,6 +262,11 @@ def minimize_with_gradient(
     polished : callable, optional
         ``theta -> bool``: whether a local check will verify and polish an
         estimate there (the short stall and the settled stop apply).
+    first_step : float, optional
+        Length of each run's first move (L-BFGS-B runs on ``theta / first_step``;
+        its first trial point is a move of length 1 along the projected
+        gradient, and afterwards it scales its steps by the curvature it
+        measures). Default: a move of length 1 in theta.
 
     Returns
     -------
@@ -261,9 +274,10 @@ def minimize_with_gradient(
     """
     start = np.asarray(start, dtype=float)
     budget = [int(maxfun)]
+    scale = 1.0 if first_step is None or not first_step > 0 else float(first_step)
     if flip is not None:
         unbounded = np.full(start.size, np.inf)
-        free = _Phase(-unbounded, unbounded, budget, polished)
+        free = _Phase(-unbounded, unbounded, budget, polished, scale)
         theta, value, message, success = _runs(fg, start, free)
         if not success:
             return np.clip(flip(theta), lower, upper), value, message, success
@@ -272,4 +286,4 @@ def minimize_with_gradient(
             if np.all(theta[lower == 0] >= BOUNDED_FINISH):
                 return theta, value, message, success
             start = theta
-    return _runs(fg, start, _Phase(lower, upper, budget, polished))
+    return _runs(fg, start, _Phase(lower, upper, budget, polished, scale))

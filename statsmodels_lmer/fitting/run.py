@@ -217,7 +217,9 @@ def _restart_from_edge(
     nudged = has_gradient(objective) and result.method == "lbfgsb"
     if nudged:
         start[falling] = lower[falling] + EDGE_NUDGE
-    step = relative_steps(start, EDGE_RESTART_STEP, EDGE_RESTART_MIN_STEP)  # NLopt's only
+    step = None  # L-BFGS-B's restart: a unit first move, as tuned with EDGE_NUDGE
+    if result.method != "lbfgsb":
+        step = relative_steps(start, EDGE_RESTART_STEP, EDGE_RESTART_MIN_STEP)
     again = minimize_theta(objective, start, lower, result.method, *settings, initial_step=step)
     used += again.n_evaluations
     result.n_gradients += again.n_gradients
