@@ -237,6 +237,12 @@ def plain_columns(
 ) -> pd.DataFrame:
     """``frame`` with the columns ``names`` in types that patsy reads.
 
+    * integers narrower than 64 bits (numpy, nullable or Arrow) become int64
+      and floats narrower than 64 bits float64: patsy evaluates ``I(age**2)``,
+      ``offset(10 * t)`` or ``np.exp(x)`` in the column's own type, so int8
+      ages wrapped around and float32 squares lost half their digits (R reads
+      every number as a double). Grouping factors' labels do not change: they
+      are read as int64 and float64 values already;
     * pandas' nullable and Arrow booleans become numpy booleans: patsy codes
       numpy booleans as a factor (as R codes logicals) but fails on the
       ``boolean`` and ``bool[pyarrow]`` dtypes;
@@ -253,15 +259,46 @@ def plain_columns(
     converted = {}
     for name in names:
         dtype = dtypes.get(name)
-        if dtype is None or isinstance(dtype, np.dtype) or _plain_categories(dtype):
+        if dtype is None or _plain_categories(dtype):
             continue  # not a column, or one patsy reads (looked up only when needed)
+        wide = _wide_number(dtype)
+        if wide is None and isinstance(dtype, np.dtype):
+            continue  # patsy reads it as it is
         values = frame[name]
         if not isinstance(values, pd.Series):
             continue  # a duplicated name
-        plain = _plain_values(values, dtype)
+        plain = _plain_values(values, dtype) if wide is None else _widened(values, wide)
         if plain is not None:
             converted[name] = plain
     return with_columns(frame, converted)
+
+
+def _wide_number(dtype: Any) -> np.dtype | None:
+    """int64 or float64 for integers or floats narrower than 64 bits, else None.
+
+    Booleans stay (patsy codes them as factors).
+    """
+    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+        return None
+    kind = getattr(dtype, "kind", None)
+    size = getattr(dtype, "itemsize", None)
+    if size is None:  # Arrow: its numpy counterpart
+        numpy_type = getattr(dtype, "numpy_dtype", None)
+        kind, size = getattr(numpy_type, "kind", None), getattr(numpy_type, "itemsize", 8)
+    if size is None or size >= 8:
+        return None
+    if kind in "iu":
+        return np.dtype(np.int64)
+    if kind == "f":
+        return np.dtype(np.float64)
+    return None
+
+
+def _widened(values: pd.Series, wide: np.dtype) -> np.ndarray | None:
+    """``values`` as ``wide`` numbers; None (kept) while a value is missing."""
+    if not isinstance(values.dtype, np.dtype) and values.isna().any():
+        return None
+    return values.to_numpy(dtype=wide)
 
 
 def _plain_categories(dtype: Any) -> bool:

@@ -71,6 +71,7 @@ __all__ = [
     "magnitude_columns",
     "missing_rows",
     "qr_diagonal",
+    "rows_by_label",
     "scales_differ",
     "subset_values",
     "used_columns",
@@ -176,6 +177,8 @@ def build_model_frame(
     if subset is not None:
         full, data = data, select_rows(data, subset)
         positions = subset_positions(full, subset)
+        weights = rows_by_label(weights, full, "weights")
+        offset = rows_by_label(offset, full, "offset")
         weights = subset_values(weights, len(full), positions, "weights")
         offset = subset_values(offset, len(full), positions, "offset")
     if missing not in ("drop", "raise", "none"):
@@ -367,6 +370,8 @@ def column_or_array(
                 f"{what} column {value!r} is not in {where}{_suggest(value, data)}"
             )
         value = data[value]
+    else:
+        value = rows_by_label(value, data, what, where)
     try:
         array = np.array(value, dtype=float)
     except (TypeError, ValueError):
@@ -378,6 +383,35 @@ def column_or_array(
     if np.any(np.isinf(array)):
         raise DataError(f"{what} has infinite values")
     return array
+
+
+def rows_by_label(value: Any, data: pd.DataFrame, what: str, where: str = "the data") -> Any:
+    """A pandas Series of weights or offsets put in the order of ``data``'s rows by its labels.
+
+    A Series is matched to the rows by its index, as ``subset=`` and pandas
+    match them: one whose index is the data's in another order (``w.sort_values()``)
+    is reordered; one of the data's length whose labels are not the data's is
+    refused, since matching by position would then be a guess. Anything else
+    is returned as it is (arrays are taken in the order of the rows).
+
+    Raises
+    ------
+    DataError
+        A Series of ``len(data)`` values whose index labels are not the data's.
+    """
+    if not isinstance(value, pd.Series) or len(value) != len(data):
+        return value
+    index = value.index
+    if index.equals(data.index):
+        return value
+    if index.is_unique and data.index.is_unique and index.isin(data.index).all():
+        return value.reindex(data.index)
+    raise DataError(
+        f"{what} is a pandas Series whose index does not match the rows of {where}: "
+        "its values are matched to rows by index label, as subset= and pandas match them; "
+        f"pass {what}.to_numpy() to take them in the order of the rows, or give the "
+        "Series the data's index"
+    )
 
 
 def subset_values(value: Any, n_rows: int, positions: np.ndarray, what: str) -> Any:

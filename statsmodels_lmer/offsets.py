@@ -27,7 +27,9 @@ import pandas as pd
 import patsy
 import patsy.builtins
 
+from .data_checks import plain_columns
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError
+from .transform_rows import names_in_code
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["add_offsets", "formula_offset", "offset_env"]
@@ -82,6 +84,8 @@ def formula_offset(
     """
     if not codes:
         return None
+    read = frozenset().union(*(names_in_code(code) for code in codes))
+    data = plain_columns(data, [c for c in data.columns if str(c) in read])  # as patsy reads
     env = offset_env(eval_env).with_outer_namespace(_PATSY_BUILTINS)
     total = np.zeros(len(data))
     for code in codes:

@@ -251,18 +251,25 @@ def term_level_keys(term: RandomTerm) -> np.ndarray:
 
 
 def row_level_keys(term: RandomTerm, rows: pd.DataFrame) -> np.ndarray:
-    """Each row's level of a term as :func:`level_keys` text (``a:b`` for an interaction)."""
+    """Each row's level of a term as :func:`level_keys` text (``a:b`` for an interaction);
+    ``None`` where a factor's value is missing."""
     parts = [level_keys(rows[name]) for name in term.factors]
-    keys = parts[0]
+    missing = np.zeros(len(rows), dtype=bool)
+    for part in parts:
+        missing |= pd.isna(part)
+    keys = np.where(missing, "", parts[0])
     for part in parts[1:]:
-        keys = keys + ":" + part
-    return np.asarray(keys, dtype=object)
+        keys = keys + ":" + np.where(missing, "", part)
+    keys = np.asarray(keys, dtype=object)
+    keys[missing] = None
+    return keys
 
 
 def match_levels(term: RandomTerm, rows: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
     """Each row's level code in ``term``, matched by value across dtypes (:func:`level_key`).
 
-    Levels not seen in fitting get -1 when ``allow_new_levels``.
+    Levels not seen in fitting, and rows missing a grouping value (as lme4's
+    ``predict.merMod``), get -1 when ``allow_new_levels``.
 
     Raises
     ------
@@ -273,11 +280,13 @@ def match_levels(term: RandomTerm, rows: pd.DataFrame, allow_new_levels: bool) -
     for code, key in enumerate(term_level_keys(term)):
         lookup.setdefault(key, code)
     row_keys = row_level_keys(term, rows)
-    row_codes, keys = pd.factorize(row_keys)
+    row_codes, keys = pd.factorize(row_keys)  # a missing key (None) is code -1
     mapped = np.array([lookup.get(key, -1) for key in keys] + [-1], dtype=np.int64)
     codes = mapped[np.where(row_codes >= 0, row_codes, len(mapped) - 1)]
+    missing = row_codes < 0
     unseen = codes < 0
     if unseen.any() and not allow_new_levels:
+        row_keys = np.where(missing, "a missing value", row_keys)
         labels = sorted(set(row_keys[unseen]))
         raise DataError(
             f"newdata has levels of {term.group!r} not seen in fitting "

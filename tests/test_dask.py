@@ -254,10 +254,13 @@ def test_predict_on_a_dask_frame(fits, data):
     same, ref = at_theta(dask, memory.theta), at_theta(memory, memory.theta)
     new = frame.iloc[:300].copy()
     new.loc[new.index[:5], "g2"] = "new level"
+    new.loc[new.index[5:8], "g1"] = None  # a missing grouping value: a new level (lme4)
     expected = ref.predict(new, allow_new_levels=True)
+    assert np.all(np.isfinite(expected[5:8]))
     got = same.predict(uneven(new, [120, 180]), allow_new_levels=True)
     assert type(got).__module__.startswith("dask")
     np.testing.assert_allclose(got.compute().to_numpy(), expected, atol=1e-11)  # NaN where missing
+    assert np.isnan(same.predict(uneven(new.iloc[5:10], [5])).compute().to_numpy()[:3]).all()
     with pytest.raises(DataError, match="not seen in fitting"):
         same.predict(uneven(new, [120, 180])).compute()
     population = same.predict(uneven(new, [300]), re_formula="0").compute()

@@ -213,3 +213,103 @@ def test_mixed_scalars_in_an_object_column_still_fit(sleep):
     data["Subject"] = [int(s) if i % 2 else str(s) for i, s in enumerate(sleep["Subject"])]
     res = sml.Lmer.from_formula("Reaction ~ Days + (1 | Subject)", data).fit()
     assert res.ngroups == {"Subject": 18}
+
+
+# -- narrow number types: read as R reads numbers (doubles), not in their own type ----------
+
+NARROW = "y ~ age + I(age**2) + np.exp(age / 40) + (I(age / 10) | g) + offset(I(age * age) / 1e4)"
+
+
+def _narrow_data() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(12), 10)
+    age = rng.integers(0, 100, g.size)
+    y = 1 + 0.01 * age + 0.001 * age**2 + rng.normal(size=12)[g] + rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "age": age, "g": g})
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels_lmer.exceptions.SingularFitWarning")
+@pytest.mark.parametrize(
+    "dtype", ["int8", "uint8", "int16", "int32", "Int8", "UInt16", "int8[pyarrow]", "float32"]
+)
+def test_narrow_numbers_are_read_as_wide_ones(dtype):
+    """int8 ages wrapped around inside ``I(age**2)`` (90**2 = 8100 -> -100) and the offset,
+    with no warning; float32 squares lost half their digits. The fit and its predictions
+    equal those of the same values stored as int64, to rounding."""
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    wide = _narrow_data()
+    narrow = wide.astype({"age": dtype, "g": dtype if "int" in dtype.lower() else "int64"})
+    with pytest.warns(ValueWarning):  # the predictors' scales differ (I(age**2))
+        reference = sml.lmer(NARROW, wide)
+    with pytest.warns(ValueWarning):
+        res = sml.lmer(NARROW, narrow)
+    np.testing.assert_allclose(res.params, reference.params, rtol=1e-9)
+    np.testing.assert_allclose(res.theta, reference.theta, rtol=1e-7, atol=1e-9)
+    assert res.llf == pytest.approx(reference.llf, rel=1e-12)
+    new = pd.DataFrame({"age": [20, 90, 99], "g": [0, 1, 2]})
+    np.testing.assert_allclose(
+        reference.predict(new.astype({"age": dtype})), reference.predict(new), rtol=1e-12
+    )
+    assert list(res.ranef["g"].index) == list(reference.ranef["g"].index)
+    assert narrow["age"].dtype == dtype  # the caller's data keep their types
+
+
+def test_float16_values_are_read_exactly():
+    """float16 holds 0.1 as 0.0999755859375; the fit reads that value, in double precision."""
+    wide = _narrow_data()
+    wide["x"] = (wide["age"] / 37).astype("float16")
+    exact = wide.assign(x=wide["x"].astype("float64"))
+    formula = "y ~ x + I(x**3) + (1 | g)"
+    res, reference = sml.lmer(formula, wide), sml.lmer(formula, exact)
+    np.testing.assert_allclose(res.params, reference.params, rtol=1e-10)
+
+
+# -- weights and offsets given as Series: matched to rows by index label -------------------
+
+
+def _weighted(sleep: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return sleep.assign(w=rng.uniform(0.5, 2, len(sleep)), off=rng.normal(size=len(sleep)))
+
+
+def test_series_weights_and_offset_are_matched_by_label(sleep):
+    """``weights=d["w"].sort_values()`` was taken by position: another fit (249.26 against
+    251.67 for the intercept) without a word. As subset= does, the index decides."""
+    data = _weighted(sleep)
+    formula = "Reaction ~ Days + (1 | Subject)"
+    reference = sml.lmer(formula, data, weights="w", offset="off")
+    shuffled = sml.lmer(
+        formula, data, weights=data["w"].sort_values(), offset=data["off"].sample(frac=1.0)
+    )
+    np.testing.assert_allclose(shuffled.params, reference.params, rtol=1e-10)
+    assert shuffled.llf == pytest.approx(reference.llf, rel=1e-12)
+    positional = sml.lmer(formula, data, weights=data["w"].sort_values().to_numpy())
+    assert abs(positional.params.iloc[0] - reference.params.iloc[0]) > 1.0  # what it was
+
+
+def test_series_weights_with_subset_are_matched_by_label(sleep):
+    data = _weighted(sleep)
+    formula = "Reaction ~ Days + (1 | Subject)"
+    keep = data["Days"] < 8
+    reference = sml.lmer(formula, data[keep], weights="w")
+    full = sml.lmer(formula, data, subset=keep, weights=data["w"].sample(frac=1.0, random_state=2))
+    selected = data.loc[keep, "w"].sample(frac=1.0, random_state=3)
+    part = sml.lmer(formula, data, subset=keep, weights=selected)
+    for res in (full, part):
+        np.testing.assert_allclose(res.params, reference.params, rtol=1e-10)
+
+
+def test_series_with_other_labels_is_refused(sleep):
+    data = _weighted(sleep)
+    foreign = pd.Series(data["w"].to_numpy(), index=np.arange(len(data)) + 1000)
+    with pytest.raises(DataError, match=r"index does not match the rows.*weights.to_numpy\(\)"):
+        sml.lmer("Reaction ~ Days + (1 | Subject)", data, weights=foreign)
+
+
+def test_predict_offset_series_is_matched_by_label(sleep):
+    data = _weighted(sleep)
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", data, offset="off")
+    new = data.iloc[:5]
+    expected = res.predict(new, offset=new["off"].to_numpy())
+    np.testing.assert_allclose(res.predict(new, offset=new["off"].iloc[::-1]), expected)

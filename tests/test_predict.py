@@ -119,3 +119,21 @@ def test_re_form_na_and_missing_newdata_columns(sleep_fit):
     # patsy said "Error evaluating factor: NameError: name 'Days' is not defined"
     with pytest.raises(KeyError, match="newdata lacks column 'Days', which the model uses"):
         sleep_fit.predict(rows.drop(columns="Days"))
+
+
+def test_missing_grouping_value_is_a_new_level_when_allowed():
+    """lme4's predict.merMod takes a row missing its grouping value as a new level with
+    ``allow.new.levels = TRUE`` (sleepstudy, ``(Days | Subject)``: 273.3299 272.3397
+    216.5492); without it lme4 refuses the row, here it is NaN as other missing values."""
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    for subject in (["308", None, "309"], [308, np.nan, 309]):
+        new = pd.DataFrame({"Days": [1, 2, 3], "Subject": subject})
+        allowed = res.predict(new, allow_new_levels=True)
+        np.testing.assert_allclose(allowed, [273.3299, 272.3397, 216.5492], atol=1e-4)
+        assert allowed[1] == pytest.approx(res.predict(new, re_formula="0")[1], rel=1e-14)
+        strict = np.asarray(res.predict(new))
+        assert np.isnan(strict[1]) and np.allclose(strict[[0, 2]], allowed[[0, 2]])
+        frame = res.get_prediction(new, conditional=True, allow_new_levels=True).summary_frame()
+        np.testing.assert_allclose(frame["mean"], allowed, rtol=1e-12)
+        interval = res.predict_interval(new, n_sims=200, seed=1, allow_new_levels=True)
+        assert np.all(np.isfinite(np.asarray(interval, dtype=float)))

@@ -132,7 +132,9 @@ def test_float_grouping_with_nan_keeps_known_levels():
     new["S"] = [308.0, np.nan]  # a NaN makes the column float
     predicted = np.asarray(res.predict(new, allow_new_levels=True))
     assert predicted[0] == pytest.approx(res.fittedvalues.iloc[0], abs=1e-9)
-    assert np.isnan(predicted[1])
+    population = np.asarray(res.predict(new, re_formula="0"))[1]
+    assert predicted[1] == pytest.approx(population, rel=1e-14)  # a new level, as in lme4
+    assert np.isnan(np.asarray(res.predict(new))[1])
 
 
 def test_ranef_index_keeps_integer_levels():

@@ -628,21 +628,27 @@ def predict_partition(
     ``terms`` holds, per random term kept, its index in the model, the columns
     kept and its random effects. Levels match the fitted ones by value across
     dtypes; levels not seen in fitting get zero effects when
-    ``allow_new_levels``, else are an error (as in memory). ``offset`` is the
-    column of the rows' offset (added; a missing one gives NaN).
+    ``allow_new_levels``, else are an error (as in memory); so do rows missing
+    a grouping value, which are otherwise NaN. ``offset`` is the column of the
+    rows' offset (added; a missing one gives NaN).
     """
     frame = part[needed]
     if plan.rows.as_object:
         present = [c for c in plan.rows.as_object if c in needed]
         frame = frame.assign(**{c: frame[c].astype(object) for c in present})
-    complete = ~frame.isna().any(axis=1).to_numpy()
+    designs = plan.built_designs()
+    wanted = [designs[1]] + [designs[plan.bars[index].design] for index, _, _ in terms]
+    labels_only = set()
+    if allow_new_levels:  # a missing grouping value is a new level, as in lme4
+        read = {n for d in wanted for f in d.factor_infos for n in names_in_code(f.code)}
+        labels_only = {f for i, _, _ in terms for f in plan.bars[i].term.factors} - read
+    checked = [c for c in needed if c not in labels_only]
+    complete = ~frame[checked].isna().any(axis=1).to_numpy()
     row_offset = column_or_array(offset, part, "offset", "newdata")
     if row_offset is not None:
         complete &= ~np.isnan(row_offset)
     rows = numeric_objects(frame.loc[complete], [c for c in plan.rows.numbers if c in needed])
     rows = plain_columns(rows, needed)
-    designs = plan.built_designs()
-    wanted = [designs[1]] + [designs[plan.bars[index].design] for index, _, _ in terms]
     matrices = evaluate_designs(wanted, patsy_columns(rows, needed), len(rows))
     X = matrices[0] if plan.fixed_keep is None else matrices[0][:, plan.fixed_keep]
     values = X @ params

@@ -131,7 +131,7 @@ def predict_interval(
         )
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
-    complete = complete_rows(model, newdata, terms)
+    complete = complete_rows(model, newdata, terms, allow_new_levels)
     row_offset = row_offsets(model, newdata, rows_given, offset)
     row_weights = (
         row_values(model, newdata, rows_given, weights, "weights") if include_residual else None

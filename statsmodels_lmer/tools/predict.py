@@ -97,14 +97,19 @@ def term_design(model: Any, lhs: str) -> Any:
     return design_matrix(lhs, model.data.frame, model.formula_env(), source).design_info
 
 
-def _columns_needed(model: Any, terms: list[tuple[int, list[int]]]) -> set[str]:
+def _columns_needed(
+    model: Any, terms: list[tuple[int, list[int]]], grouping: bool = True
+) -> set[str]:
+    """Names the prediction reads: the fixed part's, the terms' columns and (``grouping``)
+    their grouping factors."""
     codes = [f.code for f in _design_spec(model).factor_infos]
     names: set[str] = set()
     for code in codes:
         names |= names_in_code(code)
     for index, _ in terms:
         term = model.random_terms[index]
-        names |= set(term.factors)
+        if grouping:
+            names |= set(term.factors)
         if term.lhs.strip() != "1":
             for factor in term_design(model, term.lhs).factor_infos:
                 names |= names_in_code(factor.code)
@@ -133,7 +138,7 @@ def predict(
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
-    complete = complete_rows(model, newdata, terms)
+    complete = complete_rows(model, newdata, terms, allow_new_levels)
     row_offset = row_offsets(model, newdata, rows_given, offset)
     if row_offset is not None:
         complete &= ~np.isnan(row_offset)
@@ -273,10 +278,18 @@ def row_values(
 
 
 def complete_rows(
-    model: Any, newdata: pd.DataFrame, terms: list[tuple[int, list[int]]]
+    model: Any,
+    newdata: pd.DataFrame,
+    terms: list[tuple[int, list[int]]],
+    allow_new_levels: bool = False,
 ) -> np.ndarray:
-    """Boolean mask of rows with no missing value in a column the prediction uses."""
-    needed = _columns_needed(model, terms)
+    """Boolean mask of rows with no missing value in a column the prediction uses.
+
+    With ``allow_new_levels`` a missing grouping value does not count: its row
+    is predicted as a new level, as lme4's ``predict.merMod`` does (without it
+    lme4 refuses such rows; they give NaN here, as other missing values do).
+    """
+    needed = _columns_needed(model, terms, grouping=not allow_new_levels)
     columns = [c for c in newdata.columns if str(c) in needed]
     present = set(map(str, newdata.columns))
     group_missing = [f for i, _ in terms for f in model.random_terms[i].factors if f not in present]

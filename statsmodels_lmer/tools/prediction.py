@@ -147,7 +147,8 @@ def get_prediction(
     terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     mean = predict(res, newdata, None if conditional else "0", allow_new_levels)
     residual_var = _residual_variance(res, newdata, rows_given)
-    complete = complete_rows(model, newdata, terms if conditional else []) & np.isfinite(mean)
+    used = terms if conditional else []
+    complete = complete_rows(model, newdata, used, allow_new_levels) & np.isfinite(mean)
     rows = newdata.loc[complete]
     X = fixed_matrix(model, rows)
     shape = len(newdata)
