@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "correlation_sds",
     "cov_to_sdcor",
     "factor_from_theta",
     "sdcor_to_cov",
@@ -134,6 +135,26 @@ def theta_to_sdcor(
         T = factor_from_theta(theta[sl], term.n_cols)
         parts.append(cov_to_sdcor(sigma**2 * (T @ T.T)))
     return np.concatenate(parts + [np.array([sigma])])
+
+
+def correlation_sds(terms: Sequence[Any], index: int) -> tuple[int, ...]:
+    """The positions of the two sd's that correlation ``index`` couples (sd/cor layout).
+
+    The layout is lme4's (:func:`theta_to_sdcor`): per term, the lower
+    triangle column by column, sd's on the diagonal. Empty for an sd or sigma.
+    """
+    start = 0
+    for term in terms:
+        p = term.n_cols
+        rows, cols = tril_colmajor(p)
+        if index < start + rows.size:
+            r, c = rows[index - start], cols[index - start]
+            if r == c:
+                return ()
+            diagonal = {int(d): start + k for k, d in enumerate(rows) if rows[k] == cols[k]}
+            return diagonal[int(c)], diagonal[int(r)]
+        start += rows.size
+    return ()
 
 
 def sdcor_to_theta(terms: Sequence[Any], values: np.ndarray) -> np.ndarray | None:

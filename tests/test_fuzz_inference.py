@@ -129,3 +129,25 @@ def test_profile_of_a_correlation_flat_at_the_bound_is_searched() -> None:
     search = res.confint(parm=[".sig02"], ends="search").to_numpy()[0]
     np.testing.assert_allclose(grid, search, rtol=1e-12)
     np.testing.assert_allclose(grid, [-0.485621, 0.730524], atol=5e-3)  # lme4's line
+
+
+def test_profile_of_a_correlation_takes_the_zero_sd_minimum() -> None:
+    """Orthodont's girls, ``distance ~ age + (age | Subject)``: with sd(age) = 0 the
+    correlation has no effect, so its profile never rises above that minimum (lme4 1.1-31:
+    zeta -1.876467 at .sig01 1.969870, .sigma 0.7681236) and the 95 % lower limit is the
+    bound -1, as lme4's. The inner fit, started next to the last point, stopped on the
+    interior branch: -0.8436, with impossible zetas (-2.85, -4.05) in the profile."""
+    data = pd.read_csv(FIXTURES / "data" / "gallery_Orthodont.csv.gz")
+    girls = data[data["Sex"] == "Female"]
+    res = sml.lmer("distance ~ age + (age | Subject)", girls)
+    with pytest.warns(RuntimeWarning, match=r"\.sig02"):
+        limits = res.confint(parm=[".sig02"]).to_numpy()[0]
+    np.testing.assert_array_equal(limits, [-1.0, 1.0])
+    search = res.confint(parm=[".sig02"], ends="search").to_numpy()[0]
+    np.testing.assert_array_equal(search, [-1.0, 1.0])
+    frame = res.profile(which=[".sig02"]).frame
+    rows = frame[frame[".par"] == ".sig02"]
+    assert rows[".zeta"].min() == pytest.approx(-1.876467, abs=2e-6)
+    flat = rows[rows[".sig03"] == 0.0]
+    assert len(flat) >= 1
+    np.testing.assert_allclose(flat[[".sig01", ".sigma"]].iloc[0], [1.969870, 0.7681236], atol=2e-6)
