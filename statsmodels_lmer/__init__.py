@@ -12,6 +12,9 @@ most of it ``scipy.stats``), and the plotting modules load only when
 from __future__ import annotations
 
 import importlib
+import re
+import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -68,8 +71,34 @@ __all__ = [
 ]
 
 
+def _load_statsmodels_warnings() -> None:
+    """Import statsmodels' warning classes with the caller's warning filters kept in front.
+
+    statsmodels, when first imported, puts ``"always"`` filters for its warnings
+    (ours derive from them) in front of the filters already set. Loaded here
+    on first use, after ``import statsmodels_lmer; warnings.simplefilter("ignore")``,
+    it would have overridden the caller's filter, which an eager import would
+    not have done; the filters set before are moved back in front, in their order.
+    """
+    if "statsmodels.tools.sm_exceptions" in sys.modules:
+        return
+    before = list(warnings.filters)
+    importlib.import_module("statsmodels.tools.sm_exceptions")
+    for action, message, category, module, lineno in reversed(before):
+        if message is None and module is None:
+            warnings.simplefilter(action, category, lineno)
+            continue
+        text = "" if message is None else message.pattern
+        if isinstance(module, str):  # Python's default filters name a module exactly
+            module = re.escape(module) + r"\Z"
+        where = "" if module is None else getattr(module, "pattern", module)
+        warnings.filterwarnings(action, text, category, where, lineno)
+
+
 def __getattr__(name: str) -> Any:
     """Load a public name (or the ``datasets``/``graphics`` subpackage) on first use."""
+    if name in _SUBPACKAGES or name in _HOMES:
+        _load_statsmodels_warnings()
     if name in _SUBPACKAGES:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module

@@ -50,3 +50,30 @@ def test_from_import_and_submodule_import_work():
     code = "from statsmodels_lmer import DataError, lmer\nimport statsmodels_lmer.datasets"
     loaded = loaded_after(code)
     assert {"statsmodels_lmer.exceptions", "statsmodels_lmer.datasets"} <= loaded
+
+
+FILTER_SCRIPT = """
+import warnings
+import statsmodels_lmer as sml
+warnings.{call}
+res = sml.lmer("Yield ~ 1 + (1|Batch)", sml.datasets.load("Dyestuff2"))  # singular
+print(res.is_singular())
+"""
+
+
+@pytest.mark.parametrize(
+    ("call", "shown"),
+    [
+        ('simplefilter("ignore")', False),
+        ('filterwarnings("ignore", message="boundary")', False),
+        ('simplefilter("default")', True),
+    ],
+)
+def test_filters_set_before_first_use_still_apply(call, shown):
+    """statsmodels puts "always" filters for its warnings in front when first imported;
+    loaded lazily after the caller's ``simplefilter("ignore")`` it overrode it and the
+    singular-fit warning was printed. The caller's filters stay in front."""
+    script = FILTER_SCRIPT.format(call=call)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert ("SingularFitWarning" in out.stderr) == shown
