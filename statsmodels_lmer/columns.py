@@ -7,11 +7,15 @@ read a dozen columns per fit.
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["column_array"]
+__all__ = ["column_array", "suggest_column", "undefined_name"]
+
+_UNDEFINED = re.compile(r"name '([^']+)' is not defined")
 
 
 def column_array(frame: pd.DataFrame, name: Any) -> Any:
@@ -27,3 +31,18 @@ def column_array(frame: pd.DataFrame, name: Any) -> Any:
     if getter is None:
         return frame.iloc[:, loc].array
     return getter(loc)
+
+
+def suggest_column(name: str, columns: Any) -> str:
+    """`` (did you mean 'x'?)`` with the columns closest to ``name``, else the columns."""
+    names = list(map(str, columns))
+    close = difflib.get_close_matches(name, names, n=3)
+    if close:
+        return f" (did you mean {', '.join(map(repr, close))}?)"
+    return f" (columns: {', '.join(names[:20])})"
+
+
+def undefined_name(message: str) -> str | None:
+    """The name in a ``NameError`` message (``name 'x' is not defined``), or None."""
+    found = _UNDEFINED.search(message)
+    return found.group(1) if found else None

@@ -481,12 +481,14 @@ def _expand_nesting(group_text: str, original: str) -> list[tuple[tuple[str, ...
     ``Q("my g")``. The names are lme4's: an inner level joined to the
     interaction of the outer ones, in parentheses when that has several factors.
     """
-    nested = [_strip_parentheses(part) for part in _strip_parentheses(group_text).split("/")]
+    parts = _split_unquoted(_strip_parentheses(group_text), "/")
+    nested = [_strip_parentheses(part) for part in parts]
     levels: list[tuple[tuple[str, ...], str]] = []
     for part in nested:
         plain = part if "Q(" in part else part.replace("(", "").replace(")", "")
-        names = tuple(_column_name(name) for name in plain.split(":"))
-        bad = [shown for shown, name in zip(plain.split(":"), names) if name is None]
+        factors = _split_unquoted(plain, ":")
+        names = tuple(_column_name(name) for name in factors)
+        bad = [shown for shown, name in zip(factors, names) if name is None]
         if bad or not part:
             shown = bad[0].strip() if bad else part
             raise FormulaError(
@@ -505,6 +507,21 @@ def _expand_nesting(group_text: str, original: str) -> list[tuple[tuple[str, ...
         combined = names + combined
         expanded.append((combined, name))
     return expanded[::-1]  # innermost first, as lme4's findbars lists them
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside quoted strings (``Q("g:1")`` stays whole)."""
+    parts, start, quote = [], 0, None
+    for position, char in enumerate(text):
+        if quote is not None:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == separator:
+            parts.append(text[start:position])
+            start = position + 1
+    parts.append(text[start:])
+    return parts
 
 
 def _strip_parentheses(text: str) -> str:

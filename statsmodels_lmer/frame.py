@@ -9,7 +9,6 @@ modified.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ import pandas as pd
 import patsy
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .columns import column_array
+from .columns import column_array, suggest_column, undefined_name
 from .data_checks import (
     check_exact_fit,
     check_magnitudes,
@@ -501,10 +500,7 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
 
 
 def _suggest(name: str, data: Any) -> str:
-    close = difflib.get_close_matches(name, list(map(str, data.columns)), n=3)
-    if close:
-        return f" (did you mean {', '.join(map(repr, close))}?)"
-    return f" (columns: {', '.join(map(str, data.columns[:20]))})"
+    return suggest_column(name, data.columns)
 
 
 # Rows with missing values are already gone; patsy need not look for them again.
@@ -536,7 +532,7 @@ def _fixed_part(
                 infos, columns, NA_action=_NO_NA, return_type="matrix"
             )
     except (patsy.PatsyError, NameError, SyntaxError) as err:
-        raise fixed_part_error(parsed.fixed, err) from None
+        raise fixed_part_error(parsed.fixed, err, frame.columns) from None
     check_response_type(parsed.response, y.design_info)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
@@ -593,8 +589,11 @@ def _transform_env(eval_env: Any) -> patsy.EvalEnvironment:
     return patsy.EvalEnvironment([dict(FORMULA_TRANSFORMS)])
 
 
-def fixed_part_error(fixed: str, err: Exception) -> Exception:
-    """Our error for patsy's failure to evaluate the fixed part ``fixed``."""
+def fixed_part_error(fixed: str, err: Exception, columns: Any = None) -> Exception:
+    """Our error for patsy's failure to evaluate the fixed part ``fixed``.
+
+    ``columns``: the data's, to suggest close names for an unknown one.
+    """
     if isinstance(err, SyntaxError):
         return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {not_python(err)}")
     message = getattr(err, "message", None) or str(err)
@@ -602,7 +601,10 @@ def fixed_part_error(fixed: str, err: Exception) -> Exception:
     if hint:
         return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}{hint}")
     if isinstance(err, NameError) or "is not defined" in message or "not found" in message:
-        return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}")
+        name = undefined_name(message)
+        unknown = name is not None and columns is not None and name not in set(map(str, columns))
+        hint = suggest_column(name, columns) if unknown else ""
+        return UnknownColumnError(f"cannot evaluate the fixed part {fixed!r}: {message}{hint}")
     return FormulaError(f"cannot evaluate the fixed part {fixed!r}: {message}")
 
 

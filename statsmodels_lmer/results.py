@@ -7,6 +7,7 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+import numbers
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
@@ -299,6 +300,8 @@ class LmerResults(LikelihoodModelResults):
         -------
         ndarray, shape (p, 2)
         """
+        if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1):
+            raise ValueError(f"alpha must be between 0 and 1 (1 - coverage), got {alpha!r}")
         quantile = stats.t.ppf(1 - alpha / 2, self.ddf)
         params, bse = np.asarray(self.params), np.asarray(self.bse)
         ci = np.column_stack([params - quantile * bse, params + quantile * bse])
@@ -333,8 +336,11 @@ class LmerResults(LikelihoodModelResults):
         r_matrix : str, list of str, array_like or tuple (L, q)
             The hypothesis, as statsmodels reads it (``"Days = 10"``,
             ``"Days = 10, Intercept = 250"``).
-        cov_p, use_t
+        cov_p
             Not supported (kept for statsmodels' signature); must be None.
+        use_t : bool, optional
+            None or True: t tests with ``ddf``'s df; False: statsmodels' z
+            tests (normal distribution, as MixedLM reports).
         ddf : {"satterthwaite", "kenward-roger", "residual"}
             Denominator df method (lmerTest's contest1D; pbkrtest; ``n - p``).
 
@@ -344,9 +350,46 @@ class LmerResults(LikelihoodModelResults):
             statsmodels' ``ContrastResults`` with one df per row:
             ``df_denom`` (a float for one row), ``summary()``,
             ``summary_frame()`` (with a ``df`` column) and ``conf_int()``.
+            With ``use_t=False``, statsmodels' ``ContrastResults`` of z tests.
         """
-        _no_override(cov_p, use_t)
+        _no_override(cov_p)
+        if use_t is False:
+            return super().t_test(r_matrix, use_t=False)
         return t_tests(self, r_matrix, ddf)
+
+    def t_test_pairwise(self, term_name: str, *args: Any, **kwargs: Any) -> Any:
+        """statsmodels' pairwise t tests of the levels of one categorical fixed term.
+
+        ``term_name`` is the term as the fixed part names it (``"f"``, or
+        ``"C(f, Treatment('b'))"``, as in ``anova()``'s index). The tests are
+        statsmodels' (its ``method`` adjustments) on :meth:`t_test`'s
+        Satterthwaite df.
+
+        Raises
+        ------
+        KeyError
+            No fixed term of that name.
+        ValueError
+            The term is not a single categorical factor.
+        """
+        design = getattr(self.model.data, "model_spec", None)
+        if design is None:
+            raise ValueError("t_test_pairwise needs the fixed part's design; this model has none")
+        names = list(design.term_names)
+        if term_name not in names:
+            raise KeyError(
+                f"no fixed-effects term {term_name!r}; the terms are {names} "
+                "(a factor f is the term 'f', written as in the formula)"
+            )
+        term = design.terms[names.index(term_name)]
+        infos = [design.factor_infos[factor] for factor in term.factors]
+        if len(infos) != 1 or infos[0].type != "categorical":
+            kind = "an interaction" if len(infos) > 1 else "numeric"
+            raise ValueError(
+                "t_test_pairwise compares the levels of one categorical factor; "
+                f"{term_name!r} is {kind}"
+            )
+        return super().t_test_pairwise(term_name, *args, **kwargs)
 
     def f_test(
         self, r_matrix: Any, cov_p: Any = None, invcov: Any = None, ddf: str = "satterthwaite"
@@ -1111,7 +1154,8 @@ def _newdata(exog: Any, kwargs: dict[str, Any], where: str, known: list[str]) ->
 def _no_override(*values: Any) -> None:
     if any(v is not None for v in values):
         raise NotImplementedError(
-            "cov_p, invcov and use_t overrides are not supported; choose ddf= instead"
+            "cov_p and invcov overrides are not supported: the tests use the fit's own "
+            "covariance with its df; choose ddf= (satterthwaite, kenward-roger, residual)"
         )
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import patsy
 import scipy.sparse as sp
 
-from .columns import column_array
+from .columns import column_array, suggest_column, undefined_name
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
@@ -34,6 +34,7 @@ __all__ = [
     "match_levels",
     "order_terms",
     "row_level_keys",
+    "term_columns_error",
     "term_level_keys",
     "unique_names",
 ]
@@ -412,6 +413,24 @@ def _simple_columns(lhs: str, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[st
     return values, (("Intercept",) if intercept else ()) + tuple(names)
 
 
+def term_columns_error(lhs: str, term: str, message: str, columns: Any) -> Exception:
+    """Our error for patsy's failure (``message``) to evaluate a random term's columns.
+
+    An R function gets its Python spelling; a name that is neither a column
+    (of ``columns``, the data's) nor in the formula's scope an
+    :class:`UnknownColumnError` suggesting close column names.
+    """
+    where = f"cannot evaluate the columns {lhs!r} of random-effects term {term}"
+    hint = r_function_hint(message)
+    name = undefined_name(message)
+    if name is not None and not hint and name not in set(map(str, columns)):
+        return UnknownColumnError(
+            f"{where}: {name!r} is neither a column of the data nor a name the formula "
+            f"can see{suggest_column(name, columns)}"
+        )
+    return FormulaError(f"{where}: {message}{hint}")
+
+
 def _term_columns(
     bar: BarTerm, frame: pd.DataFrame, eval_env: Any, transform_data: pd.DataFrame | None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -430,10 +449,7 @@ def _term_columns(
                 f"random-effects term {bar} has non-finite values in its columns (its "
                 "transform gives NaN on some rows)"
             ) from None
-        raise FormulaError(
-            f"cannot evaluate the columns {bar.lhs!r} of random-effects term {bar}: "
-            f"{err.message}{r_function_hint(err.message)}"
-        ) from None
+        raise term_columns_error(bar.lhs, str(bar), err.message, frame.columns) from None
     except SyntaxError as err:
         raise FormulaError(
             f"cannot evaluate the columns of random-effects term {bar}: {not_python(err)}"

@@ -314,7 +314,18 @@ DATA_CASES = [
     Case("missing-typo", fit_on(BASE, missing="dorp"), ValueError, "missing must be"),
     Case("response-typo", fit_on("yy ~ x + (1 | g)"), UnknownColumnError, "did you mean 'y'"),
     Case("group-typo", fit_on("y ~ x + (1 | gg)"), UnknownColumnError, "grouping factor 'gg'"),
-    Case("predictor-typo", fit_on("y ~ xx + (1 | g)"), UnknownColumnError, "xx"),
+    Case(
+        "predictor-typo",
+        fit_on("y ~ xx + (1 | g)"),
+        UnknownColumnError,
+        "name 'xx' is not defined.*did you mean 'x'",
+    ),
+    Case(
+        "slope-typo",  # was a FormulaError without a suggestion
+        fit_on("y ~ x + (xx | g)"),
+        UnknownColumnError,
+        "'xx' is neither a column.*did you mean 'x'",
+    ),
     Case("weights-typo", fit_on(BASE, weights="ww"), UnknownColumnError, "did you mean 'w'"),
     Case("dict-data", lambda d: sml.lmer(BASE, d.to_dict("list")), check=same_params()),
     Case(
@@ -387,6 +398,21 @@ FORMULA_CASES = [
             "y ~ " + " + ".join(f"v{i}" for i in range(MANY)) + " + (1 | g)", many_terms(d)
         ),
         check=lambda res, d: len(res.params) == MANY + 1 or pytest.fail("params"),
+    ),
+    Case(
+        "quoted-group-with-colon",  # was refused: ':' and '/' split inside Q("...")
+        fit_on('y ~ x + (1 | Q("g:1"))', lambda d: d.rename(columns={"g": "g:1"})),
+        check=same_params(),
+    ),
+    Case(
+        "quoted-groups-nested-with-slash",
+        fit_on(
+            "y ~ x + (1 | Q('g/1')/Q('h:2'))",
+            lambda d: d.assign(h=d.h % 2).rename(columns={"g": "g/1", "h": "h:2"}),
+        ),
+        check=lambda res, d: (
+            list(res.ranef) == ["h:2:g/1", "g/1"] or pytest.fail(str(list(res.ranef)))
+        ),
     ),
     Case(
         "non-ascii-group",

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import FormulaError
@@ -62,6 +63,39 @@ def test_t_test_pairwise_uses_each_contrast_df(cake_res):
     assert pairs.loc["C-B", "t"] == pytest.approx(float(direct.tvalue[0, 0]), rel=1e-10)
     assert pairs.loc["C-B", "df"] == pytest.approx(float(direct.df_denom), rel=1e-10)
     assert "pvalue-hs" in pairs.columns
+
+
+@pytest.mark.parametrize(
+    ("term", "error", "message"),
+    [
+        ("C(recipe)", KeyError, r"no fixed-effects term 'C\(recipe\)'.*'recipe'"),
+        ("temp", ValueError, "'temp' is numeric"),
+    ],
+)
+def test_t_test_pairwise_names_a_bad_term(cake_res, term, error, message):
+    """statsmodels' own messages were "'C(recipe)' is not in list" and a TypeError."""
+    with pytest.raises(error, match=message):
+        cake_res.t_test_pairwise(term)
+
+
+def test_t_test_use_t(res):
+    """use_t=True is the default (Satterthwaite t); use_t=False gives statsmodels' z tests."""
+    default, explicit = res.t_test("Days = 10"), res.t_test("Days = 10", use_t=True)
+    assert float(explicit.pvalue) == float(default.pvalue)
+    z = res.t_test("Days = 10", use_t=False)
+    statistic = (res.params["Days"] - 10) / res.bse["Days"]
+    assert float(z.statistic[0, 0]) == pytest.approx(statistic, rel=1e-12)
+    assert float(z.pvalue) == pytest.approx(2 * stats.norm.sf(abs(statistic)), rel=1e-12)
+    assert z.distribution == "norm" and float(z.pvalue) < float(default.pvalue)
+    with pytest.raises(NotImplementedError, match="choose ddf="):
+        res.t_test("Days = 10", cov_p=np.eye(2))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5, -0.1, "0.05"])
+def test_conf_int_refuses_alpha_outside_0_1(res, alpha):
+    """alpha = 1.5 gave intervals with the lower limit above the upper one."""
+    with pytest.raises(ValueError, match="alpha must be between 0 and 1"):
+        res.conf_int(alpha=alpha)
 
 
 @pytest.mark.parametrize(

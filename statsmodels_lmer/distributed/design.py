@@ -44,6 +44,7 @@ from patsy.state import Center, Standardize
 from ..exceptions import FormulaError
 from ..formula import not_python
 from ..frame import fixed_part_error
+from ..terms import term_columns_error
 from ..transform_rows import names_in_code
 from ..transforms import RScale
 
@@ -358,6 +359,7 @@ class StagePlan:
     memorize: dict[str, int]
     examine: list[str]
     contexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()  # the data's, for the close names an error suggests
 
 
 def stage_summary(
@@ -383,29 +385,37 @@ def stage_summary(
             for name in state["pass_bins"][which_pass]
         }
         state["transforms"].update(recorders)
-        _guarded(plan.contexts.get(code, ()), code, factor.memorize_chunk, state, which_pass, rows)
+        context = plan.contexts.get(code, ())
+        function = factor.memorize_chunk
+        _guarded(context, code, function, state, which_pass, rows, columns=plan.columns)
         out.statistics[code] = recorders
     if data is None:
         return out
     for code in plan.examine:
         factor, state = plan.factors[code].build()
-        value = _guarded(plan.contexts.get(code, ()), code, factor.eval, state, data)
+        context = plan.contexts.get(code, ())
+        value = _guarded(context, code, factor.eval, state, data, columns=plan.columns)
         out.values[code] = _value_summary(value)
     return out
 
 
-def _guarded(context: tuple[str, ...], code: str, function: Any, *args: Any) -> Any:
+def _guarded(
+    context: tuple[str, ...], code: str, function: Any, *args: Any, columns: Any = ()
+) -> Any:
     try:
         return function(*args)
     except (patsy.PatsyError, NameError, SyntaxError) as err:
-        raise evaluation_error(context, code, err) from None
+        raise evaluation_error(context, code, err, columns) from None
 
 
-def evaluation_error(context: tuple[str, ...], code: str, err: Exception) -> Exception:
+def evaluation_error(
+    context: tuple[str, ...], code: str, err: Exception, columns: Any = ()
+) -> Exception:
     """The in-memory path's error for a factor patsy cannot evaluate.
 
     ``context`` is ``("fixed", fixed part)`` or ``("term", lhs, term)`` for
     the formula the factor first appears in; empty: the factor's own code.
+    ``columns``: the data's, for the close names suggested.
     """
     if context and context[0] == "term":
         if isinstance(err, SyntaxError):
@@ -414,11 +424,8 @@ def evaluation_error(context: tuple[str, ...], code: str, err: Exception) -> Exc
                 f"{not_python(err)}"
             )
         message = getattr(err, "message", None) or str(err)
-        return FormulaError(
-            f"cannot evaluate the columns {context[1]!r} of random-effects term "
-            f"{context[2]}: {message}"
-        )
-    return fixed_part_error(context[1] if context else code, err)
+        return term_columns_error(context[1], context[2], message, columns)
+    return fixed_part_error(context[1] if context else code, err, columns)
 
 
 def _value_summary(value: Any) -> tuple[str, Any]:
@@ -541,7 +548,8 @@ class DesignLearner:
                 self.factors.setdefault(factor.code, factor)
                 if contexts is not None:
                     self.contexts.setdefault(factor.code, contexts[index])
-        columns = set(map(str, columns))
+        self.columns = tuple(map(str, columns))
+        columns = set(self.columns)
         self.states: dict[str, dict] = {}
         self.passes: dict[str, int] = {}
         self.factor_specs: dict[str, FactorSpec] = {}
@@ -573,7 +581,7 @@ class DesignLearner:
             code: FactorSpec(spec.code, spec.namespace, dict(spec.statistics))
             for code, spec in self.factor_specs.items()
         }
-        return StagePlan(specs, memorize, examine, self.contexts)
+        return StagePlan(specs, memorize, examine, self.contexts, self.columns)
 
     def absorb(self, summary: StageSummary) -> None:
         """Take the combined summary of the current stage and move to the next."""
@@ -612,9 +620,8 @@ class DesignLearner:
         value = self.values[code]
         if not isinstance(value, _BoxValues):
             return _used_categories(value)
-        box = _guarded(
-            self.contexts.get(code, ()), code, self.factors[code].eval, self.states[code], empty
-        )
+        context, function = self.contexts.get(code, ()), self.factors[code].eval
+        box = _guarded(context, code, function, self.states[code], empty, columns=self.columns)
         return patsy.builtins.C(_used_categories(value.values), box.contrast, box.levels)
 
     def _unswap(self, info: Any) -> Any:
