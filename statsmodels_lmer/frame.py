@@ -145,6 +145,7 @@ def build_model_frame(
     missing: str = "drop",
     eval_env: Any = 0,
     transform_data: pd.DataFrame | None = None,
+    transform_missing: np.ndarray | None = None,
 ) -> ModelFrame:
     """Build and check the model arrays; see :class:`ModelFrame`.
 
@@ -154,7 +155,10 @@ def build_model_frame(
     The formula's ``offset(...)`` terms are evaluated on the rows complete in
     the columns the model uses, and added to ``offset``
     (:mod:`~statsmodels_lmer.offsets`); a row where an offset is missing (NaN)
-    is dropped as incomplete.
+    is dropped as incomplete. So is a row where a transform in the fixed part
+    gives NaN (``np.log(x)`` of a negative ``x``), as R's model frame drops it,
+    with a ``ValueWarning``: the frame is built again with
+    ``transform_missing``, those rows of the (subset) data marked.
 
     Raises
     ------
@@ -171,6 +175,7 @@ def build_model_frame(
     FormulaError
         patsy cannot evaluate the fixed part.
     """
+    data_given, weights_given, offset_given = data, weights, offset
     data = _as_frame(data)
     source = data  # where stateful transforms learn (R: every row, before subset)
     if subset is not None:
@@ -189,6 +194,8 @@ def build_model_frame(
         used, bare, codes = used_columns(parsed, data)
     check_unique_columns(data, used)
     incomplete = missing_rows(data, used)
+    if transform_missing is not None:
+        incomplete |= transform_missing
     for extra in (weights, offset):
         if extra is not None:
             incomplete |= np.isnan(extra)
@@ -227,8 +234,22 @@ def build_model_frame(
     elif len(source) == len(frame):  # no row left out: patsy learns on the frame
         source = None
     with deep_parsing(parsed.fixed):
-        transform_data = transform_source(parsed, source, eval_env)
-        endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env, transform_data)
+        learned_on = transform_source(parsed, source, eval_env)
+        try:
+            endog, exog, design_info = _fixed_part(parsed, frame, used, eval_env, learned_on)
+        except _TransformNaNError as nan:
+            again = (
+                np.zeros(len(data), dtype=bool) if transform_missing is None else transform_missing
+            )
+            again[np.flatnonzero(~incomplete)[nan.rows]] = True
+            warn(
+                f"{', '.join(nan.names)} gives NaN on {int(nan.rows.sum())} rows (np.log of a "
+                "negative value?); they are dropped as missing, as R's model frame drops them",
+                ValueWarning,
+            )
+            arguments = (weights_given, offset_given, subset, missing, eval_env, transform_data)
+            return build_model_frame(parsed, data_given, *arguments, transform_missing=again)
+        transform_data = learned_on
     terms = build_random_terms(parsed.bars, frame, eval_env, transform_data)
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
     X = exog.to_numpy(dtype=float)
@@ -503,6 +524,14 @@ def _suggest(name: str, data: Any) -> str:
     return suggest_column(name, data.columns)
 
 
+class _TransformNaNError(Exception):
+    """A transform in the fixed part gave NaN on ``rows`` (of the frame), in ``names``."""
+
+    def __init__(self, rows: np.ndarray, names: list[str]) -> None:
+        super().__init__(names)
+        self.rows, self.names = rows, names
+
+
 # Rows with missing values are already gone; patsy need not look for them again.
 _NO_NA = patsy.NAAction(on_NA="raise", NA_types=[])
 
@@ -534,6 +563,11 @@ def _fixed_part(
     except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(parsed.fixed, err, frame.columns) from None
     check_response_type(parsed.response, y.design_info)
+    nan_rows = np.isnan(np.asarray(y)[:, 0]) | np.isnan(np.asarray(X)).any(axis=1)
+    if nan_rows.any():  # made by a transform: the raw columns have no missing value here
+        names = [y.design_info.column_names[0]] if np.isnan(np.asarray(y)).any() else []
+        names += [n for n, bad in zip(X.design_info.column_names, np.isnan(X).any(axis=0)) if bad]
+        raise _TransformNaNError(nan_rows, names)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
@@ -617,11 +651,21 @@ def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info:
         Naming the response or the fixed-effects columns at fault.
     """
     if not np.all(np.isfinite(y)):
-        raise DataError(f"response {response!r} has non-finite values")
+        rows = int(np.sum(~np.isfinite(y)))
+        raise DataError(f"response {response!r} has non-finite values on {rows} rows{_NAN_HINT}")
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():
         bad = [name for name, ok in zip(design_info.column_names, finite) if not ok]
-        raise DataError(f"fixed-effects columns {bad} have non-finite values")
+        rows = int(np.sum(~np.isfinite(X).all(axis=1)))
+        raise DataError(
+            f"fixed-effects columns {bad} have non-finite values on {rows} rows{_NAN_HINT}"
+        )
+
+
+_NAN_HINT = (
+    " (a transform such as np.log gives -inf at 0, NaN below): leave such rows out "
+    "with subset= (e.g. subset=data.x > 0)"
+)
 
 
 def check_response_fit(

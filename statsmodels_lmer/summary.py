@@ -160,7 +160,8 @@ def _header(res: Any) -> str:
     formula = getattr(res.model, "lmer_formula", None) or "(arrays)"
     lines = [f"Formula: {formula}", _data_line(res)]
     if res.model.n_dropped:
-        lines[-1] += f" ({res.model.n_dropped} rows with missing values dropped)"
+        dropped = res.model.n_dropped
+        lines[-1] += f" ({dropped} row{'' if dropped == 1 else 's'} with missing values dropped)"
     if res.model.weights is not None:
         lines.append("Prior weights: given")
     lines.append(f"Optimizer: {res.optinfo['optimizer']} ({res.optinfo['feval']} evaluations)")

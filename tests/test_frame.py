@@ -313,3 +313,54 @@ def test_predict_offset_series_is_matched_by_label(sleep):
     new = data.iloc[:5]
     expected = res.predict(new, offset=new["off"].to_numpy())
     np.testing.assert_allclose(res.predict(new, offset=new["off"].iloc[::-1]), expected)
+
+
+# -- a transform that gives NaN: the row is dropped as missing, as R's model frame does -----
+
+
+@pytest.mark.parametrize(
+    ("formula", "nobs", "criterion", "fixef"),
+    [  # lme4 1.1-31 (R warns "NaNs produced" and drops the rows)
+        (
+            "Reaction ~ np.log(x2) + (1 | Subject)",
+            162,
+            1627.9404270453,
+            [266.4863808645, 29.6888206517],
+        ),
+        (
+            "np.log(Reaction - 250) ~ Days + (1 | Subject)",
+            144,
+            396.5934762094,
+            [2.6941727976, 0.2042921235],
+        ),
+    ],
+)
+def test_rows_where_a_transform_gives_nan_are_dropped(sleep, formula, nobs, criterion, fixef):
+    """Was a DataError ("non-finite values"), while the same NaN in offset() was dropped."""
+    data = sleep.assign(x2=sleep["Days"] - 0.5)
+    before = data.copy()
+    with pytest.warns(ValueWarning, match=f"gives NaN on {180 - nobs} rows"):
+        res = sml.lmer(formula, data)
+    assert res.nobs == nobs and res.model.n_dropped == 180 - nobs
+    assert res.reml_criterion == pytest.approx(criterion, rel=1e-9)
+    np.testing.assert_allclose(res.params, fixef, rtol=1e-7)
+    pd.testing.assert_frame_equal(data, before)
+    with pytest.raises(DataError, match="missing values"):
+        sml.lmer(formula, data, missing="raise")
+
+
+def test_transform_nan_with_subset_and_weights(sleep):
+    data = sleep.assign(x2=sleep["Days"] - 0.5, w=np.linspace(0.5, 2, len(sleep)))
+    keep = data["Subject"].astype(str) != "308"
+    formula = "Reaction ~ np.log(x2) + (1 | Subject)"
+    with pytest.warns(ValueWarning, match="gives NaN on 17 rows"):
+        res = sml.lmer(formula, data, subset=keep, weights="w")
+    direct = sml.lmer(formula, data[keep & (data["x2"] > 0)], weights="w")
+    assert res.nobs == 153
+    np.testing.assert_allclose(res.params, direct.params, rtol=1e-10)
+
+
+def test_transform_giving_inf_is_refused_with_a_hint(sleep):
+    data = sleep.assign(x1=sleep["Days"].astype(float))
+    with pytest.raises(DataError, match=r"non-finite values on 18 rows.*subset="):
+        sml.lmer("Reaction ~ np.log(x1) + (1 | Subject)", data)
