@@ -809,15 +809,25 @@ def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndar
     return theta
 
 
+_FORMULA_SYNTAX = {"C": patsy.builtins.C, "I": patsy.builtins.I, "Q": patsy.builtins.Q}
+"""Formula syntax no name of the caller's hides (as R's ``I()``; a column still does)."""
+
+
 def _capture_env(eval_env: Any, depth: int = 2) -> Any:
-    """The caller's namespace, with R's transforms (``scale``) ahead of patsy's built-ins."""
+    """The caller's namespace, with R's transforms (``scale``) ahead of patsy's built-ins.
+
+    ``C``, ``I`` and ``Q`` are patsy's whatever the caller calls ``C``: a module
+    imported as ``C`` made ``C(temp, Poly)`` fail with "'module' object is not
+    callable".
+    """
     if eval_env is None:
         eval_env = patsy.EvalEnvironment.capture(depth)
     elif isinstance(eval_env, int):
         eval_env = patsy.EvalEnvironment.capture(eval_env + depth)
     if not isinstance(eval_env, patsy.EvalEnvironment):
         return eval_env
-    return eval_env.with_outer_namespace(FORMULA_TRANSFORMS)
+    outer = eval_env.with_outer_namespace(FORMULA_TRANSFORMS)
+    return patsy.EvalEnvironment([_FORMULA_SYNTAX, outer.namespace], outer.flags)
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> Any:

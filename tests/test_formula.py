@@ -186,3 +186,21 @@ def test_r_code_that_is_not_python_is_a_formula_error(formula):
     data = sml.datasets.load("sleepstudy")
     with pytest.raises(FormulaError, match=r"is not a Python expression|uses an R operator"):
         sml.Lmer.from_formula(formula, data)
+
+
+def test_callers_names_do_not_hide_formula_syntax():
+    """A module imported as C (or a number called I) made ``C(temp, Poly)`` fail with
+    "'module' object is not callable"; C, I and Q are patsy's in every formula."""
+    C, I, Q = np, 3, "text"  # noqa: E741
+    cake = sml.datasets.load("cake")
+    formula = "angle ~ C(recipe, Sum) + I(temp / 10) + (1 | Q('replicate'))"
+    res = sml.lmer(formula, cake)
+    assert list(res.params.index) == [
+        "Intercept",
+        "C(recipe, Sum)[S.A]",
+        "C(recipe, Sum)[S.B]",
+        "I(temp / 10)",
+    ]
+    assert C is np and I == 3 and Q == "text"  # the caller's names are untouched
+    plain = sml.lmer("angle ~ C(recipe, Sum) + I(temp / 10) + (1 | replicate)", cake)
+    assert res.llf == pytest.approx(plain.llf, rel=1e-12)

@@ -318,6 +318,7 @@ def test_predict_offset_series_is_matched_by_label(sleep):
 # -- a transform that gives NaN: the row is dropped as missing, as R's model frame does -----
 
 
+@pytest.mark.filterwarnings("ignore:(invalid value|divide by zero):RuntimeWarning")
 @pytest.mark.parametrize(
     ("formula", "nobs", "criterion", "fixef"),
     [  # lme4 1.1-31 (R warns "NaNs produced" and drops the rows)
@@ -349,6 +350,7 @@ def test_rows_where_a_transform_gives_nan_are_dropped(sleep, formula, nobs, crit
         sml.lmer(formula, data, missing="raise")
 
 
+@pytest.mark.filterwarnings("ignore:(invalid value|divide by zero):RuntimeWarning")
 def test_transform_nan_with_subset_and_weights(sleep):
     data = sleep.assign(x2=sleep["Days"] - 0.5, w=np.linspace(0.5, 2, len(sleep)))
     keep = data["Subject"].astype(str) != "308"
@@ -360,6 +362,7 @@ def test_transform_nan_with_subset_and_weights(sleep):
     np.testing.assert_allclose(res.params, direct.params, rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:(invalid value|divide by zero):RuntimeWarning")
 def test_transform_giving_inf_is_refused_with_a_hint(sleep):
     data = sleep.assign(x1=sleep["Days"].astype(float))
     with pytest.raises(DataError, match=r"non-finite values on 18 rows.*subset="):
