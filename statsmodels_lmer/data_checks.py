@@ -437,10 +437,13 @@ def check_response_type(name: str, design_info: Any) -> None:
     columns = design_info.column_names
     categorical = [f for f, info in design_info.factor_infos.items() if info.type != "numerical"]
     if categorical or len(columns) != 1:
+        shown = ", ".join(map(repr, columns[:3])) + (
+            f", ... ({len(columns)} columns)" if len(columns) > 3 else ""
+        )
         raise ResponseTypeError(
             f"response {name!r} is not numeric (it holds strings, categories or booleans "
-            f"and would be coded as {columns}); convert it to numbers first, e.g. "
-            f"df[{name!r}].astype(float)"
+            f"and would be coded as {shown}); convert it to numbers first, e.g. "
+            f"pd.to_numeric(df[{name!r}])"
         )
 
 
