@@ -818,7 +818,8 @@ def _capture_env(eval_env: Any, depth: int = 2) -> Any:
 
     ``C``, ``I`` and ``Q`` are patsy's whatever the caller calls ``C``: a module
     imported as ``C`` made ``C(temp, Poly)`` fail with "'module' object is not
-    callable".
+    callable". ``np`` (numpy) is there when the caller has no ``np`` of its own,
+    as in the restricted and Dask paths.
     """
     if eval_env is None:
         eval_env = patsy.EvalEnvironment.capture(depth)
@@ -826,7 +827,7 @@ def _capture_env(eval_env: Any, depth: int = 2) -> Any:
         eval_env = patsy.EvalEnvironment.capture(eval_env + depth)
     if not isinstance(eval_env, patsy.EvalEnvironment):
         return eval_env
-    outer = eval_env.with_outer_namespace(FORMULA_TRANSFORMS)
+    outer = eval_env.with_outer_namespace({"np": np, "numpy": np, **FORMULA_TRANSFORMS})
     return patsy.EvalEnvironment([_FORMULA_SYNTAX, outer.namespace], outer.flags)
 
 

@@ -77,3 +77,15 @@ def test_filters_set_before_first_use_still_apply(call, shown):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
     assert ("SingularFitWarning" in out.stderr) == shown
+
+
+def test_numpy_is_in_every_formula_namespace():
+    """A script without ``import numpy as np`` got "name 'np' is not defined" for np.log."""
+    script = (
+        "import statsmodels_lmer as sml\n"
+        "res = sml.lmer('Reaction ~ np.log(Days + 1) + (1 | Subject)', "
+        "sml.datasets.load('sleepstudy'))\n"
+        "print(round(float(res.params.iloc[1]), 4), res.predict(res.model.data.frame[:2]).shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "40.0238"
