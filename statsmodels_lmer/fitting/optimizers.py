@@ -220,7 +220,7 @@ def minimize_theta(
         L-BFGS-B on the analytic gradient, its root mean square is the
         length of the first move (a unit move from a start close to the
         optimum overshoots: InstEval's fit from the moment start took 16
-        gradients with it, 13 with the step 0.25 |theta|); ignored by the
+        gradients with it, 13 with the step ``0.25 |theta|``); ignored by the
         other scipy optimizers. Default: each optimizer's own choice.
     upper : ndarray, optional
         Upper bounds; default none (``inf``).
