@@ -263,6 +263,13 @@ def _component_term(name: str, term: Any, data: pd.DataFrame) -> tuple[str, tupl
         code = factor.code.strip()
         call = _CATEGORICAL_CALL.match(code)
         escaped = code.replace("{", "{{").replace("}", "}}")
+        if call and call.group(2):
+            raise FormulaError(
+                f"vc_formula[{name!r}] codes {call.group(1)!r} as {code}: lme4 has no "
+                "variance component on contrast-coded columns (MixedLM puts iid effects "
+                f"on those columns); write C({call.group(1)}) for one effect per level, "
+                f"lme4's (1 | group:{call.group(1)})"
+            )
         if call:
             categorical.append(_checked_column(call.group(1), name, data))
         elif code in data.columns and not _is_numeric(data[code]):

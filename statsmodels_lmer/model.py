@@ -118,12 +118,12 @@ class Lmer(LikelihoodModel):
         self,
         endog: Any,
         exog: Any,
-        random_terms: list[RandomTerm],
+        random_terms: list[RandomTerm] | None = None,
         weights: Any = None,
         offset: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.random_terms = _checked_random_terms(random_terms)
+        self.random_terms = _checked_random_terms(random_terms)  # MixedLM's groups=: refused
         self.n_dropped = kwargs.pop("n_dropped", 0)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
@@ -217,9 +217,10 @@ class Lmer(LikelihoodModel):
         """
         if args:
             raise TypeError("from_formula takes keyword arguments only after drop_cols")
+        _refuse_mixedlm_positions(subset, drop_cols, kwargs)
         unknown = [k for k in kwargs if k not in MODEL_KEYWORDS]
         if unknown:
-            raise unknown_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
+            raise mixedlm_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         restricted = kwargs.pop("restricted", False)
         _check_bool_arg("restricted", restricted)
         data_name = _data_name(data)
@@ -746,6 +747,25 @@ class Lmer(LikelihoodModel):
         summary = OptSummary.fixed(theta, solution.objective_value)
         return LmerResultsWrapper(LmerResults(self, solution, summary, reml))
 
+    def predict(self, params: Any, exog: Any = None, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The fixed part ``exog @ params`` (MixedLM's ``model.predict``: no random effects).
+
+        Parameters
+        ----------
+        params : array_like
+            Fixed effects (or a longer vector whose first ``k_fixed`` values
+            are, as MixedLM's ``params``).
+        exog : array_like, optional
+            Rows of the fixed-effects design; default the model's. For
+            predictions with random effects, from new data by formula, use
+            the results' ``predict``.
+        """
+        if args or kwargs:
+            raise TypeError("model.predict takes params and exog; res.predict(newdata) for more")
+        exog = self.exog if exog is None else np.asarray(exog, dtype=float)
+        beta = np.asarray(params, dtype=float).ravel()[: exog.shape[1]]
+        return exog @ beta
+
     def loglike(self, params: np.ndarray) -> float:
         """Not defined for fixed effects alone; use the fitted results' ``llf``."""
         raise NotImplementedError(
@@ -759,8 +779,50 @@ def _fit_options(kwargs: dict[str, Any], where: str) -> FitOptions:
     fit_kwargs, unknown = FitOptions.split(kwargs)
     if unknown:
         known = [*FitOptions.names(), *FIT_ARGUMENTS, "reml"]
-        raise unknown_keyword_error(where, list(unknown), known)
+        raise mixedlm_keyword_error(where, list(unknown), known)
     return FitOptions(**fit_kwargs)
+
+
+_MIXEDLM_KEYWORD_HINTS = {
+    "free": "for uncorrelated random effects write (x || g) in the formula",
+    "start_params": "pass start_theta= (lme4's theta: relative Cholesky factors)",
+    "do_cg": "the fit chooses and verifies its optimizer; drop it",
+    "use_sqrt": "the fit works on lme4's theta; drop it",
+    "full_output": "res.optinfo has what was done; drop it",
+    "fit_kwargs": "pass the fit keywords directly (maxiter=, xtol=, ...)",
+    "use_sparse": "the engine chooses dense or sparse itself; drop it",
+    "exog_vc": "give the variance components by formula: vc_formula= or (1 | g:f) terms",
+}
+"""MixedLM keywords with no counterpart here, and what to do instead."""
+
+
+def mixedlm_keyword_error(where: str, unknown: list[str], known: list[str]) -> TypeError:
+    """:func:`unknown_keyword_error`, with what to do for MixedLM's own keywords."""
+    hinted = [k for k in unknown if k in _MIXEDLM_KEYWORD_HINTS]
+    if not hinted:
+        return unknown_keyword_error(where, unknown, known)
+    parts = [f"{k!r} ({_MIXEDLM_KEYWORD_HINTS[k]})" for k in hinted]
+    others = [k for k in unknown if k not in hinted]
+    extra = f"; {unknown_keyword_error(where, others, known)}" if others else ""
+    return TypeError(f"{where} got MixedLM's keyword {', '.join(parts)}{extra}")
+
+
+def _refuse_mixedlm_positions(subset: Any, drop_cols: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse MixedLM's positional ``re_formula``/``vc_formula`` in statsmodels' slots.
+
+    MixedLM's ``from_formula(formula, data, re_formula, vc_formula)`` has them
+    third and fourth; statsmodels' (and ours) ``subset`` and ``drop_cols``: a
+    dict in ``drop_cols`` dropped fixed columns instead of adding a component.
+    """
+    mixedlm = isinstance(drop_cols, dict) or (
+        isinstance(subset, str) and ("~" in subset or kwargs.get("groups") is not None)
+    )
+    if mixedlm:
+        raise TypeError(
+            "from_formula's third and fourth arguments are statsmodels' subset and "
+            "drop_cols, not MixedLM's re_formula and vc_formula: pass those by keyword "
+            "(re_formula='~Days', vc_formula={...}, groups=...)"
+        )
 
 
 def _data_name(data: Any) -> str | None:

@@ -282,3 +282,49 @@ def test_numeric_variance_component_is_a_random_slope():
     assert model.lmer_formula == "Weight ~ Time + (0 + Time | Pig)"
     res = model.fit()
     assert list(res.random_effects[4601].index) == ["t[Time]"]
+
+
+def test_contrast_coded_variance_component_is_refused():
+    """``0 + C(Litter, Sum)`` was fitted as ``C(Litter)`` (one effect per level), silently."""
+    data = load_data("dietox_pig_intercept")
+    with pytest.raises(FormulaError, match=r"codes 'Litter' as C\(Litter, Sum\)"):
+        sml.mixedlm("Weight ~ Time", data, groups="Pig", vc_formula={"l": "0 + C(Litter, Sum)"})
+
+
+def test_mixedlm_positional_re_and_vc_formula_are_refused():
+    """MixedLM's from_formula(formula, data, re_formula, vc_formula): here the third and
+    fourth are statsmodels' subset and drop_cols; a dict dropped fixed columns instead."""
+    data = load_data("dietox_pig_intercept")
+    for args in ((None, {"l": "0 + C(Litter)"}), ("~Time",)):
+        with pytest.raises(TypeError, match="pass those by keyword"):
+            sml.Lmer.from_formula("Weight ~ Time", data, *args, groups="Pig")
+
+
+def test_mixedlm_fit_names_and_keywords():
+    data = load_data("dietox_pig_intercept")
+    model = sml.mixedlm("Weight ~ Time", data, groups="Pig")
+    reference = model.fit(method="lbfgsb")
+    for method in ("lbfgs", ["lbfgs", "nm"]):
+        res = model.fit(method=method)
+        assert res.optinfo["optimizer"] == "lbfgsb"
+        assert res.objective == pytest.approx(reference.objective, rel=1e-10)
+    with pytest.raises(ValueError, match=r"'bfgs' \(MixedLM's\): here use 'lbfgsb'"):
+        model.fit(method="bfgs")
+    with pytest.raises(TypeError, match=r"MixedLM's keyword 'free' \(for uncorrelated"):
+        model.fit(free=None)
+    with pytest.raises(TypeError, match="MixedLM's keyword 'use_sparse'"):
+        sml.mixedlm("Weight ~ Time", data, groups="Pig", use_sparse=True)
+    fixed = model.predict(reference.params)  # MixedLM's model.predict: the fixed part
+    np.testing.assert_allclose(fixed, model.exog @ np.asarray(reference.params), rtol=1e-14)
+
+
+def test_two_factor_component_effects_in_patsy_order():
+    """``0 + C(f):C(h)``: patsy's columns vary f fastest, MixedLM lists a group's effects so."""
+    data = load_data("dietox_pig_intercept")
+    data = data.assign(h=np.where(np.arange(len(data)) % 2, "q", "p"))
+    res = sml.mixedlm("Weight ~ Time", data, groups="Litter", vc_formula={"ph": "0 + C(Pig):C(h)"})
+    labels = list(res.fit().random_effects[data["Litter"].iloc[0]].index)[1:]
+    keys = [
+        (label.split("C(h)[")[1][0], label.split("C(Pig)[")[1].split("]")[0]) for label in labels
+    ]
+    assert len(set(k[0] for k in keys)) == 2 and keys == sorted(keys)  # h slowest, Pig fastest

@@ -121,6 +121,7 @@ class FitOptions:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", _our_method(self.method))
         if self.method is not None:
             if not isinstance(self.method, str):
                 raise TypeError(
@@ -178,6 +179,28 @@ class FitOptions:
     def as_dict(self) -> dict[str, Any]:
         """The options as a plain dictionary."""
         return asdict(self)
+
+
+MIXEDLM_METHODS = {"lbfgs": "lbfgsb", "nm": "nelder-mead", "powell": "powell"}
+"""MixedLM's optimizer names and ours (its "bfgs", "cg" and "newton" have none)."""
+
+
+def _our_method(method: Any) -> Any:
+    """``method`` with MixedLM's names (``"lbfgs"``, or a list tried in turn) as ours.
+
+    Of a list, the first optimizer is used: every fit verifies its optimum
+    (docs/checks.md), where MixedLM tries the next one when the first fails.
+    """
+    if isinstance(method, list | tuple) and method and all(isinstance(m, str) for m in method):
+        method = method[0]
+    if isinstance(method, str) and method.lower() in ("bfgs", "cg", "newton"):
+        raise ValueError(
+            f"unknown optimizer {method!r} (MixedLM's): here use 'lbfgsb' (L-BFGS-B on the "
+            f"analytic gradient) or one of {', '.join(available_optimizers())}"
+        )
+    if isinstance(method, str):
+        return MIXEDLM_METHODS.get(method.lower(), method)
+    return method
 
 
 def unknown_keyword_error(where: str, unknown: list[str], known: list[str]) -> TypeError:

@@ -235,7 +235,7 @@ def _group_effects(
         term = model.random_terms[index]
         owner = _level_owner(term.codes, group_codes, term.n_levels)
         first_rows = _first_rows(term.codes, term.n_levels)
-        for level in np.lexsort((np.arange(term.n_levels), owner)):
+        for level in np.lexsort((*_patsy_order(component, frame, first_rows), owner)):
             label = _component_label(name, component, term, frame, first_rows[level], view.groups)
             effects[owner[level]].append(_Effect(index, int(level), 0, label))
     return keys, effects, group_codes
@@ -323,6 +323,27 @@ def _first_values(values: pd.Series, codes: np.ndarray) -> list[Any]:
 def _level_owner(term_codes: np.ndarray, group_codes: np.ndarray, n_levels: int) -> np.ndarray:
     """The group of each level of a term nested in the groups."""
     return group_codes[_first_rows(term_codes, n_levels)]
+
+
+def _patsy_order(
+    component: VarianceComponent | None, frame: pd.DataFrame, first_rows: np.ndarray
+) -> list[np.ndarray]:
+    """Sort keys of a component's levels in patsy's column order, fastest first.
+
+    For ``C(f):C(h)`` patsy's columns vary ``f`` fastest (MixedLM's order of
+    the group's effects); one factor, or none: the levels' own order.
+    """
+    if component is None or len(component.factors) < 2:
+        return [np.arange(len(first_rows))]
+    keys = []
+    for factor in component.factors:
+        values = frame[factor]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy()
+        else:
+            codes, _ = pd.factorize(values, sort=True)
+        keys.append(codes[first_rows])
+    return keys
 
 
 def _component_label(
