@@ -188,3 +188,26 @@ def test_weights_and_single_cluster_are_refused():
         plain.get_robustcov_results("HC1")
     with pytest.raises(TypeError, match="use_correction"):
         plain.get_robustcov_results("cluster", groups="Subject", use_correction=True)
+
+
+@pytest.mark.parametrize("kind", ["CR2", "CR1"])
+def test_df_and_f_tests_do_not_depend_on_a_regressors_units(kind):
+    """A regressor in persons instead of millions (AER's Fatalities) made its CR2 df inf and
+    moved the HTZ F test: the eigenvalue cut of Omega's inverse root was absolute (1e-12)."""
+    data = sml.datasets.load("sleepstudy")
+    data = data.assign(x=np.random.default_rng(4).normal(size=len(data)))
+    theta = sml.lmer("Reaction ~ Days + x + (Days | Subject)", data).theta
+    fits = {}
+    for scale in (1.0, 1e7):
+        scaled = data.assign(xs=data["x"] * scale)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the scales differ
+            model = sml.Lmer.from_formula("Reaction ~ Days + xs + (Days | Subject)", scaled)
+        fits[scale] = model.results_at(theta).get_robustcov_results(kind, groups="Subject")
+    small, large = fits[1.0], fits[1e7]
+    np.testing.assert_allclose(large.ddf, small.ddf, rtol=1e-7)
+    np.testing.assert_allclose(large.tvalues, small.tvalues, rtol=1e-7)
+    for L in (np.eye(3)[1:], np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) * [[1], [1e-7]]):
+        a, b = small.f_test(np.eye(3)[1:]), large.f_test(L)
+        assert float(b.fvalue) == pytest.approx(float(a.fvalue), rel=1e-6)
+        assert float(b.df_denom) == pytest.approx(float(a.df_denom), rel=1e-6)

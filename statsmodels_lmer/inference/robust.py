@@ -134,6 +134,9 @@ class ClusterRobust:
     def _htz_df(self, C: np.ndarray) -> float:
         """HTZ's ``nu`` for the rows of C (Satterthwaite's df for one row)."""
         q = C.shape[0]
+        # rows on a common scale first (nu does not depend on it), so that the
+        # eigenvalue cut of the inverse root sees Omega's shape, not the units
+        C = C / np.sqrt(np.maximum(np.diag(self.omega(C)), np.finfo(float).tiny))[:, None]
         C = _inverse_root(self.omega(C)) @ C
         D, H, N = self._moments(C)
         HH = np.einsum("jsp,jtp->jst", H, H)  # h_js . h_jt
@@ -180,9 +183,13 @@ def _solve_psd(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 
 def _inverse_root(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric inverse square root; eigenvalues at or below 1e-12 give 0."""
+    """Symmetric inverse square root; eigenvalues at or below 1e-12 of the largest give 0.
+
+    Relative: Omega's scale is that of the coefficients' units (population in
+    persons: 1e-14), and an absolute cut dropped the whole contrast (df inf).
+    """
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    keep = values > _EIGEN_TOL
+    keep = values > _EIGEN_TOL * max(float(values.max(initial=0.0)), 0.0)
     scaled = vectors[:, keep] / np.sqrt(values[keep])
     return scaled @ vectors[:, keep].T
 
