@@ -250,12 +250,13 @@ class LmerResults(LikelihoodModelResults):
 
         Parameters
         ----------
-        cov_type : {"cluster", "CR2", "CR1S", "CR1", "CR0", "nonrobust"}
+        cov_type : {"cluster", "CR2", "CR1", "CR1S", "CR1J", "CR0", "nonrobust"}
             ``"cluster"`` with ``type=`` (default ``"CR2"``), or the type
             directly. CR2 is Bell and McCaffrey's bias-reduced linearization
             with the fitted model as working covariance (clubSandwich's
-            default for lme4 fits); CR1S scales CR0 by Stata's
-            ``J (N - 1) / ((J - 1)(N - p))``, CR1 by ``J / (J - 1)``.
+            default for lme4 fits); CR1 and CR1S scale CR0 by Stata's
+            ``J (N - 1) / ((J - 1)(N - p))`` (clubSandwich's CR1S), CR1J by
+            ``J / (J - 1)`` (clubSandwich's CR1).
         use_t : None
             Kept for statsmodels' signature; tests always use t and F.
         groups : str or array_like, optional

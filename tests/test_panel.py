@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.tools.sm_exceptions import ValueWarning
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.tools.panel import hausman_statistic, rsquared_measures
@@ -205,3 +206,56 @@ def test_mundlak_refuses_a_balanced_design_with_nothing_to_test():
     res = sml.lmer("Reaction ~ Days + (1 | Subject)", sml.datasets.load("sleepstudy"))
     with pytest.raises(ValueError, match="do not vary across entities"):
         res.hausman()
+
+
+def _experience_panel() -> pd.DataFrame:
+    """A balanced panel where experience rises by 1 a year for everyone (plm's Wages)."""
+    rng = np.random.default_rng(11)
+    n_id, n_t = 60, 6
+    ids = np.repeat(np.arange(n_id), n_t)
+    time = np.tile(np.arange(1, n_t + 1), n_id)
+    start = rng.integers(1, 20, n_id)
+    data = pd.DataFrame({"id": ids, "time": time, "exp": start[ids] + time})
+    data["wks"] = rng.normal(46, 4, len(data))
+    u = rng.normal(0, 0.3, n_id)[ids]
+    data["y"] = 5 + 0.02 * data["exp"] + 0.01 * data["wks"] + u + rng.normal(0, 0.2, len(data))
+    return data
+
+
+def test_within_estimator_drops_regressors_absorbed_after_demeaning():
+    """exp is year dummies plus an entity constant: the within estimator returned 0.31
+    with SE 977 (plm drops a column); now exp is dropped, named, and the rest is the
+    within estimator without it."""
+    data = _experience_panel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ exp + wks + C(time) + (1 | id)", data)
+        plain = sml.lmer("y ~ wks + C(time) + (1 | id)", data)
+    with pytest.warns(ValueWarning, match="exp is a linear combination"):
+        within = res.within_estimator()
+    assert within.collinear == ["exp"] and "exp" in within.dropped
+    expected = plain.within_estimator()
+    np.testing.assert_allclose(within.params[expected.params.index], expected.params, rtol=1e-9)
+    np.testing.assert_allclose(within.bse[expected.params.index], expected.bse, rtol=1e-9)
+    with pytest.warns(ValueWarning), pytest.raises(ValueError, match="exp is absorbed"):
+        res.hausman(method="classic")
+
+
+def test_classic_hausman_does_not_depend_on_units():
+    """Population in persons instead of millions: 22.5 on 2 df instead of 37.5 on 3, and a
+    false 'not positive definite' warning (the eigenvalue cut saw the units)."""
+    data = _experience_panel().assign(
+        x=lambda d: d["wks"] + np.random.default_rng(2).normal(size=len(d))
+    )
+    statistics = []
+    for scale in (1.0, 1e8):
+        scaled = data.assign(xs=data["x"] * scale)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sml.lmer("y ~ wks + xs + (1 | id)", scaled)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no pseudo-inverse warning
+            test = res.hausman(method="classic")
+        statistics.append((test.statistic, test.df))
+    assert statistics[1][1] == statistics[0][1] == 2
+    assert statistics[1][0] == pytest.approx(statistics[0][0], rel=1e-5)

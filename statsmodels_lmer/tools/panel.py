@@ -42,6 +42,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..data_checks import native_byte_order
 from ..exceptions import warn
+from ..frame import aliased_columns
 from ..terms import grouping_codes
 
 __all__ = [
@@ -190,9 +191,14 @@ class WithinEstimate:
     nobs, n_entities, df_resid : int
     entity : str
     dropped : list of str
-        Time-invariant columns, absorbed by the entity effects.
+        Time-invariant columns, absorbed by the entity effects, and the
+        ``collinear`` ones.
     rsquared : pandas.Series
         The R^2 measures of ``params``.
+    collinear : list of str
+        Time-varying columns that are linear combinations of the others once
+        demeaned by entity (experience next to year dummies), dropped as plm
+        drops them.
     """
 
     params: pd.Series
@@ -205,6 +211,7 @@ class WithinEstimate:
     entity: str
     dropped: list[str] = field(default_factory=list)
     rsquared: pd.Series | None = None
+    collinear: list[str] = field(default_factory=list)
 
     @property
     def bse(self) -> pd.Series:
@@ -253,6 +260,17 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
         X_star += Xk.mean(axis=0)
     if constant is not None:
         X_star[:, keep.index(constant)] = 1.0
+    collinear = aliased_columns(X_star)  # e.g. experience next to year dummies
+    if collinear:
+        verb = "is a linear combination" if len(collinear) == 1 else "are linear combinations"
+        warn(
+            f"{', '.join(names[keep[j]] for j in collinear)} {verb} of the other regressors "
+            "once demeaned by entity: dropped from the within estimator (as plm drops them)",
+            ValueWarning,
+        )
+        absorbed = [names[keep[j]] for j in collinear]
+        X_star = np.delete(X_star, collinear, axis=1)
+        keep = [k for j, k in enumerate(keep) if j not in collinear]
     beta, *_ = np.linalg.lstsq(X_star, y_star, rcond=None)
     resid = y_star - X_star @ beta
     n, k = X_star.shape
@@ -278,6 +296,7 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
         entity=name,
         dropped=[names[j] for j in range(X.shape[1]) if j not in keep],
         rsquared=rsquared_measures(y, X, codes, full_beta, _spans_constant(X)),
+        collinear=absorbed if collinear else [],
     )
 
 
@@ -339,9 +358,15 @@ def hausman_statistic(
 
     When ``V_FE - V_RE`` is not positive definite a pseudo-inverse over its
     positive eigenvalues is used, with a warning, and the df is their number.
+    The coefficients are first put on the scale of their FE standard errors:
+    the statistic does not change, and the eigenvalue cut no longer depends on
+    the regressors' units (population in persons dropped a direction).
     """
-    diff = np.asarray(b_fe, dtype=float) - np.asarray(b_re, dtype=float)
-    var = np.asarray(cov_fe, dtype=float) - np.asarray(cov_re, dtype=float)
+    scale = np.sqrt(np.maximum(np.diag(np.asarray(cov_fe, dtype=float)), np.finfo(float).tiny))
+    diff = (np.asarray(b_fe, dtype=float) - np.asarray(b_re, dtype=float)) / scale
+    var = (np.asarray(cov_fe, dtype=float) - np.asarray(cov_re, dtype=float)) / np.outer(
+        scale, scale
+    )
     values, vectors = np.linalg.eigh((var + var.T) / 2)
     positive = values > 1e-12 * max(np.abs(values).max(), 1e-300)
     if not positive.all():
@@ -392,6 +417,13 @@ def hausman(
 
 def _classic(res: Any, entity: str | None) -> HausmanResult:
     within = within_estimator(res, entity)
+    if within.collinear:
+        raise ValueError(
+            f"the classic Hausman test compares coefficients both fits identify, but "
+            f"{', '.join(within.collinear)} is absorbed by the other regressors once "
+            "demeaned by entity (e.g. experience by year dummies): drop one of them from "
+            "the formula (plm drops the last year dummy), or use method='mundlak'"
+        )
     constant = _constant_names(res)
     names = [n for n in within.params.index if n not in constant]
     positions = [list(res.model.exog_names).index(n) for n in names]
