@@ -51,7 +51,7 @@ from .formula import (
 from .lean_design import lean_design
 from .offsets import add_offsets, formula_offset
 from .terms import RandomTerm, build_random_terms
-from .transform_rows import names_in_code, patsy_columns, relearn_transforms
+from .transform_rows import names_in_code, patsy_columns, readable_design, relearn_transforms
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = [
@@ -570,8 +570,9 @@ def _fixed_part(
         raise _TransformNaNError(nan_rows, names)
     check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
-    exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=X.design_info.column_names)
-    return endog, exog, X.design_info
+    design_info = readable_design(X.design_info)  # C(year)[T.1936], not [T.np.int64(1936)]
+    exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=design_info.column_names)
+    return endog, exog, design_info
 
 
 def transform_source(

@@ -22,7 +22,7 @@ from .columns import column_array, suggest_column, undefined_name
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
-from .transform_rows import design_matrix
+from .transform_rows import design_matrix, readable_name
 
 __all__ = [
     "RandomTerm",
@@ -459,4 +459,4 @@ def _term_columns(
         raise FormulaError(f"random-effects term {bar} has no columns")
     if not np.all(np.isfinite(values)):
         raise DataError(f"random-effects term {bar} has non-finite values in its columns")
-    return values, tuple(design.columns)
+    return values, tuple(readable_name(name) for name in design.columns)

@@ -20,6 +20,7 @@ contrasts alike.
 from __future__ import annotations
 
 import ast
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +31,8 @@ __all__ = [
     "design_matrix",
     "names_in_code",
     "patsy_columns",
+    "readable_design",
+    "readable_name",
     "relearn_transforms",
     "stateful_factors",
 ]
@@ -139,3 +142,25 @@ def patsy_columns(frame: pd.DataFrame, used: list[Any]) -> dict[str, Any]:
 
 def _is_plain_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+_NUMPY_REPR = re.compile(r"np\.(?:u?int\d+|float\d+|bool_?|str_)\((.*?)\)(?=[\]:])")
+"""numpy 2's scalar repr (``np.int64(1936)``) inside a patsy level label."""
+
+
+def readable_name(name: str) -> str:
+    """A patsy column name with numpy 2's scalar reprs as plain values.
+
+    patsy labels a level by ``repr``: an integer column in ``C(year)`` gave
+    ``C(year)[T.np.int64(1936)]``, where R, formulaic and patsy under numpy 1
+    give ``C(year)[T.1936]`` (the name ``params`` and ``t_test`` expect).
+    """
+    return _NUMPY_REPR.sub(r"\1", name) if "np." in name else name
+
+
+def readable_design(info: Any) -> Any:
+    """``info`` (a patsy ``DesignInfo``) with :func:`readable_name` column names."""
+    names = [readable_name(name) for name in info.column_names]
+    if names == list(info.column_names) or len(set(names)) != len(names):
+        return info
+    return patsy.DesignInfo(names, factor_infos=info.factor_infos, term_codings=info.term_codings)

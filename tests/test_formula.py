@@ -204,3 +204,30 @@ def test_callers_names_do_not_hide_formula_syntax():
     assert C is np and I == 3 and Q == "text"  # the caller's names are untouched
     plain = sml.lmer("angle ~ C(recipe, Sum) + I(temp / 10) + (1 | replicate)", cake)
     assert res.llf == pytest.approx(plain.llf, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels_lmer.exceptions.SingularFitWarning")
+def test_integer_levels_are_named_by_their_values():
+    """Under numpy 2 patsy named an int64 level by its repr: C(year)[T.np.int64(1937)],
+    so ``params["C(year)[T.1937]"]`` and ``t_test("C(year)[T.1937] = 0")`` failed."""
+    data = sml.datasets.load("sleepstudy")
+    data = data.assign(year=(data["Days"] % 3 + 1936).astype("int64"), half=data["Days"] % 2 / 2)
+    res = sml.lmer("Reaction ~ C(year) + C(half) + Days + (0 + C(year) | Subject)", data)
+    assert list(res.params.index) == [
+        "Intercept",
+        "C(year)[T.1937]",
+        "C(year)[T.1938]",
+        "C(half)[T.0.5]",
+        "Days",
+    ]
+    assert list(res.ranef["Subject"].columns) == ["C(year)[1936]", "C(year)[1937]", "C(year)[1938]"]
+    test = res.t_test("C(year)[T.1937] = 0")
+    assert float(test.effect[0]) == res.params["C(year)[T.1937]"]
+    np.testing.assert_allclose(res.predict(data.head(5)), res.fittedvalues.iloc[:5], rtol=1e-12)
+    assert list(res.anova().index) == ["C(year)", "C(half)", "Days"]
+    dd = pytest.importorskip("dask.dataframe")
+    on_dask = sml.lmer(
+        "Reaction ~ C(year) + Days + (1 | Subject)", dd.from_pandas(data, npartitions=2)
+    )
+    assert list(on_dask.params.index) == ["Intercept", "C(year)[T.1937]", "C(year)[T.1938]", "Days"]
+    assert list(on_dask.anova().index) == ["C(year)", "Days"]

@@ -57,7 +57,7 @@ from ..frame import (
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
-from ..transform_rows import names_in_code
+from ..transform_rows import names_in_code, readable_name
 from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (
@@ -460,7 +460,7 @@ def _bar_plans(parsed: ParsedFormula, designs: list[Any], scan: ScanSummary) -> 
             raise FormulaError(f"random-effects term {bar} has no columns")
         combos = scan.combos[bar.factors]
         _, levels = grouping_codes(combos, bar.factors)
-        names = tuple(design.column_names)
+        names = tuple(readable_name(name) for name in design.column_names)
         term = RandomTerm(
             bar.group,
             bar.group,
@@ -502,7 +502,7 @@ def _finish(
     fixed columns, assemble the model's data.
     """
     sums.magnitudes.check()
-    names = list(designs[1].column_names)
+    names = [readable_name(name) for name in designs[1].column_names]
     p = len(names)
     r_factor = _square_r(sums.fixed.r_factor)
     diagonal = np.abs(np.diagonal(r_factor))
@@ -666,7 +666,8 @@ class DaskRows:
 
     def full_design_names(self) -> list[str]:
         """Column names of lmerTest's full dummy design (type III contrasts)."""
-        return [name for i in self.plan.full_designs for name in self.plan.designs[i].column_names]
+        designs = [self.plan.designs[i] for i in self.plan.full_designs]
+        return [readable_name(name) for design in designs for name in design.column_names]
 
     # -- lazy row-level results -------------------------------------------------------
     def values(self, res: Any, what: str) -> Any:
