@@ -259,3 +259,23 @@ def test_classic_hausman_does_not_depend_on_units():
         statistics.append((test.statistic, test.df))
     assert statistics[1][1] == statistics[0][1] == 2
     assert statistics[1][0] == pytest.approx(statistics[0][0], rel=1e-5)
+
+
+def test_within_estimator_of_a_constant_implied_by_time_invariant_dummies():
+    """``0 + C(sector) + x`` with sector constant within firms is ``C(sector) + x``: the
+    within estimator lost its constant and R^2 between came out as -2.7 (EmplUK)."""
+    data = _experience_panel()
+    data["sector"] = (data["id"] % 3).map({0: "a", 1: "b", 2: "c"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        usual = sml.lmer("y ~ C(sector) + wks + (1 | id)", data)
+        implied = sml.lmer("y ~ 0 + C(sector) + wks + (1 | id)", data)
+    a, b = usual.within_estimator(), implied.within_estimator()
+    assert list(b.params.index) == ["Intercept", "wks"]
+    np.testing.assert_allclose(b.params, a.params, rtol=1e-10)
+    np.testing.assert_allclose(b.rsquared, a.rsquared, rtol=1e-10)
+    np.testing.assert_allclose(  # two fits: their optima agree to about 1e-7
+        implied.hausman(method="classic").statistic,
+        usual.hausman(method="classic").statistic,
+        rtol=1e-5,
+    )

@@ -246,6 +246,11 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
     names = list(model.exog_names)
     constant = _constant_column(X)
     varying = _time_varying(X, codes, n_entities)
+    if constant is None and _spans_constant(X) and not _spans_constant(X[:, varying]):
+        # the constant is implied by time-invariant dummies (0 + C(sector) + x): made
+        # explicit, as with C(sector) + x (without it R^2 between came out as -2.7)
+        X, names, constant = np.column_stack([np.ones(len(y)), X]), ["Intercept", *names], 0
+        varying = np.concatenate([[False], varying])
     keep = [k for k in range(X.shape[1]) if varying[k] or k == constant]
     if not np.any(varying):
         raise ValueError("the model has no time-varying regressor: the within estimator is empty")
@@ -425,7 +430,8 @@ def _classic(res: Any, entity: str | None) -> HausmanResult:
             "the formula (plm drops the last year dummy), or use method='mundlak'"
         )
     constant = _constant_names(res)
-    names = [n for n in within.params.index if n not in constant]
+    exog_names = set(res.model.exog_names)  # not an Intercept made explicit by the within fit
+    names = [n for n in within.params.index if n not in constant and n in exog_names]
     positions = [list(res.model.exog_names).index(n) for n in names]
     b_re = np.asarray(res.params, dtype=float)[positions]
     cov_re = np.asarray(res.normalized_cov_params, dtype=float)[np.ix_(positions, positions)]
