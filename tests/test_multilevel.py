@@ -98,3 +98,16 @@ def test_predict_interval_covers_and_widens_for_new_levels(sleep_fit):
     expected = 2 * 1.6449 * np.sqrt(random_var + fixed_var)
     width = (mean_only["upper"] - mean_only["lower"]).iloc[0]
     assert width == pytest.approx(expected, rel=0.03)  # 20000 draws: quantiles to ~1%
+
+
+def test_variance_explained_refuses_fits_on_different_rows():
+    """A missing predictor value drops rows from the full model only; the comparison of
+    its variances with the reduced model's was silently between different samples."""
+    data = sml.datasets.load("sleepstudy").assign(x=lambda d: d["Days"].astype(float))
+    data.loc[:9, "x"] = np.nan
+    reduced = sml.lmer("Reaction ~ 1 + (1 | Subject)", data)
+    full = sml.lmer("Reaction ~ x + (1 | Subject)", data)
+    with pytest.raises(ValueError, match="different rows \\(180 and 170"):
+        sml.variance_explained(reduced, full)
+    same = sml.lmer("Reaction ~ 1 + (1 | Subject)", data.dropna(subset=["x"]))
+    assert len(sml.variance_explained(same, full)) == 2

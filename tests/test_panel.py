@@ -279,3 +279,11 @@ def test_within_estimator_of_a_constant_implied_by_time_invariant_dummies():
         usual.hausman(method="classic").statistic,
         rtol=1e-5,
     )
+
+
+def test_entity_with_missing_values_is_named():
+    data = _experience_panel().assign(other=lambda d: d["id"].astype(float))
+    data.loc[data["id"] == 3, "other"] = np.nan
+    res = sml.lmer("y ~ wks + (1 | id)", data)
+    with pytest.raises(ValueError, match="entity column 'other' has 6 missing values"):
+        res.within_estimator(entity="other")

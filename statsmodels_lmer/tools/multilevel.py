@@ -96,6 +96,13 @@ def variance_explained(res_reduced: Any, res_full: Any) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``grp, var1, vcov_reduced, vcov_full, explained``.
     """
+    n_reduced, n_full = int(res_reduced.nobs), int(res_full.nobs)
+    if n_reduced != n_full:
+        raise ValueError(
+            f"the models are fitted on different rows ({n_reduced} and {n_full}, e.g. missing "
+            "values in a predictor of the full model only): fit the reduced model on the "
+            "full model's rows, e.g. data.dropna(subset=[...])"
+        )
     keys = ["grp", "var1"]
     reduced = res_reduced.varcorr
     full = res_full.varcorr

@@ -78,6 +78,12 @@ def panel_entity(model: Any, entity: str | None = None) -> tuple[str, np.ndarray
     frame = model.data.frame
     if entity not in frame.columns:
         raise KeyError(f"entity column {entity!r} is not in the fitted data")
+    missing = int(frame[entity].isna().sum())
+    if missing:
+        raise ValueError(
+            f"entity column {entity!r} has {missing} missing values among the fitted rows; "
+            "give every row its entity (or fit on the rows that have one)"
+        )
     codes, _ = grouping_codes(frame, (entity,))
     return entity, codes
 
