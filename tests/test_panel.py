@@ -287,3 +287,16 @@ def test_entity_with_missing_values_is_named():
     res = sml.lmer("y ~ wks + (1 | id)", data)
     with pytest.raises(ValueError, match="entity column 'other' has 6 missing values"):
         res.within_estimator(entity="other")
+
+
+def test_hausman_refuses_two_way_random_effects():
+    """The classic test compared a one-way within estimator with the two-way fit (9.5 on
+    2 df; plm's two-way phtest 47.6 on 4); the default one failed asking for coarser
+    clusters, which hausman() cannot take."""
+    data = _experience_panel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ wks + (1 | id) + (1 | time)", data)
+    for method in ("classic", "mundlak"):
+        with pytest.raises(ValueError, match=r"one-way.*id, time.*C\(year\)"):
+            res.hausman(method=method)

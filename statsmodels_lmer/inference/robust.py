@@ -233,7 +233,7 @@ def _check_nested(model: Any, codes: np.ndarray, name: str) -> None:
             level = term.levels[int(np.argmax(spread > 1))]
             raise ValueError(
                 f"random effects of {term.group!r} are not nested in the clusters "
-                f"{name!r} (level {level!r} occurs in {int(spread.max())} clusters): "
+                f"{name!r} (level {str(level)!r} occurs in {int(spread.max())} clusters): "
                 "a cluster-robust covariance needs every grouping factor nested in the "
                 "clusters, as clubSandwich requires; cluster by a coarser variable"
             )

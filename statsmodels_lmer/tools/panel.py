@@ -419,6 +419,14 @@ def hausman(
     -------
     HausmanResult
     """
+    groups = list(dict.fromkeys(term.group for term in res.model.random_terms))
+    if len(groups) > 1:
+        raise ValueError(
+            f"hausman() tests a one-way random-effects model; this one has random effects "
+            f"for {', '.join(groups)}. For two-way panels keep the entity random and make "
+            "time fixed, e.g. y ~ x + C(year) + (1 | firm) (a one-way within estimator "
+            "would be compared with a two-way fit)"
+        )
     if method == "classic":
         return _classic(res, entity)
     if method == "mundlak":
