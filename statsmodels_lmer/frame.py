@@ -521,6 +521,9 @@ def used_columns(parsed: ParsedFormula, data: Any) -> tuple[list[str], set[str],
 
 
 def _suggest(name: str, data: Any) -> str:
+    index_names = [str(level) for level in getattr(data.index, "names", []) if level is not None]
+    if name in index_names:  # a (MultiIndex) level, as linearmodels' panels have them
+        return " (it is a level of the index: pass data.reset_index())"
     return suggest_column(name, data.columns)
 
 

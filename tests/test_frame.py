@@ -367,3 +367,12 @@ def test_transform_giving_inf_is_refused_with_a_hint(sleep):
     data = sleep.assign(x1=sleep["Days"].astype(float))
     with pytest.raises(DataError, match=r"non-finite values on 18 rows.*subset="):
         sml.lmer("Reaction ~ np.log(x1) + (1 | Subject)", data)
+
+
+def test_index_level_named_as_a_column_gets_a_pointer(sleep):
+    """A panel indexed by (entity, time), as linearmodels' users have it."""
+    panel = sleep.set_index(["Subject", "Days"])
+    with pytest.raises(UnknownColumnError, match=r"level of the index: pass data.reset_index"):
+        sml.lmer("Reaction ~ 1 + (1 | Subject)", panel)
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", panel.reset_index())
+    assert res.nobs == 180
