@@ -113,6 +113,8 @@ class Lmer(LikelihoodModel):
     """
 
     partitions: Any = None
+    subset_given: bool = False
+    missing: str = "drop"
 
     def __init__(
         self,
@@ -260,13 +262,14 @@ class Lmer(LikelihoodModel):
             model.restricted, model.mixedlm_spec = restricted, spec
             model.formula_namespace = FormulaNamespace.capture(built.codes, data.columns, eval_env)
             return model
+        missing = kwargs.pop("missing", "drop")
         mf = build_model_frame(
             parsed,
             data,
             weights=weights,
             offset=offset,
             subset=subset,
-            missing=kwargs.pop("missing", "drop"),
+            missing=missing,
             eval_env=eval_env,
             transform_data=transform_data,
         )
@@ -293,6 +296,7 @@ class Lmer(LikelihoodModel):
         model.formula = formula
         model.data.frame = mf.frame
         model.data.transform_data = mf.transform_data
+        model.subset_given, model.missing = subset is not None, missing  # for update(data=)
         return model
 
     @classmethod

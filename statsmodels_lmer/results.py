@@ -724,8 +724,12 @@ class LmerResults(LikelihoodModelResults):
 
         A column several terms share (``(x | g) + (1 | g)``: two intercepts)
         gets each term's effect once (lme4's ``coef`` adds the first twice).
+        Columns match by name as R's do: a random ``f[b]`` (``0 + f | g``) adds
+        to the fixed ``f[T.b]``, both ``fb`` in R; a random column without a
+        fixed one (``f[a]``) is a column of its own.
         """
         fixef = self.fixef
+        by_key = {_coef_key(name): name for name in fixef.index}
         out = {}
         for group, frame in self.ranef.items():
             table = pd.DataFrame(
@@ -735,9 +739,10 @@ class LmerResults(LikelihoodModelResults):
             )
             for position, column in enumerate(frame.columns):
                 values = frame.iloc[:, position].to_numpy()
-                if column in table.columns:
-                    values = table[column].to_numpy() + values
-                table[column] = values
+                name = column if column in table.columns else by_key.get(_coef_key(column), column)
+                if name in table.columns:
+                    values = table[name].to_numpy() + values
+                table[name] = values
             out[group] = table
         return out
 
@@ -1150,6 +1155,11 @@ def _newdata(exog: Any, kwargs: dict[str, Any], where: str, known: list[str]) ->
     if kwargs:
         raise unknown_keyword_error(where, list(kwargs), known)
     return newdata
+
+
+def _coef_key(name: str) -> str:
+    """A column name as R writes it for matching: patsy's ``f[T.b]`` and ``f[b]`` alike."""
+    return name.replace("[T.", "[")
 
 
 def _no_override(*values: Any) -> None:

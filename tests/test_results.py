@@ -258,3 +258,43 @@ def test_remove_data_keeps_the_summary_and_names_what_needs_rows():
         fit.anova()
     with pytest.raises(DataError, match="fitted values and residuals need the model's rows"):
         fit.resid  # noqa: B018
+
+
+def test_coef_adds_factor_coded_random_effects_to_the_fixed_ones():
+    """``score ~ Machine + (0 + Machine | Worker)``: lme4's coef gives worker 1 MachineB
+    10.5199 (7.9667 + 2.5532), R naming both columns MachineB; ours kept 7.9667 for every
+    worker and put the random part in a column of its own."""
+    from conftest import FIXTURES
+
+    data = pd.read_csv(FIXTURES / "data" / "gallery_Machines.csv.gz", dtype={"Worker": str})
+    res = sml.lmer("score ~ Machine + (0 + Machine | Worker)", data)
+    table = res.coef()["Worker"]
+    ranef = res.ranef["Worker"]
+    np.testing.assert_allclose(
+        table["Machine[T.B]"], res.fixef["Machine[T.B]"] + ranef["Machine[B]"], rtol=1e-12
+    )
+    np.testing.assert_allclose(table["Machine[A]"], ranef["Machine[A]"], rtol=1e-12)
+    # lme4 1.1-31's coef(m)$Worker["1", ]: MachineA 0.3120, MachineB 10.5199, MachineC 14.8470
+    np.testing.assert_allclose(
+        table.loc["1", ["Machine[A]", "Machine[T.B]", "Machine[T.C]"]],
+        [0.3120, 10.5199, 14.8470],
+        atol=2e-4,
+    )
+
+
+def test_update_with_new_data_asks_for_the_subset_again():
+    """lme4's update(m, data = d2) applies the subset expression to d2 (108 rows of 144,
+    REMLcrit 1043.284); ours silently fitted all 144 rows. missing= is carried."""
+    data = sml.datasets.load("sleepstudy")
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", data, subset=data["Days"] < 8)
+    other = data[data["Subject"].astype(str) != "308"]
+    with pytest.raises(DataError, match="fitted with subset=: pass subset= for the new data"):
+        res.update(data=other)
+    again = res.update(data=other, subset=other["Days"] < 8)
+    direct = sml.lmer("Reaction ~ Days + (1 | Subject)", other[other["Days"] < 8])
+    assert again.nobs == 136 and again.llf == pytest.approx(direct.llf, rel=1e-10)
+    assert res.update(data=other, subset=None).nobs == 170
+    strict = sml.lmer("Reaction ~ Days + (1 | Subject)", data, missing="raise")
+    holes = other.assign(Days=other["Days"].where(other.index != other.index[0]))
+    with pytest.raises(DataError, match="missing values"):
+        strict.update(data=holes)

@@ -111,12 +111,24 @@ def update_arguments(
     must be given. The formula is evaluated as the model's was (restricted,
     or with the names its formula used).
 
+    ``missing`` is carried. ``subset`` is not: for new data it must be given
+    again (lme4 evaluates its subset expression in the new data; a mask of the
+    old rows means nothing there).
+
     Raises
     ------
     DataError
-        New data for a model fitted with weight or offset arrays, without them.
+        New data for a model fitted with weight or offset arrays, or with
+        ``subset=``, without them.
     """
     kwargs = dict(model_kwargs)
+    kwargs.setdefault("missing", getattr(model, "missing", "drop"))
+    if data is not None and getattr(model, "subset_given", False) and "subset" not in kwargs:
+        raise DataError(
+            "the model was fitted with subset=: pass subset= for the new data (a selection "
+            "of its rows, e.g. subset=d2.Days < 8, as lme4 reads its subset in the new "
+            "data), or subset=None for all of them"
+        )
     for what in ("weights", "offset"):
         column = getattr(model, f"{what}_column", None)
         if what in kwargs:
