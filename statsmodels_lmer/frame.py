@@ -667,8 +667,8 @@ def check_fixed_values(response: str, y: np.ndarray, X: np.ndarray, design_info:
 
 
 _NAN_HINT = (
-    " (a transform such as np.log gives -inf at 0, NaN below): leave such rows out "
-    "with subset= (e.g. subset=data.x > 0)"
+    " (a transform such as np.log gives -inf at 0, NaN below): leave those rows out of "
+    "the data first"
 )
 
 

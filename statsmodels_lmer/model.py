@@ -40,7 +40,7 @@ from .mixedlm_formula import MixedLMSpec, translate_mixedlm
 from .restricted import check_restricted, restricted_env
 from .results import LmerResults, LmerResultsWrapper
 from .terms import RandomTerm, unique_names
-from .transform_rows import design_matrix
+from .transform_rows import design_matrix, readable_design
 from .transforms import FORMULA_TRANSFORMS
 
 __all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
@@ -355,7 +355,7 @@ class Lmer(LikelihoodModel):
                     design = design_matrix(
                         rhs, frame, self.formula_env(), getattr(self.data, "transform_data", None)
                     )
-                self.data.model_spec = design.design_info
+                self.data.model_spec = readable_design(design.design_info)
             except Exception:  # reported by formula_env() or design_info when needed
                 self.data.model_spec = None
 

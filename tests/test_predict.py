@@ -137,3 +137,26 @@ def test_missing_grouping_value_is_a_new_level_when_allowed():
         np.testing.assert_allclose(frame["mean"], allowed, rtol=1e-12)
         interval = res.predict_interval(new, n_sims=200, seed=1, allow_new_levels=True)
         assert np.all(np.isfinite(np.asarray(interval, dtype=float)))
+
+
+def test_category_only_in_rows_left_out_does_not_break_predict():
+    """Level c of f occurs only in rows dropped for a missing x; newdata with such a row
+    (NaN anyway) failed as a whole: "mismatching levels: expected ('b', 'a'), got
+    ('c', 'b', 'a')". The Dask path gave NaN for that row only."""
+    rng = np.random.default_rng(1)
+    n = 300
+    data = pd.DataFrame(
+        {
+            "g": rng.integers(0, 15, n),
+            "x": rng.normal(size=n),
+            "f": pd.Categorical(rng.choice(list("abc"), n), categories=["c", "b", "a"]),
+        }
+    )
+    data["y"] = data.x + rng.normal(size=15)[data.g] + rng.normal(size=n)
+    data.loc[data.f == "c", "x"] = np.nan
+    res = sml.lmer("y ~ x + f + (1 | g)", data)
+    new = pd.concat([data[data.f != "c"].head(4), data[data.f == "c"].head(1)])
+    predicted = np.asarray(res.predict(new))
+    assert np.isnan(predicted[-1])
+    np.testing.assert_allclose(predicted[:4], res.predict(new.head(4)), rtol=1e-14)
+    np.testing.assert_allclose(predicted[:4], res.fittedvalues.loc[new.index[:4]], rtol=1e-12)

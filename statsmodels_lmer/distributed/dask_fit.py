@@ -57,7 +57,7 @@ from ..frame import (
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
-from ..transform_rows import names_in_code, readable_name
+from ..transform_rows import names_in_code, readable_design, readable_name
 from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (
@@ -182,7 +182,7 @@ class PartitionedData(PandasData):
     def model_spec(self) -> Any:
         """patsy's ``DesignInfo`` of the fixed part (rebuilt after unpickling)."""
         if "model_spec" not in self._cache:
-            self._cache["model_spec"] = self.spec.build()
+            self._cache["model_spec"] = readable_design(self.spec.build())
         return self._cache["model_spec"]
 
     def attach_rows(self, result: Any) -> Any:

@@ -318,9 +318,13 @@ def _design_spec(model: Any) -> Any:
 
 
 def fixed_matrix(model: Any, rows: pd.DataFrame) -> np.ndarray:
-    """The fixed-effects model matrix of new rows (the model's own coding)."""
+    """The fixed-effects model matrix of new rows (the model's own coding).
+
+    The rows' categoricals are put on the fitted categories again: rows left
+    out for a missing value may have held the only new category.
+    """
     spec = _design_spec(model)
-    rows = patsy_rows(model, rows)
+    rows = patsy_rows(model, fitted_types(model, rows))
     try:
         (design,) = patsy.build_design_matrices(
             [spec], rows, return_type="dataframe", NA_action="raise"
