@@ -489,3 +489,16 @@ def test_level_codes_from_threads_sharing_a_plan():
         for result in results:
             assert isinstance(result, np.ndarray), result
             np.testing.assert_array_equal(result, expected)
+
+
+def test_new_level_of_a_fixed_factor_is_the_in_memory_error():
+    """On Dask patsy's own PatsyError surfaced at compute()."""
+    data = sml.datasets.load("cake")[["angle", "recipe", "replicate"]]
+    res = sml.lmer("angle ~ recipe + (1 | replicate)", dd.from_pandas(data, npartitions=2))
+    new = data.head(3).assign(recipe=["A", "B", "Z"])
+    memory = sml.lmer("angle ~ recipe + (1 | replicate)", data)
+    with pytest.raises(DataError, match="cannot build the fixed effects for newdata") as own:
+        memory.predict(new)
+    with pytest.raises(DataError) as lazy:
+        res.predict(dd.from_pandas(new, npartitions=1)).compute()
+    assert str(lazy.value) == str(own.value)

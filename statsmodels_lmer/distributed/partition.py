@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import patsy
 import scipy.linalg as sla
 
 from ..data_checks import (
@@ -649,7 +650,10 @@ def predict_partition(
         complete &= ~np.isnan(row_offset)
     rows = numeric_objects(frame.loc[complete], [c for c in plan.rows.numbers if c in needed])
     rows = plain_columns(rows, needed)
-    matrices = evaluate_designs(wanted, patsy_columns(rows, needed), len(rows))
+    try:
+        matrices = evaluate_designs(wanted, patsy_columns(rows, needed), len(rows))
+    except patsy.PatsyError as err:  # a new level of a fixed factor: as in memory
+        raise DataError(f"cannot build the fixed effects for newdata: {err.message}") from None
     X = matrices[0] if plan.fixed_keep is None else matrices[0][:, plan.fixed_keep]
     values = X @ params
     if row_offset is not None:
