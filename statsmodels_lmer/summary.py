@@ -129,15 +129,27 @@ def lmer_summary(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> L
     if 1 < res.k_fixed <= 12:
         corr = _fixed_correlation(res).map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
         smry.add_section("Correlation of fixed effects:", corr)
+    elif res.k_fixed > 12:
+        smry.add_section(
+            "",
+            text=[
+                f"Correlation matrix not shown by default, as p = {res.k_fixed} > 12 "
+                "(as lme4); res.cov_params() has it."
+            ],
+        )
     smry.add_section("", text=_messages(res, ddf))
     return smry
 
 
 def _number(value: float) -> str:
+    """Four decimals, and four significant digits below 0.1 (lmerTest's SE 0.002158, not
+    0.0022); scientific notation below 1e-4 and from 1e6."""
     if not np.isfinite(value):
         return str(value)
     if value != 0 and (abs(value) < 1e-4 or abs(value) >= 1e6):
         return f"{value:.3e}"
+    if value != 0 and abs(value) < 0.1:
+        return f"{value:.{3 - int(np.floor(np.log10(abs(value))))}f}"
     return f"{value:.4f}"
 
 
@@ -212,8 +224,8 @@ def random_effects_table(res: Any) -> pd.DataFrame:
                 {
                     "Groups": label if position == 0 else "",
                     "Name": row["var1"] if isinstance(row["var1"], str) else "",
-                    "Variance": f"{row['vcov']:.4f}",
-                    "Std.Dev.": f"{row['sdcor']:.4f}",
+                    "Variance": _number(row["vcov"]),
+                    "Std.Dev.": _number(row["sdcor"]),
                     "Corr": " ".join(corr),
                 }
             )

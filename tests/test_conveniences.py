@@ -262,3 +262,17 @@ def test_data_name_only_when_known(sleep):
         warnings.simplefilter("ignore")
         res = sml.lmer("Reaction ~ Days + (1 | Subject)", plain)
     assert "   Data: 180 observations" in res.summary().as_text()
+
+
+def test_summary_keeps_four_significant_digits_of_small_numbers(sleep):
+    """lmerTest prints an SE of 0.002158 where we printed 0.0022, and a variance of 2.6e-05
+    as 0.0000; p > 12 gets lme4's "not shown" note."""
+    data = sleep.assign(hours=sleep["Days"] * 24.0 * 60)  # minutes: a small slope
+    res = sml.lmer("Reaction ~ hours + (1 | Subject)", data)
+    text = res.summary().as_text()
+    se = float(res.bse["hours"])
+    assert 1e-4 < se < 1e-2 and f"{se:.{3 - int(np.floor(np.log10(se)))}f}" in text
+    cake = sml.lmer(
+        "angle ~ recipe * temperature + (1 | recipe:replicate)", sml.datasets.load("cake")
+    )
+    assert "Correlation matrix not shown by default, as p = 18 > 12" in cake.summary().as_text()
