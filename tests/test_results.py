@@ -298,3 +298,16 @@ def test_update_with_new_data_asks_for_the_subset_again():
     holes = other.assign(Days=other["Days"].where(other.index != other.index[0]))
     with pytest.raises(DataError, match="missing values"):
         strict.update(data=holes)
+
+
+def test_refit_matches_a_series_by_label():
+    """A Series of the new response in another order gave REML 1968.88 instead of 1865.21:
+    it was taken by position."""
+    data = sml.datasets.load("sleepstudy")
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", data)
+    y = res.simulate(1, seed=3).iloc[:, 0]
+    reference = res.refit(y.to_numpy())
+    shuffled = res.refit(y.sample(frac=1.0, random_state=1))
+    assert shuffled.reml_criterion == pytest.approx(reference.reml_criterion, rel=1e-12)
+    with pytest.raises(DataError, match="index does not match the rows of the fitted rows"):
+        res.refit(pd.Series(y.to_numpy(), index=np.arange(len(y)) + 500))

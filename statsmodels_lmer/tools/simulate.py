@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
+from ..frame import rows_by_label
 from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
 from .predict import fitted_keyword, selected_terms
@@ -84,13 +85,17 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     Parameters
     ----------
     endog : array_like, shape (nobs,)
-        New response for the fitted rows.
+        New response for the fitted rows; a pandas Series is matched to them
+        by its index (in another order it is reordered; other labels are refused).
     **fit_kwargs
         Passed to :meth:`Lmer.fit`; by default the same REML setting and
         optimizer, starting from the fitted theta with a first BOBYQA step of
         a quarter of it (``initial_step=0.25``: sleepstudy's parametric
         bootstrap refits took 45 evaluations on average instead of 67).
     """
+    frame = getattr(res.model.data, "frame", None)
+    if isinstance(endog, pd.Series) and frame is not None:  # by label, as weights are
+        endog = rows_by_label(endog, frame, "endog", "the fitted rows")
     new = res.model.with_response(endog)  # reuses the cross-products but the response's
     fit_kwargs.setdefault("reml", res.reml)
     fit_kwargs.setdefault("start_theta", res.theta)
