@@ -204,10 +204,15 @@ def build_model_frame(
         incomplete |= np.isnan(offset_terms)
     n_dropped = int(incomplete.sum())
     if n_dropped and missing != "drop":
+        given = {"weights": (weights, weights_given), "offset": (offset, offset_given)}
+        named = [str(c) for c in used] + [
+            name if isinstance(name, str) else what
+            for what, (values, name) in given.items()
+            if values is not None and np.isnan(values).any()
+        ]
         raise DataError(
             f"{n_dropped} of {len(data)} rows have missing values in the columns "
-            f"the model uses ({', '.join(map(str, used))}); pass missing='drop' to "
-            "drop them"
+            f"the model uses ({', '.join(named)}); pass missing='drop' to drop them"
         )
     if n_dropped == len(data):
         raise DataError(

@@ -376,3 +376,10 @@ def test_index_level_named_as_a_column_gets_a_pointer(sleep):
         sml.lmer("Reaction ~ 1 + (1 | Subject)", panel)
     res = sml.lmer("Reaction ~ Days + (1 | Subject)", panel.reset_index())
     assert res.nobs == 180
+
+
+def test_missing_raise_names_the_weights_column(sleep):
+    data = sleep.assign(w=1.0)
+    data.loc[3, "w"] = np.nan
+    with pytest.raises(DataError, match=r"\(Reaction, Days, Subject, w\)"):
+        sml.lmer("Reaction ~ Days + (1 | Subject)", data, weights="w", missing="raise")
