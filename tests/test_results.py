@@ -311,3 +311,15 @@ def test_refit_matches_a_series_by_label():
     assert shuffled.reml_criterion == pytest.approx(reference.reml_criterion, rel=1e-12)
     with pytest.raises(DataError, match="index does not match the rows of the fitted rows"):
         res.refit(pd.Series(y.to_numpy(), index=np.arange(len(y)) + 500))
+
+
+def test_tools_refitting_the_fitted_rows_work_after_subset():
+    """influence(method="full") and hausman() refit on the fitted rows with update(data=);
+    with update(data=) asking for subset= again they failed on models fitted with one."""
+    data = sml.datasets.load("sleepstudy")
+    keep = ~((data["Subject"].astype(str) == "308") & (data["Days"] > 6))  # unbalanced
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", data, subset=keep)
+    direct = sml.lmer("Reaction ~ Days + (1 | Subject)", data[keep])
+    full = res.influence(method="full").frame
+    np.testing.assert_allclose(full, direct.influence(method="full").frame, rtol=1e-5)
+    assert res.hausman().statistic == pytest.approx(direct.hausman().statistic, rel=1e-6)

@@ -213,7 +213,8 @@ def _full_refits(
         for rows in members:
             keep = np.ones(n, dtype=bool)
             keep[rows] = False
-            kwargs = {"reml": res.reml, "start_theta": np.asarray(res.theta)}
+            # the fitted rows already: no subset= to apply again
+            kwargs = {"reml": res.reml, "start_theta": np.asarray(res.theta), "subset": None}
             for name in ("weights", "offset"):
                 values = fitted_keyword(model, name)  # offset() terms: from the formula
                 if values is not None:

@@ -482,7 +482,7 @@ def _mundlak(res: Any, cov_type: str, entity: str | None) -> HausmanResult:
     with warnings.catch_warnings():
         # means constant across entities are aliased with the intercept and dropped
         warnings.filterwarnings("ignore", "fixed-effect model matrix is rank deficient")
-        fit = res.update(formula, data=frame, offset=model.offset_argument)
+        fit = res.update(formula, data=frame, offset=model.offset_argument, subset=None)
     kept = [(n, c) for n, c in zip(names, columns) if c in fit.model.exog_names]
     if not kept:
         raise ValueError(
