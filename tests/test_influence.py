@@ -142,3 +142,16 @@ def test_result_object_and_errors():
         res.influence(group="Days")
     with pytest.raises(ValueError, match="one-step"):
         res.influence(method="approx")
+
+
+def test_relative_variance_changes_have_two_sided_cutoffs():
+    """HLMdiag flags a variance component that drops without a group as well as one that
+    grows: sleepstudy's subjects 332 (-0.274) and 308 (-0.146) are below Q1 - 3 IQR of
+    rvc_sigma2 (-0.109), and were not flagged."""
+    _, _, res = fitted_case("sleepstudy_reml")
+    infl = res.influence(method="full", progress=False)
+    values = infl.frame["rvc_sigma2"]
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    low, high = infl.cutoffs("rvc_sigma2")
+    assert (low, high) == pytest.approx((q1 - 3 * (q3 - q1), q3 + 3 * (q3 - q1)))
+    assert set(values.index[values < low]) >= {"332", "308"}

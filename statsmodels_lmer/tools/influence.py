@@ -275,11 +275,14 @@ class InfluenceResult:
         """Limits beyond which a group stands out (HLMdiag's "internal" cutoff).
 
         ``Q3 + 3 IQR`` of the measure's values above; below ``-inf``, except
-        for COVRATIO, whose departures from 1 matter both ways: ``Q1 - 3 IQR``.
+        for COVRATIO and the relative variance changes (``rvc_*``), whose
+        departures matter both ways (HLMdiag's ``dotplot_diag`` for them):
+        ``Q1 - 3 IQR``.
         """
         values = self.frame[column].to_numpy(dtype=float)
         q1, q3 = np.quantile(values[np.isfinite(values)], [0.25, 0.75])
-        lower = q1 - 3.0 * (q3 - q1) if column == "covratio" else -np.inf
+        two_sided = column == "covratio" or column.startswith("rvc_")
+        lower = q1 - 3.0 * (q3 - q1) if two_sided else -np.inf
         return float(lower), float(q3 + 3.0 * (q3 - q1))
 
     def __repr__(self) -> str:
