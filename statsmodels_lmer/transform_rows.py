@@ -148,14 +148,24 @@ _NUMPY_REPR = re.compile(r"np\.(?:u?int\d+|float\d+|bool_?|str_)\((.*?)\)(?=[\]:
 """numpy 2's scalar repr (``np.int64(1936)``) inside a patsy level label."""
 
 
+_TIME_REPR = re.compile(r"(?:Timestamp|np\.datetime64)\('([^']*)'\)(?=[\]:])")
+"""A date level: pandas' ``Timestamp('...')`` (in memory) or ``np.datetime64('...')`` (Dask)."""
+
+
 def readable_name(name: str) -> str:
     """A patsy column name with numpy 2's scalar reprs as plain values.
 
     patsy labels a level by ``repr``: an integer column in ``C(year)`` gave
     ``C(year)[T.np.int64(1936)]``, where R, formulaic and patsy under numpy 1
     give ``C(year)[T.1936]`` (the name ``params`` and ``t_test`` expect).
+    Dates become pandas' text of the time (``C(day)[T.2020-01-02 00:00:00]``),
+    in memory and on Dask alike.
     """
-    return _NUMPY_REPR.sub(r"\1", name) if "np." in name else name
+    if "np." in name:
+        name = _NUMPY_REPR.sub(r"\1", name)
+    if "(" in name and ("Timestamp(" in name or "datetime64(" in name):
+        name = _TIME_REPR.sub(lambda m: str(pd.Timestamp(m.group(1))), name)
+    return name
 
 
 def readable_design(info: Any) -> Any:

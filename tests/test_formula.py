@@ -6,6 +6,7 @@ import pickle
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import statsmodels_lmer as sml
@@ -236,3 +237,16 @@ def test_integer_levels_are_named_by_their_values():
     assert list(on_dask.params.index) == ["Intercept", "C(year)[T.1937]", "C(year)[T.1938]", "Days"]
     for kind in (3, 2, 1):  # types 1 and 2 lost the term (the design kept numpy's names)
         assert list(on_dask.anova(type=kind).index) == ["C(year)", "Days"]
+
+
+def test_date_levels_are_named_alike_in_memory_and_on_dask():
+    """C(day) was C(day)[T.Timestamp('2020-01-02 00:00:00')] in memory and
+    C(day)[T.np.datetime64('2020-01-02T00:00:00.000000000')] on Dask."""
+    data = sml.datasets.load("sleepstudy")
+    data["day"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(data["Days"] % 3, unit="D")
+    names = ["Intercept", "C(day)[T.2020-01-02 00:00:00]", "C(day)[T.2020-01-03 00:00:00]"]
+    res = sml.lmer("Reaction ~ C(day) + (1 | Subject)", data)
+    assert list(res.params.index) == names
+    dd = pytest.importorskip("dask.dataframe")
+    on_dask = sml.lmer("Reaction ~ C(day) + (1 | Subject)", dd.from_pandas(data, npartitions=2))
+    assert list(on_dask.params.index) == names
