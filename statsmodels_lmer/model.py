@@ -760,15 +760,33 @@ class Lmer(LikelihoodModel):
             Fixed effects (or a longer vector whose first ``k_fixed`` values
             are, as MixedLM's ``params``).
         exog : array_like, optional
-            Rows of the fixed-effects design; default the model's. For
-            predictions with random effects, from new data by formula, use
-            the results' ``predict``.
+            Rows of the fixed-effects design; default the model's, with the
+            model's offset added (new rows have none: ``res.predict(newdata,
+            re_formula="0")`` evaluates their offset). For predictions with
+            random effects, from new data by formula, use the results'
+            ``predict``.
         """
         if args or kwargs:
             raise TypeError("model.predict takes params and exog; res.predict(newdata) for more")
-        exog = self.exog if exog is None else np.asarray(exog, dtype=float)
+        own_rows = exog is None
+        exog = self.exog if own_rows else np.asarray(exog, dtype=float)
         beta = np.asarray(params, dtype=float).ravel()[: exog.shape[1]]
-        return exog @ beta
+        fixed = exog @ beta
+        if own_rows and self.offset is not None:  # the model's rows: their offset too
+            fixed = fixed + np.asarray(self.offset, dtype=float)
+        return fixed
+
+    def score(self, params: np.ndarray) -> np.ndarray:
+        """Not defined for fixed effects alone (statsmodels' MLE hook)."""
+        raise NotImplementedError(_THETA_MESSAGE.format(what="score"))
+
+    def hessian(self, params: np.ndarray) -> np.ndarray:
+        """Not defined for fixed effects alone (statsmodels' MLE hook)."""
+        raise NotImplementedError(_THETA_MESSAGE.format(what="hessian"))
+
+    def information(self, params: np.ndarray) -> np.ndarray:
+        """Not defined for fixed effects alone (statsmodels' MLE hook)."""
+        raise NotImplementedError(_THETA_MESSAGE.format(what="information"))
 
     def loglike(self, params: np.ndarray) -> float:
         """Not defined for fixed effects alone; use the fitted results' ``llf``."""
@@ -873,6 +891,13 @@ def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndar
     if np.any(theta < model.theta_lower):
         raise ValueError(f"{name} has diagonal elements below their lower bound 0")
     return theta
+
+
+_THETA_MESSAGE = (
+    "the {what} of an Lmer model is not a function of the fixed effects alone: the "
+    "criterion is profiled over theta; use model.devfun() (and its gradient, "
+    "res.optinfo['derivs']) or the results' cov_params()"
+)
 
 
 _FORMULA_SYNTAX = {"C": patsy.builtins.C, "I": patsy.builtins.I, "Q": patsy.builtins.Q}

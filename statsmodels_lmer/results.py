@@ -157,15 +157,22 @@ class LmerResults(LikelihoodModelResults):
 
     def __getstate__(self) -> dict[str, Any]:
         # The solution holds the factor and the cross-products (tens of MB for
-        # large models); it is recomputed from theta on load.
+        # large models); it is recomputed from theta on load, unless the data
+        # were removed (remove_data(), save(remove_data=True)): then it is kept.
         state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
-        state["_solution"] = None
+        if not self._data_removed():
+            state["_solution"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._cache = {}
-        self._solution = self.model.devfun(self.reml).solve(self.theta)
+        if self._solution is None:
+            self._solution = self.model.devfun(self.reml).solve(self.theta)
+
+    def _data_removed(self) -> bool:
+        """Whether ``remove_data()`` took the model's arrays (the solution cannot be redone)."""
+        return getattr(self.model, "exog", None) is None and self.model.partitions is None
 
     # -- likelihood summaries -------------------------------------------
     @property

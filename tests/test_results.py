@@ -323,3 +323,26 @@ def test_tools_refitting_the_fitted_rows_work_after_subset():
     full = res.influence(method="full").frame
     np.testing.assert_allclose(full, direct.influence(method="full").frame, rtol=1e-5)
     assert res.hausman().statistic == pytest.approx(direct.hausman().statistic, rel=1e-6)
+
+
+def test_results_pickle_after_remove_data():
+    """save(remove_data=True) wrote a file that could not be loaded: the solution was
+    recomputed on load from the model's arrays, which remove_data() had taken."""
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    expected = (res.params.copy(), res.bse.copy(), res.llf, res.conf_int().copy())
+    res.remove_data()
+    back = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_series_equal(back.params, expected[0])
+    pd.testing.assert_series_equal(back.bse, expected[1])
+    assert back.llf == expected[2]
+    pd.testing.assert_frame_equal(back.conf_int(), expected[3])
+    assert "REML criterion" in back.summary().as_text()
+
+
+def test_model_predict_adds_the_offset_of_its_rows():
+    data = sml.datasets.load("sleepstudy").assign(off=lambda d: d["Days"] * 5.0)
+    res = sml.lmer("Reaction ~ Days + (1 | Subject)", data, offset="off")
+    fixed = res.model.predict(np.asarray(res.params))
+    np.testing.assert_allclose(fixed, res.predict(data, re_formula="0"), rtol=1e-12)
+    with pytest.raises(NotImplementedError, match="profiled over theta"):
+        res.model.score(np.asarray(res.params))
