@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,8 +23,10 @@ from ..engine.gradient import POLISHED_MAX_THETA, relative_steps
 from ..linalg import cho_factor, cho_solve
 from .convergence import DERIV12_STEP, SINGULAR_TOL, central_differences, deriv12
 from .optimizers import (
+    SELF_VERIFYING,
     Objective,
     OptimizerResult,
+    cross_check_optimizer,
     has_gradient,
     minimize_theta,
     restart_from_estimate,
@@ -166,9 +169,42 @@ def optimize_lmer(
         extra += _snap_to_boundary(objective, result, lower, options.boundary_tol)
         if result.boundary_snapped:  # the derivatives were taken elsewhere
             result.derivs = None
+    restarted = result.verify_method == "restart"  # a local check is independent already
+    if options.verify and restarted and result.verified and result.method not in SELF_VERIFYING:
+        extra += _cross_check(objective, result, lower, options, derivs_wanted)
     result.n_evaluations += extra
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _cross_check(
+    objective: Objective,
+    result: OptimizerResult,
+    lower: np.ndarray,
+    options: FitOptions,
+    derivs_wanted: bool,
+) -> int:
+    """A whole fit by :func:`cross_check_optimizer` from an estimate of an optimizer
+    outside :data:`SELF_VERIFYING`; its estimate is taken when lower by more than
+    ``verify_tol`` (``verify_method`` says so). Returns the evaluations.
+
+    Such optimizers can stall again where they stopped: a REML fit by
+    Nelder-Mead ended 2.06 above the optimum, its own restart confirmed it, and
+    BOBYQA from there (with its edge restart) reached the optimum.
+    """
+    second = cross_check_optimizer()
+    check = optimize_lmer(
+        objective, result.theta, lower, replace(options, method=second), None, derivs_wanted
+    )
+    result.n_gradients += check.n_gradients
+    gain = result.fun - check.fun
+    result.verify_method = f"{result.verify_method}; {second} from the estimate"
+    if gain > options.verify_tol:
+        result.theta, result.fun = check.theta, check.fun
+        result.verified, result.derivs = check.verified, check.derivs
+        result.verify_improvement = float(gain)
+        result.boundary_snapped = list(check.boundary_snapped)
+    return check.n_evaluations
 
 
 def _adopt(result: OptimizerResult, other: OptimizerResult) -> None:
@@ -701,19 +737,32 @@ def _verify(
 ) -> int:
     """Restart until the objective no longer falls by more than ``tol``; returns evaluations."""
     result.verify_method = "restart"
-    used = 0
-    improvement = np.inf
-    while result.verify_rounds < VERIFY_MAX_ROUNDS and improvement > tol:
+    used, improvement = _restarts(objective, result, lower, settings, tol)
+    result.verify_improvement = float(improvement)
+    result.verified = bool(improvement <= tol)
+    return used
+
+
+def _restarts(
+    objective: Objective,
+    result: OptimizerResult,
+    lower: np.ndarray,
+    settings: Settings,
+    tol: float,
+) -> tuple[int, float]:
+    """Restarts of the fit's optimizer from the estimate until the objective falls by at
+    most ``tol``; the evaluations used and the last improvement."""
+    used, improvement, rounds = 0, np.inf, 0
+    while rounds < VERIFY_MAX_ROUNDS and improvement > tol:
         again = restart_from_estimate(objective, result, lower, *settings)
         used += again.n_evaluations
         result.n_gradients += again.n_gradients
         result.verify_rounds += 1
+        rounds += 1
         improvement = max(result.fun - again.fun, 0.0) if np.isfinite(result.fun) else np.inf
         if again.fun < result.fun:  # the message and success flag stay the first run's
             result.theta, result.fun = again.theta, again.fun
-    result.verify_improvement = float(improvement)
-    result.verified = bool(improvement <= tol)
-    return used
+    return used, improvement
 
 
 def _snap_to_boundary(
