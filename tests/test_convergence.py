@@ -737,3 +737,17 @@ def test_optimizers_that_stall_are_cross_checked():
     assert res.optinfo["optimizer"] == "nelder-mead" and res.converged
     assert res.optinfo["verify_method"] == "restart; bobyqa from the estimate"
     assert res.optinfo["verify_improvement"] > 2.0
+
+
+def test_failing_lme4_start_on_extreme_scales_is_skipped():
+    """Oxboys' cubic growth model with age in thousandths: the extra start from lme4's own
+    fit hit a non-positive-definite system and the default fit raised numpy's LinAlgError,
+    where BOBYQA and L-BFGS-B alone reach ML deviance 618.1091 (that of age unscaled)."""
+    data = pd.read_csv(FIXTURES / "data" / "gallery_Oxboys.csv.gz", dtype={"Subject": str})
+    formula = "height ~ age + I(age**2) + I(age**3) + (age + I(age**2) + I(age**3) | Subject)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scaled = sml.lmer(formula, data.assign(age=data["age"] * 1000), REML=False)
+        plain = sml.lmer(formula, data, REML=False)
+    assert scaled.deviance == pytest.approx(plain.deviance, abs=1e-5)
+    assert scaled.deviance == pytest.approx(618.1091, abs=1e-4)
