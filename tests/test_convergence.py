@@ -751,3 +751,19 @@ def test_failing_lme4_start_on_extreme_scales_is_skipped():
         plain = sml.lmer(formula, data, REML=False)
     assert scaled.deviance == pytest.approx(plain.deviance, abs=1e-5)
     assert scaled.deviance == pytest.approx(618.1091, abs=1e-4)
+
+
+def test_failed_gradient_check_tries_the_other_default_optimizer():
+    """ML fit of a small maximal design: BOBYQA ended at 169.754715 (verified by restarts,
+    but lme4's gradient check failed: converged False); lme4 and L-BFGS-B reach 169.754435.
+    The other default optimizer now runs from the estimate and its fit is taken."""
+    data = pd.read_csv(
+        FIXTURES / "data" / "maximal_small_gradient_check.csv", dtype={"subj": str, "item": str}
+    )
+    formula = "y ~ x + z + (1 + x + z | subj) + (1 + x + z | item)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sml.lmer(formula, data, REML=False)
+    assert res.deviance == pytest.approx(169.75443524, abs=1e-6)
+    assert res.converged and res.optinfo["other_optimizer"] is not None
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
