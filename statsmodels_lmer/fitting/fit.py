@@ -94,7 +94,7 @@ class OptSummary:
         :data:`REPRODUCED_TOL` the fit does not count as converged. None: not compared.
     other_optimizer : str or None
         The default optimizer not used first, whose fit from the estimate was taken
-        after lme4's gradient check failed there (:func:`_other_optimizer`); None.
+        after lme4's checks failed there (:func:`_other_optimizer`); None.
     """
 
     run: OptimizerResult
@@ -231,31 +231,16 @@ def fit_theta(
         elif _boundary_probe_wanted(objective, run, lower, opts):
             progress.set_stage("boundary probe")
             run, probe = _boundary_probe(objective, run, lower, opts, scale)
-        summary = OptSummary(
-            run, np.asarray(start, dtype=float).copy(), opts, scale=scale, second_start=second
+        summary = _checked(objective, run, start, lower, opts, scale, wanted, progress)
+        summary.second_start, summary.boundary_probe = second, probe
+    other = _other_optimizer(run, opts, summary.conv)
+    if other is not None:  # lme4's checks failed on a default fit: one more try
+        again = _run_in_units(
+            objective, run.theta, lower, replace(opts, method=other), None, wanted, scale
         )
-        summary.boundary_probe = probe
-        singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
-        if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
-            if wanted and run.derivs is not None:  # deriv12 at the estimate, from verification
-                summary.derivs = run.derivs
-            else:
-                progress.set_stage("convergence derivatives")
-                summary.derivs = convergence_derivatives(
-                    objective, run.theta, run.fun, opts.deriv_method
-                )
-    if opts.check_conv:
-        summary.conv = check_conv(
-            summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol
-        )
-        other = _other_optimizer(run, opts, summary.conv)
-        if other is not None:  # lme4's gradient check failed on a default fit: one more try
-            again = _run_in_units(
-                objective, run.theta, lower, replace(opts, method=other), None, wanted, scale
-            )
-            if again.fun < run.fun - opts.verify_tol:
-                summary = fit_theta_from(objective, again, start, lower, opts, scale, wanted)
-                summary.other_optimizer = other
+        if again.fun < run.fun - opts.verify_tol:
+            summary = _checked(objective, again, start, lower, opts, scale, wanted)
+            summary.other_optimizer = other
     summary.messages = _messages(summary)
     return summary
 
@@ -275,7 +260,7 @@ def _other_optimizer(run: OptimizerResult, opts: FitOptions, conv: Any) -> str |
     return "lbfgsb" if run.method == "bobyqa" else None
 
 
-def fit_theta_from(
+def _checked(
     objective: Objective,
     run: OptimizerResult,
     start: np.ndarray,
@@ -283,20 +268,25 @@ def fit_theta_from(
     opts: FitOptions,
     scale: np.ndarray | None,
     wanted: bool,
+    progress: Any = None,
 ) -> OptSummary:
-    """The summary of ``run`` with its convergence derivatives and checks."""
+    """The summary of ``run`` with lme4's convergence derivatives and checks (``conv``
+    None without ``check_conv``)."""
     summary = OptSummary(run, np.asarray(start, dtype=float).copy(), opts, scale=scale)
     singular = bool(np.any(run.theta[lower == 0] < SINGULAR_TOL))
-    if opts.calc_derivs and not singular:
-        if wanted and run.derivs is not None:
+    if opts.calc_derivs and not singular:  # checkConv ignores them at a singular fit
+        if wanted and run.derivs is not None:  # deriv12 at the estimate, from verification
             summary.derivs = run.derivs
         else:
+            if progress is not None:
+                progress.set_stage("convergence derivatives")
             summary.derivs = convergence_derivatives(
                 objective, run.theta, run.fun, opts.deriv_method
             )
-    summary.conv = check_conv(
-        summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol
-    )
+    if opts.check_conv:
+        summary.conv = check_conv(
+            summary.derivs, run.theta, lower, grad_tol=opts.grad_tol, hess_tol=opts.hess_tol
+        )
     return summary
 
 

@@ -304,12 +304,11 @@ def restart_from_estimate(
     ftol: float = 1e-8,
 ) -> OptimizerResult:
     """A new run of the same optimizer from ``result``'s estimate (NLopt: a small first step)."""
-    method = result.method
     step = None
-    if method in _NLOPT_METHODS:
+    if result.method in _NLOPT_METHODS:
         step = np.maximum(VERIFY_STEP * np.abs(result.theta), VERIFY_MIN_STEP)
     return minimize_theta(
-        objective, result.theta, lower, method, maxiter, xtol, ftol, initial_step=step
+        objective, result.theta, lower, result.method, maxiter, xtol, ftol, initial_step=step
     )
 
 

@@ -737,32 +737,19 @@ def _verify(
 ) -> int:
     """Restart until the objective no longer falls by more than ``tol``; returns evaluations."""
     result.verify_method = "restart"
-    used, improvement = _restarts(objective, result, lower, settings, tol)
-    result.verify_improvement = float(improvement)
-    result.verified = bool(improvement <= tol)
-    return used
-
-
-def _restarts(
-    objective: Objective,
-    result: OptimizerResult,
-    lower: np.ndarray,
-    settings: Settings,
-    tol: float,
-) -> tuple[int, float]:
-    """Restarts of the fit's optimizer from the estimate until the objective falls by at
-    most ``tol``; the evaluations used and the last improvement."""
-    used, improvement, rounds = 0, np.inf, 0
-    while rounds < VERIFY_MAX_ROUNDS and improvement > tol:
+    used = 0
+    improvement = np.inf
+    while result.verify_rounds < VERIFY_MAX_ROUNDS and improvement > tol:
         again = restart_from_estimate(objective, result, lower, *settings)
         used += again.n_evaluations
         result.n_gradients += again.n_gradients
         result.verify_rounds += 1
-        rounds += 1
         improvement = max(result.fun - again.fun, 0.0) if np.isfinite(result.fun) else np.inf
         if again.fun < result.fun:  # the message and success flag stay the first run's
             result.theta, result.fun = again.theta, again.fun
-    return used, improvement
+    result.verify_improvement = float(improvement)
+    result.verified = bool(improvement <= tol)
+    return used
 
 
 def _snap_to_boundary(

@@ -272,14 +272,14 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
     if constant is not None:
         X_star[:, keep.index(constant)] = 1.0
     collinear = aliased_columns(X_star)  # e.g. experience next to year dummies
+    absorbed = [names[keep[j]] for j in collinear]
     if collinear:
         verb = "is a linear combination" if len(collinear) == 1 else "are linear combinations"
         warn(
-            f"{', '.join(names[keep[j]] for j in collinear)} {verb} of the other regressors "
-            "once demeaned by entity: dropped from the within estimator (as plm drops them)",
+            f"{', '.join(absorbed)} {verb} of the other regressors once demeaned by entity: "
+            "dropped from the within estimator (as plm drops them)",
             ValueWarning,
         )
-        absorbed = [names[keep[j]] for j in collinear]
         X_star = np.delete(X_star, collinear, axis=1)
         keep = [k for j, k in enumerate(keep) if j not in collinear]
     beta, *_ = np.linalg.lstsq(X_star, y_star, rcond=None)
@@ -307,7 +307,7 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
         entity=name,
         dropped=[names[j] for j in range(X.shape[1]) if j not in keep],
         rsquared=rsquared_measures(y, X, codes, full_beta, _spans_constant(X)),
-        collinear=absorbed if collinear else [],
+        collinear=absorbed,
     )
 
 
