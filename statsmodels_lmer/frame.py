@@ -532,6 +532,16 @@ def _suggest(name: str, data: Any) -> str:
     return suggest_column(name, data.columns)
 
 
+def _refuse_or_drop_nan(y: np.ndarray, X: np.ndarray, y_info: Any, X_info: Any) -> None:
+    """Raise :class:`_TransformNaNError` for the rows where a transform gave NaN (the raw
+    columns have no missing value here); the caller drops them as missing."""
+    nan_rows = np.isnan(y) | np.isnan(X).any(axis=1)
+    if nan_rows.any():
+        names = [y_info.column_names[0]] if np.isnan(y).any() else []
+        names += [n for n, bad in zip(X_info.column_names, np.isnan(X).any(axis=0)) if bad]
+        raise _TransformNaNError(nan_rows, names)
+
+
 class _TransformNaNError(Exception):
     """A transform in the fixed part gave NaN on ``rows`` (of the frame), in ``names``."""
 
@@ -571,12 +581,10 @@ def _fixed_part(
     except (patsy.PatsyError, NameError, SyntaxError) as err:
         raise fixed_part_error(parsed.fixed, err, frame.columns) from None
     check_response_type(parsed.response, y.design_info)
-    nan_rows = np.isnan(np.asarray(y)[:, 0]) | np.isnan(np.asarray(X)).any(axis=1)
-    if nan_rows.any():  # made by a transform: the raw columns have no missing value here
-        names = [y.design_info.column_names[0]] if np.isnan(np.asarray(y)).any() else []
-        names += [n for n, bad in zip(X.design_info.column_names, np.isnan(X).any(axis=0)) if bad]
-        raise _TransformNaNError(nan_rows, names)
-    check_fixed_values(parsed.response, np.asarray(y)[:, 0], np.asarray(X), X.design_info)
+    values, matrix = np.asarray(y)[:, 0], np.asarray(X)
+    if not (np.isfinite(values).all() and np.isfinite(matrix).all()):  # one pass when finite
+        _refuse_or_drop_nan(values, matrix, y.design_info, X.design_info)
+        check_fixed_values(parsed.response, values, matrix, X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     design_info = readable_design(X.design_info)  # C(year)[T.1936], not [T.np.int64(1936)]
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=design_info.column_names)
