@@ -765,6 +765,11 @@ class Lmer(LikelihoodModel):
             re_formula="0")`` evaluates their offset). For predictions with
             random effects, from new data by formula, use the results'
             ``predict``.
+
+        Returns
+        -------
+        ndarray
+            One value per row of ``exog``.
         """
         if args or kwargs:
             raise TypeError("model.predict takes params and exog; res.predict(newdata) for more")
