@@ -37,6 +37,7 @@ __all__ = [
     "quote_names",
     "r_function_hint",
     "r_powers",
+    "same_code",
     "update_formula",
 ]
 
@@ -279,7 +280,8 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
                 raise FormulaError(f"offset term {segment.strip()!r} cannot be subtracted")
             if not code.strip():
                 raise FormulaError(f"offset term {segment.strip()!r} in {formula!r} is empty")
-            offsets.append(code.strip())
+            if not any(same_code(code, other) for other in offsets):  # R keeps one of repeats
+                offsets.append(code.strip())
             continue
         if inner is None:
             if _find_top_level(segment, "|") >= 0:
@@ -306,6 +308,17 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
 
 
 _OFFSET = re.compile(r"^offset\s*\(")
+
+
+def same_code(first: str, second: str) -> bool:
+    """Whether two pieces of Python code are the same expression (spacing and
+    redundant parentheses aside), as R's ``terms`` matches repeated terms."""
+    try:
+        return ast.dump(ast.parse(first.strip(), mode="eval")) == ast.dump(
+            ast.parse(second.strip(), mode="eval")
+        )
+    except SyntaxError:
+        return first.strip() == second.strip()
 
 
 def offset_code(segment: str) -> str | None:

@@ -975,9 +975,10 @@ class LmerResults(LikelihoodModelResults):
         """Influence of each group on the fixed effects (HLMdiag's ``hlm_influence``).
 
         Cook's distance, MDFFITS, COVTRACE, COVRATIO and leverage for deleting
-        each level of ``group``. See :func:`statsmodels_lmer.tools.influence.influence`
-        (``method="full"`` refits; ``progress=``); the result has ``.frame``
-        and ``.plot()``.
+        each level of ``group``, or each row with ``group="observation"``
+        (lme4's ``influence(m)``). See
+        :func:`statsmodels_lmer.tools.influence.influence` (``method="full"``
+        refits; ``progress=``); the result has ``.frame`` and ``.plot()``.
         """
         return influence(self, group=group, method=method, **kwargs)
 

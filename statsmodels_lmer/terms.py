@@ -22,11 +22,12 @@ from .columns import column_array, suggest_column, undefined_name
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import BarTerm, not_python, r_function_hint
 from .parametrization import factor_from_theta, tril_colmajor
-from .transform_rows import design_matrix, readable_name
+from .transform_rows import design_matrix, r_term_order, readable_name
 
 __all__ = [
     "RandomTerm",
     "build_random_terms",
+    "carry_theta",
     "grouping_codes",
     "level_key",
     "level_keys",
@@ -166,6 +167,31 @@ def lme4_term_order(n_levels: list[int]) -> list[int]:
         return list(range(len(n_levels)))
     ascending = sorted(range(len(n_levels)), key=lambda i: n_levels[i])
     return ascending[::-1]
+
+
+def carry_theta(
+    theta: np.ndarray, source_terms: list[RandomTerm], target_terms: list[RandomTerm]
+) -> np.ndarray | None:
+    """``theta`` of one model's terms, rearranged for another model's terms.
+
+    Terms are matched by grouping factor and columns (two alike in their
+    order). A model refitted on fewer rows can order its terms otherwise,
+    since lme4 orders them by number of levels. None when some target term
+    has no match.
+    """
+    blocks: dict[tuple[str, tuple[str, ...]], list[np.ndarray]] = {}
+    start = 0
+    for term in source_terms:
+        key = (term.group, tuple(term.column_names))
+        blocks.setdefault(key, []).append(np.asarray(theta[start : start + term.n_theta]))
+        start += term.n_theta
+    carried = []
+    for term in target_terms:
+        matches = blocks.get((term.group, tuple(term.column_names)))
+        if not matches:
+            return None
+        carried.append(matches.pop(0))
+    return np.concatenate(carried)
 
 
 def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
@@ -454,9 +480,10 @@ def _term_columns(
         raise FormulaError(
             f"cannot evaluate the columns of random-effects term {bar}: {not_python(err)}"
         ) from None
-    values = np.asarray(design, dtype=float)
+    names = r_term_order(design.design_info, bar.lhs).column_names  # lme4's column order
+    values = design[names].to_numpy(dtype=float)
     if values.shape[1] == 0:
         raise FormulaError(f"random-effects term {bar} has no columns")
     if not np.all(np.isfinite(values)):
         raise DataError(f"random-effects term {bar} has non-finite values in its columns")
-    return values, tuple(readable_name(name) for name in design.columns)
+    return values, tuple(readable_name(name) for name in names)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "design_matrix",
     "names_in_code",
     "patsy_columns",
+    "r_term_order",
     "readable_design",
     "readable_name",
     "relearn_transforms",
@@ -98,6 +100,28 @@ def design_matrix(
         return design
     (design,) = patsy.build_design_matrices([info], frame, **options)
     return design
+
+
+def r_term_order(info: Any, formula: str) -> Any:
+    """A patsy design of a one-sided ``formula`` with its columns in R's order.
+
+    patsy puts terms without numeric factors first (``x + f`` gives
+    ``f[T.b], x``); R's ``model.matrix`` orders terms by their number of
+    factors and then as written (``x, fb``). lme4 builds a bar term's columns
+    that way, and theta, Lambda and the variance table follow them. The
+    returned ``DesignInfo`` builds the same columns in R's order (``info``
+    itself when the orders agree or the formula cannot be matched to it).
+    """
+    try:
+        written = patsy.ModelDesc.from_formula(formula).rhs_termlist
+    except patsy.PatsyError:
+        return info
+    ordered = sorted(written, key=lambda term: len(term.factors))  # stable: as written
+    if list(info.term_codings) == ordered or set(info.term_codings) != set(ordered):
+        return info
+    codings = OrderedDict((term, info.term_codings[term]) for term in ordered)
+    names = [name for term in ordered for name in info.column_names[info.term_slices[term]]]
+    return patsy.DesignInfo(names, factor_infos=info.factor_infos, term_codings=codings)
 
 
 def _names_in(factor: Any) -> frozenset[str]:

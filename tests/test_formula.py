@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,3 +253,58 @@ def test_date_levels_are_named_alike_in_memory_and_on_dask():
     dd = pytest.importorskip("dask.dataframe")
     on_dask = sml.lmer("Reaction ~ C(day) + (1 | Subject)", dd.from_pandas(data, npartitions=2))
     assert list(on_dask.params.index) == names
+
+
+# -- lme4's column order inside a bar term (tests/fixtures/term_order.json) -----------
+
+TERM_ORDER = json.loads((Path(__file__).parent / "fixtures" / "term_order.json").read_text())
+
+
+def sleepstudy_late():
+    """sleepstudy with late = Days >= 5 ("no"/"yes"), as make_term_order_fixtures.R."""
+    data = sml.datasets.load("sleepstudy")
+    return data.assign(late=np.where(data["Days"] >= 5, "yes", "no"))
+
+
+@pytest.mark.parametrize("name", sorted(TERM_ORDER))
+def test_bar_term_columns_follow_lme4s_order(name):
+    """patsy would put the factor column first ((late + Days | Subject)'s order), so
+    theta, devfun and start_theta moved between the packages meant other parameters:
+    devfun at the same theta was off by 2.8 REML units in the probe's example."""
+    case = TERM_ORDER[name]
+    data = sleepstudy_late()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fits
+        res = sml.lmer(case["formula"], data)
+    names = [
+        c.replace("[T.", "").replace("[", "").replace("]", "")
+        for c in res.model.random_terms[0].column_names
+    ]
+    assert ["(Intercept)" if c == "Intercept" else c for c in names] == case["columns"]
+    devfun = res.model.devfun(True)
+    assert devfun(np.asarray(case["theta_at"])) == pytest.approx(case["devfun_at"], rel=1e-10)
+    assert res.reml_criterion <= case["REMLcrit"] * (1 + 1e-7)
+    # newdata rows are built in the same order
+    np.testing.assert_allclose(res.predict(data), res.fittedvalues, rtol=1e-12)
+    dd = pytest.importorskip("dask.dataframe")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_dask = sml.lmer(case["formula"], dd.from_pandas(data, npartitions=3))
+    assert on_dask.model.random_terms[0].column_names == res.model.random_terms[0].column_names
+    assert on_dask.reml_criterion == pytest.approx(res.reml_criterion, rel=1e-9)
+
+
+def test_a_repeated_offset_term_counts_once():
+    """R's terms() keeps one of repeated identical terms, offsets included: lme4 fits
+    offset(z) + offset(z) as offset(z); it was fitted as offset(2 * z)."""
+    data = sml.datasets.load("sleepstudy").assign(z=lambda d: 3 * d["Days"])
+    once = sml.lmer("Reaction ~ Days + (1 | Subject) + offset(z)", data)
+    for formula in [
+        "Reaction ~ Days + (1 | Subject) + offset(z) + offset(z)",
+        "Reaction ~ Days + offset( z ) + (1 | Subject) + offset((z))",
+    ]:
+        twice = sml.lmer(formula, data)
+        assert twice.model.offset_terms == ("z",)
+        assert twice.reml_criterion == pytest.approx(once.reml_criterion, rel=1e-12)
+    summed = sml.lmer("Reaction ~ Days + (1 | Subject) + offset(z) + offset(1 * z)", data)
+    np.testing.assert_allclose(summed.model.offset, 2 * data["z"])

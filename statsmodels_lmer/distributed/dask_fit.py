@@ -57,7 +57,7 @@ from ..frame import (
 )
 from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
-from ..transform_rows import names_in_code, readable_design, readable_name
+from ..transform_rows import names_in_code, r_term_order, readable_design, readable_name
 from ..transforms import FORMULA_TRANSFORMS
 from .design import DesignLearner, DesignSpec
 from .partition import (
@@ -346,6 +346,8 @@ def build_partitioned(
         )
     empty = {str(c): frame._meta[c] for c in rows.used}
     designs = learner.designs(empty)
+    for index, bar in enumerate(parsed.bars):  # lme4's column order in each bar term
+        designs[2 + index] = r_term_order(designs[2 + index], bar.lhs)
     check_response_type(parsed.response, designs[0])
     specs = learner.specs(designs)
     bars = _bar_plans(parsed, designs, scan)

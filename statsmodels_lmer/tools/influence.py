@@ -42,13 +42,25 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
+from statsmodels.tools.sm_exceptions import ValueWarning
 
 from .._parallel import Progress
 from ..graphics.influence import plot_influence
 from ..random_effects import term_for_group, varcorr_labels
+from ..terms import carry_theta
 from .predict import fitted_keyword
+from .simulate import update_arguments
 
-__all__ = ["InfluenceResult", "influence"]
+__all__ = ["OBSERVATION", "InfluenceResult", "influence"]
+
+OBSERVATION = "observation"
+"""The ``group`` that deletes each row in turn (lme4's ``influence(m)`` without groups)."""
+
+PAIR_CHUNK = 4_000_000
+"""Entry pairs per chunk in the per-row quadratic forms (a few arrays of this length)."""
+
+UNDETERMINED = 1e-10
+"""Below this share of the information left, a deletion leaves a fixed effect undetermined."""
 
 ONE_STEP_COLUMNS = [
     "cooks_distance",
@@ -86,7 +98,7 @@ class _Marginal:
         A = sp.csr_matrix(Z @ sp.csr_matrix(res.Lambda))
         wa = sp.csr_matrix(A.multiply(w[:, None]))
         M = np.asarray((A.T @ wa).todense()) + np.eye(A.shape[1])
-        m_inv = sla.cho_solve(sla.cho_factor(M, lower=True), np.eye(A.shape[1]))
+        m_inv = _spd_inverse(M)
         sigma2 = float(res.scale)
 
         def vinv(values: np.ndarray) -> np.ndarray:
@@ -119,36 +131,68 @@ def _group_measures(marg: _Marginal, rows: np.ndarray) -> tuple[np.ndarray, np.n
     vinv_ii = marg.vinv_block(rows)
     vx = marg.vinv_x[rows]  # (V^-1 X)_I
     p_ii = vinv_ii - vx @ marg.cov @ vx.T
-    p_solve_vx = np.linalg.solve(p_ii, vx)
-    change = marg.cov @ (p_solve_vx.T @ marg.vinv_e[rows])  # beta - beta_(I)
-    cooks = float(change @ marg.info @ change) / p
     deleted_info = marg.info - vx.T @ np.linalg.solve(vinv_ii, vx)  # X_(I)' V_(I)^-1 X_(I)
-    mdffits = float(change @ deleted_info @ change) / p
-    extra = vx.T @ p_solve_vx @ marg.cov  # C^-1 C_(I) - I
-    covtrace = abs(float(np.trace(extra)))
-    covratio = float(np.linalg.det(np.eye(p) + extra))
     overall = 1.0 - marg.sigma2 * np.diag(p_ii) / marg.w[rows]
     fixef = marg.h_fixef[rows]
     ranef_uc = np.asarray(marg.A[rows].multiply(marg.A[rows]).sum(axis=1)).ravel()
     leverages = [overall.mean(), fixef.mean(), (overall - fixef).mean(), ranef_uc.mean()]
+    if _leaves_undetermined(marg.cov, deleted_info):
+        return np.array([np.nan] * 4 + leverages), np.full(p, np.nan)
+    p_solve_vx = np.linalg.solve(p_ii, vx)
+    change = marg.cov @ (p_solve_vx.T @ marg.vinv_e[rows])  # beta - beta_(I)
+    cooks = float(change @ marg.info @ change) / p
+    mdffits = float(change @ deleted_info @ change) / p
+    extra = vx.T @ p_solve_vx @ marg.cov  # C^-1 C_(I) - I
+    covtrace = abs(float(np.trace(extra)))
+    covratio = float(np.linalg.det(np.eye(p) + extra))
     return np.array([cooks, mdffits, covtrace, covratio, *leverages]), change
+
+
+def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix from its Cholesky factor
+    (LAPACK's ``potri``: a third of the work of solving against the identity)."""
+    factor, _ = sla.cho_factor(matrix, lower=True)
+    inverse, info = sla.lapack.dpotri(factor, lower=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dpotri failed with info={info}")
+    return np.tril(inverse) + np.tril(inverse, -1).T
+
+
+def _leaves_undetermined(cov: np.ndarray, deleted_info: np.ndarray) -> bool:
+    """Whether the fixed effects are not all estimable without the deleted rows.
+
+    The eigenvalues of ``C^1/2 X_(I)' V_(I)^-1 X_(I) C^1/2`` are the shares of
+    the information that remain, between 0 and 1; one near 0 means a
+    direction of beta that only the deleted rows determine.
+    """
+    half = np.linalg.cholesky(cov)
+    remaining = np.linalg.eigvalsh(half.T @ deleted_info @ half)
+    return bool(remaining.min() < UNDETERMINED)
 
 
 def influence(
     res: Any, group: str | None = None, method: str = "one-step", progress: bool | None = None
 ) -> InfluenceResult:
-    """Influence of each group on the fixed effects (HLMdiag's ``hlm_influence``).
+    """Influence of each group, or each observation, on the fixed effects.
+
+    HLMdiag's ``hlm_influence``; with ``group="observation"`` every row is
+    deleted in turn, as lme4's ``influence(m)`` (no ``groups``) and HLMdiag's
+    ``level = 1``.
 
     Parameters
     ----------
     res : LmerResults
     group : str, optional
         The grouping factor whose levels are deleted one at a time (a key of
-        ``res.ngroups``); default the first random term's.
+        ``res.ngroups``); default the first random term's. ``"observation"``
+        deletes each fitted row instead (unless a grouping factor has that
+        name).
     method : {"one-step", "full"}
         Variance parameters held at the estimates (closed form, HLMdiag's
         default ``approx = TRUE``), or a full refit without each group
-        (``approx = FALSE``; also gives the relative variance changes).
+        (``approx = FALSE``, lme4's ``influence``; also gives the relative
+        variance changes). With ``group="observation"`` the full method
+        refits the model once per row.
     progress : bool or None
         Progress bar over the groups (None: the package setting, shown for
         long runs).
@@ -156,7 +200,8 @@ def influence(
     Returns
     -------
     InfluenceResult
-        ``frame`` has one row per level of the factor.
+        ``frame`` has one row per level of the factor, or per fitted row
+        (indexed by the data's row labels) for ``group="observation"``.
 
     Raises
     ------
@@ -167,27 +212,120 @@ def influence(
     """
     if method not in ("one-step", "full"):
         raise ValueError(f"method must be 'one-step' or 'full', got {method!r}")
-    term = term_for_group(res.model.random_terms, group)
+    marg = _Marginal.from_results(res)
+    if _deletes_observations(res.model.random_terms, group):
+        index = pd.Index(res.model.data.row_labels, name=OBSERVATION)
+        members = [np.array([row]) for row in range(len(index))]
+        values, changes = _observation_measures(marg)
+    else:
+        index, members = _group_members(res.model.random_terms, group)
+        values, changes = _each_group_measures(marg, members, index.name, progress)
+    frame = pd.DataFrame(values, index=index, columns=ONE_STEP_COLUMNS)
+    frame.insert(0, "n_obs", [len(rows) for rows in members])
+    names = [str(name) for name in res.model.exog_names]
+    beta_change = pd.DataFrame(changes, index=index, columns=names)
+    if method == "full":
+        frame, beta_change = _full_refits(res, index, members, frame, progress)
+    else:
+        _warn_undetermined(frame["cooks_distance"], refits=False)
+    return InfluenceResult(frame, beta_change, str(index.name), method)
+
+
+def _deletes_observations(terms: Any, group: str | None) -> bool:
+    """Whether ``group`` asks for row deletion (a factor of that name wins)."""
+    return group == OBSERVATION and all(term.group != OBSERVATION for term in terms)
+
+
+def _group_members(terms: Any, group: str | None) -> tuple[pd.Index, list[np.ndarray]]:
+    """The levels of ``group`` and the row positions of each."""
+    try:
+        term = term_for_group(terms, group)
+    except KeyError as err:
+        raise KeyError(f"{err.args[0]}; group={OBSERVATION!r} deletes each row") from None
     levels = pd.Index(term.levels, name=term.group)
     codes = np.asarray(term.codes)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(levels) + 1))
-    members = [order[bounds[g] : bounds[g + 1]] for g in range(len(levels))]
-    names = [str(name) for name in res.model.exog_names]
-    marg = _Marginal.from_results(res)
-    rows_out, changes = [], []
-    with Progress(len(levels), f"influence of each {term.group}", "group", progress) as bar:
+    return levels, [order[bounds[g] : bounds[g + 1]] for g in range(len(levels))]
+
+
+def _each_group_measures(
+    marg: _Marginal, members: list[np.ndarray], group: str, progress: bool | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One-step measures and beta changes of every group, one group at a time."""
+    values, changes = [], []
+    with Progress(len(members), f"influence of each {group}", "group", progress) as bar:
         for rows in members:
-            values, change = _group_measures(marg, rows)
-            rows_out.append(values)
+            measures, change = _group_measures(marg, rows)
+            values.append(measures)
             changes.append(change)
             bar.update()
-    frame = pd.DataFrame(rows_out, index=levels, columns=ONE_STEP_COLUMNS)
-    frame.insert(0, "n_obs", [len(rows) for rows in members])
-    beta_change = pd.DataFrame(changes, index=levels, columns=names)
-    if method == "full":
-        frame, beta_change = _full_refits(res, levels, members, frame, progress)
-    return InfluenceResult(frame, beta_change, term.group, method)
+    return values, changes
+
+
+def _observation_measures(marg: _Marginal) -> tuple[np.ndarray, np.ndarray]:
+    """The one-step measures of deleting each single row, all rows at once.
+
+    The group formulas with ``I = {k}``: every block is a scalar, so with
+    ``c_k = (V^-1 X)_k C (V^-1 X)_k'`` and ``P_kk = (V^-1)_kk - c_k`` the beta
+    change is ``C (V^-1 X)_k' (V^-1 e)_k / P_kk``, Cook's distance
+    ``((V^-1 e)_k / P_kk)^2 c_k / p``, COVRATIO ``1 + c_k / P_kk``. A row
+    whose deletion leaves a fixed effect undetermined (``P_kk = 0``, leverage
+    1) gets NaN measures.
+    """
+    p = marg.cov.shape[0]
+    vinv_diag = (marg.w - marg.w**2 * _row_quadratic_forms(marg.A, marg.m_inv)) / marg.sigma2
+    vx_cov = marg.vinv_x @ marg.cov
+    c = np.einsum("ij,ij->i", vx_cov, marg.vinv_x)
+    p_diag = vinv_diag - c
+    defined = p_diag > UNDETERMINED * vinv_diag  # the share of information left
+    safe_p = np.where(defined, p_diag, 1.0)
+    ratio = np.where(defined, marg.vinv_e / safe_p, np.nan)
+    change = vx_cov * ratio[:, None]
+    cooks = ratio**2 * c / p
+    mdffits = ratio**2 * (c - c**2 / vinv_diag) / p
+    cov_change = np.where(defined, c / safe_p, np.nan)  # tr(C^-1 C_(k)) - p
+    overall = 1.0 - marg.sigma2 * p_diag / marg.w
+    ranef_uc = np.asarray(marg.A.multiply(marg.A).sum(axis=1)).ravel()
+    values = np.column_stack(
+        [
+            cooks,
+            mdffits,
+            np.abs(cov_change),
+            1.0 + cov_change,
+            overall,
+            marg.h_fixef,
+            overall - marg.h_fixef,
+            ranef_uc,
+        ]
+    )
+    return values, change
+
+
+def _row_quadratic_forms(A: sp.csr_matrix, middle: np.ndarray) -> np.ndarray:
+    """``a_k M a_k'`` for every row ``a_k`` of ``A``, from the pairs of each row's entries.
+
+    Rows are taken in chunks of at most about ``PAIR_CHUNK`` pairs.
+    """
+    A = sp.csr_matrix(A)
+    n = A.shape[0]
+    counts = np.diff(A.indptr)
+    per_row = max(1, int(counts.max(initial=0)) ** 2)
+    step = max(1, PAIR_CHUNK // per_row)
+    out = np.zeros(n)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        pairs = counts[start:stop] ** 2
+        rows = np.repeat(np.arange(start, stop), pairs)  # the row of each pair
+        if rows.size == 0:
+            continue
+        within = np.arange(rows.size) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+        size = counts[rows]
+        first = A.indptr[rows] + within // size
+        second = A.indptr[rows] + within % size
+        values = A.data[first] * A.data[second] * middle[A.indices[first], A.indices[second]]
+        out[start:stop] = np.bincount(rows - start, weights=values, minlength=stop - start)
+    return out
 
 
 def _full_refits(
@@ -197,15 +335,19 @@ def _full_refits(
     one_step: pd.DataFrame,
     progress: bool | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """HLMdiag's ``case_delete``: refit without each group, compare the fits."""
+    """HLMdiag's ``case_delete``: refit without each group, compare the fits.
+
+    A deletion whose refit leaves a fixed effect undetermined (its column is
+    dropped as collinear) or cannot be fitted gets NaN measures.
+    """
     model = res.model
-    frame = model.data.frame
-    n = frame.shape[0]
+    n = model.data.frame.shape[0]
+    names = [str(c) for c in model.exog_names]
     beta = np.asarray(res.params, dtype=float)
     cov = np.asarray(res.cov_params(), dtype=float)
     cov_inv = np.linalg.inv(cov)
     p = int(np.linalg.matrix_rank(np.asarray(model.exog, dtype=float)))
-    components = res.varcorr["vcov"].to_numpy(dtype=float)
+    components = _component_variances(res.varcorr)
     comp_names = varcorr_labels(res.varcorr, model.random_terms, variances=True)
     rows_out, changes = [], []
     desc = f"influence: refits without each {levels.name}"
@@ -213,18 +355,15 @@ def _full_refits(
         for rows in members:
             keep = np.ones(n, dtype=bool)
             keep[rows] = False
-            # the fitted rows already: no subset= to apply again
-            kwargs = {"reml": res.reml, "start_theta": np.asarray(res.theta), "subset": None}
-            for name in ("weights", "offset"):
-                values = fitted_keyword(model, name)  # offset() terms: from the formula
-                if values is not None:
-                    kwargs[name] = values[keep]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a refit's warnings belong to the refit
-                refit = res.update(data=frame.loc[keep], **kwargs)
+            refit = _refit_without(res, keep)
+            if refit is None or [str(c) for c in refit.model.exog_names] != names:
+                rows_out.append([np.nan] * (4 + len(components)))
+                changes.append(np.full(len(names), np.nan))
+                bar.update()
+                continue
             change = beta - np.asarray(refit.params, dtype=float)
             cov_del = np.asarray(refit.cov_params(), dtype=float)
-            rvc = refit.varcorr["vcov"].to_numpy(dtype=float) / components - 1.0
+            rvc = _component_variances(refit.varcorr).reindex(components.index) / components - 1
             measures = [
                 float(change @ cov_inv @ change) / p,
                 float(change @ np.linalg.solve(cov_del, change)) / p,
@@ -239,8 +378,49 @@ def _full_refits(
     out.insert(0, "n_obs", one_step["n_obs"])
     for column in ONE_STEP_COLUMNS[4:]:
         out[column] = one_step[column]
-    beta_change = pd.DataFrame(changes, index=levels, columns=[str(c) for c in model.exog_names])
-    return out, beta_change
+    _warn_undetermined(out["cooks_distance"], refits=True)
+    return out, pd.DataFrame(changes, index=levels, columns=names)
+
+
+def _refit_without(res: Any, keep: np.ndarray) -> Any:
+    """The model refitted on the rows ``keep`` from the fit's theta (None if it cannot be)."""
+    model = res.model
+    kwargs: dict[str, Any] = {"subset": None}  # the fitted rows already
+    for name in ("weights", "offset"):
+        values = fitted_keyword(model, name)  # offset() terms: from the formula
+        if values is not None:
+            kwargs[name] = values[keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a refit's warnings belong to the refit
+        try:
+            data, kwargs = update_arguments(model, model.data.frame.loc[keep], kwargs)
+            reduced = type(model).from_formula(model.lmer_formula, data, **kwargs)
+        except ValueError:  # e.g. a grouping factor left with one level
+            return None
+        # fewer rows can reorder the terms (lme4 orders them by number of levels)
+        start = carry_theta(np.asarray(res.theta), model.random_terms, reduced.random_terms)
+        return reduced.fit(reml=res.reml, start_theta=start)
+
+
+def _component_variances(varcorr: pd.DataFrame) -> pd.Series:
+    """The ``vcov`` column of ``varcorr`` keyed by (group, column, column)."""
+    keys = pd.MultiIndex.from_frame(varcorr[["grp", "var1", "var2"]].astype(str))
+    return pd.Series(varcorr["vcov"].to_numpy(dtype=float), index=keys)
+
+
+def _warn_undetermined(cooks: pd.Series, refits: bool) -> None:
+    """Warn when some deletions leave a fixed effect undetermined (NaN measures)."""
+    missing = cooks.index[np.isnan(cooks.to_numpy(dtype=float))]
+    if len(missing):
+        listed = ", ".join(str(name) for name in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        failed = " (or the refit failed)" if refits else ""
+        warnings.warn(
+            f"deleting {cooks.index.name} {listed}{more} leaves a fixed effect "
+            f"undetermined{failed}; their influence measures are NaN",
+            ValueWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass(eq=False)

@@ -31,7 +31,7 @@ from ..offsets import add_offsets, formula_offset
 from ..random_effects import term_contribution
 from ..restricted import check_bars
 from ..terms import RandomTerm, match_levels
-from ..transform_rows import design_matrix, names_in_code
+from ..transform_rows import design_matrix, names_in_code, r_term_order
 
 __all__ = [
     "complete_rows",
@@ -94,7 +94,8 @@ def term_design(model: Any, lhs: str) -> Any:
     """patsy design of a random term's columns, built on the training rows
     (stateful transforms learned on all rows of the data, as in fitting)."""
     source = getattr(model.data, "transform_data", None)
-    return design_matrix(lhs, model.data.frame, model.formula_env(), source).design_info
+    design = design_matrix(lhs, model.data.frame, model.formula_env(), source)
+    return r_term_order(design.design_info, lhs)
 
 
 def _columns_needed(
