@@ -649,6 +649,12 @@ _R_FUNCTIONS = {
     "offset": (
         "offset(...) must be a term of its own, as in 'y ~ x + offset(np.log(t)) + (1 | g)'"
     ),
+    "dummy": (
+        'for lme4\'s dummy(f, "b") write I((f == "b") * 1), as in \'(0 + I((f == "b") * 1) | g)\''
+    ),
+    "relevel": 'use C(f, Treatment(reference="b")) for R\'s relevel(f, "b")',
+    "ifelse": "use np.where(condition, yes, no) for R's ifelse()",
+    "as.numeric": "use I(x * 1.0) or a numeric column for R's as.numeric(x)",
 }
 
 

@@ -292,7 +292,12 @@ class OrthogonalPolynomial(_AllValues):
 
 def _poly_arguments(*args: Any, degree: int = 1, raw: bool = False) -> tuple[int, bool]:
     if args:
-        if len(args) > 1 or isinstance(args[0], bool) or not float(args[0]).is_integer():
+        if (
+            len(args) > 1
+            or np.ndim(args[0]) > 0  # a second variable: R's multivariate poly(x, z)
+            or isinstance(args[0], bool)
+            or not float(args[0]).is_integer()
+        ):
             raise TypeError(
                 "poly() takes one variable and its degree here (poly(x, 2)); for R's "
                 "poly(x, z, degree = 2) write the products, e.g. poly(x, 2) + z + x:z"

@@ -202,6 +202,10 @@ def test_nested_names_parse_back_and_predict():
         ("y ~ x + (sqrt(w) | g)", r"for R's sqrt\(\) write np.sqrt"),
         ("y ~ factor(d) + (1 | g)", r"use C\(x\) for R's factor\(x\)"),
         ("y ~ x %in% f + (1 | g)", "R.s %in% is not supported"),
+        ("y ~ x + (0 + dummy(f, 'b') | g)", r"write I\(\(f == \"b\"\) \* 1\)"),
+        ("y ~ relevel(f, 'b') + (1 | g)", r"C\(f, Treatment\(reference="),
+        ("y ~ ifelse(x > 0, 1, 0) + (1 | g)", r"np.where\(condition, yes, no\)"),
+        ("y ~ poly(x, w, degree=2) + (1 | g)", r"poly\(\) takes one variable"),
     ],
 )
 def test_r_functions_get_a_pointer_to_the_python_spelling(formula, message):
