@@ -222,3 +222,18 @@ def test_summary_reports_satterthwaite():
     text = model.results_at(core_cases()["sleepstudy_reml"]["theta"]).summary().as_text()
     assert "Satterthwaite's method" in text
     assert "16.9997" in text  # intercept df, lmerTest 16.99973
+
+
+def test_type3_keeps_a_treatment_reference_level():
+    """C(f, Treatment(reference="b")) is R's relevel(f, "b"), which lmerTest's remade
+    design keeps; recoding it to the first level moved the DenDF of the type III row by
+    2e-5 relative (227.02622 against lmerTest's 227.03146 in the probe's data)."""
+    data = sml.datasets.load("sleepstudy")
+    rng = np.random.default_rng(7)  # unbalanced: with balanced cells the bases agree
+    data = data.assign(f=rng.choice(["a", "b", "c"], size=len(data), p=[0.5, 0.3, 0.2]))
+    releveled = data.assign(f=pd.Categorical(data["f"], categories=["b", "a", "c"]))
+    coded = sml.lmer("Reaction ~ C(f, Treatment(reference='b')) + Days + (Days | Subject)", data)
+    plain = sml.lmer("Reaction ~ f + Days + (Days | Subject)", releveled)
+    for kind in (1, 2, 3):
+        first, second = coded.anova(type=kind), plain.anova(type=kind)
+        np.testing.assert_allclose(first.to_numpy(float), second.to_numpy(float), rtol=1e-7)

@@ -303,17 +303,29 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
     return out
 
 
-def _treatment_coded(info) -> bool:
-    """Whether every factor of a patsy design is coded by treatment contrasts (first level)."""
+def _other_coded(info) -> set:
+    """The factors of a patsy design coded otherwise than by treatment contrasts.
+
+    Treatment contrasts with any reference level count as treatment coding:
+    ``C(f, Treatment(reference="b"))`` is R's ``relevel(f, "b")``, which
+    lmerTest's remade design keeps.
+    """
+    other = set()
     for subterms in info.term_codings.values():
         for subterm in subterms:
             for factor, matrix in subterm.contrast_matrices.items():
                 levels = info.factor_infos[factor].categories
-                reduced = [f"[T.{level}]" for level in levels[1:]]
                 full = [f"[{level}]" for level in levels]
-                if list(matrix.column_suffixes) not in (reduced, full):
-                    return False
-    return True
+                reduced = [
+                    [f"[T.{level}]" for level in levels if level != reference]
+                    for reference in levels
+                ]
+                if (
+                    list(matrix.column_suffixes) != full
+                    and list(matrix.column_suffixes) not in reduced
+                ):
+                    other.add(factor)
+    return other
 
 
 def _type3(
@@ -364,13 +376,10 @@ def _treatment_terms(info) -> list | None:
 
     None when every factor is treatment-coded already.
     """
-    if _treatment_coded(info):
+    other = _other_coded(info)
+    if not other:
         return None
-    recode = {
-        f: patsy.EvalFactor(f"C({f.code}, Treatment)")
-        for f, i in info.factor_infos.items()
-        if i.type == "categorical"
-    }
+    recode = {f: patsy.EvalFactor(f"C({f.code}, Treatment)") for f in other}
     return [patsy.Term([recode.get(f, f) for f in term.factors]) for term in info.terms]
 
 
