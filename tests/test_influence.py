@@ -316,3 +316,12 @@ def test_observation_group_name():
     own = sml.lmer("Reaction ~ Days + (Days | observation)", data)
     infl = own.influence(group="observation", progress=False)
     assert len(infl.frame) == 18  # a grouping factor of that name wins
+
+
+def test_influence_after_remove_data_says_why():
+    data = sml.datasets.load("sleepstudy")
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", data)
+    res.remove_data()
+    for group in (None, "observation"):
+        with pytest.raises(ValueError, match="influence diagnostics need the model's rows"):
+            res.influence(group=group, progress=False)

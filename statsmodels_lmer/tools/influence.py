@@ -212,6 +212,7 @@ def influence(
     """
     if method not in ("one-step", "full"):
         raise ValueError(f"method must be 'one-step' or 'full', got {method!r}")
+    res.model.require_data("influence diagnostics")
     marg = _Marginal.from_results(res)
     if _deletes_observations(res.model.random_terms, group):
         index = pd.Index(res.model.data.row_labels, name=OBSERVATION)
