@@ -63,23 +63,37 @@ def progress_from_environment(value: str | None) -> bool:
     return value is None or value.strip().lower() not in ("0", "false", "off", "no")
 
 
-_SETTINGS: dict[str, Any] = {
+_BASE_SETTINGS: dict[str, Any] = {
     "enabled": progress_from_environment(os.environ.get(PROGRESS_VARIABLE)),
     "delay": 2.0,
 }
+_OVERRIDES: list[tuple[object, dict[str, Any]]] = []
+"""Settings of :func:`set_progress` calls, oldest first; a ``with`` block removes its own
+on exit, so blocks that overlap in several threads do not restore each other's."""
+_OVERRIDES_LOCK = threading.Lock()
+
+
+def _settings() -> dict[str, Any]:
+    """The settings in force: the base, then every override in the order made."""
+    merged = dict(_BASE_SETTINGS)
+    with _OVERRIDES_LOCK:
+        for _, values in _OVERRIDES:
+            merged.update(values)
+    return merged
 
 
 class _RestoreSettings:
-    """Restores the previous progress settings when used as a context manager."""
+    """Withdraws one :func:`set_progress` call's settings when used as a context manager."""
 
-    def __init__(self, previous: dict[str, Any]) -> None:
-        self.previous = previous
+    def __init__(self, token: object) -> None:
+        self.token = token
 
     def __enter__(self) -> _RestoreSettings:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _SETTINGS.update(self.previous)
+        with _OVERRIDES_LOCK:
+            _OVERRIDES[:] = [entry for entry in _OVERRIDES if entry[0] is not self.token]
 
 
 def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSettings:
@@ -101,8 +115,9 @@ def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSe
     Returns
     -------
     context manager
-        Restores the previous settings on exit, so that
-        ``with sml.set_progress(False): ...`` silences one block only.
+        Withdraws this call's settings on exit, so that
+        ``with sml.set_progress(False): ...`` silences one block only (blocks
+        that overlap in several threads do not undo each other's).
 
     Raises
     ------
@@ -115,16 +130,18 @@ def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSe
         raise TypeError(f"enabled must be True or False, got {enabled!r}")
     if delay is not None and not float(delay) >= 0:
         raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
-    previous = dict(_SETTINGS)
-    _SETTINGS["enabled"] = enabled
+    values: dict[str, Any] = {"enabled": enabled}
     if delay is not None:
-        _SETTINGS["delay"] = float(delay)
-    return _RestoreSettings(previous)
+        values["delay"] = float(delay)
+    token = object()
+    with _OVERRIDES_LOCK:
+        _OVERRIDES.append((token, values))
+    return _RestoreSettings(token)
 
 
 def progress_settings() -> dict[str, Any]:
     """The current default: ``{"enabled": bool, "delay": seconds}``."""
-    return dict(_SETTINGS)
+    return _settings()
 
 
 SMALL_BLOCK = 4000
@@ -134,8 +151,23 @@ THREADED_BLOCK = 64
 """Below this many rows BLAS works on one thread anyway: evaluations skip the limit's cost."""
 
 _CONTROLLER: list[ThreadpoolController] = []
-_LIMIT_LOCK = threading.Lock()
+LIMIT_LOCK = threading.Lock()
+"""Guards the shared BLAS limit of :func:`blas_threads` (made anew in a forked child)."""
 _ACTIVE: dict[str, Any] = {"depth": 0, "limiter": None, "limit": None}
+
+
+def _reset_after_fork() -> None:
+    """A forked child holds only the forking thread: the locks and the shared BLAS
+    limit that other threads of the parent held are released in it (a worker forked
+    while another thread fitted waited on :data:`LIMIT_LOCK` for ever)."""
+    global LIMIT_LOCK, _OVERRIDES_LOCK
+    LIMIT_LOCK = threading.Lock()
+    _OVERRIDES_LOCK = threading.Lock()
+    _ACTIVE.update(depth=0, limiter=None, limit=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def check_threads(threads: Any) -> int | None:
@@ -196,7 +228,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
     if limit is None:
         yield
         return
-    with _LIMIT_LOCK:
+    with LIMIT_LOCK:
         if _ACTIVE["depth"] == 0:
             _release_control()
             _ACTIVE["limiter"] = _controller().limit(limits=limit, user_api="blas")
@@ -205,7 +237,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
     try:
         yield
     finally:
-        with _LIMIT_LOCK:
+        with LIMIT_LOCK:
             _ACTIVE["depth"] -= 1
             if _ACTIVE["depth"] == 0:
                 _release_control()  # the last block to end may run in another thread
@@ -290,7 +322,8 @@ class Progress:
         elapsed: float = 0.0,
     ) -> None:
         if enabled is None:
-            self.enabled, self.delay = bool(_SETTINGS["enabled"]), float(_SETTINGS["delay"])
+            settings = _settings()
+            self.enabled, self.delay = bool(settings["enabled"]), float(settings["delay"])
         else:
             self.enabled, self.delay = bool(enabled), 0.0
         self.desc = desc
@@ -380,8 +413,9 @@ class EvaluationProgress:
 
     def __init__(self, desc: str, enabled: bool | None = None, unit: str = " evaluations") -> None:
         if enabled is None:
-            self.enabled = bool(_SETTINGS["enabled"]) and not _IN_JOB.get()
-            self.delay = float(_SETTINGS["delay"])
+            settings = _settings()
+            self.enabled = bool(settings["enabled"]) and not _IN_JOB.get()
+            self.delay = float(settings["delay"])
         else:
             self.enabled, self.delay = bool(enabled), 0.0
         self.desc, self.unit = desc, unit
@@ -434,7 +468,7 @@ class EvaluationProgress:
 
 def _limit_blas_threads(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     threadpool_limits(1)
-    _SETTINGS["enabled"] = False  # a worker's fits draw no bars; the parent's job has one
+    set_progress(False)  # a worker's fits draw no bars; the parent's job has one
     if initializer is not None:
         initializer(*initargs)
 

@@ -45,6 +45,23 @@ def test_switch_restores_and_checks_its_arguments():
         sml.set_progress(True, delay=-1)
 
 
+def test_blocks_that_overlap_in_threads_withdraw_only_their_own_setting():
+    """Two threads' `with set_progress(False)` blocks, the first ending first: each
+    restored the settings it had seen, so the bars stayed off for the session."""
+    before = sml.progress_settings()
+    first = sml.set_progress(False)
+    second = sml.set_progress(False, delay=5)
+    first.__exit__(None, None, None)
+    assert sml.progress_settings() == {"enabled": False, "delay": 5.0}  # the second's
+    second.__exit__(None, None, None)
+    assert sml.progress_settings() == before
+    with sml.set_progress(True, delay=0.25):
+        inner = sml.set_progress(False)
+        inner.__exit__(None, None, None)
+        assert sml.progress_settings() == {"enabled": True, "delay": 0.25}
+    assert sml.progress_settings() == before
+
+
 def test_environment_variable_values():
     assert progress_from_environment(None)
     assert progress_from_environment("1") and progress_from_environment("yes")
