@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,34 +39,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CSV file's field separator (default: detected, e.g. ',' or ';')",
     )
     fit.add_argument("--decimal", default=".", help="the CSV file's decimal mark (',' for 3,14)")
+    fit.add_argument(
+        "--encoding", default="utf-8-sig", help="the CSV file's text encoding (e.g. latin-1)"
+    )
     fit.add_argument("--weights", help="column of prior weights")
     fit.add_argument("--offset", help="column holding an offset")
     commands.add_parser("datasets", help="list the bundled data sets")
     return parser
 
 
-def load_data(source: str, sep: str | None = None, decimal: str = ".") -> pd.DataFrame:
+class DataFileError(ValueError):
+    """A data file that cannot be read, or a name that is neither a file nor a data set."""
+
+
+def load_data(
+    source: str, sep: str | None = None, decimal: str = ".", encoding: str = "utf-8-sig"
+) -> pd.DataFrame:
     """A bundled data set by name, or a CSV file by path.
 
     ``sep``: the field separator; None detects it from the file's start
     (Python's CSV sniffer, among ``, ; tab |``), so ``;``-separated files read
     too. A UTF-8 byte-order mark (as spreadsheets write) is not part of the first name.
+
+    Raises
+    ------
+    DataFileError
+        For an unreadable file (empty, another encoding, rows of other lengths),
+        or a name that is neither a file nor a bundled data set.
     """
     if Path(source).is_file():
-        separator = sep or _sniffed_separator(source)
-        return pd.read_csv(source, sep=separator, decimal=decimal, encoding="utf-8-sig")
+        try:
+            separator = sep or _sniffed_separator(source, encoding)
+            return pd.read_csv(source, sep=separator, decimal=decimal, encoding=encoding)
+        except UnicodeDecodeError as err:
+            raise DataFileError(
+                f"{source!r} is not {encoding} text ({err.reason} at byte {err.start}); "
+                "give its encoding, e.g. --encoding latin-1"
+            ) from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, LookupError) as err:
+            raise DataFileError(f"cannot read {source!r}: {str(err).strip()}") from None
     try:
         return datasets.load(source)
     except KeyError:
-        raise SystemExit(
-            f"error: {source!r} is neither a file nor a bundled data set "
-            f"({', '.join(datasets.names())})"
+        raise DataFileError(
+            f"{source!r} is neither a file nor a bundled data set ({', '.join(datasets.names())})"
         ) from None
 
 
-def _sniffed_separator(path: str) -> str:
+def _sniffed_separator(path: str, encoding: str = "utf-8-sig") -> str:
     """The field separator of a CSV file, from its first 64 KiB (``,`` when unclear)."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+    with open(path, newline="", encoding=encoding, errors="replace") as handle:
         sample = handle.read(65536)
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
@@ -78,22 +103,40 @@ def main(argv: list[str] | None = None) -> int:
         for name in datasets.names():
             print(f"{name:12s} {datasets.describe(name)['title']}")
         return 0
-    data = load_data(args.data, args.sep, args.decimal)
     try:
-        res = lmer(
-            args.formula,
-            data,
-            REML=not args.ml,
-            method=args.optimizer,
-            weights=args.weights,
-            offset=args.offset,
-        )
+        data = load_data(args.data, args.sep, args.decimal, args.encoding)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            res = lmer(
+                args.formula,
+                data,
+                REML=not args.ml,
+                method=args.optimizer,
+                weights=args.weights,
+                offset=args.offset,
+            )
     except (ValueError, KeyError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(res.summary().as_text())
     return 0
 
 
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    """A warning as one line naming its class, not the package's file and line."""
+    print(f"warning ({category.__name__}): {message}", file=sys.stderr)
+
+
+def run() -> int:
+    """:func:`main` for the shell: output piped into ``head`` ends quietly."""
+    try:
+        return main()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit fails no more
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -46,6 +46,7 @@ __all__ = [
     "refuse_non_real",
     "select_rows",
     "subset_positions",
+    "unidentified_terms",
     "with_columns",
 ]
 
@@ -658,6 +659,47 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
             sd = float(np.std(values))
             if sd > 0 and abs(float(np.mean(values))) > ratio * sd:
                 out.append(f"{column!r} of ({term.lhs} | {term.group})")
+    return out
+
+
+def unidentified_terms(terms: list[RandomTerm]) -> list[str]:
+    """Messages for vector-valued terms whose covariance the data cannot identify.
+
+    When every column of ``(1 + x | g)`` is constant within each level of
+    ``g`` (``x`` varies only between the levels, as a teacher's class type),
+    level ``i`` contributes one effect ``z_i' b_i`` of variance ``z_i' Sigma
+    z_i``: only the span of ``vech(z z')`` over the distinct rows ``z`` is
+    identified. Fewer dimensions than parameters leave a ridge of equal
+    likelihood, and the fitted covariance is any point on it (the dense and
+    sparse engines stopped at standard deviations 19.7 and 13.5 on mlmRev's
+    star). Terms fitted on a Dask cluster (no rows here) are not checked.
+    """
+    out = []
+    for term in terms:
+        p = term.n_cols
+        Z = np.asarray(term.Z, dtype=float)
+        if p < 2 or Z.shape[0] == 0:
+            continue
+        order = np.argsort(term.codes, kind="stable")
+        starts = np.flatnonzero(np.diff(term.codes[order], prepend=-1))
+        ordered = Z[order]
+        spread = np.maximum.reduceat(ordered, starts) - np.minimum.reduceat(ordered, starts)
+        if np.any(spread > 1e-12 * np.maximum(1.0, np.abs(Z).max(axis=0))):
+            continue  # some column varies within a level
+        patterns = np.unique(ordered[starts], axis=0)
+        rows, cols = np.tril_indices(p)
+        products = patterns[:, rows] * patterns[:, cols]  # vech(z z') of each pattern
+        identified = int(np.linalg.matrix_rank(products))
+        needed = p * (p + 1) // 2
+        if identified < needed:
+            out.append(
+                f"random-effects term ({term.lhs} | {term.group}): every column is constant "
+                f"within each level of {term.group}, so its {len(patterns)} distinct rows "
+                f"identify only {identified} of its {needed} variance parameters and the "
+                "fitted covariance is one point of a ridge of equal likelihood. Keep such "
+                f"between-{term.group} variables as fixed effects and simplify the term, "
+                f"e.g. (1 | {term.group})"
+            )
     return out
 
 

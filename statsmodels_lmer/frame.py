@@ -37,6 +37,7 @@ from .data_checks import (
     refuse_non_real,
     select_rows,
     subset_positions,
+    unidentified_terms,
 )
 from .exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
 from .formula import (
@@ -273,6 +274,8 @@ def build_model_frame(
             "e.g. x - x.mean(); the model is the same",
             ValueWarning,
         )
+    for message in unidentified_terms(terms):
+        warn(message, ValueWarning)
     check_groups(terms, len(frame))
     return ModelFrame(
         endog,

@@ -217,7 +217,7 @@ def random_effects_table(res: Any) -> pd.DataFrame:
         covs = block[block["var2"].notna()]
         for position, (_, row) in enumerate(variances.iterrows()):
             corr = [
-                f"{c:.3f}" if np.isfinite(c) else "NaN"
+                f"{c:6.3f}" if np.isfinite(c) else f"{'NaN':>6}"
                 for c in covs[covs["var2"] == row["var1"]]["sdcor"]
             ]
             rows.append(
@@ -229,7 +229,13 @@ def random_effects_table(res: Any) -> pd.DataFrame:
                     "Corr": " ".join(corr),
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table) and table["Corr"].str.len().max() > 0:
+        # one column per correlation, as lme4: each row's values start at the left
+        width = max(int(table["Corr"].str.len().max()), len("Corr"))
+        table["Corr"] = table["Corr"].str.ljust(width)
+        table = table.rename(columns={"Corr": "Corr".ljust(width)})
+    return table
 
 
 def _group_counts(res: Any) -> str:

@@ -857,3 +857,40 @@ def test_zero_contrast_has_no_df_as_in_lmertest():
         warnings.simplefilter("error")  # and no numpy warning about 0 / 0
         frame = res.t_test(np.zeros((1, 2))).summary_frame()
     assert np.isnan(frame["df"].iloc[0]) and np.isnan(frame["P>|t|"].iloc[0])
+
+
+def between_level_data(seed: int = 4) -> pd.DataFrame:
+    """60 groups, each with one value of a 3-level factor f and of a number x."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(60), 8)
+    f = np.asarray(["a", "b", "c"])[np.arange(60) % 3][groups]
+    x_two = (np.arange(60) % 2)[groups].astype(float)
+    x_many = rng.normal(size=60)[groups]
+    y = rng.normal(size=60)[groups] + rng.normal(size=groups.size)
+    return pd.DataFrame({"y": y, "g": groups.astype(str), "f": f, "x2": x_two, "xm": x_many})
+
+
+@pytest.mark.parametrize(
+    ("term", "identified", "needed"),
+    [("(1 + f | g)", 3, 6), ("(1 + x2 | g)", 2, 3), ("(0 + f | g)", 3, 6)],
+)
+def test_a_term_that_varies_only_between_levels_is_flagged(term, identified, needed):
+    """(1 + cltype | tch) on mlmRev's star: the class type is constant within each
+    teacher, the likelihood has a ridge, and the dense and sparse engines stopped at
+    standard deviations 19.7 and 13.5 with the same deviance, without a word."""
+    message = rf"identify only {identified} of its {needed} variance parameters"
+    with pytest.warns(ValueWarning, match=message):
+        sml.Lmer.from_formula(f"y ~ f + {term}", between_level_data())
+
+
+@pytest.mark.parametrize("term", ["(1 + xm | g)", "(1 | g)", "(1 + x2 || g)"])
+def test_identified_between_level_terms_are_not_flagged(term):
+    """A number with many values between the levels identifies (1 + x | g): z' Sigma z
+    is quadratic in x. Scalar terms are never flagged."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueWarning)
+        sml.Lmer.from_formula(f"y ~ xm + {term}", between_level_data())
+    sleep = sml.datasets.load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueWarning)
+        sml.Lmer.from_formula("Reaction ~ Days + (Days | Subject)", sleep)

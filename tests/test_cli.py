@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 
@@ -74,3 +76,47 @@ def test_non_numeric_response_message_is_short(tmp_path, capsys):
     assert main(["fit", "Reaction ~ Days + (1|Subject)", "--data", str(path)]) == 2
     err = capsys.readouterr().err
     assert "is not numeric" in err and "(180 columns)" in err and len(err) < 400
+
+
+def test_unreadable_files_and_r_backticks_exit_2_with_one_line(tmp_path, capsys):
+    """These printed Python tracebacks (pandas' or patsy's) and exited 1."""
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("Yield,B\u00e4tch\n1545,A\n1440,A\n1440,B\n1520,B\n".encode("latin-1"))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("Yield,Batch\n1545,A\n1440,A,3,4\n")
+    cases = [
+        (str(empty), "Yield ~ 1 + (1|Batch)", "cannot read"),
+        (str(latin), "Yield ~ 1 + (1|Batch)", "give its encoding, e.g. --encoding latin-1"),
+        (str(ragged), "Yield ~ 1 + (1|Batch)", "Expected 2 fields in line 3, saw 4"),
+        ("nonexistent.csv", "Yield ~ 1 + (1|Batch)", "neither a file nor a bundled data set"),
+        ("Dyestuff", "`Yield` ~ 1 + (1|Batch)", 'R\'s backticks; write Q("Yield") instead'),
+    ]
+    for data, formula, message in cases:
+        assert main(["fit", formula, "--data", data]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    args = ["fit", "Yield ~ 1 + (1|Bätch)", "--data", str(latin), "--encoding", "latin-1"]
+    assert main(args) == 0
+    assert "Bätch" in capsys.readouterr().out
+
+
+def test_warnings_are_one_line_and_a_closed_pipe_ends_quietly():
+    singular = "Reaction ~ Days + (1 | Subject) + (1 | Days)"
+    done = subprocess.run(
+        [sys.executable, "-m", "statsmodels_lmer", "fit", singular, "--data", "sleepstudy"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STATSMODELS_LMER_PROGRESS": "0"},
+    )
+    assert done.returncode == 0
+    assert done.stderr.startswith("warning (SingularFitWarning): boundary (singular) fit")
+    assert "__main__.py" not in done.stderr
+    command = (
+        f"{shlex.quote(sys.executable)} -m statsmodels_lmer fit "
+        "'Reaction ~ Days + (Days|Subject)' --data sleepstudy | head -1"
+    )
+    piped = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert piped.stdout.startswith("Linear mixed model fit by REML")
+    assert "Traceback" not in piped.stderr and "BrokenPipeError" not in piped.stderr

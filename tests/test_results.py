@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -346,3 +347,24 @@ def test_model_predict_adds_the_offset_of_its_rows():
     np.testing.assert_allclose(fixed, res.predict(data, re_formula="0"), rtol=1e-12)
     with pytest.raises(NotImplementedError, match="profiled over theta"):
         res.model.score(np.asarray(res.params))
+
+
+def test_correlations_of_a_term_line_up_in_columns():
+    """With three correlated columns the Corr column was one right-aligned string: the
+    x row's corr(Intercept, x) stood under the z row's corr(x, z). lme4 starts each
+    row's correlations at the left, one column per correlation."""
+    data = sml.datasets.load("sleepstudy").assign(d2=lambda d: (d["Days"] - 4.5) ** 2 / 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("Reaction ~ Days + (Days + d2 | Subject)", data)
+    text = str(res.summary())
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Random effects:"))
+    header, _, days, d2 = lines[start + 1 : start + 5]
+    vc = res.varcorr.set_index(["var1", "var2"])["sdcor"]
+    first = f"{vc[('Intercept', 'Days')]:6.3f}"
+    assert days.rstrip().endswith(first)
+    column = days.rstrip().rindex(first)
+    assert d2[column : column + 6] == f"{vc[('Intercept', 'd2')]:6.3f}"
+    assert d2[column + 7 : column + 13] == f"{vc[('Days', 'd2')]:6.3f}"
+    assert header.index("Corr") == column
