@@ -266,9 +266,9 @@ def _remove_bar(bars: list[str], segment: str, old: str) -> None:
 
 
 def _parse(formula: str, require_random: bool) -> ParsedFormula:
-    _refuse_backticks(formula)
     formula = r_powers(formula)
     response, rhs = _split_tilde(formula)
+    _refuse_backticks(formula)
     _check_balanced(rhs, formula)
     fixed_parts: list[tuple[str, str]] = []
     bars: list[BarTerm] = []
@@ -314,8 +314,8 @@ _OFFSET = re.compile(r"^offset\s*\(")
 def _refuse_backticks(formula: str) -> None:
     """R's backtick-quoted names (```reaction time```) are ``Q("reaction time")`` here."""
     quoted = re.findall(r"`([^`]*)`", formula)
-    if quoted or "`" in formula:
-        spelled = ", ".join(f'Q("{name}")' for name in quoted) or 'Q("name")'
+    if quoted:
+        spelled = ", ".join(f'Q("{name}")' for name in quoted)
         raise FormulaError(
             f"formula {formula!r} quotes names with R's backticks; write {spelled} instead"
         )

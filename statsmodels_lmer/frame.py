@@ -276,7 +276,7 @@ def build_model_frame(
         )
     for message in unidentified_terms(terms):
         warn(message, ValueWarning)
-    check_groups(terms, len(frame))
+    check_groups(terms, len(frame), _missing_note(data, used, n_dropped))
     return ModelFrame(
         endog,
         exog,
@@ -570,6 +570,7 @@ def _fixed_part(
     if lean is not None:  # bare columns: no transform
         endog, exog, design_info = lean
         check_fixed_values(parsed.response, endog.to_numpy(), exog.to_numpy(), design_info)
+        refuse_empty_terms(design_info)
         return lean
     columns = patsy_columns(frame, used)
     try:
@@ -590,8 +591,35 @@ def _fixed_part(
         check_fixed_values(parsed.response, values, matrix, X.design_info)
     endog = pd.Series(np.asarray(y)[:, 0], index=frame.index, name=y.design_info.column_names[0])
     design_info = readable_design(X.design_info)  # C(year)[T.1936], not [T.np.int64(1936)]
+    refuse_empty_terms(design_info)
     exog = pd.DataFrame(np.asarray(X), index=frame.index, columns=design_info.column_names)
     return endog, exog, design_info
+
+
+def refuse_empty_terms(design_info: Any) -> None:
+    """Refuse a fixed-effects term left without columns: a factor with one level.
+
+    patsy codes it by no column at all, so the term would vanish from the fit
+    without a word; R's ``model.matrix`` stops ("contrasts can be applied
+    only to factors with 2 or more levels").
+
+    Raises
+    ------
+    DataError
+    """
+    for term, columns in design_info.term_slices.items():
+        if term.factors and columns.stop == columns.start:
+            levels = [
+                list(design_info.factor_infos[factor].categories)
+                for factor in term.factors
+                if design_info.factor_infos[factor].type == "categorical"
+            ]
+            only = "; ".join(f"{values[0]!r}" for values in levels if len(values) == 1)
+            raise DataError(
+                f"fixed-effects term {term.name()} has no column: its factor has only one "
+                f"level{f' ({only})' if only else ''} in the rows fitted, so it has no "
+                "contrast to estimate; remove the term (or check subset= and missing values)"
+            )
 
 
 def transform_source(
@@ -809,8 +837,24 @@ def checked_drop_cols(columns: list[str], drop_cols: Any) -> list[str]:
     return names
 
 
-def check_groups(terms: list[RandomTerm], nobs: int) -> None:
+def _missing_note(data: pd.DataFrame, used: list[Any], n_dropped: int) -> str:
+    """Which columns' missing values dropped rows, for messages ("" when none were)."""
+    if not n_dropped:
+        return ""
+    counts = {str(c): int(data[c].isna().sum()) for c in used if c in data.columns}
+    named = sorted((n, c) for c, n in counts.items() if n)[::-1][:3]
+    which = ", ".join(f"{column} {count}" for count, column in named)
+    return (
+        f" (left after dropping {n_dropped} of {len(data)} rows with missing values"
+        + (f"; missing per column: {which}" if which else "")
+        + ")"
+    )
+
+
+def check_groups(terms: list[RandomTerm], nobs: int, dropped_note: str = "") -> None:
     """lme4's checks of the numbers of levels and random effects against ``nobs``.
+
+    ``dropped_note`` tells, in the messages, how many rows missing values dropped.
 
     Raises
     ------
@@ -819,14 +863,14 @@ def check_groups(terms: list[RandomTerm], nobs: int) -> None:
     for term in terms:
         if term.n_levels < 2:
             raise DataError(
-                f"grouping factor {term.group!r} has only one level; a random effect "
-                "needs at least two groups"
+                f"grouping factor {term.group!r} has only one level{dropped_note}; a "
+                "random effect needs at least two groups"
             )
         if term.n_levels >= nobs:
             raise DataError(
                 f"grouping factor {term.group!r} has {term.n_levels} levels for {nobs} "
-                "observations; with as many levels as observations its variance cannot "
-                "be told apart from the residual variance"
+                f"observations{dropped_note}; with as many levels as observations its "
+                "variance cannot be told apart from the residual variance"
             )
         if term.n_random >= nobs:
             raise DataError(

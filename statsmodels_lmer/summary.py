@@ -77,7 +77,8 @@ class LmerSummary(Summary):
             if title:
                 parts.append(f"\\textit{{{_latex_escape(title)}}}")
             if table is not None:
-                parts.append(_df_to_simpletable(table, index=index).as_latex_tabular())
+                simple = _df_to_simpletable(_latex_table(table), index=index)
+                parts.append(simple.as_latex_tabular())
             parts.extend(_latex_escape(line) + "\\\\" for line in text)
         return "\n\n".join(parts)
 
@@ -91,10 +92,36 @@ class LmerSummary(Summary):
         return self.as_html()
 
 
+_LATEX_SPECIAL = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "|": r"\textbar{}",
+    }
+)
+
+
 def _latex_escape(text: str) -> str:
-    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(char, "\\" + char if char != "\\" else "\\textbackslash{}")
-    return text
+    """``text`` with LaTeX's special characters written as text, in one pass."""
+    return str(text).translate(_LATEX_SPECIAL)
+
+
+def _latex_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its labels and text cells escaped for LaTeX (numbers as they are)."""
+    escaped = table.map(lambda v: _latex_escape(v) if isinstance(v, str) else v)
+    escaped.index = [_latex_escape(label) for label in table.index]
+    escaped.columns = [_latex_escape(label) for label in table.columns]
+    return escaped
 
 
 def lmer_summary(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> LmerSummary:
@@ -151,6 +178,19 @@ def _number(value: float) -> str:
     if value != 0 and abs(value) < 0.1:
         return f"{value:.{3 - int(np.floor(np.log10(abs(value))))}f}"
     return f"{value:.4f}"
+
+
+class _SummaryNumber:
+    """A ``float_format`` for statsmodels' summary2 tables that formats as :func:`_number`
+    (``"%.4f"`` printed a coefficient of 1.05e-05, its SE and p-value as 0.0000)."""
+
+    def __mod__(self, value: Any) -> str:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError("not a number")  # statsmodels then prints str(value)
+        return _number(float(value))
+
+
+SUMMARY_NUMBER = _SummaryNumber()
 
 
 def _title(res: Any) -> str:
@@ -389,8 +429,10 @@ def lmer_summary2(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> 
         "Covariance:": getattr(res, "cov_kwds", {}).get("description", "model-based"),
     }
     smry.add_dict(info)
-    smry.add_df(fixed_effects_table(res, alpha, ddf), float_format="%.4f")
-    smry.add_df(_variance_frame(res), float_format="%.4f")
+    smry.add_df(fixed_effects_table(res, alpha, ddf), float_format=SUMMARY_NUMBER)
+    smry.add_df(_variance_frame(res), float_format=SUMMARY_NUMBER)
     for line in _messages(res, ddf):
         smry.add_text(line)
+    for settings in smry.settings:  # as_text formats every table by the first's setting
+        settings["float_format"] = SUMMARY_NUMBER
     return smry

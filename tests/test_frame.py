@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -383,3 +385,21 @@ def test_missing_raise_names_the_weights_column(sleep):
     data.loc[3, "w"] = np.nan
     with pytest.raises(DataError, match=r"\(Reaction, Days, Subject, w\)"):
         sml.lmer("Reaction ~ Days + (1 | Subject)", data, weights="w", missing="raise")
+
+
+@pytest.mark.parametrize("term", ["C(f)", "f", "f:Days"])
+def test_a_fixed_factor_with_one_level_is_refused(term):
+    """patsy codes it by no column: the term vanished from the fit silently (R stops)."""
+    data = sml.datasets.load("sleepstudy").assign(f="only")
+    with pytest.raises(DataError, match=r"only one level \('only'\)"):
+        sml.lmer(f"Reaction ~ Days + {term} + (1 | Subject)", data)
+
+
+def test_too_few_groups_after_dropping_missing_rows_says_so():
+    data = sml.datasets.load("sleepstudy").assign(junk=np.nan)
+    data.loc[0:9, "junk"] = 1.0  # 170 rows missing: one subject left
+    message = r"one level \(left after dropping 170 of 180 rows .*: junk 170\)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=message):
+            sml.lmer("Reaction ~ Days + junk + (1 | Subject)", data)

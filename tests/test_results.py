@@ -368,3 +368,18 @@ def test_correlations_of_a_term_line_up_in_columns():
     assert d2[column : column + 6] == f"{vc[('Intercept', 'd2')]:6.3f}"
     assert d2[column + 7 : column + 13] == f"{vc[('Days', 'd2')]:6.3f}"
     assert header.index("Corr") == column
+
+
+def test_summary2_prints_small_numbers_and_latex_is_escaped():
+    """summary2 printed a coefficient of 1e-05, its SE and p-value as 0.0000; as_latex
+    left ~, |, < and _ for LaTeX to misread (and escaped a backslash twice)."""
+    data = sml.datasets.load("sleepstudy").assign(us=lambda d: d["Days"] * 1e6)
+    res = sml.lmer("Reaction ~ us + (1 | Subject)", data)
+    text = res.summary2().as_text()
+    row = next(line for line in text.splitlines() if line.startswith("us "))
+    assert f"{res.params['us']:.3e}" in row and f"{res.bse['us']:.3e}" in row
+    assert isinstance(res.summary2().tables[1].iloc[1, 0], float)  # tables stay numeric
+    latex = res.summary().as_latex()
+    assert r"Reaction \textasciitilde{} us + (1 \textbar{} Subject)" in latex
+    assert r"Pr(\textgreater{}\textbar{}t\textbar{})" in latex
+    assert r"statsmodels\_lmer" in latex and "~" not in latex.replace(r"\textasciitilde{}", "")
