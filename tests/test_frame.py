@@ -393,6 +393,9 @@ def test_a_fixed_factor_with_one_level_is_refused(term):
     data = sml.datasets.load("sleepstudy").assign(f="only")
     with pytest.raises(DataError, match=r"only one level \('only'\)"):
         sml.lmer(f"Reaction ~ Days + {term} + (1 | Subject)", data)
+    dd = pytest.importorskip("dask.dataframe")
+    with pytest.raises(DataError, match=r"only one level \('only'\)"):
+        sml.lmer(f"Reaction ~ Days + {term} + (1 | Subject)", dd.from_pandas(data, npartitions=2))
 
 
 def test_too_few_groups_after_dropping_missing_rows_says_so():

@@ -51,6 +51,7 @@ from ..frame import (
     check_groups,
     check_weight_counts,
     checked_drop_cols,
+    refuse_empty_terms,
     scales_differ,
     used_columns,
     warn_aliased,
@@ -349,6 +350,7 @@ def build_partitioned(
     for index, bar in enumerate(parsed.bars):  # lme4's column order in each bar term
         designs[2 + index] = r_term_order(designs[2 + index], bar.lhs)
     check_response_type(parsed.response, designs[0])
+    refuse_empty_terms(designs[1])
     specs = learner.specs(designs)
     bars = _bar_plans(parsed, designs, scan)
     terms = [bar.term for bar in bars]
