@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,3 +148,67 @@ def test_crossed_rest_term_is_not_taken_for_nested():
     data = synthetic()
     model = sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b)", data)
     assert model.devfun(True, strategy="pairs").cross.nested is None
+
+
+@pytest.mark.parametrize(
+    ("formula", "weighted"),
+    [
+        ("y ~ x + (1 | school/cls)", False),
+        ("y ~ x + (x | cls:school) + (x + z | school)", False),
+        ("y ~ x + (x | cls:school) + (1 | school)", True),
+    ],
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_nested_solution_equals_the_dense_one(formula, weighted, reml):
+    """The solution at theta (beta, u, b, sigma, vcov, conditional variances) from the
+    compact nested layout, without the m x m array the dense path allocates (2e4
+    schools: 6.3 GB and 76 s; lme4 430 MB)."""
+    data = nested_data()
+    rng = np.random.default_rng(2)
+    data = data.assign(w=rng.uniform(0.5, 2, len(data)), z=rng.normal(size=len(data)))
+    model = sml.Lmer.from_formula(formula, data, **({"weights": "w"} if weighted else {}))
+    nested = model.devfun(reml, strategy="pairs")
+    assert nested.cross.nested is not None
+    dense = copy.copy(nested)
+    dense.cross = copy.copy(nested.cross)
+    dense.cross.nested = None
+    theta = model.theta_start + np.random.default_rng(5).uniform(-0.4, 0.8, model.theta_start.size)
+    theta = np.maximum(theta, model.theta_lower)
+    a, b = nested.solve(theta), dense.solve(theta)
+    assert a.objective_value == pytest.approx(b.objective_value, rel=1e-13)
+    assert a.sigma == pytest.approx(b.sigma, rel=1e-13)
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-12)
+    np.testing.assert_allclose(a.vcov_unscaled, b.vcov_unscaled, rtol=1e-11, atol=1e-16)
+    for ours, reference in [
+        (a.u, b.u),
+        (a.b, b.b),
+        (a.conditional_variances, b.conditional_variances),
+    ]:
+        for x, y in zip(ours, reference):
+            np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+def test_large_nested_models_take_satterthwaite_df_from_their_cheap_evaluations(monkeypatch):
+    """Above order 1000 the nested layout's Satterthwaite derivatives are lmerTest's
+    finite differences of O(levels) evaluations, not analytic ones of the dense
+    factor; the df agree."""
+    from statsmodels_lmer.engine import gradient
+    from statsmodels_lmer.inference.satterthwaite import Satterthwaite
+
+    rng = np.random.default_rng(11)
+    schools = np.repeat(np.arange(1200), 6)
+    classes = np.repeat(np.arange(3600), 2)
+    data = pd.DataFrame({"s": schools.astype(str), "c": classes.astype(str)})
+    data["x"] = rng.normal(size=len(data))
+    effects = rng.normal(size=1200)[schools] + 0.6 * rng.normal(size=3600)[classes]
+    data["y"] = 1 + data["x"] + effects + rng.normal(size=len(data))
+    res = sml.lmer("y ~ x + (1 | s/c)", data)
+    assert res.model.devfun(True).cross.nested is not None
+    finite = Satterthwaite(res)
+    assert finite.method == "numderiv"
+    monkeypatch.setattr(gradient, "NESTED_ANALYTIC_MAX", 10_000)
+    analytic = Satterthwaite(res)
+    assert analytic.method == "analytic"
+    L = np.eye(2)
+    for row in L:
+        assert finite.test(row).den_df == pytest.approx(analytic.test(row).den_df, rel=1e-5)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_block
 from ..linalg import cho_solve, solve_triangular
@@ -305,6 +306,49 @@ class _SparseFactor:
     factors: list[np.ndarray]
 
 
+@dataclass(eq=False)
+class _NestedFactor:
+    """The factor at one theta with the compact nested layout (no ``m x m`` array).
+
+    The random part of the Schur complement is block diagonal (one
+    ``p2 x p2`` block per level of the rest term); with the fixed-and-response
+    block ``k x k`` (``k = p + 1``) the factor is ``[[L_D, 0], [S', L_C]]``
+    with ``S_j = L_Dj^-1 B_j`` (see :class:`~statsmodels_lmer.engine.blocks.NestedLayout`).
+    """
+
+    T1: np.ndarray
+    m_inv: np.ndarray  # (c, p1, p1) inverse of T'A11T + I per class
+    log_det_first: float
+    rest: RestScaling
+    chol_d: np.ndarray  # (l2, p2, p2) lower factors of the random blocks
+    solved: np.ndarray  # (l2, p2, k) L_Dj^-1 B_j'
+    chol_c: np.ndarray  # (k, k) lower factor of the reduced fixed-and-response block
+
+    def log_dets(self) -> tuple[float, float, float]:
+        """``log|L_Z|^2``, ``log|R_X|^2`` and the pwrss."""
+        diag_c = np.diagonal(self.chol_c)
+        p = diag_c.size - 1
+        log_d = float(np.sum(np.log(np.diagonal(self.chol_d, axis1=1, axis2=2))))
+        ld_l2 = self.log_det_first + 2.0 * log_d
+        return ld_l2, 2.0 * float(np.sum(np.log(diag_c[:p]))), float(diag_c[-1] ** 2)
+
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+        """Spherical random effects of the rest term (level by level) and beta."""
+        p = self.chol_c.shape[0] - 1
+        beta = solve_triangular(self.chol_c[:p, :p], self.chol_c[p, :p], lower=True, trans=True)
+        rhs = self.solved[:, :, p] - self.solved[:, :, :p] @ beta
+        upper = np.swapaxes(self.chol_d, 1, 2)
+        u = np.linalg.solve(upper, rhs[..., None])[..., 0]
+        return u.reshape(-1), beta
+
+    def vcov_unscaled(self) -> np.ndarray:
+        """``(R_X' R_X)^-1``."""
+        p = self.chol_c.shape[0] - 1
+        if not p:
+            return np.zeros((0, 0))
+        return cho_solve(self.chol_c[:p, :p], np.eye(p), lower=True)
+
+
 class ProfiledDeviance:
     """Objective of theta for one model: deviance (ML) or REML criterion.
 
@@ -421,9 +465,14 @@ class ProfiledDeviance:
         Same value as the dense path (see :class:`~statsmodels_lmer.engine.blocks.NestedLayout`);
         the blocks are factored one level at a time, then the small fixed block.
         """
+        factor = self._nested_factor(theta)
+        return np.inf if factor is None else self.criterion(*factor.log_dets(), self.reml)
+
+    def _nested_factor(self, theta: np.ndarray) -> _NestedFactor | None:
+        """The factor in the compact nested layout (None where it fails)."""
         layout = self.cross.nested
         T1 = self.terms[0].factor(theta[self.theta_slices[0]])
-        _, log_det_first, weights, roots = self._first_block(T1)
+        m_inv, log_det_first, weights, roots = self._first_block(T1)
         s_d, s_b, s_c = layout.schur_compact(weights, roots)
         T2 = self.terms[1].factor(theta[self.theta_slices[1]])
         d = T2.T @ (layout.a_d - _symmetric(s_d)) @ T2 + np.eye(layout.cols)
@@ -435,12 +484,11 @@ class ProfiledDeviance:
             reduced = c - np.einsum("lpa,lpb->ab", solved, solved)
             chol_c = np.linalg.cholesky(reduced)
         except np.linalg.LinAlgError:
-            return np.inf
-        diag_c = np.diagonal(chol_c)
-        p = self.cross.n_fixed
-        ld_l2 = log_det_first + 2.0 * float(np.sum(np.log(np.diagonal(chol_d, axis1=1, axis2=2))))
-        ld_rx2 = 2.0 * float(np.sum(np.log(diag_c[:p])))
-        return self.criterion(ld_l2, ld_rx2, float(diag_c[-1] ** 2), self.reml)
+            return None
+        rest = RestScaling(
+            self.terms[1:], [theta[sl] for sl in self.theta_slices[1:]], self.cross.n_fixed + 1
+        )
+        return _NestedFactor(T1, m_inv, log_det_first, rest, chol_d, solved, chol_c)
 
     # -- factorization -------------------------------------------------
     def term_factors(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -449,7 +497,7 @@ class ProfiledDeviance:
 
     def _factor(
         self, theta: np.ndarray, solve: bool = False, keep_schur: bool = False
-    ) -> _Factor | _SparseFactor | None:
+    ) -> _Factor | _SparseFactor | _NestedFactor | None:
         """The factor at theta, or None where it fails; give it back with :meth:`_release`.
 
         ``keep_schur`` (dense path only) also keeps a copy of the unscaled Schur
@@ -459,6 +507,8 @@ class ProfiledDeviance:
             factors = self.term_factors(theta)
             pieces = self.cross.sparse.factor(factors, solve=solve)
             return None if pieces is None else _SparseFactor(pieces, factors)
+        if self.cross.nested is not None and not keep_schur:  # no m x m array
+            return self._nested_factor(theta)
         if self.cross.size_rest < THREADED_BLOCK:
             factor = self._factor_now(theta, keep_schur)
         else:
@@ -567,6 +617,8 @@ class ProfiledDeviance:
         if isinstance(factor, _SparseFactor):
             pieces = factor.pieces
             return pieces.log_det_l2, pieces.log_det_rx2, pieces.pwrss
+        if isinstance(factor, _NestedFactor):
+            return factor.log_dets()
         r, p, m = self.cross.n_random_rest, self.cross.n_fixed, self.cross.size_rest
         diag = factor.chol.reshape(-1)[:: m + 1]  # the C-ordered work array's diagonal
         logs = np.log(diag[: m - 1])
@@ -581,6 +633,8 @@ class ProfiledDeviance:
         """``(R_X' R_X)^-1`` of ``X``, or of the engine's columns ``X T`` (``engine_columns``)."""
         if isinstance(factor, _SparseFactor):
             vcov = factor.pieces.vcov_unscaled
+        elif isinstance(factor, _NestedFactor):
+            vcov = factor.vcov_unscaled()
         else:
             vcov = _unscaled_vcov(factor.chol, self.cross)
         centering = self.cross.centering
@@ -697,6 +751,8 @@ class Solution:
         if isinstance(factor, _SparseFactor):
             self.beta = factor.pieces.beta
             self._u_rest = None
+        elif isinstance(factor, _NestedFactor):
+            self._u_rest, self.beta = factor.coefficients()
         else:
             r, p, m = cross.n_random_rest, cross.n_fixed, cross.size_rest
             chol = factor.chol
@@ -764,6 +820,8 @@ class Solution:
             blocks = objective.cross.sparse.inverse_blocks(factors)
             if blocks is None:
                 raise np.linalg.LinAlgError("the penalized system is not positive definite")
+        elif isinstance(factor, _NestedFactor):
+            blocks = self._nested_inverse_blocks(factors[1])
         else:
             blocks = self._dense_inverse_blocks()
         out = [T @ block @ T.T for block, T in zip(blocks, factors)]
@@ -793,6 +851,30 @@ class Solution:
             rest.append(np.concatenate(blocks) if blocks else np.zeros((0, n_cols, n_cols)))
             start += n_levels * n_cols
         return [first] + rest
+
+    def _nested_inverse_blocks(self, T2: np.ndarray) -> list[np.ndarray]:
+        """:meth:`_dense_inverse_blocks` with the block-diagonal rest of a nested layout.
+
+        A first-term level k lies in one rest level j, so its coupling
+        ``L_rr^-1 M_r1 M_11^-1`` has the one block ``L_Dj^-1 T2' A_jk T1 M_k^-1``.
+        """
+        cross, factor = self._objective.cross, self._factor
+        l2, p2 = cross.rest_sizes[0]
+        l1, p1 = cross.first_levels, cross.first_cols
+        inverse_chol = np.linalg.inv(factor.chol_d)
+        rest = np.einsum("lba,lbc->lac", inverse_chol, inverse_chol)  # (L L')^-1 per level
+        entries = sp.coo_matrix(cross.a_r1[: l2 * p2])
+        level_j, a = np.divmod(entries.row, p2)
+        level_k, b = np.divmod(entries.col, p1)
+        blocks = np.zeros((l1, p2, p1))
+        np.add.at(blocks, (level_k, a, b), entries.data)
+        parent = np.zeros(l1, dtype=np.int64)
+        parent[level_k] = level_j
+        right = factor.T1 @ factor.m_inv[cross.class_of_level]  # (l1, p1, p1)
+        scaled = np.einsum("ba,kbc->kac", T2, blocks @ right)  # T2' A_jk T1 M_k^-1
+        coupling = np.linalg.solve(factor.chol_d[parent], scaled)
+        first = factor.m_inv[cross.class_of_level] + np.einsum("kab,kac->kbc", coupling, coupling)
+        return [first, rest]
 
     def _coupling(self, l_rr: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """``L_rr^-1 M_r1 M_11^-1`` for some first-term levels (dense r x len(levels) p1)."""

@@ -44,7 +44,7 @@ from .._parallel import Progress
 from ..engine.gradient import (
     STEP_FLOOR,
     ProfiledGradient,
-    gradient_supported,
+    analytic_derivatives_pay,
     jacobian_of_gradient,
 )
 from ..exceptions import warn
@@ -116,9 +116,11 @@ class Satterthwaite:
     method : {"analytic", "numderiv"}
         Analytic derivatives (default) or lmerTest's numDeriv differences
         (see the module docstring). Where the analytic derivatives are not
-        supported (:func:`~statsmodels_lmer.engine.gradient.gradient_supported`:
-        the sparse path, or a Schur complement above about order 8000) the
-        numDeriv differences are used and ``method`` says so.
+        supported or do not pay
+        (:func:`~statsmodels_lmer.engine.gradient.analytic_derivatives_pay`:
+        the sparse path, a Schur complement above about order 8000, or a
+        nested layout above order 1000) the numDeriv differences are used and
+        ``method`` says so.
     """
 
     def __init__(self, res, progress: bool | None = None, method: str = "analytic") -> None:
@@ -141,8 +143,8 @@ class Satterthwaite:
         self._vcov_engine = self.vcov
         if self._centering is not None:
             self._vcov_engine = res.scale * devfun.engine_vcov_unscaled(self.varpar[:-1])
-        if method == "analytic" and not gradient_supported(devfun):
-            self.method = "numderiv"  # the sparse path, or dense arrays too large
+        if method == "analytic" and not analytic_derivatives_pay(devfun):
+            self.method = "numderiv"  # the sparse path, dense arrays too large, or nested
         if self.method == "analytic":
             self.hessian, self._engine_jacobians = self._analytic(devfun, progress)
         else:

@@ -213,13 +213,16 @@ def influence(
     if method not in ("one-step", "full"):
         raise ValueError(f"method must be 'one-step' or 'full', got {method!r}")
     res.model.require_data("influence diagnostics")
-    marg = _Marginal.from_results(res)
-    if _deletes_observations(res.model.random_terms, group):
+    by_row = _deletes_observations(res.model.random_terms, group)
+    if by_row:
         index = pd.Index(res.model.data.row_labels, name=OBSERVATION)
         members = [np.array([row]) for row in range(len(index))]
+    else:
+        index, members = _group_members(res.model.random_terms, group)  # KeyError first
+    marg = _Marginal.from_results(res)
+    if by_row:
         values, changes = _observation_measures(marg)
     else:
-        index, members = _group_members(res.model.random_terms, group)
         values, changes = _each_group_measures(marg, members, index.name, progress)
     frame = pd.DataFrame(values, index=index, columns=ONE_STEP_COLUMNS)
     frame.insert(0, "n_obs", [len(rows) for rows in members])
