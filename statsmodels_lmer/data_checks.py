@@ -34,6 +34,7 @@ __all__ = [
     "check_response_type",
     "check_unique_columns",
     "column_dtypes",
+    "confounded_terms",
     "copy_on_write",
     "drop_unused_categories",
     "far_random_columns",
@@ -701,6 +702,66 @@ def unidentified_terms(terms: list[RandomTerm]) -> list[str]:
                 f"e.g. (1 | {term.group})"
             )
     return out
+
+
+CONFOUNDING_WORK = 2e8
+"""Largest ``n p max(p, q)`` for which :func:`confounded_terms` checks a term (a second)."""
+
+
+def confounded_terms(X: np.ndarray, terms: list[RandomTerm]) -> list[str]:
+    """Messages for random terms whose variance the data cannot identify from the others.
+
+    - A term whose every column lies in the span of the fixed effects
+      (``y ~ f + (1 | f)``): its effects are absorbed by ``X beta`` and the
+      criterion is flat in its variance (the fit reported theta 0.547 as
+      converged where lme4 stopped at 0.182).
+    - Two terms that group the rows alike with the same columns (one factor
+      under two names): only the sum of their covariances is identified.
+
+    Terms with more random effects than ``X`` has columns cannot be in its
+    span; the span is checked only where it is cheap (:data:`CONFOUNDING_WORK`).
+    """
+    out = []
+    n, p = X.shape
+    basis = None
+    for term in terms:
+        if (
+            term.Z.shape[0] != n
+            or term.n_random > p
+            or n * p * max(p, term.n_random) > CONFOUNDING_WORK
+        ):
+            continue
+        if basis is None:
+            basis, _ = np.linalg.qr(X)
+        Z = term.z_matrix().toarray()
+        residual = Z - basis @ (basis.T @ Z)
+        if np.all(np.linalg.norm(residual, axis=0) <= 1e-8 * np.linalg.norm(Z, axis=0)):
+            out.append(
+                f"random-effects term ({term.lhs} | {term.group}) lies in the span of the "
+                f"fixed effects (e.g. {term.group} is also a fixed factor): its variance "
+                "cannot be estimated and its value is arbitrary. Remove the term or the "
+                "fixed factor"
+            )
+    for i, first in enumerate(terms):
+        for second in terms[i + 1 :]:
+            if _alike(first, second):
+                out.append(
+                    f"random-effects terms ({first.lhs} | {first.group}) and ({second.lhs} | "
+                    f"{second.group}) group the rows alike: only the sum of their "
+                    "covariances is identified, and its split between them is arbitrary. "
+                    "Keep one of them"
+                )
+    return out
+
+
+def _alike(first: RandomTerm, second: RandomTerm) -> bool:
+    """Whether two terms have the same columns and group the rows into the same sets."""
+    if first.n_levels != second.n_levels or first.Z.shape != second.Z.shape:
+        return False
+    if first.Z.shape[0] == 0 or not np.array_equal(first.Z, second.Z):
+        return False
+    pairs = np.unique(np.stack([first.codes, second.codes]), axis=1)
+    return pairs.shape[1] == first.n_levels
 
 
 def random_columns(terms: list[RandomTerm]) -> dict[str, np.ndarray]:

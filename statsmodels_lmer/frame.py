@@ -25,6 +25,7 @@ from .data_checks import (
     check_response_type,
     check_unique_columns,
     column_dtypes,
+    confounded_terms,
     drop_unused_categories,
     far_random_columns,
     native_byte_order,
@@ -274,9 +275,9 @@ def build_model_frame(
             "e.g. x - x.mean(); the model is the same",
             ValueWarning,
         )
-    for message in unidentified_terms(terms):
-        warn(message, ValueWarning)
     check_groups(terms, len(frame), _missing_note(data, used, n_dropped))
+    for message in unidentified_terms(terms) + confounded_terms(exog.to_numpy(float), terms):
+        warn(message, ValueWarning)
     return ModelFrame(
         endog,
         exog,

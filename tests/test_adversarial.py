@@ -894,3 +894,29 @@ def test_identified_between_level_terms_are_not_flagged(term):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ValueWarning)
         sml.Lmer.from_formula("Reaction ~ Days + (Days | Subject)", sleep)
+
+
+def fixed_and_random_factor_data() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    n = 1500
+    data = pd.DataFrame({"f": rng.integers(0, 10, n).astype(str), "x": rng.normal(size=n)})
+    data["y"] = data["x"] + rng.normal(size=10)[data["f"].astype(int)] + rng.normal(size=n)
+    return data.assign(g2=data["f"] + "_")
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("y ~ x + f + (1 | f)", r"\(1 \| f\) lies in the span of the fixed effects"),
+        ("y ~ x + (1 | f) + (1 | g2)", r"\(1 \| f\) and \(1 \| g2\) group the rows alike"),
+    ],
+)
+def test_random_terms_the_data_cannot_identify_are_flagged(formula, message):
+    """y ~ x + f + (1 | f): the REML criterion is flat in theta (equal to 1e-14 from 0 to
+    10) and the fit reported 0.547 as a verified optimum; one factor under two names
+    split its variance arbitrarily, with a warning that said to rescale."""
+    with pytest.warns(ValueWarning, match=message):
+        sml.Lmer.from_formula(formula, fixed_and_random_factor_data())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueWarning)
+        sml.Lmer.from_formula("y ~ x + (1 | f)", fixed_and_random_factor_data())

@@ -382,3 +382,17 @@ def test_active_threads_follow_the_blas_limit():
         with blas_threads(2):  # nested blocks share the first one's limit
             assert active_threads() == 1
     assert active_threads() == cpus
+
+
+def test_gradient_arrays_count_against_the_memory_limit(monkeypatch):
+    """A 7,000 x 7,000 crossing under STATSMODELS_LMER_MEMORY=1GiB was allowed (one
+    work array, 513 MiB) and its gradient's four arrays took the fit to 1.2 GiB."""
+    from statsmodels_lmer.engine.cost import MEMORY_VARIABLE
+
+    model = sml.Lmer.from_formula(BIG_FORMULA, crossed_frame(n=600, levels=(60, 20, 8)))
+    dense = model.devfun(True)
+    monkeypatch.setattr(gradient_module, "ALWAYS_AVAILABLE", 0)
+    monkeypatch.setenv(MEMORY_VARIABLE, str(int(gradient_bytes(dense))))
+    assert gradient_supported(dense)
+    monkeypatch.setenv(MEMORY_VARIABLE, str(int(gradient_bytes(dense)) - 1))
+    assert not gradient_supported(dense) and not gradient_available(dense)

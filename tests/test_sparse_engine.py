@@ -289,6 +289,12 @@ def test_model_over_the_memory_limit_is_refused_with_the_figure(monkeypatch):
     with pytest.raises(DataError, match=r"needs about [0-9]+ KiB .*more than the 4 KiB") as err:
         model.fit()
     assert MEMORY_VARIABLE in str(err.value)
+    # the sparse path is installed but switched off: the remedy says so
+    assert f"unset {BACKEND_VARIABLE}" in str(err.value) and "Install" not in str(err.value)
+    monkeypatch.delenv(BACKEND_VARIABLE)
+    monkeypatch.setattr(blocks, "sparse_backend", lambda: None)  # none installed
+    with pytest.raises(DataError, match="more than the 4 KiB") as err:
+        model.fit()
     assert "cholmod" in str(err.value)  # the remedy names the sparse extra
     monkeypatch.setenv(MEMORY_VARIABLE, "off")
     assert model.fit().converged
@@ -615,3 +621,25 @@ def test_partially_crossed_terms_take_the_sparse_path(backend):
     assert dense.cross.n_random_rest > 4000  # the order of the dense path's block
     theta = thetas(model, 1)[0]
     assert chosen(theta) == pytest.approx(dense(theta), rel=1e-10)
+
+
+def test_memory_limit_follows_the_cgroup_and_ulimit(monkeypatch, tmp_path):
+    """Only MemAvailable was read: under a container's limit or ulimit -v a model too
+    large for it died with CHOLMOD's or numpy's out-of-memory error instead."""
+    from statsmodels_lmer.engine import cost
+
+    monkeypatch.delenv(MEMORY_VARIABLE, raising=False)
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text(f"{3 * 2**20}\n")
+    usage.write_text(f"{2**20}\n")
+    monkeypatch.setattr(cost, "CGROUP_FILES", [(str(limit), str(usage))])
+    assert cost.available_memory() == 2 * 2**20
+    limit.write_text("max\n")
+    assert cost.available_memory() > 2 * 2**20  # no cgroup limit: MemAvailable
+    script = (
+        "import resource; from statsmodels_lmer.engine.cost import available_memory;"
+        "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30));"
+        "print(available_memory())"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert 0 < float(done.stdout) < 6 * 2**30

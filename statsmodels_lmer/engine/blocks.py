@@ -56,6 +56,7 @@ from .sparse import (
     SECONDS_PER_DEGREE_UPDATE,
     SparseSystem,
     sparse_backend,
+    sparse_switched_off,
 )
 
 __all__ = [
@@ -1496,12 +1497,18 @@ def _describe(name: str, sizes: DesignSizes, system: SparseSystem | None) -> str
 
 def _remedy(sizes: DesignSizes) -> str:
     """What a user can do about a model that does not fit."""
-    hint = (
-        ""
-        if sparse_backend() is not None
-        else "Install a sparse Cholesky (the 'cholmod' extra, with Debian's libsuitesparse-dev; "
-        "see docs/engine.md), which needs far less when the crossing has structure, use "
-    )
+    if sparse_backend() is not None:
+        hint = ""
+    elif sparse_switched_off():
+        hint = (
+            f"Allow the sparse Cholesky (unset {BACKEND_VARIABLE}, which switches it off), "
+            "which needs far less when the crossing has structure, use "
+        )
+    else:
+        hint = (
+            "Install a sparse Cholesky (the 'cholmod' extra, with Debian's libsuitesparse-dev; "
+            "see docs/engine.md), which needs far less when the crossing has structure, use "
+        )
     return (
         f"{hint or 'Use '}fewer levels in the terms after the largest ({sizes.n_random_rest} "
         "random effects now), or a machine with more memory."

@@ -12,8 +12,9 @@ fast changes no choice.
 Memory: every strategy's peak bytes are estimated before anything of that
 size is allocated; a model none of whose strategies fits in the memory
 available is refused with the figure and the remedy
-(:func:`check_memory`). The limit is ``MemAvailable`` of ``/proc/meminfo``,
-or the environment variable :data:`MEMORY_VARIABLE`.
+(:func:`check_memory`). The limit is the least of ``MemAvailable`` of
+``/proc/meminfo`` and the room under the process's ``ulimit -v`` and cgroup
+memory limit, or the environment variable :data:`MEMORY_VARIABLE`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import numpy as np
 from ..exceptions import DataError
 
 __all__ = [
+    "ALWAYS_AVAILABLE",
+    "CGROUP_FILES",
     "EVALUATION_OVERHEAD",
     "EXPECTED_EVALUATIONS",
     "GRADIENT_MAX_BYTES",
@@ -430,20 +433,70 @@ def _parse_bytes(text: str) -> float | None:
 
 
 def available_memory() -> float | None:
-    """Bytes the engine may use: :data:`MEMORY_VARIABLE`, else ``MemAvailable``.
+    """Bytes the engine may use: :data:`MEMORY_VARIABLE`, else the least of
+    ``MemAvailable``, the room left under the process's address-space limit
+    (``ulimit -v``) and under its cgroup's memory limit (a container's or a
+    batch job's).
 
-    None when the check is off or the figure is unknown (no ``/proc/meminfo``).
+    None when the check is off or no figure is known (no ``/proc``).
     """
     override = os.environ.get(MEMORY_VARIABLE)
     if override is not None:
         return _parse_bytes(override)
+    figures = [_proc_value("/proc/meminfo", "MemAvailable:"), _address_space_room()]
+    figures.append(_cgroup_room())
+    known = [value for value in figures if value is not None]
+    return min(known) if known else None
+
+
+def _proc_value(path: str, key: str) -> float | None:
+    """A ``kB`` figure of a ``/proc`` file (``MemAvailable:``, ``VmSize:``), in bytes."""
     try:
-        with open("/proc/meminfo") as handle:
+        with open(path) as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return float(line.split()[1]) * 1024
     except OSError:
         return None
+    return None
+
+
+def _address_space_room() -> float | None:
+    """Bytes left under ``RLIMIT_AS`` (None without a limit)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = _proc_value("/proc/self/status", "VmSize:") or 0.0
+    return max(0.0, float(soft) - used)
+
+
+CGROUP_FILES = [
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+    (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
+        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+    ),
+]
+"""(limit, usage) files of the process's cgroup memory controller, tried in order."""
+
+
+def _cgroup_room() -> float | None:
+    """Bytes left under this process's cgroup memory limit (None without one)."""
+    for limit_path, usage_path in CGROUP_FILES:
+        try:
+            with open(limit_path) as handle:
+                text = handle.read().strip()
+            with open(usage_path) as handle:
+                used = float(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        if text == "max" or not text.isdigit() or int(text) >= 2**60:  # v1's "no limit"
+            return None
+        return max(0.0, float(text) - used)
     return None
 
 

@@ -45,10 +45,12 @@ import scipy.linalg as sla
 
 from ..parametrization import tril_colmajor
 from .cost import (
+    ALWAYS_AVAILABLE,
     EVALUATION_OVERHEAD,
     GRADIENT_MAX_BYTES,
     GRADIENT_OVERHEAD,
     POLISHED_MAX_THETA,
+    available_memory,
     bobyqa_fit_calls,
     dense_call_seconds,
     dense_gradient_bytes,
@@ -94,9 +96,17 @@ def gradient_supported(devfun: ProfiledDeviance) -> bool:
 
     They need the dense Schur complement: not on the sparse path, and not
     when its arrays would exceed :data:`GRADIENT_MAX_BYTES` (order above about
-    8000); finite differences (and BOBYQA for the fit) serve there.
+    8000) or the memory available (they come on top of the fit's estimate:
+    a 7,000 x 7,000 crossing under a 1 GiB limit peaked at 1.2 GiB); finite
+    differences (and BOBYQA for the fit) serve there.
     """
-    return devfun.cross.product is not None and gradient_bytes(devfun) <= GRADIENT_MAX_BYTES
+    if devfun.cross.product is None:
+        return False
+    needed = gradient_bytes(devfun)
+    if needed > GRADIENT_MAX_BYTES:
+        return False
+    limit = available_memory() if needed > ALWAYS_AVAILABLE else None
+    return limit is None or needed <= limit  # its arrays come on top of the fit's estimate
 
 
 NESTED_ANALYTIC_MAX = 1000

@@ -51,6 +51,7 @@ __all__ = [
     "minimum_degree_counts",
     "reference_blas",
     "sparse_backend",
+    "sparse_switched_off",
     "supernode_sizes",
     "symbolic_factor",
 ]
@@ -74,15 +75,20 @@ def _installed(name: str) -> bool:
     return True
 
 
+def sparse_switched_off() -> bool:
+    """Whether :data:`BACKEND_VARIABLE` switches the sparse path off (``off``, ``no``, ``0``)."""
+    return os.environ.get(BACKEND_VARIABLE, "").strip().lower() in ("off", "none", "no", "0")
+
+
 def sparse_backend() -> str | None:
     """The sparse Cholesky the engine may use: ``"cholmod"``, ``"qdldl"`` or None.
 
     CHOLMOD (scikit-sparse) when it imports, else qdldl, else None;
     :data:`BACKEND_VARIABLE` restricts the choice (``off``: none).
     """
-    wanted = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
-    if wanted in ("off", "none", "no", "0"):
+    if sparse_switched_off():
         return None
+    wanted = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
     names = [wanted] if wanted in ("cholmod", "qdldl") else ["cholmod", "qdldl"]
     return next((name for name in names if _installed(name)), None)
 
