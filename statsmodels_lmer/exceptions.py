@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "FormulaError",
     "LmerConvergenceWarning",
+    "OutOfMemoryError",
     "ResponseTypeError",
     "SingularFitWarning",
     "UnknownColumnError",
@@ -35,6 +36,13 @@ class UnsafeFormulaError(FormulaError):
 
 class DataError(ValueError):
     """Data that cannot be used for the model as given."""
+
+
+class OutOfMemoryError(DataError, MemoryError):
+    """The fit ran out of memory although the estimate made before it was within the limit.
+
+    A ``MemoryError`` too, so that code catching numpy's still catches it.
+    """
 
 
 class UnknownColumnError(KeyError):

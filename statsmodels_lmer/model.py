@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -27,8 +29,9 @@ from .engine.blocks import (
     finalize_cross_products,
     response_sums,
 )
+from .engine.cost import MEMORY_VARIABLE, available_memory, format_bytes
 from .engine.objective import ProfiledDeviance
-from .exceptions import DataError, warn
+from .exceptions import DataError, OutOfMemoryError, warn
 from .fitting.fit import OptSummary, check_estimates, check_reproduced, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .fitting.rescale import optimizer_scale, theta_scales
@@ -706,20 +709,21 @@ class Lmer(LikelihoodModel):
         """
         _check_bool_arg("reml", reml)
         options = _fit_options(kwargs, "fit()")
-        objective = self.devfun(reml)
-        if start_theta is None:
-            start = self._default_start(objective, options)
-        else:
-            start = _check_theta(start_theta, self)
-        fraction = options.initial_step
-        if fraction is None and start_theta is None and self._moment_theta is not None:
-            fraction = CLOSE_START_STEP  # a start estimated from the data is close
-        step = None if fraction is None else first_step(start, fraction)
-        with objective.blas_threads(options.threads):
-            summary = fit_theta(
-                objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
-            )
-            solution = _solved(objective, summary.theta)
+        with _out_of_memory_explained():
+            objective = self.devfun(reml)
+            if start_theta is None:
+                start = self._default_start(objective, options)
+            else:
+                start = _check_theta(start_theta, self)
+            fraction = options.initial_step
+            if fraction is None and start_theta is None and self._moment_theta is not None:
+                fraction = CLOSE_START_STEP  # a start estimated from the data is close
+            step = None if fraction is None else first_step(start, fraction)
+            with objective.blas_threads(options.threads):
+                summary = fit_theta(
+                    objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
+                )
+                solution = _solved(objective, summary.theta)
         check_estimates(solution)
         check_reproduced(summary, solution)
         res = LmerResults(self, solution, summary, reml)
@@ -878,6 +882,27 @@ def _drop_columns(exog: pd.DataFrame, drop_cols: Any) -> pd.DataFrame:
         return exog
     names = checked_drop_cols(list(exog.columns), drop_cols)
     return exog.drop(columns=names) if names else exog
+
+
+@contextmanager
+def _out_of_memory_explained() -> Iterator[None]:
+    """numpy's ``MemoryError`` or CHOLMOD's out-of-memory error in a fit as an
+    :class:`OutOfMemoryError` that says what to do."""
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, MemoryError) and type(err).__name__ != "CholmodOutOfMemoryError":
+            raise
+        if isinstance(err, OutOfMemoryError):
+            raise
+        limit = available_memory()
+        room = f" (the limit read before the fit: {format_bytes(limit)})" if limit else ""
+        raise OutOfMemoryError(
+            f"the fit ran out of memory{room}: {err}. Free memory or use a machine with "
+            f"more; setting {MEMORY_VARIABLE} to the memory really available (e.g. under a "
+            "limit the package cannot see) lets the engine choose a leaner way or refuse "
+            "at once"
+        ) from err
 
 
 def _check_theta(values: Any, model: Lmer, name: str = "start_theta") -> np.ndarray:

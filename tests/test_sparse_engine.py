@@ -643,3 +643,25 @@ def test_memory_limit_follows_the_cgroup_and_ulimit(monkeypatch, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert 0 < float(done.stdout) < 6 * 2**30
+
+
+def test_running_out_of_memory_in_a_fit_says_what_to_do(monkeypatch):
+    """Under a limit the estimate could not see, numpy's MemoryError or CHOLMOD's
+    CholmodOutOfMemoryError reached the user raw, without the size or a remedy."""
+    from statsmodels_lmer import model as model_module
+    from statsmodels_lmer.exceptions import OutOfMemoryError
+
+    class CholmodOutOfMemoryError(Exception):  # scikit-sparse's, by name
+        pass
+
+    model = sml.Lmer.from_formula("y ~ x + (1 | a) + (1 | b)", crossed_data())
+    for error in (MemoryError("Unable to allocate 2.94 GiB"), CholmodOutOfMemoryError("out")):
+
+        def failing(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(model_module, "fit_theta", failing)
+        with pytest.raises(OutOfMemoryError, match=f"ran out of memory.*{MEMORY_VARIABLE}") as err:
+            model.fit()
+        assert isinstance(err.value, MemoryError) and isinstance(err.value, ValueError)
+        assert err.value.__cause__ is error
