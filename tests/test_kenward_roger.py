@@ -318,3 +318,20 @@ def test_large_model_is_fast_and_adjustment_is_psd(capsys):
     assert joint.num_df == 2 and joint.den_df > 0 and joint.scaling == pytest.approx(1.0, abs=0.05)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_dense_q_matrices_are_checked_against_the_memory_limit(monkeypatch):
+    """(1 | s/c) with 2,000 schools (q = 12,000) took 169 s and peaked at 11 GiB in
+    Kenward-Roger's q x q algebra, with no check; now it is refused first when that
+    does not fit, and pointed to Satterthwaite."""
+    from statsmodels_lmer.engine.cost import MEMORY_VARIABLE
+    from statsmodels_lmer.exceptions import DataError
+
+    res = sml.lmer("strength ~ 1 + (1 | batch/cask)", sml.datasets.load("Pastes"))
+    q = sum(term.n_random for term in res.model.random_terms)
+    monkeypatch.setenv(MEMORY_VARIABLE, "64KiB")
+    message = rf"Kenward-Roger's df for this model need about .* {q} x {q} .*Satterthwaite"
+    with pytest.raises(DataError, match=message):
+        res.coef_table("kenward-roger")
+    monkeypatch.setenv(MEMORY_VARIABLE, "off")
+    assert res.coef_table("kenward-roger")["df"].iloc[0] > 0

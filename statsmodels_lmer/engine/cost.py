@@ -509,7 +509,9 @@ def format_bytes(value: float) -> str:
     return f"{value / 2**10:.0f} KiB"
 
 
-def check_memory(needed: float, what: str, remedy: str) -> None:
+def check_memory(
+    needed: float, what: str, remedy: str, task: str = "fitting this model needs"
+) -> None:
     """Refuse (DataError) when ``needed`` bytes exceed the memory available.
 
     Parameters
@@ -520,6 +522,8 @@ def check_memory(needed: float, what: str, remedy: str) -> None:
         What needs them ("the dense Schur complement of order 20003").
     remedy : str
         What the user can do.
+    task : str
+        The start of the message: what needs the memory.
 
     Raises
     ------
@@ -531,7 +535,7 @@ def check_memory(needed: float, what: str, remedy: str) -> None:
     if limit is None or needed <= limit:
         return
     raise DataError(
-        f"fitting this model needs about {format_bytes(needed)} ({what}), more than the "
+        f"{task} about {format_bytes(needed)} ({what}), more than the "
         f"{format_bytes(limit)} available. {remedy} To try anyway, raise the limit with "
         f"the environment variable {MEMORY_VARIABLE} (e.g. {MEMORY_VARIABLE}=64GiB, or "
         "'off')."
