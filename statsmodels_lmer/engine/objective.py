@@ -754,11 +754,8 @@ class Solution:
         elif isinstance(factor, _NestedFactor):
             self._u_rest, self.beta = factor.coefficients()
         else:
-            r, p, m = cross.n_random_rest, cross.n_fixed, cross.size_rest
-            chol = factor.chol
-            coefs = solve_triangular(
-                chol[: m - 1, : m - 1], chol[m - 1, : m - 1], lower=True, trans=True
-            )
+            r, p = cross.n_random_rest, cross.n_fixed
+            coefs = _back_substitution(factor.chol)
             self._u_rest, self.beta = coefs[:r], coefs[r : r + p]
         self._engine_beta = self.beta  # what the factor solved for
         self.beta = cross.model_beta(self.beta)
@@ -835,10 +832,9 @@ class Solution:
         rest: list[np.ndarray] = []
         if not r:
             return [first]
-        l_rr = factor.chol[:r, :r]
         l1, p1 = cross.first_levels, cross.first_cols
         for levels in _level_chunks(l1, p1, r):
-            first[levels] += _block_gram(self._coupling(l_rr, levels), p1)
+            first[levels] += _block_gram(self._coupling(levels), p1)
         start = 0
         for n_levels, n_cols in cross.rest_sizes:
             blocks = []
@@ -846,7 +842,7 @@ class Solution:
                 columns = start + (levels[:, None] * n_cols + np.arange(n_cols)).ravel()
                 unit = np.zeros((r, len(columns)))
                 unit[columns, np.arange(len(columns))] = 1.0
-                solved = sla.solve_triangular(l_rr, unit, lower=True)
+                solved = _leading_lower_solve(factor.chol, unit)
                 blocks.append(_block_gram(solved, n_cols))
             rest.append(np.concatenate(blocks) if blocks else np.zeros((0, n_cols, n_cols)))
             start += n_levels * n_cols
@@ -876,7 +872,7 @@ class Solution:
         first = factor.m_inv[cross.class_of_level] + np.einsum("kab,kac->kbc", coupling, coupling)
         return [first, rest]
 
-    def _coupling(self, l_rr: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def _coupling(self, levels: np.ndarray) -> np.ndarray:
         """``L_rr^-1 M_r1 M_11^-1`` for some first-term levels (dense r x len(levels) p1)."""
         cross, factor = self._objective.cross, self._factor
         r, p1 = cross.n_random_rest, cross.first_cols
@@ -884,7 +880,38 @@ class Solution:
         columns = (levels[:, None] * p1 + np.arange(p1)).ravel()
         a = cross.a_r1[:r][:, columns].toarray().reshape(r, len(levels), p1)
         m_r1 = np.einsum("rka,kab->rkb", a, right).reshape(r, -1)
-        return sla.solve_triangular(l_rr, factor.rest.apply_transpose(m_r1), lower=True)
+        return _leading_lower_solve(factor.chol, factor.rest.apply_transpose(m_r1))
+
+
+def _leading_lower_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L_rr^-1 rhs`` for the leading ``len(rhs)`` rows of the C-ordered lower factor.
+
+    Forward substitution through the whole array gives the leading rows
+    unchanged; LAPACK's wrapper would copy a slice (another ``m x m`` array,
+    once per chunk of columns).
+    """
+    rows, m = rhs.shape[0], chol.shape[0]
+    padded = np.zeros((m, rhs.shape[1]))
+    padded[:rows] = rhs
+    solved, info = sla.lapack.dtrtrs(chol.T, padded, lower=0, trans=1)  # chol.T = L'
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular factor at diagonal {info - 1}")
+    return solved[:rows]
+
+
+def _back_substitution(chol: np.ndarray) -> np.ndarray:
+    """``L_11^-T l`` of the C-ordered lower factor ``[[L_11, 0], [l', d]]``: the
+    spherical random effects and beta, without copying the leading block.
+
+    ``L' z = d e_m`` gives ``z = (-L_11^-T l, 1)``.
+    """
+    m = chol.shape[0]
+    rhs = np.zeros(m)
+    rhs[-1] = chol[m - 1, m - 1]
+    solved, info = sla.lapack.dtrtrs(chol.T, rhs, lower=0, trans=0)  # L' z = rhs
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular factor at diagonal {info - 1}")
+    return -solved[: m - 1]
 
 
 def _level_chunks(levels: int, cols: int, rows: int, chunk_bytes: int = 128 * 2**20) -> list:
