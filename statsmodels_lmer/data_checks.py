@@ -709,59 +709,74 @@ CONFOUNDING_WORK = 2e8
 
 
 def confounded_terms(X: np.ndarray, terms: list[RandomTerm]) -> list[str]:
-    """Messages for random terms whose variance the data cannot identify from the others.
+    """Messages for random terms whose variances the data cannot tell from the fixed
+    effects or from another term.
 
-    - A term whose every column lies in the span of the fixed effects
-      (``y ~ f + (1 | f)``): its effects are absorbed by ``X beta`` and the
-      criterion is flat in its variance (the fit reported theta 0.547 as
-      converged where lme4 stopped at 0.182).
-    - Two terms that group the rows alike with the same columns (one factor
-      under two names): only the sum of their covariances is identified.
+    - A term column whose effects lie in the span of the fixed effects
+      (``y ~ f + (1 | f)``, or the intercepts of ``y ~ x + f + (x | f)``): they
+      are absorbed by ``X beta``. The REML criterion is flat in that variance
+      (the fit reported theta 0.547 as converged where lme4 stopped at 0.182);
+      ML puts it at 0.
+    - Two terms that group the rows alike and share a column (one factor under
+      two names): only the sum of that column's variances is identified.
 
-    Terms with more random effects than ``X`` has columns cannot be in its
-    span; the span is checked only where it is cheap (:data:`CONFOUNDING_WORK`).
+    A column's effects can be in the span only when the factor has no more
+    levels than ``X`` has columns; the span is checked only where it is cheap
+    (:data:`CONFOUNDING_WORK`).
     """
     out = []
     n, p = X.shape
     basis = None
     for term in terms:
-        if (
-            term.Z.shape[0] != n
-            or term.n_random > p
-            or n * p * max(p, term.n_random) > CONFOUNDING_WORK
-        ):
+        work = n * p * max(p, term.n_levels) * term.n_cols
+        if term.Z.shape[0] != n or term.n_levels > p or work > CONFOUNDING_WORK:
             continue
         if basis is None:
             basis, _ = np.linalg.qr(X)
         Z = term.z_matrix().toarray()
-        residual = Z - basis @ (basis.T @ Z)
-        if np.all(np.linalg.norm(residual, axis=0) <= 1e-8 * np.linalg.norm(Z, axis=0)):
+        absorbed = []
+        for j, column in enumerate(term.column_names):
+            effects = Z[:, j :: term.n_cols]  # this column's effect of every level
+            residual = effects - basis @ (basis.T @ effects)
+            norms = np.linalg.norm(effects, axis=0)
+            if np.all(np.linalg.norm(residual, axis=0) <= 1e-8 * norms):
+                absorbed.append(column)
+        if absorbed:
+            names = ", ".join(absorbed)
+            which = f"column {names} lies" if len(absorbed) == 1 else f"columns {names} lie"
             out.append(
-                f"random-effects term ({term.lhs} | {term.group}) lies in the span of the "
-                f"fixed effects (e.g. {term.group} is also a fixed factor): its variance "
-                "cannot be estimated and its value is arbitrary. Remove the term or the "
-                "fixed factor"
+                f"random-effects term ({term.lhs} | {term.group}): its {which} in the span "
+                f"of the fixed effects (e.g. {term.group} is also a fixed factor), so its "
+                "variance is not identified: the REML criterion is flat in it (ML puts it at "
+                "0). Remove it from the term, or the fixed factor from the fixed part"
             )
     for i, first in enumerate(terms):
         for second in terms[i + 1 :]:
-            if _alike(first, second):
+            shared = _shared_columns(first, second)
+            if shared:
                 out.append(
                     f"random-effects terms ({first.lhs} | {first.group}) and ({second.lhs} | "
-                    f"{second.group}) group the rows alike: only the sum of their "
-                    "covariances is identified, and its split between them is arbitrary. "
-                    "Keep one of them"
+                    f"{second.group}) group the rows alike and share the column "
+                    f"{', '.join(shared)}: only the sum of its variances is identified, and "
+                    "the split between the terms is arbitrary. Keep it in one term"
                 )
     return out
 
 
-def _alike(first: RandomTerm, second: RandomTerm) -> bool:
-    """Whether two terms have the same columns and group the rows into the same sets."""
-    if first.n_levels != second.n_levels or first.Z.shape != second.Z.shape:
-        return False
-    if first.Z.shape[0] == 0 or not np.array_equal(first.Z, second.Z):
-        return False
+def _shared_columns(first: RandomTerm, second: RandomTerm) -> list[str]:
+    """The columns two terms share when they group the rows into the same sets."""
+    if first.n_levels != second.n_levels or first.Z.shape[0] != second.Z.shape[0]:
+        return []
+    if first.Z.shape[0] == 0:
+        return []
     pairs = np.unique(np.stack([first.codes, second.codes]), axis=1)
-    return pairs.shape[1] == first.n_levels
+    if pairs.shape[1] != first.n_levels:
+        return []
+    return [
+        name
+        for j, name in enumerate(first.column_names)
+        if any(np.array_equal(first.Z[:, j], second.Z[:, k]) for k in range(second.n_cols))
+    ]
 
 
 def random_columns(terms: list[RandomTerm]) -> dict[str, np.ndarray]:

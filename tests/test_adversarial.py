@@ -907,8 +907,10 @@ def fixed_and_random_factor_data() -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("formula", "message"),
     [
-        ("y ~ x + f + (1 | f)", r"\(1 \| f\) lies in the span of the fixed effects"),
+        ("y ~ x + f + (1 | f)", r"\(1 \| f\): its column Intercept lies in the span"),
+        ("y ~ x + f + (x | f)", r"\(x \| f\): its column Intercept lies in the span"),
         ("y ~ x + (1 | f) + (1 | g2)", r"\(1 \| f\) and \(1 \| g2\) group the rows alike"),
+        ("y ~ x + (x | f) + (1 | g2)", r"group the rows alike and share the column Intercept"),
     ],
 )
 def test_random_terms_the_data_cannot_identify_are_flagged(formula, message):
@@ -920,3 +922,4 @@ def test_random_terms_the_data_cannot_identify_are_flagged(formula, message):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ValueWarning)
         sml.Lmer.from_formula("y ~ x + (1 | f)", fixed_and_random_factor_data())
+        sml.Lmer.from_formula("y ~ x + (1 | f) + (0 + x | g2)", fixed_and_random_factor_data())

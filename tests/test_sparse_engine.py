@@ -630,10 +630,13 @@ def test_memory_limit_follows_the_cgroup_and_ulimit(monkeypatch, tmp_path):
 
     monkeypatch.delenv(MEMORY_VARIABLE, raising=False)
     limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    stat = tmp_path / "memory.stat"
     limit.write_text(f"{3 * 2**20}\n")
-    usage.write_text(f"{2**20}\n")
-    monkeypatch.setattr(cost, "CGROUP_FILES", [(str(limit), str(usage))])
-    assert cost.available_memory() == 2 * 2**20
+    usage.write_text(f"{2 * 2**20}\n")
+    stat.write_text(f"anon 123\ninactive_file {2**20}\nactive_file 7\n")
+    files = [(str(limit), str(usage), str(stat), "inactive_file")]
+    monkeypatch.setattr(cost, "CGROUP_FILES", files)
+    assert cost.available_memory() == 2 * 2**20  # the inactive page cache is reclaimable
     limit.write_text("max\n")
     assert cost.available_memory() > 2 * 2**20  # no cgroup limit: MemAvailable
     script = (

@@ -475,18 +475,29 @@ def _address_space_room() -> float | None:
 
 
 CGROUP_FILES = [
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-    (
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
+    (  # cgroup v2
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory.current",
+        "/sys/fs/cgroup/memory.stat",
+        "inactive_file",
+    ),
+    (  # cgroup v1
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
         "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        "/sys/fs/cgroup/memory/memory.stat",
+        "total_inactive_file",
     ),
 ]
-"""(limit, usage) files of the process's cgroup memory controller, tried in order."""
+"""(limit, usage, stat file, reclaimable key) of the cgroup memory controller, tried in order."""
 
 
 def _cgroup_room() -> float | None:
-    """Bytes left under this process's cgroup memory limit (None without one)."""
-    for limit_path, usage_path in CGROUP_FILES:
+    """Bytes left under this process's cgroup memory limit (None without one).
+
+    The usage less the inactive page cache, which the kernel reclaims before
+    it runs out (the usage counts it: 538 MB of a 1.54 GB usage here).
+    """
+    for limit_path, usage_path, stat_path, reclaimable in CGROUP_FILES:
         try:
             with open(limit_path) as handle:
                 text = handle.read().strip()
@@ -496,8 +507,21 @@ def _cgroup_room() -> float | None:
             continue
         if text == "max" or not text.isdigit() or int(text) >= 2**60:  # v1's "no limit"
             return None
-        return max(0.0, float(text) - used)
+        return max(0.0, float(text) - used + _stat_value(stat_path, reclaimable))
     return None
+
+
+def _stat_value(path: str, key: str) -> float:
+    """A ``key value`` line of a cgroup stat file (0 when missing)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return float(value)
+    except (OSError, ValueError):
+        return 0.0
+    return 0.0
 
 
 def format_bytes(value: float) -> str:
