@@ -246,6 +246,8 @@ MANY_LEVELS_CASES = [
         by_name="about 20 minutes: one evaluation factors a dense 20003 x 20003 block",
     ),
     _crossed_levels("crossed-slopes", "y ~ x + (x|g1) + (x|g2)", 100_000, (5_000, 2_000)),
+    # many schools: the nested layout's solution without an m x m array (6.3 GB before)
+    _crossed_levels("nested", "y ~ x + (1|school/classroom)", 200_000, (20_000, 100_000)),
     _crossed_levels(
         "partial", "y ~ x + (1|h) + (0 + f|g) + (1|site) + (1|g:h)", 20_000, (1_400, 260)
     ),
