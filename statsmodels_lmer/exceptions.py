@@ -65,19 +65,23 @@ class LmerConvergenceWarning(ConvergenceWarning):
 
 
 _PACKAGE = __name__.rsplit(".", 1)[0]
+_PASSED_THROUGH = frozenset({"functools", "contextlib"})
+"""Standard-library helpers the package's code runs through (``cached_property``)."""
 
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside this package.
 
     A warning emitted with it points at the caller's line (in a script or a
-    notebook) rather than at the package's own code.
+    notebook) rather than at the package's own code, or at ``functools``
+    (a ``cached_property`` such as ``res.satterthwaite`` computed on first use).
     """
     frame = inspect.currentframe()
     level = 0
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
-        if level > 0 and not (name == _PACKAGE or name.startswith(_PACKAGE + ".")):
+        inside = name == _PACKAGE or name.startswith(_PACKAGE + ".") or name in _PASSED_THROUGH
+        if level > 0 and not inside:
             return level
         frame = frame.f_back
         level += 1

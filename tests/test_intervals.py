@@ -334,6 +334,21 @@ def test_bootstrap_reproducible_also_in_parallel():
     assert not np.allclose(a.frame.to_numpy(), d.frame.to_numpy())
 
 
+def test_bootstrap_records_what_replays_a_generator_seed():
+    """A Generator seed was kept only as its printed form, which cannot replay the run."""
+    res = fitted("sleepstudy_reml")
+    generator = np.random.default_rng(17)
+    boot = iv.bootstrap(res, 6, seed=generator, progress=False)
+    replay = np.random.default_rng()
+    replay.bit_generator.state = boot.seed["bit_generator_state"]
+    again = iv.bootstrap(res, 6, seed=replay, progress=False)
+    pd.testing.assert_frame_equal(boot.frame, again.frame)
+    sequence = np.random.SeedSequence(99)
+    record = iv.bootstrap(res, 2, seed=sequence, progress=False).seed
+    assert record == {"entropy": 99, "spawn_key": ()}
+    assert iv.bootstrap(res, 2, seed=np.int64(5), progress=False).seed == 5
+
+
 def fails_above_mean(fit):
     """A statistic that raises for part of the replicates (module level: it pickles)."""
     if fit.params["Intercept"] > 1530.0:

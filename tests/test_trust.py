@@ -369,6 +369,21 @@ def test_warnings_point_at_the_callers_line():
         assert warning.filename == __file__, (warning.filename, str(warning.message))
 
 
+def test_warnings_of_cached_results_point_at_the_callers_line():
+    """Satterthwaite's Hessian warning, computed in a cached_property on first use,
+    pointed at functools.py."""
+    data = sml.datasets.load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("Reaction ~ Days + (Days|Subject)", data, method="nelder-mead", maxiter=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res.summary()
+    assert any("Hessian in (theta, sigma)" in str(w.message) for w in caught)
+    for warning in caught:
+        assert warning.filename == __file__, (warning.filename, str(warning.message))
+
+
 def test_singular_fit_warning_gives_python_advice():
     data = sml.datasets.load("Dyestuff2")
     with pytest.warns(sml.SingularFitWarning) as record:

@@ -142,6 +142,7 @@ def bootstrap(
         labels = dict(zip(parameter_names(res), parameter_names(res, signames=False)))
     t0 = _as_series(func(res))  # fails early when func does not work on the fit itself
     fit_kwargs = dict(fit_kwargs or {})
+    seed_record = _seed_record(seed)  # before the draws advance a Generator
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n_jobs = effective_jobs(n_jobs, nsim)
     chunk = max(1, min(50, math.ceil(nsim / (4 * n_jobs))))
@@ -165,7 +166,7 @@ def bootstrap(
                 results[index] = outcomes
                 bar.update(len(outcomes))
     ordered = [item for index in sorted(results) for item in results[index]]
-    boot = _bootstrap_result(t0, ordered, nsim, seed)
+    boot = _bootstrap_result(t0, ordered, nsim, seed_record)
     boot.labels = labels
     return boot
 
@@ -207,8 +208,20 @@ def _bootstrap_result(
         failures=failures,
         errors=dict(errors),
         warnings=dict(warned),
-        seed=seed if isinstance(seed, int | type(None)) else repr(seed),
+        seed=seed,
     )
+
+
+def _seed_record(seed: Any) -> Any:
+    """What reproduces the replicates: an int or None as given; a Generator's
+    bit-generator state before the run; a SeedSequence's entropy and spawn key."""
+    if seed is None or isinstance(seed, int | np.integer):
+        return None if seed is None else int(seed)
+    if isinstance(seed, np.random.Generator):
+        return {"bit_generator_state": seed.bit_generator.state}
+    if isinstance(seed, np.random.SeedSequence):
+        return {"entropy": seed.entropy, "spawn_key": tuple(seed.spawn_key)}
+    return repr(seed)
 
 
 def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -297,8 +310,12 @@ class BootstrapResult:
         Refits that raised.
     errors, warnings : dict
         Message -> number of replicates.
-    seed : int, str or None
-        The seed given.
+    seed : int, dict, str or None
+        What reproduces the replicates: the int seed given; for a
+        ``numpy.random.Generator``, ``{"bit_generator_state": ...}``, its
+        state before the run (``g.bit_generator.state = ...`` on a Generator of
+        the same kind replays it); for a ``SeedSequence``, its ``entropy`` and
+        ``spawn_key``.
     labels : dict
         Descriptive names of the default statistics (``.sig01`` ->
         ``sd_Intercept|Subject``), used by :meth:`plot`; empty for a
