@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ import scipy.sparse as sp
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from .._parallel import Progress
+from ..exceptions import warn
 from ..graphics.influence import plot_influence
 from ..random_effects import term_for_group, varcorr_labels
 from ..terms import carry_theta
@@ -87,6 +89,11 @@ class _Marginal:
     cov: np.ndarray  # C = (X' V^-1 X)^-1, p x p
     info: np.ndarray  # C^-1 = X' V^-1 X
     h_fixef: np.ndarray  # diag(X C X' V^-1), n
+
+    @cached_property
+    def cov_root(self) -> np.ndarray:
+        """The lower Cholesky factor of ``C`` (shared by every group's check)."""
+        return np.linalg.cholesky(self.cov)
 
     @classmethod
     def from_results(cls, res: Any) -> _Marginal:
@@ -136,7 +143,7 @@ def _group_measures(marg: _Marginal, rows: np.ndarray) -> tuple[np.ndarray, np.n
     fixef = marg.h_fixef[rows]
     ranef_uc = np.asarray(marg.A[rows].multiply(marg.A[rows]).sum(axis=1)).ravel()
     leverages = [overall.mean(), fixef.mean(), (overall - fixef).mean(), ranef_uc.mean()]
-    if _leaves_undetermined(marg.cov, deleted_info):
+    if _leaves_undetermined(marg.cov_root, deleted_info):
         return np.array([np.nan] * 4 + leverages), np.full(p, np.nan)
     p_solve_vx = np.linalg.solve(p_ii, vx)
     change = marg.cov @ (p_solve_vx.T @ marg.vinv_e[rows])  # beta - beta_(I)
@@ -158,15 +165,15 @@ def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
     return np.tril(inverse) + np.tril(inverse, -1).T
 
 
-def _leaves_undetermined(cov: np.ndarray, deleted_info: np.ndarray) -> bool:
+def _leaves_undetermined(cov_root: np.ndarray, deleted_info: np.ndarray) -> bool:
     """Whether the fixed effects are not all estimable without the deleted rows.
 
-    The eigenvalues of ``C^1/2 X_(I)' V_(I)^-1 X_(I) C^1/2`` are the shares of
-    the information that remain, between 0 and 1; one near 0 means a
-    direction of beta that only the deleted rows determine.
+    With ``C = R R'`` (``cov_root``), the eigenvalues of
+    ``R' X_(I)' V_(I)^-1 X_(I) R`` are the shares of the information that
+    remain, between 0 and 1; one near 0 means a direction of beta that only
+    the deleted rows determine.
     """
-    half = np.linalg.cholesky(cov)
-    remaining = np.linalg.eigvalsh(half.T @ deleted_info @ half)
+    remaining = np.linalg.eigvalsh(cov_root.T @ deleted_info @ cov_root)
     return bool(remaining.min() < UNDETERMINED)
 
 
@@ -419,11 +426,10 @@ def _warn_undetermined(cooks: pd.Series, refits: bool) -> None:
         listed = ", ".join(str(name) for name in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         failed = " (or the refit failed)" if refits else ""
-        warnings.warn(
+        warn(
             f"deleting {cooks.index.name} {listed}{more} leaves a fixed effect "
             f"undetermined{failed}; their influence measures are NaN",
             ValueWarning,
-            stacklevel=3,
         )
 
 
