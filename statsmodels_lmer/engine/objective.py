@@ -344,9 +344,7 @@ class _NestedFactor:
     def vcov_unscaled(self) -> np.ndarray:
         """``(R_X' R_X)^-1``."""
         p = self.chol_c.shape[0] - 1
-        if not p:
-            return np.zeros((0, 0))
-        return cho_solve(self.chol_c[:p, :p], np.eye(p), lower=True)
+        return _inverse_from_factor(self.chol_c[:p, :p])
 
 
 class ProfiledDeviance:
@@ -888,15 +886,13 @@ def _leading_lower_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
     Forward substitution through the whole array gives the leading rows
     unchanged; LAPACK's wrapper would copy a slice (another ``m x m`` array,
-    once per chunk of columns).
+    once per chunk of columns), while the whole C-ordered array is passed as
+    its transpose without a copy (:func:`~statsmodels_lmer.linalg.solve_triangular`).
     """
     rows, m = rhs.shape[0], chol.shape[0]
     padded = np.zeros((m, rhs.shape[1]))
     padded[:rows] = rhs
-    solved, info = sla.lapack.dtrtrs(chol.T, padded, lower=0, trans=1)  # chol.T = L'
-    if info != 0:
-        raise np.linalg.LinAlgError(f"singular factor at diagonal {info - 1}")
-    return solved[:rows]
+    return solve_triangular(chol, padded, lower=True)[:rows]
 
 
 def _back_substitution(chol: np.ndarray) -> np.ndarray:
@@ -908,10 +904,7 @@ def _back_substitution(chol: np.ndarray) -> np.ndarray:
     m = chol.shape[0]
     rhs = np.zeros(m)
     rhs[-1] = chol[m - 1, m - 1]
-    solved, info = sla.lapack.dtrtrs(chol.T, rhs, lower=0, trans=0)  # L' z = rhs
-    if info != 0:
-        raise np.linalg.LinAlgError(f"singular factor at diagonal {info - 1}")
-    return -solved[: m - 1]
+    return -solve_triangular(chol, rhs, lower=True, trans=True)[: m - 1]
 
 
 def _level_chunks(levels: int, cols: int, rows: int, chunk_bytes: int = 128 * 2**20) -> list:
@@ -923,9 +916,15 @@ def _level_chunks(levels: int, cols: int, rows: int, chunk_bytes: int = 128 * 2*
 def _unscaled_vcov(chol: np.ndarray, cross: CrossProducts) -> np.ndarray:
     """``(R_X' R_X)^-1`` from the fixed-effects block of the dense factor."""
     r, p = cross.n_random_rest, cross.n_fixed
+    return _inverse_from_factor(chol[r : r + p, r : r + p])
+
+
+def _inverse_from_factor(lower: np.ndarray) -> np.ndarray:
+    """``(L L')^-1`` from a lower Cholesky factor ``L`` (empty for an empty one)."""
+    p = lower.shape[0]
     if not p:
         return np.zeros((0, 0))
-    return cho_solve(chol[r : r + p, r : r + p], np.eye(p), lower=True)
+    return cho_solve(lower, np.eye(p), lower=True)
 
 
 def _symmetric(lower: np.ndarray) -> np.ndarray:
