@@ -23,6 +23,7 @@ from typing import Any
 import patsy
 
 from .exceptions import FormulaError
+from .transform_rows import r_ordered
 
 __all__ = [
     "BarTerm",
@@ -577,10 +578,8 @@ def _column_name(text: str) -> str | None:
 def _uncorrelated_parts(lhs: str, original: str) -> list[str]:
     """Split ``x + z`` of ``(x + z || g)`` into ``1``, ``0 + x``, ``0 + z``."""
     desc = model_desc(lhs)
-    # R's terms() orders by degree (main effects before interactions)
-    ordered = sorted(desc.rhs_termlist, key=lambda term: len(term.factors))
     parts = []
-    for term in ordered:
+    for term in r_ordered(desc.rhs_termlist):  # as R's terms()
         parts.append("1" if not term.factors else f"0 + {term.name()}")
     if not parts:
         raise FormulaError(f"random-effects term {original!r} has no columns")

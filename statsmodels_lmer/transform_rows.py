@@ -32,6 +32,7 @@ __all__ = [
     "design_matrix",
     "names_in_code",
     "patsy_columns",
+    "r_ordered",
     "r_term_order",
     "readable_design",
     "readable_name",
@@ -102,6 +103,12 @@ def design_matrix(
     return design
 
 
+def r_ordered(terms: list[Any]) -> list[Any]:
+    """patsy terms in the order of R's ``terms()``: by number of factors (main
+    effects before interactions), then as written."""
+    return sorted(terms, key=lambda term: len(term.factors))  # stable: as written
+
+
 def r_term_order(info: Any, formula: str) -> Any:
     """A patsy design of a one-sided ``formula`` with its columns in R's order.
 
@@ -116,7 +123,7 @@ def r_term_order(info: Any, formula: str) -> Any:
         written = patsy.ModelDesc.from_formula(formula).rhs_termlist
     except patsy.PatsyError:
         return info
-    ordered = sorted(written, key=lambda term: len(term.factors))  # stable: as written
+    ordered = r_ordered(written)
     if list(info.term_codings) == ordered or set(info.term_codings) != set(ordered):
         return info
     codings = OrderedDict((term, info.term_codings[term]) for term in ordered)
