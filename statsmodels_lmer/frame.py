@@ -9,7 +9,9 @@ modified.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -275,7 +277,7 @@ def build_model_frame(
             "e.g. x - x.mean(); the model is the same",
             ValueWarning,
         )
-    check_groups(terms, len(frame), _missing_note(data, used, n_dropped))
+    check_groups(terms, len(frame), partial(_missing_note, data, used, n_dropped))
     for message in unidentified_terms(terms) + confounded_terms(exog.to_numpy(float), terms):
         warn(message, ValueWarning)
     return ModelFrame(
@@ -852,10 +854,13 @@ def _missing_note(data: pd.DataFrame, used: list[Any], n_dropped: int) -> str:
     )
 
 
-def check_groups(terms: list[RandomTerm], nobs: int, dropped_note: str = "") -> None:
+def check_groups(
+    terms: list[RandomTerm], nobs: int, dropped_note: Callable[[], str] = lambda: ""
+) -> None:
     """lme4's checks of the numbers of levels and random effects against ``nobs``.
 
-    ``dropped_note`` tells, in the messages, how many rows missing values dropped.
+    ``dropped_note()`` tells, in the messages, how many rows missing values
+    dropped (called only for a message: it counts them column by column).
 
     Raises
     ------
@@ -864,13 +869,13 @@ def check_groups(terms: list[RandomTerm], nobs: int, dropped_note: str = "") -> 
     for term in terms:
         if term.n_levels < 2:
             raise DataError(
-                f"grouping factor {term.group!r} has only one level{dropped_note}; a "
+                f"grouping factor {term.group!r} has only one level{dropped_note()}; a "
                 "random effect needs at least two groups"
             )
         if term.n_levels >= nobs:
             raise DataError(
                 f"grouping factor {term.group!r} has {term.n_levels} levels for {nobs} "
-                f"observations{dropped_note}; with as many levels as observations its "
+                f"observations{dropped_note()}; with as many levels as observations its "
                 "variance cannot be told apart from the residual variance"
             )
         if term.n_random >= nobs:
