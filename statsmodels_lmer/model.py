@@ -891,12 +891,13 @@ def _out_of_memory_explained() -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        if not isinstance(err, MemoryError) and type(err).__name__ != "CholmodOutOfMemoryError":
-            raise
-        if isinstance(err, OutOfMemoryError):
+        out_of_memory = (
+            isinstance(err, MemoryError) or type(err).__name__ == "CholmodOutOfMemoryError"
+        )
+        if not out_of_memory or isinstance(err, OutOfMemoryError):
             raise
         limit = available_memory()
-        room = f" (the limit read before the fit: {format_bytes(limit)})" if limit else ""
+        room = f" (available now: {format_bytes(limit)})" if limit else ""
         raise OutOfMemoryError(
             f"the fit ran out of memory{room}: {err}. Free memory or use a machine with "
             f"more; setting {MEMORY_VARIABLE} to the memory really available (e.g. under a "

@@ -429,8 +429,8 @@ def lmer_summary2(res: Any, alpha: float = 0.05, ddf: str = "satterthwaite") -> 
         "Covariance:": getattr(res, "cov_kwds", {}).get("description", "model-based"),
     }
     smry.add_dict(info)
-    smry.add_df(fixed_effects_table(res, alpha, ddf), float_format=SUMMARY_NUMBER)
-    smry.add_df(_variance_frame(res), float_format=SUMMARY_NUMBER)
+    smry.add_df(fixed_effects_table(res, alpha, ddf))
+    smry.add_df(_variance_frame(res))
     for line in _messages(res, ddf):
         smry.add_text(line)
     for settings in smry.settings:  # as_text formats every table by the first's setting

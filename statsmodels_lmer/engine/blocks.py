@@ -1497,18 +1497,15 @@ def _describe(name: str, sizes: DesignSizes, system: SparseSystem | None) -> str
 
 def _remedy(sizes: DesignSizes) -> str:
     """What a user can do about a model that does not fit."""
-    if sparse_backend() is not None:
-        hint = ""
-    elif sparse_switched_off():
-        hint = (
-            f"Allow the sparse Cholesky (unset {BACKEND_VARIABLE}, which switches it off), "
-            "which needs far less when the crossing has structure, use "
+    hint = ""
+    if sparse_backend() is None:
+        action = (
+            f"Allow the sparse Cholesky (unset {BACKEND_VARIABLE}, which switches it off)"
+            if sparse_switched_off()
+            else "Install a sparse Cholesky (the 'cholmod' extra, with Debian's "
+            "libsuitesparse-dev; see docs/engine.md)"
         )
-    else:
-        hint = (
-            "Install a sparse Cholesky (the 'cholmod' extra, with Debian's libsuitesparse-dev; "
-            "see docs/engine.md), which needs far less when the crossing has structure, use "
-        )
+        hint = f"{action}, which needs far less when the crossing has structure, use "
     return (
         f"{hint or 'Use '}fewer levels in the terms after the largest ({sizes.n_random_rest} "
         "random effects now), or a machine with more memory."

@@ -303,6 +303,18 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
     return out
 
 
+def _treatment_suffixes(suffixes: list[str], levels: tuple | list) -> bool:
+    """Whether patsy's column suffixes are treatment coding of ``levels``: every
+    level (``[a]``), or ``[T.level]`` of all levels but one reference."""
+    if suffixes == [f"[{level}]" for level in levels]:
+        return True
+    coded = [f"[T.{level}]" for level in levels]
+    if len(suffixes) != len(coded) - 1:
+        return False
+    dropped = next((i for i, (a, b) in enumerate(zip(suffixes, coded)) if a != b), len(suffixes))
+    return suffixes == coded[:dropped] + coded[dropped + 1 :]
+
+
 def _other_coded(info) -> set:
     """The factors of a patsy design coded otherwise than by treatment contrasts.
 
@@ -315,15 +327,7 @@ def _other_coded(info) -> set:
         for subterm in subterms:
             for factor, matrix in subterm.contrast_matrices.items():
                 levels = info.factor_infos[factor].categories
-                full = [f"[{level}]" for level in levels]
-                reduced = [
-                    [f"[T.{level}]" for level in levels if level != reference]
-                    for reference in levels
-                ]
-                if (
-                    list(matrix.column_suffixes) != full
-                    and list(matrix.column_suffixes) not in reduced
-                ):
+                if not _treatment_suffixes(list(matrix.column_suffixes), levels):
                     other.add(factor)
     return other
 
