@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PVALUE_FLOOR", "LmerTable", "format_pvalue"]
+__all__ = ["PVALUE_FLOOR", "LmerTable", "format_pvalue", "model_heading"]
 
 PVALUE_FLOOR = float(np.finfo(float).eps)
 """p-values below R's ``.Machine$double.eps`` print as ``< 2e-16``."""
@@ -29,6 +29,15 @@ def format_pvalue(value: float) -> str:
     if value < 1e-4:
         return f"{value:.2e}"
     return f"{value:.3g}"
+
+
+def model_heading(title: str, formula: str | None) -> list[str]:
+    """Heading lines of a single-model table, as lme4 and lmerTest print them.
+
+    ``title``, a blank line, ``Model:`` and the model's formula (lme4's
+    ``drop1`` and lmerTest's ``drop1`` and ``ranova``).
+    """
+    return [title, "", "Model:", formula or "(arrays)"]
 
 
 class LmerTable(pd.DataFrame):

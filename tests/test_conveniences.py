@@ -256,6 +256,23 @@ def test_anova_of_one_model_is_its_type3_table(res):
     assert table.loc["Days", "pvalue"] == pytest.approx(float(res.pvalues["Days"]), rel=1e-8)
 
 
+def test_single_term_deletion_tables_print_the_r_headings(res):
+    """lmerTest's ranova/drop1 and lme4's drop1 print a title and the model's formula
+    above the table (ours printed bare DataFrames)."""
+    formula = "Reaction ~ Days + (Days | Subject)"
+    expected = {
+        "ANOVA-like table for random-effects: Single term deletions": res.ranova(),
+        "Single term deletions using Satterthwaite's method:": res.drop1(),
+        "Single term deletions using Kenward-Roger's method:": res.drop1(ddf="kenward-roger"),
+        "Single term deletions": res.drop1(test="Chisq"),
+    }
+    for title, table in expected.items():
+        assert repr(table).splitlines()[:4] == [title, "", "Model:", formula]
+    ranova = expected["ANOVA-like table for random-effects: Single term deletions"]
+    assert "4.99e-10" in repr(ranova)  # lmerTest: 4.99e-10
+    assert ranova.loc["Days in (Days | Subject)", "LRT"] == pytest.approx(42.837, abs=1e-3)
+
+
 def test_data_name_only_when_known(sleep):
     plain = pd.DataFrame(sleep.to_dict("list"))
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ from statsmodels.formula._manager import FormulaManager
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..exceptions import FormulaError, warn
-from ..tables import LmerTable
+from ..tables import LmerTable, model_heading
 from .contrast_results import LmerContrastResults
 from .contrasts import (
     marginal_contrasts,
@@ -275,4 +275,7 @@ def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
         else _ALIASED_ROW
         for term in marginal_terms(res.model)
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
+    title = f"Single term deletions using {_method_name(res, ddf)}:"
+    formula = getattr(res.model, "lmer_formula", None)
+    return LmerTable.from_frame(table, model_heading(title, formula))

@@ -25,7 +25,7 @@ from ..exceptions import DataError, warn
 from ..formula import BarTerm, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
-from ..tables import LmerTable
+from ..tables import LmerTable, model_heading
 from ..terms import term_level_keys
 
 __all__ = [
@@ -328,9 +328,9 @@ def ranova(res: Any) -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
-        Rows ``<none>`` and one per reduction; columns ``npar, llf, AIC, LRT,
-        df, pvalue``.
+    LmerTable
+        A DataFrame with rows ``<none>`` and one per reduction; columns
+        ``npar, llf, AIC, LRT, df, pvalue``; printed under lmerTest's heading.
     """
     rows = {"<none>": (res.n_params, res.llf)}
     for label, formula in random_reductions(res).items():
@@ -351,7 +351,8 @@ def ranova(res: Any) -> pd.DataFrame:
     table["LRT"] = lrt.where(table.index != "<none>")
     table["df"] = dfs.where(table.index != "<none>")
     table["pvalue"] = stats.chi2.sf(table["LRT"], table["df"])
-    return table
+    title = "ANOVA-like table for random-effects: Single term deletions"
+    return LmerTable.from_frame(table, model_heading(title, res.model.lmer_formula))
 
 
 _LRT_ROUNDOFF = 1e-10
@@ -424,6 +425,8 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
         lrt = 2 * (full.llf - reduced.llf)
         df = full.n_params - reduced.n_params
         rows[name] = (reduced.n_params, reduced.aic, lrt, df, stats.chi2.sf(lrt, df))
-    return pd.DataFrame.from_dict(
+    table = pd.DataFrame.from_dict(
         rows, orient="index", columns=["npar", "AIC", "LRT", "df", "pvalue"]
     )
+    heading = model_heading("Single term deletions", res.model.lmer_formula)
+    return LmerTable.from_frame(table, heading)
