@@ -251,8 +251,12 @@ def random_effects_table(res: Any) -> pd.DataFrame:
     """Groups, Name, Variance, Std.Dev. and correlations as lme4 prints them."""
     rows = []
     vc = res.varcorr
-    for label in dict.fromkeys(vc["grp"]):
-        block = vc[vc["grp"] == label]
+    # consecutive rows of one term; the residual row (no var1) always apart, also
+    # from a grouping factor named "Residual"
+    term_keys = vc["grp"].where(vc["var1"].notna(), "")
+    runs = (term_keys != term_keys.shift()).cumsum()
+    for _, block in vc.groupby(runs.to_numpy(), sort=False):
+        label = block["grp"].iloc[0]
         variances = block[block["var2"].isna()]
         covs = block[block["var2"].notna()]
         for position, (_, row) in enumerate(variances.iterrows()):
@@ -395,7 +399,7 @@ def _variance_frame(res: Any) -> pd.DataFrame:
     """``varcorr`` with one readable label per row: ``Subject Days Var``, ``... Cov``."""
     labels = []
     for grp, var1, var2 in res.varcorr[["grp", "var1", "var2"]].itertuples(index=False):
-        if grp == "Residual":
+        if grp == "Residual" and not isinstance(var1, str):
             labels.append("Residual Var")
         elif isinstance(var2, str):
             labels.append(f"{grp} {var1} x {var2} Cov")

@@ -12,6 +12,7 @@ from scipy import stats
 import statsmodels_lmer as sml
 from statsmodels_lmer.exceptions import FormulaError
 from statsmodels_lmer.random_effects import scaled_z
+from statsmodels_lmer.summary import random_effects_table
 from statsmodels_lmer.tables import format_pvalue
 
 
@@ -271,6 +272,25 @@ def test_single_term_deletion_tables_print_the_r_headings(res):
     ranova = expected["ANOVA-like table for random-effects: Single term deletions"]
     assert "4.99e-10" in repr(ranova)  # lmerTest: 4.99e-10
     assert ranova.loc["Days in (Days | Subject)", "LRT"] == pytest.approx(42.837, abs=1e-3)
+
+
+def test_a_grouping_factor_named_residual_keeps_its_own_rows(sleep):
+    """lme4 prints the residual row under its own "Residual" label; a grouping column named
+    Residual merged with it (no label on the residual row, or "Residual Var" twice)."""
+    res = sml.lmer(
+        "Reaction ~ Days + (Days | Residual)", sleep.rename(columns={"Subject": "Residual"})
+    )
+    table = random_effects_table(res)
+    assert list(table["Groups"]) == ["Residual", "", "Residual"]
+    assert list(table["Name"]) == ["Intercept", "Days", ""]
+    variances = res.summary2().tables[2]
+    assert list(variances.index) == [
+        "Residual Intercept Var",
+        "Residual Days Var",
+        "Residual Intercept x Days Cov",
+        "Residual Var",
+    ]
+    assert variances.loc["Residual Var", "SD/Corr"] == pytest.approx(res.sigma)
 
 
 def test_data_name_only_when_known(sleep):
