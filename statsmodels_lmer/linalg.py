@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-__all__ = ["cho_factor", "cho_solve", "solve_triangular"]
+__all__ = ["cho_factor", "cho_solve", "solve_triangular", "unit_scales"]
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -67,3 +67,17 @@ def cho_solve(factor: np.ndarray, b: np.ndarray, lower: bool = False) -> np.ndar
         return np.empty_like(b)
     x, _ = lapack.dpotrs(_finite(factor), b, lower=int(lower))
     return x
+
+
+def unit_scales(matrix: np.ndarray) -> np.ndarray:
+    """``d`` with ``d_i = 1 / sqrt(|matrix_ii|)`` (1 where that diagonal is 0 or not finite).
+
+    ``D M D`` (``D = diag(d)``) has a unit diagonal: its eigenvalues do not depend
+    on the units of the parameters ``M`` is a Hessian or information matrix of.
+    Thresholds on eigenvalues (Satterthwaite's and Kenward-Roger's pseudo-inverses)
+    compare on ``D M D``, so that measuring ``y`` in cents rather than dollars, or a
+    covariate in days rather than hours, does not change which directions count.
+    """
+    diagonal = np.abs(np.diag(np.asarray(matrix, dtype=float)))
+    usable = np.isfinite(diagonal) & (diagonal > 0)
+    return np.where(usable, 1.0 / np.sqrt(np.where(usable, diagonal, 1.0)), 1.0)

@@ -27,7 +27,7 @@ from .contrasts import (
     type2_contrasts,
     type3_contrasts,
 )
-from .satterthwaite import ContrastTest
+from .satterthwaite import ContrastTest, f_pvalue
 
 __all__ = [
     "DDF_METHODS",
@@ -203,7 +203,7 @@ def _residual_test(res: Any, L: np.ndarray, rhs: Any) -> ContrastTest:
     diff = estimate - rhs
     rank = np.linalg.matrix_rank(cov)
     fvalue = float(diff @ np.linalg.pinv(cov) @ diff / rank)
-    p = float(stats.f.sf(fvalue, rank, df))
+    p = f_pvalue(fvalue, rank, df)
     return ContrastTest(estimate, cov, fvalue, rank, df, p, fvalue * res.scale)
 
 
@@ -224,7 +224,7 @@ _ALIASED_ROW = [np.nan] * len(_TABLE_COLUMNS)
 
 def _f_row(test: ContrastTest) -> list[float]:
     fvalue = test.fvalue
-    pvalue = float(stats.f.sf(fvalue, test.num_df, test.den_df))
+    pvalue = f_pvalue(fvalue, test.num_df, test.den_df)
     return [test.mean_sq * test.num_df, test.mean_sq, test.num_df, test.den_df, fvalue, pvalue]
 
 

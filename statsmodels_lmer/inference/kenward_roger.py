@@ -14,7 +14,8 @@ with ``E_ab`` the symmetric unit matrix of the element. Kenward and Roger
     Q_ij =  X' Sigma^-1 G_i Sigma^-1 G_j Sigma^-1 X
     K_ij =  tr(Sigma^-1 G_i Sigma^-1 G_j)
     I_ij =  K_ij - 2 tr(Phi Q_ij) + tr(Phi P_i Phi P_j)
-    W    =  2 I^-1 (a pseudo-inverse if min |eigenvalue| of I <= 1e-10)
+    W    =  2 I^-1 (pbkrtest's pseudo-inverse if min |eigenvalue| <= 1e-10, judged on
+            D I D with a unit diagonal: pbkrtest judges I itself, in its units)
     U    =  sum_ij W_ij (Q_ij - P_i Phi P_j)
     Phi_A = Phi + 2 Phi U Phi.
 
@@ -62,6 +63,8 @@ from scipy import stats
 from .._parallel import Progress
 from ..engine.blocks import model_blocks
 from ..engine.cost import check_memory
+from ..linalg import unit_scales
+from .satterthwaite import f_pvalue
 
 __all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
 
@@ -192,12 +195,7 @@ class KenwardRoger:
         info = K - 2.0 * trace_phi_q + trace_pp
         info = 0.5 * (info + info.T)
         self.information = info
-        condition = float(np.min(np.abs(np.linalg.eigvalsh(info))))
-        if condition > _CONDITION_TOL:
-            W = 2.0 * np.linalg.inv(info)
-        else:  # MASS::ginv: singular values above sqrt(eps) * largest
-            W = 2.0 * np.linalg.pinv(info, rcond=np.sqrt(np.finfo(float).eps))
-        W = 0.5 * (W + W.T)
+        W = _inverse_times_two(info)
         self.varpar_cov = W
         # U = sum_ij W_ij (Q_ij - P_i Phi P_j)
         p_phi_p = np.einsum("iab,jbc->ijac", P, phi_p)
@@ -277,7 +275,7 @@ class KenwardRoger:
         wald = float(diff @ np.linalg.solve(engine @ self._adjusted @ engine.T, diff))
         f_unscaled = wald / q
         fvalue = scaling * f_unscaled
-        pvalue = float(stats.f.sf(fvalue, q, ddf))
+        pvalue = f_pvalue(fvalue, q, ddf)
         mean_sq = f_unscaled * self.sigma**2
         return KRTest(estimate, cov, fvalue, q, ddf, scaling, pvalue, f_unscaled, mean_sq)
 
@@ -289,9 +287,12 @@ def kr_ddf_and_scaling(a1: float, a2: float, q: int) -> tuple[float, float]:
     absolute value counts as 0, ``(1 - A2/q) / (1 - c2 B)`` is 1 when both are
     below 1e-14, and the scaling is 1 when ``|ddf - 2| < 0.01``. When ``A2`` is 0
     (the contrast does not depend on the variance parameters) the df is infinite.
+    Divisions by 0 follow R's arithmetic (``rho = 1 / q`` gives an infinite df),
+    in numpy floats: Python's raised ZeroDivisionError.
     """
     if not a2 > 0:
         return np.inf, 1.0
+    a1, a2, q = np.float64(a1), np.float64(a2), np.float64(q)
     with np.errstate(divide="ignore", invalid="ignore"):
         b = (a1 + 6.0 * a2) / (2.0 * q)
         g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2)
@@ -517,3 +518,24 @@ def kr_pieces(
     bar.update()
     bar.close()
     return P, Q, K, names
+
+
+def _inverse_times_two(info: np.ndarray) -> np.ndarray:
+    """``W = 2 I^-1``; pbkrtest's pseudo-inverse where ``I`` is near singular.
+
+    pbkrtest inverts when ``min |eigenvalue| of I > 1e-10``, else takes
+    ``MASS::ginv`` (singular values above ``sqrt(eps)`` times the largest). Both
+    depend on the units of the variance parameters: with sleepstudy's Days in
+    thousands the slope's variance fell below them, and Days' df became 4244
+    instead of 17. So ``I`` is first judged on ``D I D`` with a unit diagonal
+    (:func:`~statsmodels_lmer.linalg.unit_scales`): when its eigenvalues are
+    clear of 1e-10, ``I`` is inverted (exact in any units); otherwise
+    pbkrtest's ``ginv`` of ``I`` follows.
+    """
+    scales = unit_scales(info)
+    scaled = info * np.outer(scales, scales)
+    if float(np.min(np.abs(np.linalg.eigvalsh(scaled)))) > _CONDITION_TOL:
+        W = 2.0 * np.linalg.inv(info)
+    else:  # MASS::ginv: singular values above sqrt(eps) * largest
+        W = 2.0 * np.linalg.pinv(info, rcond=np.sqrt(np.finfo(float).eps))
+    return 0.5 * (W + W.T)

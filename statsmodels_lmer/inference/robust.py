@@ -45,7 +45,7 @@ from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..random_effects import scaled_z
 from ..terms import grouping_codes
-from .satterthwaite import ContrastTest
+from .satterthwaite import ContrastTest, f_pvalue
 
 __all__ = [
     "COV_TYPES",
@@ -128,7 +128,7 @@ class ClusterRobust:
         delta = max((nu - q + 1) / nu, 0.0)
         fvalue = delta * wald / q
         den_df = nu - q + 1
-        pvalue = float(stats.f.sf(fvalue, q, den_df)) if den_df > 0 else np.nan
+        pvalue = f_pvalue(fvalue, q, den_df) if den_df > 0 else np.nan
         return ContrastTest(estimate, cov, fvalue, q, den_df, pvalue, np.nan)
 
     def _htz_df(self, C: np.ndarray) -> float:

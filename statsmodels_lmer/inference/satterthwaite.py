@@ -48,9 +48,17 @@ from ..engine.gradient import (
     jacobian_of_gradient,
 )
 from ..exceptions import warn
+from ..linalg import unit_scales
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
-__all__ = ["METHODS", "ContrastTest", "Satterthwaite", "analytic_steps", "fstat_ddf"]
+__all__ = [
+    "METHODS",
+    "ContrastTest",
+    "Satterthwaite",
+    "analytic_steps",
+    "f_pvalue",
+    "fstat_ddf",
+]
 
 METHODS = ("analytic", "numderiv")
 """How the derivatives are computed (see the module docstring)."""
@@ -202,10 +210,7 @@ class Satterthwaite:
 
             bar.note("Hessian of the deviance in (theta, sigma)")
             hess = np.empty((k, k))
-            # a theta element at 0 in a row of zeros (a singular fit's zero
-            # intercept sd next to a slope) gets the engine's floor squared, 1e-12,
-            # where round-off swamps the difference (H off by 7e-4): at least 1e-6
-            steps = np.maximum(grad.difference_steps(theta), STEP_FLOOR)
+            steps = self._hessian_steps(grad, theta)
             hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta, steps)
             hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
             n_eff = grad.effective_n
@@ -215,7 +220,41 @@ class Satterthwaite:
         return hess, jacobians
 
     @staticmethod
+    def _hessian_steps(grad: ProfiledGradient, theta: np.ndarray) -> np.ndarray:
+        """Central-difference steps of the theta block of the Hessian.
+
+        The engine's steps are 1e-4 of each element's row of ``T``, in the units
+        of that random-effect column (so rescaling a covariate or the prior
+        weights rescales them alike). An element in a row of zeros (a singular
+        fit's zero intercept sd next to a slope) gets the engine's floor squared,
+        1e-12, where round-off swamps the difference (H off by 7e-4): it gets
+        1e-6 instead, or 1e-6 of the largest theta when that is below 1. (A fixed
+        1e-6 for every element moved Days' df by 4e-5 with the prior weights
+        times 1e6, where theta is 1e-3 as large, and by 4e-3 with Days times 1e4.)
+        """
+        steps = grad.difference_steps(theta)
+        largest = float(np.max(np.abs(theta), initial=0.0))
+        floor = STEP_FLOOR * (min(1.0, largest) if largest > 0 else 1.0)
+        return np.where(steps > STEP_FLOOR**2, steps, np.maximum(steps, floor))
+
+    @staticmethod
     def _pseudo_inverse_times_two(h: np.ndarray) -> np.ndarray:
+        """``2 H^-1``; lmerTest's pseudo-inverse where ``H`` is not clearly positive definite.
+
+        lmerTest inverts over the eigenvalues of ``H`` above 1e-8 (absolute), with
+        warnings for negative and near-zero ones. That threshold depends on the
+        units of ``y`` and of the covariates: sleepstudy's Reaction times 1e4 put
+        sigma's eigenvalue below it, and Days' df became 5.8e22 instead of 161.
+        So ``H`` is first judged on ``D H D`` with a unit diagonal
+        (:func:`~statsmodels_lmer.linalg.unit_scales`), whose eigenvalues do not
+        depend on units: when all are above 1e-8, ``H`` is positive definite and
+        ``2 H^-1`` is exact in any units. Otherwise (a boundary or unconverged
+        fit) lmerTest's own procedure runs on ``H``, warnings included.
+        """
+        scales = unit_scales(h)
+        if np.all(np.linalg.eigvalsh(h * np.outer(scales, scales)) > _EIGEN_TOL):
+            inverse = np.linalg.inv(h)
+            return inverse + inverse.T
         values, vectors = np.linalg.eigh(h)
         negative = values < -_EIGEN_TOL
         near_zero = np.abs(values) <= _EIGEN_TOL
@@ -287,14 +326,14 @@ class Satterthwaite:
                 single.statistic**2,
                 1,
                 single.den_df,
-                float(stats.f.sf(single.statistic**2, 1, single.den_df)),
+                f_pvalue(single.statistic**2, 1, single.den_df),
                 single.mean_sq,
             )
         t2 = (rotated @ beta) ** 2 / values[:rank]
         fvalue = float(t2.sum() / rank)
         nu = np.array([2 * values[m] ** 2 / self._gag(rotated[m]) for m in range(rank)])
         ddf = fstat_ddf(nu)
-        pvalue = float(stats.f.sf(fvalue, rank, ddf))
+        pvalue = f_pvalue(fvalue, rank, ddf)
         return ContrastTest(L @ self.beta, cov, fvalue, rank, ddf, pvalue, fvalue * self.sigma**2)
 
     def _gag(self, contrast: np.ndarray) -> float:
@@ -302,6 +341,14 @@ class Satterthwaite:
         engine = self._engine_contrast(contrast)
         grad = np.array([engine @ J @ engine for J in self._engine_jacobians])
         return float(grad @ self.vcov_varpar @ grad)
+
+
+def f_pvalue(fvalue: float, num_df: float, den_df: float) -> float:
+    """Upper tail of ``F(num_df, den_df)`` at ``fvalue``; an infinite ``den_df`` is the
+    chi-square limit ``P(chi2_num_df > num_df F)`` (scipy's F gives NaN there)."""
+    if np.isinf(den_df) and den_df > 0:
+        return float(stats.chi2.sf(num_df * fvalue, num_df))
+    return float(stats.f.sf(fvalue, num_df, den_df))
 
 
 def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:

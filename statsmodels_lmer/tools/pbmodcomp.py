@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..exceptions import DataError
+from ..inference.satterthwaite import f_pvalue
 from ..intervals.bootstrap import bootstrap, check_count
 from ..tables import LmerTable
 from .compare import check_comparable
@@ -131,7 +132,7 @@ def summarize_reference(statistic: float, df: int, reference: np.ndarray) -> PBM
         "PBtest": [statistic, np.nan, np.nan, p_boot],
         "Gamma": [statistic, np.nan, np.nan, stats.gamma.sf(statistic, shape, scale=scale)],
         "Bartlett": [bartlett, df, np.nan, stats.chi2.sf(bartlett, df)],
-        "F": [statistic / df, df, ddf, stats.f.sf(statistic / df, df, ddf) if ddf > 0 else np.nan],
+        "F": [statistic / df, df, ddf, f_pvalue(statistic / df, df, ddf) if ddf > 0 else np.nan],
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=_COLUMNS)
     se = float(np.sqrt(p_boot * (1 - p_boot) / npos))

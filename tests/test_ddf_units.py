@@ -1,0 +1,97 @@
+"""Denominator df do not depend on the units of the response, the covariates or the weights.
+
+lmerTest and pbkrtest compare the eigenvalues of the Hessian (Satterthwaite) and of the
+information matrix (Kenward-Roger) with absolute thresholds (1e-8, 1e-10), so a change of
+units can move a direction below them: sleepstudy's Reaction times 1e4 gave Days a
+Satterthwaite df of 5.8e22 instead of 161 (lmerTest: 2.5e23), and Days in thousands a
+Kenward-Roger df of 4244 instead of 17 (pbkrtest: 4244). Each pair below is the same model
+in other units at the corresponding theta, so the df must agree to round-off.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import statsmodels_lmer as sml
+from statsmodels_lmer.inference.satterthwaite import f_pvalue
+
+SLEEP = sml.datasets.load("sleepstudy")
+
+
+def ddf_pair(base, other):
+    """(Satterthwaite, Kenward-Roger) df of every coefficient, of two results."""
+    return [
+        (res.coef_table(ddf).to_numpy()[:, 2] for res in (base, other))
+        for ddf in ("satterthwaite", "kenward-roger")
+    ]
+
+
+def at(formula, data, theta, **kwargs):
+    return sml.Lmer.from_formula(formula, data, **kwargs).results_at(theta)
+
+
+@pytest.mark.parametrize("factor", [1e4, 1e6, 1e-4])
+def test_df_do_not_depend_on_the_units_of_y(factor):
+    formula = "Reaction ~ Days + (1 | Subject)"
+    theta = [1.1978815]
+    base = at(formula, SLEEP, theta)
+    scaled = at(formula, SLEEP.assign(Reaction=SLEEP["Reaction"] * factor + 3.0), theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # lmerTest's scheme also warned of an eigenvalue near 0
+        for ours, theirs in ddf_pair(base, scaled):
+            np.testing.assert_allclose(list(theirs), list(ours), rtol=1e-7)
+    assert base.coef_table()["df"]["Days"] == pytest.approx(161.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("factor", [1e-3, 1e-5, 1e3, 1e4])
+def test_df_do_not_depend_on_the_units_of_a_random_slope(factor):
+    formula = "Reaction ~ Days + (Days | Subject)"
+    theta = np.array([0.96674, 0.015169, 0.23091])
+    base = at(formula, SLEEP, theta)
+    # columns (1, c Days): the slope's row of the relative covariance factor scales by 1/c
+    rescaled = theta * [1.0, 1.0 / factor, 1.0 / factor]
+    other = at(formula, SLEEP.assign(Days=SLEEP["Days"] * factor), rescaled)
+    for ours, theirs in ddf_pair(base, other):
+        np.testing.assert_allclose(list(theirs), list(ours), rtol=1e-6)
+    assert base.coef_table("kenward-roger")["df"]["Days"] == pytest.approx(17.0, rel=1e-9)
+
+
+def test_kenward_roger_df_do_not_depend_on_the_scale_of_the_weights():
+    rng = np.random.default_rng(3)
+    data = SLEEP.assign(w=rng.uniform(0.5, 2.0, len(SLEEP)))
+    formula = "Reaction ~ Days + (Days | Subject)"
+    theta = [0.9, 0.01, 0.22]
+    base = at(formula, data, theta, weights=data["w"])
+    # weights times k: sigma times sqrt(k), theta (relative to sigma) over sqrt(k)
+    heavy = at(formula, data, np.asarray(theta) * 1e-3, weights=data["w"] * 1e6)
+    np.testing.assert_allclose(
+        heavy.coef_table("kenward-roger")["df"], base.coef_table("kenward-roger")["df"], rtol=1e-6
+    )
+    np.testing.assert_allclose(heavy.ddf, base.ddf, rtol=1e-6)
+
+
+def test_kenward_roger_rho_of_one_over_q_gives_an_infinite_df():
+    """pbkrtest's arithmetic gives Inf there; Python's floats raised ZeroDivisionError (a
+    singular fit of sleepstudy with Days -> Days / 1000 + 1000)."""
+    data = SLEEP.assign(Days=SLEEP["Days"] * 1e-3 + 1e3)
+    res = at(
+        "Reaction ~ Days + (Days | Subject)",
+        data,
+        [4.50347474e-05, -9.64755968e-05, 1.19399131e-03],
+    )
+    table = res.coef_table("kenward-roger")
+    assert np.isinf(table["df"]).all()
+    expected = 2 * stats.norm.sf(np.abs(table["t"]))
+    np.testing.assert_allclose(table["pvalue"], expected, rtol=1e-10)
+    anova = res.anova(ddf="kenward-roger")
+    assert np.isinf(anova["DenDF"]).all() and np.isfinite(anova["pvalue"]).all()
+
+
+def test_f_pvalue_with_an_infinite_denominator_df_is_the_chi_square_limit():
+    assert f_pvalue(2.5, 3, np.inf) == pytest.approx(stats.chi2.sf(7.5, 3), rel=1e-14)
+    assert f_pvalue(2.5, 3, 1e12) == pytest.approx(stats.chi2.sf(7.5, 3), rel=1e-6)
+    assert f_pvalue(2.5, 3, 20.0) == pytest.approx(stats.f.sf(2.5, 3, 20.0), rel=1e-14)
