@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 import statsmodels_lmer as sml
-from statsmodels_lmer.inference.satterthwaite import f_pvalue
+from statsmodels_lmer.inference.contrast_results import f_pvalue
 
 SLEEP = sml.datasets.load("sleepstudy")
 

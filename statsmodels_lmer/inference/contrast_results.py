@@ -17,7 +17,7 @@ from scipy import stats
 from statsmodels.iolib.summary2 import Summary
 from statsmodels.stats.contrast import ContrastResults
 
-__all__ = ["LmerContrastResults"]
+__all__ = ["LmerContrastResults", "f_pvalue"]
 
 
 class LmerContrastResults(ContrastResults):
@@ -113,3 +113,11 @@ class LmerContrastResults(ContrastResults):
 
     def __repr__(self) -> str:
         return str(self.__class__) + "\n" + self.__str__()
+
+
+def f_pvalue(fvalue: float, num_df: float, den_df: float) -> float:
+    """Upper tail of ``F(num_df, den_df)`` at ``fvalue``; an infinite ``den_df`` is the
+    chi-square limit ``P(chi2_num_df > num_df F)`` (scipy's F gives NaN there)."""
+    if np.isinf(den_df) and den_df > 0:
+        return float(stats.chi2.sf(num_df * fvalue, num_df))
+    return float(stats.f.sf(fvalue, num_df, den_df))

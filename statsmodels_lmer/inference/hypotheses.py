@@ -19,7 +19,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..exceptions import FormulaError, warn
 from ..tables import LmerTable, model_heading
-from .contrast_results import LmerContrastResults
+from .contrast_results import LmerContrastResults, f_pvalue
 from .contrasts import (
     marginal_contrasts,
     marginal_terms,
@@ -27,7 +27,7 @@ from .contrasts import (
     type2_contrasts,
     type3_contrasts,
 )
-from .satterthwaite import ContrastTest, f_pvalue
+from .satterthwaite import ContrastTest
 
 __all__ = [
     "DDF_METHODS",

@@ -64,7 +64,7 @@ from .._parallel import Progress
 from ..engine.blocks import model_blocks
 from ..engine.cost import check_memory
 from ..linalg import unit_scales
-from .satterthwaite import f_pvalue
+from .contrast_results import f_pvalue
 
 __all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
 

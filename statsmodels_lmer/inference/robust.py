@@ -45,7 +45,8 @@ from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..random_effects import scaled_z
 from ..terms import grouping_codes
-from .satterthwaite import ContrastTest, f_pvalue
+from .contrast_results import f_pvalue
+from .satterthwaite import ContrastTest
 
 __all__ = [
     "COV_TYPES",

@@ -49,6 +49,7 @@ from ..engine.gradient import (
 )
 from ..exceptions import warn
 from ..linalg import unit_scales
+from .contrast_results import f_pvalue
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "ContrastTest",
     "Satterthwaite",
     "analytic_steps",
-    "f_pvalue",
     "fstat_ddf",
 ]
 
@@ -341,14 +341,6 @@ class Satterthwaite:
         engine = self._engine_contrast(contrast)
         grad = np.array([engine @ J @ engine for J in self._engine_jacobians])
         return float(grad @ self.vcov_varpar @ grad)
-
-
-def f_pvalue(fvalue: float, num_df: float, den_df: float) -> float:
-    """Upper tail of ``F(num_df, den_df)`` at ``fvalue``; an infinite ``den_df`` is the
-    chi-square limit ``P(chi2_num_df > num_df F)`` (scipy's F gives NaN there)."""
-    if np.isinf(den_df) and den_df > 0:
-        return float(stats.chi2.sf(num_df * fvalue, num_df))
-    return float(stats.f.sf(fvalue, num_df, den_df))
 
 
 def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:

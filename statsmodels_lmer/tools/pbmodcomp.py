@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..exceptions import DataError
-from ..inference.satterthwaite import f_pvalue
+from ..inference.contrast_results import f_pvalue
 from ..intervals.bootstrap import bootstrap, check_count
 from ..tables import LmerTable
 from .compare import check_comparable
