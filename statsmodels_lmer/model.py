@@ -640,9 +640,12 @@ class Lmer(LikelihoodModel):
             ``type`` (default CR2) for ``cov_type="cluster"``.
         method : str, optional
             Optimizer name (see :func:`statsmodels_lmer.available_optimizers`);
-            default L-BFGS-B on the analytic gradient (without one, as for the
-            nested layout, BOBYQA when nlopt is installed); ``"bobyqa"`` is
-            lme4's ``optimizer``.
+            ``"bobyqa"`` is lme4's ``optimizer``. Default: chosen by a cost
+            model (:func:`~statsmodels_lmer.engine.gradient.gradient_available`):
+            L-BFGS-B on the analytic gradient where gradients are predicted to
+            pay, else BOBYQA when NLopt is installed (tiny models, the nested
+            layout, the sparse path, few parameters on a large dense block),
+            else L-BFGS-B on finite differences.
         maxiter : int, optional
             Limit on objective evaluations of each optimizer run (lme4's
             ``maxfun``; 100000).
@@ -669,9 +672,12 @@ class Lmer(LikelihoodModel):
             an interior estimate with at most three theta or where lme4's
             derivatives are computed anyway, else by restarting the
             optimizer from its estimate until a restart lowers the objective
-            by at most ``verify_tol`` (1e-6), at most five times. A fit whose
+            by at most ``verify_tol``, at most five times. A fit whose
             optimum is not verified is not reported converged, boundary and
             singular fits included (docs/checks.md).
+        verify_tol : float
+            The largest fall of the objective a verification restart may
+            find for the optimum to count as verified (1e-6).
         boundary_tol : float
             Theta elements closer than this to their lower bound are moved
             onto it when that does not increase the objective (lme4's
@@ -966,9 +972,11 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
         REML (default) or maximum likelihood.
     **kwargs
         Model keywords (``weights``, ``offset``, ``subset``, ``missing``,
-        ``eval_env``, ``drop_cols``) and fit keywords (``method``,
-        ``maxiter``, ``start_theta``, ``xtol``, ``ftol``, ``check_conv``,
-        ...; see :meth:`Lmer.fit`). ``progress`` goes to both: the fit's
+        ``eval_env``, ``drop_cols``, ``restricted``, ``transform_data``, and
+        MixedLM's ``groups``, ``re_formula``, ``vc_formula``; see
+        :meth:`Lmer.from_formula`) and fit keywords (``method``, ``maxiter``,
+        ``start_theta``, ``xtol``, ``ftol``, ``check_conv``, ``cov_type``,
+        ``cov_kwds``, ...; see :meth:`Lmer.fit`). ``progress`` goes to both: the fit's
         bar, and Dask's for the passes over a Dask DataFrame. Any other
         keyword is a TypeError.
 

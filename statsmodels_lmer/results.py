@@ -373,6 +373,14 @@ class LmerResults(LikelihoodModelResults):
         statsmodels' (its ``method`` adjustments) on :meth:`t_test`'s
         Satterthwaite df.
 
+        Parameters
+        ----------
+        term_name : str
+            The categorical fixed term.
+        *args, **kwargs
+            statsmodels' ``t_test_pairwise`` arguments (``method``, ``alpha``,
+            ``factor_labels``, ...).
+
         Raises
         ------
         KeyError
@@ -407,6 +415,23 @@ class LmerResults(LikelihoodModelResults):
         Satterthwaite's df for the F statistic as lmerTest's contestMD (the
         contrast covariance is eigen-decomposed and the per-direction df
         combined); ``ddf="kenward-roger"`` uses pbkrtest's scaled F.
+
+        Parameters
+        ----------
+        r_matrix : array_like, str or tuple
+            The hypothesis, as statsmodels takes it: a contrast matrix, a
+            string (``"Days = 10, Intercept = 250"``) or ``(R, q)``.
+        cov_p, invcov : None
+            statsmodels' overrides of the covariance; not supported (the df
+            belong to the model's own covariance).
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Denominator df method.
+
+        Returns
+        -------
+        ContrastResults
+            statsmodels' F test result (``fvalue``, ``pvalue``, ``df_num``,
+            ``df_denom``).
         """
         _no_override(cov_p, invcov)
         L, q = parse_constraints(self, r_matrix)
@@ -427,6 +452,19 @@ class LmerResults(LikelihoodModelResults):
         """Wald test of a linear hypothesis: the F test of :meth:`f_test`.
 
         With ``use_f=False`` the chi-square form (statsmodels' own) is returned.
+
+        Parameters
+        ----------
+        r_matrix : array_like, str or tuple
+            The hypothesis, as in :meth:`f_test`.
+        cov_p, invcov : None
+            Not supported with the F form (see :meth:`f_test`).
+        use_f : bool, optional
+            False: statsmodels' chi-square Wald test; otherwise the F test.
+        df_constraints, scalar
+            statsmodels' arguments of the chi-square form.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Denominator df of the F form.
         """
         if use_f is False:
             return super().wald_test(
@@ -499,14 +537,38 @@ class LmerResults(LikelihoodModelResults):
     ) -> pd.DataFrame:
         """Differences of all pairs of least-squares means, as lmerTest's ``difflsmeans(m)``.
 
-        ``ls_means(which, level, ddf, pairwise=True)``; see :meth:`ls_means`.
+        ``ls_means(which, level, ddf, pairwise=True)``.
+
+        Parameters
+        ----------
+        which, level, ddf
+            As in :meth:`ls_means`: the factor terms (default all), the
+            confidence level and the denominator df method.
+
+        Returns
+        -------
+        LmerTable
+            One row per pair (``"A - B"``): estimate, SE, df, t, p-value and
+            interval.
         """
         return ls_means_table(self, which, level, ddf, pairwise=True)
 
     def drop1(self, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
         """Tests of dropping each marginal fixed-effect term (lmerTest / lme4).
 
-        See :func:`statsmodels_lmer.tools.compare.drop1`.
+        Parameters
+        ----------
+        test : {"F", "Chisq"}
+            ``"F"``: lmerTest's F tests of the term's coefficients;
+            ``"Chisq"``: lme4's likelihood-ratio tests, refitting by ML
+            without each term.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Denominator df for ``test="F"``.
+
+        Returns
+        -------
+        LmerTable
+            See :func:`statsmodels_lmer.tools.compare.drop1` for the columns.
         """
         return compare.drop1(self, test=test, ddf=ddf)
 
@@ -521,8 +583,22 @@ class LmerResults(LikelihoodModelResults):
     ) -> StepResult:
         """Backward elimination of random, then fixed terms, as lmerTest's ``step``.
 
-        See :func:`statsmodels_lmer.tools.step.step`; ``.random``, ``.fixed``
-        and the final ``.model``.
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger"}
+            Denominator df of the fixed-effects F tests.
+        alpha_random, alpha_fixed : float
+            A term is eliminated while its p-value is above these.
+        reduce_fixed, reduce_random : bool
+            False keeps that part as it is.
+        keep : list of str, optional
+            Fixed-effect terms never removed (names as in :meth:`anova`).
+
+        Returns
+        -------
+        StepResult
+            ``.random``, ``.fixed`` and the final ``.model``; see
+            :func:`statsmodels_lmer.tools.step.step`.
         """
         return step_tool.step(
             self, ddf, alpha_random, alpha_fixed, reduce_fixed, reduce_random, keep
@@ -538,8 +614,24 @@ class LmerResults(LikelihoodModelResults):
     ) -> PBModComp:
         """Parametric bootstrap test against a nested model (pbkrtest's ``PBmodcomp``).
 
-        See :func:`statsmodels_lmer.tools.pbmodcomp.pbmodcomp`; ``small`` is a
-        fit or a formula (``". ~ . - x"``).
+        Parameters
+        ----------
+        small : LmerResults or str
+            The nested model fitted to the same rows, or a formula for
+            :meth:`update` (``". ~ . - x"``).
+        nsim : int
+            Simulated responses (pbkrtest's default 1000).
+        seed : int or numpy.random.Generator, optional
+            The same seed gives the same statistics whatever ``n_jobs``.
+        n_jobs : int or None
+            Worker processes for the refits (``-1``: every CPU).
+        progress : bool or None
+            Progress bar over the refits (None: the package setting).
+
+        Returns
+        -------
+        PBModComp
+            See :func:`statsmodels_lmer.tools.pbmodcomp.pbmodcomp`.
         """
         return pbmodcomp_tool.pbmodcomp(self, small, nsim, seed, n_jobs, progress)
 
@@ -567,7 +659,13 @@ class LmerResults(LikelihoodModelResults):
 
     # -- variance components -------------------------------------------
     def term_covariance(self, index: int) -> np.ndarray:
-        """Covariance ``sigma^2 T T'`` of one random term's effects (lme4's term order)."""
+        """Covariance ``sigma^2 T T'`` of one random term's effects (lme4's term order).
+
+        Parameters
+        ----------
+        index : int
+            Position of the term in ``model.random_terms``.
+        """
         term = self.model.random_terms[index]
         T = term.factor(self.theta[self.model.theta_slices[index]])
         return self.scale * (T @ T.T)
@@ -616,7 +714,13 @@ class LmerResults(LikelihoodModelResults):
         return sp.block_diag(blocks, format="csc")
 
     def is_singular(self, tol: float = 1e-4) -> bool:
-        """True when a theta element with lower bound 0 is below ``tol`` (lme4)."""
+        """True when a theta element with lower bound 0 is below ``tol`` (lme4).
+
+        Parameters
+        ----------
+        tol : float
+            lme4's ``isSingular`` tolerance (1e-4).
+        """
         lower = self.model.theta_lower
         return bool(np.any(self.theta[lower == 0] < tol))
 
@@ -918,12 +1022,40 @@ class LmerResults(LikelihoodModelResults):
 
         New random effects are drawn by default; ``use_u=True`` conditions on
         all estimated random effects and ``re_formula`` on the listed terms.
-        See :func:`statsmodels_lmer.tools.simulate.simulate`.
+
+        Parameters
+        ----------
+        nsim : int
+            Number of simulated response vectors.
+        seed : int or numpy.random.Generator, optional
+        re_formula : str, optional
+            Random-effects terms to condition on, e.g. ``"~ (1 | Subject)"``.
+        use_u : bool
+            Condition on all estimated random effects (lme4's ``use.u``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One column per simulation (``sim_1``, ...), rows as the fitted rows.
         """
         return simulate.simulate(self, nsim, seed=seed, re_formula=re_formula, use_u=use_u)
 
     def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
-        """The same model fitted to a new response (lme4's ``refit``)."""
+        """The same model fitted to a new response (lme4's ``refit``).
+
+        Parameters
+        ----------
+        endog : array_like, shape (nobs,)
+            New response for the fitted rows; a pandas Series is matched to
+            them by its index.
+        **fit_kwargs
+            Passed to :meth:`Lmer.fit`; by default the same REML setting and
+            optimizer, starting from the fitted theta.
+
+        Returns
+        -------
+        LmerResults
+        """
         return simulate.refit(self, endog, **fit_kwargs)
 
     def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:
@@ -963,9 +1095,20 @@ class LmerResults(LikelihoodModelResults):
     def allfit(self, **kwargs: Any) -> Any:
         """Refit with every available optimizer, as lme4's ``allFit``.
 
-        See :func:`statsmodels_lmer.tools.allfit.allfit` (``optimizers=``,
-        ``progress=``, ``n_jobs=``); ``.table`` and ``.summary()`` say which
-        optimizers agree.
+        Parameters
+        ----------
+        **kwargs
+            ``optimizers`` (names from
+            :func:`statsmodels_lmer.available_optimizers`; default all),
+            ``progress`` (bool or None: the package setting) and ``n_jobs``
+            (worker processes, as joblib's); see
+            :func:`statsmodels_lmer.tools.allfit.allfit`.
+
+        Returns
+        -------
+        AllFitResult
+            ``.table`` (one row per optimizer) and ``.summary()``, which says
+            which optimizers agree with the best fit.
         """
         return allfit_tool.allfit(self, **kwargs)
 
@@ -976,9 +1119,24 @@ class LmerResults(LikelihoodModelResults):
 
         Cook's distance, MDFFITS, COVTRACE, COVRATIO and leverage for deleting
         each level of ``group``, or each row with ``group="observation"``
-        (lme4's ``influence(m)``). See
-        :func:`statsmodels_lmer.tools.influence.influence` (``method="full"``
-        refits; ``progress=``); the result has ``.frame`` and ``.plot()``.
+        (lme4's ``influence(m)``).
+
+        Parameters
+        ----------
+        group : str, optional
+            The grouping factor whose levels are deleted one at a time (a key
+            of ``ngroups``; default the first random term's), or
+            ``"observation"``.
+        method : {"one-step", "full"}
+            Variance parameters held at the estimates (closed form, HLMdiag's
+            default), or a full refit per deletion (lme4's ``influence``).
+        **kwargs
+            ``progress``; see :func:`statsmodels_lmer.tools.influence.influence`.
+
+        Returns
+        -------
+        InfluenceResult
+            ``.frame`` (one row per deletion) and ``.plot()``.
         """
         return influence(self, group=group, method=method, **kwargs)
 
@@ -987,8 +1145,23 @@ class LmerResults(LikelihoodModelResults):
     ) -> ExactLRTResult:
         """Exact restricted LRT of this model's one variance component (RLRsim's ``exactRLRT``).
 
-        ``m_alt`` and ``m0`` test the component inside a larger model. See
-        :func:`statsmodels_lmer.inference.exact_lrt.exact_rlrt`.
+        Parameters
+        ----------
+        m_alt, m0 : LmerResults, optional
+            To test the component inside a larger model: the full model and
+            the model without the tested effect (same fixed effects). Without
+            them the null model is the linear model with the same fixed
+            effects.
+        nsim : int
+            Number of simulated values of the null distribution.
+        seed : int or numpy.random.Generator, optional
+        **kwargs
+            ``grid`` and ``progress``; see
+            :func:`statsmodels_lmer.inference.exact_lrt.exact_rlrt`.
+
+        Returns
+        -------
+        ExactLRTResult
         """
         return exact_rlrt(self, m_alt, m0, nsim=nsim, seed=seed, **kwargs)
 
@@ -997,7 +1170,21 @@ class LmerResults(LikelihoodModelResults):
     ) -> ExactLRTResult:
         """Exact LRT of this model's one variance component (RLRsim's ``exactLRT``).
 
-        See :func:`statsmodels_lmer.inference.exact_lrt.exact_lrt`.
+        Parameters
+        ----------
+        m0 : statsmodels results of a linear model, optional
+            The null model on the same rows (e.g. ``smf.ols(...).fit()``);
+            default the linear model with the same fixed effects.
+        nsim : int
+            Number of simulated values of the null distribution.
+        seed : int or numpy.random.Generator, optional
+        **kwargs
+            ``grid`` and ``progress``; see
+            :func:`statsmodels_lmer.inference.exact_lrt.exact_lrt`.
+
+        Returns
+        -------
+        ExactLRTResult
         """
         return exact_lrt(self, m0, nsim=nsim, seed=seed, **kwargs)
 
@@ -1028,8 +1215,20 @@ class LmerResults(LikelihoodModelResults):
     def profile(self, which: Any = None, **kwargs: Any) -> ProfileResult:
         """Likelihood profiles (zeta) as lme4's ``profile``.
 
-        See :func:`statsmodels_lmer.intervals.profile`; the result has
-        ``.frame``, ``.confint()`` and ``.plot()``.
+        Parameters
+        ----------
+        which : None, str, int or sequence
+            Parameters to profile: names, positions, ``"theta_"`` or
+            ``"beta_"``; default all.
+        **kwargs
+            lme4's grid controls (``alpha_max``, ``maxpts``, ``delta``,
+            ``delta_cutoff``, ``maxmult``), ``signames``, ``at``, ``progress``
+            and ``n_jobs``; see :func:`statsmodels_lmer.intervals.profile.profile`.
+
+        Returns
+        -------
+        ProfileResult
+            ``.frame``, ``.confint()`` and ``.plot()``.
         """
         with self.blas_threads():
             return profile(self, which=which, **kwargs)
@@ -1039,9 +1238,25 @@ class LmerResults(LikelihoodModelResults):
     ) -> BootstrapResult:
         """Parametric bootstrap as lme4's ``bootMer``: one row per replicate.
 
-        See :func:`statsmodels_lmer.intervals.bootstrap` (``progress=``,
-        ``n_jobs=``); reproducible with ``seed``. The result has ``.frame``,
-        ``.confint()`` and ``.plot()``.
+        Parameters
+        ----------
+        nsim : int
+            Number of replicates.
+        seed : int or numpy.random.Generator, optional
+            The same seed gives the same replicates, whatever ``n_jobs``.
+        func : callable, optional
+            ``func(fitted_results)`` returning a Series, dict or array; default
+            the variance parameters on lme4's scale (``.sig01, ..., .sigma``)
+            and the fixed effects.
+        **kwargs
+            ``progress``, ``n_jobs``, ``use_u`` (condition on the estimated
+            random effects, lme4's ``use.u``) and ``fit_kwargs`` (for the
+            refits); see :func:`statsmodels_lmer.intervals.bootstrap.bootstrap`.
+
+        Returns
+        -------
+        BootstrapResult
+            ``.frame`` (one row per replicate), ``.confint()`` and ``.plot()``.
         """
         return bootstrap(LmerResultsWrapper(self), nsim, seed=seed, func=func, **kwargs)
 
@@ -1060,14 +1275,37 @@ class LmerResults(LikelihoodModelResults):
     def resim(self, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
         """Random effects simulated from their conditional distribution (merTools' REsim).
 
-        See :func:`statsmodels_lmer.tools.diagnostics.resim`.
+        Parameters
+        ----------
+        n_sims : int
+            Draws per level.
+        seed : int or numpy.random.Generator, optional
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`statsmodels_lmer.tools.diagnostics.resim`.
         """
         return diagnostics.resim(self, n_sims, seed)
 
     def predict_interval(self, newdata: Any = None, level: float = 0.95, **kwargs: Any) -> Any:
         """Simulation-based prediction intervals (merTools' predictInterval style).
 
-        See :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Default the fitted rows.
+        level : float
+            Coverage of the interval.
+        **kwargs
+            ``n_sims``, ``seed``, ``re_formula``, ``allow_new_levels``,
+            ``include_residual``, ``offset``, ``weights``; see
+            :func:`statsmodels_lmer.tools.diagnostics.predict_interval`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``fit``, ``lower``, ``upper`` per row.
         """
         return diagnostics.predict_interval(self, newdata, level=level, **kwargs)
 
@@ -1103,8 +1341,17 @@ class LmerResults(LikelihoodModelResults):
     def within_estimator(self, entity: str | None = None) -> panel.WithinEstimate:
         """The within (fixed effects) estimator of this model's fixed part.
 
-        As ``linearmodels.PanelOLS(..., entity_effects=True)``; see
-        :func:`statsmodels_lmer.tools.panel.within_estimator`.
+        As ``linearmodels.PanelOLS(..., entity_effects=True)``.
+
+        Parameters
+        ----------
+        entity : str, optional
+            The entity column; default the model's only grouping factor.
+
+        Returns
+        -------
+        WithinEstimate
+            See :func:`statsmodels_lmer.tools.panel.within_estimator`.
         """
         return panel.within_estimator(self, entity)
 
@@ -1118,7 +1365,19 @@ class LmerResults(LikelihoodModelResults):
         covariance (``cov_type``, CR2 with clubSandwich's HTZ F test by
         default; ``"nonrobust"`` for a model-based chi-square).
         ``method="classic"`` contrasts the within estimator with this fit.
-        See :func:`statsmodels_lmer.tools.panel.hausman`.
+
+        Parameters
+        ----------
+        method : {"mundlak", "classic"}
+        cov_type : {"CR2", "CR1S", "CR1", "CR0", "nonrobust"}
+            For ``"mundlak"``: cluster-robust by entity or model-based.
+        entity : str, optional
+            The entity column; default the model's only grouping factor.
+
+        Returns
+        -------
+        HausmanResult
+            See :func:`statsmodels_lmer.tools.panel.hausman`.
         """
         return panel.hausman(self, method=method, cov_type=cov_type, entity=entity)
 
@@ -1136,8 +1395,9 @@ class LmerResults(LikelihoodModelResults):
 
         Returns
         -------
-        statsmodels.iolib.summary2.Summary
-            With ``as_text``, ``as_html`` and ``as_latex``.
+        statsmodels_lmer.summary.LmerSummary
+            statsmodels' ``summary2.Summary`` with lme4's sections in order:
+            ``as_text``, ``as_html`` and ``as_latex``.
         """
         return lmer_summary(self, alpha=alpha, ddf=ddf)
 
@@ -1147,6 +1407,13 @@ class LmerResults(LikelihoodModelResults):
         ``tables[0]`` model information, ``tables[1]`` the fixed effects
         (Estimate, Std. Error, df, t value, Pr(>|t|), interval; ``ddf`` as in
         :meth:`summary`), ``tables[2]`` the variance components (as ``varcorr``).
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the confidence level of the intervals.
+        ddf : {"satterthwaite", "kenward-roger", "residual"}
+            Denominator df of the t tests and intervals.
         """
         return lmer_summary2(self, alpha=alpha, ddf=ddf)
 
