@@ -37,6 +37,7 @@ __all__ = [
     "confounded_terms",
     "copy_on_write",
     "drop_unused_categories",
+    "far_columns",
     "far_random_columns",
     "native_byte_order",
     "numeric_objects",
@@ -649,17 +650,25 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
     4 to 100 REML units above the optimum of the same model written with the
     centred column).
     """
+    return [
+        f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
+        for term in terms
+        for j in far_columns(term, ratio)
+    ]
+
+
+def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:
+    """Positions of the columns of ``term`` that :func:`far_random_columns` names."""
+    if "Intercept" not in term.column_names or term.Z is None:
+        return []
     out = []
-    for term in terms:
-        if "Intercept" not in term.column_names:
+    for j, column in enumerate(term.column_names):
+        if column == "Intercept":
             continue
-        for j, column in enumerate(term.column_names):
-            if column == "Intercept":
-                continue
-            values = np.asarray(term.Z[:, j], dtype=float)
-            sd = float(np.std(values))
-            if sd > 0 and abs(float(np.mean(values))) > ratio * sd:
-                out.append(f"{column!r} of ({term.lhs} | {term.group})")
+        values = np.asarray(term.Z[:, j], dtype=float)
+        sd = float(np.std(values))
+        if sd > 0 and abs(float(np.mean(values))) > ratio * sd:
+            out.append(j)
     return out
 
 

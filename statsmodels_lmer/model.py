@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -13,7 +15,7 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
-from .data_checks import native_byte_order
+from .data_checks import far_columns, native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
     RowsOnCluster,
@@ -31,7 +33,7 @@ from .engine.blocks import (
 )
 from .engine.cost import MEMORY_VARIABLE, available_memory, format_bytes
 from .engine.objective import ProfiledDeviance
-from .exceptions import DataError, OutOfMemoryError, warn
+from .exceptions import DataError, LmerConvergenceWarning, OutOfMemoryError, warn
 from .fitting.fit import OptSummary, check_estimates, check_reproduced, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .fitting.rescale import optimizer_scale, theta_scales
@@ -732,12 +734,59 @@ class Lmer(LikelihoodModel):
                 solution = _solved(objective, summary.theta)
         check_estimates(solution)
         check_reproduced(summary, solution)
+        if options.verify:
+            self._check_centred(reml, summary, solution.objective_value)
         res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
             warn(text, category)
         if str(cov_type).lower() != "nonrobust" or cov_kwds:
             return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
+
+    def _check_centred(self, reml: bool, summary: OptSummary, value: float) -> None:
+        """Verify a fit with random-effects columns far from zero by the centred model.
+
+        ``(x | g)`` with ``x = 1000 + 0.001 * Days`` is the model of the centred
+        column, but its optimum has a correlation within about 1e-11 of -1 and an
+        intercept SD of 2e5 relative to sigma: lme4 and the optimizers here stop
+        21 log-likelihood units short, at a point that passes every check (a
+        singular fit, whose derivatives are not checked). The same model with
+        those columns centred (``x - mean(x)``) is well conditioned; its fit's
+        criterion is the true optimum, so a fit above it by more than the
+        verification tolerance stopped short and is not converged
+        (``summary.centred``). Only for in-memory models with such columns.
+        """
+        far = [far_columns(term) for term in self.random_terms]
+        if self.partitions is not None or not any(far):
+            return
+        terms = [_centred_term(term, cols) for term, cols in zip(self.random_terms, far)]
+        shadow = Lmer(
+            np.asarray(self.endog), np.asarray(self.exog), terms, self.weights, self.offset
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            best = float(shadow.fit(reml=reml, progress=False).opt_summary.run.fun)
+        gap = float(value) - best
+        short = gap > max(summary.options.verify_tol, 1e-9 * abs(best))
+        names = [
+            f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
+            for term, cols in zip(self.random_terms, far)
+            for j in cols
+        ]
+        summary.centred = {"columns": names, "objective": best, "gap": gap, "short": short}
+        if short:
+            criterion = "REML criterion" if reml else "deviance"
+            summary.messages.append(
+                (
+                    f"the same model with {', '.join(names)} centred reaches a {criterion} "
+                    f"{gap:.4g} lower ({best:.10g} against {float(value):.10g}): this fit "
+                    "stopped short of the optimum, which these columns do not let an "
+                    "optimizer reach in double precision. Center the column in the "
+                    "formula, e.g. (I(x - 1000) | g) or a centred copy of x: the model is "
+                    "the same",
+                    LmerConvergenceWarning,
+                )
+            )
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
         """Results with theta held fixed at the given value (no optimization).
@@ -1010,6 +1059,15 @@ def _solved(objective: ProfiledDeviance, theta: np.ndarray) -> Any:
             "bound, as when the random effects cannot be told apart from each other or "
             "from the residual; simplify the random-effects terms"
         ) from None
+
+
+def _centred_term(term: RandomTerm, columns: list[int]) -> RandomTerm:
+    """``term`` with the given columns centred (the same model when it has an intercept)."""
+    if not columns:
+        return term
+    Z = np.array(term.Z, dtype=float)
+    Z[:, columns] -= Z[:, columns].mean(axis=0)
+    return dataclasses.replace(term, Z=Z)
 
 
 def _checked_random_terms(random_terms: Any) -> list[RandomTerm]:

@@ -767,3 +767,39 @@ def test_failed_gradient_check_tries_the_other_default_optimizer():
     assert res.deviance == pytest.approx(169.75443524, abs=1e-6)
     assert res.converged and res.optinfo["other_optimizer"] is not None
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def far_slope_fit(scale: float, shift: float):
+    data = sml.datasets.load("sleepstudy")
+    data = data.assign(Days=data["Days"] * scale + shift)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sml.lmer("Reaction ~ Days + (Days | Subject)", data)
+    return res, [str(w.message) for w in caught]
+
+
+def test_a_fit_short_of_the_centred_models_optimum_is_not_converged():
+    """``(Days | Subject)`` with Days -> Days / 1000 + 1000 is sleepstudy's model, whose REML
+    criterion at the optimum is 1743.628272 + 2 log(1e-3) = 1729.812761. Every optimizer (lme4's
+    too) stops at a singular point 42.8 above it, which passed as converged (singular fits
+    skip the derivative checks). The fit of the centred model now verifies it."""
+    res, messages = far_slope_fit(1e-3, 1e3)
+    centred = res.opt_summary.centred
+    optimum = 1743.6282720 + 2 * np.log(1e-3)
+    assert centred["objective"] == pytest.approx(optimum, rel=1e-8)
+    assert centred["short"] and centred["gap"] == pytest.approx(-2 * res.llf - optimum, rel=1e-6)
+    assert centred["gap"] > 40 and not res.converged
+    assert any("is far from zero against its spread" in m for m in messages)
+    assert any("centred reaches a REML criterion 42.8" in m for m in messages)
+    assert res.optinfo["centred"]["columns"] == ["'Days' of (Days | Subject)"]
+
+
+def test_a_far_column_fit_at_the_centred_models_optimum_stays_converged():
+    res, messages = far_slope_fit(1e-2, 10.0)
+    centred = res.opt_summary.centred
+    optimum = 1743.6282720 + 2 * np.log(1e-2)
+    assert centred["objective"] == pytest.approx(optimum, rel=1e-8)
+    assert not centred["short"] and abs(centred["gap"]) < 1e-6
+    assert res.converged and not any("centred reaches" in m for m in messages)
+    near, _ = far_slope_fit(1.0, 0.0)
+    assert near.opt_summary.centred is None  # no column far from zero: no second fit

@@ -95,6 +95,12 @@ class OptSummary:
     other_optimizer : str or None
         The default optimizer not used first, whose fit from the estimate was taken
         after lme4's checks failed there (:func:`_other_optimizer`); None.
+    centred : dict or None
+        The check of a fit with a random-effects column far from zero against
+        its spread by the same model with the column centred (``columns``,
+        ``objective``: the centred fit's criterion, ``gap``: this fit's
+        criterion minus it, ``short``: whether the gap shows this fit stopped
+        short; then the fit is not converged), or None when not made.
     """
 
     run: OptimizerResult
@@ -108,6 +114,7 @@ class OptSummary:
     boundary_probe: dict[str, Any] | None = None
     reproduced_gap: float | None = None
     other_optimizer: str | None = None
+    centred: dict[str, Any] | None = None
 
     @property
     def theta(self) -> np.ndarray:
@@ -128,7 +135,8 @@ class OptSummary:
         """
         failed_check = self.conv is not None and self.conv.failed
         reached = self.run.verified if self.run.verified is not None else self.run.success
-        return bool(reached) and not failed_check and self.reproduced
+        short = self.centred is not None and self.centred["short"]
+        return bool(reached) and not failed_check and self.reproduced and not short
 
     @property
     def reproduced(self) -> bool:
@@ -180,6 +188,7 @@ class OptSummary:
             "derivs": self.derivs,
             "reproduced_gap": self.reproduced_gap,
             "other_optimizer": self.other_optimizer,
+            "centred": self.centred,
             "conv": None if self.conv is None else self.conv.as_dict(),
             "warnings": self.warnings,
         }
