@@ -1016,12 +1016,23 @@ class LmerResults(LikelihoodModelResults):
         return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
-        self, nsim: int = 1, seed: Any = None, re_formula: Any = None, use_u: bool = False
+        self,
+        nsim: int = 1,
+        seed: Any = None,
+        re_formula: Any = None,
+        use_u: bool = False,
+        newdata: pd.DataFrame | None = None,
+        newparams: dict[str, Any] | None = None,
+        allow_new_levels: bool = False,
+        weights: Any = None,
+        offset: Any = None,
     ) -> pd.DataFrame:
         """Simulate responses from the fitted model (lme4's ``simulate``).
 
         New random effects are drawn by default; ``use_u=True`` conditions on
         all estimated random effects and ``re_formula`` on the listed terms.
+        ``newdata`` and ``newparams`` simulate other rows and other parameter
+        values, as for a power analysis (docs/intervals.md).
 
         Parameters
         ----------
@@ -1032,13 +1043,35 @@ class LmerResults(LikelihoodModelResults):
             Random-effects terms to condition on, e.g. ``"~ (1 | Subject)"``.
         use_u : bool
             Condition on all estimated random effects (lme4's ``use.u``).
+        newdata : pandas.DataFrame, optional
+            Rows to simulate for (no response column needed); random effects
+            are drawn for each level present.
+        newparams : dict, optional
+            ``"beta"``, ``"theta"`` and/or ``"sigma"`` to simulate from
+            instead of the estimates (lme4's ``newparams``).
+        allow_new_levels : bool
+            Accept new levels of a conditioned term (drawn anew).
+        weights, offset : array_like or str, optional
+            For the rows of ``newdata``; default from the model's columns.
 
         Returns
         -------
         pandas.DataFrame
-            One column per simulation (``sim_1``, ...), rows as the fitted rows.
+            One column per simulation (``sim_1``, ...), rows as the fitted
+            rows or ``newdata``. See :func:`statsmodels_lmer.tools.simulate.simulate`.
         """
-        return simulate.simulate(self, nsim, seed=seed, re_formula=re_formula, use_u=use_u)
+        return simulate.simulate(
+            self,
+            nsim,
+            seed=seed,
+            re_formula=re_formula,
+            use_u=use_u,
+            newdata=newdata,
+            newparams=newparams,
+            allow_new_levels=allow_new_levels,
+            weights=weights,
+            offset=offset,
+        )
 
     def refit(self, endog: Any, **fit_kwargs: Any) -> Any:
         """The same model fitted to a new response (lme4's ``refit``).

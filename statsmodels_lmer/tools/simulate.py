@@ -8,23 +8,46 @@ as lme4's ``use.u`` / ``re.form``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
 from ..frame import rows_by_label
 from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
-from .predict import fitted_keyword, selected_terms
+from ..terms import row_level_keys
+from .predict import (
+    complete_rows,
+    fitted_keyword,
+    fitted_types,
+    fixed_matrix,
+    patsy_rows,
+    row_offsets,
+    row_values,
+    selected_terms,
+    term_rows,
+)
 
-__all__ = ["refit", "simulate", "update_arguments"]
+__all__ = ["refit", "simulate", "simulation_parameters", "update_arguments"]
 
 
 def simulate(
-    res: Any, nsim: int = 1, *, seed: Any = None, re_formula: Any = None, use_u: bool = False
+    res: Any,
+    nsim: int = 1,
+    *,
+    seed: Any = None,
+    re_formula: Any = None,
+    use_u: bool = False,
+    newdata: pd.DataFrame | None = None,
+    newparams: dict[str, Any] | None = None,
+    allow_new_levels: bool = False,
+    weights: Any = None,
+    offset: Any = None,
 ) -> pd.DataFrame:
     """Simulated responses, one column per simulation (``sim_1``, ...).
 
@@ -39,36 +62,223 @@ def simulate(
         ``"~ (1 | Subject)"``; the others are drawn anew.
     use_u : bool
         Condition on all estimated random effects (lme4's ``use.u = TRUE``).
+    newdata : pandas.DataFrame, optional
+        Rows to simulate for instead of the fitted ones (lme4's ``newdata``),
+        e.g. a planned design for a power analysis; the response column is not
+        needed. Random effects are drawn for each level present in ``newdata``
+        (seen in fitting or not); a conditioned term keeps the estimates of
+        the levels seen in fitting and draws new levels, which need
+        ``allow_new_levels`` (lme4 gives them 0 instead). Rows with a missing
+        value in a used column give NaN.
+    newparams : dict, optional
+        Parameters to simulate from instead of the estimates (lme4's
+        ``newparams``): any of ``"beta"`` (one value per fixed effect, or a
+        mapping from their names), ``"theta"`` (lme4's order,
+        :attr:`Lmer.theta_names`) and ``"sigma"``. Not with ``use_u`` or
+        ``re_formula`` when it changes theta or sigma (the estimated random
+        effects belong to the fitted ones).
+    allow_new_levels : bool
+        Accept levels of a conditioned term not seen in fitting (drawn anew).
+    weights, offset : array_like or str, optional
+        Prior weights (the residual variance is ``sigma^2 / w``) and offset of
+        the rows of ``newdata``; by default from the columns the model took
+        them from. A model fitted with arrays needs them for new rows.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed like the fitted rows.
+        Indexed like the fitted rows, or like ``newdata``.
     """
     nsim = check_count("nsim", nsim)
     rng = np.random.default_rng(seed)
     model = res.model
-    n = int(res.nobs)
-    mean = np.asarray(model.exog, dtype=float) @ np.asarray(res.params, dtype=float)
+    beta, theta, sigma = simulation_parameters(res, newparams)
+    keep = _conditioned(model, re_formula, use_u)
+    if keep and newparams is not None and ({"theta", "sigma"} & set(newparams)):
+        raise ValueError(
+            "newparams with theta or sigma cannot be combined with use_u or re_formula: "
+            "the estimated random effects belong to the fitted parameters"
+        )
+    if newdata is None:
+        rows = _fitted_rows(res, beta, keep)
+    else:
+        rows = _new_rows(res, newdata, beta, keep, allow_new_levels, weights, offset)
+    factors = [
+        term.factor(theta[model.theta_slices[index]])
+        for index, term in enumerate(model.random_terms)
+    ]
+    sims = np.full((len(rows.complete), nsim), np.nan)
+    n = int(rows.complete.sum())
+    for k in range(nsim):
+        y = rows.mean.copy()
+        for index, (Z, codes, kept) in enumerate(rows.terms):
+            drawn = np.isnan(kept[:, 0]) if kept.size else np.zeros(0, dtype=bool)
+            effects = kept
+            if drawn.any():  # no draw for a fully conditioned term (the same stream as lme4)
+                effects = new_level_draws(factors[index], sigma, len(kept), rng)
+                effects[~drawn] = kept[~drawn]
+            y += term_contribution(Z, codes, effects)
+        noise = rng.standard_normal(n) * sigma
+        if rows.weights is not None:
+            noise = noise / np.sqrt(rows.weights)
+        sims[rows.complete, k] = y + noise
+    return pd.DataFrame(sims, index=rows.index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
+
+@dataclass
+class _SimulationRows:
+    """What a simulation needs of its rows (the complete ones, in order).
+
+    ``terms`` holds per random term its columns ``Z``, each row's level code and
+    the estimated effects of the levels to keep (a NaN row: drawn anew).
+    """
+
+    mean: np.ndarray
+    terms: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    weights: np.ndarray | None
+    complete: np.ndarray
+    index: Any
+
+
+def _fitted_rows(res: Any, beta: np.ndarray, keep: set[int]) -> _SimulationRows:
+    model = res.model
+    mean = np.asarray(model.exog, dtype=float) @ beta
     if model.offset is not None:
         mean = mean + model.offset
-    keep = _conditioned(model, re_formula, use_u)
-    sims = np.empty((n, nsim))
-    for k in range(nsim):
-        y = mean.copy()
-        for index, term in enumerate(model.random_terms):
-            if index in keep:
-                effects = res.conditional_modes[index]
-            else:
-                T = term.factor(res.theta[model.theta_slices[index]])
-                effects = new_level_draws(T, res.sigma, term.n_levels, rng)
-            y += term_contribution(term.Z, term.codes, effects)
-        noise = rng.standard_normal(n) * res.sigma
-        if model.weights is not None:
-            noise = noise / np.sqrt(model.weights)
-        sims[:, k] = y + noise
+    terms = []
+    for index, term in enumerate(model.random_terms):
+        kept = np.full((term.n_levels, term.n_cols), np.nan)
+        if index in keep:
+            kept = np.asarray(res.conditional_modes[index], dtype=float)
+        terms.append((term.Z, term.codes, kept))
+    complete = np.ones(len(mean), dtype=bool)
     index = getattr(model.data, "row_labels", None)
-    return pd.DataFrame(sims, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+    return _SimulationRows(mean, terms, model.weights, complete, index)
+
+
+def _new_rows(
+    res: Any,
+    newdata: Any,
+    beta: np.ndarray,
+    keep: set[int],
+    allow_new_levels: bool,
+    weights: Any,
+    offset: Any,
+) -> _SimulationRows:
+    model = res.model
+    if model.partitions is not None or is_dask_frame(newdata):
+        raise TypeError(
+            "simulate(newdata=) needs an in-memory model and a pandas DataFrame; "
+            "compute() the data first"
+        )
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    newdata = fitted_types(model, newdata)
+    every_term = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
+    complete = complete_rows(model, newdata, every_term)
+    row_offset = row_offsets(model, newdata, True, offset)
+    row_weights = row_values(model, newdata, True, weights, "weights")
+    for values in (row_offset, row_weights):
+        if values is not None:
+            complete &= ~np.isnan(values)
+    rows = newdata.loc[complete]
+    mean = fixed_matrix(model, rows) @ beta
+    if row_offset is not None:
+        mean = mean + row_offset[complete]
+    terms = []
+    for index, term in enumerate(model.random_terms):
+        try:
+            Z, fitted_codes = term_rows(model, index, rows, index not in keep or allow_new_levels)
+        except DataError as err:  # a conditioned term's new levels
+            text = str(err).split("; pass allow_new_levels")[0]
+            raise DataError(
+                f"{text}; the term is conditioned on its estimates (use_u / re_formula): "
+                "pass allow_new_levels=True to draw new levels anew"
+            ) from None
+        codes, first = pd.factorize(row_level_keys(term, patsy_rows(model, rows)))
+        kept = np.full((len(first), term.n_cols), np.nan)
+        if index in keep:
+            level_codes = fitted_codes[_first_rows(codes, len(first))]
+            seen = level_codes >= 0
+            kept[seen] = np.asarray(res.conditional_modes[index], dtype=float)[level_codes[seen]]
+        terms.append((Z, codes, kept))
+    if row_weights is not None:
+        row_weights = row_weights[complete]
+        if np.any(row_weights <= 0):
+            raise DataError("weights must be positive for the rows of newdata")
+    return _SimulationRows(mean, terms, row_weights, complete, newdata.index)
+
+
+def _first_rows(codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """The first row of each level code."""
+    first = np.full(n_levels, -1, dtype=np.int64)
+    order = np.arange(len(codes))[::-1]
+    first[codes[order]] = order
+    return first
+
+
+def simulation_parameters(
+    res: Any, newparams: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(beta, theta, sigma)``: the estimates, with ``newparams``' values where given.
+
+    Raises
+    ------
+    ValueError
+        An unknown key, a wrong length, a theta below its lower bounds, a
+        non-positive or non-finite value.
+    KeyError
+        ``beta`` as a mapping with names that are not fixed effects.
+    """
+    model = res.model
+    beta = np.asarray(res.params, dtype=float).copy()
+    theta = np.asarray(res.theta, dtype=float).copy()
+    sigma = float(res.sigma)
+    if newparams is None:
+        return beta, theta, sigma
+    unknown = set(newparams) - {"beta", "theta", "sigma"}
+    if unknown:
+        raise ValueError(
+            f"newparams has unknown keys {sorted(unknown)}; use 'beta', 'theta' and 'sigma'"
+        )
+    if "beta" in newparams:
+        beta = _new_beta(newparams["beta"], list(model.exog_names), beta)
+    if "theta" in newparams:
+        theta = np.asarray(newparams["theta"], dtype=float).ravel()
+        if theta.size != len(model.theta_lower):
+            raise ValueError(
+                f"newparams['theta'] needs {len(model.theta_lower)} values "
+                f"({', '.join(model.theta_names)}), got {theta.size}"
+            )
+        if not np.all(np.isfinite(theta)) or np.any(theta < model.theta_lower):
+            raise ValueError("newparams['theta'] must be finite, with diagonal elements at least 0")
+    if "sigma" in newparams:
+        sigma = float(newparams["sigma"])
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"newparams['sigma'] must be a positive number, got {sigma}")
+    return beta, theta, sigma
+
+
+def _new_beta(given: Any, names: list[str], estimate: np.ndarray) -> np.ndarray:
+    if isinstance(given, dict | pd.Series):
+        values = dict(given)
+        unknown = [name for name in values if name not in names]
+        if unknown:
+            raise KeyError(
+                f"newparams['beta'] names {unknown} that are not fixed effects ({', '.join(names)})"
+            )
+        beta = estimate.copy()
+        for name, value in values.items():
+            beta[names.index(name)] = float(value)
+    else:
+        beta = np.asarray(given, dtype=float).ravel()
+        if beta.size != len(names):
+            raise ValueError(
+                f"newparams['beta'] needs {len(names)} values ({', '.join(names)}), got {beta.size}"
+            )
+    if not np.all(np.isfinite(beta)):
+        raise ValueError("newparams['beta'] must be finite")
+    return beta
 
 
 def _conditioned(model: Any, re_formula: Any, use_u: bool) -> set[int]:
