@@ -103,7 +103,11 @@ def predict_interval(
     seed : int or numpy.random.Generator, optional
     include_residual : bool
         Add residual noise (an interval for a new observation) or not (an
-        interval for the conditional mean).
+        interval for the conditional mean). The fixed and random effects are
+        drawn independently, as merTools draws them, which ignores their
+        negative correlation: the conditional-mean interval is conservative
+        (24-34% wider than the exact prediction-error interval in a simulation
+        study); :meth:`LmerResults.get_prediction` gives exact standard errors.
     re_formula, allow_new_levels, offset
         As in :meth:`LmerResults.predict`.
     weights : array_like or str, optional
