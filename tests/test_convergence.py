@@ -803,3 +803,18 @@ def test_a_far_column_fit_at_the_centred_models_optimum_stays_converged():
     assert res.converged and not any("centred reaches" in m for m in messages)
     near, _ = far_slope_fit(1.0, 0.0)
     assert near.opt_summary.centred is None  # no column far from zero: no second fit
+
+
+def test_a_flat_variance_is_snapped_to_zero_despite_round_off():
+    """``y ~ x + f + (1 | f)`` by ML: the fixed effects explain f's variance, the criterion is
+    flat in theta, and BOBYQA stopped at 5e-9, 1.1e-13 below the value at 0 by round-off:
+    lme4's strict comparison kept it. The snap now allows round-off."""
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"f": rng.integers(0, 8, 200).astype(str), "x": rng.normal(size=200)})
+    data["y"] = data["x"] + rng.normal(size=200) + data["f"].astype(int) * 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ x + f + (1 | f)", data, REML=False)
+    assert res.theta[0] == 0.0 and res.optinfo["boundary_snapped"] == [0]
+    devfun = res.model.devfun(reml=False)
+    assert abs(devfun(np.array([5e-9])) - devfun(np.zeros(1))) < 1e-10

@@ -752,10 +752,20 @@ def _verify(
     return used
 
 
+SNAP_ROUNDOFF = 1e-13
+"""Relative round-off of the criterion below which a point on the bound counts as no worse."""
+
+
 def _snap_to_boundary(
     objective: Objective, result: OptimizerResult, lower: np.ndarray, boundary_tol: float
 ) -> int:
-    """lme4's ``boundary.tol`` handling; updates ``result`` and returns the evaluations used."""
+    """lme4's ``boundary.tol`` handling; updates ``result`` and returns the evaluations used.
+
+    A point on the bound is taken when its value is no worse than the estimate's up to
+    round-off (:data:`SNAP_ROUNDOFF` of the value): on a flat direction (a variance the
+    fixed effects already explain) lme4's strict comparison kept theta 5e-9, 1e-13 lower
+    by round-off, instead of 0.
+    """
     gap = result.theta - lower
     near = np.flatnonzero((gap > 0) & (gap < boundary_tol))
     theta, best = result.theta.copy(), result.fun
@@ -763,7 +773,7 @@ def _snap_to_boundary(
         trial = theta.copy()
         trial[index] = lower[index]
         value = float(objective(trial))
-        if value <= best:
+        if value <= best + SNAP_ROUNDOFF * max(1.0, abs(best)):
             theta, best = trial, value
             result.boundary_snapped.append(int(index))
     if result.boundary_snapped:
