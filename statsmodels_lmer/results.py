@@ -490,7 +490,11 @@ class LmerResults(LikelihoodModelResults):
         type : {3, 2, 1}
             Type III (marginal, lmerTest's contrasts), type II (each term
             adjusted for the terms that do not contain it, lmerTest's
-            ``type = 2``) or type I (sequential).
+            ``type = 2``) or type I (sequential). As in lmerTest, the row of
+            a factor that interacts with a covariate tests the factor at the
+            covariate's 0 in types II and III alike: with ``y ~ A*x + B``, A's
+            F was 3.24 with ``x`` and 0.57 with ``x + 7`` (car's type II: 29.72
+            for both). Center the covariate for a test at its mean.
         ddf : {"satterthwaite", "kenward-roger", "residual"}
 
         Returns
