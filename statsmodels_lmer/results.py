@@ -437,7 +437,9 @@ class LmerResults(LikelihoodModelResults):
         L, q = parse_constraints(self, r_matrix)
         warn_rank_deficient(L)
         test = contrast_test(self, L, q, ddf)
-        return ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
+        out = ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
+        out.pvalue = np.squeeze(test.pvalue)  # scipy's F gives NaN for an infinite df
+        return out
 
     def wald_test(
         self,

@@ -89,6 +89,12 @@ def test_kenward_roger_rho_of_one_over_q_gives_an_infinite_df():
     np.testing.assert_allclose(table["pvalue"], expected, rtol=1e-10)
     anova = res.anova(ddf="kenward-roger")
     assert np.isinf(anova["DenDF"]).all() and np.isfinite(anova["pvalue"]).all()
+    for test in (
+        res.f_test("Days = 0", ddf="kenward-roger"),
+        res.wald_test("Days = 0", ddf="kenward-roger"),
+    ):
+        assert np.isinf(test.df_denom)
+        assert float(test.pvalue) == pytest.approx(float(anova["pvalue"].iloc[0]), rel=1e-10)
 
 
 def test_f_pvalue_with_an_infinite_denominator_df_is_the_chi_square_limit():
