@@ -780,10 +780,10 @@ class Lmer(LikelihoodModel):
                 (
                     f"the same model with {', '.join(names)} centred reaches a {criterion} "
                     f"{gap:.4g} lower ({best:.10g} against {float(value):.10g}): this fit "
-                    "stopped short of the optimum, which these columns do not let an "
-                    "optimizer reach in double precision. Center the column in the "
-                    "formula, e.g. (I(x - 1000) | g) or a centred copy of x: the model is "
-                    "the same",
+                    "stopped short of the optimum, which is hard to reach with columns far "
+                    "from zero. Use a centred copy of the column (and a scaled one if its "
+                    "spread is small), e.g. df.assign(x=(df.x - df.x.mean()) / df.x.std()): "
+                    "the model is the same",
                     LmerConvergenceWarning,
                 )
             )

@@ -1089,7 +1089,8 @@ class LmerResults(LikelihoodModelResults):
             them by its index.
         **fit_kwargs
             Passed to :meth:`Lmer.fit`; by default the same REML setting and
-            optimizer, starting from the fitted theta.
+            the optimizer the fit was asked for (``method=``), starting from
+            the fitted theta.
 
         Returns
         -------

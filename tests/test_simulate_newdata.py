@@ -140,3 +140,42 @@ def test_new_rows_need_weights_when_the_model_took_an_array():
         res.simulate(1, newdata=rows)
     sims = res.simulate(1, seed=1, newdata=rows, weights=np.full(len(rows), 2.0))
     assert sims.notna().all().all()
+
+
+def test_weights_and_offset_without_newdata_are_refused(weighted):
+    """They were ignored without a word (the fitted rows keep the model's)."""
+    with pytest.raises(ValueError, match="for the rows of newdata"):
+        weighted.simulate(1, offset=np.full(180, 1000.0))
+
+
+def test_theta_as_a_mapping_by_name(weighted):
+    names = weighted.model.theta_names
+    rows = design(["a"], seed=5)
+    by_name = weighted.simulate(
+        3, seed=8, newdata=rows, newparams={"theta": dict(zip(names, [1, 0, 0.5]))}
+    )
+    by_order = weighted.simulate(3, seed=8, newdata=rows, newparams={"theta": [1, 0, 0.5]})
+    pd.testing.assert_frame_equal(by_name, by_order)
+    with pytest.raises(KeyError, match="needs exactly the names"):
+        weighted.simulate(1, newdata=rows, newparams={"theta": {names[0]: 1.0}})
+
+
+def test_a_model_built_from_arrays_predicts_its_rows_and_refuses_others():
+    data = sml.datasets.load("sleepstudy")
+    built = sml.lmer("Reaction ~ Days + (1 | Subject)", data).model
+    res = sml.Lmer(np.asarray(built.endog), np.asarray(built.exog), built.random_terms).fit()
+    np.testing.assert_allclose(res.predict(), res.fittedvalues, rtol=1e-12)
+    np.testing.assert_allclose(res.predict(re_formula="0"), built.exog @ res.params, rtol=1e-12)
+    for call in (lambda: res.predict(data.head(3)), lambda: res.simulate(1, newdata=data.head(3))):
+        with pytest.raises(DataError, match="built from arrays"):
+            call()
+
+
+def test_refit_keeps_the_optimizer_the_fit_asked_for():
+    """The docstring said so; refits of a Nelder-Mead fit ran BOBYQA."""
+    data = sml.datasets.load("sleepstudy")
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", data, method="nelder-mead")
+    again = res.refit(data["Reaction"] * 1.01)
+    assert again.optinfo["optimizer"] == "nelder-mead"
+    default = sml.lmer("Reaction ~ Days + (Days | Subject)", data)
+    assert default.refit(data["Reaction"]).optinfo["optimizer"] == default.optinfo["optimizer"]

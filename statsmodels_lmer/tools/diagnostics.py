@@ -23,6 +23,7 @@ from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import (
     complete_rows,
+    fitted_frame,
     fitted_types,
     fixed_matrix,
     row_offsets,
@@ -127,7 +128,7 @@ def predict_interval(
     rng = np.random.default_rng(seed)
     model = res.model
     rows_given = newdata is not None
-    newdata = model.data.frame if newdata is None else newdata
+    newdata = fitted_frame(model) if newdata is None else newdata
     if is_dask_frame(newdata):
         raise TypeError(
             "predict_interval() simulates on rows in memory; pass a pandas DataFrame "

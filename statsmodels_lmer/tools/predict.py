@@ -35,6 +35,7 @@ from ..transform_rows import design_matrix, names_in_code, r_term_order
 
 __all__ = [
     "complete_rows",
+    "fitted_frame",
     "fitted_keyword",
     "fitted_types",
     "fixed_matrix",
@@ -94,7 +95,7 @@ def term_design(model: Any, lhs: str) -> Any:
     """patsy design of a random term's columns, built on the training rows
     (stateful transforms learned on all rows of the data, as in fitting)."""
     source = getattr(model.data, "transform_data", None)
-    design = design_matrix(lhs, model.data.frame, model.formula_env(), source)
+    design = design_matrix(lhs, fitted_frame(model), model.formula_env(), source)
     return r_term_order(design.design_info, lhs)
 
 
@@ -134,7 +135,9 @@ def predict(
             "compute() the frame to predict with this model"
         )
     rows_given = newdata is not None
-    newdata = model.data.frame if newdata is None else newdata
+    if not rows_given and offset is None and getattr(model.data, "frame", None) is None:
+        return _fitted_rows(res, selected_terms(model, re_formula))  # a model from arrays
+    newdata = fitted_frame(model) if newdata is None else newdata
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     newdata = fitted_types(model, newdata)
@@ -154,6 +157,38 @@ def predict(
     return out
 
 
+def _fitted_rows(res: Any, terms: list[tuple[int, list[int]]]) -> np.ndarray:
+    """Predictions for the fitted rows from the model's own arrays (no frame needed)."""
+    model = res.model
+    values = np.asarray(model.exog, dtype=float) @ np.asarray(res.params, dtype=float)
+    if model.offset is not None:
+        values = values + model.offset
+    for index, cols in terms:
+        term = model.random_terms[index]
+        modes = res.conditional_modes[index][:, cols]
+        values = values + term_contribution(term.Z[:, cols], term.codes, modes)
+    return values
+
+
+def fitted_frame(model: Any) -> pd.DataFrame:
+    """The rows the model was built from (its model frame).
+
+    Raises
+    ------
+    DataError
+        A model built from arrays (``Lmer(endog, exog, random_terms)``) has no
+        frame: its columns cannot be evaluated on other rows.
+    """
+    frame = getattr(model.data, "frame", None)
+    if frame is None:
+        raise DataError(
+            "predictions and simulations from rows need a model built from a formula and "
+            "a DataFrame (Lmer.from_formula or lmer); this model was built from arrays, so "
+            "its columns cannot be evaluated on other rows: fit it by formula"
+        )
+    return frame
+
+
 def fitted_types(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
     """``newdata`` with its categorical columns on the categories of the fitted rows
     and its numpy columns in native byte order
@@ -169,7 +204,7 @@ def fitted_types(model: Any, newdata: pd.DataFrame) -> pd.DataFrame:
     from the fitted levels, even in order).
     """
     newdata = native_byte_order(newdata)
-    fitted = model.data.frame
+    fitted = fitted_frame(model)
     fitted_dtypes = column_dtypes(fitted)
     recoded = {}
     for name, dtype in column_dtypes(newdata).items():

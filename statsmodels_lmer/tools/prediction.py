@@ -41,6 +41,7 @@ from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
 from .predict import (
     complete_rows,
+    fitted_frame,
     fitted_types,
     fixed_matrix,
     patsy_rows,
@@ -140,7 +141,7 @@ def get_prediction(
     refuse_on_cluster(model, "get_prediction() (use predict())")
     rows_given = newdata is not None
     if newdata is None:
-        newdata = model.data.frame
+        newdata = fitted_frame(model)
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     newdata = fitted_types(model, newdata)

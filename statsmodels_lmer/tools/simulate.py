@@ -23,6 +23,7 @@ from ..random_effects import new_level_draws, term_contribution
 from ..terms import row_level_keys
 from .predict import (
     complete_rows,
+    fitted_frame,
     fitted_keyword,
     fitted_types,
     fixed_matrix,
@@ -74,15 +75,18 @@ def simulate(
         Parameters to simulate from instead of the estimates (lme4's
         ``newparams``): any of ``"beta"`` (one value per fixed effect, or a
         mapping from their names), ``"theta"`` (lme4's order,
-        :attr:`Lmer.theta_names`) and ``"sigma"``. Not with ``use_u`` or
-        ``re_formula`` when it changes theta or sigma (the estimated random
-        effects belong to the fitted ones).
+        :attr:`Lmer.theta_names`, or a mapping from all those names) and
+        ``"sigma"``. Not with ``use_u`` or ``re_formula`` when it changes
+        theta or sigma (the estimated random effects belong to the fitted ones).
     allow_new_levels : bool
         Accept levels of a conditioned term not seen in fitting (drawn anew).
+        Terms that are not conditioned draw every level anyway, seen or not
+        (lme4 asks for ``allow.new.levels`` there too).
     weights, offset : array_like or str, optional
         Prior weights (the residual variance is ``sigma^2 / w``) and offset of
-        the rows of ``newdata``; by default from the columns the model took
-        them from. A model fitted with arrays needs them for new rows.
+        the rows of ``newdata`` (only with ``newdata``); by default from the
+        columns the model took them from (lme4 uses weights of 1 for
+        ``newdata``). A model fitted with arrays needs them for new rows.
 
     Returns
     -------
@@ -100,6 +104,11 @@ def simulate(
             "the estimated random effects belong to the fitted parameters"
         )
     if newdata is None:
+        if weights is not None or offset is not None:
+            raise ValueError(
+                "weights= and offset= are for the rows of newdata; the fitted rows keep the "
+                "model's (update() the model to change them)"
+            )
         rows = _fitted_rows(res, beta, keep)
     else:
         rows = _new_rows(res, newdata, beta, keep, allow_new_levels, weights, offset)
@@ -173,6 +182,7 @@ def _new_rows(
         )
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    fitted_frame(model)  # a model built from arrays has no formula to evaluate
     newdata = fitted_types(model, newdata)
     every_term = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     complete = complete_rows(model, newdata, every_term)
@@ -244,7 +254,7 @@ def simulation_parameters(
     if "beta" in newparams:
         beta = _new_beta(newparams["beta"], list(model.exog_names), beta)
     if "theta" in newparams:
-        theta = np.asarray(newparams["theta"], dtype=float).ravel()
+        theta = _new_theta(newparams["theta"], model.theta_names)
         if theta.size != len(model.theta_lower):
             raise ValueError(
                 f"newparams['theta'] needs {len(model.theta_lower)} values "
@@ -257,6 +267,21 @@ def simulation_parameters(
         if not (np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"newparams['sigma'] must be a positive number, got {sigma}")
     return beta, theta, sigma
+
+
+def _new_theta(given: Any, names: list[str]) -> np.ndarray:
+    """theta as an array in lme4's order; a mapping must name every element."""
+    if isinstance(given, dict | pd.Series):
+        values = dict(given)
+        unknown = [name for name in values if name not in names]
+        absent = [name for name in names if name not in values]
+        if unknown or absent:
+            raise KeyError(
+                f"newparams['theta'] as a mapping needs exactly the names {names}; "
+                f"unknown {unknown}, absent {absent}"
+            )
+        return np.array([float(values[name]) for name in names])
+    return np.asarray(given, dtype=float).ravel()
 
 
 def _new_beta(given: Any, names: list[str], estimate: np.ndarray) -> np.ndarray:
@@ -298,8 +323,9 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         New response for the fitted rows; a pandas Series is matched to them
         by its index (in another order it is reordered; other labels are refused).
     **fit_kwargs
-        Passed to :meth:`Lmer.fit`; by default the same REML setting and
-        optimizer, starting from the fitted theta with a first BOBYQA step of
+        Passed to :meth:`Lmer.fit`; by default the same REML setting and the
+        optimizer the fit was asked for (``method=``; else the default choice),
+        starting from the fitted theta with a first BOBYQA step of
         a quarter of it (``initial_step=0.25``: sleepstudy's parametric
         bootstrap refits took 45 evaluations on average instead of 67).
     """
@@ -308,6 +334,9 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         endog = rows_by_label(endog, frame, "endog", "the fitted rows")
     new = res.model.with_response(endog)  # reuses the cross-products but the response's
     fit_kwargs.setdefault("reml", res.reml)
+    method = getattr(getattr(res, "opt_summary", None), "options", None)
+    if method is not None and method.method is not None:  # the optimizer the user chose
+        fit_kwargs.setdefault("method", method.method)
     fit_kwargs.setdefault("start_theta", res.theta)
     fit_kwargs.setdefault("initial_step", CLOSE_START_STEP)
     return new.fit(**fit_kwargs)
