@@ -489,3 +489,26 @@ def test_bootstrap_of_unwrapped_results_passes_pandas_results_to_func():
         warnings.simplefilter("ignore", RuntimeWarning)  # some replicates fail on purpose
         boot = res.bootstrap(4, seed=1, func=fails_above_mean, progress=False)
     assert boot.t0["mu"] == pytest.approx(1527.5)
+
+
+def test_profile_limits_of_a_weighted_fit_are_the_roots_of_zeta():
+    """With these weights one profile point's inner BOBYQA stopped on ftol 1e-8 short of its
+    optimum (zeta 1.983772 instead of 1.983536): the upper Days limit was 13.544879 where
+    zeta is 1.959730; the root is 13.545272. Each limit is checked by an ML fit with the
+    coefficient held there through an offset."""
+    data = sml.datasets.load("sleepstudy")
+    data["w"] = pd.read_csv(FIXTURES / "data" / "sleepstudy_weights.csv")["w"].to_numpy()
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", data, weights="w")
+    limits = res.confint(method="profile").loc["Days"].to_numpy()
+    deviance = res.refit_ml().deviance
+    target = stats.norm.ppf(0.975)
+    for limit, sign in zip(limits, (-1, 1)):
+        held = sml.lmer(
+            "Reaction ~ 1 + (Days | Subject)",
+            data.assign(held=data["Days"] * limit),
+            weights="w",
+            offset="held",
+            REML=False,
+        )
+        zeta = math.sqrt(held.deviance - deviance)
+        assert zeta == pytest.approx(target, abs=2e-6), (sign, limit)
