@@ -27,6 +27,7 @@ LAYERS = [
         "tables",
         "columns",
         "linalg",
+        "arguments",
     ],
     ["transforms"],
     ["transform_rows"],

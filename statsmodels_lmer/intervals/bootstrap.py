@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .._parallel import Progress, effective_jobs, map_in_workers
+from ..arguments import check_count, check_level
 from ..exceptions import warn
 from ..graphics.bootstrap import plot_bootstrap
 from .parameters import default_statistics, parameter_names, percent_labels
@@ -26,31 +27,12 @@ from .parameters import default_statistics, parameter_names, percent_labels
 __all__ = [
     "BootstrapResult",
     "bootstrap",
-    "check_count",
-    "check_level",
     "confint_bootstrap",
     "norm_inter",
 ]
 
 Outcome = tuple[Any, str | None, list[str]]
 """One refit: (statistic or None, error text, warning texts)."""
-
-
-def check_level(level: float) -> None:
-    """A confidence level must lie strictly between 0 and 1."""
-    if isinstance(level, bool) or not isinstance(level, int | float | np.floating):
-        raise TypeError(f"level must be a number between 0 and 1, got {level!r}")
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
-
-
-def check_count(name: str, value: Any) -> int:
-    """A number of simulations or replicates: a whole number, at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a whole number, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
 
 
 _WORKER: dict[str, Any] = {}

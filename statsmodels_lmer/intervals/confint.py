@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import check_level
 from ..exceptions import warn
-from .bootstrap import bootstrap, check_level
+from .bootstrap import bootstrap
 from .parameters import (
     default_statistics,
     descriptive_statistics,

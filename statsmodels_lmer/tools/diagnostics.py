@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..arguments import check_count, check_level
 from ..distributed.dask_fit import is_dask_frame
-from ..intervals.bootstrap import check_count, check_level
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import (
     complete_rows,

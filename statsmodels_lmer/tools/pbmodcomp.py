@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import check_count
 from ..exceptions import DataError
 from ..inference.contrast_results import f_pvalue
-from ..intervals.bootstrap import bootstrap, check_count
+from ..intervals.bootstrap import bootstrap
 from ..tables import LmerTable
 from .compare import check_comparable
 

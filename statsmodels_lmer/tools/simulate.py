@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..arguments import check_count
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
 from ..frame import rows_by_label
-from ..intervals.bootstrap import check_count
 from ..random_effects import new_level_draws, term_contribution
 from ..terms import row_level_keys
 from .predict import (
