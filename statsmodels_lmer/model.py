@@ -386,6 +386,7 @@ class Lmer(LikelihoodModel):
     def _build_cross_products(self, strategy: str | None) -> CrossProducts:
         if self.partitions is not None:
             return finalize_cross_products(self.partitions.raw_sums, strategy)
+        self.require_data("Computations on the criterion (Kenward-Roger df, profiles, refits)")
         terms = [self.random_terms[i] for i in self.engine_order]
         check_design_memory(terms, self.exog.shape[1])
         y = np.asarray(self.endog, dtype=float)

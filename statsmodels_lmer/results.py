@@ -7,7 +7,6 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
-import numbers
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
@@ -19,8 +18,17 @@ import statsmodels.base.wrapper as wrap
 from scipy import stats
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
 from statsmodels.stats.contrast import ContrastResults
+from statsmodels.tools.sm_exceptions import ValueWarning
 
+from .arguments import (
+    check_alpha,
+    check_bool,
+    check_nonnegative,
+    check_positions,
+    check_positive,
+)
 from .engine.objective import Solution
+from .exceptions import warn
 from .fitting.fit import OptSummary, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .formula import update_formula
@@ -170,6 +178,18 @@ class LmerResults(LikelihoodModelResults):
         if self._solution is None:
             self._solution = self.model.devfun(self.reml).solve(self.theta)
 
+    def remove_data(self) -> None:
+        """statsmodels' ``remove_data``, after computing the Satterthwaite df.
+
+        ``summary()``, ``pvalues``, ``conf_int()`` and the t and F tests need
+        them, and they cannot be computed without the rows (statsmodels asks
+        for ``summary()`` before ``remove_data()``; here that is done for you).
+        Computations that need the rows afterwards raise a ``DataError``.
+        """
+        if not self._data_removed() and self.model.partitions is None:
+            self.ddf  # noqa: B018 - computes and keeps the Satterthwaite pieces
+        super().remove_data()
+
     def _data_removed(self) -> bool:
         """Whether ``remove_data()`` took the model's arrays (the solution cannot be redone)."""
         return getattr(self.model, "exog", None) is None and self.model.partitions is None
@@ -279,6 +299,7 @@ class LmerResults(LikelihoodModelResults):
             New results; ``cov_type``, ``cov_kwds`` and ``robust`` say
             which covariance they use.
         """
+        self.model.require_data("Cluster-robust covariances")
         if use_t is False:
             raise ValueError("cluster-robust tests use t and F distributions; use_t must be None")
         robust = robust_from_options(self, cov_type, kwds)
@@ -308,8 +329,7 @@ class LmerResults(LikelihoodModelResults):
         -------
         ndarray, shape (p, 2)
         """
-        if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1):
-            raise ValueError(f"alpha must be between 0 and 1 (1 - coverage), got {alpha!r}")
+        check_alpha(alpha)
         quantile = stats.t.ppf(1 - alpha / 2, self.ddf)
         params, bse = np.asarray(self.params), np.asarray(self.bse)
         ci = np.column_stack([params - quantile * bse, params + quantile * bse])
@@ -318,20 +338,18 @@ class LmerResults(LikelihoodModelResults):
     def _coefficient_positions(self, cols: Any) -> np.ndarray:
         """Positions of coefficients given by position or name; KeyError/IndexError naming them."""
         names = list(self.model.exog_names)
-        wanted = [cols] if isinstance(cols, str | int | np.integer) else list(cols)
+        if isinstance(cols, str | int | np.integer):
+            cols = [cols]
+        if not isinstance(cols, list | tuple | np.ndarray | pd.Index | pd.Series):
+            raise TypeError(f"cols must be coefficient names or positions (a list), got {cols!r}")
         positions = []
-        for item in wanted:
+        for item in cols:
             if isinstance(item, str):
                 if item not in names:
                     raise KeyError(f"no coefficient {item!r}; the coefficients are {names}")
                 positions.append(names.index(item))
-            elif isinstance(item, int | np.integer) and -len(names) <= item < len(names):
-                positions.append(int(item))
             else:
-                raise IndexError(
-                    f"cols must hold coefficient names or positions below {len(names)}, "
-                    f"got {item!r}"
-                )
+                positions.extend(check_positions("cols", [item], len(names)))
         return np.asarray(positions, dtype=int)
 
     def t_test(
@@ -361,7 +379,7 @@ class LmerResults(LikelihoodModelResults):
             With ``use_t=False``, statsmodels' ``ContrastResults`` of z tests.
         """
         _no_override(cov_p)
-        if use_t is False:
+        if use_t is not None and not check_bool("use_t", use_t):
             return super().t_test(r_matrix, use_t=False)
         return t_tests(self, r_matrix, ddf)
 
@@ -405,7 +423,36 @@ class LmerResults(LikelihoodModelResults):
                 "t_test_pairwise compares the levels of one categorical factor; "
                 f"{term_name!r} is {kind}"
             )
+        if "alpha" in kwargs:
+            kwargs["alpha"] = check_alpha(kwargs["alpha"])
         return super().t_test_pairwise(term_name, *args, **kwargs)
+
+    def wald_test_terms(
+        self,
+        skip_single: bool = False,
+        extra_constraints: Any = None,
+        combine_terms: Any = None,
+        scalar: bool = True,
+    ) -> Any:
+        """statsmodels' joint tests of each fixed-effect term, on :meth:`wald_test`'s F tests.
+
+        Parameters
+        ----------
+        skip_single, extra_constraints, scalar
+            statsmodels' arguments.
+        combine_terms : list of str, optional
+            Term names (or parts of them): the terms whose names contain one
+            are also tested jointly. Each must match a term.
+        """
+        if combine_terms is not None:
+            if isinstance(combine_terms, str):
+                raise TypeError(f"combine_terms must be a list of strings, got {combine_terms!r}")
+            design = getattr(self.model.data, "model_spec", None)
+            names = [] if design is None else list(design.term_names)
+            unknown = [c for c in combine_terms if not any(str(c) in n for n in names)]
+            if unknown:
+                raise KeyError(f"combine_terms {unknown} match no fixed-effects term of {names}")
+        return super().wald_test_terms(skip_single, extra_constraints, combine_terms, scalar)
 
     def f_test(
         self, r_matrix: Any, cov_p: Any = None, invcov: Any = None, ddf: str = "satterthwaite"
@@ -468,9 +515,14 @@ class LmerResults(LikelihoodModelResults):
         ddf : {"satterthwaite", "kenward-roger", "residual"}
             Denominator df of the F form.
         """
-        if use_f is False:
+        if use_f is not None and not check_bool("use_f", use_f):
             return super().wald_test(
                 r_matrix, cov_p, invcov, use_f=False, df_constraints=df_constraints, scalar=scalar
+            )
+        if df_constraints is not None:
+            raise TypeError(
+                "df_constraints is for the chi-square form (use_f=False); the F form's "
+                "numerator df is the rank of the contrasts"
             )
         return self.f_test(r_matrix, cov_p, invcov, ddf=ddf)
 
@@ -606,6 +658,7 @@ class LmerResults(LikelihoodModelResults):
             ``.random``, ``.fixed`` and the final ``.model``; see
             :func:`statsmodels_lmer.tools.step.step`.
         """
+        self.model.require_data("step() refits")
         return step_tool.step(
             self, ddf, alpha_random, alpha_fixed, reduce_fixed, reduce_random, keep
         )
@@ -639,6 +692,7 @@ class LmerResults(LikelihoodModelResults):
         PBModComp
             See :func:`statsmodels_lmer.tools.pbmodcomp.pbmodcomp`.
         """
+        self.model.require_data("pbmodcomp() refits")
         return pbmodcomp_tool.pbmodcomp(self, small, nsim, seed, n_jobs, progress)
 
     def ranova(self) -> pd.DataFrame:
@@ -646,6 +700,7 @@ class LmerResults(LikelihoodModelResults):
 
         See :func:`statsmodels_lmer.tools.compare.ranova`.
         """
+        self.model.require_data("ranova() refits")
         return compare.ranova(self)
 
     def refit_ml(self) -> Any:
@@ -669,10 +724,19 @@ class LmerResults(LikelihoodModelResults):
 
         Parameters
         ----------
-        index : int
-            Position of the term in ``model.random_terms``.
+        index : int or str
+            Position of the term in ``model.random_terms``, or its label
+            (lme4's ``grp``: ``"Subject"``, ``"g.1"`` for a second term on g).
         """
-        term = self.model.random_terms[index]
+        terms = self.model.random_terms
+        labels = [term.label for term in terms]
+        if isinstance(index, str):
+            if index not in labels:
+                raise KeyError(f"no random-effects term {index!r}; the terms are {labels}")
+            index = labels.index(index)
+        else:
+            (index,) = check_positions("index", [index], len(terms))
+        term = terms[index]
         T = term.factor(self.theta[self.model.theta_slices[index]])
         return self.scale * (T @ T.T)
 
@@ -727,6 +791,7 @@ class LmerResults(LikelihoodModelResults):
         tol : float
             lme4's ``isSingular`` tolerance (1e-4).
         """
+        tol = check_nonnegative("tol", tol)
         lower = self.model.theta_lower
         return bool(np.any(self.theta[lower == 0] < tol))
 
@@ -922,6 +987,7 @@ class LmerResults(LikelihoodModelResults):
         """
         if type not in ("response", "pearson"):
             raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+        scaled, marginal = check_bool("scaled", scaled), check_bool("marginal", marginal)
         if self.model.partitions is not None:
             what = ("pearson" if type == "pearson" else "resid") + ("_marginal" if marginal else "")
             values = self.model.partitions.values(self, what)
@@ -982,6 +1048,7 @@ class LmerResults(LikelihoodModelResults):
         """
         known = ["newdata", "re_formula", "allow_new_levels", "offset"]
         newdata = _newdata(exog, kwargs, "predict()", known)
+        allow_new_levels = check_bool("allow_new_levels", allow_new_levels)
         values = predict.predict(self, newdata, re_formula, allow_new_levels, offset)
         if isinstance(newdata, pd.DataFrame):  # statsmodels: a Series indexed like exog
             return pd.Series(values, index=newdata.index, name="predicted")
@@ -1019,6 +1086,8 @@ class LmerResults(LikelihoodModelResults):
         """
         known = ["newdata", "conditional", "allow_new_levels"]
         newdata = _newdata(exog, kwargs, "get_prediction()", known)
+        conditional = check_bool("conditional", conditional)
+        allow_new_levels = check_bool("allow_new_levels", allow_new_levels)
         return prediction.get_prediction(self, newdata, conditional, allow_new_levels)
 
     def simulate(
@@ -1096,6 +1165,7 @@ class LmerResults(LikelihoodModelResults):
         -------
         LmerResults
         """
+        self.model.require_data("refit() and its cross-products")
         return simulate.refit(self, endog, **fit_kwargs)
 
     def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:
@@ -1118,6 +1188,8 @@ class LmerResults(LikelihoodModelResults):
         """
         model = self.model
         fit_kwargs, model_kwargs = FitOptions.split(kwargs)
+        if "REML" in model_kwargs and "reml" in model_kwargs:
+            raise TypeError("update() got both REML= and reml=; pass one")
         if "REML" in model_kwargs:
             fit_kwargs["reml"] = model_kwargs.pop("REML")
         for name in ("reml", "start_theta", "cov_type", "cov_kwds"):
@@ -1128,7 +1200,13 @@ class LmerResults(LikelihoodModelResults):
         if formula is None:
             formula = model.lmer_formula
         elif model.lmer_formula is not None:
-            formula = update_formula(model.lmer_formula, formula)
+            given, formula = formula, update_formula(model.lmer_formula, formula)
+            if formula == update_formula(model.lmer_formula, ". ~ .") and "-" in given:
+                warn(
+                    f"update({given!r}) leaves the formula {model.lmer_formula!r} unchanged: "
+                    "a term it removes is not in the model (as R, no term is removed)",
+                    ValueWarning,
+                )
         new = type(model).from_formula(formula, data, **model_kwargs)
         return new.fit(**fit_kwargs)
 
@@ -1203,6 +1281,7 @@ class LmerResults(LikelihoodModelResults):
         -------
         ExactLRTResult
         """
+        self.model.require_data("exact_rlrt() simulations")
         return exact_rlrt(self, m_alt, m0, nsim=nsim, seed=seed, **kwargs)
 
     def exact_lrt(
@@ -1226,6 +1305,7 @@ class LmerResults(LikelihoodModelResults):
         -------
         ExactLRTResult
         """
+        self.model.require_data("exact_lrt() simulations")
         return exact_lrt(self, m0, nsim=nsim, seed=seed, **kwargs)
 
     # -- intervals ------------------------------------------------------
@@ -1298,6 +1378,7 @@ class LmerResults(LikelihoodModelResults):
         BootstrapResult
             ``.frame`` (one row per replicate), ``.confint()`` and ``.plot()``.
         """
+        self.model.require_data("bootstrap() refits")
         return bootstrap(LmerResultsWrapper(self), nsim, seed=seed, func=func, **kwargs)
 
     # -- multilevel summaries and simulation tools -----------------------
@@ -1306,10 +1387,12 @@ class LmerResults(LikelihoodModelResults):
 
         See :func:`statsmodels_lmer.tools.multilevel.icc`.
         """
+        self.model.require_data("ICCs (icc())")
         return multilevel.icc(self)
 
     def r2(self) -> pd.Series:
         """Nakagawa's marginal and conditional R2, as ``performance::r2_nakagawa``."""
+        self.model.require_data("R2 values (r2())")
         return multilevel.r2(self)
 
     def resim(self, n_sims: int = 1000, seed: Any = None) -> pd.DataFrame:
@@ -1361,6 +1444,7 @@ class LmerResults(LikelihoodModelResults):
         entity : str, optional
             The entity column; default the model's only grouping factor.
         """
+        self.model.require_data("panel R2 values (panel_rsquared())")
         return panel.panel_rsquared(self, entity)
 
     @property
@@ -1439,7 +1523,7 @@ class LmerResults(LikelihoodModelResults):
             statsmodels' ``summary2.Summary`` with lme4's sections in order:
             ``as_text``, ``as_html`` and ``as_latex``.
         """
-        return lmer_summary(self, alpha=alpha, ddf=ddf)
+        return lmer_summary(self, alpha=check_alpha(alpha), ddf=ddf)
 
     def summary2(self, alpha: float = 0.05, ddf: str = "satterthwaite") -> Any:
         """statsmodels' ``summary2`` layout, with numeric DataFrames in ``.tables``.
@@ -1455,7 +1539,7 @@ class LmerResults(LikelihoodModelResults):
         ddf : {"satterthwaite", "kenward-roger", "residual"}
             Denominator df of the t tests and intervals.
         """
-        return lmer_summary2(self, alpha=alpha, ddf=ddf)
+        return lmer_summary2(self, alpha=check_alpha(alpha), ddf=ddf)
 
     def __repr__(self) -> str:
         return lmer_repr(self)
@@ -1466,6 +1550,8 @@ class LmerResults(LikelihoodModelResults):
 
 def _newdata(exog: Any, kwargs: dict[str, Any], where: str, known: list[str]) -> Any:
     """New data given as ``exog`` (statsmodels) or ``newdata=`` (lme4); no other keyword."""
+    if exog is not None and "newdata" in kwargs:
+        raise TypeError(f"{where} got new data twice, as exog and as newdata=; pass one")
     newdata = kwargs.pop("newdata", exog)
     if kwargs:
         raise unknown_keyword_error(where, list(kwargs), known)
@@ -1479,7 +1565,7 @@ def _coef_key(name: str) -> str:
 
 def _no_override(*values: Any) -> None:
     if any(v is not None for v in values):
-        raise NotImplementedError(
+        raise TypeError(
             "cov_p and invcov overrides are not supported: the tests use the fit's own "
             "covariance with its df; choose ddf= (satterthwaite, kenward-roger, residual)"
         )
@@ -1528,10 +1614,20 @@ class LmerResultsWrapper(LikelihoodResultsWrapper):
         coefficients' names; one ``column`` as a number; ``r_matrix`` (or
         ``other``) products as arrays, whose rows are contrasts.
         """
-        values = self._results.cov_params(
+        results = self._results
+        p = len(results.model.exog_names)
+        if column is not None:
+            positions = results._coefficient_positions(column)
+            column = int(positions[0]) if np.ndim(column) == 0 else positions
+        if scale is not None:
+            scale = check_positive("scale", scale)
+        for name, matrix in (("r_matrix", r_matrix), ("other", other)):
+            if matrix is not None and np.shape(np.atleast_2d(matrix))[-1] != p:
+                raise ValueError(f"{name} must have {p} columns, one per coefficient")
+        values = results.cov_params(
             r_matrix=r_matrix, column=column, scale=scale, cov_p=cov_p, other=other
         )
-        names = list(self._results.model.data.param_names)
+        names = list(results.model.data.param_names)
         if r_matrix is not None or np.ndim(values) != 2:
             return values
         if column is not None:

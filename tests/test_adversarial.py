@@ -831,8 +831,10 @@ def test_conf_int_takes_coefficient_names():
     np.testing.assert_array_equal(res.conf_int(cols="x"), res.conf_int().iloc[[1]])
     with pytest.raises(KeyError, match="no coefficient 'X'; the coefficients are"):
         res.conf_int(cols=["X"])
-    with pytest.raises(IndexError, match="positions below 2, got 7"):
+    with pytest.raises(KeyError, match="cols position 7 is out of range: there are 2"):
         res.conf_int(cols=[7])
+    with pytest.raises(TypeError, match="cols positions must be whole numbers, got True"):
+        res.conf_int(cols=[True, False])  # read as positions 1, 0 before
 
 
 def test_rank_deficient_constraints_warn_as_lmertest():

@@ -88,14 +88,15 @@ def test_t_test_use_t(res):
     assert float(z.statistic[0, 0]) == pytest.approx(statistic, rel=1e-12)
     assert float(z.pvalue) == pytest.approx(2 * stats.norm.sf(abs(statistic)), rel=1e-12)
     assert z.distribution == "norm" and float(z.pvalue) < float(default.pvalue)
-    with pytest.raises(NotImplementedError, match="choose ddf="):
+    with pytest.raises(TypeError, match="choose ddf="):
         res.t_test("Days = 10", cov_p=np.eye(2))
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5, -0.1, "0.05"])
 def test_conf_int_refuses_alpha_outside_0_1(res, alpha):
     """alpha = 1.5 gave intervals with the lower limit above the upper one."""
-    with pytest.raises(ValueError, match="alpha must be between 0 and 1"):
+    error = TypeError if isinstance(alpha, str) else ValueError
+    with pytest.raises(error, match="alpha must"):
         res.conf_int(alpha=alpha)
 
 

@@ -389,6 +389,7 @@ class ProfiledDeviance:
         self.terms = [terms[i] for i in engine_order]
         self.theta_slices = [theta_slices[i] for i in engine_order]
         self.reml = bool(reml)
+        self.n_theta = sum(part.stop - part.start for part in theta_slices)
         self.n_evaluations = 0
         self.monitor: Callable[[float], None] | None = None
         self._work = _WorkArrays(cross.size_rest)
@@ -439,10 +440,26 @@ class ProfiledDeviance:
         progress display).
         """
         self.n_evaluations += 1
-        value = self._criterion_at(np.asarray(theta, dtype=float))
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_theta,):  # a scalar for one theta; a wrong length
+            theta = self.checked_theta(theta)
+        value = self._criterion_at(theta)
         if self.monitor is not None:
             self.monitor(value)
         return value
+
+    def checked_theta(self, theta: Any) -> np.ndarray:
+        """``theta`` as a vector of :attr:`n_theta` values (a scalar for a single theta).
+
+        Raises
+        ------
+        ValueError
+            Another number of values.
+        """
+        theta = np.atleast_1d(np.asarray(theta, dtype=float)).ravel()
+        if theta.size != self.n_theta:
+            raise ValueError(f"theta must have {self.n_theta} value(s), got {theta.size}")
+        return theta
 
     def _criterion_at(self, theta: np.ndarray) -> float:
         if self._tiny is not None:

@@ -17,6 +17,8 @@ from scipy import stats
 from statsmodels.iolib.summary2 import Summary
 from statsmodels.stats.contrast import ContrastResults
 
+from ..arguments import check_alpha
+
 __all__ = ["LmerContrastResults", "f_pvalue"]
 
 
@@ -78,13 +80,20 @@ class LmerContrastResults(ContrastResults):
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """Confidence intervals, each row with its own t quantile."""
+        alpha = check_alpha(alpha)
         half = stats.t.ppf(1 - alpha / 2.0, self.df_rows) * self._sd_rows
         return np.column_stack([self.effect - half, self.effect + half])
 
     def summary_frame(self, xname: Any = None, alpha: float = 0.05) -> pd.DataFrame:
         """statsmodels' columns (coef, std err, t, P>|t|, Conf. Int. Low/Upp.) and ``df``."""
         ci = self.conf_int(alpha)
-        index = list(xname) if xname is not None else self.row_names
+        index = self.row_names
+        if xname is not None:
+            if isinstance(xname, str) or len(xname) != len(self.effect):
+                raise ValueError(
+                    f"xname must be a list of {len(self.effect)} row names, got {xname!r}"
+                )
+            index = list(xname)
         return pd.DataFrame(
             {
                 "coef": self.effect,

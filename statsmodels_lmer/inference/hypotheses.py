@@ -60,18 +60,35 @@ def parse_constraints(res: Any, r_matrix: Any) -> tuple[np.ndarray, np.ndarray]:
     a tuple ``(L, q)`` or an array ``L`` (then ``q = 0``).
     """
     names = list(res.model.exog_names)
+    if r_matrix is None:
+        raise TypeError(
+            "the hypothesis (r_matrix) is required: 'Days = 10', a contrast matrix, or (L, q)"
+        )
     if isinstance(r_matrix, (str, list)) and (
         isinstance(r_matrix, str) or all(isinstance(r, str) for r in r_matrix)
     ):
         L, q = _string_constraints(r_matrix, names)
     elif isinstance(r_matrix, tuple):
+        if len(r_matrix) != 2:
+            raise TypeError(f"a hypothesis tuple must be (L, q), got {len(r_matrix)} items")
         L, q = r_matrix
     else:
         L, q = r_matrix, None
-    L = np.atleast_2d(np.asarray(L, dtype=float))
-    if L.shape[1] != len(names):
+    try:
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        q = None if q is None else np.asarray(q, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"the contrast matrix and q must be numbers, got {r_matrix!r}") from None
+    if L.ndim != 2 or L.shape[1] != len(names):
         raise ValueError(f"contrast matrix must have {len(names)} columns ({', '.join(names)})")
-    q = np.zeros(L.shape[0]) if q is None else np.asarray(q, dtype=float).ravel()
+    if L.shape[0] == 0:
+        raise ValueError("the contrast matrix has no rows: there is nothing to test")
+    if not np.all(np.isfinite(L)) or (q is not None and not np.all(np.isfinite(q))):
+        raise ValueError("the contrast matrix and q must be finite numbers")
+    if q is None:
+        q = np.zeros(L.shape[0])
+    elif q.size not in (1, L.shape[0]):
+        raise ValueError(f"q must have {L.shape[0]} value(s), one per contrast row, got {q.size}")
     return L, np.broadcast_to(q, (L.shape[0],)).copy()
 
 

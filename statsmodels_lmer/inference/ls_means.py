@@ -37,6 +37,7 @@ import pandas as pd
 import patsy
 from scipy import stats
 
+from ..arguments import check_bool, check_level
 from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import FormulaError
 from ..tables import LmerTable
@@ -159,8 +160,8 @@ def ls_means_table(
         Columns ``Estimate, Std. Error, df, t value, lower, upper, Pr(>|t|)``,
         indexed by (term, level); non-estimable rows are NaN.
     """
-    if not 0 < float(level) < 1:
-        raise ValueError(f"level must be between 0 and 1; got {level!r}")
+    level = check_level(level)
+    pairwise = check_bool("pairwise", pairwise)
     method = check_ddf(ddf)
     contrasts = ls_means_contrasts(res, which, pairwise)
     rows, index = [], []

@@ -20,6 +20,7 @@ import patsy
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..arguments import check_bool
 from ..engine.objective import profiled_criterion
 from ..exceptions import DataError, warn
 from ..formula import BarTerm, parse_formula
@@ -43,8 +44,8 @@ def anova(
     *results: Any,
     names: list[str] | None = None,
     refit: bool = True,
-    type: int | str = 3,
-    ddf: str = "satterthwaite",
+    type: int | str | None = None,
+    ddf: str | None = None,
 ) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested models, as lme4's ``anova``.
 
@@ -64,7 +65,9 @@ def anova(
         when the models have the same fixed effects (a warning says when
         they do not).
     type, ddf
-        For one model: the ANOVA table's type and df method.
+        For one model: the ANOVA table's type and df method (default 3 and
+        Satterthwaite). Refused with several models, whose comparison is a
+        likelihood-ratio test.
 
     Returns
     -------
@@ -83,8 +86,22 @@ def anova(
     if not results:
         raise ValueError("anova() needs one fitted model (its ANOVA table) or several to compare")
     _check_results(results)
+    refit = check_bool("refit", refit)
     if len(results) == 1:
-        return results[0].anova(type=type, ddf=ddf)
+        return results[0].anova(type=3 if type is None else type, ddf=ddf or "satterthwaite")
+    if type is not None or ddf is not None:
+        raise TypeError(
+            "type= and ddf= apply to one model's ANOVA table; anova() of several models "
+            "is a likelihood-ratio comparison"
+        )
+    for res in results:
+        res.model.require_data("anova() of several models (ML refits and data checks)")
+    if names is not None and (
+        isinstance(names, str)
+        or len(set(map(str, names))) != len(list(names))
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError(f"names must be a list of distinct strings, one per model, got {names!r}")
     names = list(names) if names is not None else [f"model_{i + 1}" for i in range(len(results))]
     if len(names) != len(results):
         raise ValueError("names must have one entry per model")
@@ -142,8 +159,10 @@ def _comparable_fits(results: tuple[Any, ...], refit: bool) -> list[Any]:
     return list(results)
 
 
-def check_comparable(*results: Any) -> None:
+def check_comparable(*results: Any, where: str = "anova()") -> None:
     """Refuse anything but Lmer fits of one data set (as :func:`anova` does).
+
+    ``where`` names the caller in the messages.
 
     Raises
     ------
@@ -152,16 +171,16 @@ def check_comparable(*results: Any) -> None:
     DataError
         The fits used different rows, responses, weights, offsets or shared columns.
     """
-    _check_results(results)
+    _check_results(results, where)
     _check_same_data(results)
 
 
-def _check_results(results: tuple[Any, ...]) -> None:
+def _check_results(results: tuple[Any, ...], where: str = "anova()") -> None:
     for position, res in enumerate(results, start=1):
         model = getattr(res, "model", None)
         if not (hasattr(model, "random_terms") and hasattr(res, "reml")):
             raise TypeError(
-                f"anova() compares fitted Lmer results; argument {position} is "
+                f"{where} compares fitted Lmer results; argument {position} is "
                 f"{type(res).__name__} ({str(res)[:40]!r})"
             )
 
@@ -410,6 +429,8 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
     -------
     pandas.DataFrame
     """
+    if not isinstance(test, str):
+        raise TypeError(f"test must be 'F' or 'Chisq', got {test!r}")
     if test.upper() == "F":
         return drop1_f_table(res, ddf)
     if test.lower() not in ("chisq", "lrt"):

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..arguments import check_count, check_level
+from ..arguments import check_bool, check_count, check_level, random_generator
 from ..distributed.dask_fit import is_dask_frame
+from ..exceptions import DataError
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import (
     complete_rows,
@@ -124,8 +125,10 @@ def predict_interval(
         missing values.
     """
     check_level(level)
-    check_count("n_sims", n_sims)
-    rng = np.random.default_rng(seed)
+    check_count("n_sims", n_sims, minimum=2)
+    rng = random_generator(seed)
+    allow_new_levels = check_bool("allow_new_levels", allow_new_levels)
+    include_residual = check_bool("include_residual", include_residual)
     model = res.model
     rows_given = newdata is not None
     newdata = fitted_frame(model) if newdata is None else newdata
@@ -134,6 +137,8 @@ def predict_interval(
             "predict_interval() simulates on rows in memory; pass a pandas DataFrame "
             "(for a Dask DataFrame, compute() the rows wanted, e.g. ddf.head(1000))"
         )
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms, allow_new_levels)
@@ -144,6 +149,8 @@ def predict_interval(
     for values in (row_offset, row_weights):
         if values is not None:
             complete &= ~np.isnan(values)
+    if row_weights is not None and np.any(row_weights[complete] <= 0):
+        raise DataError("weights must be positive: the residual variance is sigma^2 / w")
     rows = newdata.loc[complete]
     X = fixed_matrix(model, rows)
     beta = rng.multivariate_normal(

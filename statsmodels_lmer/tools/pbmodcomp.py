@@ -201,7 +201,13 @@ def pbmodcomp(
     nsim = check_count("nsim", nsim)
     if isinstance(small, str):
         small = large.update(small)
-    check_comparable(large, small)
+        same_fixed = list(small.model.exog_names) == list(large.model.exog_names)
+        if small.n_params == large.n_params and same_fixed:
+            raise ValueError(
+                "the formula given for the small model leaves the model unchanged (a term "
+                f"it removes is not in {large.model.lmer_formula!r}?)"
+            )
+    check_comparable(large, small, where="pbmodcomp()")
     large_ml = large.refit_ml() if large.reml else large
     small_ml = small.refit_ml() if small.reml else small
     _check_nested_rows(large_ml, small_ml)

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import stats
 
+from ..arguments import check_alpha, check_bool
 from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..inference.hypotheses import contrast_test
@@ -88,7 +89,8 @@ class PredictionResults:
 
     def conf_int(self, obs: bool = False, alpha: float = 0.05) -> np.ndarray:
         """Intervals for the mean (t with each row's df) or a new observation (normal)."""
-        if obs:
+        alpha = check_alpha(alpha)
+        if check_bool("obs", obs):
             half = stats.norm.ppf(1 - alpha / 2) * self.se_obs
         else:
             half = stats.t.ppf(1 - alpha / 2, self.df) * self.se_mean

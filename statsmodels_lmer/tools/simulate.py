@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..arguments import check_count
+from ..arguments import check_bool, check_count, random_generator
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
@@ -94,7 +94,9 @@ def simulate(
         Indexed like the fitted rows, or like ``newdata``.
     """
     nsim = check_count("nsim", nsim)
-    rng = np.random.default_rng(seed)
+    rng = random_generator(seed)
+    use_u = check_bool("use_u", use_u)
+    allow_new_levels = check_bool("allow_new_levels", allow_new_levels)
     model = res.model
     beta, theta, sigma = simulation_parameters(res, newparams)
     keep = _conditioned(model, re_formula, use_u)
@@ -151,6 +153,7 @@ class _SimulationRows:
 
 def _fitted_rows(res: Any, beta: np.ndarray, keep: set[int]) -> _SimulationRows:
     model = res.model
+    model.require_data("Simulations of the fitted rows")
     mean = np.asarray(model.exog, dtype=float) @ beta
     if model.offset is not None:
         mean = mean + model.offset
@@ -329,6 +332,9 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
         a quarter of it (``initial_step=0.25``: sleepstudy's parametric
         bootstrap refits took 45 evaluations on average instead of 67).
     """
+    if endog is None:
+        raise TypeError("refit() needs the new response: one number per fitted row")
+    res.model.require_data("refit() and its cross-products")
     frame = getattr(res.model.data, "frame", None)
     if isinstance(endog, pd.Series) and frame is not None:  # by label, as weights are
         endog = rows_by_label(endog, frame, "endog", "the fitted rows")
