@@ -1,10 +1,10 @@
 """Progress bars and worker processes, the one implementation of each.
 
 ``n_jobs`` means what it means in joblib and scikit-learn everywhere in the
-package: ``None``, 0 or 1 run in this process, ``k > 1`` uses ``k`` worker
-processes, ``-1`` every CPU, ``-2`` all but one, and so on. Each worker is
-limited to one BLAS thread, so that ``k`` workers use ``k`` cores rather than
-``k`` times the BLAS pool.
+package: ``None`` or 1 run in this process, ``k > 1`` uses ``k`` worker
+processes, ``-1`` every CPU, ``-2`` all but one, and so on (0 is refused, as
+joblib refuses it). Each worker is limited to one BLAS thread, so that ``k``
+workers use ``k`` cores rather than ``k`` times the BLAS pool.
 
 Progress bars follow one rule everywhere: ``progress=True`` shows a bar at
 once, ``progress=False`` never, and ``progress=None`` (the default of every
@@ -269,15 +269,26 @@ def _release_control() -> None:
 def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:
     """Worker count for ``n_jobs`` (joblib's meaning), at most ``n_tasks``.
 
+    As joblib's ``effective_n_jobs``: None is 1, ``-k`` is ``cpus + 1 - k``
+    (at least 1, so that ``-8`` on a 4-CPU machine runs in this process, as
+    joblib does) and 0 is refused.
+
     Raises
     ------
     TypeError
         When ``n_jobs`` is not a whole number.
+    ValueError
+        When ``n_jobs`` is 0 (joblib: "n_jobs == 0 has no meaning").
     """
-    if n_jobs is None or n_jobs == 0:
+    if n_jobs is None:
         jobs = 1
     elif isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
         raise TypeError(f"n_jobs must be a whole number or None, got {n_jobs!r}")
+    elif n_jobs == 0:
+        raise ValueError(
+            "n_jobs must not be 0 (as in joblib): 1 (or None) runs in this process, "
+            "k > 1 uses k worker processes, -1 every CPU"
+        )
     elif n_jobs < 0:
         jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     else:

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "check_alpha",
     "check_bool",
+    "check_column_names",
     "check_count",
+    "check_frame",
     "check_level",
     "check_nonnegative",
     "check_number",
@@ -119,3 +122,21 @@ def random_generator(seed: Any) -> np.random.Generator:
             "seed must be None, a non-negative integer, a SeedSequence or a "
             f"numpy.random.Generator, got {seed!r}"
         ) from None
+
+
+def check_frame(data: Any, name: str = "data") -> pd.DataFrame:
+    """``data`` must be a pandas DataFrame (TypeError naming it)."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(data).__name__}")
+    return data
+
+
+def check_column_names(columns: Any, name: str = "columns") -> list[Any]:
+    """A column name or a list of names, as a list without repeats; empty is refused."""
+    if isinstance(columns, str):
+        return [columns]
+    if not isinstance(columns, list | tuple | pd.Index):
+        raise TypeError(f"{name} must be a column name or a list of names, got {columns!r}")
+    if len(columns) == 0:
+        raise ValueError(f"{name} is empty: name at least one column")
+    return list(dict.fromkeys(columns))

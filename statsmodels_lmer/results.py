@@ -1480,7 +1480,7 @@ class LmerResults(LikelihoodModelResults):
         return panel.within_estimator(self, entity)
 
     def hausman(
-        self, method: str = "mundlak", cov_type: str = "CR2", entity: str | None = None
+        self, method: str = "mundlak", cov_type: str | None = None, entity: str | None = None
     ) -> panel.HausmanResult:
         """Test random against fixed effects (Hausman; Mundlak's robust form by default).
 
@@ -1493,8 +1493,9 @@ class LmerResults(LikelihoodModelResults):
         Parameters
         ----------
         method : {"mundlak", "classic"}
-        cov_type : {"CR2", "CR1S", "CR1", "CR0", "nonrobust"}
-            For ``"mundlak"``: cluster-robust by entity or model-based.
+        cov_type : {"CR2", "CR1S", "CR1", "CR0", "nonrobust"}, optional
+            For ``"mundlak"``: cluster-robust by entity (default CR2) or
+            model-based. ``"classic"`` takes none (or ``"nonrobust"``).
         entity : str, optional
             The entity column; default the model's only grouping factor.
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import FIXTURES
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_lmer as sml
 
@@ -104,7 +105,7 @@ def test_profile_grid_interval_with_non_monotone_tail() -> None:
     res = sml.lmer("y ~ x + I(x**2) + (1 | a/b)", fuzz_data(case), REML=False)
     np.testing.assert_allclose(res.deviance, case["deviance"], rtol=1e-7)
     prof = res.profile(which=["Intercept"])
-    with pytest.warns(RuntimeWarning, match="non-monotonic profile for Intercept beyond"):
+    with pytest.warns(ConvergenceWarning, match="non-monotonic profile for Intercept beyond"):
         spline = prof.confint().to_numpy()[0]
     # lme4 itself falls back to linear interpolation here ("bad spline fit"), so
     # its limits are good to about 1e-3 only.
@@ -113,7 +114,7 @@ def test_profile_grid_interval_with_non_monotone_tail() -> None:
     search = res.confint(parm=["Intercept"], ends="search").to_numpy()[0]
     np.testing.assert_allclose(spline, search, rtol=2e-4)
     # confint on the grid searches the limits of a non-monotone profile
-    with pytest.warns(RuntimeWarning, match="Intercept: its limits were searched"):
+    with pytest.warns(ConvergenceWarning, match="Intercept: its limits were searched"):
         ours = res.confint(parm=["Intercept"], ends="grid").to_numpy()[0]
     np.testing.assert_allclose(ours, search, rtol=1e-12)
 
@@ -124,7 +125,7 @@ def test_profile_of_a_correlation_flat_at_the_bound_is_searched() -> None:
     interpolation -0.485621 / 0.730524; the exact profile's limits are searched."""
     data = pd.read_csv(FIXTURES / "data" / "profile_correlation.csv")
     res = sml.lmer("y ~ a + x + (x | g)", data)
-    with pytest.warns(RuntimeWarning, match=r"\.sig02: its limits were searched"):
+    with pytest.warns(ConvergenceWarning, match=r"\.sig02: its limits were searched"):
         grid = res.confint(parm=[".sig02"], ends="grid").to_numpy()[0]
     search = res.confint(parm=[".sig02"], ends="search").to_numpy()[0]
     np.testing.assert_allclose(grid, search, rtol=1e-12)
@@ -140,7 +141,7 @@ def test_profile_of_a_correlation_takes_the_zero_sd_minimum() -> None:
     data = pd.read_csv(FIXTURES / "data" / "gallery_Orthodont.csv.gz")
     girls = data[data["Sex"] == "Female"]
     res = sml.lmer("distance ~ age + (age | Subject)", girls)
-    with pytest.warns(RuntimeWarning, match=r"\.sig02"):
+    with pytest.warns(ConvergenceWarning, match=r"\.sig02"):
         limits = res.confint(parm=[".sig02"]).to_numpy()[0]
     np.testing.assert_array_equal(limits, [-1.0, 1.0])
     search = res.confint(parm=[".sig02"], ends="search").to_numpy()[0]

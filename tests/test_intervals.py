@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import FIXTURES, patsy_name
 from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_lmer as sml
 from statsmodels_lmer import intervals as iv
@@ -358,7 +359,7 @@ def fails_above_mean(fit):
 
 def test_bootstrap_failures_are_nan_rows():
     res = fitted("dyestuff_reml")
-    with pytest.warns(RuntimeWarning, match="bootstrap refits failed"):
+    with pytest.warns(ConvergenceWarning, match="bootstrap refits failed"):
         boot = iv.bootstrap(res, 30, seed=3, func=fails_above_mean, progress=False)
     frame = boot.frame
     failed = frame["mu"].isna()
@@ -486,7 +487,7 @@ def test_bootstrap_of_unwrapped_results_passes_pandas_results_to_func():
     # results.py's delegating methods pass the unwrapped LmerResults
     res = fitted("dyestuff_reml")._results
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # some replicates fail on purpose
+        warnings.simplefilter("ignore", ConvergenceWarning)  # some replicates fail on purpose
         boot = res.bootstrap(4, seed=1, func=fails_above_mean, progress=False)
     assert boot.t0["mu"] == pytest.approx(1527.5)
 

@@ -32,6 +32,11 @@ def names() -> list[str]:
 
 def _resolve(name: str) -> str:
     available = names()
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be the name of a data set (a string), got {name!r}; "
+            f"available: {', '.join(available)}"
+        )
     if name in available:
         return name
     lowered = {n.lower(): n for n in available}

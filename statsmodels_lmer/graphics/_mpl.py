@@ -8,7 +8,18 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["chosen", "dot_panel", "finish", "normal_scores", "panel_axes", "pyplot", "qq_panel"]
+from ..arguments import check_count
+
+__all__ = [
+    "check_axes",
+    "chosen",
+    "dot_panel",
+    "finish",
+    "normal_scores",
+    "panel_axes",
+    "pyplot",
+    "qq_panel",
+]
 
 
 def pyplot() -> Any:
@@ -35,9 +46,14 @@ def panel_axes(
 
     Raises
     ------
+    TypeError
+        When ``ax`` holds something other than matplotlib Axes, or ``ncols``
+        is not a whole number.
     ValueError
-        When fewer Axes than panels are given.
+        When fewer Axes than panels are given, or ``ncols`` is below 1.
     """
+    if ncols is not None:
+        ncols = check_count("ncols", ncols)
     if ax is None:
         ncols = ncols or min(count, 4)
         nrows = math.ceil(count / ncols)
@@ -54,9 +70,23 @@ def panel_axes(
             extra.set_visible(False)
         return fig, axes[:count]
     axes = list(np.ravel(np.asarray(ax, dtype=object)))
+    check_axes(axes)
     if len(axes) < count:
         raise ValueError(f"{count} panels to draw but {len(axes)} Axes given")
     return axes[0].figure, axes[:count]
+
+
+def check_axes(axes: list[Any]) -> None:
+    """Each of ``axes`` must be a matplotlib Axes (a TypeError naming ``ax`` otherwise)."""
+    from matplotlib.axes import Axes  # matplotlib is there: ax holds its objects
+
+    wrong = [axis for axis in axes if not isinstance(axis, Axes)]
+    if wrong or not axes:
+        shown = wrong[0] if wrong else axes
+        raise TypeError(
+            f"ax must be a matplotlib Axes or a sequence of them, got {type(shown).__name__} "
+            f"{shown!r}"
+        )
 
 
 def chosen(which: Any, available: list[str], what: str) -> list[str]:

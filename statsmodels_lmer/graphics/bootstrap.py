@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_count
 from ._mpl import chosen, panel_axes
 
 __all__ = ["plot_bootstrap"]
@@ -36,7 +37,8 @@ def plot_bootstrap(
     level : float
         Coverage of the marked percentile interval.
     bins : int
-        Histogram bins.
+        Histogram bins, at least 1 (or, as numpy's ``histogram``, the bin
+        edges or the name of a rule such as ``"auto"``).
     ncols : int, optional
         Panels per row of a new figure.
 
@@ -44,6 +46,8 @@ def plot_bootstrap(
     -------
     matplotlib.figure.Figure
     """
+    if not isinstance(bins, str) and np.ndim(bins) == 0:
+        bins = check_count("bins", bins)  # else numpy's: a rule's name or the bin edges
     frame = boot.frame
     names = chosen(which, list(frame.columns), "statistics")
     fig, axes = panel_axes(len(names), ax, ncols)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
+from ..arguments import check_bool, check_level
 from ..splines import back_spline
 from ._mpl import chosen, panel_axes, pyplot
 
@@ -44,7 +45,7 @@ def plot_profile(
     which : str or sequence of str, optional
         Parameters to plot (default all profiled ones).
     conf : sequence of float
-        Confidence levels whose limits are marked.
+        Confidence levels whose limits are marked, each strictly between 0 and 1.
     absval : bool
         Plot ``|zeta|`` (lme4's ``absVal = TRUE``).
     ncols : int, optional
@@ -60,12 +61,14 @@ def plot_profile(
         When matplotlib is not installed (the ``plot`` extra).
     """
     pyplot()  # a clear ImportError before any work
+    absval = check_bool("absval", absval)
+    conf = _checked_conf(conf)
     frame = getattr(prof, "frame", prof)
     names = chosen(which, list(dict.fromkeys(frame[".par"])), "profiled parameters")
     if not names:
         raise ValueError("the profile frame has no parameters to plot")
     fig, axes = panel_axes(len(names), ax, ncols, sharey=True)
-    levels = np.sort(stats.norm.ppf(0.5 + np.asarray(conf, dtype=float) / 2.0))
+    levels = np.sort(stats.norm.ppf(0.5 + conf / 2.0))
     labels = getattr(prof, "labels", None) or {}
     for axis, name in zip(axes, names):
         _panel(axis, frame, name, levels, absval)
@@ -74,6 +77,18 @@ def plot_profile(
     if ax is None:
         fig.tight_layout()
     return fig
+
+
+def _checked_conf(conf: Any) -> np.ndarray:
+    """``conf`` as an array of levels, each strictly between 0 and 1 (lme4's check)."""
+    values = [conf] if isinstance(conf, int | float | np.number) else conf
+    if isinstance(values, str | bytes):
+        raise TypeError(f"conf must be confidence levels (numbers), got {conf!r}")
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(f"conf must be confidence levels (numbers), got {conf!r}") from None
+    return np.array([check_level(value, "conf") for value in items], dtype=float)
 
 
 def _panel(axis: Any, frame: pd.DataFrame, name: str, levels: np.ndarray, absval: bool) -> None:

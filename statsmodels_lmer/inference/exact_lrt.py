@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from statsmodels.tools.sm_exceptions import HypothesisTestWarning
 
 from .._parallel import Progress
+from ..arguments import check_bool, check_count, random_generator
 from ..exceptions import warn
 from ..fitting.options import CLOSE_START_STEP
 
@@ -220,8 +222,26 @@ class ExactLRTResult:
         return float(np.mean(self.sample == 0))
 
     def quantile(self, probs: Any) -> np.ndarray:
-        """Quantiles of the simulated null distribution (R's type 7)."""
-        return np.quantile(self.sample, probs)
+        """Quantiles of the simulated null distribution (R's type 7).
+
+        Raises
+        ------
+        TypeError
+            When ``probs`` is not a number or numbers.
+        ValueError
+            When a probability is outside [0, 1] or NaN.
+        """
+        if probs is None or isinstance(probs, str | bytes | bool | np.bool_):
+            raise TypeError(f"probs must be a probability or probabilities, got {probs!r}")
+        try:
+            values = np.asarray(probs, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"probs must be a probability or probabilities, got {probs!r}"
+            ) from None
+        if not np.all((values >= 0) & (values <= 1)):
+            raise ValueError(f"probs must lie between 0 and 1, got {probs!r}")
+        return np.quantile(self.sample, values)
 
     def __repr__(self) -> str:
         return (
@@ -231,12 +251,32 @@ class ExactLRTResult:
         )
 
 
-def _check_nsim(nsim: Any) -> int:
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer):
-        raise TypeError(f"nsim must be a whole number, got {nsim!r}")
-    if nsim < 1:
-        raise ValueError(f"nsim must be at least 1, got {nsim}")
-    return int(nsim)
+def _check_fit(fit: Any, name: str) -> None:
+    """``fit`` must be a fitted mixed model of this package (TypeError naming ``name``)."""
+    if not hasattr(fit, "theta") or not hasattr(getattr(fit, "model", None), "random_terms"):
+        raise TypeError(f"{name} must be a fitted lmer model (LmerResults), got {fit!r}")
+
+
+def _check_options(grid: Any, progress: Any) -> None:
+    if grid is not None and not isinstance(grid, LambdaGrid):
+        raise TypeError(f"grid must be a LambdaGrid or None, got {grid!r}")
+    if progress is not None:
+        check_bool("progress", progress)
+
+
+def _check_linear_null(m0: Any) -> None:
+    """``m0`` of :func:`exact_lrt`: a linear model's fit, without random effects."""
+    if hasattr(getattr(m0, "model", None), "random_terms") or hasattr(m0, "cov_re"):
+        raise TypeError(
+            "m0 must be the fit of a linear model without random effects (e.g. "
+            "statsmodels' smf.ols(...).fit()), got a mixed model's fit; to test one "
+            "variance component of a larger model use exact_rlrt(m_alt=..., m0=...)"
+        )
+    if not all(hasattr(m0, name) for name in ("llf", "params", "nobs")):
+        raise TypeError(
+            "m0 must be the fit of a linear model without random effects (e.g. "
+            f"statsmodels' smf.ols(...).fit()), got {m0!r}"
+        )
 
 
 def _single_component(res: Any, role: str) -> Any:
@@ -283,7 +323,7 @@ def _run(
     else:
         mu = mu / max(mu.max(), xi.max())
         xi = xi / max(mu.max(), xi.max())
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = random_generator(seed)
     sample = simulate_null(
         mu, n, p, nsim, rng, None if reml else xi, q, grid=grid, progress=progress
     )
@@ -292,7 +332,7 @@ def _run(
     if np.quantile(sample, 0.9) == 0:
         warn(
             f"null distribution has mass {np.mean(sample == 0):.3g} at zero",
-            RuntimeWarning,
+            HypothesisTestWarning,
         )
     method = "RLRT" if reml else "LRT"
     return ExactLRTResult(statistic, pvalue, sample, method, n, p, q, mu, xi, seed)
@@ -353,12 +393,21 @@ def exact_rlrt(
 
     Raises
     ------
+    TypeError
+        When ``res``, ``m_alt`` or ``m0`` is not a fitted lmer model, or ``grid``
+        not a :class:`LambdaGrid`.
     ValueError
         When ``res`` has more than one variance parameter, only one of
         ``m_alt`` and ``m0`` is given, or they do not differ by one variance
         parameter with the same fixed effects.
     """
-    nsim = _check_nsim(nsim)
+    nsim = check_count("nsim", nsim)
+    _check_fit(res, "res")
+    for fit, name in ((m_alt, "m_alt"), (m0, "m0")):
+        if fit is not None:
+            _check_fit(fit, name)
+    _check_options(grid, progress)
+    random_generator(seed)  # checked before the refits
     if (m_alt is None) != (m0 is None):
         raise ValueError("give both m_alt (the full model) and m0 (without the tested effect)")
     _single_component(res, "the model")
@@ -399,8 +448,20 @@ def exact_lrt(
     Returns
     -------
     ExactLRTResult
+
+    Raises
+    ------
+    TypeError
+        When ``m0`` is not the fit of a linear model without random effects
+        (a fit of ``lmer`` or MixedLM included), or another argument has the
+        wrong type.
     """
-    nsim = _check_nsim(nsim)
+    nsim = check_count("nsim", nsim)
+    _check_fit(res, "res")
+    if m0 is not None:
+        _check_linear_null(m0)
+    _check_options(grid, progress)
+    random_generator(seed)  # checked before the refit
     _single_component(res, "the model")
     fit = _refit(res, reml=False)
     p = int(fit.model.exog.shape[1])

@@ -6,21 +6,24 @@ applies a statistic to each refit; it returns a :class:`BootstrapResult`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import pickle
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress, effective_jobs, map_in_workers
-from ..arguments import check_count, check_level
+from ..arguments import check_bool, check_count, check_level, random_generator
 from ..exceptions import warn
+from ..fitting.options import FitOptions, unknown_keyword_error
 from ..graphics.bootstrap import plot_bootstrap
 from .parameters import default_statistics, parameter_names, percent_labels
 
@@ -64,11 +67,48 @@ def _refit_many(
 
 
 def _as_series(value: Any) -> pd.Series:
-    if isinstance(value, pd.Series):
-        return value
-    if isinstance(value, dict):
-        return pd.Series(value, dtype=float)
-    return pd.Series(np.atleast_1d(np.asarray(value, dtype=float)))
+    """``func``'s value as a Series of floats (TypeError naming ``func`` otherwise)."""
+    try:
+        if isinstance(value, pd.Series):
+            return value.astype(float)
+        if isinstance(value, dict):
+            return pd.Series(value, dtype=float)
+        if isinstance(value, str | bytes):
+            raise TypeError
+        return pd.Series(np.atleast_1d(np.asarray(value, dtype=float)))
+    except (TypeError, ValueError):
+        raise TypeError(
+            "func must return numbers (a pandas Series, a dict or a 1-D array of numbers), "
+            f"got {type(value).__name__} {value!r}"
+        ) from None
+
+
+def _checked_fit_kwargs(res: Any, fit_kwargs: Any) -> dict[str, Any]:
+    """``fit_kwargs`` checked up front: a dict of the keywords of the model's ``fit``,
+    with valid values (as ``refit`` would check each replicate's)."""
+    if fit_kwargs is None:
+        return {}
+    if not isinstance(fit_kwargs, Mapping):
+        raise TypeError(
+            f"fit_kwargs must be a dict of fit keywords, got {type(fit_kwargs).__name__} "
+            f"{fit_kwargs!r}"
+        )
+    fit_kwargs = dict(fit_kwargs)
+    signature = inspect.signature(res.model.fit).parameters
+    named = [
+        name
+        for name, parameter in signature.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    ]
+    known = [*named, *FitOptions.names()]
+    unknown = [str(key) for key in fit_kwargs if key not in known]
+    if unknown:
+        raise unknown_keyword_error("bootstrap(fit_kwargs=...)", unknown, known)
+    if "reml" in fit_kwargs:
+        check_bool("fit_kwargs['reml']", fit_kwargs["reml"])
+    options, _ = FitOptions.split(fit_kwargs)
+    FitOptions(**options)  # the values, with errors naming them
+    return fit_kwargs
 
 
 def bootstrap(
@@ -111,22 +151,36 @@ def bootstrap(
     use_u : bool
         Condition on the estimated random effects (lme4's ``use.u = TRUE``).
     fit_kwargs : dict, optional
-        Extra keywords for the refits (:meth:`Lmer.fit`).
+        Extra keywords for the refits (:meth:`Lmer.fit`), checked before any
+        refit: unknown keywords and invalid values raise at once.
 
     Returns
     -------
     BootstrapResult
+
+    Raises
+    ------
+    ValueError
+        When every refit (or ``func`` on it) failed; the message gives the
+        first error. When only some fail, their rows are NaN and a
+        ``ConvergenceWarning`` gives the count.
+    TypeError
+        When ``fit_kwargs`` is not a dict of fit keywords, or ``func`` does not
+        return numbers.
     """
     nsim = check_count("nsim", nsim)
+    use_u = check_bool("use_u", use_u)
+    fit_kwargs = _checked_fit_kwargs(res, fit_kwargs)
+    n_jobs = effective_jobs(n_jobs, nsim)
+    seed_record = _seed_record(seed)  # before the draws advance a Generator
+    rng = random_generator(seed)  # a Generator given is used as it is
     func = default_statistics if func is None else func
+    if not callable(func):
+        raise TypeError(f"func must be a function of the fitted results, got {func!r}")
     labels = {}
     if func is default_statistics:
         labels = dict(zip(parameter_names(res), parameter_names(res, signames=False)))
     t0 = _as_series(func(res))  # fails early when func does not work on the fit itself
-    fit_kwargs = dict(fit_kwargs or {})
-    seed_record = _seed_record(seed)  # before the draws advance a Generator
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    n_jobs = effective_jobs(n_jobs, nsim)
     chunk = max(1, min(50, math.ceil(nsim / (4 * n_jobs))))
     sizes = [min(chunk, nsim - start) for start in range(0, nsim, chunk)]
 
@@ -166,6 +220,12 @@ def _payload(res: Any, func: Callable[[Any], Any], fit_kwargs: dict[str, Any]) -
 def _bootstrap_result(
     t0: pd.Series, results: list[Outcome], nsim: int, seed: Any
 ) -> BootstrapResult:
+    first_error = next((error for _, error, _ in results if error is not None), None)
+    if first_error is not None and all(error is not None for _, error, _ in results):
+        raise ValueError(
+            f"all {nsim} bootstrap refits failed (or func raised on them); the first error: "
+            f"{first_error}"
+        )
     rows = [None if value is None else _as_series(value) for value, _, _ in results]
     columns = list(t0.index)
     for row in rows:
@@ -180,8 +240,9 @@ def _bootstrap_result(
     failures = int(sum(errors.values()))
     if failures:
         warn(
-            f"{failures} of {nsim} bootstrap refits failed (NaN rows)",
-            RuntimeWarning,
+            f"{failures} of {nsim} bootstrap refits failed (NaN rows); "
+            f"the first error: {first_error}",
+            ConvergenceWarning,
         )
     return BootstrapResult(
         frame=pd.DataFrame(values, columns=columns),
@@ -256,7 +317,19 @@ def confint_bootstrap(
     probs = np.array([alpha, 1.0 - alpha])
     if t0 is None:
         t0 = getattr(boot, "t0", {})
-    t0 = pd.Series(t0, dtype=float)
+    try:
+        t0 = pd.Series(t0, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"t0 must map each statistic to a number (a dict or a Series), got {t0!r}"
+        ) from None
+    if boot_type != "perc":
+        missing = [str(name) for name in frame.columns if name not in t0.index]
+        if missing:
+            raise KeyError(
+                f"t0 lacks the statistics {missing}, which boot_type={boot_type!r} needs; "
+                f"it has {[str(name) for name in t0.index]}"
+            )
     out = np.full((frame.shape[1], 2), np.nan)
     for i, name in enumerate(frame.columns):
         t = frame[name].to_numpy(dtype=float)

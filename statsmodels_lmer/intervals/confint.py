@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from ..arguments import check_level
+from ..arguments import check_bool, check_level
 from ..exceptions import warn
 from .bootstrap import bootstrap
 from .parameters import (
@@ -37,9 +38,9 @@ def confint(
     method: str = "profile",
     level: float = 0.95,
     parm: Any = None,
-    nsim: int = 500,
+    nsim: int | None = None,
     seed: Any = None,
-    boot_type: str = "perc",
+    boot_type: str | None = None,
     signames: bool = True,
     ends: str = "auto",
     **kwargs: Any,
@@ -61,7 +62,8 @@ def confint(
     parm : None, str, int or sequence
         Parameters (as :func:`profile`'s ``which``); default all.
     nsim, seed, boot_type
-        For ``method="boot"``.
+        For ``method="boot"`` only (500 replicates, no seed and ``"perc"`` by
+        default); given with another method they raise a ``TypeError``.
     signames : bool
         ``.sig01``-style row names (default) or descriptive ones.
     ends : {"auto", "grid", "search"}
@@ -75,19 +77,40 @@ def confint(
         each point is costly), else ``"grid"``.
     **kwargs
         Passed to :func:`profile`, :func:`profile_limits` or :func:`bootstrap`
-        (e.g. ``n_jobs``, ``progress``).
+        (e.g. ``n_jobs``, ``progress``); ``method="wald"`` takes none.
 
     Returns
     -------
     pandas.DataFrame
         One row per parameter (``.sig01, ..., .sigma``, then the fixed effects), columns
         labelled as R's: ``"2.5 %"`` and ``"97.5 %"`` for ``level=0.95`` (lower, upper).
+
+    Raises
+    ------
+    TypeError
+        Keywords that do not apply to ``method`` (any for ``"wald"``; ``nsim``,
+        ``seed`` and ``boot_type`` except for ``"boot"``).
     """
     check_level(level)
+    signames = check_bool("signames", signames)
+    kind = str(method).lower()
+    if kind not in ("profile", "wald", "boot"):
+        raise ValueError(f"method must be 'profile', 'wald' or 'boot', got {method!r}")
+    boot_only = {"nsim": nsim, "seed": seed, "boot_type": boot_type}
+    given = [key for key, value in boot_only.items() if value is not None]
+    if kind != "boot" and given:
+        raise TypeError(
+            f"confint(method={method!r}) does not take {', '.join(given)}: "
+            "they are for method='boot'"
+        )
+    if kind == "wald" and kwargs:
+        raise TypeError(
+            f"confint(method={method!r}) takes no further keywords, got {', '.join(kwargs)} "
+            "(they are for method='profile' or 'boot')"
+        )
     names = parameter_names(res, signames)
     n_var = len(names) - len(res.model.exog_names)
-    chosen = [names[i] for i in select_parameters(parm, names, n_var)]
-    kind = str(method).lower()
+    chosen = [names[i] for i in select_parameters(parm, names, n_var, "parm")]
     alpha = (1.0 - level) / 2.0
     labels = percent_labels([alpha, 1.0 - alpha])
     if kind == "wald":
@@ -106,9 +129,10 @@ def confint(
         return _grid_limits(res, prof, chosen, level, signames, kwargs)
     if kind == "boot":
         func = default_statistics if signames else descriptive_statistics
+        nsim = 500 if nsim is None else nsim
         boot = bootstrap(res, nsim, seed=seed, func=func, **kwargs)
-        return boot.confint(level, boot_type).reindex(chosen)
-    raise ValueError(f"method must be 'profile', 'wald' or 'boot', got {method!r}")
+        return boot.confint(level, "perc" if boot_type is None else boot_type).reindex(chosen)
+    raise AssertionError(kind)  # checked above
 
 
 def _grid_limits(
@@ -131,7 +155,7 @@ def _grid_limits(
         warn(
             f"non-monotonic profile for {', '.join(broken)}: its limits were searched on the "
             "exact profile (ends='search') instead of interpolated",
-            RuntimeWarning,
+            ConvergenceWarning,
         )
     return table
 

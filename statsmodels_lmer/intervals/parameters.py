@@ -11,12 +11,13 @@ With ``signames=False`` the variance parameters get lme4's descriptive names
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..arguments import check_positions
 from ..parametrization import theta_to_sdcor, tril_colmajor
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "parameter_names",
     "percent_labels",
     "select_parameters",
+    "selection_items",
     "variance_bounds",
     "variance_names",
     "variance_parameters",
@@ -92,11 +94,31 @@ def descriptive_statistics(fit: Any) -> pd.Series:
     return stat
 
 
-def select_parameters(which: Any, names: list[str], n_var: int) -> list[int]:
-    """lme4's ``get.which``: None, names, ``"theta_"``, ``"beta_"`` or positions."""
+def select_parameters(which: Any, names: list[str], n_var: int, name: str = "which") -> list[int]:
+    """lme4's ``get.which``: None, names, ``"theta_"``, ``"beta_"`` or positions.
+
+    Positions are whole numbers ``0 .. len(names) - 1`` (negative ones count from
+    the end); bools, fractions and positions out of range are refused, not
+    wrapped. Duplicates are dropped; the positions come back sorted.
+
+    Raises
+    ------
+    TypeError
+        ``which`` (named ``name`` in the message) is not a name, a position or a
+        sequence of them.
+    KeyError
+        An unknown name or a position out of range.
+    ValueError
+        An empty selection.
+    """
     if which is None:
         return list(range(len(names)))
-    items = [which] if isinstance(which, str | int | np.integer) else list(which)
+    items = selection_items(which, name)
+    if not items:
+        raise ValueError(
+            f"{name} selects no parameters; give names ({', '.join(names)}), positions, "
+            "'theta_' or 'beta_', or None for all"
+        )
     chosen: set[int] = set()
     for item in items:
         if isinstance(item, str):
@@ -109,8 +131,27 @@ def select_parameters(which: Any, names: list[str], n_var: int) -> list[int]:
             else:
                 raise KeyError(f"unknown parameter {item!r}; parameters are {names}")
         else:
-            chosen.add(int(item) % len(names))
+            chosen.update(check_positions(name, [item], len(names)))
     return sorted(chosen)
+
+
+def selection_items(which: Any, name: str) -> list[Any]:
+    """``which`` (not None) as a list: one name or position, or a sequence of them.
+
+    Raises
+    ------
+    TypeError
+        A dict, a set or another object that is not a sequence (naming ``name``).
+    """
+    if isinstance(which, str | int | np.integer | bool | np.bool_):
+        return [which]
+    message = f"{name} must be a parameter name, a position or a list of them, got {which!r}"
+    if isinstance(which, Mapping | set | frozenset):
+        raise TypeError(message)
+    try:
+        return list(which)
+    except TypeError:
+        raise TypeError(message) from None
 
 
 def percent_labels(probs: Sequence[float]) -> list[str]:

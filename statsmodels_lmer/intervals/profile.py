@@ -13,21 +13,37 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, EstimationWarning
 
 from .._parallel import Progress, effective_jobs, map_in_workers
+from ..arguments import (
+    check_bool,
+    check_count,
+    check_level,
+    check_positions,
+    check_positive,
+    check_unit_interval,
+)
 from ..exceptions import SingularFitWarning, warn
 from ..fitting.optimizers import HAVE_NLOPT, minimize_theta
 from ..graphics.profile import plot_profile
 from ..parametrization import correlation_sds, sdcor_to_theta, theta_to_sdcor
 from ..splines import back_spline
-from .parameters import percent_labels, select_parameters, variance_bounds, variance_names
+from .parameters import (
+    parameter_names,
+    percent_labels,
+    select_parameters,
+    selection_items,
+    variance_bounds,
+    variance_names,
+)
 
 __all__ = ["ProfileResult", "confint_profile", "profile", "profile_limits"]
 
@@ -394,7 +410,7 @@ def _profile_parameter(
     if values is not None:
         rows = [base_row]
         for value in np.unique(np.asarray(values, dtype=float)):
-            if lower <= value <= upper and value != estimate:
+            if np.isfinite(value) and lower <= value <= upper and value != estimate:
                 reset()
                 rows.append(point(float(value), base_row))
     else:
@@ -606,6 +622,88 @@ def _run_all(
     return results
 
 
+MIN_MAXPTS = 3
+"""The smallest ``maxpts``: the estimate, lme4's first step and one secant step (lme4
+does not check; its matrix of ``maxpts`` rows fails to take the first step at 1, and
+at 2 holds only the first step on each side)."""
+
+
+def _check_grid(
+    alpha_max: Any, maxpts: Any, delta: Any, delta_cutoff: Any, maxmult: Any
+) -> tuple[float, int, float | None, float, float]:
+    """lme4's grid controls, checked (each error names the argument)."""
+    alpha_max = check_unit_interval("alpha_max", alpha_max, "the cutoff's tail probability")
+    maxpts = check_count("maxpts", maxpts, MIN_MAXPTS)
+    delta = None if delta is None else check_positive("delta", delta)
+    delta_cutoff = check_positive("delta_cutoff", delta_cutoff)
+    maxmult = _check_at_least("maxmult", maxmult, 1.0)
+    return alpha_max, maxpts, delta, delta_cutoff, maxmult
+
+
+def _check_at_least(name: str, value: Any, minimum: float) -> float:
+    """A finite number at least ``minimum`` (``maxmult``: a step may grow to this many
+    times the previous one; below 1 the steps shrink geometrically and may never reach
+    the cutoff)."""
+    number = check_positive(name, value)
+    if number < minimum:
+        raise ValueError(
+            f"{name} must be at least {minimum:g} (the most a step may grow over the "
+            f"previous one; below 1 the steps shrink and may never reach the cutoff), "
+            f"got {value!r}"
+        )
+    return number
+
+
+def _checked_at(at: Any, names: list[str], asked: list[str]) -> dict[str, np.ndarray] | None:
+    """``at`` as ``{name: float array}``: a dict of profiled parameters' names.
+
+    Raises
+    ------
+    TypeError
+        ``at`` not a dict, or values that are not numbers.
+    KeyError
+        An unknown parameter name (listing the parameters).
+    ValueError
+        A parameter that is not profiled (``which``), or without values.
+    """
+    if at is None:
+        return None
+    if not isinstance(at, Mapping):
+        raise TypeError(
+            f"at must be a dict {{parameter name: values}}, got {type(at).__name__} {at!r}"
+        )
+    out = {}
+    for key, values in at.items():
+        if key not in names:
+            raise KeyError(f"at: unknown parameter {key!r}; parameters are {names}")
+        if key not in asked:
+            raise ValueError(
+                f"at: {key!r} is not among the parameters profiled ({', '.join(asked)}); "
+                "add it to which="
+            )
+        if isinstance(values, str | bytes | bool | np.bool_):
+            raise TypeError(f"at[{key!r}] must be numbers, got {values!r}")
+        try:
+            array = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(f"at[{key!r}] must be numbers, got {values!r}") from None
+        out[key] = array
+    return out
+
+
+def _usable_at(at: dict[str, np.ndarray] | None, prof: _Profiler, names: list[str]) -> None:
+    """Refuse a parameter of ``at`` left with no value to profile at (ValueError)."""
+    for key, values in (at or {}).items():
+        w = names.index(key)
+        lower, upper, estimate = prof.lower[w], prof.upper[w], prof.opt[w]
+        usable = np.isfinite(values) & (values >= lower) & (values <= upper) & (values != estimate)
+        if not usable.any():
+            raise ValueError(
+                f"at[{key!r}] has no finite value within {key}'s bounds [{lower:g}, {upper:g}] "
+                f"other than its estimate {estimate:.6g}, got {values.tolist()}"
+            )
+
+
 def _profiled(
     res: Any, which: Any, signames: bool, alpha_max: float, delta: float | None, **grid: Any
 ) -> tuple[_Profiler, list[str], list[int], _Grid]:
@@ -623,7 +721,7 @@ def _profiled(
         warn(
             f"{names[w]} is not identified at the estimates (a correlation of a zero "
             "standard deviation); not profiled",
-            RuntimeWarning,
+            EstimationWarning,
         )
     return prof, names, identified, _Grid(cutoff, delta, grid["maxpts"], grid["maxmult"])
 
@@ -633,7 +731,7 @@ def _warn_if_lower(prof: _Profiler) -> None:
         warn(
             f"profiling found a deviance {-prof.lowest:.3g} below the fit's: "
             "the fit is not at the optimum",
-            RuntimeWarning,
+            ConvergenceWarning,
         )
 
 
@@ -682,6 +780,11 @@ def profile_limits(
     pandas.DataFrame
         One row per parameter, columns ``"2.5 %"`` and ``"97.5 %"`` (for 0.95).
     """
+    level = check_level(level)
+    signames = check_bool("signames", signames)
+    names = parameter_names(res, signames)
+    select_parameters(which, names, len(names) - len(res.model.exog_names))  # checked first
+    effective_jobs(n_jobs)
     prof, names, chosen, grid = _profiled(
         res, which, signames, 0.01, None, delta_cutoff=1 / 8, maxpts=100, maxmult=10.0
     )
@@ -740,15 +843,21 @@ def profile(
         ``"theta_"`` (all variance parameters) or ``"beta_"`` (all fixed effects);
         default all.
     alpha_max : float
-        Sets the largest ``|zeta|`` profiled (lme4's ``alphamax``).
+        Sets the largest ``|zeta|`` profiled (lme4's ``alphamax``), strictly
+        between 0 and 1.
     maxpts, delta, delta_cutoff, maxmult
         lme4's grid controls; ``delta`` defaults to ``delta_cutoff`` times the cutoff.
+        ``maxpts`` (points on each side) is a whole number, at least 3; ``delta``
+        and ``delta_cutoff`` are positive; ``maxmult`` (the most a step may grow
+        over the previous one) is at least 1.
     signames : bool
         ``.sig01``-style names (default) or descriptive ones (``sd_Days|Subject``).
     at : dict, optional
         ``{name: values}``: profile these parameters at exactly these values instead of
         on lme4's adaptive grid (the estimate is added; values outside the parameter's
-        bounds are dropped).
+        bounds, and values that are not finite, are dropped). The names must be
+        among the profiled parameters (``KeyError`` for unknown ones), and each
+        must keep a value within its bounds (``ValueError``).
 
     progress : bool or None
         Progress bar, one step per profiled parameter, naming the parameter
@@ -766,6 +875,16 @@ def profile(
         ``.frame`` is lme4's ``as.data.frame(profile(m))``; ``.confint()`` and
         ``.plot()`` give the intervals and the zeta plots.
     """
+    alpha_max, maxpts, delta, delta_cutoff, maxmult = _check_grid(
+        alpha_max, maxpts, delta, delta_cutoff, maxmult
+    )
+    signames = check_bool("signames", signames)
+    names = parameter_names(res, signames)
+    asked_names = [
+        names[w] for w in select_parameters(which, names, len(names) - len(res.model.exog_names))
+    ]
+    at = _checked_at(at, names, asked_names)
+    effective_jobs(n_jobs)
     prof, names, chosen, grid = _profiled(
         res,
         which,
@@ -776,6 +895,7 @@ def profile(
         maxpts=maxpts,
         maxmult=maxmult,
     )
+    _usable_at(at, prof, names)
     asked = select_parameters(which, names, prof.n_var)
     tasks: list[Task] = [
         ("grid", w, None if at is None or names[w] not in at else at[names[w]]) for w in chosen
@@ -819,12 +939,18 @@ def confint_profile(
     when zeta decreases by more than 0.01. When a list is given as ``broken``, the
     names of the non-monotone profiles are appended to it instead of warning (the
     caller searches their limits, see :func:`~..confint.confint`).
+
+    ``parm``: None (all profiled parameters), a name, a position among the
+    profiled parameters, or a list of them; ``level`` strictly between 0 and 1.
+
+    Raises
+    ------
+    KeyError
+        A parameter that was not profiled (naming those that were).
     """
+    level = check_level(level)
     frame = prof.frame
-    names = list(dict.fromkeys(frame[".par"]))
-    if parm is not None:
-        wanted = [parm] if isinstance(parm, str) else list(parm)
-        names = [name for name in names if name in wanted]
+    names = _profiled_selection(list(dict.fromkeys(frame[".par"])), parm)
     alpha = (1.0 - level) / 2.0
     probs = [alpha, 1.0 - alpha]
     zeta = stats.norm.ppf(probs)
@@ -851,6 +977,26 @@ def confint_profile(
     return pd.DataFrame(out, index=names, columns=percent_labels(probs))
 
 
+def _profiled_selection(profiled: list[str], parm: Any) -> list[str]:
+    """The profiled parameters ``parm`` asks for, in the profile's order, once each."""
+    if parm is None:
+        return profiled
+    items = selection_items(parm, "parm")
+    if not items:
+        raise ValueError(f"parm selects no parameters; the profiled ones are {profiled}")
+    wanted: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            if item not in profiled:
+                raise KeyError(
+                    f"parameter {item!r} was not profiled; the profiled parameters are {profiled}"
+                )
+            wanted.add(item)
+        else:
+            wanted.update(profiled[k] for k in check_positions("parm", [item], len(profiled)))
+    return [name for name in profiled if name in wanted]
+
+
 def _limits_of_broken_profile(
     name: str, x: np.ndarray, z: np.ndarray, zeta: np.ndarray
 ) -> np.ndarray | None:
@@ -873,13 +1019,13 @@ def _limits_of_broken_profile(
             warn(
                 f"non-monotonic profile for {name} beyond zeta {core_z[0]:.3g} and "
                 f"{core_z[-1]:.3g}: the limits come from the part within",
-                RuntimeWarning,
+                ConvergenceWarning,
             )
             return limits
     if np.any(np.diff(z) < -1e-2) or z.size < 2:
-        warn(f"non-monotonic profile for {name}", RuntimeWarning)
+        warn(f"non-monotonic profile for {name}", ConvergenceWarning)
         return None
-    warn(f"bad spline fit for {name}: falling back to linear interpolation", RuntimeWarning)
+    warn(f"bad spline fit for {name}: falling back to linear interpolation", ConvergenceWarning)
     return np.interp(zeta, z, x, left=np.nan, right=np.nan)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .._parallel import Progress, effective_jobs, map_in_workers
+from ..arguments import check_nonnegative
 from ..fitting.optimizers import available_optimizers
 from ..fitting.options import FitOptions
 from ..graphics.allfit import plot_allfit
@@ -81,9 +82,9 @@ def allfit(
     ----------
     res : LmerResults
         A fitted model.
-    optimizers : list of str, optional
-        Names from :func:`statsmodels_lmer.available_optimizers`; default all
-        of them.
+    optimizers : str or list of str, optional
+        A name or names from :func:`statsmodels_lmer.available_optimizers`
+        (each tried once); default all of them.
     progress : bool or None
         Progress bar naming each optimizer as it finishes (tqdm; without it,
         one line per optimizer on stderr). None (default): the package
@@ -98,7 +99,7 @@ def allfit(
     AllFitResult
         ``table`` (one row per optimizer) and ``summary()``.
     """
-    names = list(available_optimizers() if optimizers is None else optimizers)
+    names = _checked_optimizers(optimizers)
     known = available_optimizers()
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -123,6 +124,23 @@ def allfit(
             status = "failed" if outcome.error is not None else "OK"
             bar.update(note=f"{outcome.name} : [{status}]")
     return AllFitResult(res, [outcomes[name] for name in names])
+
+
+def _checked_optimizers(optimizers: Any) -> list[str]:
+    """``optimizers`` as a list of names without repeats (a single name allowed)."""
+    if optimizers is None:
+        return list(available_optimizers())
+    if isinstance(optimizers, str):
+        return [optimizers]
+    if not isinstance(optimizers, list | tuple):
+        raise TypeError(
+            f"optimizers must be an optimizer name or a list of names, got {optimizers!r}; "
+            f"available: {', '.join(available_optimizers())}"
+        )
+    wrong = [name for name in optimizers if not isinstance(name, str)]
+    if wrong:
+        raise TypeError(f"optimizers must be names (strings), got {wrong[0]!r}")
+    return list(dict.fromkeys(optimizers))
 
 
 class AllFitResult:
@@ -211,7 +229,14 @@ class AllFitResult:
         Returns
         -------
         AllFitSummary
+
+        Raises
+        ------
+        TypeError, ValueError
+            When a tolerance is not a finite number at least 0.
         """
+        llf_tol = check_nonnegative("llf_tol", llf_tol)
+        fixef_rtol = check_nonnegative("fixef_rtol", fixef_rtol)
         return AllFitSummary(self, llf_tol, fixef_rtol)
 
     def __repr__(self) -> str:

@@ -468,7 +468,16 @@ class InfluenceResult:
         for COVRATIO and the relative variance changes (``rvc_*``), whose
         departures matter both ways (HLMdiag's ``dotplot_diag`` for them):
         ``Q1 - 3 IQR``.
+
+        Raises
+        ------
+        KeyError
+            When ``column`` is not one of the measures (listing them).
         """
+        if not isinstance(column, str) or column not in self.frame.columns:
+            raise KeyError(
+                f"unknown measure {column!r}; the measures are {list(self.frame.columns)}"
+            )
         values = self.frame[column].to_numpy(dtype=float)
         q1, q3 = np.quantile(values[np.isfinite(values)], [0.25, 0.75])
         two_sided = column == "covratio" or column.startswith("rvc_")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..arguments import check_column_names, check_frame
 from ..data_checks import native_byte_order
 
 __all__ = ["center", "icc", "r2", "variance_components", "variance_explained"]
@@ -96,6 +97,9 @@ def variance_explained(res_reduced: Any, res_full: Any) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``grp, var1, vcov_reduced, vcov_full, explained``.
     """
+    for fit, name in ((res_reduced, "res_reduced"), (res_full, "res_full")):
+        if not (hasattr(fit, "varcorr") and hasattr(fit, "nobs")):
+            raise TypeError(f"{name} must be a fitted lmer model (LmerResults), got {fit!r}")
     n_reduced, n_full = int(res_reduced.nobs), int(res_full.nobs)
     if n_reduced != n_full:
         raise ValueError(
@@ -133,7 +137,10 @@ def center(data: pd.DataFrame, columns: str | list[str], by: str | None = None) 
     -------
     pandas.DataFrame
     """
-    columns = [columns] if isinstance(columns, str) else list(columns)
+    check_frame(data)
+    columns = check_column_names(columns)
+    if by is not None and by not in data.columns:
+        raise KeyError(f"column {by!r} (by=) is not in the data")
     out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
     for column in columns:
         if column not in data.columns:

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..arguments import check_column_names, check_frame
 from ..data_checks import native_byte_order
 from ..exceptions import warn
 from ..frame import aliased_columns
@@ -259,7 +260,10 @@ def within_estimator(res: Any, entity: str | None = None) -> WithinEstimate:
         varying = np.concatenate([[False], varying])
     keep = [k for k in range(X.shape[1]) if varying[k] or k == constant]
     if not np.any(varying):
-        raise ValueError("the model has no time-varying regressor: the within estimator is empty")
+        raise ValueError(
+            f"no regressor of the model varies within the entities of {name!r}: the within "
+            "estimator is empty (is entity= the panel's entity?)"
+        )
     Xk = X[:, keep]
     y_star = y - _entity_means(y, codes, n_entities)[codes]
     X_star = Xk - _entity_means(Xk, codes, n_entities)[codes]
@@ -395,7 +399,7 @@ def hausman_statistic(
 def hausman(
     res: Any,
     method: str = "mundlak",
-    cov_type: str = "CR2",
+    cov_type: str | None = None,
     entity: str | None = None,
 ) -> HausmanResult:
     """Test random effects against fixed effects for a random-intercept model.
@@ -412,6 +416,9 @@ def hausman(
     cov_type : {"CR2", "CR1S", "CR1", "CR0", "nonrobust"}
         For ``"mundlak"``: cluster-robust by entity (an F test with
         clubSandwich's HTZ df) or model-based (a chi-square Wald test).
+        Default CR2. ``"classic"`` uses the model-based covariances
+        (Hausman's contrast needs them): a ``cov_type`` other than
+        ``"nonrobust"`` is refused.
     entity : str, optional
         The entity column; default the model's only grouping factor.
 
@@ -427,10 +434,17 @@ def hausman(
             "time fixed, e.g. y ~ x + C(year) + (1 | firm) (a one-way within estimator "
             "would be compared with a two-way fit)"
         )
+    if cov_type is not None and not isinstance(cov_type, str):
+        raise TypeError(f"cov_type must be a string such as 'CR2', got {cov_type!r}")
     if method == "classic":
+        if cov_type not in (None, "nonrobust"):
+            raise ValueError(
+                f"method='classic' compares the model-based (nonrobust) covariances; "
+                f"cov_type={cov_type!r} applies to method='mundlak' only"
+            )
         return _classic(res, entity)
     if method == "mundlak":
-        return _mundlak(res, cov_type, entity)
+        return _mundlak(res, cov_type or "CR2", entity)
     raise ValueError(f"method must be 'mundlak' or 'classic'; got {method!r}")
 
 
@@ -473,6 +487,11 @@ def _mundlak(res: Any, cov_type: str, entity: str | None) -> HausmanResult:
     n_entities = int(codes.max()) + 1
     varying = _time_varying(X, codes, n_entities)
     names = [n for n, v in zip(model.exog_names, varying) if v]
+    if not names:
+        raise ValueError(
+            f"no regressor of the model varies within the entities of {name!r}: there is "
+            "no time-varying regressor to test (is entity= the panel's entity?)"
+        )
     means = _entity_means(X[:, varying], codes, n_entities)[codes]
     frame = model.data.frame.copy()
     columns = _free_names([f"mean_{_plain(n)}" for n in names], frame.columns)
@@ -558,20 +577,31 @@ def mundlak(
     by : str
         The entity column.
     prefix : str
-        The new columns are ``prefix + column``.
+        The new columns are ``prefix + column``; they must not be in the data
+        already (``ValueError``, e.g. with ``prefix=""``).
 
     Returns
     -------
     pandas.DataFrame
         With ``mean_x`` (the mean of ``x`` within each entity) for each column.
     """
-    columns = [columns] if isinstance(columns, str) else list(columns)
+    check_frame(data)
+    columns = check_column_names(columns)
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {prefix!r}")
     if by not in data.columns:
         raise KeyError(f"entity column {by!r} is not in the data")
-    out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
     for column in columns:
         if column not in data.columns:
             raise KeyError(f"column {column!r} is not in the data")
+    taken = [f"{prefix}{column}" for column in columns if f"{prefix}{column}" in data.columns]
+    if taken:
+        raise ValueError(
+            f"prefix {prefix!r} would overwrite the columns {taken} of the data; choose "
+            "another prefix (or drop those columns first)"
+        )
+    out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
+    for column in columns:
         values = pd.to_numeric(data[column], errors="raise").astype(float)
         out[f"{prefix}{column}"] = values.groupby(out[by], observed=True).transform("mean")
     return out

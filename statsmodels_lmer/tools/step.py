@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from ..arguments import check_bool, check_unit_interval
 from ..exceptions import warn
 from ..formula import update_formula
 from ..inference.contrasts import fixed_terms
@@ -92,7 +93,8 @@ def step(
         Denominator df of the fixed-effects F tests.
     alpha_random, alpha_fixed : float
         A term is eliminated while its p-value is above these (lmerTest's
-        0.1 and 0.05).
+        0.1 and 0.05); strictly between 0 and 1 (``reduce_random=False`` or
+        ``reduce_fixed=False`` keeps a part as it is).
     reduce_fixed, reduce_random : bool
         False keeps that part as it is (its final table is still shown).
     keep : list of str, optional
@@ -105,6 +107,10 @@ def step(
     method = check_ddf(ddf)
     if method not in _DDF_NAMES:
         raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger'; got {ddf!r}")
+    alpha_random = check_unit_interval("alpha_random", alpha_random, "a p-value threshold")
+    alpha_fixed = check_unit_interval("alpha_fixed", alpha_fixed, "a p-value threshold")
+    reduce_fixed = check_bool("reduce_fixed", reduce_fixed)
+    reduce_random = check_bool("reduce_random", reduce_random)
     keep = _checked_keep(res, keep)
     random, model, note = _reduce_random(res, alpha_random if reduce_random else 1.0)
     fixed, model = _reduce_fixed(model, method, alpha_fixed if reduce_fixed else 1.0, keep)
@@ -115,7 +121,16 @@ def _checked_keep(res: Any, keep: list[str] | None) -> list[str]:
     """``keep`` as a list; names that are no term warn, as lmerTest warns."""
     if keep is None:
         return []
-    keep = [keep] if isinstance(keep, str) else list(keep)
+    if isinstance(keep, str):
+        keep = [keep]
+    elif isinstance(keep, list | tuple):
+        keep = list(keep)
+    else:
+        raise TypeError(f"keep must be a list of term names, got {keep!r}")
+    wrong = [name for name in keep if not isinstance(name, str)]
+    if wrong:
+        raise TypeError(f"keep must be a list of term names (strings), got {wrong[0]!r}")
+    keep = list(dict.fromkeys(keep))
     terms = [term.name for term in fixed_terms(res.model)[0]]  # no anova needed for names
     unknown = [name for name in keep if name not in terms]
     if unknown:
