@@ -36,6 +36,8 @@ from typing import Any
 
 from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_limits
 
+from .arguments import check_bool
+
 __all__ = [
     "MAX_THREADED_BLOCK",
     "PROGRESS_VARIABLE",
@@ -336,7 +338,7 @@ class Progress:
             settings = _settings()
             self.enabled, self.delay = bool(settings["enabled"]), float(settings["delay"])
         else:
-            self.enabled, self.delay = bool(enabled), 0.0
+            self.enabled, self.delay = check_bool("progress", enabled), 0.0
         self.desc = desc
         self.done = 0
         self.total = total
@@ -428,7 +430,7 @@ class EvaluationProgress:
             self.enabled = bool(settings["enabled"]) and not _IN_JOB.get()
             self.delay = float(settings["delay"])
         else:
-            self.enabled, self.delay = bool(enabled), 0.0
+            self.enabled, self.delay = check_bool("progress", enabled), 0.0
         self.desc, self.unit = desc, unit
         self.count = 0
         self.lowest = math.inf

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "statsmodels_lmer"
 
 LAYERS = [
+    ["arguments"],
     [
         "exceptions",
         "parametrization",
@@ -27,7 +28,6 @@ LAYERS = [
         "tables",
         "columns",
         "linalg",
-        "arguments",
     ],
     ["transforms"],
     ["transform_rows"],

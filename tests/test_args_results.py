@@ -209,3 +209,11 @@ def test_devfun_takes_a_scalar_for_one_theta_and_names_a_wrong_length():
     assert devfun(float(one.theta[0])) == pytest.approx(-2 * one.llf, rel=1e-12)
     with pytest.raises(ValueError, match="theta must have 1 value\\(s\\), got 2"):
         devfun([1.0, 2.0])
+
+
+def test_progress_must_be_a_boolean(res):
+    """progress="yes" drew a bar and "no" did too (truthy strings)."""
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        res.bootstrap(2, seed=1, progress="no")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        res.profile(".sig01", progress="x")
