@@ -834,7 +834,12 @@ class Lmer(LikelihoodModel):
         if args or kwargs:
             raise TypeError("model.predict takes params and exog; res.predict(newdata) for more")
         own_rows = exog is None
-        exog = self.exog if own_rows else np.asarray(exog, dtype=float)
+        exog = self.exog if own_rows else np.atleast_2d(np.asarray(exog, dtype=float))
+        if params is None or np.size(params) < exog.shape[1]:
+            raise ValueError(
+                f"params must have {exog.shape[1]} fixed-effect values "
+                f"({', '.join(self.exog_names)}), got {params!r}"
+            )
         beta = np.asarray(params, dtype=float).ravel()[: exog.shape[1]]
         fixed = exog @ beta
         if own_rows and self.offset is not None:  # the model's rows: their offset too

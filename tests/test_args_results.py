@@ -217,3 +217,10 @@ def test_progress_must_be_a_boolean(res):
         res.bootstrap(2, seed=1, progress="no")
     with pytest.raises(TypeError, match="progress must be True or False"):
         res.profile(".sig01", progress="x")
+
+
+def test_model_predict_names_its_params(res):
+    for params in (None, [1.0]):
+        with pytest.raises(ValueError, match="params must have 2 fixed-effect values"):
+            res.model.predict(params)
+    np.testing.assert_allclose(res.model.predict(res.params), res.predict(re_formula="0"))
