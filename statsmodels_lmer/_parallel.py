@@ -128,8 +128,7 @@ def set_progress(enabled: bool = True, delay: float | None = None) -> _RestoreSe
     ValueError
         When ``delay`` is negative.
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    enabled = check_bool("enabled", enabled)
     if delay is not None and not float(delay) >= 0:
         raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
     values: dict[str, Any] = {"enabled": enabled}
@@ -273,24 +272,20 @@ def effective_jobs(n_jobs: int | None, n_tasks: int | None = None) -> int:
 
     As joblib's ``effective_n_jobs``: None is 1, ``-k`` is ``cpus + 1 - k``
     (at least 1, so that ``-8`` on a 4-CPU machine runs in this process, as
-    joblib does) and 0 is refused.
+    joblib does); 0 runs in this process too (as documented before joblib's
+    meaning was adopted; joblib refuses it).
 
     Raises
     ------
     TypeError
         When ``n_jobs`` is not a whole number.
-    ValueError
-        When ``n_jobs`` is 0 (joblib: "n_jobs == 0 has no meaning").
     """
     if n_jobs is None:
         jobs = 1
     elif isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
         raise TypeError(f"n_jobs must be a whole number or None, got {n_jobs!r}")
     elif n_jobs == 0:
-        raise ValueError(
-            "n_jobs must not be 0 (as in joblib): 1 (or None) runs in this process, "
-            "k > 1 uses k worker processes, -1 every CPU"
-        )
+        jobs = 1
     elif n_jobs < 0:
         jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     else:

@@ -9,7 +9,7 @@ meaningless answer (``alpha=1.5`` giving reversed intervals, ``"no"`` read as Tr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ __all__ = [
     "check_count",
     "check_frame",
     "check_level",
+    "check_names",
     "check_nonnegative",
     "check_number",
     "check_positions",
@@ -32,10 +33,13 @@ __all__ = [
 
 
 def check_bool(name: str, value: Any) -> bool:
-    """``value`` as a bool; a string such as ``"no"`` (truthy in Python) is refused."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    """``value`` as a bool (also the integers 0 and 1); a string such as ``"no"``
+    (truthy in Python) or any other number is refused."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_number(name: str, value: Any) -> float:
@@ -132,11 +136,19 @@ def check_frame(data: Any, name: str = "data") -> pd.DataFrame:
 
 
 def check_column_names(columns: Any, name: str = "columns") -> list[Any]:
-    """A column name or a list of names, as a list without repeats; empty is refused."""
-    if isinstance(columns, str):
-        return [columns]
-    if not isinstance(columns, list | tuple | pd.Index):
-        raise TypeError(f"{name} must be a column name or a list of names, got {columns!r}")
-    if len(columns) == 0:
+    """A column name or several (any iterable but a mapping), as a list without repeats;
+    empty is refused."""
+    names = check_names(name, columns)
+    if not names:
         raise ValueError(f"{name} is empty: name at least one column")
-    return list(dict.fromkeys(columns))
+    return names
+
+
+def check_names(name: str, values: Any, kind: str = "names") -> list[Any]:
+    """A name or an iterable of names (list, tuple, set, pandas Index or Series, numpy
+    array, dict keys) as a list without repeats; a mapping or a number is refused."""
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, dict | pd.DataFrame) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a name or a list of {kind}, got {values!r}")
+    return list(dict.fromkeys(values.tolist() if hasattr(values, "tolist") else values))

@@ -15,6 +15,7 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
+from .arguments import check_bool
 from .data_checks import far_columns, native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
@@ -924,8 +925,7 @@ def _data_name(data: Any) -> str | None:
 
 
 def _check_bool_arg(name: str, value: Any) -> None:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+    check_bool(name, value)
 
 
 def _columns_of(data: Any) -> list[Any]:

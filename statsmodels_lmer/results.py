@@ -7,6 +7,7 @@ conditional modes of the random effects are attributes of their own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import Any
@@ -340,7 +341,7 @@ class LmerResults(LikelihoodModelResults):
         names = list(self.model.exog_names)
         if isinstance(cols, str | int | np.integer):
             cols = [cols]
-        if not isinstance(cols, list | tuple | np.ndarray | pd.Index | pd.Series):
+        if isinstance(cols, dict | slice) or not isinstance(cols, Iterable):
             raise TypeError(f"cols must be coefficient names or positions (a list), got {cols!r}")
         positions = []
         for item in cols:
@@ -485,7 +486,7 @@ class LmerResults(LikelihoodModelResults):
         warn_rank_deficient(L)
         test = contrast_test(self, L, q, ddf)
         out = ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
-        out.pvalue = np.squeeze(test.pvalue)  # scipy's F gives NaN for an infinite df
+        out.pvalue = float(test.pvalue)  # scipy's F gives NaN for an infinite df
         return out
 
     def wald_test(

@@ -11,6 +11,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from statsmodels.tools.sm_exceptions import ValueWarning
 
@@ -224,3 +225,22 @@ def test_model_predict_names_its_params(res):
         with pytest.raises(ValueError, match="params must have 2 fixed-effect values"):
             res.model.predict(params)
     np.testing.assert_allclose(res.model.predict(res.params), res.predict(re_formula="0"))
+
+
+def test_legitimate_forms_stay_accepted(res, factor_fit):
+    """Found by comparing 471 calls with the version before the checks: these worked and
+    must keep working."""
+    p = res.f_test("Days = 0").pvalue
+    assert isinstance(p, float)  # was a 0-d array: object columns, json.dumps failed
+    table = factor_fit.wald_test_terms().table
+    assert table["pvalue"].dtype == float
+    np.testing.assert_allclose(res.conf_int(cols=range(2)), res.conf_int())
+    np.testing.assert_allclose(res.conf_int(cols=pd.Index(["Days"])), res.conf_int(cols=[1]))
+    assert res.predict(SLEEP.head(2), allow_new_levels=1).shape == (2,)  # 0/1 are flags
+    data = SLEEP.assign(w=1.0)
+    by_series = sml.center(data, pd.Series(["Days", "w"]), by="Subject")
+    pd.testing.assert_frame_equal(by_series, sml.center(data, ["Days", "w"], by="Subject"))
+    fit = sml.lmer("Reaction ~ Days + (1 | Subject)", SLEEP, progress=0)
+    assert fit.profile(".sig01", maxpts=50.0, n_jobs=0).frame.shape[0] > 3
+    kept = fit.step(keep=pd.Index(["Days"]), alpha_fixed=1)
+    assert "Days" in kept.model.model.exog_names

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._parallel import check_threads
+from ..arguments import check_bool
 from .convergence import GRAD_TOL, HESS_TOL
 from .optimizers import available_optimizers
 
@@ -230,5 +231,4 @@ def _check_nonnegative(name: str, value: Any) -> None:
 
 
 def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+    check_bool(name, value)

@@ -8,6 +8,7 @@ parameters too, by likelihood profile (default), Wald or bootstrap.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,8 @@ def confint(
     parm : None, str, int or sequence
         Parameters (as :func:`profile`'s ``which``); default all.
     nsim, seed, boot_type
-        For ``method="boot"`` only (500 replicates, no seed and ``"perc"`` by
-        default); given with another method they raise a ``TypeError``.
+        For ``method="boot"`` (500 replicates, no seed and ``"perc"`` by
+        default); other methods ignore them.
     signames : bool
         ``.sig01``-style row names (default) or descriptive ones.
     ends : {"auto", "grid", "search"}
@@ -76,8 +77,11 @@ def confint(
         ``"auto"`` (default): ``"search"`` above 10,000 observations (where
         each point is costly), else ``"grid"``.
     **kwargs
-        Passed to :func:`profile`, :func:`profile_limits` or :func:`bootstrap`
-        (e.g. ``n_jobs``, ``progress``); ``method="wald"`` takes none.
+        Passed to :func:`profile` (or :func:`profile_limits`) for
+        ``"profile"`` and to :func:`bootstrap` for ``"boot"``, e.g. ``n_jobs``,
+        ``progress``. A keyword of the other method is ignored (one loop can
+        pass the same keywords to every method); a keyword of neither is a
+        ``TypeError``.
 
     Returns
     -------
@@ -88,26 +92,14 @@ def confint(
     Raises
     ------
     TypeError
-        Keywords that do not apply to ``method`` (any for ``"wald"``; ``nsim``,
-        ``seed`` and ``boot_type`` except for ``"boot"``).
+        A keyword that neither :func:`profile` nor :func:`bootstrap` takes.
     """
     check_level(level)
     signames = check_bool("signames", signames)
     kind = str(method).lower()
     if kind not in ("profile", "wald", "boot"):
         raise ValueError(f"method must be 'profile', 'wald' or 'boot', got {method!r}")
-    boot_only = {"nsim": nsim, "seed": seed, "boot_type": boot_type}
-    given = [key for key, value in boot_only.items() if value is not None]
-    if kind != "boot" and given:
-        raise TypeError(
-            f"confint(method={method!r}) does not take {', '.join(given)}: "
-            "they are for method='boot'"
-        )
-    if kind == "wald" and kwargs:
-        raise TypeError(
-            f"confint(method={method!r}) takes no further keywords, got {', '.join(kwargs)} "
-            "(they are for method='profile' or 'boot')"
-        )
+    kwargs = _method_keywords(kind, kwargs)
     names = parameter_names(res, signames)
     n_var = len(names) - len(res.model.exog_names)
     chosen = [names[i] for i in select_parameters(parm, names, n_var, "parm")]
@@ -133,6 +125,23 @@ def confint(
         boot = bootstrap(res, nsim, seed=seed, func=func, **kwargs)
         return boot.confint(level, "perc" if boot_type is None else boot_type).reindex(chosen)
     raise AssertionError(kind)  # checked above
+
+
+_PROFILE_KEYWORDS = set(inspect.signature(profile).parameters) - {"res", "which", "signames"}
+_BOOT_KEYWORDS = set(inspect.signature(bootstrap).parameters) - {"res", "nsim", "seed", "func"}
+
+
+def _method_keywords(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keywords ``kind`` uses; those of the other method dropped, unknown ones refused."""
+    unknown = [key for key in kwargs if key not in _PROFILE_KEYWORDS | _BOOT_KEYWORDS]
+    if unknown:
+        raise TypeError(
+            f"confint() got unknown keyword(s) {unknown}; it passes "
+            f"{sorted(_PROFILE_KEYWORDS)} to profile() and {sorted(_BOOT_KEYWORDS)} to "
+            "bootstrap()"
+        )
+    wanted = {"profile": _PROFILE_KEYWORDS, "boot": _BOOT_KEYWORDS}.get(kind, set())
+    return {key: value for key, value in kwargs.items() if key in wanted}
 
 
 def _grid_limits(

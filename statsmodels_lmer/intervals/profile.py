@@ -633,6 +633,8 @@ def _check_grid(
 ) -> tuple[float, int, float | None, float, float]:
     """lme4's grid controls, checked (each error names the argument)."""
     alpha_max = check_unit_interval("alpha_max", alpha_max, "the cutoff's tail probability")
+    if isinstance(maxpts, float) and maxpts.is_integer():  # 50.0, as R's numbers are
+        maxpts = int(maxpts)
     maxpts = check_count("maxpts", maxpts, MIN_MAXPTS)
     delta = None if delta is None else check_positive("delta", delta)
     delta_cutoff = check_positive("delta_cutoff", delta_cutoff)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .._parallel import Progress, effective_jobs, map_in_workers
-from ..arguments import check_nonnegative
+from ..arguments import check_names, check_nonnegative
 from ..fitting.optimizers import available_optimizers
 from ..fitting.options import FitOptions
 from ..graphics.allfit import plot_allfit
@@ -130,17 +130,11 @@ def _checked_optimizers(optimizers: Any) -> list[str]:
     """``optimizers`` as a list of names without repeats (a single name allowed)."""
     if optimizers is None:
         return list(available_optimizers())
-    if isinstance(optimizers, str):
-        return [optimizers]
-    if not isinstance(optimizers, list | tuple):
-        raise TypeError(
-            f"optimizers must be an optimizer name or a list of names, got {optimizers!r}; "
-            f"available: {', '.join(available_optimizers())}"
-        )
-    wrong = [name for name in optimizers if not isinstance(name, str)]
+    names = check_names("optimizers", optimizers, "optimizer names")
+    wrong = [name for name in names if not isinstance(name, str)]
     if wrong:
         raise TypeError(f"optimizers must be names (strings), got {wrong[0]!r}")
-    return list(dict.fromkeys(optimizers))
+    return names
 
 
 class AllFitResult:

@@ -594,11 +594,12 @@ def mundlak(
     for column in columns:
         if column not in data.columns:
             raise KeyError(f"column {column!r} is not in the data")
-    taken = [f"{prefix}{column}" for column in columns if f"{prefix}{column}" in data.columns]
+    sources = {*columns, by}
+    taken = [f"{prefix}{column}" for column in columns if f"{prefix}{column}" in sources]
     if taken:
         raise ValueError(
-            f"prefix {prefix!r} would overwrite the columns {taken} of the data; choose "
-            "another prefix (or drop those columns first)"
+            f"prefix {prefix!r} would overwrite the columns {taken} the means are taken "
+            "from; choose another prefix"
         )
     out = native_byte_order(data).copy()  # grouped by its columns, which pandas must hash
     for column in columns:

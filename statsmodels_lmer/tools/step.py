@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from ..arguments import check_bool, check_unit_interval
+from ..arguments import check_bool, check_names, check_number
 from ..exceptions import warn
 from ..formula import update_formula
 from ..inference.contrasts import fixed_terms
@@ -107,8 +107,8 @@ def step(
     method = check_ddf(ddf)
     if method not in _DDF_NAMES:
         raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger'; got {ddf!r}")
-    alpha_random = check_unit_interval("alpha_random", alpha_random, "a p-value threshold")
-    alpha_fixed = check_unit_interval("alpha_fixed", alpha_fixed, "a p-value threshold")
+    alpha_random = _threshold("alpha_random", alpha_random)
+    alpha_fixed = _threshold("alpha_fixed", alpha_fixed)
     reduce_fixed = check_bool("reduce_fixed", reduce_fixed)
     reduce_random = check_bool("reduce_random", reduce_random)
     keep = _checked_keep(res, keep)
@@ -121,16 +121,10 @@ def _checked_keep(res: Any, keep: list[str] | None) -> list[str]:
     """``keep`` as a list; names that are no term warn, as lmerTest warns."""
     if keep is None:
         return []
-    if isinstance(keep, str):
-        keep = [keep]
-    elif isinstance(keep, list | tuple):
-        keep = list(keep)
-    else:
-        raise TypeError(f"keep must be a list of term names, got {keep!r}")
+    keep = check_names("keep", keep, "term names")
     wrong = [name for name in keep if not isinstance(name, str)]
     if wrong:
         raise TypeError(f"keep must be a list of term names (strings), got {wrong[0]!r}")
-    keep = list(dict.fromkeys(keep))
     terms = [term.name for term in fixed_terms(res.model)[0]]  # no anova needed for names
     unknown = [name for name in keep if name not in terms]
     if unknown:
@@ -196,3 +190,11 @@ def _table(rows: list[pd.DataFrame], heading: list[str], pvalue: str) -> LmerTab
     frame = pd.concat(rows)
     frame = frame[["Eliminated", *[c for c in frame.columns if c != "Eliminated"]]]
     return LmerTable.from_frame(frame, heading, [pvalue])
+
+
+def _threshold(name: str, value: Any) -> float:
+    """A p-value threshold in [0, 1] (lmerTest accepts 0 and 1: eliminate none or all)."""
+    number = check_number(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must lie between 0 and 1 (a p-value threshold), got {value!r}")
+    return number
