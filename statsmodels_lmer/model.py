@@ -758,8 +758,10 @@ class Lmer(LikelihoodModel):
         verification tolerance stopped short and is not converged
         (``summary.centred``). Only for in-memory models with such columns.
         """
+        if self.partitions is not None:  # rows on a cluster: no columns in memory
+            return
         far = [far_columns(term) for term in self.random_terms]
-        if self.partitions is not None or not any(far):
+        if not any(far):
             return
         terms = [_centred_term(term, cols) for term, cols in zip(self.random_terms, far)]
         shadow = Lmer(

@@ -446,7 +446,7 @@ class LmerResults(LikelihoodModelResults):
             are also tested jointly. Each must match a term.
         """
         if combine_terms is not None:
-            if isinstance(combine_terms, str):
+            if isinstance(combine_terms, str) or not isinstance(combine_terms, Iterable):
                 raise TypeError(f"combine_terms must be a list of strings, got {combine_terms!r}")
             design = getattr(self.model.data, "model_spec", None)
             names = [] if design is None else list(design.term_names)

@@ -157,6 +157,8 @@ def test_other_options_are_checked(res, factor_fit):
         res.drop1(test=None)
     with pytest.raises(KeyError, match="combine_terms \\['nope'\\] match no"):
         factor_fit.wald_test_terms(combine_terms=["nope"])
+    with pytest.raises(TypeError, match="combine_terms must be a list of strings"):
+        factor_fit.wald_test_terms(combine_terms=5)
     with pytest.raises(ValueError, match="alpha must"):
         factor_fit.t_test_pairwise("f", alpha=1.5)
     with pytest.raises(ValueError, match="scale must be positive"):

@@ -502,3 +502,16 @@ def test_new_level_of_a_fixed_factor_is_the_in_memory_error():
     with pytest.raises(DataError) as lazy:
         res.predict(dd.from_pandas(new, npartitions=1)).compute()
     assert str(lazy.value) == str(own.value)
+
+
+def test_a_slope_fit_on_dask_emits_no_numpy_warning(client):
+    """The centred-model check of far columns looked at the Dask model's empty term columns
+    first (three 'Mean of empty slice' RuntimeWarnings per fit; an error under -W error)."""
+    frame = sml.datasets.load("sleepstudy")
+    ddf = dd.from_pandas(frame, npartitions=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = sml.lmer("Reaction ~ Days + (Days | Subject)", ddf)
+    assert res.optinfo["centred"] is None
+    memory = sml.lmer("Reaction ~ Days + (Days | Subject)", frame)
+    assert res.llf == pytest.approx(memory.llf, rel=1e-9)
