@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXACT_FIT_TOL",
+    "FAR_MESSAGE",
     "MAX_LOG10_MAGNITUDE",
     "ColumnMagnitudes",
     "check_exact_fit",
@@ -38,6 +39,7 @@ __all__ = [
     "copy_on_write",
     "drop_unused_categories",
     "far_columns",
+    "far_from_moments",
     "far_random_columns",
     "native_byte_order",
     "numeric_objects",
@@ -655,6 +657,29 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
         for term in terms
         for j in far_columns(term, ratio)
     ]
+
+
+FAR_MESSAGE = (
+    "random-effects column {names} is far from zero against its spread: the fit may stop "
+    "short of the optimum (a correlation near +-1). Center it, e.g. x - x.mean(); the model "
+    "is the same"
+)
+"""The warning for :func:`far_random_columns`' columns (``names`` joined by commas)."""
+
+
+def far_from_moments(
+    terms: list[RandomTerm], means: list[np.ndarray], sds: list[np.ndarray], ratio: float = 100.0
+) -> list[str]:
+    """:func:`far_random_columns` from each term's column means and standard deviations
+    (a Dask model's, summed over partitions; the rows themselves are not in memory)."""
+    out = []
+    for term, mean, sd in zip(terms, means, sds):
+        if "Intercept" not in term.column_names:
+            continue
+        for j, column in enumerate(term.column_names):
+            if column != "Intercept" and sd[j] > 0 and abs(mean[j]) > ratio * sd[j]:
+                out.append(f"{column!r} of ({term.lhs} | {term.group})")
+    return out
 
 
 def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:

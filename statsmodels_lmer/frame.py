@@ -21,6 +21,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from .columns import column_array, suggest_column, undefined_name
 from .data_checks import (
+    FAR_MESSAGE,
     check_exact_fit,
     check_magnitudes,
     check_observations,
@@ -271,12 +272,7 @@ def build_model_frame(
         warn(SCALE_MESSAGE, ValueWarning)
     far = far_random_columns(terms)
     if far:
-        warn(
-            f"random-effects column {', '.join(far)} is far from zero against its spread: "
-            "the fit may stop short of the optimum (a correlation near +-1). Center it, "
-            "e.g. x - x.mean(); the model is the same",
-            ValueWarning,
-        )
+        warn(FAR_MESSAGE.format(names=", ".join(far)), ValueWarning)
     check_groups(terms, len(frame), partial(_missing_note, data, used, n_dropped))
     for message in unidentified_terms(terms) + confounded_terms(exog.to_numpy(float), terms):
         warn(message, ValueWarning)

@@ -515,3 +515,25 @@ def test_a_slope_fit_on_dask_emits_no_numpy_warning(client):
     assert res.optinfo["centred"] is None
     memory = sml.lmer("Reaction ~ Days + (Days | Subject)", frame)
     assert res.llf == pytest.approx(memory.llf, rel=1e-9)
+
+
+def test_a_random_slope_far_from_zero_warns_on_dask_as_in_memory(client):
+    """The warning read the rows in memory, so a Dask model got none (its fit stopped 42.8
+    REML units short as the pandas one does); it now comes from the partitions' moments."""
+    frame = sml.datasets.load("sleepstudy")
+    frame = frame.assign(Days=frame["Days"] / 1000 + 1000)
+    ddf = dd.from_pandas(frame, npartitions=3)
+    messages = {}
+    for name, data in (("memory", frame), ("dask", ddf)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sml.lmer("Reaction ~ Days + (Days | Subject)", data)
+        messages[name] = [
+            str(w.message) for w in caught if str(w.message).startswith("random-effects column")
+        ]
+    assert messages["dask"] == messages["memory"] != []
+    centred = frame.assign(Days=frame["Days"] - frame["Days"].mean())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sml.lmer("Reaction ~ Days + (Days | Subject)", dd.from_pandas(centred, npartitions=3))
+    assert not [w for w in caught if "far from zero" in str(w.message)]

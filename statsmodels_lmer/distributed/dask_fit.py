@@ -36,9 +36,11 @@ from statsmodels.base.data import PandasData
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..data_checks import (
+    FAR_MESSAGE,
     check_exact_fit,
     check_observation_counts,
     check_response_type,
+    far_from_moments,
     refuse_datetimes,
 )
 from ..engine.blocks import RawSums, engine_order
@@ -523,6 +525,7 @@ def _finish(
         sd = np.sqrt(sums.fixed.moments.variance[keep][continuous])
         if scales_differ(sd):
             warn(SCALE_MESSAGE, ValueWarning)
+    _warn_far_columns([bar.term for bar in plan.bars], sums.term_moments)
     dropped = [names[j] for j in aliased]
     unwanted = set(checked_drop_cols([names[j] for j in keep], drop_cols))
     keep = [j for j in keep if names[j] not in unwanted]
@@ -542,6 +545,17 @@ def _finish(
         dropped,
         rows,
     )
+
+
+def _warn_far_columns(terms: list[Any], moments: list[Any]) -> None:
+    """The in-memory path's warning for random-effects columns far from zero against
+    their spread, from the summed moments of the terms' columns."""
+    present = [(t, m) for t, m in zip(terms, moments) if m.n > 0]
+    means = [m.mean for _, m in present]
+    sds = [np.sqrt(m.m2 / m.n) for _, m in present]
+    far = far_from_moments([t for t, _ in present], means, sds)
+    if far:
+        warn(FAR_MESSAGE.format(names=", ".join(far)), ValueWarning)
 
 
 def _square_r(r_factor: np.ndarray) -> np.ndarray:

@@ -527,6 +527,9 @@ class PartitionSums:
         Mean and variance of the response.
     magnitudes : ColumnMagnitudes
         The columns' magnitudes (values too large or small for double precision).
+    term_moments : list of Moments
+        Per term (model order): mean and spread of its columns (a column far from
+        zero against its spread gets the in-memory path's warning).
     """
 
     raw: RawSums
@@ -535,6 +538,7 @@ class PartitionSums:
     level_sums: list[np.ndarray]
     response: Moments
     magnitudes: ColumnMagnitudes
+    term_moments: list[Moments]
 
     def __add__(self, other: PartitionSums) -> PartitionSums:
         with np.errstate(over="ignore", invalid="ignore"):  # see partition_sums
@@ -544,6 +548,12 @@ class PartitionSums:
         response = Moments()
         response.merge(self.response)
         response.merge(other.response)
+        term_moments = []
+        for mine, theirs in zip(self.term_moments, other.term_moments):
+            merged = Moments()
+            merged.merge(mine)
+            merged.merge(theirs)
+            term_moments.append(merged)
         return PartitionSums(
             self.raw + other.raw,
             self.fixed + other.fixed,
@@ -551,6 +561,7 @@ class PartitionSums:
             [a + b for a, b in zip(self.level_sums, other.level_sums)],
             response,
             self.magnitudes + other.magnitudes,
+            term_moments,
         )
 
 
@@ -578,6 +589,7 @@ def _sums_of_rows(rows: ModelRows, plan: RowPlan) -> PartitionSums:
         [np.bincount(t.codes, rows.y, minlength=t.n_levels) for t in rows.terms],
         Moments.of(rows.y[:, None]),
         ColumnMagnitudes.of(columns, rows.weights),
+        [Moments.of(np.asarray(t.Z, dtype=float)) for t in rows.terms],
     )
 
 
