@@ -652,11 +652,7 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
     4 to 100 REML units above the optimum of the same model written with the
     centred column).
     """
-    return [
-        f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
-        for term in terms
-        for j in far_columns(term, ratio)
-    ]
+    return [_far_name(term, j) for term in terms for j in far_columns(term, ratio)]
 
 
 FAR_MESSAGE = (
@@ -672,29 +668,34 @@ def far_from_moments(
 ) -> list[str]:
     """:func:`far_random_columns` from each term's column means and standard deviations
     (a Dask model's, summed over partitions; the rows themselves are not in memory)."""
-    out = []
-    for term, mean, sd in zip(terms, means, sds):
-        if "Intercept" not in term.column_names:
-            continue
-        for j, column in enumerate(term.column_names):
-            if column != "Intercept" and sd[j] > 0 and abs(mean[j]) > ratio * sd[j]:
-                out.append(f"{column!r} of ({term.lhs} | {term.group})")
-    return out
+    return [
+        _far_name(term, j)
+        for term, mean, sd in zip(terms, means, sds)
+        for j in _far_positions(term, mean, sd, ratio)
+    ]
 
 
 def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:
     """Positions of the columns of ``term`` that :func:`far_random_columns` names."""
-    if "Intercept" not in term.column_names or term.Z is None:
+    if term.Z is None:
         return []
-    out = []
-    for j, column in enumerate(term.column_names):
-        if column == "Intercept":
-            continue
-        values = np.asarray(term.Z[:, j], dtype=float)
-        sd = float(np.std(values))
-        if sd > 0 and abs(float(np.mean(values))) > ratio * sd:
-            out.append(j)
-    return out
+    Z = np.asarray(term.Z, dtype=float)
+    return _far_positions(term, Z.mean(axis=0), Z.std(axis=0), ratio)
+
+
+def _far_positions(term: RandomTerm, mean: np.ndarray, sd: np.ndarray, ratio: float) -> list[int]:
+    """Non-intercept columns of a term with an intercept whose |mean| exceeds ``ratio`` SDs."""
+    if "Intercept" not in term.column_names:
+        return []
+    return [
+        j
+        for j, column in enumerate(term.column_names)
+        if column != "Intercept" and sd[j] > 0 and abs(mean[j]) > ratio * sd[j]
+    ]
+
+
+def _far_name(term: RandomTerm, j: int) -> str:
+    return f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
 
 
 def unidentified_terms(terms: list[RandomTerm]) -> list[str]:

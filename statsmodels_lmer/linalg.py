@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-__all__ = ["cho_factor", "cho_solve", "solve_triangular", "unit_scales"]
+__all__ = ["cho_factor", "cho_solve", "solve_triangular", "unit_diagonal_eigenvalues"]
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -69,15 +69,18 @@ def cho_solve(factor: np.ndarray, b: np.ndarray, lower: bool = False) -> np.ndar
     return x
 
 
-def unit_scales(matrix: np.ndarray) -> np.ndarray:
-    """``d`` with ``d_i = 1 / sqrt(|matrix_ii|)`` (1 where that diagonal is 0 or not finite).
+def unit_diagonal_eigenvalues(matrix: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the symmetric ``D M D``, ``D = diag(1 / sqrt(|M_ii|))`` (1 where that
+    diagonal is 0 or not finite), in ascending order.
 
-    ``D M D`` (``D = diag(d)``) has a unit diagonal: its eigenvalues do not depend
-    on the units of the parameters ``M`` is a Hessian or information matrix of.
-    Thresholds on eigenvalues (Satterthwaite's and Kenward-Roger's pseudo-inverses)
-    compare on ``D M D``, so that measuring ``y`` in cents rather than dollars, or a
-    covariate in days rather than hours, does not change which directions count.
+    ``D M D`` has a unit diagonal: its eigenvalues do not depend on the units of the
+    parameters ``M`` is a Hessian or information matrix of. Thresholds on eigenvalues
+    (Satterthwaite's and Kenward-Roger's pseudo-inverses) compare on them, so that
+    measuring ``y`` in cents rather than dollars, or a covariate in days rather than
+    hours, does not change which directions count.
     """
-    diagonal = np.abs(np.diag(np.asarray(matrix, dtype=float)))
+    matrix = np.asarray(matrix, dtype=float)
+    diagonal = np.abs(np.diag(matrix))
     usable = np.isfinite(diagonal) & (diagonal > 0)
-    return np.where(usable, 1.0 / np.sqrt(np.where(usable, diagonal, 1.0)), 1.0)
+    scales = np.where(usable, 1.0 / np.sqrt(np.where(usable, diagonal, 1.0)), 1.0)
+    return np.linalg.eigvalsh(matrix * np.outer(scales, scales))

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from .arguments import check_frame
 from .exceptions import DataError, FormulaError, UnknownColumnError
 from .formula import parse_formula
 
@@ -160,8 +161,7 @@ def translate_mixedlm(
             "use either lme4's bar terms or MixedLM's groups=/re_formula=/vc_formula=, "
             "not both"
         )
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    check_frame(data)
     group_name, data = _group_column(groups, data)
     constant = data[group_name].nunique(dropna=True) == 1
     if vc_formula is not None and not isinstance(vc_formula, dict):

@@ -16,7 +16,7 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .arguments import check_bool
-from .data_checks import far_columns, native_byte_order
+from .data_checks import far_columns, far_random_columns, native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
     RowsOnCluster,
@@ -772,11 +772,7 @@ class Lmer(LikelihoodModel):
             best = float(shadow.fit(reml=reml, progress=False).opt_summary.run.fun)
         gap = float(value) - best
         short = gap > max(summary.options.verify_tol, 1e-9 * abs(best))
-        names = [
-            f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
-            for term, cols in zip(self.random_terms, far)
-            for j in cols
-        ]
+        names = far_random_columns(self.random_terms)
         summary.centred = {"columns": names, "objective": best, "gap": gap, "short": short}
         if short:
             criterion = "REML criterion" if reml else "deviance"

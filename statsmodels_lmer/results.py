@@ -1166,7 +1166,6 @@ class LmerResults(LikelihoodModelResults):
         -------
         LmerResults
         """
-        self.model.require_data("refit() and its cross-products")
         return simulate.refit(self, endog, **fit_kwargs)
 
     def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:

@@ -63,7 +63,7 @@ from scipy import stats
 from .._parallel import Progress
 from ..engine.blocks import model_blocks
 from ..engine.cost import check_memory
-from ..linalg import unit_scales
+from ..linalg import unit_diagonal_eigenvalues
 from .contrast_results import f_pvalue
 
 __all__ = ["KRTest", "KenwardRoger", "kr_ddf_and_scaling", "kr_pieces"]
@@ -528,13 +528,11 @@ def _inverse_times_two(info: np.ndarray) -> np.ndarray:
     depend on the units of the variance parameters: with sleepstudy's Days in
     thousands the slope's variance fell below them, and Days' df became 4244
     instead of 17. So ``I`` is first judged on ``D I D`` with a unit diagonal
-    (:func:`~statsmodels_lmer.linalg.unit_scales`): when its eigenvalues are
+    (:func:`~statsmodels_lmer.linalg.unit_diagonal_eigenvalues`): when its eigenvalues are
     clear of 1e-10, ``I`` is inverted (exact in any units); otherwise
     pbkrtest's ``ginv`` of ``I`` follows.
     """
-    scales = unit_scales(info)
-    scaled = info * np.outer(scales, scales)
-    if float(np.min(np.abs(np.linalg.eigvalsh(scaled)))) > _CONDITION_TOL:
+    if float(np.min(np.abs(unit_diagonal_eigenvalues(info)))) > _CONDITION_TOL:
         W = 2.0 * np.linalg.inv(info)
     else:  # MASS::ginv: singular values above sqrt(eps) * largest
         W = 2.0 * np.linalg.pinv(info, rcond=np.sqrt(np.finfo(float).eps))

@@ -48,7 +48,7 @@ from ..engine.gradient import (
     jacobian_of_gradient,
 )
 from ..exceptions import warn
-from ..linalg import unit_scales
+from ..linalg import unit_diagonal_eigenvalues
 from .contrast_results import f_pvalue
 from .derivatives import hessian, hessian_evaluations, jacobian, jacobian_evaluations
 
@@ -246,13 +246,12 @@ class Satterthwaite:
         units of ``y`` and of the covariates: sleepstudy's Reaction times 1e4 put
         sigma's eigenvalue below it, and Days' df became 5.8e22 instead of 161.
         So ``H`` is first judged on ``D H D`` with a unit diagonal
-        (:func:`~statsmodels_lmer.linalg.unit_scales`), whose eigenvalues do not
+        (:func:`~statsmodels_lmer.linalg.unit_diagonal_eigenvalues`), whose eigenvalues do not
         depend on units: when all are above 1e-8, ``H`` is positive definite and
         ``2 H^-1`` is exact in any units. Otherwise (a boundary or unconverged
         fit) lmerTest's own procedure runs on ``H``, warnings included.
         """
-        scales = unit_scales(h)
-        if np.all(np.linalg.eigvalsh(h * np.outer(scales, scales)) > _EIGEN_TOL):
+        if np.all(unit_diagonal_eigenvalues(h) > _EIGEN_TOL):
             inverse = np.linalg.inv(h)
             return inverse + inverse.T
         values, vectors = np.linalg.eigh(h)

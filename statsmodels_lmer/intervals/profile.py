@@ -638,20 +638,18 @@ def _check_grid(
     maxpts = check_count("maxpts", maxpts, MIN_MAXPTS)
     delta = None if delta is None else check_positive("delta", delta)
     delta_cutoff = check_positive("delta_cutoff", delta_cutoff)
-    maxmult = _check_at_least("maxmult", maxmult, 1.0)
+    maxmult = _check_maxmult(maxmult)
     return alpha_max, maxpts, delta, delta_cutoff, maxmult
 
 
-def _check_at_least(name: str, value: Any, minimum: float) -> float:
-    """A finite number at least ``minimum`` (``maxmult``: a step may grow to this many
-    times the previous one; below 1 the steps shrink geometrically and may never reach
-    the cutoff)."""
-    number = check_positive(name, value)
-    if number < minimum:
+def _check_maxmult(value: Any) -> float:
+    """``maxmult``, at least 1: a step may grow to this many times the previous one;
+    below 1 the steps shrink geometrically and may never reach the cutoff."""
+    number = check_positive("maxmult", value)
+    if number < 1.0:
         raise ValueError(
-            f"{name} must be at least {minimum:g} (the most a step may grow over the "
-            f"previous one; below 1 the steps shrink and may never reach the cutoff), "
-            f"got {value!r}"
+            "maxmult must be at least 1 (the most a step may grow over the previous one; "
+            f"below 1 the steps shrink and may never reach the cutoff), got {value!r}"
         )
     return number
 
@@ -706,17 +704,23 @@ def _usable_at(at: dict[str, np.ndarray] | None, prof: _Profiler, names: list[st
             )
 
 
+def _asked(res: Any, which: Any, signames: bool) -> list[int]:
+    """Positions of the parameters ``which`` selects (the fit's names are the ML refit's)."""
+    names = parameter_names(res, signames)
+    return select_parameters(which, names, len(names) - len(res.model.exog_names))
+
+
 def _profiled(
-    res: Any, which: Any, signames: bool, alpha_max: float, delta: float | None, **grid: Any
+    res: Any, asked: list[int], signames: bool, alpha_max: float, delta: float | None, **grid: Any
 ) -> tuple[_Profiler, list[str], list[int], _Grid]:
-    """The profiler, the parameter names, those asked for and identified, and the grid."""
+    """The profiler, the parameter names, those of ``asked`` (positions) that are
+    identified, and the grid."""
     prof = _Profiler.from_results(res)
     names = variance_names(prof.model, signames) + list(prof.model.exog_names)
-    chosen = select_parameters(which, names, prof.n_var)
     cutoff = math.sqrt(stats.chi2.ppf(1.0 - alpha_max, len(names)))
     delta = cutoff * grid.pop("delta_cutoff") if delta is None else float(delta)
     identified = []
-    for w in chosen:
+    for w in asked:
         if np.isfinite(prof.opt[w]):
             identified.append(w)
             continue
@@ -784,13 +788,11 @@ def profile_limits(
     """
     level = check_level(level)
     signames = check_bool("signames", signames)
-    names = parameter_names(res, signames)
-    select_parameters(which, names, len(names) - len(res.model.exog_names))  # checked first
+    asked = _asked(res, which, signames)  # checked before the ML refit
     effective_jobs(n_jobs)
     prof, names, chosen, grid = _profiled(
-        res, which, signames, 0.01, None, delta_cutoff=1 / 8, maxpts=100, maxmult=10.0
+        res, asked, signames, 0.01, None, delta_cutoff=1 / 8, maxpts=100, maxmult=10.0
     )
-    asked = select_parameters(which, names, prof.n_var)
     alpha = (1.0 - level) / 2.0
     quantile = float(stats.norm.ppf(1.0 - alpha))
     tasks: list[Task] = [("limits", w, quantile) for w in chosen]
@@ -881,15 +883,13 @@ def profile(
         alpha_max, maxpts, delta, delta_cutoff, maxmult
     )
     signames = check_bool("signames", signames)
+    asked = _asked(res, which, signames)  # checked before the ML refit
     names = parameter_names(res, signames)
-    asked_names = [
-        names[w] for w in select_parameters(which, names, len(names) - len(res.model.exog_names))
-    ]
-    at = _checked_at(at, names, asked_names)
+    at = _checked_at(at, names, [names[w] for w in asked])
     effective_jobs(n_jobs)
     prof, names, chosen, grid = _profiled(
         res,
-        which,
+        asked,
         signames,
         alpha_max,
         delta,
@@ -898,7 +898,6 @@ def profile(
         maxmult=maxmult,
     )
     _usable_at(at, prof, names)
-    asked = select_parameters(which, names, prof.n_var)
     tasks: list[Task] = [
         ("grid", w, None if at is None or names[w] not in at else at[names[w]]) for w in chosen
     ]

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..arguments import check_bool, check_count, check_level, random_generator
+from ..arguments import check_bool, check_count, check_frame, check_level, random_generator
 from ..distributed.dask_fit import is_dask_frame
-from ..exceptions import DataError
 from ..random_effects import conditional_draws, new_level_draws, term_contribution
 from .predict import (
     complete_rows,
@@ -137,8 +136,7 @@ def predict_interval(
             "predict_interval() simulates on rows in memory; pass a pandas DataFrame "
             "(for a Dask DataFrame, compute() the rows wanted, e.g. ddf.head(1000))"
         )
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    check_frame(newdata, "newdata")
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms, allow_new_levels)
@@ -149,8 +147,6 @@ def predict_interval(
     for values in (row_offset, row_weights):
         if values is not None:
             complete &= ~np.isnan(values)
-    if row_weights is not None and np.any(row_weights[complete] <= 0):
-        raise DataError("weights must be positive: the residual variance is sigma^2 / w")
     rows = newdata.loc[complete]
     X = fixed_matrix(model, rows)
     beta = rng.multivariate_normal(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from ..arguments import check_frame
 from ..data_checks import (
     column_dtypes,
     native_byte_order,
@@ -138,8 +139,7 @@ def predict(
     if not rows_given and offset is None and getattr(model.data, "frame", None) is None:
         return _fitted_rows(res, selected_terms(model, re_formula))  # a model from arrays
     newdata = fitted_frame(model) if newdata is None else newdata
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    check_frame(newdata, "newdata")
     newdata = fitted_types(model, newdata)
     terms = selected_terms(model, re_formula)
     complete = complete_rows(model, newdata, terms, allow_new_levels)
@@ -160,9 +160,7 @@ def predict(
 def _fitted_rows(res: Any, terms: list[tuple[int, list[int]]]) -> np.ndarray:
     """Predictions for the fitted rows from the model's own arrays (no frame needed)."""
     model = res.model
-    values = np.asarray(model.exog, dtype=float) @ np.asarray(res.params, dtype=float)
-    if model.offset is not None:
-        values = values + model.offset
+    values = np.array(res.fittedvalues_marginal, dtype=float)
     for index, cols in terms:
         term = model.random_terms[index]
         modes = res.conditional_modes[index][:, cols]
@@ -310,7 +308,12 @@ def row_values(
             f"the model was fitted with {what} given as an array, so they are unknown for "
             f"newdata: pass {what}= with one value per row of newdata (or a column name)"
         )
-    return column_or_array(column if given is None else given, newdata, what, "newdata")
+    values = column_or_array(column if given is None else given, newdata, what, "newdata")
+    if what == "weights" and np.any(values[~np.isnan(values)] <= 0):
+        raise DataError(
+            "weights must be positive for the rows of newdata: the residual variance is sigma^2 / w"
+        )
+    return values
 
 
 def complete_rows(

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import stats
 
-from ..arguments import check_alpha, check_bool
+from ..arguments import check_alpha, check_bool, check_frame
 from ..distributed.dask_fit import refuse_on_cluster
 from ..exceptions import DataError
 from ..inference.hypotheses import contrast_test
@@ -144,8 +144,7 @@ def get_prediction(
     rows_given = newdata is not None
     if newdata is None:
         newdata = fitted_frame(model)
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    check_frame(newdata, "newdata")
     newdata = fitted_types(model, newdata)
     terms = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
     mean = predict(res, newdata, None if conditional else "0", allow_new_levels)

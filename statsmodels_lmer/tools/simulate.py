@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..arguments import check_bool, check_count, random_generator
+from ..arguments import check_bool, check_count, check_frame, check_positive, random_generator
 from ..distributed.dask_fit import is_dask_frame
 from ..exceptions import DataError
 from ..fitting.options import CLOSE_START_STEP
@@ -183,8 +183,7 @@ def _new_rows(
             "simulate(newdata=) needs an in-memory model and a pandas DataFrame; "
             "compute() the data first"
         )
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    check_frame(newdata, "newdata")
     fitted_frame(model)  # a model built from arrays has no formula to evaluate
     newdata = fitted_types(model, newdata)
     every_term = [(i, list(range(t.n_cols))) for i, t in enumerate(model.random_terms)]
@@ -211,23 +210,13 @@ def _new_rows(
         codes, first = pd.factorize(row_level_keys(term, patsy_rows(model, rows)))
         kept = np.full((len(first), term.n_cols), np.nan)
         if index in keep:
-            level_codes = fitted_codes[_first_rows(codes, len(first))]
+            level_codes = fitted_codes[np.unique(codes, return_index=True)[1]]
             seen = level_codes >= 0
             kept[seen] = np.asarray(res.conditional_modes[index], dtype=float)[level_codes[seen]]
         terms.append((Z, codes, kept))
     if row_weights is not None:
         row_weights = row_weights[complete]
-        if np.any(row_weights <= 0):
-            raise DataError("weights must be positive for the rows of newdata")
     return _SimulationRows(mean, terms, row_weights, complete, newdata.index)
-
-
-def _first_rows(codes: np.ndarray, n_levels: int) -> np.ndarray:
-    """The first row of each level code."""
-    first = np.full(n_levels, -1, dtype=np.int64)
-    order = np.arange(len(codes))[::-1]
-    first[codes[order]] = order
-    return first
 
 
 def simulation_parameters(
@@ -266,9 +255,7 @@ def simulation_parameters(
         if not np.all(np.isfinite(theta)) or np.any(theta < model.theta_lower):
             raise ValueError("newparams['theta'] must be finite, with diagonal elements at least 0")
     if "sigma" in newparams:
-        sigma = float(newparams["sigma"])
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"newparams['sigma'] must be a positive number, got {sigma}")
+        sigma = check_positive("newparams['sigma']", newparams["sigma"])
     return beta, theta, sigma
 
 
