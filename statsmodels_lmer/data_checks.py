@@ -38,8 +38,10 @@ __all__ = [
     "confounded_terms",
     "copy_on_write",
     "drop_unused_categories",
+    "far_column_names",
     "far_columns",
     "far_from_moments",
+    "far_positions",
     "far_random_columns",
     "native_byte_order",
     "numeric_objects",
@@ -652,7 +654,12 @@ def far_random_columns(terms: list[RandomTerm], ratio: float = 100.0) -> list[st
     4 to 100 REML units above the optimum of the same model written with the
     centred column).
     """
-    return [_far_name(term, j) for term in terms for j in far_columns(term, ratio)]
+    return far_column_names(terms, [far_columns(term, ratio) for term in terms])
+
+
+def far_column_names(terms: list[RandomTerm], positions: list[list[int]]) -> list[str]:
+    """The columns at ``positions`` (per term) named for messages (``'x' of (x | g)``)."""
+    return [_far_name(term, j) for term, cols in zip(terms, positions) for j in cols]
 
 
 FAR_MESSAGE = (
@@ -668,11 +675,8 @@ def far_from_moments(
 ) -> list[str]:
     """:func:`far_random_columns` from each term's column means and standard deviations
     (a Dask model's, summed over partitions; the rows themselves are not in memory)."""
-    return [
-        _far_name(term, j)
-        for term, mean, sd in zip(terms, means, sds)
-        for j in _far_positions(term, mean, sd, ratio)
-    ]
+    positions = [far_positions(term, mean, sd, ratio) for term, mean, sd in zip(terms, means, sds)]
+    return far_column_names(terms, positions)
 
 
 def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:
@@ -680,11 +684,17 @@ def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:
     if term.Z is None:
         return []
     Z = np.asarray(term.Z, dtype=float)
-    return _far_positions(term, Z.mean(axis=0), Z.std(axis=0), ratio)
+    return far_positions(term, Z.mean(axis=0), Z.std(axis=0), ratio)
 
 
-def _far_positions(term: RandomTerm, mean: np.ndarray, sd: np.ndarray, ratio: float) -> list[int]:
-    """Non-intercept columns of a term with an intercept whose |mean| exceeds ``ratio`` SDs."""
+def far_positions(
+    term: RandomTerm, mean: np.ndarray, sd: np.ndarray, ratio: float = 100.0
+) -> list[int]:
+    """Non-intercept columns of a term with an intercept whose |mean| exceeds ``ratio`` SDs.
+
+    ``mean`` and ``sd``: the term's column means and standard deviations
+    (``ddof = 0``) over the rows.
+    """
     if "Intercept" not in term.column_names:
         return []
     return [

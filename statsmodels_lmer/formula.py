@@ -255,15 +255,35 @@ def _updated_segments(old_rhs: str, old: str, new_rhs: str, new: str) -> list[tu
 
 
 def _remove_bar(bars: list[str], segment: str, old: str) -> None:
-    """Remove the random-effects term ``segment`` (compared without spaces)."""
+    """Remove the random-effects term ``segment`` (compared without spaces).
+
+    A part of an uncorrelated term, ``(0 + Days | Subject)`` of ``(Days ||
+    Subject)``, is removed from the term written out, as lme4 (whose model
+    formula has ``||`` expanded) removes it.
+    """
     key = "".join(segment.split())
     keys = ["".join(bar.split()) for bar in bars]
+    if key not in keys:
+        expanded = [part for bar in bars for part in _double_bar_parts(bar)]
+        if len(expanded) > len(bars) and key in ["".join(b.split()) for b in expanded]:
+            bars[:] = expanded
+            keys = ["".join(bar.split()) for bar in bars]
     if key not in keys:
         raise FormulaError(
             f"cannot remove {segment!r}: the formula {old!r} has the random-effects "
             f"terms {', '.join(bars) or 'none'}"
         )
     del bars[keys.index(key)]
+
+
+def _double_bar_parts(bar: str) -> list[str]:
+    """``(x || g)`` written out as ``(1 | g)``, ``(0 + x | g)``; other terms as they are."""
+    inner = _bar_interior(bar)
+    position = _find_top_level(inner, "|")
+    if inner[position + 1 : position + 2] != "|":
+        return [bar]
+    group = inner[position + 2 :].strip()
+    return [f"({part} | {group})" for part in _uncorrelated_parts(inner[:position].strip(), bar)]
 
 
 def _parse(formula: str, require_random: bool) -> ParsedFormula:

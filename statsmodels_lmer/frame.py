@@ -123,6 +123,9 @@ class ModelFrame:
         column names quoted).
     offset_argument : ndarray or None
         The ``offset=`` keyword's part of ``offset`` (lme4's ``offset`` argument).
+    dropped_rows : ndarray of int
+        Positions of the rows dropped for missing values, in the data (after
+        ``subset``): lme4's ``na.action``.
     """
 
     endog: pd.Series
@@ -139,6 +142,7 @@ class ModelFrame:
     transform_data: pd.DataFrame | None = None
     offset_terms: tuple[str, ...] = ()
     offset_argument: np.ndarray | None = None
+    dropped_rows: np.ndarray | None = None
 
 
 def build_model_frame(
@@ -291,6 +295,7 @@ def build_model_frame(
         transform_data,
         parsed.offsets,
         argument,
+        np.flatnonzero(incomplete),
     )
 
 

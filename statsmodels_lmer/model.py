@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import warnings
@@ -16,7 +17,7 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .arguments import check_bool
-from .data_checks import far_columns, far_random_columns, native_byte_order
+from .data_checks import far_column_names, far_columns, native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
     RowsOnCluster,
@@ -29,7 +30,6 @@ from .engine.blocks import (
     build_cross_products,
     check_design_memory,
     engine_order,
-    finalize_cross_products,
     response_sums,
 )
 from .engine.cost import MEMORY_VARIABLE, available_memory, format_bytes
@@ -37,7 +37,7 @@ from .engine.objective import ProfiledDeviance
 from .exceptions import DataError, LmerConvergenceWarning, OutOfMemoryError, warn
 from .fitting.fit import OptSummary, check_estimates, check_reproduced, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
-from .fitting.rescale import optimizer_scale, theta_scales
+from .fitting.rescale import optimizer_scale, theta_scales, theta_scales_of_rms
 from .fitting.start import level_regression_theta
 from .formula import deep_parsing, parse_formula, quote_formula
 from .formula_env import FormulaNamespace
@@ -116,9 +116,13 @@ class Lmer(LikelihoodModel):
     partitions : DaskRows or None
         For a model built from a Dask DataFrame, its rows on the cluster (see
         :mod:`statsmodels_lmer.distributed`); None for in-memory data.
+    dropped_rows : ndarray of int or None
+        Positions in the data (after ``subset``) of the rows dropped for
+        missing values (lme4's ``na.action``), for a model built from a frame.
     """
 
     partitions: Any = None
+    dropped_rows: np.ndarray | None = None
     subset_given: bool = False
     missing: str = "drop"
 
@@ -133,6 +137,7 @@ class Lmer(LikelihoodModel):
     ) -> None:
         self.random_terms = _checked_random_terms(random_terms)  # MixedLM's groups=: refused
         self.n_dropped = kwargs.pop("n_dropped", 0)
+        self.dropped_rows = kwargs.pop("dropped_rows", None)
         self.dropped_columns = kwargs.pop("dropped_columns", [])
         self.lmer_formula = kwargs.pop("lmer_formula", None)
         self.weights_column = kwargs.pop("weights_column", None)
@@ -288,6 +293,7 @@ class Lmer(LikelihoodModel):
             formula=mf.formula.fixed,
             model_spec=mf.design_info,
             n_dropped=mf.n_dropped,
+            dropped_rows=mf.dropped_rows,
             dropped_columns=mf.dropped_columns,
             lmer_formula=formula,
             weights_column=weights if isinstance(weights, str) else None,
@@ -345,7 +351,11 @@ class Lmer(LikelihoodModel):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, default in (("weights_column", None), ("offset_column", None)):
+        for name, default in (
+            ("weights_column", None),
+            ("offset_column", None),
+            ("dropped_rows", None),
+        ):
             state.setdefault(name, default)  # pickles of earlier versions
         state.setdefault("restricted", False)
         state.setdefault("formula_namespace", FormulaNamespace())
@@ -386,7 +396,7 @@ class Lmer(LikelihoodModel):
 
     def _build_cross_products(self, strategy: str | None) -> CrossProducts:
         if self.partitions is not None:
-            return finalize_cross_products(self.partitions.raw_sums, strategy)
+            return self.partitions.cross_products(strategy)
         self.require_data("Computations on the criterion (Kenward-Roger df, profiles, refits)")
         terms = [self.random_terms[i] for i in self.engine_order]
         check_design_memory(terms, self.exog.shape[1])
@@ -415,7 +425,13 @@ class Lmer(LikelihoodModel):
         """
         y = np.asarray(endog, dtype=float).ravel()
         if y.shape != (int(self.nobs),):
-            raise ValueError(f"endog must have {int(self.nobs)} values, got {y.size}")
+            also = ""
+            if self.n_dropped:
+                also = (
+                    f" (refit() also takes {int(self.nobs) + self.n_dropped}, one per row of "
+                    "the data, ignoring the rows dropped for missing values)"
+                )
+            raise ValueError(f"endog must have {int(self.nobs)} values, got {y.size}{also}")
         if not np.all(np.isfinite(y)):
             raise ValueError("endog has non-finite values")
         response = y if self.offset is None else y - self.offset
@@ -436,6 +452,7 @@ class Lmer(LikelihoodModel):
             restricted=self.restricted,
             formula_namespace=self.formula_namespace,
             n_dropped=self.n_dropped,
+            dropped_rows=self.dropped_rows,
             dropped_columns=self.dropped_columns,
             mixedlm_spec=self.mixedlm_spec,
             data_name=self.data_name,
@@ -556,7 +573,7 @@ class Lmer(LikelihoodModel):
     def _theta_scale(self) -> np.ndarray | None:
         """Each theta element's column scale (:func:`~.fitting.rescale.theta_scales`)."""
         if self.partitions is not None:
-            return None
+            return theta_scales_of_rms(self.partitions.column_rms())
         return theta_scales([t.Z for t in self.random_terms])
 
     @cached_property
@@ -756,23 +773,22 @@ class Lmer(LikelihoodModel):
         those columns centred (``x - mean(x)``) is well conditioned; its fit's
         criterion is the true optimum, so a fit above it by more than the
         verification tolerance stopped short and is not converged
-        (``summary.centred``). Only for in-memory models with such columns.
+        (``summary.centred``). A Dask model's centred sums take one more pass
+        over its partitions.
         """
-        if self.partitions is not None:  # rows on a cluster: no columns in memory
-            return
-        far = [far_columns(term) for term in self.random_terms]
+        if self.partitions is not None:
+            far = self.partitions.far_columns(self.random_terms)
+        else:
+            far = [far_columns(term) for term in self.random_terms]
         if not any(far):
             return
-        terms = [_centred_term(term, cols) for term, cols in zip(self.random_terms, far)]
-        shadow = Lmer(
-            np.asarray(self.endog), np.asarray(self.exog), terms, self.weights, self.offset
-        )
+        shadow = self._centred_model(far)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             best = float(shadow.fit(reml=reml, progress=False).opt_summary.run.fun)
         gap = float(value) - best
         short = gap > max(summary.options.verify_tol, 1e-9 * abs(best))
-        names = far_random_columns(self.random_terms)
+        names = far_column_names(self.random_terms, far)
         summary.centred = {"columns": names, "objective": best, "gap": gap, "short": short}
         if short:
             criterion = "REML criterion" if reml else "deviance"
@@ -787,6 +803,19 @@ class Lmer(LikelihoodModel):
                     LmerConvergenceWarning,
                 )
             )
+
+    def _centred_model(self, far: list[list[int]]) -> Lmer:
+        """The same model with the given columns of each term centred."""
+        if self.partitions is None:
+            terms = [_centred_term(term, cols) for term, cols in zip(self.random_terms, far)]
+            return Lmer(
+                np.asarray(self.endog), np.asarray(self.exog), terms, self.weights, self.offset
+            )
+        shadow = copy.copy(self)
+        for name in ("cross_products", "_theta_scale"):  # cached from the original sums
+            shadow.__dict__.pop(name, None)
+        shadow.partitions = self.partitions.centred(far)
+        return shadow
 
     def results_at(self, theta: Any, reml: bool = True) -> Any:
         """Results with theta held fixed at the given value (no optimization).

@@ -40,6 +40,7 @@ from .inference.hypotheses import (
     coef_table,
     contrast_test,
     parse_constraints,
+    refuse_null_contrast,
     t_tests,
     warn_rank_deficient,
 )
@@ -483,6 +484,7 @@ class LmerResults(LikelihoodModelResults):
         """
         _no_override(cov_p, invcov)
         L, q = parse_constraints(self, r_matrix)
+        refuse_null_contrast(L)
         warn_rank_deficient(L)
         test = contrast_test(self, L, q, ddf)
         out = ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
@@ -550,7 +552,10 @@ class LmerResults(LikelihoodModelResults):
             covariate's 0 in types II and III alike: with ``y ~ A*x + B``, A's
             F was 3.24 with ``x`` and 0.57 with ``x + 7`` (car's type II: 29.72
             for both). Center the covariate for a test at its mean.
-        ddf : {"satterthwaite", "kenward-roger", "residual"}
+        ddf : {"satterthwaite", "kenward-roger", "residual", "lme4"}
+            ``"lme4"``: lme4's own ``anova(m)``, as lmerTest's ``ddf =
+            "lme4"`` gives it (sequential sums of squares of ``R_X beta``,
+            columns ``npar, SumSq, MeanSq, F``, no df; ``type`` is ignored).
 
         Returns
         -------
@@ -696,13 +701,19 @@ class LmerResults(LikelihoodModelResults):
         self.model.require_data("pbmodcomp() refits")
         return pbmodcomp_tool.pbmodcomp(self, small, nsim, seed, n_jobs, progress)
 
-    def ranova(self) -> pd.DataFrame:
+    def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.
 
         See :func:`statsmodels_lmer.tools.compare.ranova`.
+
+        Parameters
+        ----------
+        reduce_terms : bool
+            Reduce a term with slopes by each droppable column term
+            (default, lmerTest's), or remove every term as a whole.
         """
         self.model.require_data("ranova() refits")
-        return compare.ranova(self)
+        return compare.ranova(self, reduce_terms)
 
     def refit_ml(self) -> Any:
         """This model refitted by maximum likelihood (itself if already ML).

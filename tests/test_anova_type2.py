@@ -67,3 +67,52 @@ def test_type2_names_and_refusals():
     np.testing.assert_array_equal(res.anova(type="II")["F"], res.anova(type=2)["F"])
     with pytest.raises(ValueError, match="type must be 1, 2 or 3"):
         res.anova(type=4)
+
+
+def test_sequential_tables_of_a_covariate_far_from_zero_are_those_of_the_centred_one():
+    """Types I and II do not depend on where a covariate's zero is when it enters no
+    interaction, and type I never does: ``y ~ x * f`` with ``x = 1e6 + N(0, 1)`` is
+    ``x - 1e6`` in other units. The contrasts came from the Cholesky factor of X'X, whose
+    squares lost the digits of x: x's type I sum of squares was 104.970604 against
+    104.968583 (2e-5). They now come from the R factor of X."""
+    rng = np.random.default_rng(3)
+    n, groups = 400, rng.integers(0, 20, 400)
+    x = 1e6 + rng.normal(size=n)
+    f = rng.choice(list("abc"), n)
+    y = 1e5 + 0.5 * (x - 1e6) + rng.normal(size=20)[groups] + rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "x": x, "f": f, "g": groups.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = sml.lmer("y ~ x * f + (1 | g)", frame)
+        near = far.model.results_at(far.theta, reml=True)
+        centred = sml.Lmer.from_formula("y ~ x * f + (1 | g)", frame.assign(x=x - 1e6))
+        centred = centred.results_at(far.theta, reml=True)
+    ours, exact = near.anova(type=1), centred.anova(type=1)
+    np.testing.assert_allclose(ours["SumSq"], exact["SumSq"], rtol=1e-8)
+    np.testing.assert_allclose(ours["DenDF"], exact["DenDF"], rtol=1e-6)
+    assert near.anova(type=2).loc["x", "SumSq"] == pytest.approx(
+        centred.anova(type=2).loc["x", "SumSq"], rel=1e-8
+    )
+
+
+def test_ddf_lme4_gives_lme4s_sequential_table_as_lmertest():
+    """lmerTest's ``anova(m, ddf = "lme4")`` is lme4's own table (sums of squares of
+    ``R_X beta``, no df); ``ddf="lme4"`` meant residual df here and gave a type III table
+    (cake's recipe F 0.0957 against 0.2488). Reference: lme4 1.1-31 at its theta."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sml.Lmer.from_formula(
+            "angle ~ recipe * temp + (1 | recipe:replicate)", sml.datasets.load("cake")
+        )
+        res = model.results_at([1.41413893248], reml=True)
+    table = res.anova(ddf="lme4")
+    assert table.heading == ["Analysis of Variance Table"]
+    assert list(table.columns) == ["npar", "SumSq", "MeanSq", "F"]
+    assert table["npar"].tolist() == [2, 1, 2]
+    np.testing.assert_allclose(
+        table["SumSq"], [10.39246543972, 1966.70507936496, 1.74158730158], rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        table["F"], [0.2487887361132, 94.1632327460222, 0.0416924459459], rtol=1e-9
+    )
+    assert res.anova(type=1, ddf="LME4").equals(table)  # lme4 has this one table

@@ -537,3 +537,111 @@ def test_a_random_slope_far_from_zero_warns_on_dask_as_in_memory(client):
         warnings.simplefilter("always")
         sml.lmer("Reaction ~ Days + (Days | Subject)", dd.from_pandas(centred, npartitions=3))
     assert not [w for w in caught if "far from zero" in str(w.message)]
+
+
+def _fit_quietly(formula, data, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sml.lmer(formula, data, **kwargs)
+
+
+@pytest.mark.parametrize("shift", [1e5, 1e7])
+def test_a_response_far_from_zero_fits_on_dask_as_in_memory(client, shift):
+    """The in-memory engine forms its sums of y minus its least-squares fit when y is far
+    from zero; Dask summed y itself: sleepstudy's Reaction / 100 + 1e7 gave a REML
+    criterion of 51.56 instead of 104.19 and sigma 0.215 instead of 0.256 (converged False);
+    with + 1e5 the criterion was 0.011 high. One more pass forms the same sums."""
+    frame = sml.datasets.load("sleepstudy")
+    frame = frame.assign(y=frame["Reaction"] / 100 + shift, w=1 + (frame["Days"] % 3) / 2)
+    formula = "y ~ Days + (Days | Subject)"
+    memory = _fit_quietly(formula, frame, weights="w")
+    dask_res = _fit_quietly(formula, dd.from_pandas(frame, npartitions=3), weights="w")
+    plain = _fit_quietly(formula, frame.assign(y=frame["Reaction"] / 100), weights="w")
+    assert dask_res.converged and memory.converged
+    assert dask_res.llf == pytest.approx(plain.llf, rel=1e-9)
+    assert dask_res.sigma == pytest.approx(memory.sigma, rel=1e-5)  # the optimizer's tolerance
+    np.testing.assert_allclose(dask_res.theta, memory.theta, rtol=1e-5)
+    np.testing.assert_allclose(dask_res.params, memory.params, rtol=1e-9)
+    np.testing.assert_allclose(dask_res.bse, memory.bse, rtol=1e-5)
+    assert dask_res.model.partitions.shifts.beta_shift is not None
+
+
+def test_a_fixed_column_far_from_zero_is_centred_on_dask_as_in_memory(client):
+    """x = 1e6 + N(0, 1) next to the intercept: the in-memory engine centres it before the
+    sums; Dask did not, and its REML criterion came out 5e-3 above the optimum with theta
+    off by 1e-3 (converged False)."""
+    rng = np.random.default_rng(3)
+    n, groups = 200, rng.integers(0, 20, 200)
+    x = 1e6 + rng.normal(size=n)
+    y = 2 + 0.5 * (x - 1e6) + rng.normal(size=20)[groups] + rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "x": x, "g": groups.astype(str)})
+    memory = _fit_quietly("y ~ x + (1 | g)", frame)
+    dask_res = _fit_quietly("y ~ x + (1 | g)", dd.from_pandas(frame, npartitions=2))
+    assert dask_res.converged and memory.converged
+    assert dask_res.llf == pytest.approx(memory.llf, rel=1e-10)
+    np.testing.assert_allclose(dask_res.theta, memory.theta, rtol=1e-6)
+    np.testing.assert_allclose(dask_res.params, memory.params, rtol=1e-8)
+    np.testing.assert_allclose(dask_res.bse, memory.bse, rtol=1e-6)
+    assert dask_res.ddf.values == pytest.approx(memory.ddf.values, rel=1e-5)
+    assert list(dask_res.model.partitions.shifts.centering.columns) == [1]
+
+
+def test_the_centred_model_check_runs_on_dask(client):
+    """A Dask fit with a random-effects column far from zero stopped 42.8 REML units short
+    with no measure of how far: the centred-model check needs the rows, so it was skipped.
+    The centred sums now come from one more pass; the gap and the message are the
+    in-memory ones."""
+    frame = sml.datasets.load("sleepstudy")
+    frame = frame.assign(x=frame["Days"] / 1000 + 1000)
+    formula = "Reaction ~ x + (x | Subject)"
+    memory = _fit_quietly(formula, frame)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dask_res = sml.lmer(formula, dd.from_pandas(frame, npartitions=3))
+    ours, theirs = dask_res.optinfo["centred"], memory.optinfo["centred"]
+    assert ours["columns"] == theirs["columns"] == ["'x' of (x | Subject)"]
+    assert ours["objective"] == pytest.approx(1729.8127614, abs=1e-6)
+    assert ours["gap"] == pytest.approx(theirs["gap"], abs=1e-4)
+    assert ours["short"] and not dask_res.converged
+    assert any("centred reaches a REML criterion" in str(w.message) for w in caught)
+
+
+def test_a_small_slope_column_is_rescaled_on_dask_as_in_memory(client):
+    """Days / 1000 with y * 1e4: the optimizer works in the column's units in memory, but a
+    Dask model had no column scales (no rows in memory) and 3 partitions stopped 9.67 REML
+    units short. The scales now come from the partitions' moments."""
+    frame = sml.datasets.load("sleepstudy")
+    frame = frame.assign(y=frame["Reaction"] * 1e4, d=frame["Days"] / 1000)
+    formula = "y ~ d + (d | Subject)"
+    memory = _fit_quietly(formula, frame)
+    dask_res = _fit_quietly(formula, dd.from_pandas(frame, npartitions=3))
+    assert dask_res.reml_criterion == pytest.approx(memory.reml_criterion, abs=1e-6)
+    np.testing.assert_allclose(dask_res.opt_summary.scale, memory.opt_summary.scale, rtol=1e-12)
+
+
+def _far_covariate_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n, groups = 400, rng.integers(0, 20, 400)
+    x = 1e6 + rng.normal(size=n)
+    f = rng.choice(list("abc"), n)
+    y = 1e5 + 0.5 * (x - 1e6) + rng.normal(size=20)[groups] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "f": f, "g": groups.astype(str)})
+
+
+@pytest.mark.parametrize("formula", ["y ~ x * f + (1 | g)", "y ~ x * C(f, Sum) + (1 | g)"])
+def test_anova_of_a_covariate_far_from_zero_on_dask_is_the_in_memory_one(client, formula):
+    """Dask's type III contrasts were least-squares fits on X'X summed over partitions;
+    with x = 1e6 + N(0, 1) its squares lose the digits: x's sum of squares came out 180.4
+    instead of 104.36 and x:f's 2.77 instead of 0.0043 (the type I and II value of the
+    last term). The fits now come from the R factor of the rows."""
+    frame = _far_covariate_frame()
+    memory = _fit_quietly(formula, frame)
+    dask_res = _fit_quietly(formula, dd.from_pandas(frame, npartitions=3))
+    for kind in (1, 2, 3):
+        ours, theirs = dask_res.anova(type=kind), memory.anova(type=kind)
+        np.testing.assert_allclose(ours.to_numpy(float), theirs.to_numpy(float), rtol=1e-6)
+    third = dask_res.anova(type=3)
+    assert third.loc["x", "SumSq"] == pytest.approx(104.359562, rel=1e-7)
+    assert third.loc["x:f" if "Sum" not in formula else "x:C(f, Sum)", "SumSq"] == pytest.approx(
+        dask_res.anova(type=1).iloc[-1]["SumSq"], rel=1e-6
+    )

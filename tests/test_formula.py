@@ -150,6 +150,21 @@ def test_update_formula_term_algebra_and_intercept():
     assert update_formula("y ~ 0 + a + (1 | g)", ". ~ . - a") == "y ~ 0 + (1 | g)"
 
 
+def test_update_removes_a_part_of_an_uncorrelated_term():
+    """lme4's model formula has ``||`` written out, so ``- (0 + Days | Subject)`` removes
+    that part (lme4's test-lmer.R); the term was matched as written and refused."""
+    old = "Reaction ~ Days + (Days || Subject) + (1 | g)"
+    assert update_formula(old, ". ~ . - (0 + Days | Subject)") == (
+        "Reaction ~ Days + (1 | Subject) + (1 | g)"
+    )
+    assert update_formula(old, ". ~ . - (1|Subject)") == (
+        "Reaction ~ Days + (0 + Days | Subject) + (1 | g)"
+    )
+    assert update_formula(old, ". ~ . - (Days || Subject)") == "Reaction ~ Days + (1 | g)"
+    with pytest.raises(FormulaError, match="cannot remove"):
+        update_formula(old, ". ~ . - (0 + x | Subject)")
+
+
 @pytest.mark.parametrize(
     ("new", "message"),
     [

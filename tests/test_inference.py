@@ -20,6 +20,7 @@ import pytest
 from conftest import FIXTURES, core_cases, patsy_name
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import SingularFitWarning
 
 
 @cache
@@ -171,6 +172,24 @@ def test_ranova(name):
             assert mine["df"] == row["Df"]
 
 
+def test_ranova_without_reducing_terms_as_lmertest():
+    """lmerTest's ``ranova(m, reduce.terms = FALSE)`` removes each term as a whole
+    (log-likelihoods from lmerTest 3.1-3; g takes the row number modulo 4)."""
+    data = sml.datasets.load("sleepstudy")
+    data["g"] = (np.arange(len(data)) % 4).astype(str)
+    with pytest.warns(SingularFitWarning):
+        res = sml.lmer("Reaction ~ Days + (Days | Subject) + (1 | g)", data)
+    table = res.ranova(reduce_terms=False)
+    assert list(table.index) == ["<none>", "(Days | Subject)", "(1 | g)"]
+    assert table["npar"].tolist() == [7, 4, 6]
+    np.testing.assert_allclose(
+        table["llf"], [-871.814135979, -946.831831736, -871.814135980], rtol=1e-9
+    )
+    assert table.loc["(Days | Subject)", "df"] == 3
+    assert table.loc["(Days | Subject)", "LRT"] == pytest.approx(150.035391513, rel=1e-7)
+    assert res.ranova().index[1] == "Days in (Days | Subject)"  # the default reduces
+
+
 @pytest.mark.parametrize("comparison", sorted(inference_fixture()["lrt"]))
 def test_likelihood_ratio_tables(comparison):
     spec = inference_fixture()["lrt"][comparison]
@@ -237,3 +256,23 @@ def test_type3_keeps_a_treatment_reference_level():
     for kind in (1, 2, 3):
         first, second = coded.anova(type=kind), plain.anova(type=kind)
         np.testing.assert_allclose(first.to_numpy(float), second.to_numpy(float), rtol=1e-7)
+
+
+@pytest.mark.parametrize("ddf", ["satterthwaite", "kenward-roger", "residual"])
+def test_an_all_zero_contrast_row_is_the_same_for_every_df_method(ddf):
+    """lmerTest's contest1D gives an all-zero row NaN df and p; with Kenward-Roger t_test
+    raised a ValueError from the inside instead. f_test of all-zero rows gave F = NaN
+    with df_num 0 and no word: it is refused."""
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    frame = res.t_test(np.array([[0.0, 1.0], [0.0, 0.0]]), ddf=ddf).summary_frame()
+    assert frame["coef"].iloc[1] == 0 and np.isnan(frame["df"].iloc[1])
+    assert np.isnan(frame["P>|t|"].iloc[1])
+    assert frame["t"].iloc[0] == pytest.approx(res.tvalues["Days"], rel=1e-9)
+    with pytest.raises(ValueError, match="every row of the contrast matrix is zero"):
+        res.f_test(np.zeros((2, 2)), ddf=ddf)
+
+
+def test_pbmodcomp_names_the_update_formula_for_a_term():
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    with pytest.raises(sml.exceptions.FormulaError, match=r"e\.g\. '\. ~ \. - Days'"):
+        res.pbmodcomp("Days", nsim=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,36 @@ def test_refit_and_update(sleep_fit):
     assert dotted.llf == intercept_only.llf
     with pytest.raises(ValueError, match="180 values"):
         sleep_fit.refit(np.ones(3))
+
+
+def test_update_of_an_uncorrelated_term_as_lme4():
+    """lme4's test-lmer.R: removing either part of ``(Days || Subject)`` (REML criteria
+    from lme4 1.1-31)."""
+    res = sml.lmer("Reaction ~ Days + (Days || Subject)", sml.datasets.load("sleepstudy"))
+    slope_removed = res.update(". ~ . - (0 + Days | Subject)")
+    assert slope_removed.reml_criterion == pytest.approx(1786.4650853949, rel=1e-9)
+    intercept_removed = res.update(". ~ . - (1 | Subject)")
+    assert intercept_removed.reml_criterion == pytest.approx(1766.525027, rel=1e-8)
+
+
+def test_refit_takes_one_value_per_row_of_the_data_as_lme4():
+    """lme4's test-NAhandling.R: ``refit(m, data$y)`` with the NA rows' values ignored.
+    Both an array of the data's length and a Series with the data's labels were refused
+    ("endog must have 177 values, got 180")."""
+    data = sml.datasets.load("sleepstudy")
+    data.loc[data.index[[0, 50, 179]], "Reaction"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("Reaction ~ Days + (Days | Subject)", data)
+        y = data["Reaction"].fillna(0.0) * 1.1 + np.arange(180) % 7
+        expected = res.refit(y.drop(data.index[[0, 50, 179]]).to_numpy())
+        for full in (y.to_numpy(), y, y.sample(frac=1.0, random_state=1)):
+            again = res.refit(full)
+            assert again.reml_criterion == expected.reml_criterion
+            np.testing.assert_array_equal(again.params, expected.params)
+    assert res.model.dropped_rows.tolist() == [0, 50, 179]
+    with pytest.raises(ValueError, match=r"refit\(\) also takes 180, one per row"):
+        res.refit(np.ones(179))
 
 
 def test_re_form_na_and_missing_newdata_columns(sleep_fit):

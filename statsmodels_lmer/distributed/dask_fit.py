@@ -25,6 +25,8 @@ imported only here, and only when a Dask DataFrame is given.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +43,18 @@ from ..data_checks import (
     check_observation_counts,
     check_response_type,
     far_from_moments,
+    far_positions,
     refuse_datetimes,
 )
-from ..engine.blocks import RawSums, engine_order
+from ..engine.blocks import (
+    CrossProducts,
+    RawSums,
+    engine_order,
+    finalize_cross_products,
+    fixed_gram,
+    least_squares_shift,
+)
+from ..engine.centering import FixedCentering
 from ..exceptions import DataError, FormulaError, ResponseTypeError, UnknownColumnError, warn
 from ..formula import ParsedFormula, deep_parsing, quote_formula
 from ..frame import (
@@ -62,7 +73,7 @@ from ..mixedlm_formula import MixedLMSpec, translate_mixedlm
 from ..terms import RandomTerm, grouping_codes, order_terms
 from ..transform_rows import names_in_code, r_term_order, readable_design, readable_name
 from ..transforms import FORMULA_TRANSFORMS
-from .design import DesignLearner, DesignSpec
+from .design import DesignLearner, DesignSpec, Moments
 from .partition import (
     BarPlan,
     PartitionSums,
@@ -71,11 +82,13 @@ from .partition import (
     RowPlan,
     ScanPlan,
     ScanSummary,
+    SumShifts,
     design_products,
     fitted_partition,
     partition_sums,
     predict_partition,
     scan_partition,
+    shifted_partition_sums,
 )
 
 __all__ = [
@@ -372,6 +385,7 @@ def build_partitioned(
     )
     sums = reduce_partitions(frame, partition_sums, plan, progress)
     built = _finish(parsed, designs, specs, plan, sums, scan, drop_cols, progress)
+    built.rows.condition_sums(frame)
     built.codes = codes
     return built
 
@@ -558,6 +572,34 @@ def _warn_far_columns(terms: list[Any], moments: list[Any]) -> None:
         warn(FAR_MESSAGE.format(names=", ".join(far)), ValueWarning)
 
 
+def _sum_shifts(r_factor: np.ndarray, keep: list[int], raw: RawSums) -> SumShifts | None:
+    """The in-memory path's conditioning of the sums, decided from the summed ones.
+
+    Fixed-effects columns nearly in the span of the columns before them are
+    centred on them (:class:`FixedCentering` of the R factor of ``X``: the same
+    fits as of ``X``'s rows); a response far from its least-squares fit's
+    residuals is replaced by those (coefficients from the R factor of
+    ``[X y]``, in the centred columns: ``X s = (X T) C s``). None: neither.
+    """
+    response = r_factor.shape[1] - 2  # the columns of r_factor: X, y, 1
+    r_fixed = r_factor[:, keep]
+    centering = FixedCentering.of(r_fixed) if keep else None
+    shift = None
+    if keep and least_squares_shift(fixed_gram(raw)) is not None:
+        shift = np.linalg.lstsq(r_fixed, r_factor[:, response], rcond=None)[0]
+        if centering is not None:
+            shift = centering.coefficients @ shift
+    if centering is None and shift is None:
+        return None
+    return SumShifts(centering, shift)
+
+
+def _coefficients(r_factor: np.ndarray, basis: list[int], targets: Any) -> np.ndarray:
+    """Least-squares coefficients of some columns on others, from the R factor of the rows
+    (``[a b] = Q R``: ``b``'s fit on ``a`` is ``R_b``'s on ``R_a``)."""
+    return np.linalg.lstsq(r_factor[:, basis], r_factor[:, list(targets)], rcond=None)[0]
+
+
 def _square_r(r_factor: np.ndarray) -> np.ndarray:
     """The R factor padded with rows of zeros to a square (fewer rows than columns)."""
     k = r_factor.shape[1]
@@ -594,11 +636,22 @@ class DaskRows:
     ----------
     raw_sums : RawSums
         The summed cross-products without dropped columns (the engine's input).
-    fixed_gram : ndarray
-        ``X'X`` (unweighted) of the kept columns.
-    x_ones, x_full : ndarray
-        ``X'1`` and ``X'F`` with ``F`` lmerTest's full dummy design (type III).
+    fixed_r : ndarray
+        A factor ``R`` of the kept fixed columns, ``R'R = X'X`` (unweighted):
+        their R factor's columns.
+    ones_coefficients : ndarray
+        Least-squares coefficients of a column of ones on the kept columns.
+    full_coefficients : ndarray or None
+        Those of lmerTest's full dummy design ``F`` (type III), or None.
+    term_moments : list of Moments
+        Per term (model order): mean and spread of its columns over the rows.
+    shifts : SumShifts or None
+        How :attr:`raw_sums` are formed where fixed-effects columns or the
+        response are far from zero (the in-memory path's conditioning), or None.
     """
+
+    shifts: SumShifts | None = None  # pickles of earlier versions
+    term_moments: list[Moments] = []  # replaced, never mutated
 
     def __init__(
         self,
@@ -613,13 +666,32 @@ class DaskRows:
         self.plan, self.raw_sums, self.progress = plan, raw, progress
         self.level_counts, self.level_sums = sums.level_counts, sums.level_sums
         self.response = sums.response
-        ones = r_factor.shape[0] - 1
-        gram = r_factor.T @ r_factor  # [X y 1]' [X y 1]
-        self.fixed_gram = gram[np.ix_(keep, keep)]
-        self.x_ones = gram[keep, ones]
-        self.x_full = None if sums.fixed.x_full is None else sums.fixed.x_full[keep]
+        self.term_moments = sums.term_moments
+        ones = r_factor.shape[1] - 1  # the columns of r_factor: X, y, 1
+        self.fixed_r = r_factor[:, keep]
+        self.ones_coefficients = _coefficients(r_factor, keep, [ones])[:, 0]
+        r_full = sums.fixed.r_full
+        self.full_coefficients = None
+        if r_full is not None:
+            p = r_factor.shape[1] - 2
+            self.full_coefficients = _coefficients(r_full, keep, range(p, r_full.shape[1]))
         self.weighted = plan.rows.weights is not None
         self.has_offset = plan.rows.offset is not None
+        self.shifts = _sum_shifts(r_factor, keep, raw)
+
+    def condition_sums(self, frame: Any) -> None:
+        """Form :attr:`raw_sums` again, as :attr:`shifts` says (one more pass), if needed."""
+        if self.shifts is not None:
+            self.raw_sums = reduce_partitions(
+                frame, shifted_partition_sums, (self.plan, self.shifts), self.progress
+            )
+
+    def cross_products(self, strategy: str | None) -> CrossProducts:
+        """The engine's cross-products of the summed sums (see ``Lmer.cross_products``)."""
+        cross = finalize_cross_products(self.raw_sums, strategy)
+        if self.shifts is not None:
+            cross.centering, cross.beta_shift = self.shifts.centering, self.shifts.beta_shift
+        return cross
 
     def group_mean_variances(self) -> tuple[list[float], float]:
         """Variance over rows of each term's group means of y, and the variance of y.
@@ -634,6 +706,39 @@ class DaskRows:
             means = sums[seen] / counts[seen]
             out.append(float(np.sum(counts[seen] * (means - mean) ** 2) / (n - 1)))
         return out, float(self.response.variance[0])
+
+    def column_rms(self) -> list[np.ndarray]:
+        """Root mean square of each term's columns over the rows (model order)."""
+        return [np.sqrt(m.mean**2 + m.m2 / m.n) for m in self.term_moments]
+
+    def far_columns(self, terms: list[RandomTerm]) -> list[list[int]]:
+        """Per term, the positions of :func:`far_columns`' columns, from the moments."""
+        return [
+            far_positions(term, m.mean, np.sqrt(m.m2 / m.n)) if m.n else []
+            for term, m in zip(terms, self.term_moments)
+        ]
+
+    def centred(self, columns: list[list[int]]) -> DaskRows:
+        """A copy whose sums are those of the rows with the given columns centred.
+
+        ``columns``: per term (model order), positions in its columns. One
+        pass over the partitions; the copy's moments have those means at 0.
+        """
+        shifts, moments = [], []
+        for cols, m in zip(columns, self.term_moments):
+            shift = np.zeros(m.mean.size)
+            shift[cols] = m.mean[cols]
+            shifts.append(shift)
+            centred = Moments()
+            centred.n, centred.mean, centred.m2 = m.n, m.mean - shift, m.m2
+            moments.append(centred)
+        rows = copy.copy(self)
+        how = dataclasses.replace(self.shifts or SumShifts(), terms=shifts)
+        rows.raw_sums = reduce_partitions(
+            self.frame, shifted_partition_sums, (self.plan, how), self.progress
+        )
+        rows.term_moments = moments
+        return rows
 
     def learned_designs(self, formulas: list[str]) -> list[Any]:
         """patsy ``DesignInfo`` of one-sided formulas, learned in passes over the model's rows.

@@ -19,6 +19,7 @@ Sums of partitions add up; see :class:`PartitionSums`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,8 @@ from ..data_checks import (
     plain_columns,
     refuse_containers,
 )
-from ..engine.blocks import RawSums, raw_sums
+from ..engine.blocks import RawSums, raw_sums, shifted_response
+from ..engine.centering import FixedCentering
 from ..exceptions import DataError
 from ..frame import check_fixed_values, column_or_array, magnitude_columns
 from ..random_effects import term_contribution
@@ -52,6 +54,7 @@ __all__ = [
     "RowPlan",
     "ScanPlan",
     "ScanSummary",
+    "SumShifts",
     "design_products",
     "fitted_partition",
     "model_rows",
@@ -59,6 +62,7 @@ __all__ = [
     "predict_partition",
     "r_factor_of",
     "scan_partition",
+    "shifted_partition_sums",
 ]
 
 
@@ -410,8 +414,10 @@ class FixedSums:
         Column extremes (constant columns).
     binary : ndarray of bool
         Columns with only 0 and 1.
-    x_full : ndarray or None
-        ``X' F`` with ``F`` lmerTest's full dummy design (type III contrasts).
+    r_full : ndarray or None
+        The R factor of ``[X F]`` with ``F`` lmerTest's full dummy design (type
+        III contrasts: ``F``'s least-squares coefficients on ``X`` without
+        forming ``X'X``, whose squares lose the digits of a column far from zero).
     """
 
     r_factor: np.ndarray
@@ -420,7 +426,7 @@ class FixedSums:
     minimum: np.ndarray
     maximum: np.ndarray
     binary: np.ndarray
-    x_full: np.ndarray | None
+    r_full: np.ndarray | None
 
     @classmethod
     def of(cls, X: np.ndarray, y: np.ndarray, full: np.ndarray | None) -> FixedSums:
@@ -438,7 +444,7 @@ class FixedSums:
             columns.min(axis=0, initial=np.inf),
             columns.max(axis=0, initial=-np.inf),
             np.all((columns == 0) | (columns == 1), axis=0),
-            None if full is None else columns.T @ full,
+            None if full is None else r_factor_of(np.asfortranarray(np.hstack([columns, full]))),
         )
 
     def __add__(self, other: FixedSums) -> FixedSums:
@@ -446,7 +452,7 @@ class FixedSums:
         moments.merge(self.moments)
         moments.merge(other.moments)
         return FixedSums(
-            np.linalg.qr(np.vstack([self.r_factor, other.r_factor]), mode="r"),
+            _stacked_r(self.r_factor, other.r_factor),
             np.array(
                 [min(self.y_range[0], other.y_range[0]), max(self.y_range[1], other.y_range[1])]
             ),
@@ -454,8 +460,13 @@ class FixedSums:
             np.minimum(self.minimum, other.minimum),
             np.maximum(self.maximum, other.maximum),
             self.binary & other.binary,
-            None if self.x_full is None else self.x_full + other.x_full,
+            None if self.r_full is None else _stacked_r(self.r_full, other.r_full),
         )
+
+
+def _stacked_r(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The R factor of the rows behind two R factors."""
+    return np.linalg.qr(np.vstack([first, second]), mode="r")
 
 
 def r_factor_of(columns: np.ndarray) -> np.ndarray:
@@ -591,6 +602,48 @@ def _sums_of_rows(rows: ModelRows, plan: RowPlan) -> PartitionSums:
         ColumnMagnitudes.of(columns, rows.weights),
         [Moments.of(np.asarray(t.Z, dtype=float)) for t in rows.terms],
     )
+
+
+@dataclass(frozen=True)
+class SumShifts:
+    """How the engine's sums are formed from the rows where columns are far from zero.
+
+    The in-memory path's conditioning (:func:`~.engine.blocks.build_cross_products`),
+    decided from the summed sums and applied in one more pass over the rows:
+    shifting the summed products instead would cancel the digits that matter.
+
+    Attributes
+    ----------
+    centering : FixedCentering or None
+        Fixed-effects columns centred on the columns before them (``X T``).
+    beta_shift : ndarray or None
+        The response's sums are those of ``y - X T beta_shift``.
+    terms : list of ndarray or None
+        Per random term (model order), the value subtracted from each of its
+        columns (the centred-model check of a fit).
+    """
+
+    centering: FixedCentering | None = None
+    beta_shift: np.ndarray | None = None
+    terms: list[np.ndarray] | None = None
+
+
+def shifted_partition_sums(part: pd.DataFrame, arguments: tuple) -> RawSums:
+    """The engine's sums of a partition's rows, formed as ``arguments``'s
+    :class:`SumShifts` says (``arguments``: the :class:`RowPlan` and those)."""
+    plan, shifts = arguments
+    rows = model_rows(part, plan)
+    y = rows.y if rows.offset is None else rows.y - rows.offset
+    X = rows.X if shifts.centering is None else shifts.centering.apply(rows.X)
+    y = shifted_response(X, y, shifts.beta_shift)
+    terms = rows.terms
+    if shifts.terms is not None:
+        terms = [
+            dataclasses.replace(term, Z=np.asarray(term.Z, dtype=float) - shift)
+            for term, shift in zip(terms, shifts.terms)
+        ]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return raw_sums([terms[i] for i in plan.engine_order], X, y, rows.weights)
 
 
 # -- row-level results -----------------------------------------------------------------

@@ -27,7 +27,14 @@ from ..parametrization import tril_colmajor
 from .optimizers import Objective, OptimizerResult, has_gradient
 from .start import column_rms
 
-__all__ = ["SCALE_LIMIT", "Rescaled", "optimizer_scale", "theta_in_units", "theta_scales"]
+__all__ = [
+    "SCALE_LIMIT",
+    "Rescaled",
+    "optimizer_scale",
+    "theta_in_units",
+    "theta_scales",
+    "theta_scales_of_rms",
+]
 
 SCALE_LIMIT = 100.0
 """Columns with a root mean square beyond this factor of 1 switch the optimizer to ``phi``."""
@@ -39,11 +46,18 @@ def theta_scales(columns: Sequence[np.ndarray | None]) -> np.ndarray | None:
     ``columns``: each term's model columns ``(n, p)`` in lme4's order of the
     terms; None when a term's columns are not in memory (then None).
     """
+    if any(Z is None for Z in columns):
+        return None
+    return theta_scales_of_rms([column_rms(Z) for Z in columns])
+
+
+def theta_scales_of_rms(rms_by_term: Sequence[np.ndarray]) -> np.ndarray:
+    """:func:`theta_scales` from each term's column root mean squares (a Dask
+    model's, from its partitions' moments); 1 for a zero or non-finite one."""
     scales = []
-    for Z in columns:
-        if Z is None:
-            return None
-        rms = column_rms(Z)
+    for rms in rms_by_term:
+        rms = np.array(rms, dtype=float)
+        rms[~(np.isfinite(rms) & (rms > 0))] = 1.0
         rows, _ = tril_colmajor(rms.size)
         scales.append(rms[rows])
     return np.concatenate(scales) if scales else np.ones(0)

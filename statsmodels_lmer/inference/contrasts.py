@@ -168,16 +168,22 @@ def type1_contrasts(model) -> dict[str, np.ndarray]:
         return {}
     in_terms = [c for t in terms for c in t.columns]
     order = [c for c in range(p) if c not in set(in_terms)] + in_terms
-    gram = _gram(model)
-    return {t.name: _doolittle_rows(gram, order, t.columns) for t in terms}
+    factor = _fixed_factor(model)
+    return {t.name: _doolittle_rows(factor, order, t.columns) for t in terms}
 
 
-def _doolittle_rows(gram: np.ndarray, order: list[int], columns: tuple[int, ...]) -> np.ndarray:
+def _doolittle_rows(factor: np.ndarray, order: list[int], columns: tuple[int, ...]) -> np.ndarray:
     """Rows ``columns`` of the unit upper Doolittle factor of ``X'X`` with its columns
-    in ``order`` (each adjusted for those before it), in the model's column order."""
-    chol = np.linalg.cholesky(gram[np.ix_(order, order)])
+    in ``order`` (each adjusted for those before it), in the model's column order.
+
+    ``factor``: any ``R`` with ``R'R = X'X``. The R factor of ``R`` with its
+    columns in ``order`` is that of ``X``'s, with rows scaled by its diagonal
+    (lmerTest factors ``X'X``, whose squares lose the digits of a column far
+    from zero: ``x = 1e6 + N(0, 1)`` moved a type I sum of squares by 2e-5).
+    """
+    r_ordered = np.linalg.qr(factor[:, order], mode="r")
     upper = np.empty((len(order), len(order)))
-    upper[:, order] = (chol / np.diag(chol)).T  # rows: ``order``; columns: the model's
+    upper[:, order] = r_ordered / np.diag(r_ordered)[:, None]  # rows: ``order``
     upper[np.abs(upper) < 1e-6] = 0.0
     row_of = {column: row for row, column in enumerate(order)}
     return upper[[row_of[c] for c in columns]]
@@ -197,7 +203,7 @@ def type2_contrasts(model) -> dict[str, np.ndarray]:
     p = len(model.exog_names)
     if p <= 1 or len(terms) <= 1:
         return type1_contrasts(model)
-    gram = _gram(model)
+    factor = _fixed_factor(model)
     identity = np.eye(p)
     contrasts = {}
     for term in terms:
@@ -207,7 +213,7 @@ def type2_contrasts(model) -> dict[str, np.ndarray]:
             continue
         last = list(term.columns) + [c for o in containing for c in o.columns]
         order = [c for c in range(p) if c not in set(last)] + last
-        contrasts[term.name] = _doolittle_rows(gram, order, term.columns)
+        contrasts[term.name] = _doolittle_rows(factor, order, term.columns)
     return contrasts
 
 
@@ -415,8 +421,7 @@ def _partitioned_recoded(model, has_intercept: bool) -> tuple | None:
     formulas = [patsy.ModelDesc([], terms).describe().lstrip("~ ")]
     formulas += [f"0 + {t.name()}" for t in with_factors]
     designs, r_factor = model.partitions.design_products(formulas)
-    gram = r_factor.T @ r_factor  # [X_t F_1 ... F_k 1 X]' [...]
-    p_t = len(designs[0].column_names)
+    p_t = len(designs[0].column_names)  # the columns of r_factor: X_t F_1 ... F_k 1 X
     diagonal = np.abs(np.diagonal(r_factor))[:p_t]
     aliased = set(aliased_columns(r_factor[:p_t, :p_t], diagonal=diagonal))
     kept = [j for j in range(p_t) if j not in aliased]
@@ -430,29 +435,27 @@ def _partitioned_recoded(model, has_intercept: bool) -> tuple | None:
     full_names = (["Intercept"] if has_intercept else []) + [
         name for t in terms_t for name in designs[order[t.name] + 1].column_names
     ]
-    x_columns = list(range(ones + 1, gram.shape[0]))
-    gram_t = gram[np.ix_(kept, kept)]
-    coefficients = np.linalg.lstsq(gram_t, gram[np.ix_(kept, full)], rcond=None)[0]
-    to_model = zapsmall(np.linalg.lstsq(gram_t, gram[np.ix_(kept, x_columns)], rcond=None)[0])
+    x_columns = list(range(ones + 1, r_factor.shape[1]))
+    basis = r_factor[:, kept]  # fits on X_t from the R factor, not from squares
+    coefficients = np.linalg.lstsq(basis, r_factor[:, full], rcond=None)[0]
+    to_model = zapsmall(np.linalg.lstsq(basis, r_factor[:, x_columns], rcond=None)[0])
     return coefficients, full_names, names, terms_t, to_model
 
 
-def _gram(model) -> np.ndarray:
-    """``X'X`` (unweighted)."""
+def _fixed_factor(model) -> np.ndarray:
+    """A factor ``R`` of ``X'X`` (unweighted), ``R'R = X'X``: the R factor of ``X``."""
     if getattr(model, "partitions", None) is not None:
-        return model.partitions.fixed_gram
+        return model.partitions.fixed_r
     model.require_data("ANOVA tables")
-    X = np.asarray(model.exog, dtype=float)
-    return X.T @ X
+    return np.linalg.qr(np.asarray(model.exog, dtype=float), mode="r")
 
 
 def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarray, list[str]]:
     """``pinv(X) F = (X'X)^-1 X'F`` from the sums of a model on a Dask cluster."""
     rows = model.partitions
-    x_full, names = rows.x_full, rows.full_design_names()
+    coefficients, names = rows.full_coefficients, rows.full_design_names()
     if has_intercept:
-        x_full = np.column_stack([rows.x_ones, x_full])
-    coefficients = np.linalg.lstsq(rows.fixed_gram, x_full, rcond=None)[0]
+        coefficients = np.column_stack([rows.ones_coefficients, coefficients])
     return coefficients, (["Intercept"] if has_intercept else []) + names
 
 

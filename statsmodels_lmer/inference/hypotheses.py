@@ -21,6 +21,7 @@ from ..exceptions import FormulaError, warn
 from ..tables import LmerTable, model_heading
 from .contrast_results import LmerContrastResults, f_pvalue
 from .contrasts import (
+    fixed_terms,
     marginal_contrasts,
     marginal_terms,
     type1_contrasts,
@@ -36,7 +37,9 @@ __all__ = [
     "coef_table",
     "contrast_test",
     "drop1_f_table",
+    "lme4_anova_table",
     "parse_constraints",
+    "refuse_null_contrast",
     "t_tests",
     "warn_rank_deficient",
 ]
@@ -135,12 +138,16 @@ def constraint_labels(r_matrix: Any, n_rows: int) -> list[str] | None:
 
 
 def t_tests(res: Any, r_matrix: Any, ddf: str = "satterthwaite") -> LmerContrastResults:
-    """One t test per row of a hypothesis, each with its own denominator df."""
+    """One t test per row of a hypothesis, each with its own denominator df.
+
+    An all-zero row tests nothing: estimate and SE 0, df and t NaN, as
+    lmerTest's ``contest1D`` gives it, whatever the df method.
+    """
     L, q = parse_constraints(res, r_matrix)
-    tests = [contrast_test(res, row[None, :], 0.0, ddf) for row in L]
-    effect = np.array([t.estimate[0] for t in tests])
-    sd = np.sqrt(np.array([t.cov[0, 0] for t in tests]))
-    df = np.array([t.den_df for t in tests])
+    tests = [contrast_test(res, row[None, :], 0.0, ddf) if np.any(row != 0) else None for row in L]
+    effect = np.array([0.0 if t is None else t.estimate[0] for t in tests])
+    sd = np.sqrt(np.array([0.0 if t is None else t.cov[0, 0] for t in tests]))
+    df = np.array([np.nan if t is None else t.den_df for t in tests])
     method = "clubSandwich Satterthwaite" if getattr(res, "robust", None) else check_ddf(ddf)
     names = constraint_labels(r_matrix, len(L))
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero row: NaN, as lmerTest
@@ -166,6 +173,15 @@ def contrast_test(
     if method == "kenward-roger":
         return _kenward_roger_test(res, L, rhs)
     return _residual_test(res, L, rhs)
+
+
+def refuse_null_contrast(L: np.ndarray) -> None:
+    """A ValueError for an F test whose contrast rows are all zero (nothing to test)."""
+    if not np.any(np.asarray(L) != 0):
+        raise ValueError(
+            "every row of the contrast matrix is zero: the F test has nothing to test "
+            "(0 numerator df)"
+        )
 
 
 def warn_rank_deficient(L: np.ndarray) -> None:
@@ -254,6 +270,8 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
     kind = {"3": 3, "III": 3, "2": 2, "II": 2, "1": 1, "I": 1}.get(str(type).upper())
     if kind is None:
         raise ValueError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'); got {type!r}")
+    if str(ddf).lower() == "lme4":
+        return lme4_anova_table(res)
     contrasts = {1: type1_contrasts, 2: type2_contrasts, 3: type3_contrasts}[kind](res.model)
     rows = {
         term: _f_row(contrast_test(res, L, 0.0, ddf))
@@ -262,6 +280,33 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
     return LmerTable.from_frame(table, [f"{_TYPE_NAMES[kind]} with {_method_name(res, ddf)}"])
+
+
+def lme4_anova_table(res: Any) -> LmerTable:
+    """lme4's ``anova(m)`` (lmerTest's ``anova(m, ddf = "lme4")``): sequential sums of squares.
+
+    Each term's sum of squares is that of its entries of ``R_X beta``, with
+    ``R_X`` the Cholesky factor of the fixed effects' unscaled precision and the
+    columns in R's order (the intercept, then the terms as the formula orders
+    them); ``F`` is its mean square over ``sigma^2``. lme4 gives no df or
+    p-values; whatever ``type`` says, this is the one table lme4 has.
+    """
+    terms, _ = fixed_terms(res.model)
+    in_terms = [c for t in terms for c in t.columns]
+    order = [c for c in range(len(res.model.exog_names)) if c not in set(in_terms)] + in_terms
+    unscaled = np.asarray(res.normalized_cov_params, dtype=float)[np.ix_(order, order)]
+    factor = np.linalg.cholesky(np.linalg.inv(unscaled)).T  # upper: R_X' R_X
+    effects = factor @ np.asarray(res.params, dtype=float)[order]
+    row_of = {column: row for row, column in enumerate(order)}
+    rows = {}
+    for term in terms:
+        sum_sq = float(np.sum(effects[[row_of[c] for c in term.columns]] ** 2))
+        npar = len(term.columns)
+        rows[term.name] = (npar, sum_sq, sum_sq / npar, sum_sq / npar / float(res.sigma) ** 2)
+    table = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["npar", "SumSq", "MeanSq", "F"]
+    ).astype({"npar": int})
+    return LmerTable.from_frame(table, ["Analysis of Variance Table"])
 
 
 _TYPE_NAMES = {

@@ -286,9 +286,12 @@ def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
         return res.update(formula, reml=res.reml if reml is None else reml)
 
 
-def _reduced_bars(bar: BarTerm) -> list[tuple[str, BarTerm | None]]:
-    """lmerTest's reductions of one bar term: (label, replacement or None)."""
+def _reduced_bars(bar: BarTerm, reduce_terms: bool = True) -> list[tuple[str, BarTerm | None]]:
+    """lmerTest's reductions of one bar term: (label, replacement or None); the whole
+    term removed without ``reduce_terms``."""
     label = f"({bar.lhs} | {bar.group})"
+    if not reduce_terms:
+        return [(label, None)]
     desc = patsy.ModelDesc.from_formula(bar.lhs)
     terms = [t for t in desc.rhs_termlist if t.factors]
     droppable = [
@@ -319,31 +322,33 @@ def _distinct_bars(bars: list[BarTerm]) -> list[BarTerm]:
     return distinct
 
 
-def random_reductions(res: Any) -> dict[str, str | None]:
+def random_reductions(res: Any, reduce_terms: bool = True) -> dict[str, str | None]:
     """lmerTest's reductions of the random part: ``ranova``'s row label -> formula.
 
     Each term ``(1 | g)`` is removed, a term with slopes loses each droppable
-    column term; the formula is None when no random-effects term is left.
+    column term (or, without ``reduce_terms``, is removed); the formula is None
+    when no random-effects term is left.
     """
     parsed = parse_formula(res.model.lmer_formula)
     reductions: dict[str, str | None] = {}
     for index, bar in enumerate(parsed.bars):
         others = [b for j, b in enumerate(parsed.bars) if j != index]
-        for label, replacement in _reduced_bars(bar):
+        for label, replacement in _reduced_bars(bar, reduce_terms):
             bars = others[:index] + ([replacement] if replacement else []) + others[index:]
             bars = _distinct_bars(bars)
             reductions[label] = parsed.text(bars=bars) if bars else None
     return reductions
 
 
-def ranova(res: Any) -> pd.DataFrame:
+def ranova(res: Any, reduce_terms: bool = True) -> pd.DataFrame:
     """Likelihood-ratio tests for the random-effects terms, as lmerTest's ``ranova``.
 
     Each term ``(1 | g)`` is removed; a term with slopes ``(x | g)`` is reduced
-    by dropping each droppable column term (``(x | g)`` -> ``(1 | g)``). Fits
-    keep REML or ML as the original; a model left without random effects is
-    fitted by least squares (its REML log-likelihood for REML fits, as R's
-    ``logLik.lm``).
+    by dropping each droppable column term (``(x | g)`` -> ``(1 | g)``), or
+    removed as a whole with ``reduce_terms=False`` (lmerTest's
+    ``reduce.terms = FALSE``). Fits keep REML or ML as the original; a model
+    left without random effects is fitted by least squares (its REML
+    log-likelihood for REML fits, as R's ``logLik.lm``).
 
     Returns
     -------
@@ -351,8 +356,9 @@ def ranova(res: Any) -> pd.DataFrame:
         A DataFrame with rows ``<none>`` and one per reduction; columns
         ``npar, llf, AIC, LRT, df, pvalue``; printed under lmerTest's heading.
     """
+    reduce_terms = check_bool("reduce_terms", reduce_terms)
     rows = {"<none>": (res.n_params, res.llf)}
-    for label, formula in random_reductions(res).items():
+    for label, formula in random_reductions(res, reduce_terms).items():
         if formula is not None:
             reduced = refit_formula(res, formula)
             rows[label] = (reduced.n_params, reduced.llf)

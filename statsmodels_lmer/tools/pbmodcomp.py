@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..arguments import check_count
-from ..exceptions import DataError
+from ..exceptions import DataError, FormulaError
 from ..inference.contrast_results import f_pvalue
 from ..intervals.bootstrap import bootstrap
 from ..tables import LmerTable
@@ -200,6 +200,11 @@ def pbmodcomp(
     """
     nsim = check_count("nsim", nsim)
     if isinstance(small, str):
+        if "~" not in small:  # pbkrtest's remove-a-term shorthand is a formula here
+            raise FormulaError(
+                f"small={small!r} is not a formula: give the small model as a fit or as "
+                f"an update formula of the large one, e.g. '. ~ . - {small.strip()}'"
+            )
         small = large.update(small)
         same_fixed = list(small.model.exog_names) == list(large.model.exog_names)
         if small.n_params == large.n_params and same_fixed:

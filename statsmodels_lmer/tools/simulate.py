@@ -311,7 +311,11 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     ----------
     endog : array_like, shape (nobs,)
         New response for the fitted rows; a pandas Series is matched to them
-        by its index (in another order it is reordered; other labels are refused).
+        by its index (in another order it is reordered; other labels are
+        refused). As lme4's ``refit``, one value per row of the data also
+        works when rows were dropped for missing values: a Series with the
+        data's labels, or an array of the data's length whose dropped rows'
+        values are ignored.
     **fit_kwargs
         Passed to :meth:`Lmer.fit`; by default the same REML setting and the
         optimizer the fit was asked for (``method=``; else the default choice),
@@ -322,10 +326,9 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     if endog is None:
         raise TypeError("refit() needs the new response: one number per fitted row")
     res.model.require_data("refit() and its cross-products")
-    frame = getattr(res.model.data, "frame", None)
-    if isinstance(endog, pd.Series) and frame is not None:  # by label, as weights are
-        endog = rows_by_label(endog, frame, "endog", "the fitted rows")
-    new = res.model.with_response(endog)  # reuses the cross-products but the response's
+    new = res.model.with_response(
+        _fitted_rows_response(res.model, endog)
+    )  # reuses the cross-products but the response's
     fit_kwargs.setdefault("reml", res.reml)
     method = getattr(getattr(res, "opt_summary", None), "options", None)
     if method is not None and method.method is not None:  # the optimizer the user chose
@@ -333,6 +336,23 @@ def refit(res: Any, endog: Any, **fit_kwargs: Any) -> Any:
     fit_kwargs.setdefault("start_theta", res.theta)
     fit_kwargs.setdefault("initial_step", CLOSE_START_STEP)
     return new.fit(**fit_kwargs)
+
+
+def _fitted_rows_response(model: Any, endog: Any) -> Any:
+    """``refit``'s response for the fitted rows: a Series by label; one value per row of
+    the data (lme4 takes those when rows were dropped) without the dropped rows."""
+    frame = getattr(model.data, "frame", None)
+    if isinstance(endog, pd.Series) and frame is not None:  # by label, as weights are
+        labels = endog.index
+        if len(endog) != len(frame) and labels.is_unique and frame.index.isin(labels).all():
+            return endog.reindex(frame.index)
+        return rows_by_label(endog, frame, "endog", "the fitted rows")
+    dropped = model.dropped_rows
+    if dropped is None or not len(dropped) or np.ndim(endog) != 1:
+        return endog
+    if len(endog) == int(model.nobs) + len(dropped):
+        return np.delete(np.asarray(endog), dropped)
+    return endog
 
 
 def update_arguments(
