@@ -97,6 +97,20 @@ def _load_statsmodels_warnings() -> None:
         warnings.filterwarnings(action, text, category, where, lineno)
 
 
+_MIXEDLM_HINT = (
+    "MixedLM's formula call is sml.mixedlm(formula, data, groups=..., re_formula=..., "
+    "vc_formula=...); lme4's formulas go to sml.lmer(formula, data) or "
+    "sml.Lmer.from_formula; for MixedLM(endog, exog, groups, exog_re) put the arrays in a "
+    "DataFrame (docs/migration_mixedlm.md)"
+)
+_NAMES_ELSEWHERE = {
+    "MixedLM": _MIXEDLM_HINT,
+    "MixedLMResults": "the results of sml.lmer and sml.mixedlm fits are sml.LmerResults",
+    "glmer": "generalized linear mixed models are not available (linear ones: sml.lmer)",
+}
+"""Names a statsmodels or lme4 user may look for here, and where their equivalents are."""
+
+
 def __getattr__(name: str) -> Any:
     """Load a public name (or the ``datasets``/``graphics`` subpackage) on first use."""
     if name in _SUBPACKAGES or name in _HOMES:
@@ -107,7 +121,10 @@ def __getattr__(name: str) -> Any:
         return module
     home = _HOMES.get(name)
     if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        hint = _NAMES_ELSEWHERE.get(name)
+        raise AttributeError(
+            f"module {__name__!r} has no attribute {name!r}" + (f": {hint}" if hint else "")
+        )
     value = getattr(importlib.import_module(home, __name__), name)
     globals()[name] = value
     return value

@@ -259,7 +259,8 @@ def _remove_bar(bars: list[str], segment: str, old: str) -> None:
 
     A part of an uncorrelated term, ``(0 + Days | Subject)`` of ``(Days ||
     Subject)``, is removed from the term written out, as lme4 (whose model
-    formula has ``||`` expanded) removes it.
+    formula has ``||`` expanded) removes it; every copy of the term goes, as
+    R's ``update`` removes a term.
     """
     key = "".join(segment.split())
     keys = ["".join(bar.split()) for bar in bars]
@@ -273,7 +274,7 @@ def _remove_bar(bars: list[str], segment: str, old: str) -> None:
             f"cannot remove {segment!r}: the formula {old!r} has the random-effects "
             f"terms {', '.join(bars) or 'none'}"
         )
-    del bars[keys.index(key)]
+    bars[:] = [bar for bar, other in zip(bars, keys) if other != key]  # every copy, as R
 
 
 def _double_bar_parts(bar: str) -> list[str]:
@@ -291,6 +292,8 @@ def _parse(formula: str, require_random: bool) -> ParsedFormula:
     response, rhs = _split_tilde(formula)
     _refuse_backticks(formula)
     _check_balanced(rhs, formula)
+    _check_balanced(response, formula)
+    response = _response_expression(response)
     fixed_parts: list[tuple[str, str]] = []
     bars: list[BarTerm] = []
     offsets: list[str] = []
@@ -374,6 +377,22 @@ def not_python(err: SyntaxError) -> str:
         "R code such as as.numeric(x) or x %in% g has no meaning here; use e.g. np.log(x), "
         "C(x) or x:g)"
     )
+
+
+_RESPONSE_OPERATORS = frozenset("+-*/%:&|")
+
+
+def _response_expression(response: str) -> str:
+    """The response as patsy should evaluate it: in ``I()`` when it has arithmetic.
+
+    R evaluates a formula's left side as an expression (``Yield - 1500 ~ ...``,
+    ``Reaction / Days ~ ...``); patsy reads it as a formula, where ``-`` and ``/``
+    are term algebra (a patsy error, or a response of two columns). Operators
+    outside any bracket therefore put the whole side in ``I()``.
+    """
+    if any(ch in _RESPONSE_OPERATORS for _, ch in _top_level(response)):
+        return f"I({response})"
+    return response
 
 
 def _split_tilde(formula: str) -> tuple[str, str]:

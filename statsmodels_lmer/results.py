@@ -484,7 +484,7 @@ class LmerResults(LikelihoodModelResults):
         """
         _no_override(cov_p, invcov)
         L, q = parse_constraints(self, r_matrix)
-        refuse_null_contrast(L)
+        refuse_null_contrast(L, q)
         warn_rank_deficient(L)
         test = contrast_test(self, L, q, ddf)
         out = ContrastResults(F=test.fvalue, df_denom=test.den_df, df_num=test.num_df)
@@ -1016,6 +1016,15 @@ class LmerResults(LikelihoodModelResults):
         See :func:`statsmodels_lmer.tools.prediction.hatvalues`.
         """
         return prediction.hatvalues(self)
+
+    def cooks_distance(self) -> np.ndarray:
+        """Cook's distances from the leverages, as lme4's ``cooks.distance(m)``.
+
+        See :func:`statsmodels_lmer.tools.prediction.cooks_distance`; the
+        distances of deleting rows or groups and refitting are
+        :meth:`influence`'s.
+        """
+        return prediction.cooks_distance(self)
 
     # -- prediction, simulation, refits ----------------------------------
     def predict(

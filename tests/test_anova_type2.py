@@ -116,3 +116,29 @@ def test_ddf_lme4_gives_lme4s_sequential_table_as_lmertest():
         table["F"], [0.2487887361132, 94.1632327460222, 0.0416924459459], rtol=1e-9
     )
     assert res.anova(type=1, ddf="LME4").equals(table)  # lme4 has this one table
+
+
+def test_lme4_table_of_a_covariate_far_from_zero_and_of_an_aliased_term():
+    """lme4's sums of squares do not change when x is shifted; R_X came from inverting
+    the covariance, whose digits a column like 1e6 + N(0, 1) loses (x's sum of squares
+    97484 instead of 139.94, or a LinAlgError). An aliased term has no row, as in lme4
+    (it raised ZeroDivisionError)."""
+    rng = np.random.default_rng(11)
+    n, groups = 300, rng.integers(0, 15, 300)
+    x = rng.normal(size=n)
+    f = rng.choice(list("abc"), n)
+    y = 0.5 * x + (f == "b") + rng.normal(size=15)[groups] + rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "x": x, "f": f, "g": groups.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        near = sml.lmer("y ~ x * f + (1 | g)", frame)
+        far = sml.Lmer.from_formula("y ~ x * f + (1 | g)", frame.assign(x=x + 1e6))
+        far = far.results_at(near.theta, reml=True)
+        aliased = sml.lmer("y ~ x + x2 + f + (1 | g)", frame.assign(x2=2 * x - 1))
+        plain = sml.lmer("y ~ x + f + (1 | g)", frame)
+    np.testing.assert_allclose(
+        far.anova(ddf="lme4")["SumSq"], near.anova(ddf="lme4")["SumSq"], rtol=1e-7
+    )
+    table = aliased.anova(ddf="lme4")
+    assert list(table.index) == ["x", "f"]
+    np.testing.assert_allclose(table["F"], plain.anova(ddf="lme4")["F"], rtol=1e-6)

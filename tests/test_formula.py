@@ -161,6 +161,10 @@ def test_update_removes_a_part_of_an_uncorrelated_term():
         "Reaction ~ Days + (0 + Days | Subject) + (1 | g)"
     )
     assert update_formula(old, ". ~ . - (Days || Subject)") == "Reaction ~ Days + (1 | g)"
+    two = "Reaction ~ Days + (Days || Subject) + (z || Subject)"  # R removes every copy
+    assert update_formula(two, ". ~ . - (1 | Subject)") == (
+        "Reaction ~ Days + (0 + Days | Subject) + (0 + z | Subject)"
+    )
     with pytest.raises(FormulaError, match="cannot remove"):
         update_formula(old, ". ~ . - (0 + x | Subject)")
 
@@ -323,3 +327,20 @@ def test_a_repeated_offset_term_counts_once():
         assert twice.reml_criterion == pytest.approx(once.reml_criterion, rel=1e-12)
     summed = sml.lmer("Reaction ~ Days + (1 | Subject) + offset(z) + offset(1 * z)", data)
     np.testing.assert_allclose(summed.model.offset, 2 * data["z"])
+
+
+def test_arithmetic_on_the_response_is_an_expression_as_in_r():
+    """R evaluates the left side (MixedModels.jl's tests fit ``yield - 1500 ~ ...``);
+    patsy read ``-`` and ``/`` there as term algebra: a patsy error, or "not numeric"
+    naming a column 'Reaction / Days' that does not exist."""
+    assert parse_formula("Yield - 1500 ~ 0 + (1|Batch)").response == "I(Yield - 1500)"
+    assert parse_formula("y^2 / 10 ~ x + (1|g)").response == "I(y**2 / 10)"
+    assert parse_formula("np.log(y) ~ x + (1|g)").response == "np.log(y)"
+    assert parse_formula('Q("a-b") ~ x + (1|g)').response == 'Q("a-b")'
+    dyestuff = sml.datasets.load("Dyestuff")
+    res = sml.lmer("Yield - 1500 ~ 0 + (1|Batch)", dyestuff, REML=False)
+    assert res.deviance == pytest.approx(329.356872, rel=1e-8)  # lme4 1.1-31
+    sleep = sml.datasets.load("sleepstudy").query("Days > 0")
+    ratio = sml.lmer("Reaction / Days ~ 1 + (1|Subject)", sleep)
+    written = sml.lmer("ratio ~ 1 + (1|Subject)", sleep.assign(ratio=sleep.Reaction / sleep.Days))
+    assert ratio.llf == pytest.approx(written.llf, rel=1e-12)

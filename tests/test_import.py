@@ -89,3 +89,14 @@ def test_numpy_is_in_every_formula_namespace():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "40.0238"
+
+
+def test_statsmodels_names_that_live_elsewhere_point_there():
+    """statsmodels' example with the import swapped (sml.MixedLM) met a bare AttributeError."""
+    import statsmodels_lmer as sml
+
+    with pytest.raises(AttributeError, match=r"sml\.mixedlm\(formula, data, groups="):
+        sml.MixedLM  # noqa: B018
+    assert not hasattr(sml, "MixedLM")
+    with pytest.raises(AttributeError, match=r"has no attribute 'nothing_here'$"):
+        sml.nothing_here  # noqa: B018

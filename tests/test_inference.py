@@ -270,6 +270,10 @@ def test_an_all_zero_contrast_row_is_the_same_for_every_df_method(ddf):
     assert frame["t"].iloc[0] == pytest.approx(res.tvalues["Days"], rel=1e-9)
     with pytest.raises(ValueError, match="every row of the contrast matrix is zero"):
         res.f_test(np.zeros((2, 2)), ddf=ddf)
+    shifted = res.t_test((np.zeros((1, 2)), np.array([5.0])), ddf=ddf).summary_frame()
+    assert np.isnan(shifted["t"].iloc[0])  # was -inf
+    with pytest.raises(ValueError, match="'0 = 5' holds for no coefficients"):
+        res.f_test((np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([0.0, 5.0])), ddf=ddf)
 
 
 def test_pbmodcomp_names_the_update_formula_for_a_term():

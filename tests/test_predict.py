@@ -11,6 +11,7 @@ import pytest
 from conftest import FIXTURES
 
 import statsmodels_lmer as sml
+from statsmodels_lmer.exceptions import DataError
 
 PREDICT = json.loads((FIXTURES / "lme4_tools.json").read_text())["predict"]
 RE_FORMULAS = {
@@ -137,6 +138,13 @@ def test_refit_takes_one_value_per_row_of_the_data_as_lme4():
     assert res.model.dropped_rows.tolist() == [0, 50, 179]
     with pytest.raises(ValueError, match=r"refit\(\) also takes 180, one per row"):
         res.refit(np.ones(179))
+    longer = pd.Series(np.ones(250))  # its labels include the data's: still too long
+    with pytest.raises(ValueError, match="endog must have 177 values, got 250"):
+        res.refit(longer)
+    with pytest.raises(DataError, match="its labels are not the data's"):
+        res.refit(pd.Series(y.to_numpy(), index=np.arange(1000, 1180)))
+    column = res.refit(y.to_numpy()[:, None])  # a column vector, as lme4's matrix
+    assert column.reml_criterion == expected.reml_criterion
 
 
 def test_re_form_na_and_missing_newdata_columns(sleep_fit):

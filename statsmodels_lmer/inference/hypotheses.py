@@ -151,7 +151,7 @@ def t_tests(res: Any, r_matrix: Any, ddf: str = "satterthwaite") -> LmerContrast
     method = "clubSandwich Satterthwaite" if getattr(res, "robust", None) else check_ddf(ddf)
     names = constraint_labels(r_matrix, len(L))
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero row: NaN, as lmerTest
-        statistic = (effect - q) / sd
+        statistic = np.where(sd > 0, (effect - q) / sd, np.nan)
     return LmerContrastResults(effect, sd, statistic, df, names, method)
 
 
@@ -175,12 +175,21 @@ def contrast_test(
     return _residual_test(res, L, rhs)
 
 
-def refuse_null_contrast(L: np.ndarray) -> None:
-    """A ValueError for an F test whose contrast rows are all zero (nothing to test)."""
-    if not np.any(np.asarray(L) != 0):
+def refuse_null_contrast(L: np.ndarray, q: np.ndarray) -> None:
+    """A ValueError for an F test whose contrast rows are all zero (nothing to test), or
+    with a zero row whose right-hand side is not (``0 = 5``: false whatever beta is)."""
+    zero = ~np.any(np.asarray(L) != 0, axis=1)
+    if zero.all():
         raise ValueError(
             "every row of the contrast matrix is zero: the F test has nothing to test "
             "(0 numerator df)"
+        )
+    impossible = np.flatnonzero(zero & (np.asarray(q) != 0))
+    if impossible.size:
+        row = int(impossible[0])
+        raise ValueError(
+            f"contrast row {row} is zero with a right-hand side of {float(q[row]):g}: "
+            f"'0 = {float(q[row]):g}' holds for no coefficients; leave the row out"
         )
 
 
@@ -294,12 +303,11 @@ def lme4_anova_table(res: Any) -> LmerTable:
     terms, _ = fixed_terms(res.model)
     in_terms = [c for t in terms for c in t.columns]
     order = [c for c in range(len(res.model.exog_names)) if c not in set(in_terms)] + in_terms
-    unscaled = np.asarray(res.normalized_cov_params, dtype=float)[np.ix_(order, order)]
-    factor = np.linalg.cholesky(np.linalg.inv(unscaled)).T  # upper: R_X' R_X
-    effects = factor @ np.asarray(res.params, dtype=float)[order]
+    ordered = np.linalg.qr(_fixed_precision_factor(res)[:, order], mode="r")
+    effects = ordered @ np.asarray(res.params, dtype=float)[order]
     row_of = {column: row for row, column in enumerate(order)}
     rows = {}
-    for term in terms:
+    for term in (t for t in terms if t.columns):  # an aliased term has no row, as in lme4
         sum_sq = float(np.sum(effects[[row_of[c] for c in term.columns]] ** 2))
         npar = len(term.columns)
         rows[term.name] = (npar, sum_sq, sum_sq / npar, sum_sq / npar / float(res.sigma) ** 2)
@@ -307,6 +315,20 @@ def lme4_anova_table(res: Any) -> LmerTable:
         rows, orient="index", columns=["npar", "SumSq", "MeanSq", "F"]
     ).astype({"npar": int})
     return LmerTable.from_frame(table, ["Analysis of Variance Table"])
+
+
+def _fixed_precision_factor(res: Any) -> np.ndarray:
+    """``R_X``: ``R_X' R_X`` is the fixed effects' unscaled precision, in ``X``'s columns.
+
+    From the engine's factor of its own columns ``X T`` (``T = C^-1``, columns
+    far from zero centred on earlier ones: docs/engine.md), ``R_X = R~ C``:
+    inverting the covariance of a column like ``1e6 + N(0, 1)`` loses its digits.
+    """
+    devfun = res.model.devfun(res.reml)
+    engine = devfun.engine_vcov_unscaled(np.asarray(res.theta, dtype=float))
+    factor = np.linalg.cholesky(np.linalg.inv(engine)).T
+    centering = devfun.cross.centering
+    return factor if centering is None else factor @ centering.coefficients
 
 
 _TYPE_NAMES = {

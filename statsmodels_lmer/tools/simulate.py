@@ -342,17 +342,25 @@ def _fitted_rows_response(model: Any, endog: Any) -> Any:
     """``refit``'s response for the fitted rows: a Series by label; one value per row of
     the data (lme4 takes those when rows were dropped) without the dropped rows."""
     frame = getattr(model.data, "frame", None)
+    dropped = model.dropped_rows if model.dropped_rows is not None else np.empty(0, int)
+    whole = int(model.nobs) + len(dropped)  # rows of the data
     if isinstance(endog, pd.Series) and frame is not None:  # by label, as weights are
-        labels = endog.index
-        if len(endog) != len(frame) and labels.is_unique and frame.index.isin(labels).all():
+        if len(dropped) and len(endog) == whole:
+            labels = endog.index
+            if not (labels.is_unique and frame.index.isin(labels).all()):
+                raise DataError(
+                    f"endog is a pandas Series of {whole} values, one per row of the data, "
+                    "but its labels are not the data's: pass endog.to_numpy() to take them "
+                    "in the order of the data's rows"
+                )
             return endog.reindex(frame.index)
         return rows_by_label(endog, frame, "endog", "the fitted rows")
-    dropped = model.dropped_rows
-    if dropped is None or not len(dropped) or np.ndim(endog) != 1:
-        return endog
-    if len(endog) == int(model.nobs) + len(dropped):
-        return np.delete(np.asarray(endog), dropped)
-    return endog
+    values = np.asarray(endog)
+    if values.ndim == 2 and 1 in values.shape:  # a column or a row
+        values = values.ravel()
+    if len(dropped) and values.ndim == 1 and len(values) == whole:
+        return np.delete(values, dropped)
+    return values
 
 
 def update_arguments(
