@@ -240,20 +240,28 @@ class LmerResults(LikelihoodModelResults):
 
         Holds the Hessian of the deviance in ``(theta, sigma)``, the
         asymptotic covariance of those parameters (``vcov_varpar``) and the
-        Jacobian of ``vcov(beta)``.
+        Jacobian of ``vcov(beta)``. With random-effects columns far from zero,
+        taken in the centred columns' theta (:meth:`Lmer.centred_twin`).
         """
         with self.blas_threads():
-            return Satterthwaite(self)
+            return Satterthwaite(self._derivative_source())
+
+    def _derivative_source(self) -> Any:
+        """These results, or the same point in centred random-effects columns
+        (:meth:`Lmer.centred_twin`) when some column is far from zero."""
+        twin = self.model.centred_twin(self.theta, self.reml)
+        return self if twin is None else twin
 
     @cached_property
     def kenward_roger(self) -> KenwardRoger:
         """pbkrtest's Kenward-Roger machinery for this (REML) fit, when first needed.
 
         Holds the adjusted covariance ``vcov_adjusted`` and the covariance of
-        the variance parameters.
+        the variance parameters (in the centred columns' theta, as
+        :attr:`satterthwaite`).
         """
         with self.blas_threads():
-            return KenwardRoger(self)
+            return KenwardRoger(self._derivative_source())
 
     @cached_property
     def ddf(self) -> np.ndarray:

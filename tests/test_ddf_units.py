@@ -13,11 +13,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 import statsmodels_lmer as sml
 from statsmodels_lmer.inference.contrast_results import f_pvalue
+from statsmodels_lmer.inference.kenward_roger import KenwardRoger
 
 SLEEP = sml.datasets.load("sleepstudy")
 
@@ -83,6 +85,11 @@ def test_kenward_roger_rho_of_one_over_q_gives_an_infinite_df():
         data,
         [4.50347474e-05, -9.64755968e-05, 1.19399131e-03],
     )
+    # Days far from zero: the fit's Kenward-Roger df are taken in the centred columns
+    # (Lmer.centred_twin), where this point is sleepstudy's: 17 (pbkrtest on the
+    # original columns: Inf). The original columns' arithmetic is checked below.
+    np.testing.assert_allclose(res.coef_table("kenward-roger")["df"], [17.0, 17.0], rtol=1e-6)
+    res._results.__dict__["kenward_roger"] = KenwardRoger(res)
     table = res.coef_table("kenward-roger")
     assert np.isinf(table["df"]).all()
     expected = 2 * stats.norm.sf(np.abs(table["t"]))
@@ -101,3 +108,34 @@ def test_f_pvalue_with_an_infinite_denominator_df_is_the_chi_square_limit():
     assert f_pvalue(2.5, 3, np.inf) == pytest.approx(stats.chi2.sf(7.5, 3), rel=1e-14)
     assert f_pvalue(2.5, 3, 1e12) == pytest.approx(stats.chi2.sf(7.5, 3), rel=1e-6)
     assert f_pvalue(2.5, 3, 20.0) == pytest.approx(stats.f.sf(2.5, 3, 20.0), rel=1e-14)
+
+
+def test_df_with_a_random_slope_far_from_zero_are_those_of_the_centred_columns():
+    """(zf | g) with zf = 1e4 + N(0, 1) is the model of (zf - mean | g), but its theta has
+    a correlation within 1e-8 of -1 and an intercept SD of 2600: the derivatives in it
+    gave z's Satterthwaite df 17.7 and Kenward-Roger df 4.1e7 (centred: 22.6 and 23.7).
+    The df now come from the same point in the centred columns, here checked against a
+    model centred by hand with the covariance mapped by hand."""
+    rng = np.random.default_rng(5)
+    n, groups = 800, rng.integers(0, 25, 800)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    intercepts = rng.normal(size=25)[groups]
+    slopes = 0.3 * rng.normal(size=25)[groups] * z
+    y = 0.5 * x + 0.3 * z + intercepts + slopes + rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "x": x, "z": z, "zf": 1e4 + z, "g": groups.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sml.lmer("y ~ x + z + (zf | g)", frame)
+        by_hand = sml.Lmer.from_formula(
+            "y ~ x + z + (zc | g)", frame.assign(zc=frame.zf - frame.zf.mean())
+        )
+    T = res.model.random_terms[0].factor(res.theta)
+    undo = np.array([[1.0, frame.zf.mean()], [0.0, 1.0]])  # b_c = S^-1 b
+    T_c = np.linalg.cholesky(undo @ T @ T.T @ undo.T)
+    centred = by_hand.results_at(T_c[np.tril_indices(2)][[0, 1, 2]], reml=True)
+    np.testing.assert_allclose(res.ddf, centred.ddf, rtol=1e-6)
+    kr, kr_centred = res.coef_table("kenward-roger"), centred.coef_table("kenward-roger")
+    np.testing.assert_allclose(kr["df"], kr_centred["df"], rtol=1e-6)
+    assert res.ddf["z"] == pytest.approx(22.6, abs=0.1)
+    # the same estimates, to the digits zf = 1e4 + z keeps of z (1e-12 of 1e4)
+    np.testing.assert_allclose(res.params, centred.params, rtol=1e-7)
