@@ -38,6 +38,8 @@ _HOMES: dict[str, str] = {
     "LmerResults": ".results",
     "LmerResultsWrapper": ".results",
     "anova": ".tools.compare",
+    "krmodcomp": ".tools.compare",
+    "satmodcomp": ".tools.compare",
     "center": ".tools.multilevel",
     "variance_explained": ".tools.multilevel",
     "mundlak": ".tools.panel",
@@ -63,11 +65,13 @@ __all__ = [
     "center",
     "datasets",
     "graphics",
+    "krmodcomp",
     "lmer",
     "mixedlm",
     "mundlak",
     "pbmodcomp",
     "progress_settings",
+    "satmodcomp",
     "set_progress",
     "variance_explained",
 ]
@@ -150,6 +154,6 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from .fitting.optimizers import available_optimizers
     from .model import Lmer, lmer, mixedlm
     from .results import LmerResults, LmerResultsWrapper
-    from .tools.compare import anova
+    from .tools.compare import anova, krmodcomp, satmodcomp
     from .tools.multilevel import center, variance_explained
     from .tools.panel import mundlak

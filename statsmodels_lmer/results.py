@@ -709,6 +709,20 @@ class LmerResults(LikelihoodModelResults):
         self.model.require_data("pbmodcomp() refits")
         return pbmodcomp_tool.pbmodcomp(self, small, nsim, seed, n_jobs, progress)
 
+    def krmodcomp(self, small: Any) -> ContrastResults:
+        """Kenward-Roger F test against a nested fit or formula (pbkrtest's ``KRmodcomp``).
+
+        See :func:`statsmodels_lmer.tools.compare.krmodcomp`.
+        """
+        return compare.krmodcomp(self, small)
+
+    def satmodcomp(self, small: Any) -> ContrastResults:
+        """Satterthwaite F test against a nested fit or formula (pbkrtest's ``SATmodcomp``).
+
+        See :func:`statsmodels_lmer.tools.compare.satmodcomp`.
+        """
+        return compare.satmodcomp(self, small)
+
     def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effects terms, as lmerTest's ``ranova``.
 

@@ -280,3 +280,40 @@ def test_pbmodcomp_names_the_update_formula_for_a_term():
     res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
     with pytest.raises(sml.exceptions.FormulaError, match=r"e\.g\. '\. ~ \. - Days'"):
         res.pbmodcomp("Days", nsim=2)
+
+
+def test_ddf_takes_a_unique_start_of_a_name_as_lmertest():
+    """lmerTest's match.arg takes ddf = "Sat" or "Kenward"; "Sat" was refused here."""
+    res = sml.lmer("Reaction ~ Days + (Days | Subject)", sml.datasets.load("sleepstudy"))
+    for start, full in (
+        ("Sat", "satterthwaite"),
+        ("Kenward", "kenward-roger"),
+        ("res", "residual"),
+    ):
+        pd.testing.assert_frame_equal(res.coef_table(ddf=start), res.coef_table(ddf=full))
+    assert list(res.anova(ddf="lme").columns) == ["npar", "SumSq", "MeanSq", "F"]
+    with pytest.raises(ValueError, match="ddf must be one of"):
+        res.coef_table(ddf="satx")
+
+
+def test_model_pair_tests_as_pbkrtest():
+    """pbkrtest's KRmodcomp(large, small) and SATmodcomp(large, small): the restriction
+    the small model's fixed part makes, tested in the large fit (pbkrtest 0.5.2 at lme4's
+    theta). Only f_test with a hand-made matrix did this."""
+    data = sml.datasets.load("sleepstudy")
+    large = sml.Lmer.from_formula("Reaction ~ Days + I(Days**2) + (Days | Subject)", data)
+    large = large.results_at([0.969750490836556, 0.014934312704956, 0.231571844990316])
+    small = sml.lmer("Reaction ~ 1 + (Days | Subject)", data)
+    kr = sml.krmodcomp(large, small)
+    assert (kr.fvalue, kr.df_num) == (pytest.approx(23.3645180805, rel=1e-9), 2)
+    assert kr.df_denom == pytest.approx(39.8170424428, rel=1e-8)
+    assert kr.pvalue == pytest.approx(1.93765624842e-07, rel=1e-7)
+    sat = large.satmodcomp(small)
+    assert sat.fvalue == pytest.approx(23.7543535019, rel=1e-9)
+    assert sat.df_denom == pytest.approx(51.563034459, rel=1e-7)  # lmerTest: numDeriv Hessian
+    by_formula = large.krmodcomp(". ~ . - Days - I(Days**2)")
+    assert by_formula.df_denom == pytest.approx(kr.df_denom, rel=1e-12)
+    with pytest.raises(ValueError, match="not nested"):
+        sml.krmodcomp(small, large)
+    with pytest.raises(ValueError, match="the same fixed effects"):
+        sml.satmodcomp(large, large)

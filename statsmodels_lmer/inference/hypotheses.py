@@ -49,8 +49,16 @@ _ALIASES = {"kr": "kenward-roger", "kenward_roger": "kenward-roger", "lme4": "re
 
 
 def check_ddf(ddf: str) -> str:
-    """Normalize a ``ddf`` name, or raise a ValueError listing the choices."""
-    name = _ALIASES.get(str(ddf).lower(), str(ddf).lower())
+    """Normalize a ``ddf`` name, or raise a ValueError listing the choices.
+
+    As lmerTest's ``match.arg``, a unique start of a name works (``"Sat"``,
+    ``"Kenward"``); ``"kr"``, ``"kenward_roger"`` and ``"lme4"`` are aliases.
+    """
+    text = str(ddf).lower()
+    name = _ALIASES.get(text, text)
+    starts = [m for m in (*DDF_METHODS, "lme4") if text and m.startswith(text)]
+    if name not in DDF_METHODS and len(starts) == 1:
+        name = _ALIASES.get(starts[0], starts[0])
     if name not in DDF_METHODS:
         raise ValueError(f"ddf must be one of {', '.join(DDF_METHODS)}; got {ddf!r}")
     return name
@@ -279,7 +287,7 @@ def anova_table(res: Any, type: int | str = 3, ddf: str = "satterthwaite") -> pd
     kind = {"3": 3, "III": 3, "2": 2, "II": 2, "1": 1, "I": 1}.get(str(type).upper())
     if kind is None:
         raise ValueError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'); got {type!r}")
-    if str(ddf).lower() == "lme4":
+    if str(ddf) and "lme4".startswith(str(ddf).lower()):  # lmerTest's match.arg: "lme"
         return lme4_anova_table(res)
     contrasts = {1: type1_contrasts, 2: type2_contrasts, 3: type3_contrasts}[kind](res.model)
     rows = {

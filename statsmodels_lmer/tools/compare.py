@@ -34,9 +34,12 @@ __all__ = [
     "anova",
     "check_comparable",
     "drop1",
+    "krmodcomp",
+    "model_restriction",
     "random_reductions",
     "ranova",
     "refit_formula",
+    "satmodcomp",
 ]
 
 
@@ -457,3 +460,90 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
     )
     heading = model_heading("Single term deletions", res.model.lmer_formula)
     return LmerTable.from_frame(table, heading)
+
+
+def model_restriction(large_exog: np.ndarray, small_exog: np.ndarray) -> np.ndarray:
+    """``L`` with ``{X_large b : L b = 0}`` the span of ``X_small`` (pbkrtest's
+    ``model2restrictionMatrix``): the rows span the directions of the large model's
+    coefficients that leave the small model's column space.
+
+    Raises
+    ------
+    ValueError
+        The small model's columns are not in the span of the large model's.
+    """
+    large = np.asarray(large_exog, dtype=float)
+    small = np.asarray(small_exog, dtype=float)
+    norms = np.linalg.norm(large, axis=0)
+    scale = np.where(norms > 0, norms, 1.0)
+    basis = _column_basis(large / scale)
+    if small.shape[1]:
+        outside = small - basis @ (basis.T @ small)
+        if np.linalg.norm(outside) > 1e-8 * max(np.linalg.norm(small), 1.0):
+            raise ValueError(
+                "the small model's fixed effects are not nested in the large model's: "
+                "its columns are not combinations of the large model's"
+            )
+    small_basis = _column_basis(small) if small.shape[1] else np.zeros((len(large), 0))
+    residual = large / scale - small_basis @ (small_basis.T @ (large / scale))
+    _, values, rows = np.linalg.svd(residual, full_matrices=False)
+    keep = values > 1e-8  # against columns scaled to a unit norm
+    restriction = rows[keep] / scale  # l' (b * scale) = 0 in the scaled columns
+    if not len(restriction):
+        return restriction
+    # orthonormal rows, as pbkrtest's: a multi-row Satterthwaite df depends on the
+    # basis of the rows' span up to a rotation only
+    return np.linalg.qr(restriction.T)[0].T
+
+
+def _column_basis(matrix: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns' span (numerical rank)."""
+    left, values, _ = np.linalg.svd(matrix, full_matrices=False)
+    if not values.size:
+        return left
+    return left[:, values > 1e-10 * values[0]]
+
+
+def _modcomp(large: Any, small: Any, ddf: str, where: str) -> Any:
+    """The F test of the small model's restriction in the large fit (pbkrtest's form)."""
+    if isinstance(small, str):
+        small = large.update(small)
+    check_comparable(large, small, where=where)
+    for res in (large, small):
+        res.model.require_data(where)
+        if _on_cluster(res):
+            raise TypeError(f"{where} needs the fixed-effects rows in memory (a Dask model)")
+    restriction = model_restriction(large.model.exog, small.model.exog)
+    if not len(restriction):
+        raise ValueError(f"{where}: the two models have the same fixed effects; nothing to test")
+    return large.f_test(restriction, ddf=ddf)
+
+
+def krmodcomp(large: Any, small: Any) -> Any:
+    """Kenward-Roger F test of a small model against a large one (pbkrtest's ``KRmodcomp``).
+
+    Parameters
+    ----------
+    large : LmerResults
+        The large (REML) fit.
+    small : LmerResults or str
+        A fit whose fixed effects are nested in ``large``'s, on the same rows, or
+        a formula for ``large.update`` (``". ~ . - x"``). Only its fixed part
+        matters: the restriction ``L b = 0`` it makes is tested in ``large``,
+        as ``large.f_test(L, ddf="kenward-roger")``.
+
+    Returns
+    -------
+    ContrastResults
+        ``fvalue``, ``df_num``, ``df_denom``, ``pvalue``.
+    """
+    return _modcomp(large, small, "kenward-roger", "krmodcomp()")
+
+
+def satmodcomp(large: Any, small: Any) -> Any:
+    """Satterthwaite F test of a small model against a large one (pbkrtest's ``SATmodcomp``).
+
+    Parameters are those of :func:`krmodcomp`; the test is
+    ``large.f_test(L, ddf="satterthwaite")``.
+    """
+    return _modcomp(large, small, "satterthwaite", "satmodcomp()")
