@@ -625,7 +625,7 @@ class LmerResults(LikelihoodModelResults):
         """
         return ls_means_table(self, which, level, ddf, pairwise=True)
 
-    def drop1(self, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
+    def drop1(self, test: str = "F", ddf: str = "satterthwaite", scope: Any = None) -> pd.DataFrame:
         """Tests of dropping each marginal fixed-effect term (lmerTest / lme4).
 
         Parameters
@@ -636,13 +636,16 @@ class LmerResults(LikelihoodModelResults):
             without each term.
         ddf : {"satterthwaite", "kenward-roger", "residual"}
             Denominator df for ``test="F"``.
+        scope : str, list of str or None
+            The marginal terms to test (a name, names or ``"~ x + f"``, as
+            lme4's and lmerTest's ``scope``); None: all of them.
 
         Returns
         -------
         LmerTable
             See :func:`statsmodels_lmer.tools.compare.drop1` for the columns.
         """
-        return compare.drop1(self, test=test, ddf=ddf)
+        return compare.drop1(self, test=test, ddf=ddf, scope=scope)
 
     def step(
         self,

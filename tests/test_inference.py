@@ -317,3 +317,22 @@ def test_model_pair_tests_as_pbkrtest():
         sml.krmodcomp(small, large)
     with pytest.raises(ValueError, match="the same fixed effects"):
         sml.satmodcomp(large, large)
+
+
+def test_drop1_scope_tests_the_named_marginal_terms():
+    """lme4's and lmerTest's drop1(m, scope = ...); the rows are those of the full table."""
+    cake = sml.datasets.load("cake")
+    cake = cake.assign(rep=cake["replicate"].astype(float))
+    res = sml.lmer("angle ~ recipe * temp + rep + (1 | recipe:replicate)", cake)
+    full = res.drop1()
+    for scope in ("~ rep", ["rep"], "rep"):
+        pd.testing.assert_frame_equal(res.drop1(scope=scope), full.loc[["rep"]])
+    chisq = res.drop1(test="Chisq", scope="~ temp:recipe")  # either order of the variables
+    assert list(chisq.index) == ["<none>", "recipe:temp"]
+    assert chisq.loc["recipe:temp", "LRT"] == pytest.approx(
+        res.drop1(test="Chisq").loc["recipe:temp", "LRT"], rel=1e-12
+    )
+    with pytest.raises(ValueError, match="'temp' is contained in another term"):
+        res.drop1(scope="~ temp")
+    with pytest.raises(ValueError, match="'nothing' is not a fixed-effect term"):
+        res.drop1(scope=["nothing"])

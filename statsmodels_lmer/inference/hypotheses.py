@@ -356,8 +356,11 @@ def _method_name(res: Any, ddf: str) -> str:
     }[check_ddf(ddf)]
 
 
-def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
-    """lmerTest's ``drop1``: F tests of the marginal terms (those droppable)."""
+def drop1_f_table(
+    res: Any, ddf: str = "satterthwaite", terms: list[str] | None = None
+) -> pd.DataFrame:
+    """lmerTest's ``drop1``: F tests of the marginal terms (those droppable), or of
+    ``terms`` (some of them)."""
     contrasts = marginal_contrasts(res.model)
     # dropping a term that leaves the model the same (its columns aliased):
     # an all-NaN row, lmerTest's NA row, which step() never eliminates
@@ -365,7 +368,7 @@ def drop1_f_table(res: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
         term: _f_row(contrast_test(res, contrasts[term], 0.0, ddf))
         if contrasts[term].shape[0] > 0
         else _ALIASED_ROW
-        for term in marginal_terms(res.model)
+        for term in (marginal_terms(res.model) if terms is None else terms)
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=_TABLE_COLUMNS)
     title = f"Single term deletions using {_method_name(res, ddf)}:"

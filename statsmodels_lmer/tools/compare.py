@@ -34,6 +34,7 @@ __all__ = [
     "anova",
     "check_comparable",
     "drop1",
+    "drop1_scope",
     "krmodcomp",
     "model_restriction",
     "random_reductions",
@@ -421,7 +422,47 @@ def _least_squares_from_sums(res: Any) -> tuple[int, float]:
     return p + 1, -0.5 * criterion
 
 
-def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame:
+def drop1_scope(model: Any, scope: Any) -> list[str]:
+    """The marginal terms ``drop1`` tests: all of them, or those ``scope`` names.
+
+    ``scope``: a term name, a list of them or a one-sided formula (``"~ x + f"``),
+    as lme4's and lmerTest's ``scope``; terms are matched by their variables
+    (``"x:f"`` is ``f:x``).
+
+    Raises
+    ------
+    ValueError
+        A name that is no term of the model, or a term that another contains
+        (only marginal terms can be dropped, as in lmerTest).
+    """
+    droppable = marginal_terms(model)
+    if scope is None:
+        return droppable
+    if isinstance(scope, str):
+        text = scope.split("~", 1)[1] if "~" in scope else scope
+        wanted = [t for t in patsy.ModelDesc.from_formula(text).rhs_termlist if t.factors]
+    else:
+        wanted = [patsy.ModelDesc.from_formula(str(name)).rhs_termlist[-1] for name in scope]
+    terms, _ = fixed_terms(model)
+    by_variables = {t.variables: t.name for t in terms}
+    chosen = []
+    for term in wanted:
+        name = by_variables.get(frozenset(f.name() for f in term.factors))
+        if name is None:
+            raise ValueError(
+                f"scope term {term.name()!r} is not a fixed-effect term of the model "
+                f"(its terms: {', '.join(t.name for t in terms)})"
+            )
+        if name not in droppable:
+            raise ValueError(
+                f"scope term {name!r} is contained in another term: only marginal terms "
+                f"can be dropped ({', '.join(droppable)})"
+            )
+        chosen.append(name)
+    return [name for name in droppable if name in chosen]
+
+
+def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite", scope: Any = None) -> pd.DataFrame:
     """Tests of dropping each marginal fixed-effect term.
 
     Parameters
@@ -433,6 +474,8 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
         ``npar, AIC, LRT, df, pvalue``).
     ddf : {"satterthwaite", "kenward-roger", "residual"}
         Denominator df for ``test="F"``.
+    scope : str, list of str or None
+        The terms to test (:func:`drop1_scope`); None: every marginal term.
 
     Returns
     -------
@@ -441,14 +484,14 @@ def drop1(res: Any, test: str = "F", ddf: str = "satterthwaite") -> pd.DataFrame
     if not isinstance(test, str):
         raise TypeError(f"test must be 'F' or 'Chisq', got {test!r}")
     if test.upper() == "F":
-        return drop1_f_table(res, ddf)
+        return drop1_f_table(res, ddf, drop1_scope(res.model, scope))
     if test.lower() not in ("chisq", "lrt"):
         raise ValueError(f"test must be 'F' or 'Chisq'; got {test!r}")
     full = res.refit_ml() if res.reml else res
     parsed = parse_formula(res.model.lmer_formula)
     terms, has_intercept = fixed_terms(res.model)
     rows = {"<none>": (full.n_params, full.aic, np.nan, np.nan, np.nan)}
-    for name in marginal_terms(res.model):
+    for name in drop1_scope(res.model, scope):
         kept = [t.name for t in terms if t.name != name]
         rhs = " + ".join((["1"] if has_intercept else ["0"]) + kept)
         reduced = refit_formula(res, parsed.text(fixed_rhs=rhs), reml=False)
