@@ -748,7 +748,10 @@ class Lmer(LikelihoodModel):
             if fraction is None and start_theta is None and self._moment_theta is not None:
                 fraction = CLOSE_START_STEP  # a start estimated from the data is close
             step = None if fraction is None else first_step(start, fraction)
-            with objective.blas_threads(options.threads):
+            threads = options.threads
+            if threads is None:  # large dense blocks: one thread or all, as measured
+                threads = objective.measured_threads(start)
+            with objective.blas_threads(threads):
                 summary = fit_theta(
                     objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
                 )

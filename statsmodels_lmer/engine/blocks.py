@@ -602,6 +602,10 @@ class CrossProducts:
         The sums are those of ``X T`` (columns nearly in the span of earlier ones
         centred on them, :mod:`~.centering`): the engine's fixed effects are
         ``T^-1 beta`` and their covariance ``T^-1 C T^-T``.
+    measured_threads : int or None
+        The BLAS threads that evaluated faster when a fit measured them
+        (``ProfiledDeviance.measured_threads``); later work on these sums uses
+        them. None: not measured (the rule of ``threads_for_block``).
     """
 
     first_levels: int
@@ -623,6 +627,7 @@ class CrossProducts:
     fill_values: np.ndarray | None = None
     beta_shift: np.ndarray | None = None
     centering: FixedCentering | None = None
+    measured_threads: int | None = None
 
     @property
     def size_rest(self) -> int:

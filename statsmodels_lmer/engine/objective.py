@@ -23,11 +23,13 @@ results come in lme4's term order.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -431,7 +433,37 @@ class ProfiledDeviance:
             return blas_threads(
                 threads_for_block(min(self.cross.sparse.order, SMALL_BLOCK), threads)
             )
+        if threads is None:
+            threads = self.cross.measured_threads
         return blas_threads(threads_for_block(self.cross.size_rest, threads))
+
+    def measured_threads(self, theta: np.ndarray) -> int | None:
+        """One BLAS thread or BLAS's default for this objective, by timing one of each.
+
+        Only for a dense block that the default rule gives several threads
+        (:func:`~statsmodels_lmer._parallel.threads_for_block`) on a machine with
+        several CPUs: OpenBLAS's threads spin while they wait, so while other
+        processes keep the cores busy two threads are far slower than one (the
+        20,000 x 5,000 crossing: 11.5 s an evaluation against 1.4 s, with one
+        busy process), where on a quiet machine they are faster. One evaluation
+        each at ``theta``; the default wins only when 10% faster. The choice is
+        kept on the cross-products for later work on them (summary, profiles).
+        None: not measured.
+        """
+        rows = self.cross.size_rest
+        if self.cross.sparse is not None or (os.cpu_count() or 1) < 2:
+            return None
+        if threads_for_block(rows, None) is not None:  # one thread by the rule
+            return None
+        seconds = {}
+        for limit in (1, None):
+            with blas_threads(limit):
+                start = perf_counter()
+                self._criterion_at(np.asarray(theta, dtype=float))
+                seconds[limit] = perf_counter() - start
+        choice = None if seconds[None] < 0.9 * seconds[1] else 1
+        self.cross.measured_threads = choice
+        return choice
 
     def __call__(self, theta: np.ndarray) -> float:
         """The objective at ``theta`` (``inf`` where the factor fails).
