@@ -35,6 +35,7 @@ _HOMES: dict[str, str] = {
     "Lmer": ".model",
     "lmer": ".model",
     "mixedlm": ".model",
+    "MixedLM": ".model",
     "LmerResults": ".results",
     "LmerResultsWrapper": ".results",
     "anova": ".tools.compare",
@@ -54,6 +55,7 @@ __all__ = [
     "LmerConvergenceWarning",
     "LmerResults",
     "LmerResultsWrapper",
+    "MixedLM",
     "OutOfMemoryError",
     "ResponseTypeError",
     "SingularFitWarning",
@@ -101,14 +103,7 @@ def _load_statsmodels_warnings() -> None:
         warnings.filterwarnings(action, text, category, where, lineno)
 
 
-_MIXEDLM_HINT = (
-    "MixedLM's formula call is sml.mixedlm(formula, data, groups=..., re_formula=..., "
-    "vc_formula=...); lme4's formulas go to sml.lmer(formula, data) or "
-    "sml.Lmer.from_formula; for MixedLM(endog, exog, groups, exog_re) put the arrays in a "
-    "DataFrame (docs/migration_mixedlm.md)"
-)
 _NAMES_ELSEWHERE = {
-    "MixedLM": _MIXEDLM_HINT,
     "MixedLMResults": "the results of sml.lmer and sml.mixedlm fits are sml.LmerResults",
     "glmer": "generalized linear mixed models are not available (linear ones: sml.lmer)",
 }
@@ -152,7 +147,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
         UnsafeFormulaError,
     )
     from .fitting.optimizers import available_optimizers
-    from .model import Lmer, lmer, mixedlm
+    from .model import Lmer, MixedLM, lmer, mixedlm
     from .results import LmerResults, LmerResultsWrapper
     from .tools.compare import anova, krmodcomp, satmodcomp
     from .tools.multilevel import center, variance_explained

@@ -50,7 +50,23 @@ from .terms import RandomTerm, unique_names
 from .transform_rows import design_matrix, readable_design
 from .transforms import FORMULA_TRANSFORMS
 
-__all__ = ["FIT_ARGUMENTS", "MIXEDLM_KEYWORDS", "MODEL_KEYWORDS", "Lmer", "lmer", "mixedlm"]
+__all__ = [
+    "FIT_ARGUMENTS",
+    "MIXEDLM_ARRAY_CALL",
+    "MIXEDLM_KEYWORDS",
+    "MODEL_KEYWORDS",
+    "Lmer",
+    "MixedLM",
+    "lmer",
+    "mixedlm",
+]
+
+MIXEDLM_ARRAY_CALL = (
+    "for MixedLM's array call MixedLM(endog, exog, groups, exog_re) put the "
+    "arrays in a DataFrame and use sml.mixedlm('y ~ 0 + x1 + x2', df, "
+    "groups='g', re_formula='0 + z1 + z2') (docs/migration_mixedlm.md)"
+)
+"""What to do instead of statsmodels MixedLM's array call."""
 
 MIXEDLM_KEYWORDS = ("groups", "re_formula", "vc_formula")
 """statsmodels MixedLM's way of giving the random effects (see :func:`mixedlm`)."""
@@ -1174,10 +1190,7 @@ def _checked_random_terms(random_terms: Any) -> list[RandomTerm]:
     terms = list(random_terms) if isinstance(random_terms, list | tuple) else None
     if terms is None or not all(isinstance(term, RandomTerm) for term in terms):
         raise TypeError(
-            "Lmer(endog, exog, random_terms) takes a list of RandomTerm; for "
-            "MixedLM's array call MixedLM(endog, exog, groups, exog_re) put the "
-            "arrays in a DataFrame and use sml.mixedlm('y ~ 0 + x1 + x2', df, "
-            "groups='g', re_formula='0 + z1 + z2') (docs/migration_mixedlm.md)"
+            "Lmer(endog, exog, random_terms) takes a list of RandomTerm; " + MIXEDLM_ARRAY_CALL
         )
     return terms
 
@@ -1239,3 +1252,18 @@ def mixedlm(
     return Lmer.from_formula(
         formula, data, subset=subset, re_formula=re_formula, vc_formula=vc_formula, **kwargs
     )
+
+
+class MixedLM:
+    """statsmodels' ``MixedLM`` for its code with the import swapped.
+
+    ``MixedLM.from_formula(formula, data, re_formula=, vc_formula=, groups=)``
+    is :func:`mixedlm`: the model MixedLM describes, written as lme4 terms, an
+    :class:`Lmer`. The array call ``MixedLM(endog, exog, groups, exog_re)``
+    raises a TypeError saying what to write instead.
+    """
+
+    from_formula = staticmethod(mixedlm)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> MixedLM:
+        raise TypeError("sml.MixedLM(...) has no array form here; " + MIXEDLM_ARRAY_CALL)

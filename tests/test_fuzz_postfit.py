@@ -181,7 +181,7 @@ def test_hatvalues_by_blocks_of_rows_from_the_inverse_or_the_lu(monkeypatch) -> 
     array, 7.5 GB and 311 s (lme4: 19 s); now 0.7 GB and 8 s. Both paths agree."""
     _, ref, _, res = fitted("crossed_w_off")
     dense = res.hatvalues()
-    monkeypatch.setattr(prediction, "DENSE_INVERSE_ORDER", 0)  # the sparse LU
+    monkeypatch.setattr(prediction, "DENSE_INVERSE_BYTES", 0)  # the sparse LU
     monkeypatch.setattr(prediction, "_BLOCK_BYTES", 8 * 3 * res.model.random_terms[0].n_levels)
     blocked = res.hatvalues()
     np.testing.assert_allclose(blocked, dense, rtol=1e-10, atol=1e-14)

@@ -91,12 +91,19 @@ def test_numpy_is_in_every_formula_namespace():
     assert out.stdout.split()[0] == "40.0238"
 
 
-def test_statsmodels_names_that_live_elsewhere_point_there():
-    """statsmodels' example with the import swapped (sml.MixedLM) met a bare AttributeError."""
+def test_statsmodels_mixedlm_with_the_import_swapped():
+    """statsmodels' example with the import swapped (sml.MixedLM) met a bare AttributeError,
+    and ``from statsmodels_lmer import MixedLM`` a bare ImportError."""
     import statsmodels_lmer as sml
+    from statsmodels_lmer import MixedLM
 
-    with pytest.raises(AttributeError, match=r"sml\.mixedlm\(formula, data, groups="):
-        sml.MixedLM  # noqa: B018
-    assert not hasattr(sml, "MixedLM")
+    data = sml.datasets.load("sleepstudy")
+    model = MixedLM.from_formula("Reaction ~ Days", data, re_formula="~Days", groups="Subject")
+    same = sml.mixedlm("Reaction ~ Days", data, re_formula="~Days", groups="Subject")
+    assert model.fit().llf == same.fit().llf
+    with pytest.raises(TypeError, match=r"put the arrays in a DataFrame and use sml\.mixedlm"):
+        MixedLM(data["Reaction"], data[["Days"]], groups=data["Subject"])
+    with pytest.raises(AttributeError, match=r"sml\.LmerResults"):
+        sml.MixedLMResults  # noqa: B018
     with pytest.raises(AttributeError, match=r"has no attribute 'nothing_here'$"):
         sml.nothing_here  # noqa: B018

@@ -313,8 +313,9 @@ def test_model_pair_tests_as_pbkrtest():
     assert sat.df_denom == pytest.approx(51.563034459, rel=1e-7)  # lmerTest: numDeriv Hessian
     by_formula = large.krmodcomp(". ~ . - Days - I(Days**2)")
     assert by_formula.df_denom == pytest.approx(kr.df_denom, rel=1e-12)
+    other = sml.lmer("Reaction ~ I(Days**3) + (Days | Subject)", data)
     with pytest.raises(ValueError, match="not nested"):
-        sml.krmodcomp(small, large)
+        sml.krmodcomp(large, other)
     with pytest.raises(ValueError, match="the same fixed effects"):
         sml.satmodcomp(large, large)
 
@@ -336,3 +337,25 @@ def test_drop1_scope_tests_the_named_marginal_terms():
         res.drop1(scope="~ temp")
     with pytest.raises(ValueError, match="'nothing' is not a fixed-effect term"):
         res.drop1(scope=["nothing"])
+
+
+def test_model_pair_tests_with_a_time_stamp_ml_fits_and_either_order():
+    """The small model's columns were not scaled before their rank was taken: with a time
+    stamp t = 1.7e9 + 1e4 N(0, 1) in both models its rank came out 1, and an 'Intercept =
+    0' row joined the restriction (krmodcomp F 122.7 on 3 df instead of 0.859 on 2, the
+    f_test of f). As pbkrtest, ML fits are refitted by REML and either order works."""
+    rng = np.random.default_rng(8)
+    n, groups = 300, rng.integers(0, 20, 300)
+    t = 1.7e9 + 1e4 * rng.normal(size=n)
+    f = rng.choice(list("abc"), n)
+    y = 1e-4 * (t - 1.7e9) + rng.normal(size=20)[groups] + rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "t": t, "f": f, "g": groups.astype(str)})
+    large = sml.lmer("y ~ t + f + (1 | g)", data)
+    small = sml.lmer("y ~ t + (1 | g)", data)
+    direct = large.f_test("f[T.b] = 0, f[T.c] = 0", ddf="kenward-roger")
+    kr = sml.krmodcomp(small, large)  # either order
+    assert (kr.df_num, kr.fvalue) == (2, pytest.approx(direct.fvalue, rel=1e-8))
+    assert kr.df_denom == pytest.approx(direct.df_denom, rel=1e-8)
+    ml_large, ml_small = large.update(REML=False), small.update(REML=False)
+    sat = sml.satmodcomp(ml_large, ml_small)
+    assert sat.fvalue == pytest.approx(large.satmodcomp(small).fvalue, rel=1e-6)

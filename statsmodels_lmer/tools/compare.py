@@ -516,10 +516,11 @@ def model_restriction(large_exog: np.ndarray, small_exog: np.ndarray) -> np.ndar
         The small model's columns are not in the span of the large model's.
     """
     large = np.asarray(large_exog, dtype=float)
+    scale = _column_norms(large)
+    large = large / scale
     small = np.asarray(small_exog, dtype=float)
-    norms = np.linalg.norm(large, axis=0)
-    scale = np.where(norms > 0, norms, 1.0)
-    basis = _column_basis(large / scale)
+    small = small / _column_norms(small)  # a time stamp next to the intercept keeps its rank
+    basis = _column_basis(large)
     if small.shape[1]:
         outside = small - basis @ (basis.T @ small)
         if np.linalg.norm(outside) > 1e-8 * max(np.linalg.norm(small), 1.0):
@@ -528,7 +529,7 @@ def model_restriction(large_exog: np.ndarray, small_exog: np.ndarray) -> np.ndar
                 "its columns are not combinations of the large model's"
             )
     small_basis = _column_basis(small) if small.shape[1] else np.zeros((len(large), 0))
-    residual = large / scale - small_basis @ (small_basis.T @ (large / scale))
+    residual = large - small_basis @ (small_basis.T @ large)
     _, values, rows = np.linalg.svd(residual, full_matrices=False)
     keep = values > 1e-8  # against columns scaled to a unit norm
     restriction = rows[keep] / scale  # l' (b * scale) = 0 in the scaled columns
@@ -537,6 +538,12 @@ def model_restriction(large_exog: np.ndarray, small_exog: np.ndarray) -> np.ndar
     # orthonormal rows, as pbkrtest's: a multi-row Satterthwaite df depends on the
     # basis of the rows' span up to a rotation only
     return np.linalg.qr(restriction.T)[0].T
+
+
+def _column_norms(matrix: np.ndarray) -> np.ndarray:
+    """Each column's norm (1 for a zero column)."""
+    norms = np.linalg.norm(matrix, axis=0)
+    return np.where(norms > 0, norms, 1.0)
 
 
 def _column_basis(matrix: np.ndarray) -> np.ndarray:
@@ -548,10 +555,18 @@ def _column_basis(matrix: np.ndarray) -> np.ndarray:
 
 
 def _modcomp(large: Any, small: Any, ddf: str, where: str) -> Any:
-    """The F test of the small model's restriction in the large fit (pbkrtest's form)."""
+    """The F test of the small model's restriction in the large fit (pbkrtest's form).
+
+    As pbkrtest: the fits may come in either order (the one with more fixed
+    columns is the large one), and an ML fit is refitted by REML first.
+    """
     if isinstance(small, str):
         small = large.update(small)
     check_comparable(large, small, where=where)
+    if len(small.model.exog_names) > len(large.model.exog_names):
+        large, small = small, large
+    if not large.reml:
+        large = large.update(reml=True)
     for res in (large, small):
         res.model.require_data(where)
         if _on_cluster(res):
@@ -568,12 +583,13 @@ def krmodcomp(large: Any, small: Any) -> Any:
     Parameters
     ----------
     large : LmerResults
-        The large (REML) fit.
+        The large fit (an ML fit is refitted by REML first, as pbkrtest does).
     small : LmerResults or str
         A fit whose fixed effects are nested in ``large``'s, on the same rows, or
-        a formula for ``large.update`` (``". ~ . - x"``). Only its fixed part
-        matters: the restriction ``L b = 0`` it makes is tested in ``large``,
-        as ``large.f_test(L, ddf="kenward-roger")``.
+        a formula for ``large.update`` (``". ~ . - x"``); the two fits may come
+        in either order. Only its fixed part matters: the restriction
+        ``L b = 0`` it makes (:func:`model_restriction`) is tested in
+        ``large``, as ``large.f_test(L, ddf="kenward-roger")``.
 
     Returns
     -------

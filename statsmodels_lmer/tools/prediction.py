@@ -38,6 +38,7 @@ from scipy import stats
 
 from ..arguments import check_alpha, check_bool, check_frame
 from ..distributed.dask_fit import refuse_on_cluster
+from ..engine.cost import available_memory
 from ..exceptions import DataError
 from ..inference.hypotheses import contrast_test
 from ..random_effects import scaled_z
@@ -286,9 +287,11 @@ def _conditional_variance(
     return res.scale * (spherical + fixed) + new_level_var
 
 
-DENSE_INVERSE_ORDER = 6000
-"""Systems up to this order are inverted densely for the rows' quadratic forms (288 MB at
-most); larger ones are solved by their sparse LU, a block of rows at a time."""
+DENSE_INVERSE_BYTES = 2 * 2**30
+"""Systems whose dense inverse needs at most this much memory (three arrays of order q:
+the system, its factor and the inverse; order 9459) are inverted densely for the rows'
+quadratic forms, when the memory is available; larger ones are solved by their sparse LU,
+a block of rows at a time (29 times slower at order 6000)."""
 
 _BLOCK_BYTES = 64 * 2**20
 """The dense products of one block of rows take at most this much memory."""
@@ -296,7 +299,9 @@ _BLOCK_BYTES = 64 * 2**20
 
 def _inverse_or_lu(system: sp.csc_matrix) -> tuple[np.ndarray | None, Any]:
     """The dense inverse of the sparse SPD system ``M`` (small orders), else its sparse LU."""
-    if system.shape[0] <= DENSE_INVERSE_ORDER:
+    room = available_memory()
+    limit = DENSE_INVERSE_BYTES if room is None else min(DENSE_INVERSE_BYTES, room / 2)
+    if 3 * 8 * system.shape[0] ** 2 <= limit:
         return sla.cho_solve(sla.cho_factor(system.toarray()), np.eye(system.shape[0])), None
     return None, spla.splu(system)
 
