@@ -690,7 +690,7 @@ def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:
 def far_positions(
     term: RandomTerm, mean: np.ndarray, sd: np.ndarray, ratio: float = 100.0
 ) -> list[int]:
-    """Non-intercept columns of a term with an intercept whose |mean| exceeds ``ratio`` SDs.
+    """Non-intercept columns of a term with an intercept whose absolute mean exceeds ``ratio`` SDs.
 
     ``mean`` and ``sd``: the term's column means and standard deviations
     (``ddof = 0``) over the rows.
