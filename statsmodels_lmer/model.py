@@ -775,7 +775,7 @@ class Lmer(LikelihoodModel):
         check_estimates(solution)
         check_reproduced(summary, solution)
         if options.verify:
-            self._check_centred(reml, summary, solution.objective_value)
+            summary, solution = self._check_centred(reml, summary, solution)
         res = LmerResults(self, solution, summary, reml)
         for text, category in summary.messages:
             warn(text, category)
@@ -783,7 +783,9 @@ class Lmer(LikelihoodModel):
             return res.get_robustcov_results(cov_type, **(cov_kwds or {}))
         return LmerResultsWrapper(res)
 
-    def _check_centred(self, reml: bool, summary: OptSummary, value: float) -> None:
+    def _check_centred(
+        self, reml: bool, summary: OptSummary, solution: Any
+    ) -> tuple[OptSummary, Any]:
         """Verify a fit with random-effects columns far from zero by the centred model.
 
         ``(x | g)`` with ``x = 1000 + 0.001 * Days`` is the model of the centred
@@ -792,28 +794,47 @@ class Lmer(LikelihoodModel):
         21 log-likelihood units short, at a point that passes every check (a
         singular fit, whose derivatives are not checked). The same model with
         those columns centred (``x - mean(x)``) is well conditioned; its fit's
-        criterion is the true optimum, so a fit above it by more than the
-        verification tolerance stopped short and is not converged
-        (``summary.centred``). A Dask model's centred sums take one more pass
-        over its partitions.
+        criterion is the true optimum. A fit above it by more than the
+        verification tolerance is fitted again from the centred optimum mapped
+        back to these columns (kept when lower); if it is still above, it
+        stopped short and is not converged (``summary.centred``). A Dask
+        model's centred sums take one more pass over its partitions.
+
+        Returns the summary and solution, those of the second fit when it was lower.
         """
         far = self.far_random_positions()
         if not any(far):
-            return
+            return summary, solution
         shadow = self._centred_shadow_model(far)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            best = float(shadow.fit(reml=reml, progress=False).opt_summary.run.fun)
-        gap = float(value) - best
-        short = gap > max(summary.options.verify_tol, 1e-9 * abs(best))
+            centred = shadow.fit(reml=reml, progress=False)
+        best = float(centred.opt_summary.run.fun)
+        tolerance = max(summary.options.verify_tol, 1e-9 * abs(best))
+        first = float(solution.objective_value)
+        restarted = False
+        if first - best > tolerance:
+            again = self._fit_from_centred(reml, summary.options, centred.theta, far)
+            if again is not None and again[1].objective_value < first:
+                (summary, solution), restarted = again, True
+        value = float(solution.objective_value)
+        gap = value - best
+        short = gap > tolerance
         names = far_column_names(self.random_terms, far)
-        summary.centred = {"columns": names, "objective": best, "gap": gap, "short": short}
+        summary.centred = {
+            "columns": names,
+            "objective": best,
+            "gap": gap,
+            "short": short,
+            "first_objective": first,
+            "restarted": restarted,
+        }
         if short:
             criterion = "REML criterion" if reml else "deviance"
             summary.messages.append(
                 (
                     f"the same model with {', '.join(names)} centred reaches a {criterion} "
-                    f"{gap:.4g} lower ({best:.10g} against {float(value):.10g}): this fit "
+                    f"{gap:.4g} lower ({best:.10g} against {value:.10g}): this fit "
                     "stopped short of the optimum, which is hard to reach with columns far "
                     "from zero. Use a centred copy of the column (and a scaled one if its "
                     "spread is small), e.g. df.assign(x=(df.x - df.x.mean()) / df.x.std()): "
@@ -821,6 +842,33 @@ class Lmer(LikelihoodModel):
                     LmerConvergenceWarning,
                 )
             )
+        return summary, solution
+
+    def _fit_from_centred(
+        self, reml: bool, options: FitOptions, centred_theta: Any, far: list[list[int]]
+    ) -> tuple[OptSummary, Any] | None:
+        """A fit started from the centred model's optimum mapped back to these columns
+        (``T T' = S T_c T_c' S'``), or None when it fails."""
+        start = np.asarray(centred_theta, dtype=float).copy()
+        for index, (term, cols) in enumerate(zip(self.random_terms, far)):
+            if cols:
+                where = self.theta_slices[index]
+                means = -self._column_means(index)  # S instead of S^-1
+                start[where] = _centred_theta(term, start[where], cols, means)
+        objective = self.devfun(reml)
+        try:
+            with objective.blas_threads(options.threads), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                step = first_step(start, CLOSE_START_STEP)
+                summary = fit_theta(
+                    objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
+                )
+                solution = _solved(objective, summary.theta)
+            check_estimates(solution)
+            check_reproduced(summary, solution)
+        except (DataError, ArithmeticError, np.linalg.LinAlgError, ValueError):
+            return None
+        return summary, solution
 
     def far_random_positions(self) -> list[list[int]]:
         """Per random term, the positions of its columns far from zero against their
