@@ -849,12 +849,7 @@ class Lmer(LikelihoodModel):
     ) -> tuple[OptSummary, Any] | None:
         """A fit started from the centred model's optimum mapped back to these columns
         (``T T' = S T_c T_c' S'``), or None when it fails."""
-        start = np.asarray(centred_theta, dtype=float).copy()
-        for index, (term, cols) in enumerate(zip(self.random_terms, far)):
-            if cols:
-                where = self.theta_slices[index]
-                means = -self._column_means(index)  # S instead of S^-1
-                start[where] = _centred_theta(term, start[where], cols, means)
+        start = self._theta_in_centred(centred_theta, far, back=True)
         objective = self.devfun(reml)
         try:
             with objective.blas_threads(options.threads), warnings.catch_warnings():
@@ -893,15 +888,21 @@ class Lmer(LikelihoodModel):
         if not any(far):
             return None
         shadow = self._centred_shadow_model(far)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return shadow.results_at(self._theta_in_centred(theta, far), reml=reml)
+
+    def _theta_in_centred(self, theta: Any, far: list[list[int]], back: bool = False) -> np.ndarray:
+        """``theta`` for the same covariances with the ``far`` columns centred (``S^-1``),
+        or, with ``back``, from the centred columns' theta to these (``S``)."""
         theta = np.asarray(theta, dtype=float)
         mapped = theta.copy()
         for index, (term, cols) in enumerate(zip(self.random_terms, far)):
             if cols:
                 where = self.theta_slices[index]
-                mapped[where] = _centred_theta(term, theta[where], cols, self._column_means(index))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return shadow.results_at(mapped, reml=reml)
+                means = self._column_means(index)
+                mapped[where] = _centred_theta(term, theta[where], cols, -means if back else means)
+        return mapped
 
     def _centred_shadow_model(self, far: list[list[int]]) -> Lmer:
         """:meth:`_centred_model`, built once (a Dask model's takes a pass over the rows)."""
