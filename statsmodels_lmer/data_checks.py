@@ -40,7 +40,6 @@ __all__ = [
     "drop_unused_categories",
     "far_column_names",
     "far_columns",
-    "far_from_moments",
     "far_positions",
     "far_random_columns",
     "native_byte_order",
@@ -668,15 +667,6 @@ FAR_MESSAGE = (
     "is the same"
 )
 """The warning for :func:`far_random_columns`' columns (``names`` joined by commas)."""
-
-
-def far_from_moments(
-    terms: list[RandomTerm], means: list[np.ndarray], sds: list[np.ndarray], ratio: float = 100.0
-) -> list[str]:
-    """:func:`far_random_columns` from each term's column means and standard deviations
-    (a Dask model's, summed over partitions; the rows themselves are not in memory)."""
-    positions = [far_positions(term, mean, sd, ratio) for term, mean, sd in zip(terms, means, sds)]
-    return far_column_names(terms, positions)
 
 
 def far_columns(term: RandomTerm, ratio: float = 100.0) -> list[int]:

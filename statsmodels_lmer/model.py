@@ -252,7 +252,7 @@ class Lmer(LikelihoodModel):
         if unknown:
             raise mixedlm_keyword_error("from_formula()", unknown, list(MODEL_KEYWORDS))
         restricted = kwargs.pop("restricted", False)
-        _check_bool_arg("restricted", restricted)
+        check_bool("restricted", restricted)
         data_name = _data_name(data)
         mixedlm_args = {k: kwargs.pop(k) for k in MIXEDLM_KEYWORDS if k in kwargs}
         spec = None
@@ -752,7 +752,7 @@ class Lmer(LikelihoodModel):
             ``opt_summary`` holds what was done (an :class:`OptSummary`);
             ``optinfo`` the same as lme4's dictionary layout.
         """
-        _check_bool_arg("reml", reml)
+        check_bool("reml", reml)
         options = _fit_options(kwargs, "fit()")
         with _out_of_memory_explained():
             objective = self.devfun(reml)
@@ -767,13 +767,7 @@ class Lmer(LikelihoodModel):
             threads = options.threads
             if threads is None:  # large dense blocks: one thread or all, as measured
                 threads = objective.measured_threads(start)
-            with objective.blas_threads(threads):
-                summary = fit_theta(
-                    objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
-                )
-                solution = _solved(objective, summary.theta)
-        check_estimates(solution)
-        check_reproduced(summary, solution)
+            summary, solution = self._optimized(objective, start, options, step, threads)
         if options.verify:
             summary, solution = self._check_centred(reml, summary, solution)
         res = LmerResults(self, solution, summary, reml)
@@ -850,19 +844,31 @@ class Lmer(LikelihoodModel):
         """A fit started from the centred model's optimum mapped back to these columns
         (``T T' = S T_c T_c' S'``), or None when it fails."""
         start = self._theta_in_centred(centred_theta, far, back=True)
-        objective = self.devfun(reml)
+        step = first_step(start, CLOSE_START_STEP)
         try:
-            with objective.blas_threads(options.threads), warnings.catch_warnings():
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                step = first_step(start, CLOSE_START_STEP)
-                summary = fit_theta(
-                    objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
-                )
-                solution = _solved(objective, summary.theta)
-            check_estimates(solution)
-            check_reproduced(summary, solution)
+                return self._optimized(self.devfun(reml), start, options, step, options.threads)
         except (DataError, ArithmeticError, np.linalg.LinAlgError, ValueError):
             return None
+
+    def _optimized(
+        self,
+        objective: ProfiledDeviance,
+        start: np.ndarray,
+        options: FitOptions,
+        step: np.ndarray | None,
+        threads: int | None,
+    ) -> tuple[OptSummary, Any]:
+        """The optimizer's run from ``start`` and the solution at its theta, checked
+        (finite estimates, the criterion reproduced at them)."""
+        with objective.blas_threads(threads):
+            summary = fit_theta(
+                objective, start, self.theta_lower, options, self.nobs, step, self._theta_scale
+            )
+            solution = _solved(objective, summary.theta)
+        check_estimates(solution)
+        check_reproduced(summary, solution)
         return summary, solution
 
     def far_random_positions(self) -> list[list[int]]:
@@ -944,7 +950,7 @@ class Lmer(LikelihoodModel):
         -------
         LmerResultsWrapper
         """
-        _check_bool_arg("reml", reml)
+        check_bool("reml", reml)
         theta = _check_theta(theta, self, "theta")
         objective = self.devfun(reml)
         with objective.blas_threads():
@@ -1064,10 +1070,6 @@ def _data_name(data: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _check_bool_arg(name: str, value: Any) -> None:
-    check_bool(name, value)
-
-
 def _columns_of(data: Any) -> list[Any]:
     """The column names of ``data`` (a pandas or Dask DataFrame, or a dict of columns)."""
     if isinstance(data, pd.DataFrame | dict):
@@ -1179,7 +1181,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any) -> 
     -------
     LmerResultsWrapper
     """
-    _check_bool_arg("REML", REML)
+    check_bool("REML", REML)
     fit_names = {*FitOptions.names(), *FIT_ARGUMENTS}
     known = [*fit_names, *MODEL_KEYWORDS, "REML"]
     unknown = [k for k in kwargs if k not in fit_names and k not in MODEL_KEYWORDS]

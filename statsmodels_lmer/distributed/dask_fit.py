@@ -42,7 +42,7 @@ from ..data_checks import (
     check_exact_fit,
     check_observation_counts,
     check_response_type,
-    far_from_moments,
+    far_column_names,
     far_positions,
     refuse_datetimes,
 )
@@ -564,12 +564,18 @@ def _finish(
 def _warn_far_columns(terms: list[Any], moments: list[Any]) -> None:
     """The in-memory path's warning for random-effects columns far from zero against
     their spread, from the summed moments of the terms' columns."""
-    present = [(t, m) for t, m in zip(terms, moments) if m.n > 0]
-    means = [m.mean for _, m in present]
-    sds = [np.sqrt(m.m2 / m.n) for _, m in present]
-    far = far_from_moments([t for t, _ in present], means, sds)
+    far = far_column_names(terms, _far_positions_of_moments(terms, moments))
     if far:
         warn(FAR_MESSAGE.format(names=", ".join(far)), ValueWarning)
+
+
+def _far_positions_of_moments(terms: list[Any], moments: list[Moments]) -> list[list[int]]:
+    """Per term, :func:`far_positions` from its columns' moments (none for a term
+    without rows)."""
+    return [
+        far_positions(term, m.mean, np.sqrt(m.m2 / m.n)) if m.n else []
+        for term, m in zip(terms, moments)
+    ]
 
 
 def _sum_shifts(r_factor: np.ndarray, keep: list[int], raw: RawSums) -> SumShifts | None:
@@ -713,10 +719,7 @@ class DaskRows:
 
     def far_columns(self, terms: list[RandomTerm]) -> list[list[int]]:
         """Per term, the positions of :func:`far_columns`' columns, from the moments."""
-        return [
-            far_positions(term, m.mean, np.sqrt(m.m2 / m.n)) if m.n else []
-            for term, m in zip(terms, self.term_moments)
-        ]
+        return _far_positions_of_moments(terms, self.term_moments)
 
     def centred(self, columns: list[list[int]]) -> DaskRows:
         """A copy whose sums are those of the rows with the given columns centred.

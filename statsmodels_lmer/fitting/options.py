@@ -143,9 +143,9 @@ class FitOptions:
             _check_positive(name, getattr(self, name))
         _check_nonnegative("boundary_tol", self.boundary_tol)
         for name in ("check_conv", "verify", "restart_edge"):
-            _check_bool(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
         if self.calc_derivs is not None:
-            _check_bool("calc_derivs", self.calc_derivs)
+            check_bool("calc_derivs", self.calc_derivs)
         if not isinstance(self.deriv_method, str):
             raise TypeError(f"deriv_method must be a string, got {self.deriv_method!r}")
         if self.deriv_method not in DERIV_METHODS:
@@ -157,7 +157,7 @@ class FitOptions:
         if self.initial_step is not None:
             _check_positive("initial_step", self.initial_step)
         if self.progress is not None:
-            _check_bool("progress", self.progress)
+            check_bool("progress", self.progress)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -228,7 +228,3 @@ def _check_nonnegative(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-
-
-def _check_bool(name: str, value: Any) -> None:
-    check_bool(name, value)
