@@ -15,6 +15,7 @@ import importlib
 import re
 import sys
 import warnings
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -130,7 +131,14 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """Public names, loaded subpackages and dunders (not the helper imports)."""
+    subpackages = {
+        name
+        for name, value in globals().items()
+        if isinstance(value, ModuleType) and value.__name__.startswith(f"{__name__}.")
+    }
+    dunders = {name for name in globals() if name.startswith("__") and name.endswith("__")}
+    return sorted({*__all__, *subpackages, *dunders})
 
 
 if TYPE_CHECKING:  # static checkers and IDEs see the eager imports

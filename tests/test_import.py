@@ -107,3 +107,11 @@ def test_statsmodels_mixedlm_with_the_import_swapped():
         sml.MixedLMResults  # noqa: B018
     with pytest.raises(AttributeError, match=r"has no attribute 'nothing_here'$"):
         sml.nothing_here  # noqa: B018
+
+
+def test_dir_lists_no_helper_imports():
+    names = dir(sml)
+    assert {"Any", "TYPE_CHECKING", "annotations", "importlib", "re", "sys", "warnings"}.isdisjoint(
+        names
+    )
+    assert {"lmer", "Lmer", "datasets", "__version__"} <= set(names)
