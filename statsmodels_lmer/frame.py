@@ -54,6 +54,7 @@ from .formula import (
     r_function_hint,
 )
 from .lean_design import lean_design
+from .linalg import r_factor
 from .offsets import add_offsets, formula_offset
 from .terms import RandomTerm, build_random_terms
 from .transform_rows import names_in_code, patsy_columns, readable_design, relearn_transforms
@@ -745,7 +746,7 @@ def qr_diagonal(X: np.ndarray) -> np.ndarray:
     """
     diag = np.zeros(X.shape[1])
     if X.shape[1]:
-        found = np.abs(np.diagonal(np.linalg.qr(X, mode="r")))
+        found = np.abs(np.diagonal(r_factor(X)))
         diag[: len(found)] = found
     return diag
 

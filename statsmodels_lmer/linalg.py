@@ -11,10 +11,17 @@ refused (ValueError) as scipy refuses it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.linalg import lapack
 
-__all__ = ["cho_factor", "cho_solve", "solve_triangular", "unit_diagonal_eigenvalues"]
+from ._parallel import active_threads, blas_threads
+
+__all__ = ["cho_factor", "cho_solve", "r_factor", "solve_triangular", "unit_diagonal_eigenvalues"]
+
+R_FACTOR_BLOCK_ROWS = 4096
+"""Rows per block of :func:`r_factor` (at least four times the columns)."""
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -84,3 +91,36 @@ def unit_diagonal_eigenvalues(matrix: np.ndarray) -> np.ndarray:
     usable = np.isfinite(diagonal) & (diagonal > 0)
     scales = np.where(usable, 1.0 / np.sqrt(np.where(usable, diagonal, 1.0)), 1.0)
     return np.linalg.eigvalsh(matrix * np.outer(scales, scales))
+
+
+def r_factor(X: np.ndarray) -> np.ndarray:
+    """The R factor of ``X = QR`` (``min(n, p)`` x ``p``, upper triangular), by blocks of rows.
+
+    LAPACK's Householder QR of a tall matrix works in panels the height of
+    ``X``, which do not stay in cache: 9.8 s for 2e5 x 433 on one core. The
+    R factors of blocks of :data:`R_FACTOR_BLOCK_ROWS` rows (four times the
+    columns when more), stacked and factored again (TSQR), give the same
+    ``R'R = X'X`` with the same backward stability in 4.5 s. The blocks are
+    factored on one BLAS thread each, in as many threads as the work may use
+    (:func:`~statsmodels_lmer._parallel.active_threads`): OpenBLAS's own
+    threads on these panels took 2 to 10 times longer with another process
+    running. Rows of ``R`` may differ in sign from LAPACK's; ``|diag(R)|``
+    and ``R'R`` do not.
+    """
+    X = np.asarray(X, dtype=float)
+    n, p = X.shape
+    rows = max(R_FACTOR_BLOCK_ROWS, 4 * p)
+    if n <= 2 * rows or p == 0:
+        return np.linalg.qr(X, mode="r")
+    blocks = [X[start : start + rows] for start in range(0, n, rows)]
+    workers = min(active_threads(), len(blocks))  # before the limit below, which it reads
+    with blas_threads(1), ThreadPoolExecutor(workers) as pool:
+        factors = list(pool.map(_block_r, blocks))
+        while len(factors) > 1:
+            groups = [factors[i : i + 8] for i in range(0, len(factors), 8)]
+            factors = list(pool.map(_block_r, map(np.vstack, groups)))
+    return factors[0]
+
+
+def _block_r(block: np.ndarray) -> np.ndarray:
+    return np.linalg.qr(block, mode="r")

@@ -30,6 +30,8 @@ from functools import cached_property
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ..linalg import r_factor
+
 __all__ = ["CENTER_RATIO", "FixedCentering"]
 
 CENTER_RATIO = 100.0
@@ -125,5 +127,5 @@ def _relative_distances(X: np.ndarray) -> np.ndarray:
         factor = np.linalg.cholesky(gram / np.outer(scale, scale))
         distances = np.abs(np.diagonal(factor))
     except np.linalg.LinAlgError:
-        distances = np.abs(np.diagonal(np.linalg.qr(X, mode="r"))) / scale
+        distances = np.abs(np.diagonal(r_factor(X))) / scale
     return np.where(norms > 0, distances, 1.0)

@@ -24,6 +24,7 @@ import patsy
 
 from ..formula import parse_formula, quote_formula
 from ..frame import aliased_columns
+from ..linalg import r_factor
 from ..transform_rows import design_matrix
 
 __all__ = [
@@ -447,7 +448,7 @@ def _fixed_factor(model) -> np.ndarray:
     if getattr(model, "partitions", None) is not None:
         return model.partitions.fixed_r
     model.require_data("ANOVA tables")
-    return np.linalg.qr(np.asarray(model.exog, dtype=float), mode="r")
+    return r_factor(np.asarray(model.exog, dtype=float))
 
 
 def _partitioned_full_coefficients(model, has_intercept: bool) -> tuple[np.ndarray, list[str]]:
