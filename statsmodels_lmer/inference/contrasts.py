@@ -298,16 +298,29 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
             # f2[T.q], f1[T.b]:f2[p], ...; R every cell, one aliased)
             exog_t, names_t, terms_t = _r_design(designs, terms_t, has_intercept, len(frame))
         elif recoded is None:
-            coefficients = np.linalg.pinv(exog) @ full
+            coefficients = _least_squares(exog, full)
             return _type3(coefficients, full_names, list(model.exog_names), terms)
-        coefficients_t = np.linalg.pinv(exog_t) @ full
-        to_model = zapsmall(np.linalg.pinv(exog_t) @ exog)
+        fits = _least_squares(exog_t, np.column_stack([full, exog]))
+        coefficients_t, to_model = fits[:, : full.shape[1]], zapsmall(fits[:, full.shape[1] :])
     contrasts_t = _type3(coefficients_t, full_names, names_t, terms_t)
     out = {}
     for term, term_t in zip(terms, terms_t):
         block = contrasts_t[term_t.name] @ to_model
         out[term.name] = block[np.abs(block).sum(axis=1) > 1e-8]
     return out
+
+
+def _least_squares(basis: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``pinv(basis) targets``, the least-squares fits of the columns of ``targets`` on
+    those of ``basis``, from the R factor of ``[basis targets]`` (``R_11 B = R_12``).
+
+    As accurate as ``pinv``'s SVD of ``basis`` and lighter: on 1e5 x 430 dummy
+    columns ``pinv`` took 5 s and an n x p copy; the R factor comes by blocks of
+    rows (:func:`~statsmodels_lmer.linalg.r_factor`).
+    """
+    p = basis.shape[1]
+    factor = r_factor(np.column_stack([basis, targets]))
+    return np.linalg.lstsq(factor[:, :p], factor[:, p:], rcond=None)[0]
 
 
 def _treatment_suffixes(suffixes: list[str], levels: tuple | list) -> bool:
