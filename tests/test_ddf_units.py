@@ -49,6 +49,33 @@ def test_df_do_not_depend_on_the_units_of_y(factor):
     assert base.coef_table()["df"]["Days"] == pytest.approx(161.0, rel=1e-6)
 
 
+@pytest.mark.parametrize("exponent", [60, 80, 140, -60, -80, -140])
+def test_df_and_tests_in_extreme_units_of_y(exponent):
+    # sigma^4 overflows from y about 1e76 and underflows from 1e-80: the df are taken
+    # in units of sigma (pbkrtest's KR df was 19 instead of 17 from 1e55)
+    formula = "Reaction ~ Days + (Days | Subject)"
+    theta = np.array([0.96674, 0.015169, 0.23091])
+    base = at(formula, SLEEP, theta)
+    factor = 10.0**exponent
+    scaled = at(formula, SLEEP.assign(Reaction=SLEEP["Reaction"] * factor), theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for ours, theirs in ddf_pair(base, scaled):
+            np.testing.assert_allclose(list(theirs), list(ours), rtol=1e-9)
+        for ddf in ("satterthwaite", "kenward-roger"):
+            table, other = base.coef_table(ddf), scaled.coef_table(ddf)
+            np.testing.assert_allclose(other["std_err"] / factor, table["std_err"], rtol=1e-9)
+            np.testing.assert_allclose(other["t"], table["t"], rtol=1e-9)
+            for res in (base, scaled):
+                res.anova(ddf=ddf)  # the F tests run too
+        f_base, f_scaled = (res.f_test("Intercept = 0, Days = 0") for res in (base, scaled))
+        assert f_scaled.fvalue == pytest.approx(f_base.fvalue, rel=1e-9)
+        assert f_scaled.df_denom == pytest.approx(f_base.df_denom, rel=1e-9)
+    assert base.coef_table("kenward-roger")["df"].tolist() == pytest.approx([17.0, 17.0])
+    hessian = scaled.satterthwaite.hessian  # mapped back to (theta, sigma)
+    assert hessian[-1, -1] * factor**2 == pytest.approx(base.satterthwaite.hessian[-1, -1])
+
+
 @pytest.mark.parametrize("factor", [1e-3, 1e-5, 1e3, 1e4])
 def test_df_do_not_depend_on_the_units_of_a_random_slope(factor):
     formula = "Reaction ~ Days + (Days | Subject)"

@@ -45,6 +45,14 @@ e.g. ``K_res,res = (n - q + ||M^-1||_F^2) / sigma^4``. No n x n or n x q matrix 
 formed; with a single random term all q x q matrices are block diagonal and are
 kept as per-level k x k blocks. Singular fits (Lambda not invertible) are fine.
 
+Units: every ``phi_i`` is a covariance, so scaling the response by ``c``
+scales all of them, ``Phi`` and ``Phi_A`` by ``c^2`` and leaves ``W I`` and the
+df unchanged. The algebra runs in units of ``sigma^2`` (``phi / sigma^2``,
+``Phi / sigma^2``): in the response's units ``sigma^4`` overflows for a
+response about 1e76 and underflows about 1e-80, and pbkrtest's df there (19
+instead of 17 from 1e55) came from ``I``'s round-off. ``information`` and
+``varpar_cov`` are reported in the response's units.
+
 Unlike pbkrtest, prior weights enter the residual covariance as ``W^-1``
 (pbkrtest uses the identity whatever the weights, which disagrees with lme4's
 ``vcov``); without weights the two agree.
@@ -175,34 +183,38 @@ class KenwardRoger:
             )
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
+        s2 = np.float64(res.scale)  # sigma^2; numpy's float: no OverflowError
+        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * s2
         self.exog_names = list(res.model.exog_names)
-        P, Q, K, names = kr_pieces(res, progress=progress)
+        P, Q, K, names = kr_pieces(res, progress=progress, unit_scale=True)
         self.varpar_names = names
         self._P = P
         # P and Q are of the engine's columns X T (T = I but for columns near the span
         # of earlier ones, engine/centering.py); the algebra runs in that basis, where it is well
-        # conditioned, and the contrasts and the adjusted covariance map (L T, T A T')
+        # conditioned, and the contrasts and the adjusted covariance map (L T, T A T').
+        # Everything below is in units of sigma^2 (module docstring).
         self._centering = res.model.cross_products.centering
-        phi = self.vcov
+        phi = np.asarray(res.normalized_cov_params, dtype=float)
         if self._centering is not None:
             devfun = res.model.devfun(True)
-            phi = res.scale * devfun.engine_vcov_unscaled(np.asarray(res.theta, dtype=float))
+            phi = devfun.engine_vcov_unscaled(np.asarray(res.theta, dtype=float))
         self._phi = phi
         phi_p = np.einsum("ab,ibc->iac", phi, P)  # Phi P_i
         trace_phi_q = np.einsum("ab,ijba->ij", phi, Q)
         trace_pp = np.einsum("iab,jba->ij", phi_p, phi_p)
         info = K - 2.0 * trace_phi_q + trace_pp
         info = 0.5 * (info + info.T)
-        self.information = info
         W = _inverse_times_two(info)
-        self.varpar_cov = W
+        self._varpar_cov = W
+        with np.errstate(over="ignore", under="ignore"):
+            self.information = info / s2 / s2
+            self.varpar_cov = W * s2 * s2
         # U = sum_ij W_ij (Q_ij - P_i Phi P_j)
         p_phi_p = np.einsum("iab,jbc->ijac", P, phi_p)
         U = np.einsum("ij,ijab->ab", W, Q - p_phi_p)
         U = 0.5 * (U + U.T)
         adjusted = phi + 2.0 * phi @ U @ phi
-        self._adjusted = 0.5 * (adjusted + adjusted.T)
+        self._adjusted = 0.5 * (adjusted + adjusted.T) * s2
         self.vcov_adjusted = self._adjusted
         if self._centering is not None:
             self.vcov_adjusted = self._centering.covariance(self._adjusted)
@@ -226,8 +238,8 @@ class KenwardRoger:
         theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
         u = np.einsum("ab,ibc,cd->iad", theta @ phi, self._P, phi)
         traces = np.einsum("iaa->i", u)
-        a1 = float(traces @ self.varpar_cov @ traces)
-        a2 = float(np.sum(self.varpar_cov * np.einsum("iab,jba->ij", u, u)))
+        a1 = float(traces @ self._varpar_cov @ traces)
+        a2 = float(np.sum(self._varpar_cov * np.einsum("iab,jba->ij", u, u)))
         return kr_ddf_and_scaling(a1, a2, q)
 
     # -- tests ---------------------------------------------------------
@@ -411,7 +423,7 @@ class _BlockQ:
 
 
 def kr_pieces(
-    res: Any, structure: str = "auto", progress: bool | None = None
+    res: Any, structure: str = "auto", progress: bool | None = None, unit_scale: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """``P`` (m, p, p), ``Q`` (m, m, p, p), ``K`` (m, m) and parameter names.
 
@@ -419,6 +431,8 @@ def kr_pieces(
     column, lme4's term order), then the residual variance. ``structure``:
     "auto" (block-diagonal algebra for a single term, dense q x q otherwise)
     or "dense". ``progress``: a bar over the stages (None: the package setting).
+    ``unit_scale``: the pieces of ``Sigma / sigma^2`` (``sigma^4`` times ``P``,
+    ``sigma^6`` times ``Q``, ``sigma^4`` times ``K``), as if ``sigma`` were 1.
     """
     model = res.model
     n_params = sum(term.n_theta for term in model.random_terms)
@@ -427,7 +441,7 @@ def kr_pieces(
     cross = model.cross_products
     ztwz, ztwx, xtwx = model_blocks(cross, model.engine_order, engine_columns=True)
     n, p = cross.nobs, cross.n_fixed
-    s2 = float(res.scale)
+    s2 = 1.0 if unit_scale else float(res.scale)
     terms = model.random_terms
     q = ztwz.shape[1]
     Lam = sp.csr_matrix(res.Lambda)

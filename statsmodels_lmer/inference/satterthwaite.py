@@ -30,6 +30,14 @@ len(theta) + 1``). Both are evaluated the same way at a singular fit (theta
 elements at 0 are differenced across 0, as lmerTest does) and go through the
 same pseudo-inverse. A progress bar (``progress=None``: the package setting,
 :func:`set_progress`) appears when they take more than a couple of seconds.
+
+Units: the df do not depend on the units of the response (``y`` times ``c``
+gives the same theta, ``sigma`` and ``C`` times ``c`` and ``c^2``), and the
+derivatives are taken in ``(theta, s)`` with ``s = sigma / sigma_hat``, where
+``s = 1`` at the estimates: with ``y`` about 1e76 ``sigma^4`` overflows, and
+about 1e-80 it underflows. The df of a linear reparametrization are the same;
+the public ``hessian``, ``jacobians`` and ``vcov_varpar`` are mapped back to
+``(theta, sigma)``.
 """
 
 from __future__ import annotations
@@ -139,7 +147,9 @@ class Satterthwaite:
         self.method = method
         self.beta = np.asarray(res.params, dtype=float)
         self.sigma = float(res.sigma)
-        self.vcov = np.asarray(res.normalized_cov_params, dtype=float) * res.scale
+        scale = np.float64(res.scale)  # sigma^2; numpy's float: no OverflowError
+        unscaled = np.asarray(res.normalized_cov_params, dtype=float)
+        self.vcov = unscaled * scale
         # The deviance function holds the cross-products: it is used here and
         # not kept, so that the results stay small when pickled.
         devfun = res.model.devfun(res.reml)
@@ -147,48 +157,60 @@ class Satterthwaite:
         # The contrasts' variances and their derivatives are computed for the
         # engine's columns X T (T = I but for columns near the span of earlier ones,
         # engine/centering.py), where they are well conditioned: l' C l = (l T) C~ (l T)'.
+        # The df come from C / sigma^2 and the derivatives in (theta, s) (module docstring).
         self._centering = devfun.cross.centering
-        self._vcov_engine = self.vcov
         if self._centering is not None:
-            self._vcov_engine = res.scale * devfun.engine_vcov_unscaled(self.varpar[:-1])
+            unscaled = devfun.engine_vcov_unscaled(self.varpar[:-1])
+        self._unit_vcov_engine = unscaled
+        self._vcov_engine = scale * unscaled
         if method == "analytic" and not analytic_derivatives_pay(devfun):
             self.method = "numderiv"  # the sparse path, dense arrays too large, or nested
         if self.method == "analytic":
-            self.hessian, self._engine_jacobians = self._analytic(devfun, progress)
+            unit_hessian, self._unit_jacobians = self._analytic(devfun, progress)
         else:
-            self.hessian, self._engine_jacobians = self._numderiv(devfun, progress)
+            unit_hessian, self._unit_jacobians = self._numderiv(devfun, progress)
+        units = np.append(np.ones(len(self.varpar) - 1), np.float64(self.sigma))
+        with np.errstate(over="ignore", under="ignore"):
+            self.hessian = unit_hessian / np.outer(units, units)
+            self._engine_jacobians = [scale * j for j in self._unit_jacobians[:-1]]
+            self._engine_jacobians.append(units[-1] * self._unit_jacobians[-1])
         self.jacobians = self._engine_jacobians
         if self._centering is not None:
             self.jacobians = [self._centering.covariance(j) for j in self._engine_jacobians]
-        self.vcov_varpar = self._pseudo_inverse_times_two(self.hessian)
+        self._unit_vcov_varpar = self._pseudo_inverse_times_two(unit_hessian, units)
+        with np.errstate(over="ignore", under="ignore"):
+            self.vcov_varpar = self._unit_vcov_varpar * np.outer(units, units)
 
     def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""
         return L if self._centering is None else self._centering.contrast(L)
 
-    def _contrast_variance(self, L: np.ndarray) -> np.ndarray:
-        """``L C L'`` (one row: a scalar in a 1 x 1 array)."""
+    def _contrast_variance(self, L: np.ndarray, unit: bool = False) -> np.ndarray:
+        """``L C L'`` (one row: a scalar in a 1 x 1 array); over ``sigma^2`` when ``unit``."""
         engine = np.atleast_2d(self._engine_contrast(L))
-        return engine @ self._vcov_engine @ engine.T
+        return engine @ (self._unit_vcov_engine if unit else self._vcov_engine) @ engine.T
 
     def _numderiv(self, devfun, progress: bool | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """lmerTest's numDeriv Hessian of the deviance and Jacobian of vcov(beta)."""
+        """lmerTest's numDeriv Hessian of the deviance and Jacobian of ``vcov(beta) /
+        sigma_hat^2``, in ``(theta, s = sigma / sigma_hat)``."""
         k, p = len(self.varpar), len(self.beta)
         total = hessian_evaluations(k) + jacobian_evaluations(k)
+        sigma = self.sigma
         with Progress(total, "Satterthwaite df", "evaluation", progress) as bar:
 
             def deviance(varpar: np.ndarray) -> float:
                 bar.update()
-                return devfun.deviance(varpar[:-1], varpar[-1])
+                return devfun.deviance(varpar[:-1], varpar[-1] * sigma)
 
             def vcov_beta(varpar: np.ndarray) -> np.ndarray:
                 bar.update()
                 return varpar[-1] ** 2 * devfun.engine_vcov_unscaled(varpar[:-1]).ravel()
 
             bar.note("Hessian of the deviance in (theta, sigma)")
-            hess = hessian(deviance, self.varpar)
+            at = np.append(self.varpar[:-1], 1.0)
+            hess = hessian(deviance, at)
             bar.note("Jacobian of vcov(beta)")
-            jac = jacobian(vcov_beta, self.varpar)
+            jac = jacobian(vcov_beta, at)
         return hess, [jac[:, i].reshape(p, p) for i in range(jac.shape[1])]
 
     def _analytic(self, devfun, progress: bool | None) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -206,18 +228,18 @@ class Satterthwaite:
             def theta_gradient(at: np.ndarray) -> np.ndarray:
                 _, grad_ld, grad_r2_at = grad.gradient_pieces(at)
                 bar.update()
-                return grad_ld + grad_r2_at / sigma**2
+                return grad_ld + (grad_r2_at / sigma) / sigma
 
             bar.note("Hessian of the deviance in (theta, sigma)")
             hess = np.empty((k, k))
             steps = self._hessian_steps(grad, theta)
             hess[:-1, :-1] = jacobian_of_gradient(theta_gradient, theta, steps)
-            hess[:-1, -1] = hess[-1, :-1] = -2.0 * grad_r2 / sigma**3
+            # in s = sigma / sigma_hat, at s = 1 (module docstring)
+            hess[:-1, -1] = hess[-1, :-1] = -2.0 * (grad_r2 / sigma) / sigma
             n_eff = grad.effective_n
-            hess[-1, -1] = 6.0 * point.pwrss / sigma**4 - 2.0 * n_eff / sigma**2
+            hess[-1, -1] = 6.0 * (point.pwrss / sigma) / sigma - 2.0 * n_eff
             vcov_unscaled, d_vcov = grad.vcov_jacobian(point, engine_columns=True)
-        jacobians = [sigma**2 * d for d in d_vcov] + [2.0 * sigma * vcov_unscaled]
-        return hess, jacobians
+        return hess, [*d_vcov, 2.0 * vcov_unscaled]
 
     @staticmethod
     def _hessian_steps(grad: ProfiledGradient, theta: np.ndarray) -> np.ndarray:
@@ -238,8 +260,11 @@ class Satterthwaite:
         return np.where(steps > STEP_FLOOR**2, steps, np.maximum(steps, floor))
 
     @staticmethod
-    def _pseudo_inverse_times_two(h: np.ndarray) -> np.ndarray:
+    def _pseudo_inverse_times_two(h: np.ndarray, units: np.ndarray) -> np.ndarray:
         """``2 H^-1``; lmerTest's pseudo-inverse where ``H`` is not clearly positive definite.
+
+        ``h`` is in ``(theta, s)``; ``units`` maps it to ``(theta, sigma)``
+        (``H_sigma = h / (u u')``), where lmerTest's own procedure runs.
 
         lmerTest inverts over the eigenvalues of ``H`` above 1e-8 (absolute), with
         warnings for negative and near-zero ones. That threshold depends on the
@@ -254,7 +279,12 @@ class Satterthwaite:
         if np.all(unit_diagonal_eigenvalues(h) > _EIGEN_TOL):
             inverse = np.linalg.inv(h)
             return inverse + inverse.T
-        values, vectors = np.linalg.eigh(h)
+        outer = np.outer(units, units)
+        with np.errstate(over="ignore", under="ignore"):
+            in_sigma = h / outer
+        if not np.all(np.isfinite(in_sigma)):  # sigma beyond squaring: judged in s
+            in_sigma, outer = h, np.ones_like(h)
+        values, vectors = np.linalg.eigh(in_sigma)
         negative = values < -_EIGEN_TOL
         near_zero = np.abs(values) <= _EIGEN_TOL
         if negative.any():
@@ -272,13 +302,14 @@ class Satterthwaite:
             )
         positive = values > _EIGEN_TOL
         q = vectors[:, positive]
-        return 2.0 * (q / values[positive]) @ q.T
+        with np.errstate(over="ignore", under="ignore"):
+            return 2.0 * ((q / values[positive]) @ q.T) / outer
 
     # -- tests ---------------------------------------------------------
     def df_1d(self, contrast: np.ndarray) -> float:
         """Satterthwaite df of one contrast vector (lmerTest ``contest1D``)."""
         contrast = np.asarray(contrast, dtype=float)
-        var = float(self._contrast_variance(contrast)[0, 0])
+        var = float(self._contrast_variance(contrast, unit=True)[0, 0])
         if not var > 0:  # a zero contrast: lmerTest's 0 / 0
             return np.nan
         denom = self._gag(contrast)
@@ -311,7 +342,7 @@ class Satterthwaite:
         if np.any(rhs != 0):
             beta = beta - np.linalg.pinv(L) @ rhs
         cov = self._contrast_variance(L)
-        values, vectors = np.linalg.eigh(cov)
+        values, vectors = np.linalg.eigh(self._contrast_variance(L, unit=True))
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
         tol = max(np.sqrt(np.finfo(float).eps) * values[0], 0.0)
@@ -328,7 +359,7 @@ class Satterthwaite:
                 f_pvalue(single.statistic**2, 1, single.den_df),
                 single.mean_sq,
             )
-        t2 = (rotated @ beta) ** 2 / values[:rank]
+        t2 = ((rotated @ beta) / self.sigma) ** 2 / values[:rank]
         fvalue = float(t2.sum() / rank)
         nu = np.array([2 * values[m] ** 2 / self._gag(rotated[m]) for m in range(rank)])
         ddf = fstat_ddf(nu)
@@ -336,10 +367,10 @@ class Satterthwaite:
         return ContrastTest(L @ self.beta, cov, fvalue, rank, ddf, pvalue, fvalue * self.sigma**2)
 
     def _gag(self, contrast: np.ndarray) -> float:
-        """``g' A g`` with ``g_i = l' J_i l``: the variance of ``l' C l``."""
+        """``g' A g`` with ``g_i = l' J_i l``: the variance of ``l' C l``, over ``sigma^4``."""
         engine = self._engine_contrast(contrast)
-        grad = np.array([engine @ J @ engine for J in self._engine_jacobians])
-        return float(grad @ self.vcov_varpar @ grad)
+        grad = np.array([engine @ J @ engine for J in self._unit_jacobians])
+        return float(grad @ self._unit_vcov_varpar @ grad)
 
 
 def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
