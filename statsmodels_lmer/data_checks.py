@@ -58,14 +58,18 @@ __all__ = [
 MAX_LOG10_MAGNITUDE = 150.0
 """Largest ``|log10|`` of a column's root mean square (squares must stay within 1e+-300)."""
 
-EXACT_FIT_TOL = 1e-13
+EXACT_FIT_TOL = 1e-14
 """A response whose residual on the fixed effects is this small (relative) is fitted exactly.
 
 Exact fits leave 1 to 4 machine epsilons (``y = X b`` computed in floating
 point, 20 to 1e6 rows, columns offset by 1e6 or scaled by 1e8); a response
 ``1e9 + 1e-2 N(0, 1)`` (1e-11) still holds four digits of its noise and fits
-as in lme4.
+as in lme4, and sleepstudy's ``Reaction + 1e15`` (4.7e-14: its values vary by
+200 roundings) fits as ``Reaction`` does (refused with 1e-13 before).
 """
+
+FAR_RESPONSE_RANGE = 1e-8
+"""A response whose range is below this times its largest size is far from zero."""
 
 
 def copy_on_write() -> bool:
@@ -501,7 +505,9 @@ def check_observation_counts(
         )
 
 
-def check_exact_fit(name: str, residual: float, y_norm: float) -> None:
+def check_exact_fit(
+    name: str, residual: float, y_norm: float, y_range: tuple[float, float] | None = None
+) -> None:
     """Refuse a response the fixed effects reproduce exactly (residual variance 0).
 
     Parameters
@@ -513,6 +519,10 @@ def check_exact_fit(name: str, residual: float, y_norm: float) -> None:
         fixed effects (the last ``|R_ii|`` of the QR factor of ``[X y]``).
     y_norm : float
         The norm of the response minus any offset.
+    y_range : (float, float), optional
+        The smallest and largest value of the response minus any offset: when
+        the values are far from zero against their range, the message says so
+        (their variation may be lost to rounding).
 
     Raises
     ------
@@ -520,12 +530,25 @@ def check_exact_fit(name: str, residual: float, y_norm: float) -> None:
         When ``residual`` is at most :data:`EXACT_FIT_TOL` times ``y_norm``:
         sigma would be 0 and the likelihood unbounded.
     """
-    if not residual > EXACT_FIT_TOL * y_norm:
-        raise DataError(
-            f"the fixed effects reproduce response {name!r} exactly (residual variance 0): "
-            "the likelihood has no maximum. Check that the response is not a function of "
-            "the predictors"
-        )
+    if residual > EXACT_FIT_TOL * y_norm:
+        return
+    far = ""
+    if y_range is not None:
+        low, high = y_range
+        size = max(abs(low), abs(high))
+        if high - low < FAR_RESPONSE_RANGE * size:
+            digits = math.log10(max((high - low) / (size * np.finfo(float).eps), 1.0))
+            far = (
+                f". Its values are far from zero against their range ({low:.17g} to "
+                f"{high:.17g}), where double precision keeps {digits:.1f} digits of their "
+                "variation: subtract a constant first (e.g. their mean; the model is the same)"
+            )
+    how = "to within double precision's rounding" if far else "exactly"
+    raise DataError(
+        f"the fixed effects reproduce response {name!r} {how} (residual variance 0): the "
+        f"likelihood has no maximum. Check that the response is not a function of the "
+        f"predictors{far}"
+    )
 
 
 @dataclass

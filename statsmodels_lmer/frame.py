@@ -272,7 +272,8 @@ def build_model_frame(
     diagonal = qr_diagonal(np.column_stack([X, y]))
     exog, dropped = _drop_aliased(exog, diagonal[:-1])
     check_observations(parsed.response, y, exog.shape[1], offset is not None)
-    check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)))
+    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else None
+    check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)), y_range)
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
     far = far_random_columns(terms)
@@ -736,7 +737,9 @@ def check_response_fit(
     """
     check_magnitudes({f"response {name!r}": y}, weights)
     check_observations(name, y, X.shape[1], offset)
-    check_exact_fit(name, qr_diagonal(np.column_stack([X, y]))[-1], float(np.linalg.norm(y)))
+    residual = qr_diagonal(np.column_stack([X, y]))[-1]
+    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else None
+    check_exact_fit(name, residual, float(np.linalg.norm(y)), y_range)
 
 
 def qr_diagonal(X: np.ndarray) -> np.ndarray:

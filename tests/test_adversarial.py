@@ -925,3 +925,20 @@ def test_random_terms_the_data_cannot_identify_are_flagged(formula, message):
         warnings.simplefilter("error", ValueWarning)
         sml.Lmer.from_formula("y ~ x + (1 | f)", fixed_and_random_factor_data())
         sml.Lmer.from_formula("y ~ x + (1 | f) + (0 + x | g2)", fixed_and_random_factor_data())
+
+
+def test_response_far_from_zero_fits_or_is_refused_naming_its_spread():
+    # Reaction + 1e15 varies by 200 roundings: the same fit as the values shifted back
+    # (it was refused as an exact fit); at 1e17 a refusal that names the spread
+    sleep = sml.datasets.load("sleepstudy")
+    formula = "w ~ Days + (Days | Subject)"
+    far = lmer_quiet(formula, sleep.assign(w=sleep.Reaction + 1e15))
+    back = lmer_quiet(formula, sleep.assign(w=(sleep.Reaction + 1e15) - 1e15))  # exact shift
+    assert far.objective == pytest.approx(back.objective, rel=1e-12)
+    np.testing.assert_allclose(far.theta, back.theta, rtol=1e-6)
+    assert far.params["Days"] == pytest.approx(back.params["Days"], rel=1e-9)
+    with pytest.raises(
+        DataError,
+        match=r"rounding .* far from zero against their range \(1\.00000000000000\d+e\+17 to",
+    ):
+        sml.lmer(formula, sleep.assign(w=sleep.Reaction + 1e17))

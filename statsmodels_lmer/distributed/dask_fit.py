@@ -533,7 +533,7 @@ def _finish(
     has_offset = plan.rows.offset is not None
     y_range = (float(sums.fixed.y_range[0]), float(sums.fixed.y_range[1]))
     check_observation_counts(parsed.response, scan.nobs, len(keep), y_range, has_offset)
-    check_exact_fit(parsed.response, diagonal[p], float(np.linalg.norm(r_factor[:, p])))
+    check_exact_fit(parsed.response, diagonal[p], float(np.linalg.norm(r_factor[:, p])), y_range)
     continuous = ~sums.fixed.binary[keep]
     if scan.nobs >= 2 and np.any(continuous):
         sd = np.sqrt(sums.fixed.moments.variance[keep][continuous])
