@@ -34,6 +34,7 @@ __all__ = [
     "check_observations",
     "check_response_type",
     "check_unique_columns",
+    "check_zero_columns",
     "column_dtypes",
     "confounded_terms",
     "copy_on_write",
@@ -721,6 +722,32 @@ def _far_name(term: RandomTerm, j: int) -> str:
     return f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
 
 
+def check_zero_columns(terms: list[RandomTerm]) -> None:
+    """Refuse a random-effects column that is zero on every row.
+
+    Its variance and covariances do not enter the likelihood: the fit would
+    report its starting value (lme4 1.1-31 crashes on ``(0 + zero | g)``).
+    Terms fitted on a Dask cluster (no rows here) are not checked.
+
+    Raises
+    ------
+    DataError
+    """
+    for term in terms:
+        Z = np.asarray(term.Z, dtype=float)
+        if Z.shape[0] == 0:
+            continue
+        zero = [name for name, column in zip(term.column_names, Z.T) if not np.any(column)]
+        if zero:
+            names = ", ".join(repr(name) for name in zero)
+            raise DataError(
+                f"random-effects term ({term.lhs} | {term.group}): column{'s' * (len(zero) > 1)} "
+                f"{names} {'are' if len(zero) > 1 else 'is'} zero on every row, so "
+                f"{'their' if len(zero) > 1 else 'its'} variance cannot be estimated; leave "
+                f"{'them' if len(zero) > 1 else 'it'} out of the term"
+            )
+
+
 def unidentified_terms(terms: list[RandomTerm]) -> list[str]:
     """Messages for vector-valued terms whose covariance the data cannot identify.
 
@@ -743,7 +770,7 @@ def unidentified_terms(terms: list[RandomTerm]) -> list[str]:
         starts = np.flatnonzero(np.diff(term.codes[order], prepend=-1))
         ordered = Z[order]
         spread = np.maximum.reduceat(ordered, starts) - np.minimum.reduceat(ordered, starts)
-        if np.any(spread > 1e-12 * np.maximum(1.0, np.abs(Z).max(axis=0))):
+        if np.any(spread > 1e-12 * np.abs(Z).max(axis=0)):  # relative: x * 1e-13 varies
             continue  # some column varies within a level
         patterns = np.unique(ordered[starts], axis=0)
         rows, cols = np.tril_indices(p)

@@ -27,6 +27,7 @@ from .data_checks import (
     check_observations,
     check_response_type,
     check_unique_columns,
+    check_zero_columns,
     column_dtypes,
     confounded_terms,
     drop_unused_categories,
@@ -280,6 +281,7 @@ def build_model_frame(
     if far:
         warn(FAR_MESSAGE.format(names=", ".join(far)), ValueWarning)
     check_groups(terms, len(frame), partial(_missing_note, data, used, n_dropped))
+    check_zero_columns(terms)
     for message in unidentified_terms(terms) + confounded_terms(exog.to_numpy(float), terms):
         warn(message, ValueWarning)
     return ModelFrame(

@@ -942,3 +942,23 @@ def test_response_far_from_zero_fits_or_is_refused_naming_its_spread():
         match=r"rounding .* far from zero against their range \(1\.00000000000000\d+e\+17 to",
     ):
         sml.lmer(formula, sleep.assign(w=sleep.Reaction + 1e17))
+
+
+@pytest.mark.parametrize("bar", ["(0 + zero | g)", "(1 + zero | g)", "(zero + x | g)"])
+def test_random_column_zero_on_every_row_is_refused(bar):
+    # its variance does not enter the likelihood: the fit reported theta's start, 1
+    # (lme4 1.1-31 crashes on (0 + zero | g))
+    data = make_data().assign(zero=0.0)
+    with pytest.raises(DataError, match=r"column 'zero' is zero on every row"):
+        sml.lmer(f"y ~ x + {bar}", data)
+
+
+def test_tiny_random_slope_is_not_called_constant_within_levels():
+    # the spread was judged against max(1, |x|): Days * 1e-15 "varied only between levels"
+    sleep = sml.datasets.load("sleepstudy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sml.lmer("Reaction ~ xs + (xs | Subject)", sleep.assign(xs=sleep.Days * 1e-15))
+    assert not [w for w in caught if "constant within each level" in str(w.message)]
+    plain = lmer_quiet("Reaction ~ Days + (Days | Subject)", sleep)
+    assert res.params["xs"] * 1e-15 == pytest.approx(plain.params["Days"], rel=1e-6)

@@ -516,13 +516,13 @@ def test_profile_limits_of_a_weighted_fit_are_the_roots_of_zeta():
 
 
 def test_limit_guess_parabola_without_numpys_rank_warning():
-    from statsmodels_lmer.intervals.profile import _quadratic_through
+    from statsmodels_lmer.intervals.profile import quadratic_through
 
     x, y = np.array([-1.2, 0.3, 2.0]), np.array([0.5, -0.7, 3.1])
     expected = np.polyval(np.polyfit(x, y, 2), 1.96)
-    assert _quadratic_through(x, y, 1.96) == pytest.approx(expected, rel=1e-12)
+    assert quadratic_through(x, y, 1.96) == pytest.approx(expected, rel=1e-12)
     near = np.array([1.0, 1.0 + 2e-16, 1.0 + 4e-16])  # three zetas equal but for round-off
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # np.polyfit warned RankWarning here (56 times a confint)
-        guess = _quadratic_through(near, np.array([0.1, 0.2, 0.3]), 1.96)
+        guess = quadratic_through(near, np.array([0.1, 0.2, 0.3]), 1.96)
     assert not np.isfinite(guess) or abs(guess) > 1e10

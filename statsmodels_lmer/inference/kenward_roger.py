@@ -205,10 +205,7 @@ class KenwardRoger:
         info = K - 2.0 * trace_phi_q + trace_pp
         info = 0.5 * (info + info.T)
         W = _inverse_times_two(info)
-        self._varpar_cov = W
-        with np.errstate(over="ignore", under="ignore"):
-            self.information = info / s2 / s2
-            self.varpar_cov = W * s2 * s2
+        self._information, self._varpar_cov, self._scale = info, W, float(s2)
         # U = sum_ij W_ij (Q_ij - P_i Phi P_j)
         p_phi_p = np.einsum("iab,jbc->ijac", P, phi_p)
         U = np.einsum("ij,ijab->ab", W, Q - p_phi_p)
@@ -218,6 +215,18 @@ class KenwardRoger:
         self.vcov_adjusted = self._adjusted
         if self._centering is not None:
             self.vcov_adjusted = self._centering.covariance(self._adjusted)
+
+    @property
+    def information(self) -> np.ndarray:
+        """The information matrix ``I`` of the variance parameters (response's units)."""
+        with np.errstate(over="ignore", under="ignore"):
+            return self._information / np.float64(self._scale) ** 2
+
+    @property
+    def varpar_cov(self) -> np.ndarray:
+        """``W = 2 I^-1``, their asymptotic covariance (response's units)."""
+        with np.errstate(over="ignore", under="ignore"):
+            return self._varpar_cov * np.float64(self._scale) ** 2
 
     def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""

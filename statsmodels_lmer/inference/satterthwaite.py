@@ -162,7 +162,7 @@ class Satterthwaite:
         if self._centering is not None:
             unscaled = devfun.engine_vcov_unscaled(self.varpar[:-1])
         self._unit_vcov_engine = unscaled
-        self._vcov_engine = scale * unscaled
+        self._scale = float(scale)
         if method == "analytic" and not analytic_derivatives_pay(devfun):
             self.method = "numderiv"  # the sparse path, dense arrays too large, or nested
         if self.method == "analytic":
@@ -172,14 +172,33 @@ class Satterthwaite:
         units = np.append(np.ones(len(self.varpar) - 1), np.float64(self.sigma))
         with np.errstate(over="ignore", under="ignore"):
             self.hessian = unit_hessian / np.outer(units, units)
-            self._engine_jacobians = [scale * j for j in self._unit_jacobians[:-1]]
-            self._engine_jacobians.append(units[-1] * self._unit_jacobians[-1])
-        self.jacobians = self._engine_jacobians
-        if self._centering is not None:
-            self.jacobians = [self._centering.covariance(j) for j in self._engine_jacobians]
         self._unit_vcov_varpar = self._pseudo_inverse_times_two(unit_hessian, units)
+
+    @property
+    def vcov_varpar(self) -> np.ndarray:
+        """``A = 2 H^-1``, the asymptotic covariance of ``(theta, sigma)``."""
+        units = np.append(np.ones(len(self.varpar) - 1), np.float64(self.sigma))
         with np.errstate(over="ignore", under="ignore"):
-            self.vcov_varpar = self._unit_vcov_varpar * np.outer(units, units)
+            return self._unit_vcov_varpar * np.outer(units, units)
+
+    @property
+    def _vcov_engine(self) -> np.ndarray:
+        """``C`` of the engine's columns, in the response's units."""
+        return np.float64(self._scale) * self._unit_vcov_engine
+
+    @property
+    def _engine_jacobians(self) -> list[np.ndarray]:
+        """``d C / d varpar_i`` of the engine's columns, in ``(theta, sigma)``."""
+        with np.errstate(over="ignore", under="ignore"):
+            by_theta = [np.float64(self._scale) * j for j in self._unit_jacobians[:-1]]
+            return [*by_theta, np.float64(self.sigma) * self._unit_jacobians[-1]]
+
+    @property
+    def jacobians(self) -> list[np.ndarray]:
+        """``J_i = d vcov(beta) / d varpar_i`` in ``(theta, sigma)``, of the model's columns."""
+        if self._centering is None:
+            return self._engine_jacobians
+        return [self._centering.covariance(j) for j in self._engine_jacobians]
 
     def _engine_contrast(self, L: np.ndarray) -> np.ndarray:
         """``L T``: the contrast of the engine's coefficients (``L`` itself without centring)."""

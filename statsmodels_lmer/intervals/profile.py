@@ -508,7 +508,7 @@ LIMIT_GROWTH = 100.0
 """A search step is at most this many times the one before (the bracket then limits it)."""
 
 
-def _quadratic_through(x: np.ndarray, y: np.ndarray, at: float) -> float:
+def quadratic_through(x: np.ndarray, y: np.ndarray, at: float) -> float:
     """The parabola through three points ``(x, y)`` (distinct ``x``), at ``at`` (Lagrange's
     form: nearly equal ``x`` give a large or non-finite value, never numpy's RankWarning)."""
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -528,7 +528,7 @@ def _next_limit_guess(
     zetas = np.array([z for z, _ in nearest])
     values = np.array([v for _, v in nearest])
     if len(nearest) == 3 and len(np.unique(zetas)) == 3:
-        guess = _quadratic_through(zetas, values, target)
+        guess = quadratic_through(zetas, values, target)
     else:
         (z0, v0), (z1, v1) = nearest[0], nearest[1]
         # a flat stretch (a correlation whose sd may be 0): as far as allowed
