@@ -343,16 +343,20 @@ def missing_rows(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def magnitude_columns(
     response: str, y: np.ndarray, names: list[str], X: np.ndarray, terms: list[RandomTerm]
-) -> dict[str, np.ndarray]:
-    """The columns whose magnitudes are checked (see :func:`check_magnitudes`), named.
+) -> list[tuple[list[str], np.ndarray]]:
+    """The columns whose magnitudes are checked (see :func:`check_magnitudes`), named,
+    in blocks ``(names, 2-D array)``.
 
     The response minus any offset, every fixed-effects column (``names`` of
-    the columns of ``X``) and the random-effects columns that are not intercepts.
+    the columns of ``X``, kept as one block) and the random-effects columns
+    that are not intercepts.
     """
-    columns = {f"response {response!r}": y}
-    columns.update({f"fixed-effects column {c!r}": X[:, j] for j, c in enumerate(names)})
-    columns.update(random_columns(terms))
-    return columns
+    random = random_columns(terms)
+    blocks = [([f"response {response!r}"], np.asarray(y, dtype=float)[:, None])]
+    blocks.append(([f"fixed-effects column {c!r}" for c in names], np.asarray(X, dtype=float)))
+    if random:
+        blocks.append((list(random), np.column_stack(list(random.values()))))
+    return blocks
 
 
 def bare_columns(parsed: ParsedFormula, used: list[str], bare: set[str]) -> tuple[list, list]:
