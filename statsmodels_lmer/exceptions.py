@@ -8,7 +8,13 @@ statsmodels' own warning classes.
 from __future__ import annotations
 
 import inspect
+import re
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, ModelWarning
 
@@ -22,6 +28,8 @@ __all__ = [
     "UnknownColumnError",
     "UnsafeFormulaError",
     "caller_stacklevel",
+    "ignored_warnings",
+    "recorded_warnings",
     "warn",
 ]
 
@@ -89,6 +97,93 @@ def caller_stacklevel() -> int:
 
 
 def warn(message: str, category: type[Warning]) -> None:
-    """Emit a warning attributed to the caller's line (see :func:`caller_stacklevel`)."""
+    """Emit a warning attributed to the caller's line (see :func:`caller_stacklevel`).
+
+    Inside :func:`ignored_warnings` or :func:`recorded_warnings` of this
+    thread, a matching warning is dropped or recorded instead.
+    """
+    if _diverted(message, category):
+        return
     # caller_stacklevel counts from its own frame; this function adds one.
     warnings.warn(message, category, stacklevel=caller_stacklevel())
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One :func:`ignored_warnings` (``texts`` None) or :func:`recorded_warnings` block."""
+
+    category: type[Warning]
+    pattern: re.Pattern[str] | None
+    texts: list[str] | None
+
+
+_LAYERS: ContextVar[tuple[_Layer, ...]] = ContextVar("statsmodels_lmer_warnings", default=())
+"""The blocks this thread (context) is in, innermost last."""
+
+
+def _diverted(message: str, category: type[Warning]) -> bool:
+    """Drop or record the warning in the innermost block that takes it."""
+    for layer in reversed(_LAYERS.get()):
+        if not issubclass(category, layer.category):
+            continue
+        if layer.pattern is not None and not layer.pattern.match(message):
+            continue
+        if layer.texts is not None:
+            layer.texts.append(message)
+        return True
+    return False
+
+
+def _only_thread() -> bool:
+    """Whether no other thread runs (tqdm's monitor aside): ``warnings.catch_warnings``
+    is then safe. Before Python 3.14 it swaps process-wide state, and two blocks
+    overlapping in two threads restore each other's: fits in two threads left every
+    warning of the process switched off, and a bootstrap recorded another
+    thread's warnings as its own."""
+    current = threading.current_thread()
+    return all(
+        thread is current or type(thread).__name__ == "TMonitor" for thread in threading.enumerate()
+    )
+
+
+@contextmanager
+def ignored_warnings(category: type[Warning] = Warning, message: str = "") -> Iterator[None]:
+    """Drop the warnings of ``category`` whose text starts with ``message`` (a regular
+    expression) raised in this block.
+
+    The package's own warnings are dropped in this thread only (a context
+    variable); other libraries' only when no other thread runs, since the
+    ``warnings`` module keeps its filters for the whole process.
+    """
+    layer = _Layer(category, re.compile(message) if message else None, None)
+    token = _LAYERS.set((*_LAYERS.get(), layer))
+    try:
+        if _only_thread():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message, category)
+                yield
+        else:
+            yield
+    finally:
+        _LAYERS.reset(token)
+
+
+@contextmanager
+def recorded_warnings() -> Iterator[list[str]]:
+    """The texts of the warnings raised in this block, recorded instead of shown.
+
+    As :func:`ignored_warnings`: the package's own in this thread only, other
+    libraries' when no other thread runs (otherwise they are shown as usual).
+    """
+    texts: list[str] = []
+    token = _LAYERS.set((*_LAYERS.get(), _Layer(Warning, None, texts)))
+    try:
+        if _only_thread():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield texts
+            texts.extend(str(w.message) for w in caught)
+        else:
+            yield texts
+    finally:
+        _LAYERS.reset(token)

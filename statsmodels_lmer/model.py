@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .arguments import check_bool
+from .cached import cached_property
 from .data_checks import far_column_names, far_columns, native_byte_order
 from .distributed.dask_fit import (
     PartitionedModel,
@@ -34,7 +33,13 @@ from .engine.blocks import (
 )
 from .engine.cost import MEMORY_VARIABLE, available_memory, format_bytes
 from .engine.objective import ProfiledDeviance
-from .exceptions import DataError, LmerConvergenceWarning, OutOfMemoryError, warn
+from .exceptions import (
+    DataError,
+    LmerConvergenceWarning,
+    OutOfMemoryError,
+    ignored_warnings,
+    warn,
+)
 from .fitting.fit import OptSummary, check_estimates, check_reproduced, fit_theta, uses_gradient
 from .fitting.options import CLOSE_START_STEP, FitOptions, unknown_keyword_error
 from .fitting.rescale import optimizer_scale, theta_scales, theta_scales_of_rms
@@ -800,8 +805,7 @@ class Lmer(LikelihoodModel):
         if not any(far):
             return summary, solution
         shadow = self._centred_shadow_model(far)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with ignored_warnings():
             centred = shadow.fit(reml=reml, progress=False)
         best = float(centred.opt_summary.run.fun)
         tolerance = max(summary.options.verify_tol, 1e-9 * abs(best))
@@ -846,8 +850,7 @@ class Lmer(LikelihoodModel):
         start = self._theta_in_centred(centred_theta, far, back=True)
         step = first_step(start, CLOSE_START_STEP)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with ignored_warnings():
                 return self._optimized(self.devfun(reml), start, options, step, options.threads)
         except (DataError, ArithmeticError, np.linalg.LinAlgError, ValueError):
             return None
@@ -894,8 +897,7 @@ class Lmer(LikelihoodModel):
         if not any(far):
             return None
         shadow = self._centred_shadow_model(far)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with ignored_warnings():
             return shadow.results_at(self._theta_in_centred(theta, far), reml=reml)
 
     def _theta_in_centred(self, theta: Any, far: list[list[int]], back: bool = False) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from .arguments import (
     check_positions,
     check_positive,
 )
+from .cached import cached_property
 from .engine.objective import Solution
 from .exceptions import warn
 from .fitting.fit import OptSummary, uses_gradient

@@ -27,6 +27,7 @@ LAYERS = [
         "datasets.*",
         "tables",
         "columns",
+        "cached",
     ],
     ["linalg"],
     ["transforms"],

@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ import scipy.sparse as sp
 from scipy.linalg import blas
 
 from .._parallel import active_threads
+from ..cached import cached_property
 from ..terms import RandomTerm, compact_codes
 from .centering import FixedCentering
 from .cost import (

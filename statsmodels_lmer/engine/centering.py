@@ -25,11 +25,11 @@ columns are left as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ..cached import cached_property
 from ..linalg import r_factor
 
 __all__ = ["CENTER_RATIO", "FixedCentering"]

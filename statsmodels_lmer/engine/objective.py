@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import cached_property
 from time import perf_counter
 from typing import Any
 
@@ -37,6 +36,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .._parallel import SMALL_BLOCK, THREADED_BLOCK, blas_threads, threads_for_block
+from ..cached import cached_property
 from ..linalg import cho_solve, solve_triangular
 from ..terms import RandomTerm
 from .blocks import CrossProducts

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
-import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .._parallel import Progress, effective_jobs, map_in_workers
 from ..arguments import check_bool, check_count, check_level, random_generator
-from ..exceptions import warn
+from ..exceptions import recorded_warnings, warn
 from ..fitting.options import FitOptions, unknown_keyword_error
 from ..graphics.bootstrap import plot_bootstrap
 from .parameters import default_statistics, parameter_names, percent_labels
@@ -55,14 +54,13 @@ def _refit_many(
     """Refit each column of ``ys``: (statistic or None, error, warning texts)."""
     out = []
     for k in range(ys.shape[1]):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded_warnings() as texts:
             try:
                 value = func(res.refit(ys[:, k], **fit_kwargs))
                 error = None
             except Exception as exc:  # a failed refit is recorded, not raised
                 value, error = None, f"{type(exc).__name__}: {exc}"
-        out.append((value, error, [str(w.message) for w in caught]))
+        out.append((value, error, texts))
     return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from ..arguments import (
     check_positive,
     check_unit_interval,
 )
-from ..exceptions import SingularFitWarning, warn
+from ..exceptions import SingularFitWarning, ignored_warnings, warn
 from ..fitting.optimizers import HAVE_NLOPT, minimize_theta
 from ..graphics.profile import plot_profile
 from ..parametrization import correlation_sds, sdcor_to_theta, theta_to_sdcor
@@ -140,8 +139,7 @@ class _Profiler:
 
     @classmethod
     def from_results(cls, res: Any) -> _Profiler:
-        with warnings.catch_warnings():  # the fit itself has warned already
-            warnings.simplefilter("ignore", SingularFitWarning)
+        with ignored_warnings(SingularFitWarning):  # the fit itself has warned already
             ml = res.refit_ml() if res.reml else res
         model = ml.model
         objective = model.devfun(reml=False)

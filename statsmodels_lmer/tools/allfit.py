@@ -17,7 +17,6 @@ the random effects).
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +25,7 @@ import pandas as pd
 
 from .._parallel import Progress, effective_jobs, map_in_workers
 from ..arguments import check_names, check_nonnegative
+from ..exceptions import recorded_warnings
 from ..fitting.optimizers import available_optimizers
 from ..fitting.options import FitOptions
 from ..graphics.allfit import plot_allfit
@@ -53,15 +53,13 @@ def _fit_one(task: tuple[Any, bool, np.ndarray, FitOptions]) -> _Outcome:
     """One refit, with its warnings recorded rather than raised."""
     model, reml, start, options = task
     began = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as texts:
         try:
             fit = model.fit(reml=reml, start_theta=start, **options.as_dict())
             error = None
         except Exception as err:  # lme4's catch.errs: a failing optimizer is a row
             fit, error = None, err
     seconds = time.perf_counter() - began
-    texts = [str(w.message) for w in caught]
     return _Outcome(options.method or "", fit, texts, seconds, error)
 
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +21,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..arguments import check_bool
 from ..engine.objective import profiled_criterion
-from ..exceptions import DataError, warn
+from ..exceptions import DataError, ignored_warnings, warn
 from ..formula import BarTerm, parse_formula
 from ..inference.contrasts import fixed_terms, marginal_terms
 from ..inference.hypotheses import drop1_f_table
@@ -285,8 +284,7 @@ def refit_formula(res: Any, formula: str, reml: bool | None = None) -> Any:
     :meth:`LmerResults.update`, with the data-scale warnings of the reduced
     models silenced (the full model has already shown them).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ValueWarning)
+    with ignored_warnings(ValueWarning):
         return res.update(formula, reml=res.reml if reml is None else reml)
 
 

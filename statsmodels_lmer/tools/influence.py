@@ -34,9 +34,7 @@ formed.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,7 +44,8 @@ import scipy.sparse as sp
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from .._parallel import Progress
-from ..exceptions import warn
+from ..cached import cached_property
+from ..exceptions import ignored_warnings, warn
 from ..graphics.influence import plot_influence
 from ..random_effects import term_for_group, varcorr_labels
 from ..terms import carry_theta
@@ -401,8 +400,7 @@ def _refit_without(res: Any, keep: np.ndarray) -> Any:
         values = fitted_keyword(model, name)  # offset() terms: from the formula
         if values is not None:
             kwargs[name] = values[keep]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a refit's warnings belong to the refit
+    with ignored_warnings():  # a refit's warnings belong to the refit
         try:
             data, kwargs = update_arguments(model, model.data.frame.loc[keep], kwargs)
             reduced = type(model).from_formula(model.lmer_formula, data, **kwargs)

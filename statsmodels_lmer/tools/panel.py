@@ -31,7 +31,6 @@ below are ``linearmodels``' (7.1):
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ..arguments import check_column_names, check_frame
 from ..data_checks import native_byte_order
-from ..exceptions import warn
+from ..exceptions import ignored_warnings, warn
 from ..frame import aliased_columns
 from ..terms import grouping_codes
 
@@ -498,9 +497,8 @@ def _mundlak(res: Any, cov_type: str, entity: str | None) -> HausmanResult:
     for column, values in zip(columns, means.T):
         frame[column] = values
     formula = model.lmer_formula + "".join(f" + {c}" for c in columns)
-    with warnings.catch_warnings():
-        # means constant across entities are aliased with the intercept and dropped
-        warnings.filterwarnings("ignore", "fixed-effect model matrix is rank deficient")
+    # means constant across entities are aliased with the intercept and dropped
+    with ignored_warnings(message="fixed-effect model matrix is rank deficient"):
         fit = res.update(formula, data=frame, offset=model.offset_argument, subset=None)
     kept = [(n, c) for n, c in zip(names, columns) if c in fit.model.exog_names]
     if not kept:
