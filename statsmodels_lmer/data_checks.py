@@ -43,6 +43,7 @@ __all__ = [
     "far_columns",
     "far_positions",
     "far_random_columns",
+    "fitted_terms_size",
     "native_byte_order",
     "numeric_objects",
     "owned_frame",
@@ -510,7 +511,11 @@ def check_observation_counts(
 
 
 def check_exact_fit(
-    name: str, residual: float, y_norm: float, y_range: tuple[float, float] | None = None
+    name: str,
+    residual: float,
+    y_norm: float,
+    y_range: tuple[float, float] | None = None,
+    terms_size: float = 0.0,
 ) -> None:
     """Refuse a response the fixed effects reproduce exactly (residual variance 0).
 
@@ -527,14 +532,17 @@ def check_exact_fit(
         The smallest and largest value of the response minus any offset: when
         the values are far from zero against their range, the message says so
         (their variation may be lost to rounding).
+    terms_size : float, optional
+        :func:`fitted_terms_size`: the residual is judged against the larger
+        of it and ``y_norm``.
 
     Raises
     ------
     DataError
-        When ``residual`` is at most :data:`EXACT_FIT_TOL` times ``y_norm``:
-        sigma would be 0 and the likelihood unbounded.
+        When ``residual`` is at most :data:`EXACT_FIT_TOL` times the larger of
+        ``y_norm`` and ``terms_size``: sigma would be 0 and the likelihood unbounded.
     """
-    if residual > EXACT_FIT_TOL * y_norm:
+    if residual > EXACT_FIT_TOL * max(y_norm, terms_size):
         return
     far = ""
     if y_range is not None:
@@ -768,30 +776,50 @@ def _far_name(term: RandomTerm, j: int) -> str:
     return f"{term.column_names[j]!r} of ({term.lhs} | {term.group})"
 
 
-def check_zero_columns(terms: list[RandomTerm]) -> None:
+def check_zero_columns(terms: list[Any], zero: list[np.ndarray] | None = None) -> None:
     """Refuse a random-effects column that is zero on every row.
 
     Its variance and covariances do not enter the likelihood: the fit would
     report its starting value (lme4 1.1-31 crashes on ``(0 + zero | g)``).
-    Terms fitted on a Dask cluster (no rows here) are not checked.
+    ``zero``: per term, whether each column is zero on every row (a Dask
+    fit's, from the summed moments); by default found from the terms' rows.
 
     Raises
     ------
     DataError
     """
-    for term in terms:
-        Z = np.asarray(term.Z, dtype=float)
-        if Z.shape[0] == 0:
-            continue
-        zero = [name for name, column in zip(term.column_names, Z.T) if not np.any(column)]
-        if zero:
-            names = ", ".join(repr(name) for name in zero)
+    for position, term in enumerate(terms):
+        if zero is None:
+            Z = np.asarray(term.Z, dtype=float)
+            flags = ~np.any(Z, axis=0) if Z.shape[0] else np.zeros(Z.shape[1], dtype=bool)
+        else:
+            flags = np.asarray(zero[position], dtype=bool)
+        names = [name for name, flag in zip(term.column_names, flags) if flag]
+        if names:
+            many = len(names) > 1
             raise DataError(
-                f"random-effects term ({term.lhs} | {term.group}): column{'s' * (len(zero) > 1)} "
-                f"{names} {'are' if len(zero) > 1 else 'is'} zero on every row, so "
-                f"{'their' if len(zero) > 1 else 'its'} variance cannot be estimated; leave "
-                f"{'them' if len(zero) > 1 else 'it'} out of the term"
+                f"random-effects term ({term.lhs} | {term.group}): column{'s' * many} "
+                f"{', '.join(repr(name) for name in names)} {'are' if many else 'is'} zero on "
+                f"every row, so {'their' if many else 'its'} variance cannot be estimated; "
+                f"leave {'them' if many else 'it'} out of the term"
             )
+
+
+def fitted_terms_size(factor: np.ndarray, kept: list[int]) -> float:
+    """``sum_j |b_j| ||x_j||`` for the least-squares fit ``X b`` of ``y`` on the ``kept``
+    columns, from the R factor of ``[X y]`` (``y`` last; ``||x_j||`` is the norm of
+    ``R``'s column): the size of the terms that the fitted values sum.
+
+    Rounding leaves an exact fit ``y = X b`` a residual of a few epsilons of this
+    size, which can be far above ``||y||``: ``y = 300 x1 - 300 x2 + x3`` with
+    ``x2`` near ``x1`` left 5.5e-14 of ``||y||``.
+    """
+    p = factor.shape[1] - 1
+    if not kept or factor.shape[0] == 0:
+        return 0.0
+    columns = factor[:, kept]
+    coefficients = np.linalg.lstsq(columns, factor[:, p], rcond=None)[0]
+    return float(np.abs(coefficients) @ np.linalg.norm(columns, axis=0))
 
 
 def unidentified_terms(terms: list[RandomTerm]) -> list[str]:

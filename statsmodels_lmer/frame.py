@@ -32,6 +32,7 @@ from .data_checks import (
     confounded_terms,
     drop_unused_categories,
     far_random_columns,
+    fitted_terms_size,
     native_byte_order,
     numeric_objects,
     owned_frame,
@@ -270,11 +271,19 @@ def build_model_frame(
     y = endog.to_numpy(dtype=float) - (0.0 if offset is None else offset)
     X = exog.to_numpy(dtype=float)
     check_magnitudes(magnitude_columns(parsed.response, y, list(exog.columns), X, terms), weights)
-    diagonal = qr_diagonal(np.column_stack([X, y]))
-    exog, dropped = _drop_aliased(exog, diagonal[:-1])
+    factor = r_factor(np.column_stack([X, y]))
+    diagonal = padded_diagonal(factor)
+    aliased = aliased_columns(X, diagonal=diagonal[:-1])
+    exog, dropped = _drop_aliased(exog, aliased)
     check_observations(parsed.response, y, exog.shape[1], offset is not None)
-    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else None
-    check_exact_fit(parsed.response, diagonal[-1], float(np.linalg.norm(y)), y_range)
+    kept = [j for j in range(X.shape[1]) if j not in set(aliased)]
+    check_exact_fit(
+        parsed.response,
+        diagonal[-1],
+        float(np.linalg.norm(y)),
+        (float(np.min(y)), float(np.max(y))) if len(y) else None,
+        fitted_terms_size(factor, kept),
+    )
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
     far = far_random_columns(terms)
@@ -743,9 +752,14 @@ def check_response_fit(
     """
     check_magnitudes({f"response {name!r}": y}, weights)
     check_observations(name, y, X.shape[1], offset)
-    residual = qr_diagonal(np.column_stack([X, y]))[-1]
-    y_range = (float(np.min(y)), float(np.max(y))) if len(y) else None
-    check_exact_fit(name, residual, float(np.linalg.norm(y)), y_range)
+    factor = r_factor(np.column_stack([X, y]))
+    check_exact_fit(
+        name,
+        padded_diagonal(factor)[-1],
+        float(np.linalg.norm(y)),
+        (float(np.min(y)), float(np.max(y))) if len(y) else None,
+        fitted_terms_size(factor, list(range(X.shape[1]))),
+    )
 
 
 def qr_diagonal(X: np.ndarray) -> np.ndarray:
@@ -753,10 +767,15 @@ def qr_diagonal(X: np.ndarray) -> np.ndarray:
 
     With more columns than rows, the columns past the rank get 0.
     """
-    diag = np.zeros(X.shape[1])
-    if X.shape[1]:
-        found = np.abs(np.diagonal(r_factor(X)))
-        diag[: len(found)] = found
+    return padded_diagonal(r_factor(X)) if X.shape[1] else np.zeros(0)
+
+
+def padded_diagonal(factor: np.ndarray) -> np.ndarray:
+    """``|diag(R)|`` of an R factor, with 0 for the columns past its rows (more columns
+    than rows)."""
+    diag = np.zeros(factor.shape[1])
+    found = np.abs(np.diagonal(factor))
+    diag[: len(found)] = found
     return diag
 
 
@@ -812,8 +831,7 @@ def scales_differ(sd: np.ndarray, tol: float = 1e3) -> bool:
     return bool(log_sd.max() - log_sd.min() > limit)  # the largest ratio of two
 
 
-def _drop_aliased(exog: pd.DataFrame, diagonal: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
-    aliased = aliased_columns(exog.to_numpy(dtype=float), diagonal=diagonal)
+def _drop_aliased(exog: pd.DataFrame, aliased: list[int]) -> tuple[pd.DataFrame, list[str]]:
     if not aliased:
         return exog, []
     names = [str(exog.columns[j]) for j in aliased]

@@ -421,6 +421,9 @@ def test_bad_input(client, data, formula, kwargs, error, match):
         ("y ~ x + (1|g1)", {"weights": "heavy"}, r"the weights \(about 1e300\)"),
         ("two ~ x + (1|g1)", {}, "is constant"),
         ("line ~ x + (1|g1)", {}, "reproduce response 'line' exactly"),
+        # exact, with coefficients of 3000 cancelling (fitted, with sigma 1e-13, before)
+        ("cancel ~ x + x2 + u + (1|g1)", {}, "reproduce response 'cancel' exactly"),
+        ("y ~ x + (1|g1) + (0 + nil|g1)", {}, "column 'nil' is zero on every row"),
         ("y ~ day + (1|g1)", {}, "dates or times"),
         ("y ~ x + (1|g1)", {"drop_cols": "nope"}, "drop_cols names"),
         ("y ~ I(__import__('os').getcwd()) + (1|g1)", {"restricted": True}, "whitelist"),
@@ -431,7 +434,9 @@ def test_checks_of_main_give_the_in_memory_error(client, data, formula, kwargs, 
     day = pd.Timestamp("2024-01-01") + pd.to_timedelta(frame["g1"], unit="D")
 
     def columns(d):
-        return d.assign(huge=d["x"] * 1e200, heavy=d["w"] * 1e300, two=2.0, line=1 + 2 * d["x"])
+        d = d.assign(huge=d["x"] * 1e200, heavy=d["w"] * 1e300, two=2.0, line=1 + 2 * d["x"])
+        d = d.assign(u=d["x"] ** 2, x2=d["x"] + d["w"] / 3000.0, nil=0.0)
+        return d.assign(cancel=3000.0 * d["x"] - 3000.0 * d["x2"] + d["u"])
 
     with pytest.raises((ValueError, KeyError), match=match) as in_memory:
         sml.Lmer.from_formula(formula, columns(frame).assign(day=day), **kwargs)

@@ -166,3 +166,39 @@ def test_df_with_a_random_slope_far_from_zero_are_those_of_the_centred_columns()
     assert res.ddf["z"] == pytest.approx(22.6, abs=0.1)
     # the same estimates, to the digits zf = 1e4 + z keeps of z (1e-12 of 1e4)
     np.testing.assert_allclose(res.params, centred.params, rtol=1e-7)
+
+
+def test_pickles_with_the_df_pieces_in_the_responses_units_still_load():
+    # Satterthwaite and Kenward-Roger objects pickled before the unit change kept their
+    # arrays in (theta, sigma) and the response's units; such a state is mapped on loading
+    from statsmodels_lmer.inference.satterthwaite import Satterthwaite
+
+    res = at("Reaction ~ Days + (Days | Subject)", SLEEP, [0.96674, 0.015169, 0.23091])
+    sat, kr = res.satterthwaite, res.kenward_roger
+    old_sat = {k: v for k, v in sat.__dict__.items() if not k.startswith("_unit")}
+    old_sat.pop("_scale")
+    old_sat.update(
+        hessian=sat.hessian,
+        vcov_varpar=sat.vcov_varpar,
+        _engine_jacobians=sat._engine_jacobians,
+        _vcov_engine=sat._vcov_engine,
+        jacobians=sat.jacobians,
+    )
+    loaded = Satterthwaite.__new__(Satterthwaite)
+    loaded.__setstate__(old_sat)
+    L = np.array([[0.0, 1.0], [1.0, 0.5]])
+    assert loaded.df_1d(L[0]) == pytest.approx(sat.df_1d(L[0]), rel=1e-12)
+    assert loaded.test(L).den_df == pytest.approx(sat.test(L).den_df, rel=1e-12)
+    np.testing.assert_allclose(loaded.vcov_varpar, sat.vcov_varpar, rtol=1e-12)
+    old_kr = {k: v for k, v in kr.__dict__.items() if k not in ("_information", "_varpar_cov")}
+    s2 = old_kr.pop("_scale")  # the old pieces were all in the response's units
+    old_kr.update(
+        information=kr.information,
+        varpar_cov=kr.varpar_cov,
+        _phi=kr._phi * s2,
+        _P=kr._P / s2**2,
+    )
+    loaded_kr = KenwardRoger.__new__(KenwardRoger)
+    loaded_kr.__setstate__(old_kr)
+    assert loaded_kr.test(L).den_df == pytest.approx(kr.test(L).den_df, rel=1e-10)
+    np.testing.assert_allclose(loaded_kr.varpar_cov, kr.varpar_cov, rtol=1e-12)

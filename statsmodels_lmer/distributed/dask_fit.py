@@ -42,8 +42,10 @@ from ..data_checks import (
     check_exact_fit,
     check_observation_counts,
     check_response_type,
+    check_zero_columns,
     far_column_names,
     far_positions,
+    fitted_terms_size,
     refuse_datetimes,
 )
 from ..engine.blocks import (
@@ -533,13 +535,21 @@ def _finish(
     has_offset = plan.rows.offset is not None
     y_range = (float(sums.fixed.y_range[0]), float(sums.fixed.y_range[1]))
     check_observation_counts(parsed.response, scan.nobs, len(keep), y_range, has_offset)
-    check_exact_fit(parsed.response, diagonal[p], float(np.linalg.norm(r_factor[:, p])), y_range)
+    check_exact_fit(
+        parsed.response,
+        diagonal[p],
+        float(np.linalg.norm(r_factor[:, p])),
+        y_range,
+        fitted_terms_size(r_factor[: p + 1, : p + 1], keep),
+    )
     continuous = ~sums.fixed.binary[keep]
     if scan.nobs >= 2 and np.any(continuous):
         sd = np.sqrt(sums.fixed.moments.variance[keep][continuous])
         if scales_differ(sd):
             warn(SCALE_MESSAGE, ValueWarning)
-    _warn_far_columns([bar.term for bar in plan.bars], sums.term_moments)
+    terms = [bar.term for bar in plan.bars]
+    check_zero_columns(terms, [(m.mean == 0) & (m.m2 == 0) for m in sums.term_moments])
+    _warn_far_columns(terms, sums.term_moments)
     dropped = [names[j] for j in aliased]
     unwanted = set(checked_drop_cols([names[j] for j in keep], drop_cols))
     keep = [j for j in keep if names[j] not in unwanted]

@@ -216,6 +216,17 @@ class KenwardRoger:
         if self._centering is not None:
             self.vcov_adjusted = self._centering.covariance(self._adjusted)
 
+    def __setstate__(self, state: dict) -> None:
+        """Load a pickle, also one written before the algebra ran in units of
+        ``sigma^2`` (its pieces in the response's units: the df, which do not depend
+        on the units, come out the same)."""
+        if "_varpar_cov" not in state and "varpar_cov" in state:
+            state = dict(state)
+            state["_information"] = state.pop("information")
+            state["_varpar_cov"] = state.pop("varpar_cov")
+            state["_scale"] = 1.0
+        self.__dict__.update(state)
+
     @property
     def information(self) -> np.ndarray:
         """The information matrix ``I`` of the variance parameters (response's units)."""

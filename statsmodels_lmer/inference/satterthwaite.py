@@ -174,6 +174,22 @@ class Satterthwaite:
             self.hessian = unit_hessian / np.outer(units, units)
         self._unit_vcov_varpar = self._pseudo_inverse_times_two(unit_hessian, units)
 
+    def __setstate__(self, state: dict) -> None:
+        """Load a pickle, also one written before the derivatives were kept in
+        ``(theta, s)`` (its arrays in ``(theta, sigma)``, mapped here)."""
+        if "_unit_jacobians" not in state and "_engine_jacobians" in state:
+            state = dict(state)
+            sigma = np.float64(state["sigma"])
+            jacobians = state.pop("_engine_jacobians")
+            state["_unit_jacobians"] = [j / sigma**2 for j in jacobians[:-1]]
+            state["_unit_jacobians"].append(jacobians[-1] / sigma)
+            units = np.append(np.ones(len(state["varpar"]) - 1), sigma)
+            state["_unit_vcov_varpar"] = state.pop("vcov_varpar") / np.outer(units, units)
+            state["_unit_vcov_engine"] = state.pop("_vcov_engine") / sigma**2
+            state["_scale"] = float(sigma**2)
+            state.pop("jacobians", None)
+        self.__dict__.update(state)
+
     @property
     def vcov_varpar(self) -> np.ndarray:
         """``A = 2 H^-1``, the asymptotic covariance of ``(theta, sigma)``."""
