@@ -962,3 +962,15 @@ def test_tiny_random_slope_is_not_called_constant_within_levels():
     assert not [w for w in caught if "constant within each level" in str(w.message)]
     plain = lmer_quiet("Reaction ~ Days + (Days | Subject)", sleep)
     assert res.params["xs"] * 1e-15 == pytest.approx(plain.params["Days"], rel=1e-6)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x * f + (1 | g)", "y ~ C(f, Sum) * x + (1 | g)"])
+def test_type3_anova_after_remove_data_is_refused_by_name(formula):
+    data = make_data()
+    data["f"] = np.array(["a", "b", "c"])[np.arange(len(data)) % 3]
+    res = lmer_quiet(formula, data)
+    res.anova()
+    res.remove_data()
+    for kwargs in ({}, {"type": 2}, {"type": 1}):
+        with pytest.raises(DataError, match="ANOVA tables need the model's rows"):
+            res.anova(**kwargs)

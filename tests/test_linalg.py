@@ -17,8 +17,11 @@ def _tall(n: int, p: int, seed: int = 0) -> np.ndarray:
     return X
 
 
+@pytest.mark.parametrize("threaded", [False, True])
 @pytest.mark.parametrize(("n", "p"), [(50_000, 12), (9_000, 7), (40_001, 150)])
-def test_blocks_give_lapacks_factor(n, p):
+def test_blocks_give_lapacks_factor(n, p, threaded, monkeypatch):
+    if threaded:  # the blocks in a thread pool, as for n p^2 from 1e10 on
+        monkeypatch.setattr(linalg, "R_FACTOR_THREADED_WORK", 0.0)
     X = _tall(n, p)
     whole = np.linalg.qr(X, mode="r")
     blocked = r_factor(X)
@@ -52,7 +55,8 @@ def test_short_last_block_and_wide_and_small_matrices():
     assert r_factor(np.empty((10, 0))).shape == (0, 0)
 
 
-def test_blas_threads_restored():
+def test_blas_threads_restored(monkeypatch):
+    monkeypatch.setattr(linalg, "R_FACTOR_THREADED_WORK", 0.0)
     before = [(p["internal_api"], p["num_threads"]) for p in threadpool_info()]
     r_factor(_tall(30_000, 8))
     assert [(p["internal_api"], p["num_threads"]) for p in threadpool_info()] == before

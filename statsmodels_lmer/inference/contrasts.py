@@ -286,6 +286,7 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
             return _type3(coefficients, full_names, list(model.exog_names), terms)
         coefficients_t, full_names, names_t, terms_t, to_model = recoded
     else:
+        model.require_data("ANOVA tables")
         exog = np.asarray(model.exog, dtype=float)
         frame, env = model.data.frame, model.formula_env()
         source = getattr(model.data, "transform_data", None)
@@ -390,7 +391,8 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
     matrix = np.asarray(design, dtype=float)
     if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
         return None
-    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    aliased = set(aliased_columns(matrix))  # once: in the comprehension it was once per column
+    kept = [j for j in range(matrix.shape[1]) if j not in aliased]
     names = [design.design_info.column_names[j] for j in kept]
     return matrix[:, kept], names, _recoded_terms(model, terms, design.design_info, names)
 
@@ -529,7 +531,8 @@ def _r_design(
         names.extend(str(design.columns[j]) for j in keep)
         owner.extend([index] * len(keep))
     matrix = np.column_stack(blocks)
-    kept = [j for j in range(matrix.shape[1]) if j not in set(aliased_columns(matrix))]
+    aliased = set(aliased_columns(matrix))  # once: in the comprehension it was once per column
+    kept = [j for j in range(matrix.shape[1]) if j not in aliased]
     terms_r = [
         replace(term, columns=tuple(i for i, j in enumerate(kept) if owner[j] == index))
         for index, term in enumerate(terms)
