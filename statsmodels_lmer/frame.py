@@ -276,14 +276,7 @@ def build_model_frame(
     aliased = aliased_columns(X, diagonal=diagonal[:-1])
     exog, dropped = _drop_aliased(exog, aliased)
     check_observations(parsed.response, y, exog.shape[1], offset is not None)
-    kept = [j for j in range(X.shape[1]) if j not in set(aliased)]
-    check_exact_fit(
-        parsed.response,
-        diagonal[-1],
-        float(np.linalg.norm(y)),
-        (float(np.min(y)), float(np.max(y))) if len(y) else None,
-        fitted_terms_size(factor, kept),
-    )
+    _check_exact_fit_of(parsed.response, factor, y, kept_columns(X.shape[1], aliased))
     if check_scale_x(exog.to_numpy(dtype=float)):
         warn(SCALE_MESSAGE, ValueWarning)
     far = far_random_columns(terms)
@@ -753,12 +746,18 @@ def check_response_fit(
     check_magnitudes({f"response {name!r}": y}, weights)
     check_observations(name, y, X.shape[1], offset)
     factor = r_factor(np.column_stack([X, y]))
+    _check_exact_fit_of(name, factor, y, list(range(X.shape[1])))
+
+
+def _check_exact_fit_of(name: str, factor: np.ndarray, y: np.ndarray, kept: list[int]) -> None:
+    """:func:`check_exact_fit` from the R factor of ``[X y]`` (``kept``: X's columns
+    that are not aliased)."""
     check_exact_fit(
         name,
         padded_diagonal(factor)[-1],
         float(np.linalg.norm(y)),
         (float(np.min(y)), float(np.max(y))) if len(y) else None,
-        fitted_terms_size(factor, list(range(X.shape[1]))),
+        fitted_terms_size(factor, kept),
     )
 
 
@@ -792,6 +791,12 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7, diagonal: Any = None) -> l
     diag = qr_diagonal(X) if diagonal is None else diagonal
     norms = np.linalg.norm(X, axis=0)
     return [j for j in range(X.shape[1]) if norms[j] == 0 or diag[j] < tol * norms[j]]
+
+
+def kept_columns(n_columns: int, aliased: list[int]) -> list[int]:
+    """The positions ``0 .. n_columns - 1`` not in ``aliased``, in order."""
+    dropped = set(aliased)
+    return [j for j in range(n_columns) if j not in dropped]
 
 
 def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:

@@ -66,6 +66,7 @@ from ..frame import (
     check_groups,
     check_weight_counts,
     checked_drop_cols,
+    kept_columns,
     refuse_empty_terms,
     scales_differ,
     used_columns,
@@ -531,7 +532,7 @@ def _finish(
     aliased = aliased_columns(r_factor[:p, :p], diagonal=diagonal[:p])
     if aliased:
         warn_aliased([names[j] for j in aliased])
-    keep = [j for j in range(p) if j not in aliased]
+    keep = kept_columns(p, aliased)
     has_offset = plan.rows.offset is not None
     y_range = (float(sums.fixed.y_range[0]), float(sums.fixed.y_range[1]))
     check_observation_counts(parsed.response, scan.nobs, len(keep), y_range, has_offset)

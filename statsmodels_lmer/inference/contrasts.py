@@ -23,7 +23,7 @@ import pandas as pd
 import patsy
 
 from ..formula import parse_formula, quote_formula
-from ..frame import aliased_columns
+from ..frame import aliased_columns, kept_columns
 from ..linalg import r_factor
 from ..transform_rows import design_matrix
 
@@ -391,8 +391,7 @@ def _treatment_recoded(model, exog: np.ndarray) -> tuple[np.ndarray, list[str], 
     matrix = np.asarray(design, dtype=float)
     if matrix.shape == exog.shape and np.allclose(matrix, exog, rtol=0, atol=1e-12):
         return None
-    aliased = set(aliased_columns(matrix))  # once: in the comprehension it was once per column
-    kept = [j for j in range(matrix.shape[1]) if j not in aliased]
+    kept = kept_columns(matrix.shape[1], aliased_columns(matrix))
     names = [design.design_info.column_names[j] for j in kept]
     return matrix[:, kept], names, _recoded_terms(model, terms, design.design_info, names)
 
@@ -439,8 +438,7 @@ def _partitioned_recoded(model, has_intercept: bool) -> tuple | None:
     designs, r_factor = model.partitions.design_products(formulas)
     p_t = len(designs[0].column_names)  # the columns of r_factor: X_t F_1 ... F_k 1 X
     diagonal = np.abs(np.diagonal(r_factor))[:p_t]
-    aliased = set(aliased_columns(r_factor[:p_t, :p_t], diagonal=diagonal))
-    kept = [j for j in range(p_t) if j not in aliased]
+    kept = kept_columns(p_t, aliased_columns(r_factor[:p_t, :p_t], diagonal=diagonal))
     names = [designs[0].column_names[j] for j in kept]
     terms_t = _recoded_terms(model, terms, designs[0], names)
     starts = np.cumsum([0] + [len(d.column_names) for d in designs])
@@ -531,8 +529,7 @@ def _r_design(
         names.extend(str(design.columns[j]) for j in keep)
         owner.extend([index] * len(keep))
     matrix = np.column_stack(blocks)
-    aliased = set(aliased_columns(matrix))  # once: in the comprehension it was once per column
-    kept = [j for j in range(matrix.shape[1]) if j not in aliased]
+    kept = kept_columns(matrix.shape[1], aliased_columns(matrix))
     terms_r = [
         replace(term, columns=tuple(i for i, j in enumerate(kept) if owner[j] == index))
         for index, term in enumerate(terms)

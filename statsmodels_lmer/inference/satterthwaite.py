@@ -169,10 +169,10 @@ class Satterthwaite:
             unit_hessian, self._unit_jacobians = self._analytic(devfun, progress)
         else:
             unit_hessian, self._unit_jacobians = self._numderiv(devfun, progress)
-        units = np.append(np.ones(len(self.varpar) - 1), np.float64(self.sigma))
+        outer = np.outer(self._units, self._units)
         with np.errstate(over="ignore", under="ignore"):
-            self.hessian = unit_hessian / np.outer(units, units)
-        self._unit_vcov_varpar = self._pseudo_inverse_times_two(unit_hessian, units)
+            self.hessian = unit_hessian / outer
+        self._unit_vcov_varpar = self._pseudo_inverse_times_two(unit_hessian, outer)
 
     def __setstate__(self, state: dict) -> None:
         """Load a pickle, also one written before the derivatives were kept in
@@ -183,7 +183,7 @@ class Satterthwaite:
             jacobians = state.pop("_engine_jacobians")
             state["_unit_jacobians"] = [j / sigma**2 for j in jacobians[:-1]]
             state["_unit_jacobians"].append(jacobians[-1] / sigma)
-            units = np.append(np.ones(len(state["varpar"]) - 1), sigma)
+            units = _units_of(len(state["varpar"]), sigma)
             state["_unit_vcov_varpar"] = state.pop("vcov_varpar") / np.outer(units, units)
             state["_unit_vcov_engine"] = state.pop("_vcov_engine") / sigma**2
             state["_scale"] = float(sigma**2)
@@ -191,11 +191,15 @@ class Satterthwaite:
         self.__dict__.update(state)
 
     @property
+    def _units(self) -> np.ndarray:
+        """``d varpar / d (theta, s)``: 1 for theta, ``sigma_hat`` for sigma."""
+        return _units_of(len(self.varpar), self.sigma)
+
+    @property
     def vcov_varpar(self) -> np.ndarray:
         """``A = 2 H^-1``, the asymptotic covariance of ``(theta, sigma)``."""
-        units = np.append(np.ones(len(self.varpar) - 1), np.float64(self.sigma))
         with np.errstate(over="ignore", under="ignore"):
-            return self._unit_vcov_varpar * np.outer(units, units)
+            return self._unit_vcov_varpar * np.outer(self._units, self._units)
 
     @property
     def _vcov_engine(self) -> np.ndarray:
@@ -295,11 +299,12 @@ class Satterthwaite:
         return np.where(steps > STEP_FLOOR**2, steps, np.maximum(steps, floor))
 
     @staticmethod
-    def _pseudo_inverse_times_two(h: np.ndarray, units: np.ndarray) -> np.ndarray:
+    def _pseudo_inverse_times_two(h: np.ndarray, outer: np.ndarray) -> np.ndarray:
         """``2 H^-1``; lmerTest's pseudo-inverse where ``H`` is not clearly positive definite.
 
-        ``h`` is in ``(theta, s)``; ``units`` maps it to ``(theta, sigma)``
-        (``H_sigma = h / (u u')``), where lmerTest's own procedure runs.
+        ``h`` is in ``(theta, s)``; ``outer`` (``u u'`` of :attr:`_units`) maps it
+        to ``(theta, sigma)`` (``H_sigma = h / (u u')``), where lmerTest's own
+        procedure runs.
 
         lmerTest inverts over the eigenvalues of ``H`` above 1e-8 (absolute), with
         warnings for negative and near-zero ones. That threshold depends on the
@@ -314,7 +319,6 @@ class Satterthwaite:
         if np.all(unit_diagonal_eigenvalues(h) > _EIGEN_TOL):
             inverse = np.linalg.inv(h)
             return inverse + inverse.T
-        outer = np.outer(units, units)
         with np.errstate(over="ignore", under="ignore"):
             in_sigma = h / outer
         if not np.all(np.isfinite(in_sigma)):  # sigma beyond squaring: judged in s
@@ -376,8 +380,9 @@ class Satterthwaite:
         beta = self.beta
         if np.any(rhs != 0):
             beta = beta - np.linalg.pinv(L) @ rhs
-        cov = self._contrast_variance(L)
-        values, vectors = np.linalg.eigh(self._contrast_variance(L, unit=True))
+        unit_cov = self._contrast_variance(L, unit=True)
+        cov = np.float64(self._scale) * unit_cov
+        values, vectors = np.linalg.eigh(unit_cov)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
         tol = max(np.sqrt(np.finfo(float).eps) * values[0], 0.0)
@@ -406,6 +411,11 @@ class Satterthwaite:
         engine = self._engine_contrast(contrast)
         grad = np.array([engine @ J @ engine for J in self._unit_jacobians])
         return float(grad @ self._unit_vcov_varpar @ grad)
+
+
+def _units_of(k: int, sigma: float) -> np.ndarray:
+    """``d varpar / d (theta, s)`` for ``k`` variance parameters (the last sigma's)."""
+    return np.append(np.ones(k - 1), np.float64(sigma))
 
 
 def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
